@@ -1,0 +1,161 @@
+//! Delivery acknowledgements: how a sink tells a source that a batch is safe.
+//!
+//! The pipeline gives every sink of a route its own [`AckToken`] for each batch; the
+//! source keeps the matching [`AckWaiter`]. The waiter resolves to
+//! [`Outcome::Delivered`] only when *every* token was resolved with
+//! [`AckToken::delivered`]. A token that is dropped unresolved (a sink task that stopped,
+//! a shutdown in the middle of a retry) counts as [`Outcome::NotDelivered`]: the
+//! source then does not commit past that batch (DESIGN invariant 1).
+//!
+//! This module does no I/O and spawns nothing.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::oneshot;
+
+/// The final state of a batch across all sinks of its route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every sink has the batch (written, acknowledged, or dead-lettered by policy).
+    Delivered,
+    /// At least one sink did not take it; the checkpoint must not move past it.
+    NotDelivered,
+}
+
+struct Shared {
+    remaining: AtomicUsize,
+    failed: AtomicBool,
+    tx: Mutex<Option<oneshot::Sender<Outcome>>>,
+}
+
+impl Shared {
+    fn resolve_one(&self, ok: bool) {
+        if !ok {
+            self.failed.store(true, Ordering::Release);
+        }
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let outcome = if self.failed.load(Ordering::Acquire) {
+                Outcome::NotDelivered
+            } else {
+                Outcome::Delivered
+            };
+            if let Some(tx) = self.tx.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                let _ = tx.send(outcome);
+            }
+        }
+    }
+}
+
+/// One sink's obligation to report on one batch. Resolve it exactly once.
+pub struct AckToken {
+    shared: Arc<Shared>,
+    done: bool,
+}
+
+impl std::fmt::Debug for AckToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AckToken").field("done", &self.done).finish()
+    }
+}
+
+impl AckToken {
+    /// The sink has the batch: written and flushed, acknowledged by the peer, or
+    /// handled by an explicit discard policy (dead-letter file).
+    pub fn delivered(mut self) {
+        self.done = true;
+        self.shared.resolve_one(true);
+    }
+
+    /// The sink gives up on the batch; the route will not commit past it.
+    pub fn failed(mut self) {
+        self.done = true;
+        self.shared.resolve_one(false);
+    }
+}
+
+impl Drop for AckToken {
+    fn drop(&mut self) {
+        if !self.done {
+            self.shared.resolve_one(false);
+        }
+    }
+}
+
+/// The source's side: resolves once every sink has reported.
+#[derive(Debug)]
+pub struct AckWaiter {
+    rx: oneshot::Receiver<Outcome>,
+}
+
+impl AckWaiter {
+    pub async fn wait(self) -> Outcome {
+        self.rx.await.unwrap_or(Outcome::NotDelivered)
+    }
+
+    /// Non-blocking look: `None` while some sink has not reported yet.
+    pub fn try_outcome(&mut self) -> Option<Outcome> {
+        match self.rx.try_recv() {
+            Ok(o) => Some(o),
+            Err(oneshot::error::TryRecvError::Empty) => None,
+            Err(oneshot::error::TryRecvError::Closed) => Some(Outcome::NotDelivered),
+        }
+    }
+}
+
+/// Creates `sinks` tokens and the waiter that resolves when all of them are resolved.
+/// With zero sinks the waiter resolves to `Delivered` at once.
+pub fn ack_set(sinks: usize) -> (Vec<AckToken>, AckWaiter) {
+    let (tx, rx) = oneshot::channel();
+    if sinks == 0 {
+        let _ = tx.send(Outcome::Delivered);
+        return (Vec::new(), AckWaiter { rx });
+    }
+    let shared = Arc::new(Shared {
+        remaining: AtomicUsize::new(sinks),
+        failed: AtomicBool::new(false),
+        tx: Mutex::new(Some(tx)),
+    });
+    let tokens = (0..sinks)
+        .map(|_| AckToken {
+            shared: shared.clone(),
+            done: false,
+        })
+        .collect();
+    (tokens, AckWaiter { rx })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn delivered_only_when_every_sink_delivered() {
+        let (mut t, w) = ack_set(2);
+        t.pop().unwrap().delivered();
+        t.pop().unwrap().delivered();
+        assert_eq!(w.wait().await, Outcome::Delivered);
+    }
+
+    #[tokio::test]
+    async fn one_failure_fails_the_batch() {
+        let (mut t, w) = ack_set(2);
+        t.pop().unwrap().failed();
+        t.pop().unwrap().delivered();
+        assert_eq!(w.wait().await, Outcome::NotDelivered);
+    }
+
+    #[tokio::test]
+    async fn dropped_token_counts_as_not_delivered() {
+        let (mut t, mut w) = ack_set(2);
+        t.pop().unwrap().delivered();
+        assert_eq!(w.try_outcome(), None);
+        drop(t);
+        assert_eq!(w.wait().await, Outcome::NotDelivered);
+    }
+
+    #[tokio::test]
+    async fn zero_sinks_is_delivered() {
+        let (_t, w) = ack_set(0);
+        assert_eq!(w.wait().await, Outcome::Delivered);
+    }
+}

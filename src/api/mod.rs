@@ -1,0 +1,1 @@
+//! The Code42 API client, both generations (stub).

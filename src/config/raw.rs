@@ -1,0 +1,1 @@
+//! The TOML file as serde structs (stub).

@@ -1,0 +1,1 @@
+//! An emulated Code42 tenant (stub).

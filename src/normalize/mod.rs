@@ -1,0 +1,1 @@
+//! Normalization of API events into a common record (stub).

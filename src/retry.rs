@@ -1,0 +1,128 @@
+//! The one retry mechanism: jittered exponential backoff with validated bounds.
+//!
+//! Callers decide *whether* an error is retriable (each sink and the API client has its
+//! own small classification function); this module only decides *how long to wait*.
+//! Delays come from `backon`'s exponential builder with full jitter. A server-given
+//! delay (`Retry-After`) replaces the computed one for that attempt.
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use std::time::Duration;
+
+/// Bounds of a backoff sequence. Constructed by the config validation, which checks
+/// `0 < initial <= max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackoffPolicy {
+    pub initial: Duration,
+    pub max: Duration,
+    /// `None`: retry for as long as the caller runs (sinks: a dead sink stalls its
+    /// route and loses nothing). `Some(n)`: give up after `n` retries.
+    pub max_retries: Option<u32>,
+}
+
+impl Default for BackoffPolicy {
+    fn default() -> Self {
+        BackoffPolicy {
+            initial: Duration::from_millis(200),
+            max: Duration::from_secs(30),
+            max_retries: None,
+        }
+    }
+}
+
+impl BackoffPolicy {
+    /// A fresh sequence of delays. Call again after a success to start over.
+    pub fn backoff(&self) -> Backoff {
+        let mut b = ExponentialBuilder::default()
+            .with_min_delay(self.initial)
+            .with_max_delay(self.max)
+            .with_factor(2.0)
+            .with_jitter();
+        b = match self.max_retries {
+            Some(n) => b.with_max_times(n as usize),
+            None => b.without_max_times(),
+        };
+        Backoff {
+            inner: b.build(),
+            attempts: 0,
+            max: self.max,
+        }
+    }
+}
+
+/// An iterator-like sequence of delays. `next_delay` returns `None` when the retries
+/// allowed by the policy are used up.
+pub struct Backoff {
+    inner: backon::ExponentialBackoff,
+    attempts: u32,
+    max: Duration,
+}
+
+impl Backoff {
+    pub fn next_delay(&mut self) -> Option<Duration> {
+        self.attempts += 1;
+        self.inner.next()
+    }
+
+    /// Like `next_delay`, but a server's `Retry-After` wins (capped at ten times the
+    /// policy maximum, so that a hostile header cannot park us for a day).
+    pub fn next_delay_after(&mut self, retry_after: Option<Duration>) -> Option<Duration> {
+        let computed = self.next_delay()?;
+        Some(match retry_after {
+            Some(d) => d.min(self.max * 10),
+            None => computed,
+        })
+    }
+
+    /// How many delays were handed out so far.
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_stay_within_bounds_and_stop_at_max_retries() {
+        let p = BackoffPolicy {
+            initial: Duration::from_millis(10),
+            max: Duration::from_millis(100),
+            max_retries: Some(5),
+        };
+        let mut b = p.backoff();
+        let mut n = 0;
+        while let Some(d) = b.next_delay() {
+            // full jitter may add up to one more delay on top of the base
+            assert!(d <= Duration::from_millis(200), "{d:?}");
+            n += 1;
+        }
+        assert_eq!(n, 5);
+    }
+
+    #[test]
+    fn unbounded_policy_keeps_going() {
+        let mut b = BackoffPolicy::default().backoff();
+        for _ in 0..1000 {
+            assert!(b.next_delay().is_some());
+        }
+    }
+
+    #[test]
+    fn retry_after_wins_but_is_capped() {
+        let p = BackoffPolicy {
+            initial: Duration::from_millis(10),
+            max: Duration::from_secs(1),
+            max_retries: None,
+        };
+        let mut b = p.backoff();
+        assert_eq!(
+            b.next_delay_after(Some(Duration::from_secs(3))),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(
+            b.next_delay_after(Some(Duration::from_secs(3600))),
+            Some(Duration::from_secs(10))
+        );
+    }
+}

@@ -1,0 +1,1 @@
+//! Sources: pollers of the Code42 API (stub).
