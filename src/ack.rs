@@ -54,7 +54,9 @@ pub struct AckToken {
 
 impl std::fmt::Debug for AckToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AckToken").field("done", &self.done).finish()
+        f.debug_struct("AckToken")
+            .field("done", &self.done)
+            .finish()
     }
 }
 

@@ -121,7 +121,11 @@ impl Metrics {
                 "Records truncated to fit the transport",
                 CounterFamily
             ),
-            sink_queue: reg!("sink_queue_batches", "Batches queued for a sink", GaugeFamily),
+            sink_queue: reg!(
+                "sink_queue_batches",
+                "Batches queued for a sink",
+                GaugeFamily
+            ),
             registry,
         }
     }
@@ -147,8 +151,13 @@ mod tests {
     #[test]
     fn renders_stable_names() {
         let m = Metrics::new();
-        m.sink_events.get_or_create(&label("sink", "siem")).inc_by(3);
+        m.sink_events
+            .get_or_create(&label("sink", "siem"))
+            .inc_by(3);
         let text = m.render();
-        assert!(text.contains("c42fwd_sink_events_total{sink=\"siem\"} 3"), "{text}");
+        assert!(
+            text.contains("c42fwd_sink_events_total{sink=\"siem\"} 3"),
+            "{text}"
+        );
     }
 }

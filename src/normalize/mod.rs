@@ -1,1 +1,2 @@
 //! Normalization of API events into a common record (stub).
+pub mod catalog;

@@ -1,1 +1,8 @@
-fn main(){}
+//! The one integration-test binary: real sockets, the emulator, real rsyslog.
+//!
+//! Modules follow the system's boundaries; `support` holds shared harnesses.
+
+mod poller;
+mod rsyslog;
+mod sinks;
+mod support;

@@ -1,0 +1,1 @@
+//! Starts a real rsyslogd as a receiver for tests.
