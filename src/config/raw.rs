@@ -1,1 +1,225 @@
-//! The TOML file as serde structs (stub).
+//! Phase one of the configuration: the TOML file as serde structs, nothing more.
+//!
+//! Every table denies unknown keys, so a typo is an error with its key path rather than
+//! a silently ignored setting. Values stay close to the text (durations are parsed by
+//! `humantime`, but ranges, references and secrets are checked in `validate`).
+//! Sources and sinks are flat tables with a `type` key: `validate` then says precisely
+//! which keys do not apply to that type, which serde's tagged enums cannot.
+
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub state_dir: Option<PathBuf>,
+    #[serde(default, with = "humantime_serde")]
+    pub shutdown_grace: Option<Duration>,
+    pub metrics: Option<RawMetrics>,
+    #[serde(default)]
+    pub tenants: BTreeMap<String, RawTenant>,
+    #[serde(default)]
+    pub sources: BTreeMap<String, RawSource>,
+    #[serde(default)]
+    pub sinks: BTreeMap<String, RawSink>,
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    pub listen: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTenant {
+    /// `incydr` or `legacy`.
+    pub api: String,
+    pub base_url: String,
+    pub client_id: Option<String>,
+    pub client_secret: Option<SecretRef>,
+    pub username: Option<String>,
+    pub password: Option<SecretRef>,
+    pub totp: Option<SecretRef>,
+    pub proxy: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    pub request_timeout: Option<Duration>,
+    pub ca_file: Option<PathBuf>,
+    pub services: Option<RawServices>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawServices {
+    pub audit_log: Option<String>,
+    pub alerts: Option<String>,
+    pub fed_observer: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSource {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub tenant: String,
+    #[serde(default, with = "humantime_serde")]
+    pub lag: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub poll_interval: Option<Duration>,
+    /// `"30d"` (how far back) or an RFC 3339 time.
+    pub start: Option<String>,
+    pub page_size: Option<i64>,
+    pub filters: Option<RawAuditFilters>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuditFilters {
+    #[serde(default)]
+    pub event_types: Vec<String>,
+    #[serde(default)]
+    pub actor_ids: Vec<String>,
+    #[serde(default)]
+    pub actor_names: Vec<String>,
+    #[serde(default)]
+    pub actor_ip_addresses: Vec<String>,
+    #[serde(default)]
+    pub user_types: Vec<String>,
+    #[serde(default)]
+    pub affected_user_ids: Vec<String>,
+    #[serde(default)]
+    pub affected_user_names: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSink {
+    #[serde(rename = "type")]
+    pub kind: String,
+    // network sinks
+    pub host: Option<String>,
+    pub port: Option<i64>,
+    #[serde(default, with = "humantime_serde")]
+    pub connect_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub keepalive: Option<Duration>,
+    // udp
+    pub max_datagram: Option<i64>,
+    pub oversize: Option<String>,
+    // file
+    pub path: Option<PathBuf>,
+    // encoding
+    pub format: Option<String>,
+    pub syslog: Option<String>,
+    pub framing: Option<String>,
+    pub facility: Option<Facility>,
+    pub hostname: Option<String>,
+    pub app_name: Option<String>,
+    // delivery
+    pub queue_batches: Option<i64>,
+    pub retry: Option<RawRetry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetry {
+    #[serde(default, with = "humantime_serde")]
+    pub initial: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub max: Option<Duration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub sources: Vec<String>,
+    pub sinks: Vec<String>,
+}
+
+/// A syslog facility: a number (0-23) or a name (`local0`, `auth`, ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Facility {
+    Number(i64),
+    Name(String),
+}
+
+impl<'de> Deserialize<'de> for Facility {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Facility;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a facility number (0-23) or name such as \"local0\"")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Facility, E> {
+                Ok(Facility::Number(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Facility, E> {
+                Ok(Facility::Number(i64::try_from(v).unwrap_or(i64::MAX)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Facility, E> {
+                Ok(Facility::Name(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Where a secret comes from. Inline strings are allowed (for trials) but an
+/// environment variable or a file is what the examples show.
+#[derive(Clone, PartialEq, Eq)]
+pub enum SecretRef {
+    Inline(String),
+    Env(String),
+    File(PathBuf),
+}
+
+impl fmt::Debug for SecretRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretRef::Inline(_) => f.write_str("Inline([redacted])"),
+            SecretRef::Env(v) => write!(f, "Env({v:?})"),
+            SecretRef::File(p) => write!(f, "File({p:?})"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretRef {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = SecretRef;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string, { env = \"VAR\" } or { file = \"/path\" }")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<SecretRef, E> {
+                Ok(SecretRef::Inline(v.to_string()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<SecretRef, A::Error> {
+                let Some(key) = map.next_key::<String>()? else {
+                    return Err(de::Error::custom(
+                        "expected { env = \"VAR\" } or { file = \"/path\" }, found an empty table",
+                    ));
+                };
+                let out = match key.as_str() {
+                    "env" => SecretRef::Env(map.next_value()?),
+                    "file" => SecretRef::File(map.next_value()?),
+                    other => return Err(de::Error::unknown_field(other, &["env", "file"])),
+                };
+                if let Some(extra) = map.next_key::<String>()? {
+                    return Err(de::Error::custom(format!(
+                        "unexpected key `{extra}`: give exactly one of `env` or `file`"
+                    )));
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}

@@ -1,21 +1,1022 @@
-//! Validation of the raw config into [`super::Config`] (stub).
+//! Phase two of the configuration: from [`RawConfig`] to [`Config`], or a list of
+//! problems, each with the key path it belongs to.
+//!
+//! What it checks: every reference (routes to sources and sinks, sources to tenants),
+//! every range (ports, page sizes, durations, the 90-day retention of the start
+//! position), URL syntax, credentials complete for the tenant's API generation, and that
+//! every secret can be read (environment variable set, file readable). It does not touch
+//! the network and opens no socket; `run` uses this same path before it starts anything.
 
+use super::raw::{Facility, RawConfig, RawSink, RawSource, RawTenant, SecretRef};
+use super::*;
+use crate::encode::{EncoderOptions, Format, Framing, SyslogStyle};
+use crate::retry::BackoffPolicy;
+use std::fmt;
+use std::path::Path;
+
+/// Code42 keeps events for 90 days; a start position further back reads nothing.
+pub const RETENTION: Duration = Duration::from_secs(90 * 24 * 3600);
+/// The API's largest page for `search-audit-log`.
+pub const MAX_PAGE_SIZE: i64 = 10_000;
+
+/// One thing wrong with the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
+    /// Dotted key path, e.g. `sinks.siem.port`; empty for file-level problems.
     pub path: String,
     pub message: String,
 }
 
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// The configuration could not be used. `problems` lists every problem found.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid configuration")]
 pub struct ConfigError {
+    /// The file, when the configuration came from one.
+    pub file: Option<PathBuf>,
     pub problems: Vec<Problem>,
 }
 
-pub fn parse_str(_text: &str) -> Result<super::Config, ConfigError> {
-    Err(ConfigError { problems: vec![] })
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.file {
+            Some(p) => write!(f, "invalid configuration {}", p.display())?,
+            None => f.write_str("invalid configuration")?,
+        }
+        for p in &self.problems {
+            write!(f, "\n  {p}")?;
+        }
+        Ok(())
+    }
 }
 
-pub fn load(_path: &std::path::Path) -> Result<super::Config, ConfigError> {
-    Err(ConfigError { problems: vec![] })
+/// Reads and validates a configuration file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: Some(path.to_path_buf()),
+        problems: vec![Problem {
+            path: String::new(),
+            message: format!("cannot read {}: {e}", path.display()),
+        }],
+    })?;
+    parse_str(&text).map_err(|mut e| {
+        e.file = Some(path.to_path_buf());
+        e
+    })
+}
+
+/// Parses and validates configuration text.
+pub fn parse_str(text: &str) -> Result<Config, ConfigError> {
+    let de = toml::Deserializer::new(text);
+    let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        // toml's message carries the line and column and a snippet; keep only the
+        // first line of its message proper, prefixed with the location.
+        let message = toml_error_message(&inner, text);
+        ConfigError {
+            file: None,
+            problems: vec![Problem {
+                path: if path == "." { String::new() } else { path },
+                message,
+            }],
+        }
+    })?;
+    validate(raw, chrono::Utc::now())
+}
+
+fn toml_error_message(e: &toml::de::Error, text: &str) -> String {
+    let msg = e.message().trim().to_string();
+    match e.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            format!("line {line}: {msg}")
+        }
+        None => msg,
+    }
+}
+
+/// Collects problems while walking the raw config.
+#[derive(Default)]
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Problem {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+}
+
+/// Validates a raw config. `now` is a parameter so that tests are deterministic.
+pub fn validate(raw: RawConfig, now: DateTime<Utc>) -> Result<Config, ConfigError> {
+    let mut p = Problems::default();
+
+    let state_dir = raw
+        .state_dir
+        .unwrap_or_else(|| PathBuf::from("/var/lib/c42fwd"));
+    if state_dir.as_os_str().is_empty() {
+        p.add("state_dir", "must not be empty");
+    }
+    let metrics_listen = raw.metrics.as_ref().and_then(|m| {
+        m.listen
+            .parse::<SocketAddr>()
+            .map_err(|e| {
+                p.add(
+                    "metrics.listen",
+                    format!(
+                        "`{}` is not an address such as 127.0.0.1:9842: {e}",
+                        m.listen
+                    ),
+                )
+            })
+            .ok()
+    });
+    let shutdown_grace = raw.shutdown_grace.unwrap_or(Duration::from_secs(30));
+    if shutdown_grace.is_zero() {
+        p.add("shutdown_grace", "must be greater than zero");
+    }
+
+    let mut tenants = BTreeMap::new();
+    for (name, t) in raw.tenants {
+        if let Some(t) = tenant(&name, t, &mut p) {
+            tenants.insert(name, t);
+        }
+    }
+    let mut sources = BTreeMap::new();
+    for (name, s) in raw.sources {
+        if let Some(s) = source(&name, s, &tenants, now, &mut p) {
+            sources.insert(name, s);
+        }
+    }
+    let mut sinks = BTreeMap::new();
+    for (name, s) in raw.sinks {
+        if let Some(s) = sink(&name, s, &mut p) {
+            sinks.insert(name, s);
+        }
+    }
+
+    let mut routes: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut used_sinks = std::collections::BTreeSet::new();
+    for (i, r) in raw.routes.iter().enumerate() {
+        if r.sources.is_empty() {
+            p.add(
+                format!("routes[{i}].sources"),
+                "must name at least one source",
+            );
+        }
+        if r.sinks.is_empty() {
+            p.add(format!("routes[{i}].sinks"), "must name at least one sink");
+        }
+        for s in &r.sources {
+            if !sources.contains_key(s) && !source_named(s, &p) {
+                p.add(
+                    format!("routes[{i}].sources"),
+                    format!("no source named `{s}`"),
+                );
+            }
+        }
+        for k in &r.sinks {
+            if !sinks.contains_key(k) && !sink_named(k, &p) {
+                p.add(format!("routes[{i}].sinks"), format!("no sink named `{k}`"));
+            }
+            used_sinks.insert(k.clone());
+        }
+        for s in &r.sources {
+            let entry = routes.entry(s.clone()).or_default();
+            for k in &r.sinks {
+                if !entry.contains(k) {
+                    entry.push(k.clone());
+                }
+            }
+        }
+    }
+    for name in sources.keys() {
+        if !routes.contains_key(name) {
+            p.add(
+                format!("sources.{name}"),
+                "is not in any route: add a [[routes]] entry that sends it to a sink",
+            );
+        }
+    }
+    for name in sinks.keys() {
+        if !used_sinks.contains(name) {
+            p.add(format!("sinks.{name}"), "is not used by any route");
+        }
+    }
+    if sources.is_empty() && !p.0.iter().any(|x| x.path.starts_with("sources.")) {
+        p.add("sources", "at least one source is needed");
+    }
+
+    if !p.0.is_empty() {
+        return Err(ConfigError {
+            file: None,
+            problems: p.0,
+        });
+    }
+    Ok(Config {
+        state_dir,
+        metrics_listen,
+        shutdown_grace,
+        tenants,
+        sources,
+        sinks,
+        routes,
+    })
+}
+
+// A source or sink that failed validation is not in the map, but a route naming it
+// should not produce a second, misleading "no source named" problem.
+fn source_named(name: &str, p: &Problems) -> bool {
+    let prefix = format!("sources.{name}.");
+    p.0.iter().any(|x| x.path.starts_with(&prefix))
+}
+
+fn sink_named(name: &str, p: &Problems) -> bool {
+    let prefix = format!("sinks.{name}.");
+    p.0.iter().any(|x| x.path.starts_with(&prefix))
+}
+
+fn url(path: &str, value: &str, p: &mut Problems) -> Option<Url> {
+    match Url::parse(value) {
+        Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {
+            if u.host_str().is_none() {
+                p.add(path, format!("`{value}` has no host"));
+                return None;
+            }
+            Some(u)
+        }
+        Ok(u) => {
+            p.add(
+                path,
+                format!("`{value}`: scheme `{}` is not http or https", u.scheme()),
+            );
+            None
+        }
+        Err(e) => {
+            p.add(path, format!("`{value}` is not a URL: {e}"));
+            None
+        }
+    }
+}
+
+fn is_loopback(u: &Url) -> bool {
+    match u.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(a)) => a.is_loopback(),
+        Some(url::Host::Ipv6(a)) => a.is_loopback(),
+        None => false,
+    }
+}
+
+/// Reads a secret from where the config says it is.
+pub fn read_secret(r: &SecretRef) -> Result<Secret, String> {
+    let value = match r {
+        SecretRef::Inline(v) => v.clone(),
+        SecretRef::Env(var) => match std::env::var(var) {
+            Ok(v) => v,
+            Err(std::env::VarError::NotPresent) => {
+                return Err(format!("environment variable {var} is not set"))
+            }
+            Err(std::env::VarError::NotUnicode(_)) => {
+                return Err(format!("environment variable {var} is not valid UTF-8"))
+            }
+        },
+        SecretRef::File(path) => match std::fs::read_to_string(path) {
+            // A trailing newline from `echo secret > file` is not part of the secret.
+            Ok(v) => v.trim_end_matches(['\n', '\r']).to_string(),
+            Err(e) => return Err(format!("cannot read secret file {}: {e}", path.display())),
+        },
+    };
+    if value.is_empty() {
+        return Err(match r {
+            SecretRef::Inline(_) => "is empty".to_string(),
+            SecretRef::Env(var) => format!("environment variable {var} is empty"),
+            SecretRef::File(path) => format!("secret file {} is empty", path.display()),
+        });
+    }
+    Ok(Secret::new(value))
+}
+
+fn secret(path: String, r: &SecretRef, p: &mut Problems) -> Option<Secret> {
+    read_secret(r).map_err(|m| p.add(path, m)).ok()
+}
+
+fn tenant(name: &str, t: RawTenant, p: &mut Problems) -> Option<Tenant> {
+    let at = |k: &str| format!("tenants.{name}.{k}");
+    let before = p.0.len();
+    let api = match t.api.as_str() {
+        "incydr" => Some(ApiGeneration::Incydr),
+        "legacy" => Some(ApiGeneration::Legacy),
+        other => {
+            p.add(
+                at("api"),
+                format!("`{other}` is not an API generation: use \"incydr\" or \"legacy\""),
+            );
+            None
+        }
+    };
+    let base_url = url(&at("base_url"), t.base_url.trim_end_matches('/'), p);
+    if let Some(u) = &base_url {
+        if u.scheme() == "http" && !is_loopback(u) {
+            p.add(
+                at("base_url"),
+                "plain http to a host other than loopback would send credentials in clear: use https",
+            );
+        }
+    }
+    let mut services = ServiceUrls::default();
+    if let Some(s) = &t.services {
+        services.audit_log = s
+            .audit_log
+            .as_deref()
+            .and_then(|v| url(&at("services.audit_log"), v.trim_end_matches('/'), p));
+        services.alerts = s
+            .alerts
+            .as_deref()
+            .and_then(|v| url(&at("services.alerts"), v.trim_end_matches('/'), p));
+        services.fed_observer = s
+            .fed_observer
+            .as_deref()
+            .and_then(|v| url(&at("services.fed_observer"), v.trim_end_matches('/'), p));
+        if api == Some(ApiGeneration::Incydr) {
+            p.add(
+                at("services"),
+                "only the legacy API uses per-service URLs; the Incydr gateway is one base URL",
+            );
+        }
+    }
+
+    let has_client = t.client_id.is_some() || t.client_secret.is_some();
+    let has_user = t.username.is_some() || t.password.is_some() || t.totp.is_some();
+    let credentials = match (has_client, has_user, api) {
+        (true, true, _) => {
+            p.add(
+                at("client_id"),
+                "give either client_id/client_secret or username/password, not both",
+            );
+            None
+        }
+        (false, false, _) => {
+            p.add(
+                at("client_id"),
+                "credentials are missing: set client_id and client_secret",
+            );
+            None
+        }
+        (false, true, Some(ApiGeneration::Incydr)) => {
+            p.add(
+                at("username"),
+                "the Incydr API authenticates API clients only: use client_id and client_secret",
+            );
+            None
+        }
+        (true, false, _) => match (&t.client_id, &t.client_secret) {
+            (Some(id), Some(s)) => {
+                if id.trim().is_empty() {
+                    p.add(at("client_id"), "must not be empty");
+                }
+                let secret = secret(at("client_secret"), s, p);
+                secret.map(|secret| Credentials::ApiClient {
+                    client_id: id.clone(),
+                    secret,
+                })
+            }
+            (None, _) => {
+                p.add(at("client_id"), "is missing (client_secret is set)");
+                None
+            }
+            (_, None) => {
+                p.add(at("client_secret"), "is missing (client_id is set)");
+                None
+            }
+        },
+        (false, true, _) => match (&t.username, &t.password) {
+            (Some(u), Some(pw)) => {
+                let password = secret(at("password"), pw, p);
+                let totp = t.totp.as_ref().and_then(|x| secret(at("totp"), x, p));
+                if let Some(code) = &totp {
+                    if !(code.expose().len() == 6
+                        && code.expose().bytes().all(|b| b.is_ascii_digit()))
+                    {
+                        p.add(at("totp"), "must be a 6-digit code");
+                    }
+                }
+                password.map(|password| Credentials::User {
+                    username: u.clone(),
+                    password,
+                    totp,
+                })
+            }
+            (None, _) => {
+                p.add(at("username"), "is missing (password is set)");
+                None
+            }
+            (_, None) => {
+                p.add(at("password"), "is missing (username is set)");
+                None
+            }
+        },
+    };
+    let proxy = t.proxy.as_deref().and_then(|v| url(&at("proxy"), v, p));
+    let request_timeout = t.request_timeout.unwrap_or(Duration::from_secs(60));
+    if request_timeout < Duration::from_secs(1) {
+        p.add(at("request_timeout"), "must be at least 1s");
+    }
+    if let Some(ca) = &t.ca_file {
+        if let Err(e) = std::fs::metadata(ca) {
+            p.add(at("ca_file"), format!("cannot read {}: {e}", ca.display()));
+        }
+    }
+    if p.0.len() != before {
+        return None;
+    }
+    Some(Tenant {
+        name: name.to_string(),
+        api: api?,
+        base_url: base_url?,
+        services,
+        credentials: credentials?,
+        proxy,
+        request_timeout,
+        ca_file: t.ca_file,
+    })
+}
+
+/// Parses a start position: a duration back from now (`"30d"`) or an RFC 3339 time.
+pub fn parse_start(value: &str, now: DateTime<Utc>) -> Result<StartAt, String> {
+    if let Ok(d) = humantime::parse_duration(value) {
+        if d > RETENTION {
+            return Err(format!(
+                "`{value}` is more than 90 days back; Code42 keeps events for 90 days"
+            ));
+        }
+        return Ok(StartAt::Ago(d));
+    }
+    match DateTime::parse_from_rfc3339(value) {
+        Ok(t) => {
+            let t = t.with_timezone(&Utc);
+            if t > now {
+                return Err(format!("`{value}` is in the future"));
+            }
+            let oldest = now - chrono::Duration::from_std(RETENTION).unwrap_or_default();
+            if t < oldest {
+                return Err(format!(
+                    "`{value}` is more than 90 days back; Code42 keeps events for 90 days"
+                ));
+            }
+            Ok(StartAt::At(t))
+        }
+        Err(_) => Err(format!(
+            "`{value}` is neither a duration such as \"30d\" nor an RFC 3339 time such as \"2026-01-31T00:00:00Z\""
+        )),
+    }
+}
+
+fn source(
+    name: &str,
+    s: RawSource,
+    tenants: &BTreeMap<String, Tenant>,
+    now: DateTime<Utc>,
+    p: &mut Problems,
+) -> Option<Source> {
+    let at = |k: &str| format!("sources.{name}.{k}");
+    let before = p.0.len();
+    let kind = match s.kind.as_str() {
+        "audit_log" => {
+            let f = s.filters.unwrap_or_default();
+            for (i, t) in f.event_types.iter().enumerate() {
+                if !t
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                    || t.is_empty()
+                {
+                    p.add(
+                        format!("sources.{name}.filters.event_types[{i}]"),
+                        format!("`{t}` is not an event type name such as \"logged_in\""),
+                    );
+                }
+            }
+            for (i, t) in f.user_types.iter().enumerate() {
+                if !["USER", "SUPPORT_USER", "API_CLIENT", "SYSTEM", "UNKNOWN"]
+                    .contains(&t.as_str())
+                {
+                    p.add(
+                        format!("sources.{name}.filters.user_types[{i}]"),
+                        format!(
+                            "`{t}` is not one of USER, SUPPORT_USER, API_CLIENT, SYSTEM, UNKNOWN"
+                        ),
+                    );
+                }
+            }
+            Some(SourceSpec::AuditLog(AuditFilters {
+                event_types: f.event_types,
+                actor_ids: f.actor_ids,
+                actor_names: f.actor_names,
+                actor_ip_addresses: f.actor_ip_addresses,
+                user_types: f.user_types,
+                affected_user_ids: f.affected_user_ids,
+                affected_user_names: f.affected_user_names,
+            }))
+        }
+        other => {
+            p.add(
+                at("type"),
+                format!("`{other}` is not a source type: this version supports \"audit_log\""),
+            );
+            None
+        }
+    };
+    if !tenants.contains_key(&s.tenant) {
+        let failed =
+            p.0.iter()
+                .any(|x| x.path.starts_with(&format!("tenants.{}.", s.tenant)));
+        if !failed {
+            p.add(at("tenant"), format!("no tenant named `{}`", s.tenant));
+        }
+    }
+    let lag = s.lag.unwrap_or(Duration::from_secs(300));
+    if lag > Duration::from_secs(24 * 3600) {
+        p.add(at("lag"), "must be at most 24h");
+    }
+    let poll_interval = s.poll_interval.unwrap_or(Duration::from_secs(30));
+    if poll_interval < Duration::from_millis(100) {
+        p.add(at("poll_interval"), "must be at least 100ms");
+    }
+    let start = match parse_start(s.start.as_deref().unwrap_or("24h"), now) {
+        Ok(v) => Some(v),
+        Err(m) => {
+            p.add(at("start"), m);
+            None
+        }
+    };
+    let page_size = s.page_size.unwrap_or(1000);
+    if !(1..=MAX_PAGE_SIZE).contains(&page_size) {
+        p.add(
+            at("page_size"),
+            format!("{page_size} is out of range: the API pages 1 to 10000 events"),
+        );
+    }
+    if p.0.len() != before {
+        return None;
+    }
+    Some(Source {
+        name: name.to_string(),
+        tenant: s.tenant,
+        kind: kind?,
+        lag,
+        poll_interval,
+        start: start?,
+        page_size: page_size as u32,
+    })
+}
+
+fn facility_number(f: &Facility) -> Result<u8, String> {
+    const NAMES: [&str; 24] = [
+        "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron",
+        "authpriv", "ftp", "ntp", "audit", "alert", "clock", "local0", "local1", "local2",
+        "local3", "local4", "local5", "local6", "local7",
+    ];
+    match f {
+        Facility::Number(n) if (0..=23).contains(n) => Ok(*n as u8),
+        Facility::Number(n) => Err(format!("{n} is out of range 0-23")),
+        Facility::Name(s) => NAMES
+            .iter()
+            .position(|x| x.eq_ignore_ascii_case(s))
+            .map(|i| i as u8)
+            .ok_or_else(|| format!("`{s}` is not a facility name such as \"local0\" or \"audit\"")),
+    }
+}
+
+/// The machine's host name, for the syslog HOSTNAME field.
+pub fn default_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+fn sink(name: &str, s: RawSink, p: &mut Problems) -> Option<Sink> {
+    let at = |k: &str| format!("sinks.{name}.{k}");
+    let before = p.0.len();
+    let network = matches!(s.kind.as_str(), "tcp" | "udp");
+
+    // Keys that do not apply to this sink type are errors, not silently ignored.
+    let mut not_for = |key: &str, set: bool, applies: bool| {
+        if set && !applies {
+            p.add(at(key), format!("does not apply to a {} sink", s.kind));
+        }
+    };
+    not_for("host", s.host.is_some(), network);
+    not_for("port", s.port.is_some(), network);
+    not_for(
+        "connect_timeout",
+        s.connect_timeout.is_some(),
+        s.kind == "tcp",
+    );
+    not_for("keepalive", s.keepalive.is_some(), s.kind == "tcp");
+    not_for("max_datagram", s.max_datagram.is_some(), s.kind == "udp");
+    not_for("oversize", s.oversize.is_some(), s.kind == "udp");
+    not_for("path", s.path.is_some(), s.kind == "file");
+
+    let host = || -> Option<String> {
+        match &s.host {
+            Some(h) if !h.trim().is_empty() => Some(h.trim().to_string()),
+            _ => None,
+        }
+    };
+    let port = |p: &mut Problems| -> Option<u16> {
+        match s.port {
+            Some(n) if (1..=65535).contains(&n) => Some(n as u16),
+            Some(n) => {
+                p.add(at("port"), format!("{n} is out of range 1-65535"));
+                None
+            }
+            None => {
+                p.add(at("port"), "is required");
+                None
+            }
+        }
+    };
+
+    let kind = match s.kind.as_str() {
+        "stdout" => Some(SinkKind::Stdout),
+        "file" => match &s.path {
+            Some(path) if !path.as_os_str().is_empty() => {
+                Some(SinkKind::File { path: path.clone() })
+            }
+            _ => {
+                p.add(at("path"), "is required");
+                None
+            }
+        },
+        "tcp" => {
+            let h = host();
+            if h.is_none() {
+                p.add(at("host"), "is required");
+            }
+            let port = port(p);
+            let connect_timeout = s.connect_timeout.unwrap_or(Duration::from_secs(10));
+            if connect_timeout.is_zero() {
+                p.add(at("connect_timeout"), "must be greater than zero");
+            }
+            Some(SinkKind::Tcp {
+                host: h?,
+                port: port?,
+                connect_timeout,
+                keepalive: s.keepalive,
+            })
+        }
+        "udp" => {
+            let h = host();
+            if h.is_none() {
+                p.add(at("host"), "is required");
+            }
+            let port = port(p);
+            let max_datagram = s.max_datagram.unwrap_or(2048);
+            if !(480..=65507).contains(&max_datagram) {
+                p.add(
+                    at("max_datagram"),
+                    format!("{max_datagram} is out of range 480-65507 bytes"),
+                );
+            }
+            let oversize = match s.oversize.as_deref().unwrap_or("truncate") {
+                "truncate" => Some(OversizePolicy::Truncate),
+                "dead_letter" => Some(OversizePolicy::DeadLetter),
+                other => {
+                    p.add(
+                        at("oversize"),
+                        format!("`{other}` is not a policy: use \"truncate\" or \"dead_letter\""),
+                    );
+                    None
+                }
+            };
+            Some(SinkKind::Udp {
+                host: h?,
+                port: port?,
+                max_datagram: max_datagram as usize,
+                oversize: oversize?,
+            })
+        }
+        other => {
+            p.add(
+                at("type"),
+                format!(
+                    "`{other}` is not a sink type: use \"stdout\", \"file\", \"tcp\" or \"udp\""
+                ),
+            );
+            None
+        }
+    };
+
+    let format = match s.format.as_deref().unwrap_or("cef") {
+        "cef" => Some(Format::Cef),
+        "json" => Some(Format::JsonRaw),
+        "json_normalized" => Some(Format::JsonNormalized),
+        other => {
+            p.add(
+                at("format"),
+                format!("`{other}` is not a format: use \"cef\", \"json\" or \"json_normalized\""),
+            );
+            None
+        }
+    };
+    let syslog = match s.syslog.as_deref().unwrap_or("rfc5424") {
+        "rfc5424" => Some(SyslogStyle::Rfc5424),
+        "rfc3164" => Some(SyslogStyle::Rfc3164),
+        "none" => Some(SyslogStyle::None),
+        other => {
+            p.add(
+                at("syslog"),
+                format!(
+                    "`{other}` is not a syslog header: use \"rfc5424\", \"rfc3164\" or \"none\""
+                ),
+            );
+            None
+        }
+    };
+    let framing = match (s.kind.as_str(), s.framing.as_deref()) {
+        ("udp", None) => Some(Framing::None),
+        ("udp", Some(_)) => {
+            p.add(
+                at("framing"),
+                "does not apply to a udp sink: every record is one datagram",
+            );
+            None
+        }
+        ("tcp", None) => Some(Framing::OctetCounting),
+        (_, None) => Some(Framing::Lf),
+        (_, Some("octet_counting")) => Some(Framing::OctetCounting),
+        (_, Some("lf")) => Some(Framing::Lf),
+        (_, Some(other)) => {
+            p.add(
+                at("framing"),
+                format!("`{other}` is not a framing: use \"octet_counting\" or \"lf\""),
+            );
+            None
+        }
+    };
+    let facility = match s.facility.as_ref().map(facility_number) {
+        None => Some(13),
+        Some(Ok(n)) => Some(n),
+        Some(Err(m)) => {
+            p.add(at("facility"), m);
+            None
+        }
+    };
+    let hostname = s.hostname.clone().unwrap_or_else(default_hostname);
+    if hostname.is_empty() {
+        p.add(at("hostname"), "must not be empty");
+    }
+    let app_name = s.app_name.clone().unwrap_or_else(|| "c42fwd".to_string());
+    if app_name.is_empty() || app_name.len() > 48 {
+        p.add(at("app_name"), "must be 1 to 48 characters");
+    }
+    let queue_batches = s.queue_batches.unwrap_or(4);
+    if !(1..=1024).contains(&queue_batches) {
+        p.add(
+            at("queue_batches"),
+            format!("{queue_batches} is out of range 1-1024"),
+        );
+    }
+    let mut retry = BackoffPolicy::default();
+    if let Some(r) = &s.retry {
+        if let Some(i) = r.initial {
+            retry.initial = i;
+        }
+        if let Some(m) = r.max {
+            retry.max = m;
+        }
+        if retry.initial.is_zero() {
+            p.add(at("retry.initial"), "must be greater than zero");
+        }
+        if retry.initial > retry.max {
+            p.add(at("retry.initial"), "must not be greater than retry.max");
+        }
+    }
+    if p.0.len() != before {
+        return None;
+    }
+    Some(Sink {
+        name: name.to_string(),
+        kind: kind?,
+        encoding: EncoderOptions {
+            format: format?,
+            syslog: syslog?,
+            framing: framing?,
+            facility: facility?,
+            hostname,
+            app_name,
+        },
+        queue_batches: queue_batches as usize,
+        retry,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+state_dir = "/tmp/c42fwd-test"
+
+[tenants.acme]
+api = "incydr"
+base_url = "https://api.us.code42.com"
+client_id = "key-123"
+client_secret = "s3cret"
+
+[sources.audit]
+type = "audit_log"
+tenant = "acme"
+
+[sinks.siem]
+type = "tcp"
+host = "siem.example.com"
+port = 6514
+
+[[routes]]
+sources = ["audit"]
+sinks = ["siem"]
+"#;
+
+    fn problems(text: &str) -> Vec<String> {
+        match parse_str(text) {
+            Ok(_) => vec![],
+            Err(e) => e.problems.iter().map(|p| p.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn minimal_config_gets_sane_defaults() {
+        let c = parse_str(MINIMAL).unwrap();
+        let s = &c.sources["audit"];
+        assert_eq!(s.lag, Duration::from_secs(300));
+        assert_eq!(s.page_size, 1000);
+        assert_eq!(s.start, StartAt::Ago(Duration::from_secs(24 * 3600)));
+        let k = &c.sinks["siem"];
+        assert_eq!(k.encoding.format, Format::Cef);
+        assert_eq!(k.encoding.syslog, SyslogStyle::Rfc5424);
+        assert_eq!(k.encoding.framing, Framing::OctetCounting);
+        assert_eq!(c.routes["audit"], vec!["siem".to_string()]);
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_with_its_path() {
+        let text = MINIMAL.replace("port = 6514", "port = 6514\nprot = 1");
+        let p = problems(&text);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].starts_with("sinks.siem.prot: "), "{p:?}");
+        assert!(p[0].contains("unknown field"), "{p:?}");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_path() {
+        let text = MINIMAL
+            .replace("port = 6514", "port = 70000")
+            .replace("tenant = \"acme\"", "tenant = \"nope\"")
+            .replace("type = \"audit_log\"", "type = \"audit_log\"\nlag = \"2d\"");
+        let p = problems(&text);
+        assert!(
+            p.contains(&"sinks.siem.port: 70000 is out of range 1-65535".to_string()),
+            "{p:?}"
+        );
+        assert!(
+            p.contains(&"sources.audit.tenant: no tenant named `nope`".to_string()),
+            "{p:?}"
+        );
+        assert!(
+            p.contains(&"sources.audit.lag: must be at most 24h".to_string()),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn bad_duration_names_the_key() {
+        let text = MINIMAL.replace(
+            "type = \"audit_log\"",
+            "type = \"audit_log\"\nlag = \"5 parsecs\"",
+        );
+        let p = problems(&text);
+        assert_eq!(p.len(), 1);
+        assert!(p[0].starts_with("sources.audit.lag: "), "{p:?}");
+    }
+
+    #[test]
+    fn start_position_is_limited_to_retention() {
+        let now = Utc::now();
+        assert!(parse_start("91d", now).unwrap_err().contains("90 days"));
+        assert_eq!(
+            parse_start("30d", now).unwrap(),
+            StartAt::Ago(Duration::from_secs(30 * 86400))
+        );
+        assert!(parse_start("2001-01-01T00:00:00Z", now).is_err());
+        assert!(parse_start("yesterday", now)
+            .unwrap_err()
+            .contains("RFC 3339"));
+        let t = (now - chrono::Duration::days(1)).to_rfc3339();
+        assert!(matches!(parse_start(&t, now).unwrap(), StartAt::At(_)));
+    }
+
+    #[test]
+    fn secrets_from_env_and_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("secret");
+        std::fs::write(&f, "from-file\n").unwrap();
+        let text = MINIMAL.replace(
+            "client_secret = \"s3cret\"",
+            &format!("client_secret = {{ file = \"{}\" }}", f.display()),
+        );
+        let c = parse_str(&text).unwrap();
+        match &c.tenants["acme"].credentials {
+            Credentials::ApiClient { secret, .. } => assert_eq!(secret.expose(), "from-file"),
+            other => panic!("{other:?}"),
+        }
+        // Debug output of the whole config never shows the secret.
+        assert!(!format!("{c:?}").contains("from-file"));
+
+        let text = MINIMAL.replace(
+            "client_secret = \"s3cret\"",
+            "client_secret = { env = \"C42FWD_TEST_SURELY_UNSET_VAR\" }",
+        );
+        let p = problems(&text);
+        assert_eq!(
+            p,
+            vec!["tenants.acme.client_secret: environment variable C42FWD_TEST_SURELY_UNSET_VAR is not set"]
+        );
+    }
+
+    #[test]
+    fn plain_http_only_to_loopback() {
+        let text = MINIMAL.replace("https://api.us.code42.com", "http://api.us.code42.com");
+        assert!(problems(&text)[0].starts_with("tenants.acme.base_url: plain http"));
+        let text = MINIMAL.replace("https://api.us.code42.com", "http://127.0.0.1:4242");
+        assert!(problems(&text).is_empty());
+    }
+
+    #[test]
+    fn keys_that_do_not_apply_are_errors() {
+        let text = MINIMAL.replace(
+            "[[routes]]",
+            "[sinks.out]\ntype = \"stdout\"\nport = 5\n\n[[routes]]",
+        );
+        let p = problems(&text);
+        assert!(
+            p.contains(&"sinks.out.port: does not apply to a stdout sink".to_string()),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn unrouted_source_and_unused_sink() {
+        let text = MINIMAL.replace(
+            "sources = [\"audit\"]\nsinks = [\"siem\"]",
+            "sources = []\nsinks = []",
+        );
+        let p = problems(&text);
+        assert!(
+            p.iter()
+                .any(|x| x.starts_with("sources.audit: is not in any route")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|x| x == "sinks.siem: is not used by any route"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn legacy_user_login_with_totp() {
+        let text = MINIMAL
+            .replace("api = \"incydr\"", "api = \"legacy\"")
+            .replace(
+                "client_id = \"key-123\"\nclient_secret = \"s3cret\"",
+                "username = \"admin@example.com\"\npassword = \"pw\"\ntotp = \"12345\"",
+            );
+        assert_eq!(
+            problems(&text),
+            vec!["tenants.acme.totp: must be a 6-digit code"]
+        );
+        let ok = text.replace("\"12345\"", "\"123456\"");
+        assert!(problems(&ok).is_empty());
+    }
+
+    #[test]
+    fn syntax_error_names_the_line() {
+        let p = problems("state_dir = \n");
+        assert_eq!(p.len(), 1);
+        assert!(p[0].contains("line 1"), "{p:?}");
+    }
 }
