@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The whole test suite, as the README gives it: installs the real receivers the
+# integration tests start (rsyslog with TLS and RELP modules) when they are missing,
+# then runs formatting, lints, unit, property, golden and integration tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v rsyslogd >/dev/null 2>&1 || missing+=(rsyslog)
+dpkg-query -W -f='${Status}' rsyslog-gnutls 2>/dev/null | grep -q "ok installed" || missing+=(rsyslog-gnutls)
+dpkg-query -W -f='${Status}' rsyslog-relp 2>/dev/null | grep -q "ok installed" || missing+=(rsyslog-relp)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing test receivers: ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+cargo fmt --all --check
+cargo clippy --all-targets --locked -- -D warnings
+cargo test --all-targets --locked
+cargo test --doc --locked
