@@ -33,6 +33,9 @@ pub struct Metrics {
     /// `c42fwd_source_window_splits_total{source}`: query windows split because the
     /// result count exceeded the per-query limit.
     pub source_window_splits: CounterFamily,
+    /// `c42fwd_source_bad_timestamps_total{source}`: events whose time could not be
+    /// parsed, forwarded with the start of their query window as their time.
+    pub source_bad_timestamps: CounterFamily,
     /// `c42fwd_api_requests_total{tenant,endpoint,status}`.
     pub api_requests: CounterFamily,
     /// `c42fwd_api_retries_total{tenant,reason}`: 429, 5xx, timeout, connect, auth.
@@ -94,6 +97,11 @@ impl Metrics {
             source_window_splits: reg!(
                 "source_window_splits",
                 "Query windows split because of the per-query result limit",
+                CounterFamily
+            ),
+            source_bad_timestamps: reg!(
+                "source_bad_timestamps",
+                "Events forwarded with an unparsable timestamp",
                 CounterFamily
             ),
             api_requests: reg!("api_requests", "Code42 API requests", CounterFamily),

@@ -1,1 +1,765 @@
-//! The Code42 API client, both generations (stub).
+//! The Code42 API client for one tenant, both generations (see `API.md`).
+//!
+//! [`ApiClient`] owns the HTTP client (rustls, the configured proxy or none, the request
+//! timeout, an optional extra CA bundle), the access token (obtained on first use,
+//! refreshed shortly before it expires and once on a 401), the tenant id, and, for
+//! legacy tenants, the service discovery of the Audit Log URL. Every call goes through
+//! one retry loop: 429 (honouring `Retry-After`), 5xx, timeouts and connection errors are
+//! retried with the shared [`crate::retry`] backoff; everything else is a typed
+//! [`ApiError`] that names the endpoint and carries the server's message.
+//!
+//! **Invariant:** secrets (client secret, password, TOTP code, access token) are put on
+//! the wire and nowhere else: they are [`crate::secret::Secret`]s, which never print, and no error,
+//! log line or `Debug` output of this module contains one.
+//!
+//! This module does not decide what to query or when (that is [`crate::sources`]), and
+//! does not spawn tasks: a call is a future that can be dropped at any await to cancel.
+
+mod audit;
+mod auth;
+mod stream;
+
+pub use audit::{parse_event_time, AuditPage, AuditQuery};
+
+use crate::config::{ApiGeneration, Credentials, ServiceUrls, Tenant};
+use crate::metrics::Metrics;
+use crate::retry::BackoffPolicy;
+use auth::AccessToken;
+use bytes::Bytes;
+use chrono::Utc;
+use reqwest::header::{HeaderMap, AUTHORIZATION, RETRY_AFTER};
+use reqwest::{StatusCode, Url};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Mutex, OnceCell};
+
+/// Errors of API calls. Each names the endpoint (`POST /v1/audit/search-audit-log`).
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("cannot set up the api client for tenant {tenant}: {reason}")]
+    Setup { tenant: String, reason: String },
+    #[error("{endpoint}: authentication failed with status {status}: {message}")]
+    AuthFailed {
+        endpoint: String,
+        status: u16,
+        message: String,
+    },
+    #[error("{endpoint}: unauthorized (401) even with a fresh access token: {message}")]
+    Unauthorized { endpoint: String, message: String },
+    #[error("{endpoint}: request rejected with status {status}: {message}")]
+    Rejected {
+        endpoint: String,
+        status: u16,
+        message: String,
+    },
+    #[error("{endpoint}: rate limited (429)")]
+    RateLimited {
+        endpoint: String,
+        retry_after: Option<Duration>,
+    },
+    #[error("{endpoint}: server error {status}: {message}")]
+    Server {
+        endpoint: String,
+        status: u16,
+        message: String,
+    },
+    #[error("{endpoint}: request timed out")]
+    Timeout { endpoint: String },
+    #[error("{endpoint}: connection failed: {reason}")]
+    Connect { endpoint: String, reason: String },
+    #[error("{endpoint}: transport error: {reason}")]
+    Transport { endpoint: String, reason: String },
+    #[error("{endpoint}: unexpected response: {reason}")]
+    Decode { endpoint: String, reason: String },
+}
+
+impl ApiError {
+    /// Whether trying the same call again later can succeed (429, 5xx, timeouts,
+    /// connection and transport errors). Permanent errors need a human: bad credentials,
+    /// a rejected request (400, 403, 404), a response we cannot read.
+    pub fn is_retriable(&self) -> bool {
+        matches!(
+            self,
+            ApiError::RateLimited { .. }
+                | ApiError::Server { .. }
+                | ApiError::Timeout { .. }
+                | ApiError::Connect { .. }
+                | ApiError::Transport { .. }
+        )
+    }
+
+    /// The reason label of `c42fwd_api_retries_total`.
+    fn retry_reason(&self) -> &'static str {
+        match self {
+            ApiError::RateLimited { .. } => "429",
+            ApiError::Server { .. } => "5xx",
+            ApiError::Timeout { .. } => "timeout",
+            ApiError::Connect { .. } => "connect",
+            _ => "transport",
+        }
+    }
+}
+
+/// How a call authenticates, which decides what a 401 means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CallAuth {
+    /// A login endpoint (credentials in the request): a 401 is a permanent failure.
+    Login,
+    /// Bearer access token: a 401 refreshes the token and retries once.
+    Bearer,
+}
+
+struct TokenSlot {
+    current: Option<AccessToken>,
+    /// Bumped at every new token, so that a 401 only discards the token it was sent with.
+    generation: u64,
+}
+
+/// A client of one tenant's Code42 API. Share it with `Arc`; calls may run concurrently.
+pub struct ApiClient {
+    tenant: String,
+    api: ApiGeneration,
+    base_url: Url,
+    services: ServiceUrls,
+    credentials: Credentials,
+    http: reqwest::Client,
+    backoff: BackoffPolicy,
+    metrics: Arc<Metrics>,
+    token: Mutex<TokenSlot>,
+    tenant_id: OnceCell<String>,
+    audit_base: OnceCell<Url>,
+}
+
+impl std::fmt::Debug for ApiClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Credentials are left out entirely, not just redacted: nothing to leak.
+        f.debug_struct("ApiClient")
+            .field("tenant", &self.tenant)
+            .field("api", &self.api)
+            .field("base_url", &self.base_url.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The default retry policy of API calls: unbounded, like the sinks' (a Code42 outage
+/// stalls the source and loses nothing, DESIGN invariant 1); the poller cancels a call
+/// by dropping it at shutdown.
+pub const DEFAULT_BACKOFF: BackoffPolicy = BackoffPolicy {
+    initial: Duration::from_millis(500),
+    max: Duration::from_secs(60),
+    max_retries: None,
+};
+
+impl ApiClient {
+    /// Builds the client of `tenant`. Does no network I/O (the first call logs in).
+    pub fn new(tenant: &Tenant, metrics: Arc<Metrics>) -> Result<ApiClient, ApiError> {
+        let setup = |reason: String| ApiError::Setup {
+            tenant: tenant.name.clone(),
+            reason,
+        };
+        if tenant.api == ApiGeneration::Incydr
+            && matches!(tenant.credentials, Credentials::User { .. })
+        {
+            return Err(setup(
+                "the incydr api takes api client credentials, not a user login".to_string(),
+            ));
+        }
+        let mut b = reqwest::Client::builder()
+            .user_agent(concat!("c42fwd/", env!("CARGO_PKG_VERSION")))
+            .timeout(tenant.request_timeout)
+            .connect_timeout(tenant.request_timeout.min(Duration::from_secs(30)));
+        b = match &tenant.proxy {
+            // An explicit proxy, or none at all: the environment's *_PROXY variables are
+            // ignored so that what runs is what the config file says.
+            Some(p) => b.proxy(
+                reqwest::Proxy::all(p.clone())
+                    .map_err(|e| setup(format!("invalid proxy url: {}", e.without_url())))?,
+            ),
+            None => b.no_proxy(),
+        };
+        if let Some(ca) = &tenant.ca_file {
+            let pem = std::fs::read(ca)
+                .map_err(|e| setup(format!("cannot read ca_file {}: {e}", ca.display())))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| setup(format!("ca_file {}: {e}", ca.display())))?;
+            if certs.is_empty() {
+                return Err(setup(format!(
+                    "ca_file {} holds no PEM certificate",
+                    ca.display()
+                )));
+            }
+            for c in certs {
+                b = b.add_root_certificate(c);
+            }
+        }
+        let http = b
+            .build()
+            .map_err(|e| setup(format!("cannot build the http client: {e}")))?;
+        Ok(ApiClient {
+            tenant: tenant.name.clone(),
+            api: tenant.api,
+            base_url: tenant.base_url.clone(),
+            services: tenant.services.clone(),
+            credentials: tenant.credentials.clone(),
+            http,
+            backoff: DEFAULT_BACKOFF,
+            metrics,
+            token: Mutex::new(TokenSlot {
+                current: None,
+                generation: 0,
+            }),
+            tenant_id: OnceCell::new(),
+            audit_base: OnceCell::new(),
+        })
+    }
+
+    /// Replaces the retry policy (tests use short, bounded ones).
+    pub fn with_backoff(mut self, backoff: BackoffPolicy) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// The configured tenant name.
+    pub fn tenant(&self) -> &str {
+        &self.tenant
+    }
+
+    pub fn generation(&self) -> ApiGeneration {
+        self.api
+    }
+
+    /// The tenant id (Incydr `GET /v1/customer` -> `tenantId`; legacy
+    /// `GET /api/v3/customer/my` -> `data.tenantUid`), fetched once.
+    pub async fn tenant_id(&self) -> Result<String, ApiError> {
+        self.tenant_id
+            .get_or_try_init(|| async {
+                let (endpoint, path, pointers): (&str, &str, &[&str]) = match self.api {
+                    ApiGeneration::Incydr => ("GET /v1/customer", "/v1/customer", &["/tenantId"]),
+                    ApiGeneration::Legacy => (
+                        "GET /api/v3/customer/my",
+                        "/api/v3/customer/my",
+                        &["/data/tenantUid", "/tenantUid"],
+                    ),
+                };
+                let url = join(&self.base_url, path);
+                let body = self
+                    .call(endpoint, CallAuth::Bearer, |c| c.get(url.clone()))
+                    .await?;
+                json_string_at(endpoint, &body, pointers)
+            })
+            .await
+            .cloned()
+    }
+
+    /// Checks that the credentials work: logs in (or reuses a valid token).
+    pub async fn check_login(&self) -> Result<(), ApiError> {
+        self.access_token().await.map(|_| ())
+    }
+
+    // ---- the one request loop ----
+
+    /// Sends a request built by `make` (called again for every attempt), retrying as the
+    /// module docs say, and returns the body of the 2xx response.
+    async fn call<F>(&self, endpoint: &str, auth: CallAuth, make: F) -> Result<Bytes, ApiError>
+    where
+        F: Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    {
+        self.call_reading(endpoint, auth, make, Collect::default)
+            .await
+    }
+
+    /// Like [`Self::call`], but the 2xx body is fed chunk by chunk to a fresh reader
+    /// from `new_reader` (a broken body is retried like any transport error).
+    async fn call_reading<F, R>(
+        &self,
+        endpoint: &str,
+        auth: CallAuth,
+        make: F,
+        new_reader: impl Fn() -> R,
+    ) -> Result<R::Output, ApiError>
+    where
+        F: Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+        R: BodyReader,
+    {
+        let mut backoff = self.backoff.backoff();
+        let mut reauthenticated = false;
+        loop {
+            let mut request = make(&self.http);
+            let mut generation = 0;
+            if auth == CallAuth::Bearer {
+                let (token, g) = self.access_token().await?;
+                generation = g;
+                request = request.header(AUTHORIZATION, format!("Bearer {}", token.expose()));
+            }
+            let failure = match request.send().await {
+                Ok(resp) => {
+                    let status = resp.status();
+                    self.count_request(endpoint, status.as_str());
+                    if status.is_success() {
+                        let mut reader = new_reader();
+                        match read_body(resp, &mut reader).await {
+                            Ok(()) => {
+                                return reader.finish().map_err(|reason| ApiError::Decode {
+                                    endpoint: endpoint.to_string(),
+                                    reason,
+                                })
+                            }
+                            Err(BodyError::Transport(e)) => transport_error(endpoint, &e),
+                            Err(BodyError::Decode(reason)) => {
+                                return Err(ApiError::Decode {
+                                    endpoint: endpoint.to_string(),
+                                    reason,
+                                })
+                            }
+                        }
+                    } else if status == StatusCode::UNAUTHORIZED
+                        && auth == CallAuth::Bearer
+                        && !reauthenticated
+                    {
+                        // The token expired early or was revoked: get a new one, once.
+                        reauthenticated = true;
+                        self.discard_token(generation).await;
+                        self.count_retry("auth");
+                        tracing::info!(tenant = %self.tenant, endpoint, "401 with the current access token, logging in again");
+                        continue;
+                    } else {
+                        let retry_after = retry_after(resp.headers());
+                        let body = resp.bytes().await.unwrap_or_default();
+                        let message = server_message(&body);
+                        let endpoint = endpoint.to_string();
+                        let status_u16 = status.as_u16();
+                        match status {
+                            StatusCode::TOO_MANY_REQUESTS => ApiError::RateLimited {
+                                endpoint,
+                                retry_after,
+                            },
+                            s if s.is_server_error() => ApiError::Server {
+                                endpoint,
+                                status: status_u16,
+                                message,
+                            },
+                            StatusCode::UNAUTHORIZED if auth == CallAuth::Bearer => {
+                                return Err(ApiError::Unauthorized { endpoint, message })
+                            }
+                            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+                                if auth == CallAuth::Login =>
+                            {
+                                return Err(ApiError::AuthFailed {
+                                    endpoint,
+                                    status: status_u16,
+                                    message,
+                                })
+                            }
+                            _ => {
+                                return Err(ApiError::Rejected {
+                                    endpoint,
+                                    status: status_u16,
+                                    message,
+                                })
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    self.count_request(endpoint, "error");
+                    transport_error(endpoint, &e)
+                }
+            };
+            if !failure.is_retriable() {
+                return Err(failure);
+            }
+            let server_delay = match &failure {
+                ApiError::RateLimited { retry_after, .. } => *retry_after,
+                _ => None,
+            };
+            match backoff.next_delay_after(server_delay) {
+                Some(delay) => {
+                    self.count_retry(failure.retry_reason());
+                    tracing::warn!(
+                        tenant = %self.tenant,
+                        error = %failure,
+                        retry_in_ms = delay.as_millis() as u64,
+                        attempt = backoff.attempts(),
+                        "api call failed, retrying"
+                    );
+                    tokio::time::sleep(delay).await;
+                }
+                None => return Err(failure),
+            }
+        }
+    }
+
+    fn count_request(&self, endpoint: &str, status: &str) {
+        self.metrics
+            .api_requests
+            .get_or_create(&vec![
+                ("tenant", self.tenant.clone()),
+                ("endpoint", endpoint.to_string()),
+                ("status", status.to_string()),
+            ])
+            .inc();
+    }
+
+    fn count_retry(&self, reason: &'static str) {
+        self.metrics
+            .api_retries
+            .get_or_create(&vec![
+                ("tenant", self.tenant.clone()),
+                ("reason", reason.to_string()),
+            ])
+            .inc();
+    }
+}
+
+/// Consumes a response body as it arrives.
+trait BodyReader {
+    type Output;
+    fn feed(&mut self, chunk: &[u8]) -> Result<(), String>;
+    fn finish(self) -> Result<Self::Output, String>;
+}
+
+/// Keeps the whole body (small responses: tokens, tenant, discovery, counts).
+#[derive(Default)]
+struct Collect(Vec<u8>);
+
+impl BodyReader for Collect {
+    type Output = Bytes;
+    fn feed(&mut self, chunk: &[u8]) -> Result<(), String> {
+        self.0.extend_from_slice(chunk);
+        Ok(())
+    }
+    fn finish(self) -> Result<Bytes, String> {
+        Ok(Bytes::from(self.0))
+    }
+}
+
+impl BodyReader for stream::PageSplitter {
+    type Output = stream::SplitPage;
+    fn feed(&mut self, chunk: &[u8]) -> Result<(), String> {
+        stream::PageSplitter::feed(self, chunk)
+    }
+    fn finish(self) -> Result<stream::SplitPage, String> {
+        stream::PageSplitter::finish(self)
+    }
+}
+
+enum BodyError {
+    Transport(reqwest::Error),
+    Decode(String),
+}
+
+async fn read_body<R: BodyReader>(
+    mut resp: reqwest::Response,
+    reader: &mut R,
+) -> Result<(), BodyError> {
+    while let Some(chunk) = resp.chunk().await.map_err(BodyError::Transport)? {
+        reader.feed(&chunk).map_err(BodyError::Decode)?;
+    }
+    Ok(())
+}
+
+/// `base` + `path`, whatever trailing slash `base` has.
+fn join(base: &Url, path: &str) -> String {
+    format!("{}{}", base.as_str().trim_end_matches('/'), path)
+}
+
+fn transport_error(endpoint: &str, e: &reqwest::Error) -> ApiError {
+    let endpoint = endpoint.to_string();
+    // `without_url`: the endpoint already names the call, and a URL is not ours to print.
+    let reason = error_chain(e);
+    if e.is_timeout() {
+        ApiError::Timeout { endpoint }
+    } else if e.is_connect() {
+        ApiError::Connect { endpoint, reason }
+    } else if e.is_builder() {
+        ApiError::Decode { endpoint, reason }
+    } else {
+        ApiError::Transport { endpoint, reason }
+    }
+}
+
+fn error_chain(e: &reqwest::Error) -> String {
+    use std::error::Error as _;
+    let mut out = String::new();
+    let mut cur: Option<&dyn std::error::Error> = e.source();
+    while let Some(err) = cur {
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&err.to_string());
+        cur = err.source();
+    }
+    if out.is_empty() {
+        // reqwest's own Display names the URL; keep only its kind.
+        out = if e.is_body() {
+            "error reading the response body".to_string()
+        } else if e.is_decode() {
+            "error decoding the response body".to_string()
+        } else {
+            "request failed".to_string()
+        };
+    }
+    out
+}
+
+/// `Retry-After` as seconds or as an HTTP date.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    Some(
+        (at.with_timezone(&Utc) - Utc::now())
+            .to_std()
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+/// The server's explanation of an error, short: a JSON `message` / `error` /
+/// `description` field, or the start of the text.
+fn server_message(body: &[u8]) -> String {
+    const MAX: usize = 300;
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
+        for key in [
+            "message",
+            "error_description",
+            "error",
+            "description",
+            "detail",
+        ] {
+            if let Some(s) = v.get(key).and_then(|x| x.as_str()) {
+                return truncate(s, MAX);
+            }
+        }
+        if let Some(p) = v.get("problems").filter(|p| !p.is_null()) {
+            return truncate(&p.to_string(), MAX);
+        }
+    }
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    if text.is_empty() {
+        "(empty response body)".to_string()
+    } else {
+        truncate(text, MAX)
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &s[..end])
+}
+
+/// The first string found at one of the JSON pointers.
+fn json_string_at(endpoint: &str, body: &[u8], pointers: &[&str]) -> Result<String, ApiError> {
+    let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| ApiError::Decode {
+        endpoint: endpoint.to_string(),
+        reason: format!("not json: {e}"),
+    })?;
+    pointers
+        .iter()
+        .find_map(|p| v.pointer(p).and_then(|x| x.as_str()))
+        .map(str::to_string)
+        .ok_or_else(|| ApiError::Decode {
+            endpoint: endpoint.to_string(),
+            reason: format!("no {} in the response", pointers.join(" or ")),
+        })
+}
+
+/// Where the Audit Log service lives for a legacy tenant, given `stsBaseUrl`: py42's rule
+/// (replace the first `sts` with `simple-key-value-store`).
+fn key_value_store_url(sts_base_url: &str) -> String {
+    sts_base_url.replacen("sts", "simple-key-value-store", 1)
+}
+
+impl ApiClient {
+    /// The base URL of the Audit Log service: the gateway for Incydr; for legacy, the
+    /// configured `services.audit_log`, else service discovery (fetched once).
+    async fn audit_base(&self) -> Result<&Url, ApiError> {
+        self.audit_base
+            .get_or_try_init(|| async {
+                if self.api == ApiGeneration::Incydr {
+                    return Ok(self.base_url.clone());
+                }
+                if let Some(u) = &self.services.audit_log {
+                    return Ok(u.clone());
+                }
+                self.discover_service("AUDIT-LOG_API-URL").await
+            })
+            .await
+    }
+
+    /// Legacy service discovery: `GET /api/v1/ServerEnv` -> `stsBaseUrl`, then
+    /// `GET {kv}/v1/<key>` -> a plain-text base URL.
+    async fn discover_service(&self, key: &str) -> Result<Url, ApiError> {
+        const ENV: &str = "GET /api/v1/ServerEnv";
+        let url = join(&self.base_url, "/api/v1/ServerEnv");
+        let body = self
+            .call(ENV, CallAuth::Bearer, |c| c.get(url.clone()))
+            .await?;
+        let sts = json_string_at(ENV, &body, &["/stsBaseUrl", "/data/stsBaseUrl"])?;
+        let kv = key_value_store_url(sts.trim_end_matches('/'));
+        let endpoint = format!("GET {{simple-key-value-store}}/v1/{key}");
+        let url = format!("{kv}/v1/{key}");
+        let body = self
+            .call(&endpoint, CallAuth::Bearer, |c| c.get(url.clone()))
+            .await?;
+        let text = String::from_utf8_lossy(&body);
+        let text = text.trim().trim_matches('"');
+        let found = Url::parse(text).map_err(|e| ApiError::Decode {
+            endpoint: endpoint.clone(),
+            reason: format!("{text:?} is not a url: {e}"),
+        })?;
+        tracing::info!(tenant = %self.tenant, service = key, url = %found, "discovered service url");
+        Ok(found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_seconds_and_http_date() {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, "7".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        let later = Utc::now() + chrono::TimeDelta::seconds(30);
+        h.insert(
+            RETRY_AFTER,
+            later
+                .format("%a, %d %b %Y %H:%M:%S GMT")
+                .to_string()
+                .parse()
+                .unwrap(),
+        );
+        let d = retry_after(&h).unwrap();
+        assert!(
+            d > Duration::from_secs(25) && d <= Duration::from_secs(30),
+            "{d:?}"
+        );
+        h.insert(
+            RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(
+            retry_after(&h),
+            Some(Duration::ZERO),
+            "a past date means now"
+        );
+        h.insert(RETRY_AFTER, "soon".parse().unwrap());
+        assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn server_message_prefers_json_fields_and_truncates() {
+        assert_eq!(server_message(br#"{"message":"bad date"}"#), "bad date");
+        assert_eq!(
+            server_message(br#"{"error":"invalid_client"}"#),
+            "invalid_client"
+        );
+        assert_eq!(server_message(b""), "(empty response body)");
+        let long = "x".repeat(1000);
+        assert_eq!(server_message(long.as_bytes()).len(), 303);
+    }
+
+    #[test]
+    fn key_value_store_url_replaces_the_first_sts() {
+        assert_eq!(
+            key_value_store_url("https://sts-east.us.code42.com"),
+            "https://simple-key-value-store-east.us.code42.com"
+        );
+        assert_eq!(
+            key_value_store_url("http://127.0.0.1:9/sts"),
+            "http://127.0.0.1:9/simple-key-value-store"
+        );
+    }
+
+    #[test]
+    fn join_ignores_trailing_slashes() {
+        let u = Url::parse("http://127.0.0.1:8080").unwrap();
+        assert_eq!(join(&u, "/v1/oauth"), "http://127.0.0.1:8080/v1/oauth");
+        let u = Url::parse("http://h/base/").unwrap();
+        assert_eq!(join(&u, "/rpc/x"), "http://h/base/rpc/x");
+    }
+
+    fn tenant(api: ApiGeneration, credentials: Credentials) -> Tenant {
+        Tenant {
+            name: "acme".into(),
+            api,
+            base_url: Url::parse("http://127.0.0.1:9").unwrap(),
+            services: ServiceUrls::default(),
+            credentials,
+            proxy: None,
+            request_timeout: Duration::from_secs(5),
+            ca_file: None,
+        }
+    }
+
+    #[test]
+    fn debug_output_holds_no_secret() {
+        let t = tenant(
+            ApiGeneration::Legacy,
+            Credentials::User {
+                username: "admin".into(),
+                password: crate::secret::Secret::new("hunter2"),
+                totp: Some(crate::secret::Secret::new("123456")),
+            },
+        );
+        let c = ApiClient::new(&t, Arc::new(Metrics::new())).unwrap();
+        let dbg = format!("{c:?}");
+        assert!(dbg.contains("acme"), "{dbg}");
+        assert!(!dbg.contains("hunter2") && !dbg.contains("123456"), "{dbg}");
+    }
+
+    #[test]
+    fn incydr_refuses_a_user_login() {
+        let t = tenant(
+            ApiGeneration::Incydr,
+            Credentials::User {
+                username: "admin".into(),
+                password: crate::secret::Secret::new("hunter2"),
+                totp: None,
+            },
+        );
+        let err = ApiClient::new(&t, Arc::new(Metrics::new())).unwrap_err();
+        assert!(err.to_string().contains("tenant acme"), "{err}");
+        assert!(!err.is_retriable());
+    }
+
+    #[test]
+    fn retriable_classification() {
+        let e = |x: ApiError| x.is_retriable();
+        let ep = || "POST /x".to_string();
+        assert!(e(ApiError::RateLimited {
+            endpoint: ep(),
+            retry_after: None
+        }));
+        assert!(e(ApiError::Server {
+            endpoint: ep(),
+            status: 503,
+            message: String::new()
+        }));
+        assert!(e(ApiError::Timeout { endpoint: ep() }));
+        assert!(!e(ApiError::Rejected {
+            endpoint: ep(),
+            status: 400,
+            message: String::new()
+        }));
+        assert!(!e(ApiError::Unauthorized {
+            endpoint: ep(),
+            message: String::new()
+        }));
+        assert!(!e(ApiError::AuthFailed {
+            endpoint: ep(),
+            status: 401,
+            message: String::new()
+        }));
+    }
+}

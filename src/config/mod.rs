@@ -49,7 +49,7 @@ pub enum ApiGeneration {
     Legacy,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Tenant {
     pub name: String,
     pub api: ApiGeneration,
@@ -64,6 +64,34 @@ pub struct Tenant {
     pub request_timeout: Duration,
     /// Extra CA certificates (PEM) to trust for the API, besides the system roots.
     pub ca_file: Option<PathBuf>,
+}
+
+// Written by hand: a proxy URL may carry a password (`http://user:pw@proxy:3128`), and
+// `Debug` output must never show a secret (DESIGN invariant 6).
+impl std::fmt::Debug for Tenant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tenant")
+            .field("name", &self.name)
+            .field("api", &self.api)
+            .field("base_url", &self.base_url.as_str())
+            .field("services", &self.services)
+            .field("credentials", &self.credentials)
+            .field("proxy", &self.proxy.as_ref().map(redacted_url))
+            .field("request_timeout", &self.request_timeout)
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
+}
+
+/// A URL for logs and `Debug`: any password in it is replaced by `[redacted]`.
+pub fn redacted_url(u: &Url) -> String {
+    if u.password().is_none() {
+        return u.to_string();
+    }
+    let mut u = u.clone();
+    // Cannot fail for a URL that already has a password (it has a host).
+    let _ = u.set_password(Some("[redacted]"));
+    u.to_string()
 }
 
 #[derive(Debug, Clone, Default)]

@@ -948,6 +948,22 @@ sinks = ["siem"]
 
         let text = MINIMAL.replace(
             "client_secret = \"s3cret\"",
+            "client_secret = \"s3cret\"\nproxy = \"http://user:proxypass@proxy:3128\"",
+        );
+        let c = parse_str(&text).unwrap();
+        let debug = format!("{c:?}");
+        assert!(
+            !debug.contains("proxypass") && !debug.contains("s3cret"),
+            "{debug}"
+        );
+        assert!(
+            debug.contains("http://user:%5Bredacted%5D@proxy:3128/")
+                || debug.contains("[redacted]"),
+            "{debug}"
+        );
+
+        let text = MINIMAL.replace(
+            "client_secret = \"s3cret\"",
             "client_secret = { env = \"C42FWD_TEST_SURELY_UNSET_VAR\" }",
         );
         let p = problems(&text);
@@ -1020,7 +1036,10 @@ sinks = ["siem"]
         for (name, text) in [
             ("c42fwd.toml", include_str!("../../examples/c42fwd.toml")),
             ("minimal.toml", include_str!("../../examples/minimal.toml")),
-            ("emulator.toml", include_str!("../../examples/emulator.toml")),
+            (
+                "emulator.toml",
+                include_str!("../../examples/emulator.toml"),
+            ),
         ] {
             let text = text.replace("{ env = \"C42FWD_ACME_SECRET\" }", "\"x\"");
             if let Err(e) = parse_str(&text) {

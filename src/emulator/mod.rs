@@ -1,1 +1,269 @@
-//! An emulated Code42 tenant (stub).
+//! An emulated Code42 / Incydr tenant, for tests, benchmarks, `c42fwd demo` and
+//! `c42fwd emulate`.
+//!
+//! The real API cannot be reached from here, so this module serves both API
+//! generations the way the real service behaves (see `shared/API.md`), quirks included:
+//! the Incydr gateway (`/v1/oauth`, `/v1/customer`, `/v1/audit/*`: the 10,000-result
+//! window answered with `totalResultCount` only, epoch-float dates, download tokens) and
+//! the legacy services (`/api/v3/auth/jwt` with TOTP, `/api/v3/oauth/token`, tenant,
+//! `ServerEnv` + key-value-store discovery, `/audit-log/rpc/search/*` with its
+//! Elasticsearch-style window error and server-side CSV/CEF).
+//!
+//! # Layout
+//! - `timeline`: event number <-> occurrence time, ties, duplicates, ingestion delay.
+//! - `events`: what event number `i` says, rendered straight to JSON text.
+//! - `query`: search bodies and the `Selection` of events that answer them.
+//! - `render`: JSON / CSV / CEF bodies, produced in chunks while they are sent.
+//! - `auth`: credentials and stateless JWT-shaped tokens.
+//! - `faults`: injected 429 / 500 / 401 and the statistics tests read.
+//! - `server`: the axum routes.
+//! - `args`: the `c42fwd emulate` command-line options.
+//!
+//! Invariant: the event log is never materialised. Event `i` is a pure function of
+//! `(seed, i)`; a backlog of a million events costs no memory and a time range maps to an
+//! index range by binary search.
+//!
+//! Time: the emulator runs on its own clock, `start_time + elapsed + offset`. Tests move
+//! it forward with [`EmulatorHandle::advance`] (to expire tokens, or let lagging
+//! events become visible) instead of sleeping; with no `start_time` and no advance it
+//! equals the wall clock.
+//!
+//! It is a test and development tool, not part of the daemon's pipeline, so it spawns
+//! its own server task ([`start`]). It does not emulate alerts, sessions or file events.
+
+mod args;
+mod auth;
+mod events;
+mod faults;
+mod json;
+mod query;
+mod render;
+mod server;
+#[cfg(test)]
+mod tests;
+mod timeline;
+
+pub use args::EmulateArgs;
+pub use faults::{EmulatorStats, FaultOptions};
+
+use chrono::{DateTime, Utc};
+use std::fmt;
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How the emulated tenant behaves. `Default` gives a small, quiet tenant.
+#[derive(Clone)]
+pub struct EmulatorOptions {
+    /// Same seed, same events (byte for byte, given the same `start_time`).
+    pub seed: u64,
+    /// Events that occurred before the emulator started.
+    pub backlog: u64,
+    /// The backlog is spread evenly (with jitter) over this span before the start.
+    pub backlog_span: Duration,
+    /// Live events per second from the start; 0 = none.
+    pub rate: f64,
+    /// Each event becomes visible in searches up to this long after it occurred.
+    pub lag: Duration,
+    /// Lifetime of issued tokens (whole seconds; the JWT `exp` has no finer grain).
+    pub token_ttl: Duration,
+    pub client_id: String,
+    pub client_secret: String,
+    pub username: String,
+    pub password: String,
+    /// When set, `/api/v3/auth/jwt` requires this code in a `totp-auth` header.
+    pub totp: Option<String>,
+    pub tenant_id: String,
+    /// The paged-search window (10,000 in the real service).
+    pub search_limit: usize,
+    /// The most results one export may return (100,000 in the real service).
+    pub export_limit: usize,
+    pub faults: FaultOptions,
+    /// The emulator's clock at start-up; `None` = the wall clock. Pin it for
+    /// byte-for-byte reproducible timestamps.
+    pub start_time: Option<DateTime<Utc>>,
+}
+
+impl Default for EmulatorOptions {
+    fn default() -> Self {
+        EmulatorOptions {
+            seed: 42,
+            backlog: 5_000,
+            backlog_span: Duration::from_secs(3_600),
+            rate: 2.0,
+            lag: Duration::from_secs(120),
+            token_ttl: Duration::from_secs(900),
+            client_id: "key-emulator".into(),
+            client_secret: "emulator-secret".into(),
+            username: "admin@example.com".into(),
+            password: "emulator-password".into(),
+            totp: None,
+            tenant_id: "c42e7a1b-0000-4000-8000-00000000e001".into(),
+            search_limit: 10_000,
+            export_limit: 100_000,
+            faults: FaultOptions::default(),
+            start_time: None,
+        }
+    }
+}
+
+/// Secrets never print.
+impl fmt::Debug for EmulatorOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EmulatorOptions")
+            .field("seed", &self.seed)
+            .field("backlog", &self.backlog)
+            .field("backlog_span", &self.backlog_span)
+            .field("rate", &self.rate)
+            .field("lag", &self.lag)
+            .field("token_ttl", &self.token_ttl)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"[redacted]")
+            .field("username", &self.username)
+            .field("password", &"[redacted]")
+            .field("totp", &self.totp.as_ref().map(|_| "[redacted]"))
+            .field("tenant_id", &self.tenant_id)
+            .field("search_limit", &self.search_limit)
+            .field("export_limit", &self.export_limit)
+            .field("faults", &self.faults)
+            .field("start_time", &self.start_time)
+            .finish()
+    }
+}
+
+/// A running emulator started with [`start`]. Dropping it without [`Self::shutdown`]
+/// leaves the server running until the runtime stops.
+pub struct EmulatorHandle {
+    state: Arc<server::Emulator>,
+    addr: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl fmt::Debug for EmulatorHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EmulatorHandle")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Starts the emulator on `listener`, serving on a task of the current runtime.
+pub async fn start(
+    opts: EmulatorOptions,
+    listener: tokio::net::TcpListener,
+) -> std::io::Result<EmulatorHandle> {
+    let addr = listener.local_addr()?;
+    let state = Arc::new(server::Emulator::new(opts, addr));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let app = server::router(state.clone());
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    Ok(EmulatorHandle {
+        state,
+        addr,
+        stop,
+        task,
+    })
+}
+
+/// Serves the emulator on `listener` until `shutdown` completes (for `c42fwd emulate`).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    opts: EmulatorOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let addr = listener.local_addr()?;
+    let state = Arc::new(server::Emulator::new(opts, addr));
+    axum::serve(listener, server::router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// How long [`EmulatorHandle::shutdown`] lets open responses finish.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+impl EmulatorHandle {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT` (a wildcard bind address is replaced by loopback).
+    pub fn base_url(&self) -> String {
+        let ip = match self.addr.ip() {
+            IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        format!("http://{}", SocketAddr::new(ip, self.addr.port()))
+    }
+
+    /// Replaces the injected faults; the "every Nth" counters restart.
+    pub fn set_faults(&self, f: FaultOptions) {
+        self.state.faults.set(f);
+    }
+
+    pub fn stats(&self) -> EmulatorStats {
+        self.state.faults.snapshot()
+    }
+
+    /// The emulator's clock at start-up.
+    pub fn started_at(&self) -> DateTime<Utc> {
+        DateTime::from_timestamp_nanos(self.state.gen.timeline.start_ns())
+    }
+
+    /// The emulator's clock now.
+    pub fn now(&self) -> DateTime<Utc> {
+        DateTime::from_timestamp_nanos(self.state.clock.now_ns())
+    }
+
+    /// Moves the emulator's clock forward: tokens expire, live events occur and
+    /// lagging events become visible as if `by` had passed.
+    pub fn advance(&self, by: Duration) {
+        self.state.clock.advance(by);
+    }
+
+    /// Ground truth for tests: the raw JSON text (exactly as served) of every event that
+    /// OCCURRED in `[start, end)`, visible or not. With a live stream, a range in the
+    /// future lists events that have not "happened" yet; keep ranges bounded.
+    pub fn events_between(&self, start: DateTime<Utc>, end: DateTime<Utc>) -> Vec<String> {
+        let tl = &self.state.gen.timeline;
+        let lo = tl.first_at_or_after(to_ns(start));
+        let hi = tl.first_at_or_after(to_ns(end));
+        (lo..hi.max(lo))
+            .map(|i| {
+                let mut s = String::new();
+                self.state.gen.render(i, &mut s);
+                s
+            })
+            .collect()
+    }
+
+    /// Stops accepting, lets open responses finish for a short grace period, and waits
+    /// for the server task.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(());
+        let mut task = self.task;
+        if tokio::time::timeout(SHUTDOWN_GRACE, &mut task)
+            .await
+            .is_err()
+        {
+            task.abort();
+        }
+    }
+}
+
+/// Nanoseconds since the epoch, saturated to the representable range (years 1677-2262).
+fn to_ns(t: DateTime<Utc>) -> i64 {
+    t.timestamp_nanos_opt().unwrap_or(if t.timestamp() < 0 {
+        i64::MIN
+    } else {
+        i64::MAX
+    })
+}

@@ -1,2 +1,680 @@
-//! Normalization of API events into a common record (stub).
+//! Normalization: an API [`Event`] becomes a [`Record`] with the same meaning for every
+//! output format (class id, name, category, severity, time, actor, source IPs, outcome)
+//! plus every other field of the event, untouched.
+//!
+//! Owned here: reading the raw event text once, borrowing from it wherever the JSON has
+//! no escapes (the record holds `&str` slices of the event text, and its field
+//! list lives inline: no heap allocation for a typical Audit Log event), and deciding which
+//! keys are the common ones. Deliberately not here: any output format (that is
+//! `crate::encode`), any I/O, any clock.
+//!
+//! **Invariant (DESIGN 4): [`normalize`] is total.** Every input yields a record: an
+//! event that is not an object, lacks `type$` or `timestamp`, or has a common key of the
+//! wrong JSON type still produces one, with the reason in [`Record::problems`]. No key is
+//! dropped: a common key is taken out of [`Record::fields`] only when its value was
+//! understood completely (a string where a string belongs, a boolean for `success`, a
+//! parseable `timestamp`); anything else stays in `fields` as the API sent it.
+
 pub mod catalog;
+pub mod json;
+pub(crate) mod scan;
+pub mod time;
+
+use crate::event::{Event, SourceKind};
+use catalog::{audit_type_name, AuditEventType, AUDIT_EVENT_TYPES};
+use chrono::{DateTime, Utc};
+use smallvec::SmallVec;
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
+use std::net::IpAddr;
+use std::sync::OnceLock;
+
+pub use time::parse_rfc3339;
+
+/// Class id of an event whose type cannot be read (no `type$`, not an object...).
+pub const UNKNOWN_CLASS_ID: &str = "unknown";
+/// Category of event types the catalog does not know.
+pub const UNKNOWN_CATEGORY: &str = "other";
+/// CEF severity of event types the catalog does not know (see `catalog`).
+pub const UNKNOWN_SEVERITY: u8 = 3;
+/// Key under which a non-object event is kept whole in [`Record::fields`].
+pub const RAW_VALUE_KEY: &str = "_raw";
+
+/// One key of the event that is not a common one, exactly as the API sent it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Field<'a> {
+    /// The key, unescaped (borrowed unless the key had JSON escapes).
+    pub key: Cow<'a, str>,
+    /// The value's JSON text, as received: valid JSON (a slice of the event's
+    /// `RawValue`), possibly with insignificant whitespace inside arrays and objects.
+    pub value: &'a str,
+    /// The value is a JSON string with escapes (`false` for plain strings and for
+    /// every other kind of value): lets a reader decode without looking again.
+    pub value_escaped: bool,
+}
+
+impl<'a> Field<'a> {
+    /// If the value is a JSON string: the text between its quotes, still escaped when
+    /// `value_escaped`.
+    pub fn value_str_inner(&self) -> Option<&'a str> {
+        let b = self.value.as_bytes();
+        if b.len() < 2 || b[0] != b'"' || b[b.len() - 1] != b'"' {
+            return None;
+        }
+        self.value.get(1..self.value.len() - 1)
+    }
+
+    /// The value's text if it is a JSON string, decoded.
+    pub fn value_str(&self) -> Option<Cow<'a, str>> {
+        json::Member {
+            key: "",
+            key_escaped: false,
+            value: self.value,
+            value_escaped: self.value_escaped,
+        }
+        .value_str()
+    }
+}
+
+/// The other fields of an event, in the event's order. Inline up to 12 fields.
+pub type Fields<'a> = SmallVec<[Field<'a>; 12]>;
+
+/// Who did it (Audit Log `actorId`, `actorName`, `actorType`, `actorAgent`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Actor<'a> {
+    pub id: Option<Cow<'a, str>>,
+    pub name: Option<Cow<'a, str>>,
+    /// `USER`, `SUPPORT_USER`, `API_CLIENT`, `SYSTEM`, `UNKNOWN` (passed through as sent).
+    pub kind: Option<Cow<'a, str>>,
+    /// The user agent of the client that made the call.
+    pub agent: Option<Cow<'a, str>>,
+}
+
+/// The actor's IP addresses: the API's `actorIpAddress`, which is empty, one address,
+/// or a comma-separated list (client first, then proxies). Only a text whose every
+/// element is an IPv4 or IPv6 address becomes a `SourceIps`; the original text is kept
+/// so that its exact form is never lost.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceIps<'a> {
+    text: Option<Cow<'a, str>>,
+    /// The first address: its place in `text` and its value (read once, here, because
+    /// every CEF record needs it).
+    first: Option<(usize, usize, IpAddr)>,
+    count: usize,
+}
+
+impl<'a> SourceIps<'a> {
+    /// `Some` when `text` is empty or a list of valid addresses, `None` otherwise.
+    pub fn parse(text: Cow<'a, str>) -> Option<SourceIps<'a>> {
+        if text.trim().is_empty() {
+            return Some(SourceIps::default());
+        }
+        let mut first = None;
+        let mut count = 0;
+        let mut offset = 0;
+        for part in text.split(',') {
+            let t = part.trim();
+            let ip = t.parse::<IpAddr>().ok()?;
+            if first.is_none() {
+                // `part` starts at `offset` in `text`; `t` after its leading spaces.
+                let start = offset + (part.len() - part.trim_start().len());
+                first = Some((start, start + t.len(), ip));
+            }
+            count += 1;
+            offset += part.len() + 1;
+        }
+        Some(SourceIps {
+            text: Some(text),
+            first,
+            count,
+        })
+    }
+
+    /// The text as the API sent it (empty when there is no address).
+    pub fn text(&self) -> &str {
+        self.text.as_deref().unwrap_or("")
+    }
+
+    /// The addresses in order, each as its original text (trimmed) and parsed.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, IpAddr)> + '_ {
+        self.text
+            .as_deref()
+            .into_iter()
+            .flat_map(|t| t.split(','))
+            .filter_map(|t| {
+                let t = t.trim();
+                t.parse::<IpAddr>().ok().map(|ip| (t, ip))
+            })
+    }
+
+    /// The first address (the client, when the list went through proxies).
+    pub fn first(&self) -> Option<(&str, IpAddr)> {
+        let (start, end, ip) = self.first?;
+        Some((self.text().get(start..end)?, ip))
+    }
+
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+}
+
+/// What was wrong with an event's shape. Several can hold at once.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Problems(u8);
+
+impl Problems {
+    /// The event is not a JSON object (it is kept whole under [`RAW_VALUE_KEY`]).
+    pub const NOT_AN_OBJECT: Problems = Problems(1);
+    /// No `type$` string: the class id is [`UNKNOWN_CLASS_ID`].
+    pub const MISSING_TYPE: Problems = Problems(2);
+    /// No parseable `timestamp`: the record's time is the event's `occurred`.
+    pub const MISSING_TIME: Problems = Problems(4);
+    /// The text could not be read as JSON (cannot happen for a `RawValue`; kept so that
+    /// a reader bug shows up as a counted problem, never as a lost event). The event is
+    /// kept whole under [`RAW_VALUE_KEY`].
+    pub const UNREADABLE: Problems = Problems(8);
+
+    const NAMES: [(Problems, &'static str); 4] = [
+        (Problems::NOT_AN_OBJECT, "not_an_object"),
+        (Problems::MISSING_TYPE, "missing_type"),
+        (Problems::MISSING_TIME, "missing_timestamp"),
+        (Problems::UNREADABLE, "unreadable"),
+    ];
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    pub fn contains(self, p: Problems) -> bool {
+        self.0 & p.0 == p.0
+    }
+
+    fn insert(&mut self, p: Problems) {
+        self.0 |= p.0;
+    }
+
+    /// Stable snake_case names of the problems present (used in the outputs).
+    pub fn names(self) -> impl Iterator<Item = &'static str> {
+        Self::NAMES
+            .into_iter()
+            .filter(move |(p, _)| self.contains(*p))
+            .map(|(_, n)| n)
+    }
+}
+
+/// The normalized form of one event. Borrows from the event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record<'a> {
+    pub source: SourceKind,
+    /// The CEF Device Event Class ID: the type name (`logged_in`), also for types the
+    /// catalog does not know; [`UNKNOWN_CLASS_ID`] when the event has no type.
+    pub class_id: Cow<'a, str>,
+    /// The console's display name, or the type name humanized (`Some new event`).
+    pub name: Cow<'a, str>,
+    pub category: &'static str,
+    /// CEF severity 0-10.
+    pub severity: u8,
+    /// Index of the type in [`AUDIT_EVENT_TYPES`] when the catalog knows it.
+    pub catalog_index: Option<usize>,
+    /// The `type$` text as sent (`audit_log::logged_in/1`).
+    pub type_tag: Option<Cow<'a, str>>,
+    /// When the event occurred, to the nanosecond: the event's own `timestamp` when it
+    /// parses exactly, otherwise the caller's reading in [`Event::occurred`].
+    pub time: DateTime<Utc>,
+    /// `time` broken down, when the parser had it for free (a UTC timestamp).
+    pub(crate) civil: Option<time::Civil>,
+    pub actor: Actor<'a>,
+    pub source_ips: SourceIps<'a>,
+    /// The API's `success`.
+    pub success: Option<bool>,
+    /// Every key not taken as a common one, in the event's order.
+    pub fields: Fields<'a>,
+    pub problems: Problems,
+}
+
+impl<'a> Record<'a> {
+    /// `time` broken down into calendar fields (UTC).
+    pub(crate) fn civil(&self) -> time::Civil {
+        self.civil.unwrap_or_else(|| time::Civil::of(&self.time))
+    }
+
+    /// The catalog row of this event's type, if known.
+    pub fn event_type(&self) -> Option<&'static AuditEventType> {
+        self.catalog_index.and_then(|i| AUDIT_EVENT_TYPES.get(i))
+    }
+
+    /// Whether `type$` has the canonical shape `audit_log::<class id>/1`, i.e. whether
+    /// the class id alone says everything `type$` said.
+    pub fn type_tag_is_canonical(&self) -> bool {
+        match &self.type_tag {
+            Some(t) => t
+                .strip_prefix("audit_log::")
+                .and_then(|r| r.strip_suffix("/1"))
+                .is_some_and(|name| name == self.class_id),
+            None => false,
+        }
+    }
+}
+
+/// The hash of the fixed lookup tables built once here and in `encode::cef_map` (type
+/// names, mapping rules). Their keys are short field and type names and the tables never
+/// grow, so there is nothing for an attacker to flood (what SipHash guards against) and
+/// a hash that costs more than the lookup is waste. This one reads at most the first and
+/// the last eight bytes with fixed-size loads (no loop) and mixes in the length; keys
+/// that share both ends and length still compare equal only if they are equal.
+#[derive(Default)]
+pub(crate) struct FastHash(u64);
+
+impl std::hash::Hasher for FastHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        fn load(b: &[u8]) -> u64 {
+            let mut w = [0u8; 8];
+            let n = b.len().min(8);
+            w[..n].copy_from_slice(&b[..n]);
+            u64::from_le_bytes(w)
+        }
+        let head = load(bytes);
+        let tail = load(&bytes[bytes.len().saturating_sub(8)..]);
+        let h = (self.0 ^ head ^ tail.rotate_left(29) ^ (bytes.len() as u64))
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.0 = h ^ (h >> 32);
+    }
+}
+
+/// Position of a type name in [`AUDIT_EVENT_TYPES`] (the table is built once).
+pub fn catalog_index(name: &str) -> Option<usize> {
+    type Index = HashMap<&'static str, usize, BuildHasherDefault<FastHash>>;
+    static INDEX: OnceLock<Index> = OnceLock::new();
+    INDEX
+        .get_or_init(|| {
+            AUDIT_EVENT_TYPES
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (t.name, i))
+                .collect()
+        })
+        .get(name)
+        .copied()
+}
+
+/// `some_new_event` -> `Some new event`: the name of a type the catalog does not know.
+pub fn humanize_type_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for (i, c) in name.chars().enumerate() {
+        match c {
+            '_' => out.push(' '),
+            c if i == 0 => out.extend(c.to_uppercase()),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Normalizes one event. Pure and total: see the module invariant.
+pub fn normalize(event: &Event) -> Record<'_> {
+    let mut rec = Record {
+        source: event.kind,
+        class_id: Cow::Borrowed(UNKNOWN_CLASS_ID),
+        name: Cow::Borrowed("Unknown event"),
+        category: UNKNOWN_CATEGORY,
+        severity: UNKNOWN_SEVERITY,
+        catalog_index: None,
+        type_tag: None,
+        time: event.occurred,
+        civil: None,
+        actor: Actor::default(),
+        source_ips: SourceIps::default(),
+        success: None,
+        fields: Fields::new(),
+        problems: Problems::default(),
+    };
+    let raw = event.json();
+    let mut collector = Collector {
+        rec: &mut rec,
+        seen: 0,
+    };
+    let scan = json::scan_object(raw, |m| collector.member(m));
+    collector.finish();
+    match scan {
+        json::ObjectScan::Object => {}
+        json::ObjectScan::NotAnObject | json::ObjectScan::Unreadable => {
+            // Forward the event whole rather than half-read.
+            rec.actor = Actor::default();
+            rec.source_ips = SourceIps::default();
+            rec.success = None;
+            rec.type_tag = None;
+            rec.time = event.occurred;
+            rec.civil = None;
+            rec.problems = Problems::default();
+            rec.fields.clear();
+            rec.fields.push(Field {
+                key: Cow::Borrowed(RAW_VALUE_KEY),
+                value: raw,
+                // A string event is decoded through `value_str`, which must know.
+                value_escaped: raw.contains('\\'),
+            });
+            rec.problems
+                .insert(if scan == json::ObjectScan::NotAnObject {
+                    Problems::NOT_AN_OBJECT
+                } else {
+                    Problems::UNREADABLE
+                });
+        }
+    }
+    classify(&mut rec);
+    rec
+}
+
+/// Sets class id, name, category and severity from what was collected.
+fn classify(rec: &mut Record<'_>) {
+    match rec.source {
+        SourceKind::AuditLog => {
+            let class_id: Option<Cow<'_, str>> = match &rec.type_tag {
+                Some(Cow::Borrowed(t)) => Some(Cow::Borrowed(audit_type_name(t))),
+                Some(Cow::Owned(t)) => Some(Cow::Owned(audit_type_name(t).to_owned())),
+                None => None,
+            };
+            match class_id {
+                Some(id) if !id.is_empty() => {
+                    rec.catalog_index = catalog_index(&id);
+                    match rec.event_type() {
+                        Some(t) => {
+                            rec.name = Cow::Borrowed(t.display);
+                            rec.category = t.category;
+                            rec.severity = t.severity.min(10);
+                        }
+                        None => rec.name = Cow::Owned(humanize_type_name(&id)),
+                    }
+                    rec.class_id = id;
+                }
+                _ => rec.problems.insert(Problems::MISSING_TYPE),
+            }
+        }
+        // Alerts and the sync log are not normalized yet beyond a stable class id: all
+        // their keys stay in `fields` (nothing is taken), so nothing can be lost.
+        SourceKind::Alerts => {
+            rec.class_id = Cow::Borrowed("alert");
+            rec.name = Cow::Borrowed("Alert");
+            rec.category = "alerts";
+        }
+        SourceKind::SyncLog => {
+            rec.class_id = Cow::Borrowed("sync_log_entry");
+            rec.name = Cow::Borrowed("Directory sync log entry");
+            rec.category = "sync_log";
+        }
+    }
+}
+
+// Bits of `Collector::seen`: a common key is taken at most once; a repeated key stays
+// in `fields` like any other.
+const SEEN_TYPE: u16 = 1;
+const SEEN_TIME: u16 = 2;
+const SEEN_ACTOR_ID: u16 = 4;
+const SEEN_ACTOR_NAME: u16 = 8;
+const SEEN_ACTOR_TYPE: u16 = 16;
+const SEEN_ACTOR_AGENT: u16 = 32;
+const SEEN_IP: u16 = 64;
+const SEEN_SUCCESS: u16 = 128;
+
+/// Stores `value` in `slot` if there is one; says whether there was.
+fn set<T>(slot: &mut Option<T>, value: Option<T>) -> bool {
+    let some = value.is_some();
+    if some {
+        *slot = value;
+    }
+    some
+}
+
+/// Takes the common keys out of the members of the top-level object and keeps the rest.
+struct Collector<'r, 'a> {
+    rec: &'r mut Record<'a>,
+    seen: u16,
+}
+
+impl<'a> Collector<'_, 'a> {
+    fn member(&mut self, m: json::Member<'a>) {
+        let key = json::decode_inner(m.key, m.key_escaped);
+        if !self.take(&key, m) {
+            self.rec.fields.push(Field {
+                key,
+                value: m.value,
+                value_escaped: m.value_escaped,
+            });
+        }
+    }
+
+    /// Takes `key` as a common key if it is one and its value fits; returns whether it
+    /// was taken.
+    fn take(&mut self, key: &str, m: json::Member<'a>) -> bool {
+        if self.rec.source != SourceKind::AuditLog {
+            return false;
+        }
+        // Dispatch on length and first byte before comparing: most keys of an event
+        // are common ones, and this runs for every key.
+        let b = key.as_bytes();
+        let bit = match (b.len(), b.first()) {
+            (5, Some(b't')) if key == "type$" => SEEN_TYPE,
+            (9, Some(b't')) if key == "timestamp" => SEEN_TIME,
+            (7, Some(b'a')) if key == "actorId" => SEEN_ACTOR_ID,
+            (9, Some(b'a')) if key == "actorName" => SEEN_ACTOR_NAME,
+            (9, Some(b'a')) if key == "actorType" => SEEN_ACTOR_TYPE,
+            (10, Some(b'a')) if key == "actorAgent" => SEEN_ACTOR_AGENT,
+            (14, Some(b'a')) if key == "actorIpAddress" => SEEN_IP,
+            (7, Some(b's')) if key == "success" => SEEN_SUCCESS,
+            _ => return false,
+        };
+        if self.seen & bit != 0 {
+            return false;
+        }
+        let text = m.value;
+        let rec = &mut *self.rec;
+        // `null` is taken as "absent" for every common key: it carries nothing more.
+        let taken = text == "null"
+            || match bit {
+                SEEN_TYPE => set(&mut rec.type_tag, m.value_str()),
+                SEEN_TIME => m
+                    .value_str()
+                    .and_then(|s| time::parse_rfc3339_civil(&s))
+                    .map(|(t, civil)| {
+                        rec.time = t;
+                        rec.civil = civil;
+                    })
+                    .is_some(),
+                SEEN_SUCCESS => set(&mut rec.success, text.parse::<bool>().ok()),
+                SEEN_IP => m
+                    .value_str()
+                    .and_then(SourceIps::parse)
+                    .map(|ips| rec.source_ips = ips)
+                    .is_some(),
+                SEEN_ACTOR_ID => set(&mut rec.actor.id, m.value_str()),
+                SEEN_ACTOR_NAME => set(&mut rec.actor.name, m.value_str()),
+                SEEN_ACTOR_TYPE => set(&mut rec.actor.kind, m.value_str()),
+                _ => set(&mut rec.actor.agent, m.value_str()),
+            };
+        if taken {
+            self.seen |= bit;
+        }
+        taken
+    }
+
+    fn finish(&mut self) {
+        if self.rec.source == SourceKind::AuditLog && self.seen & SEEN_TIME == 0 {
+            self.rec.problems.insert(Problems::MISSING_TIME);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::value::RawValue;
+
+    pub(crate) fn event(json: &str) -> Event {
+        let raw = RawValue::from_string(json.to_owned()).unwrap();
+        let occurred = DateTime::from_timestamp(1_700_000_000, 5).unwrap();
+        Event::new(SourceKind::AuditLog, raw, occurred)
+    }
+
+    const LOGIN: &str = r#"{"type$":"audit_log::logged_in/1","actorId":"898209175991065670","actorName":"whiteoak_ffs_user2@code42.com","actorAgent":"py42 0.2.0 python 2.7.14 Code42ForSplunk.v3.0.12.b250","actorIpAddress":"50.93.255.223, 64.252.71.111","timestamp":"2022-10-03T13:14:46.962123456Z","actorType":"UNKNOWN","success":true}"#;
+
+    #[test]
+    fn takes_the_common_keys_of_an_audit_event() {
+        let ev = event(LOGIN);
+        let r = normalize(&ev);
+        assert_eq!(r.class_id, "logged_in");
+        assert_eq!(r.name, "Console login");
+        assert_eq!(r.category, "authentication");
+        assert_eq!(r.severity, 3);
+        assert_eq!(r.time.timestamp_subsec_nanos(), 962_123_456);
+        assert_eq!(r.actor.id.as_deref(), Some("898209175991065670"));
+        assert_eq!(
+            r.actor.name.as_deref(),
+            Some("whiteoak_ffs_user2@code42.com")
+        );
+        assert_eq!(r.actor.kind.as_deref(), Some("UNKNOWN"));
+        assert!(r.actor.agent.as_deref().unwrap().starts_with("py42"));
+        let ips: Vec<_> = r.source_ips.iter().map(|(t, _)| t).collect();
+        assert_eq!(ips, ["50.93.255.223", "64.252.71.111"]);
+        assert_eq!(r.success, Some(true));
+        assert!(r.fields.is_empty());
+        assert!(r.problems.is_empty());
+        assert!(r.type_tag_is_canonical());
+        // Plain strings are borrowed from the event, not copied.
+        assert!(matches!(r.actor.name, Some(Cow::Borrowed(_))));
+        assert!(!r.fields.spilled());
+    }
+
+    #[test]
+    fn keeps_type_specific_and_unknown_fields_in_order() {
+        let ev = event(
+            r#"{"type$":"audit_log::search_issued/1","timestamp":"2020-08-13T15:52:40.240585Z","type":"query","requestJson":"{\"a\":1}","resultCount":15,"zz":{"n":[1,2]}}"#,
+        );
+        let r = normalize(&ev);
+        let keys: Vec<_> = r.fields.iter().map(|f| f.key.as_ref()).collect();
+        assert_eq!(keys, ["type", "requestJson", "resultCount", "zz"]);
+        assert_eq!(r.fields[3].value, r#"{"n":[1,2]}"#);
+    }
+
+    #[test]
+    fn unknown_types_get_a_humanized_name() {
+        let ev =
+            event(r#"{"type$":"audit_log::brand_new_thing/2","timestamp":"2024-01-01T00:00:00Z"}"#);
+        let r = normalize(&ev);
+        assert_eq!(r.class_id, "brand_new_thing");
+        assert_eq!(r.name, "Brand new thing");
+        assert_eq!(r.category, UNKNOWN_CATEGORY);
+        assert_eq!(r.severity, UNKNOWN_SEVERITY);
+        assert_eq!(r.catalog_index, None);
+        assert!(!r.type_tag_is_canonical());
+    }
+
+    #[test]
+    fn wrong_types_stay_in_fields() {
+        let ev = event(
+            r#"{"type$":7,"timestamp":"yesterday","actorId":42,"actorName":null,"success":"yes","actorIpAddress":"null"}"#,
+        );
+        let r = normalize(&ev);
+        assert_eq!(r.class_id, UNKNOWN_CLASS_ID);
+        assert!(r.problems.contains(Problems::MISSING_TYPE));
+        assert!(r.problems.contains(Problems::MISSING_TIME));
+        assert_eq!(r.time, ev.occurred);
+        assert_eq!(r.actor.id, None);
+        assert_eq!(r.actor.name, None);
+        let keys: Vec<_> = r.fields.iter().map(|f| f.key.as_ref()).collect();
+        assert_eq!(
+            keys,
+            ["type$", "timestamp", "actorId", "success", "actorIpAddress"]
+        );
+    }
+
+    #[test]
+    fn repeated_common_keys_are_kept() {
+        let ev = event(r#"{"actorId":"a","actorId":"b"}"#);
+        let r = normalize(&ev);
+        assert_eq!(r.actor.id.as_deref(), Some("a"));
+        assert_eq!(r.fields.len(), 1);
+        assert_eq!(r.fields[0].value, r#""b""#);
+    }
+
+    #[test]
+    fn non_objects_are_kept_whole() {
+        for json in ["[1,2]", "\"text\"", "12", "null", "true", "  [ ]"] {
+            let ev = event(json);
+            let r = normalize(&ev);
+            assert!(r.problems.contains(Problems::NOT_AN_OBJECT), "{json}");
+            assert_eq!(r.fields.len(), 1);
+            assert_eq!(r.fields[0].key, RAW_VALUE_KEY);
+            assert_eq!(r.fields[0].value, ev.json());
+        }
+    }
+
+    #[test]
+    fn string_values_keep_their_inside() {
+        let ev = event(r#"{"a":"x\"y\u00e9\ud83d\ude00z","b":"plain","c":12}"#);
+        let r = normalize(&ev);
+        assert_eq!(
+            r.fields[0].value_str_inner(),
+            Some(r#"x\"y\u00e9\ud83d\ude00z"#)
+        );
+        assert!(r.fields[0].value_escaped);
+        assert_eq!(r.fields[0].value_str().as_deref(), Some("x\"yé😀z"));
+        assert_eq!(r.fields[1].value_str_inner(), Some("plain"));
+        assert!(!r.fields[1].value_escaped);
+        assert_eq!(r.fields[2].value_str_inner(), None);
+        assert_eq!(r.fields[2].value_str(), None);
+    }
+
+    #[test]
+    fn escaped_strings_are_decoded() {
+        let ev = event(r#"{"actorName":"a\nb\u00e9","k\"ey":"v","type$":"audit_log::x\u007cy/1"}"#);
+        let r = normalize(&ev);
+        assert_eq!(r.actor.name.as_deref(), Some("a\nbé"));
+        assert_eq!(r.fields[0].key, "k\"ey");
+        assert_eq!(r.class_id, "x|y");
+    }
+
+    #[test]
+    fn ip_lists() {
+        fn ok(s: &str) -> Option<SourceIps<'_>> {
+            SourceIps::parse(Cow::Borrowed(s))
+        }
+        assert!(ok("").unwrap().is_empty());
+        assert!(ok(" ").unwrap().is_empty());
+        assert_eq!(ok("2001:db8::1").unwrap().len(), 1);
+        assert_eq!(ok("10.0.0.1,2001:db8::1 , 192.0.2.7").unwrap().len(), 3);
+        assert!(ok("null").is_none());
+        assert!(ok("1.2.3.4,").is_none());
+        assert!(ok("1.2.3.4, host.example").is_none());
+        assert_eq!(
+            ok("2001:db8::1, 10.0.0.1").unwrap().first().unwrap().0,
+            "2001:db8::1"
+        );
+    }
+
+    #[test]
+    fn catalog_lookup_finds_every_type() {
+        for (i, t) in AUDIT_EVENT_TYPES.iter().enumerate() {
+            assert_eq!(catalog_index(t.name), Some(i));
+        }
+        assert_eq!(catalog_index("nope"), None);
+        assert_eq!(catalog_index(""), None);
+    }
+
+    #[test]
+    fn other_sources_keep_everything() {
+        let raw = RawValue::from_string(r#"{"type":"FED_COMPOSITE","name":"x"}"#.into()).unwrap();
+        let ev = Event::new(SourceKind::Alerts, raw, DateTime::UNIX_EPOCH);
+        let r = normalize(&ev);
+        assert_eq!(r.class_id, "alert");
+        assert_eq!(r.fields.len(), 2);
+    }
+}

@@ -2,6 +2,8 @@
 //!
 //! Modules follow the system's boundaries; `support` holds shared harnesses.
 
+mod cli;
+mod e2e;
 mod poller;
 mod rsyslog;
 mod sinks;

@@ -1,0 +1,210 @@
+//! End-to-end throughput harness: emulated tenant -> `c42fwd run` -> TCP receiver.
+//!
+//! Runs the emulator in this process with a backlog of events, starts the real
+//! `c42fwd` binary as a child process with a config that reads the whole backlog and
+//! sends it as CEF + RFC 5424, octet-counted, to a TCP receiver in this process, and
+//! prints events/s and the child's peak RSS (`VmHWM` from /proc). It measures; it asserts
+//! nothing about speed.
+//!
+//! `cargo bench --bench throughput` runs 1,000,000 events; `C42FWD_BENCH_EVENTS=N`
+//! changes that. Under `cargo test` (no `--bench` argument) it runs a small smoke size,
+//! so the harness itself stays tested.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+
+fn main() {
+    let bench_mode = std::env::args().any(|a| a == "--bench");
+    let events: u64 = std::env::var("C42FWD_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if bench_mode { 1_000_000 } else { 20_000 });
+    let format = std::env::var("C42FWD_BENCH_FORMAT").unwrap_or_else(|_| "cef".into());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let report = rt.block_on(run(events, &format));
+    println!(
+        "throughput: {} events, format {format}, {:.2} s, {:.0} events/s, {:.1} MB/s, c42fwd peak RSS {:.1} MiB",
+        report.events,
+        report.elapsed.as_secs_f64(),
+        report.events as f64 / report.elapsed.as_secs_f64(),
+        report.bytes as f64 / report.elapsed.as_secs_f64() / 1e6,
+        report.peak_rss_kib as f64 / 1024.0
+    );
+}
+
+struct Report {
+    events: u64,
+    bytes: u64,
+    elapsed: Duration,
+    peak_rss_kib: u64,
+}
+
+async fn run(events: u64, format: &str) -> Report {
+    // The backlog occurred over the last two hours and is fully visible (no live stream).
+    let opts = c42fwd::emulator::EmulatorOptions {
+        backlog: events,
+        backlog_span: Duration::from_secs(2 * 3600),
+        rate: 0.0,
+        lag: Duration::from_millis(0),
+        ..Default::default()
+    };
+    let emu = c42fwd::emulator::start(
+        opts.clone(),
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+    )
+    .await
+    .expect("emulator");
+
+    let receiver = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = receiver.local_addr().unwrap().port();
+    let received = Arc::new(AtomicU64::new(0));
+    let bytes = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(tokio::sync::Notify::new());
+    {
+        let received = received.clone();
+        let bytes = bytes.clone();
+        let done = done.clone();
+        tokio::spawn(async move {
+            // One connection at a time; a reconnect continues the count.
+            loop {
+                let Ok((sock, _)) = receiver.accept().await else {
+                    return;
+                };
+                let mut r = BufReader::with_capacity(1 << 20, sock);
+                let mut len = Vec::with_capacity(8);
+                let mut body = vec![0u8; 64 * 1024];
+                loop {
+                    // RFC 6587 octet counting: LEN SP MSG
+                    len.clear();
+                    match r.read_until(b' ', &mut len).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {}
+                    }
+                    let n: usize = std::str::from_utf8(&len[..len.len() - 1])
+                        .ok()
+                        .and_then(|s| s.parse().ok())
+                        .expect("octet-counted frame");
+                    if body.len() < n {
+                        body.resize(n, 0);
+                    }
+                    if r.read_exact(&mut body[..n]).await.is_err() {
+                        break;
+                    }
+                    bytes.fetch_add(n as u64 + len.len() as u64, Ordering::Relaxed);
+                    if received.fetch_add(1, Ordering::Relaxed) + 1 == events {
+                        done.notify_one();
+                    }
+                }
+            }
+        });
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c42fwd.toml");
+    let mut f = std::fs::File::create(&config).unwrap();
+    write!(
+        f,
+        r#"
+state_dir = "{state}"
+
+[tenants.emu]
+api = "incydr"
+base_url = "{base}"
+client_id = "{id}"
+client_secret = "{secret}"
+
+[sources.audit]
+type = "audit_log"
+tenant = "emu"
+start = "3h"
+lag = "1s"
+poll_interval = "1s"
+page_size = 10000
+
+[sinks.tcp]
+type = "tcp"
+host = "127.0.0.1"
+port = {port}
+format = "{format}"
+queue_batches = 4
+
+[[routes]]
+sources = ["audit"]
+sinks = ["tcp"]
+"#,
+        state = dir.path().join("state").display(),
+        base = emu.base_url(),
+        id = opts.client_id,
+        secret = opts.client_secret,
+        format = if format == "json" { "json" } else { "cef" },
+    )
+    .unwrap();
+    drop(f);
+
+    let start = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_c42fwd"))
+        .args(["--log", "warn", "run", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start c42fwd");
+    let pid = child.id();
+
+    // Sample the peak RSS while it runs (VmHWM is the kernel's own high-water mark, so
+    // sampling only has to catch the process alive).
+    let peak = Arc::new(AtomicU64::new(0));
+    let sampler = {
+        let peak = peak.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Some(kib) = vm_hwm_kib(pid) {
+                    peak.fetch_max(kib, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let waited = tokio::time::timeout(Duration::from_secs(1800), done.notified()).await;
+    let elapsed = start.elapsed();
+    if let Some(kib) = vm_hwm_kib(pid) {
+        peak.fetch_max(kib, Ordering::Relaxed);
+    }
+    sampler.abort();
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let status = child.wait().expect("wait for c42fwd");
+    emu.shutdown().await;
+    assert!(
+        waited.is_ok(),
+        "only {} of {events} events arrived",
+        received.load(Ordering::Relaxed)
+    );
+    assert!(status.success(), "c42fwd exited with {status}");
+    Report {
+        events: received.load(Ordering::Relaxed),
+        bytes: bytes.load(Ordering::Relaxed),
+        elapsed,
+        peak_rss_kib: peak.load(Ordering::Relaxed),
+    }
+}
+
+fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}

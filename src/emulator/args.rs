@@ -1,0 +1,171 @@
+//! The command-line options of `c42fwd emulate` (and the emulator part of `demo`).
+//!
+//! Owns only the flags and their translation into [`EmulatorOptions`]; the CLI module
+//! decides which subcommand embeds them. Secrets can come from the environment so they
+//! stay out of process listings, and print as `[redacted]` in `Debug`.
+
+use super::{EmulatorOptions, FaultOptions};
+use crate::secret::Secret;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+fn secret(s: &str) -> Result<Secret, String> {
+    Ok(Secret::new(s))
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("invalid duration {s:?}: {e}"))
+}
+
+fn rate(s: &str) -> Result<f64, String> {
+    let r: f64 = s
+        .parse()
+        .map_err(|_| format!("invalid rate {s:?}: expected events per second"))?;
+    if r.is_finite() && r >= 0.0 {
+        Ok(r)
+    } else {
+        Err(format!("invalid rate {s:?}: must be a finite number >= 0"))
+    }
+}
+
+/// Options of the emulated Code42 tenant.
+#[derive(clap::Args, Debug, Clone)]
+pub struct EmulateArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:4242")]
+    pub listen: SocketAddr,
+    /// Seed of the event generator: same seed, same events.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Events that occurred before start-up.
+    #[arg(long, default_value_t = 5_000)]
+    pub backlog: u64,
+    /// Span the backlog is spread over, before start-up (e.g. "1h", "7d").
+    #[arg(long, value_parser = duration, default_value = "1h")]
+    pub backlog_span: Duration,
+    /// Live events per second after start-up (0 = none).
+    #[arg(long, value_parser = rate, default_value = "2")]
+    pub rate: f64,
+    /// Maximum ingestion lag: events show up in searches up to this long after they occur.
+    #[arg(long, value_parser = duration, default_value = "2m")]
+    pub lag: Duration,
+    /// Lifetime of issued tokens.
+    #[arg(long, value_parser = duration, default_value = "15m")]
+    pub token_ttl: Duration,
+    /// API client id accepted by /v1/oauth and /api/v3/oauth/token.
+    #[arg(long, default_value = "key-emulator")]
+    pub client_id: String,
+    /// API client secret.
+    #[arg(long, env = "C42_EMULATOR_CLIENT_SECRET", value_parser = secret, default_value = "emulator-secret", hide_default_value = true, hide_env_values = true)]
+    pub client_secret: Secret,
+    /// User name accepted by /api/v3/auth/jwt.
+    #[arg(long, default_value = "admin@example.com")]
+    pub username: String,
+    /// Password of that user.
+    #[arg(long, env = "C42_EMULATOR_PASSWORD", value_parser = secret, default_value = "emulator-password", hide_default_value = true, hide_env_values = true)]
+    pub password: Secret,
+    /// Require this TOTP code in a `totp-auth` header on /api/v3/auth/jwt.
+    #[arg(long, env = "C42_EMULATOR_TOTP", value_parser = secret, hide_env_values = true)]
+    pub totp: Option<Secret>,
+    /// Answer every Nth request with 429 (0 = never).
+    #[arg(long, default_value_t = 0)]
+    pub rate_limit_every: u32,
+    /// Retry-After of those 429 answers.
+    #[arg(long, value_parser = duration, default_value = "1s")]
+    pub retry_after: Duration,
+    /// Answer every Mth request with 500 (0 = never).
+    #[arg(long, default_value_t = 0)]
+    pub server_error_every: u32,
+}
+
+impl EmulateArgs {
+    pub fn options(&self) -> EmulatorOptions {
+        EmulatorOptions {
+            seed: self.seed,
+            backlog: self.backlog,
+            backlog_span: self.backlog_span,
+            rate: self.rate,
+            lag: self.lag,
+            token_ttl: self.token_ttl,
+            client_id: self.client_id.clone(),
+            client_secret: self.client_secret.expose().to_string(),
+            username: self.username.clone(),
+            password: self.password.expose().to_string(),
+            totp: self.totp.as_ref().map(|t| t.expose().to_string()),
+            faults: FaultOptions {
+                rate_limit_every: self.rate_limit_every,
+                retry_after: self.retry_after,
+                server_error_every: self.server_error_every,
+                unauthorized_next: 0,
+            },
+            ..EmulatorOptions::default()
+        }
+    }
+
+    pub fn listen(&self) -> SocketAddr {
+        self.listen
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser, Debug)]
+    struct Cli {
+        #[command(flatten)]
+        args: EmulateArgs,
+    }
+
+    #[test]
+    fn defaults_and_flags_map_to_options() {
+        let cli = Cli::try_parse_from(["x"]).unwrap();
+        assert_eq!(cli.args.listen(), "127.0.0.1:4242".parse().unwrap());
+        let o = cli.args.options();
+        assert_eq!(o.client_id, "key-emulator");
+        assert_eq!(o.client_secret, "emulator-secret");
+        assert_eq!(o.lag, Duration::from_secs(120));
+        let cli = Cli::try_parse_from([
+            "x",
+            "--listen",
+            "0.0.0.0:9",
+            "--seed",
+            "7",
+            "--backlog",
+            "10",
+            "--backlog-span",
+            "2h",
+            "--rate",
+            "0.5",
+            "--lag",
+            "30s",
+            "--token-ttl",
+            "1m",
+            "--client-secret",
+            "s3cret-value",
+            "--totp",
+            "123456",
+            "--rate-limit-every",
+            "5",
+            "--retry-after",
+            "2s",
+            "--server-error-every",
+            "7",
+        ])
+        .unwrap();
+        let o = cli.args.options();
+        assert_eq!((o.seed, o.backlog, o.rate), (7, 10, 0.5));
+        assert_eq!(o.backlog_span, Duration::from_secs(7_200));
+        assert_eq!(o.totp.as_deref(), Some("123456"));
+        assert_eq!(o.faults.rate_limit_every, 5);
+        assert_eq!(o.faults.server_error_every, 7);
+        let printed = format!("{:?} {:?}", cli.args, o);
+        assert!(
+            !printed.contains("s3cret-value") && !printed.contains("123456"),
+            "{printed}"
+        );
+        assert!(Cli::try_parse_from(["x", "--rate", "-1"]).is_err());
+        assert!(Cli::try_parse_from(["x", "--lag", "soon"]).is_err());
+    }
+}

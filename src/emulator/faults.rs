@@ -1,0 +1,224 @@
+//! Injected faults and the request statistics tests read.
+//!
+//! Owns the decision "answer this request with 429 / 500 / 401 instead" from the
+//! run-time adjustable [`FaultOptions`], and the counters behind
+//! [`EmulatorStats`]. It does not build responses (see `server`).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Faults the emulator injects; changeable at run time with
+/// [`super::EmulatorHandle::set_faults`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FaultOptions {
+    /// Every Nth request (counted from the last `set_faults`, all endpoints) is
+    /// answered 429 with `Retry-After`; 0 = never.
+    pub rate_limit_every: u32,
+    /// The `Retry-After` of those 429s (whole seconds, rounded up).
+    pub retry_after: Duration,
+    /// Every Mth request is answered 500; 0 = never.
+    pub server_error_every: u32,
+    /// The next K requests to token-protected endpoints are answered 401 whatever
+    /// their token (to test refresh-on-401).
+    pub unauthorized_next: u32,
+}
+
+impl Default for FaultOptions {
+    fn default() -> Self {
+        FaultOptions {
+            rate_limit_every: 0,
+            retry_after: Duration::from_secs(1),
+            server_error_every: 0,
+            unauthorized_next: 0,
+        }
+    }
+}
+
+/// What the emulator has served, for tests to assert on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EmulatorStats {
+    /// Requests per endpoint, keyed by route (`/v1/audit/search-audit-log`,
+    /// `/simple-key-value-store/v1/{key}`, ...), faulted ones included.
+    pub requests: BTreeMap<String, u64>,
+    /// 429 answers (injected).
+    pub rate_limited: u64,
+    /// 500 answers (injected).
+    pub server_errors: u64,
+    /// 401 answers of any cause: bad credentials, bad or expired token, injected.
+    pub unauthorized: u64,
+    /// Tokens issued by every token endpoint.
+    pub tokens_issued: u64,
+    /// Events written into response bodies (all formats).
+    pub events_served: u64,
+}
+
+impl EmulatorStats {
+    /// Requests to one route; 0 when it was never called.
+    pub fn requests_to(&self, route: &str) -> u64 {
+        self.requests.get(route).copied().unwrap_or(0)
+    }
+
+    /// Requests to all routes.
+    pub fn total_requests(&self) -> u64 {
+        self.requests.values().sum()
+    }
+}
+
+/// A fault chosen for one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Injected {
+    RateLimited { retry_after_s: u64 },
+    ServerError,
+    Unauthorized,
+}
+
+/// Shared, lock-light fault and statistics state.
+#[derive(Debug, Default)]
+pub(crate) struct FaultState {
+    options: Mutex<FaultOptions>,
+    /// Requests since the options were last set; the "every Nth" counter.
+    seen: AtomicU64,
+    unauthorized_left: AtomicU32,
+    requests: Mutex<BTreeMap<&'static str, u64>>,
+    rate_limited: AtomicU64,
+    server_errors: AtomicU64,
+    unauthorized: AtomicU64,
+    tokens_issued: AtomicU64,
+    events_served: AtomicU64,
+}
+
+impl FaultState {
+    pub(crate) fn new(options: FaultOptions) -> Self {
+        let s = FaultState::default();
+        s.set(options);
+        s
+    }
+
+    /// Replaces the options and restarts the counters they apply to.
+    pub(crate) fn set(&self, options: FaultOptions) {
+        let mut o = self.options.lock().unwrap_or_else(|e| e.into_inner());
+        self.unauthorized_left
+            .store(options.unauthorized_next, Ordering::SeqCst);
+        self.seen.store(0, Ordering::SeqCst);
+        *o = options;
+    }
+
+    /// Counts a request to `route` and decides whether it gets a fault.
+    /// Rate limiting wins over server errors, which win over injected 401s; the 401s
+    /// apply only to token-protected routes (`protected`), where a client refreshes.
+    pub(crate) fn on_request(&self, route: &'static str, protected: bool) -> Option<Injected> {
+        *self
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(route)
+            .or_default() += 1;
+        let o = self
+            .options
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let n = self.seen.fetch_add(1, Ordering::SeqCst) + 1;
+        if o.rate_limit_every > 0 && n % u64::from(o.rate_limit_every) == 0 {
+            self.rate_limited.fetch_add(1, Ordering::Relaxed);
+            let ms = o.retry_after.as_millis() as u64;
+            return Some(Injected::RateLimited {
+                retry_after_s: ms.div_ceil(1_000),
+            });
+        }
+        if o.server_error_every > 0 && n % u64::from(o.server_error_every) == 0 {
+            self.server_errors.fetch_add(1, Ordering::Relaxed);
+            return Some(Injected::ServerError);
+        }
+        if protected
+            && self
+                .unauthorized_left
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |k| k.checked_sub(1))
+                .is_ok()
+        {
+            return Some(Injected::Unauthorized);
+        }
+        None
+    }
+
+    pub(crate) fn count_unauthorized(&self) {
+        self.unauthorized.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_token(&self) -> u64 {
+        self.tokens_issued.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    pub(crate) fn count_events(&self, n: u64) {
+        self.events_served.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> EmulatorStats {
+        EmulatorStats {
+            requests: self
+                .requests
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
+            rate_limited: self.rate_limited.load(Ordering::Relaxed),
+            server_errors: self.server_errors.load(Ordering::Relaxed),
+            unauthorized: self.unauthorized.load(Ordering::Relaxed),
+            tokens_issued: self.tokens_issued.load(Ordering::Relaxed),
+            events_served: self.events_served.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_nth_and_next_k() {
+        let f = FaultState::new(FaultOptions {
+            rate_limit_every: 3,
+            retry_after: Duration::from_millis(1_500),
+            server_error_every: 4,
+            unauthorized_next: 2,
+        });
+        let got: Vec<_> = (0..8).map(|_| f.on_request("/x", true)).collect();
+        use Injected::*;
+        assert_eq!(
+            got,
+            vec![
+                Some(Unauthorized),
+                Some(Unauthorized),
+                Some(RateLimited { retry_after_s: 2 }),
+                Some(ServerError),
+                None,
+                Some(RateLimited { retry_after_s: 2 }),
+                None,
+                Some(ServerError),
+            ]
+        );
+        let s = f.snapshot();
+        assert_eq!((s.rate_limited, s.server_errors), (2, 2));
+        assert_eq!(s.requests_to("/x"), 8);
+        f.set(FaultOptions::default());
+        assert_eq!(f.on_request("/y", true), None);
+        assert_eq!(f.snapshot().total_requests(), 9);
+    }
+
+    #[test]
+    fn unauthorized_spares_unprotected_routes() {
+        let f = FaultState::new(FaultOptions {
+            unauthorized_next: 1,
+            ..FaultOptions::default()
+        });
+        assert_eq!(f.on_request("/v1/oauth", false), None);
+        assert_eq!(
+            f.on_request("/v1/customer", true),
+            Some(Injected::Unauthorized)
+        );
+        assert_eq!(f.on_request("/v1/customer", true), None);
+    }
+}

@@ -1,0 +1,553 @@
+//! Property tests of the encoders: for any event (hostile strings in any field, any JSON
+//! value, any shape), every format, syslog style and framing yields a record that keeps
+//! the framing and escaping invariants, and every CEF value parses back to the original
+//! value or its truncation. The CEF parser below is deliberately independent of the
+//! encoder: it reads the text the way a SIEM would.
+
+use super::cef_map::{self, CefKey, COMMON_RULES};
+use super::tests::{encoder, event};
+use super::{Format, Framing, SyslogStyle};
+use crate::normalize::catalog::AUDIT_EVENT_TYPES;
+use crate::normalize::{normalize, Record};
+use proptest::prelude::*;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+
+// ---------------------------------------------------------------- a tiny CEF reader
+
+/// Splits a CEF message into its seven header fields (unescaped) and the extension.
+fn split_cef(msg: &str) -> (Vec<String>, &str) {
+    let mut fields = Vec::new();
+    let mut cur = String::new();
+    let mut chars = msg.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some((_, n)) => cur.push(n),
+                None => cur.push('\\'),
+            },
+            '|' => {
+                fields.push(std::mem::take(&mut cur));
+                if fields.len() == 7 {
+                    return (fields, &msg[i + 1..]);
+                }
+            }
+            c => cur.push(c),
+        }
+    }
+    panic!("fewer than 7 header separators in {msg:?}");
+}
+
+fn unescape_value(v: &str) -> String {
+    let mut out = String::new();
+    let mut chars = v.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('\\') => out.push('\\'),
+            Some('=') => out.push('='),
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some(o) => panic!("unknown escape \\{o} in {v:?}"),
+            None => panic!("dangling backslash in {v:?}"),
+        }
+    }
+    out
+}
+
+/// Parses `k1=v1 k2=v2 ...`: a key is the run of ASCII alphanumerics before an
+/// unescaped `=`, preceded by the start or one space; a value runs to the space before
+/// the next key.
+fn parse_extension(ext: &str) -> Vec<(String, String)> {
+    let b = ext.as_bytes();
+    let mut eqs = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => i += 2,
+            b'=' => {
+                eqs.push(i);
+                i += 1
+            }
+            _ => i += 1,
+        }
+    }
+    let starts: Vec<usize> = eqs
+        .iter()
+        .map(|&eq| {
+            let mut s = eq;
+            while s > 0 && b[s - 1].is_ascii_alphanumeric() {
+                s -= 1;
+            }
+            assert!(s < eq, "empty key before = at {eq} in {ext:?}");
+            assert!(
+                s == 0 || b[s - 1] == b' ',
+                "key not after a space in {ext:?}"
+            );
+            s
+        })
+        .collect();
+    assert!(
+        eqs.is_empty() || starts[0] == 0,
+        "junk before first key: {ext:?}"
+    );
+    let mut out = Vec::new();
+    for (k, (&eq, &start)) in eqs.iter().zip(&starts).enumerate() {
+        let end = match starts.get(k + 1) {
+            Some(&next) => next - 1,
+            None => ext.len(),
+        };
+        out.push((ext[start..eq].to_owned(), unescape_value(&ext[eq + 1..end])));
+    }
+    out
+}
+
+// ---------------------------------------------------------------- generators
+
+fn arb_char() -> impl Strategy<Value = char> {
+    prop_oneof![
+        6 => any::<char>(),
+        1 => prop::sample::select(vec!['\n', '\r', '|', '=', '\\', ' ', '"', '\0', '\u{2028}', 'é', '😀']),
+    ]
+}
+
+fn arb_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        12 => prop::collection::vec(arb_char(), 0..40).prop_map(String::from_iter),
+        1 => (prop::collection::vec(arb_char(), 1..8), 200..1200usize)
+            .prop_map(|(unit, n)| String::from_iter(unit).repeat(n)),
+    ]
+}
+
+fn arb_json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        (-1e9f64..1e9).prop_map(|f| json!(f)),
+        arb_text().prop_map(Value::String),
+    ];
+    leaf.prop_recursive(3, 32, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            prop::collection::btree_map(arb_text(), inner, 0..6)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+fn arb_value() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        6 => arb_text().prop_map(Value::String),
+        2 => any::<i64>().prop_map(Value::from),
+        1 => Just(Value::Null),
+        2 => arb_json(),
+    ]
+}
+
+fn arb_ip() -> impl Strategy<Value = String> {
+    prop_oneof![
+        any::<[u8; 4]>().prop_map(|a| std::net::Ipv4Addr::from(a).to_string()),
+        any::<[u16; 8]>().prop_map(|a| std::net::Ipv6Addr::from(a).to_string()),
+    ]
+}
+
+fn arb_ip_field() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        3 => arb_ip().prop_map(Value::String),
+        2 => (prop::collection::vec(arb_ip(), 1..5), prop::sample::select(vec![",", ", ", " , "]))
+            .prop_map(|(ips, sep)| Value::String(ips.join(sep))),
+        1 => Just(json!("")),
+        1 => Just(json!("null")),
+        1 => arb_value(),
+    ]
+}
+
+fn arb_timestamp() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        4 => (0i64..4_102_444_800, 0u32..1_000_000_000, 0usize..10).prop_map(|(s, ns, digits)| {
+            let t = chrono::DateTime::from_timestamp(s, ns).unwrap();
+            let base = t.format("%Y-%m-%dT%H:%M:%S").to_string();
+            let frac = format!("{ns:09}");
+            Value::String(if digits == 0 {
+                format!("{base}Z")
+            } else {
+                format!("{base}.{}Z", &frac[..digits])
+            })
+        }),
+        1 => arb_value(),
+    ]
+}
+
+/// Every field name some mapping rule knows, so that mapped keys get hostile values too.
+fn mapped_names() -> Vec<&'static str> {
+    let mut v: Vec<&'static str> = COMMON_RULES
+        .iter()
+        .flat_map(|r| r.fields.iter().copied())
+        .collect();
+    for t in AUDIT_EVENT_TYPES {
+        for r in cef_map::type_rules(t.name).unwrap_or(&[]) {
+            v.extend(r.fields.iter().copied());
+        }
+    }
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+fn arb_type() -> impl Strategy<Value = Option<Value>> {
+    let names: Vec<&'static str> = AUDIT_EVENT_TYPES.iter().map(|t| t.name).collect();
+    prop_oneof![
+        6 => prop::sample::select(names).prop_map(|n| Some(json!(format!("audit_log::{n}/1")))),
+        1 => arb_text().prop_map(|t| Some(json!(format!("audit_log::{t}/1")))),
+        1 => arb_value().prop_map(Some),
+        1 => Just(None),
+    ]
+}
+
+prop_compose! {
+    fn arb_event_object()(
+        type_tag in arb_type(),
+        actor in prop::collection::vec(prop::option::of(prop_oneof![4 => arb_text().prop_map(Value::String), 1 => arb_value()]), 4),
+        ip in prop::option::of(arb_ip_field()),
+        ts in prop::option::of(arb_timestamp()),
+        success in prop::option::of(prop_oneof![3 => any::<bool>().prop_map(Value::Bool), 1 => arb_value()]),
+        mapped in prop::collection::vec((prop::sample::select(mapped_names()), arb_value()), 0..8),
+        extra in prop::collection::vec((arb_text(), arb_value()), 0..4),
+    ) -> Value {
+        let mut m = Map::new();
+        if let Some(t) = type_tag { m.insert("type$".into(), t); }
+        for (k, v) in ["actorId", "actorName", "actorType", "actorAgent"].iter().zip(actor) {
+            if let Some(v) = v { m.insert((*k).into(), v); }
+        }
+        if let Some(ip) = ip { m.insert("actorIpAddress".into(), ip); }
+        if let Some(ts) = ts { m.insert("timestamp".into(), ts); }
+        if let Some(s) = success { m.insert("success".into(), s); }
+        for (k, v) in mapped { m.insert(k.into(), v); }
+        for (k, v) in extra { m.insert(k, v); }
+        Value::Object(m)
+    }
+}
+
+fn arb_event() -> impl Strategy<Value = (Value, bool)> {
+    (
+        prop_oneof![9 => arb_event_object(), 1 => arb_json()],
+        any::<bool>(),
+    )
+}
+
+fn to_text(v: &Value, pretty: bool) -> String {
+    if pretty {
+        serde_json::to_string_pretty(v).unwrap()
+    } else {
+        serde_json::to_string(v).unwrap()
+    }
+}
+
+// ---------------------------------------------------------------- checks
+
+const FORMATS: [Format; 3] = [Format::Cef, Format::JsonRaw, Format::JsonNormalized];
+const STYLES: [SyslogStyle; 3] = [
+    SyslogStyle::Rfc5424,
+    SyslogStyle::Rfc3164,
+    SyslogStyle::None,
+];
+const FRAMINGS: [Framing; 3] = [Framing::OctetCounting, Framing::Lf, Framing::None];
+
+/// Removes the framing; checks it on the way.
+fn unframe(framing: Framing, out: &[u8]) -> &str {
+    let s = std::str::from_utf8(out).expect("records are UTF-8");
+    match framing {
+        Framing::Lf => {
+            let body = s.strip_suffix('\n').expect("LF-framed record ends with LF");
+            assert!(
+                !body.contains('\n') && !body.contains('\r'),
+                "CR/LF inside {body:?}"
+            );
+            body
+        }
+        Framing::OctetCounting => {
+            let (len, msg) = s.split_once(' ').expect("octet count and space");
+            assert!(!len.starts_with('0') && len.bytes().all(|b| b.is_ascii_digit()));
+            assert_eq!(len.parse::<usize>().unwrap(), msg.len(), "octet count");
+            msg
+        }
+        Framing::None => s,
+    }
+}
+
+/// Removes the syslog header; checks its shape.
+fn strip_header(style: SyslogStyle, msg: &str) -> &str {
+    match style {
+        SyslogStyle::None => msg,
+        SyslogStyle::Rfc5424 => {
+            let mut parts = msg.splitn(8, ' ');
+            let pri = parts.next().unwrap();
+            assert!(pri.starts_with('<') && pri.ends_with(">1"), "{pri}");
+            let head: Vec<&str> = (0..6).map(|_| parts.next().unwrap()).collect();
+            assert_eq!(head[1], "fwd01.example.com");
+            assert_eq!(head[2], "c42fwd");
+            assert_eq!(head[3], "-");
+            assert!(head[4].len() <= 32 && head[4].bytes().all(|b| (33..=126).contains(&b)));
+            assert_eq!(head[5], "-");
+            parts.next().unwrap_or("")
+        }
+        SyslogStyle::Rfc3164 => {
+            let at = msg
+                .find(" fwd01.example.com c42fwd: ")
+                .expect("3164 header");
+            assert_eq!(at, msg.find('>').unwrap() + 16, "timestamp is 15 chars");
+            &msg[at + " fwd01.example.com c42fwd: ".len()..]
+        }
+    }
+}
+
+fn truncated(s: &str, limit: usize) -> &str {
+    super::cef::truncate(s, limit)
+}
+
+/// The text a CEF key shows for a JSON value: a string's text, else compact JSON.
+fn rendered(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => serde_json::to_string(other).unwrap(),
+    }
+}
+
+fn header_text(s: &str, limit: usize) -> String {
+    truncated(s, limit).replace(['\r', '\n'], " ")
+}
+
+/// Checks one CEF message against the event it came from.
+fn check_cef(msg: &str, rec: &Record<'_>, original: &Value) {
+    let (header, ext) = split_cef(msg);
+    assert_eq!(header[0], "CEF:0");
+    assert_eq!(header[1], "Code42");
+    assert_eq!(header[2], "Audit Log");
+    assert_eq!(header[3], "1");
+    assert_eq!(header[4], header_text(&rec.class_id, 1023));
+    assert_eq!(header[5], header_text(&rec.name, 512));
+    assert!(header[6].parse::<u8>().unwrap() <= 10);
+
+    let pairs = parse_extension(ext);
+    let mut ext_map = BTreeMap::new();
+    for (k, v) in &pairs {
+        assert!(ext_map.insert(k.clone(), v.clone()).is_none(), "{k} twice");
+    }
+    let get = |k: &str| ext_map.get(k).map(String::as_str);
+    let obj = original.as_object();
+    let field = |k: &str| obj.and_then(|o| o.get(k));
+
+    // Common keys read back exactly (or truncated to their limit).
+    for (api, key, limit) in [
+        ("actorId", "suid", 1023),
+        ("actorName", "suser", 1023),
+        ("actorAgent", "requestClientApplication", 1023),
+        ("actorType", "cs1", 4000),
+    ] {
+        match field(api) {
+            Some(Value::String(s)) => assert_eq!(get(key), Some(truncated(s, limit)), "{key}"),
+            _ => assert_eq!(get(key), None, "{key}"),
+        }
+    }
+    assert!(get("rt").unwrap().parse::<i64>().is_ok());
+    let ts = get("cs5").unwrap();
+    assert_eq!(crate::normalize::parse_rfc3339(ts), Some(rec.time));
+    if let Some(Value::String(ts_text)) = field("timestamp") {
+        if let Some(t) = crate::normalize::parse_rfc3339(ts_text) {
+            assert_eq!(rec.time, t, "the event's own time wins");
+        }
+    }
+    if let Some((ip, addr)) = rec.source_ips.first() {
+        let key = if addr.is_ipv4() { "src" } else { "c6a1" };
+        assert_eq!(get(key), Some(ip));
+    }
+
+    // Every value within its limit.
+    for (k, v) in &pairs {
+        let limit = match k.as_str() {
+            "cs1" | "cs2" | "cs3" | "cs4" | "cs5" | "cs6" => 4000,
+            "fileHash" => 255,
+            "outcome" => 63,
+            k if k.starts_with("flexString") && k.ends_with("Label") => 128,
+            _ => 1023,
+        };
+        assert!(v.len() <= limit, "{k} is {} bytes", v.len());
+    }
+
+    // The details field is valid JSON whenever present.
+    let details: Map<String, Value> = match get("cs6") {
+        Some(d) => {
+            assert_eq!(get("cs6Label"), Some("details"));
+            serde_json::from_str(d).unwrap_or_else(|e| panic!("details not JSON ({e}): {d:?}"))
+        }
+        None => Map::new(),
+    };
+    let truncated_count = details
+        .get("_truncated")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+
+    // Nothing lost: each non-common field is in `details`, or in the key its rule
+    // names (with its name as the label, for custom keys), or counted as truncated.
+    // A value in details is the event's, or (counted in `_truncated`) a cut string.
+    let check_detail = |key: &str, d: &Value, v: &Value| {
+        if d != v {
+            let (Value::String(d), Value::String(s)) = (d, v) else {
+                panic!("details[{key}] differs from the event's value");
+            };
+            assert!(s.starts_with(d.as_str()) && truncated_count > 0, "{key}");
+        }
+    };
+    let Some(obj) = obj else {
+        match details.get("_raw") {
+            Some(d) => check_detail("_raw", d, original),
+            None => assert!(truncated_count > 0, "non-object event lost"),
+        }
+        return;
+    };
+    let rules = cef_map::type_rules_by_index(rec.catalog_index);
+    for f in &rec.fields {
+        let v = &obj[f.key.as_ref()];
+        if let Some(d) = details.get(f.key.as_ref()) {
+            check_detail(&f.key, d, v);
+            continue;
+        }
+        let Some((key, _)) = cef_map::key_for(rules, &f.key) else {
+            assert!(truncated_count > 0, "{} lost", f.key);
+            continue;
+        };
+        let label_ok = key.label().is_none_or(|l| get(l) == Some(f.key.as_ref()));
+        let shown = get(key.name()).filter(|_| label_ok);
+        let shown_ok = shown.is_some_and(|shown| match (key, v) {
+            (CefKey::Fsize | CefKey::Cn1 | CefKey::Cn2 | CefKey::Cn3, _) => shown
+                .parse::<i64>()
+                .is_ok_and(|n| rendered(v) == n.to_string()),
+            (_, Value::String(s)) => shown == truncated(s, key.limit()),
+            // Numbers, arrays, objects: compact JSON of the API's own digits, so compare
+            // parsed (serde's float reading is not exact, but it is deterministic); a
+            // value that does not parse must have been cut at the limit.
+            _ => match serde_json::from_str::<Value>(shown) {
+                Ok(p) => &p == v,
+                Err(_) => shown.len() + 4 > key.limit(),
+            },
+        });
+        // Not in details and not where its rule puts it: only acceptable when details
+        // had to leave entries out (a field that did not fit its key, or lost to a
+        // preferred field, goes to details, which may be full).
+        assert!(
+            shown_ok || truncated_count > 0,
+            "{} = {v} not in {} ({shown:?})",
+            f.key,
+            key.name()
+        );
+    }
+}
+
+fn check_event(generated: &Value, pretty: bool) {
+    let text = to_text(generated, pretty);
+    // Compare with the text read back, not with the generated value: serde_json's float
+    // parsing is not exact, and the records copy the API's digits, not a float.
+    let original = &serde_json::from_str::<Value>(&text).unwrap();
+    let ev = event(&text);
+    let rec = normalize(&ev);
+    for format in FORMATS {
+        for style in STYLES {
+            for framing in FRAMINGS {
+                let enc = encoder(format, style, framing);
+                let mut out = b"prev".to_vec();
+                enc.encode(&ev, &mut out);
+                assert!(out.starts_with(b"prev"));
+                let msg = unframe(framing, &out[4..]);
+                let body = strip_header(style, msg);
+                match format {
+                    Format::Cef => check_cef(body, &rec, original),
+                    Format::JsonRaw => {
+                        let v: Value = serde_json::from_str(body).unwrap();
+                        assert_eq!(&v, original);
+                        if framing != Framing::Lf {
+                            assert_eq!(body, text, "raw JSON is untouched");
+                        }
+                    }
+                    Format::JsonNormalized => {
+                        let v: Value = serde_json::from_str(body).unwrap();
+                        assert_eq!(v["class_id"], Value::String(rec.class_id.to_string()));
+                        for f in &rec.fields {
+                            let want = match original.as_object() {
+                                Some(o) => &o[f.key.as_ref()],
+                                None => original,
+                            };
+                            assert_eq!(&v["fields"][f.key.as_ref()], want);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(192))]
+
+    #[test]
+    fn every_record_keeps_the_invariants((original, pretty) in arb_event()) {
+        check_event(&original, pretty);
+    }
+
+    #[test]
+    fn cef_values_read_back((name, agent, note) in (arb_text(), arb_text(), arb_text())) {
+        let original = json!({
+            "type$": "audit_log::alert_note_edited/1",
+            "actorName": name,
+            "actorAgent": agent,
+            "note": note,
+            "timestamp": "2024-01-01T00:00:00.123456789Z",
+        });
+        let ev = event(&original.to_string());
+        let enc = encoder(Format::Cef, SyslogStyle::None, Framing::None);
+        let mut out = Vec::new();
+        enc.encode(&ev, &mut out);
+        let (_, ext) = split_cef(std::str::from_utf8(&out).unwrap());
+        let pairs: BTreeMap<_, _> = parse_extension(ext).into_iter().collect();
+        prop_assert_eq!(pairs["suser"].as_str(), truncated(&name, 1023));
+        prop_assert_eq!(pairs["requestClientApplication"].as_str(), truncated(&agent, 1023));
+        prop_assert_eq!(pairs["msg"].as_str(), truncated(&note, 1023));
+        prop_assert_eq!(pairs["cs5"].as_str(), "2024-01-01T00:00:00.123456789Z");
+    }
+}
+
+#[test]
+fn the_reader_reads_what_the_spec_shows() {
+    let (h, ext) = split_cef(
+        r"CEF:0|Vendor\|Inc|Prod|1.0|100|name \\ x|5|src=10.0.0.1 msg=a\=b c\\ d\nnext cs1=|x",
+    );
+    assert_eq!(h[1], "Vendor|Inc");
+    assert_eq!(h[5], "name \\ x");
+    let pairs = parse_extension(ext);
+    assert_eq!(
+        pairs,
+        [
+            ("src".to_owned(), "10.0.0.1".to_owned()),
+            ("msg".to_owned(), "a=b c\\ d\nnext".to_owned()),
+            ("cs1".to_owned(), "|x".to_owned()),
+        ]
+    );
+}
+
+#[test]
+fn hostile_fixtures_keep_the_invariants() {
+    for text in [
+        r#"{"type$":"audit_log::a|b\\c\nd/1","actorName":"x\ny","note":"=|\\\r\n"}"#,
+        r#"{"type$":"audit_log::logged_in/1","actorIpAddress":"::1, 10.0.0.1","timestamp":"2024-01-01T00:00:00.999999999Z"}"#,
+        r#"[1,"two",{"three":3}]"#,
+        r#""just a string""#,
+        r#"{"":"","type$":"","timestamp":""}"#,
+    ] {
+        let v: Value = serde_json::from_str(text).unwrap();
+        check_event(&v, false);
+        check_event(&v, true);
+    }
+}

@@ -1,0 +1,594 @@
+//! Unit tests of the delivery loop and the transports against local sockets and files,
+//! with a stand-in encoder (the raw JSON text plus LF) so that the bytes are known.
+//! The end-to-end tests with the real encoder and a real rsyslog are in `tests/it/sinks.rs`.
+
+use super::*;
+use crate::ack::{ack_set, AckWaiter, Outcome};
+use crate::config::OversizePolicy;
+use crate::encode::{EncoderOptions, Format, Framing, SyslogStyle};
+use crate::event::SourceKind;
+use crate::retry::BackoffPolicy;
+use chrono::Utc;
+use serde_json::value::RawValue;
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, UdpSocket};
+
+/// The event's JSON text followed by LF.
+struct JsonLines;
+
+impl RecordEncoder for JsonLines {
+    fn encode(&self, event: &Event, out: &mut Vec<u8>) {
+        out.extend_from_slice(event.json().as_bytes());
+        out.push(b'\n');
+    }
+}
+
+/// The event's JSON text, unframed (datagrams).
+struct JsonDatagrams;
+
+impl RecordEncoder for JsonDatagrams {
+    fn encode(&self, event: &Event, out: &mut Vec<u8>) {
+        out.extend_from_slice(event.json().as_bytes());
+    }
+}
+
+fn sink(name: &str, kind: SinkKind) -> Sink {
+    Sink {
+        name: name.to_string(),
+        kind,
+        encoding: EncoderOptions {
+            format: Format::JsonRaw,
+            syslog: SyslogStyle::None,
+            framing: Framing::Lf,
+            facility: 13,
+            hostname: "test".into(),
+            app_name: "c42fwd".into(),
+        },
+        queue_batches: 4,
+        retry: BackoffPolicy {
+            initial: Duration::from_millis(5),
+            max: Duration::from_millis(50),
+            max_retries: None,
+        },
+    }
+}
+
+fn tcp_kind(port: u16) -> SinkKind {
+    SinkKind::Tcp {
+        host: "127.0.0.1".into(),
+        port,
+        connect_timeout: Duration::from_secs(5),
+        keepalive: Some(Duration::from_secs(30)),
+    }
+}
+
+fn context(dead_letter_dir: &std::path::Path) -> SinkContext {
+    SinkContext {
+        metrics: Arc::new(Metrics::new()),
+        dead_letter_dir: dead_letter_dir.to_path_buf(),
+        shutdown: CancellationToken::new(),
+    }
+}
+
+fn event(json: &str) -> Event {
+    let raw = RawValue::from_string(json.to_string()).expect("test json");
+    Event::new(SourceKind::AuditLog, raw, Utc::now())
+}
+
+/// A batch of `n` small events `{"seq":"<tag>-<i>"}` and its waiter.
+fn batch(tag: &str, n: usize) -> (SinkBatch, AckWaiter) {
+    let events = (0..n)
+        .map(|i| event(&format!(r#"{{"seq":"{tag}-{i}"}}"#)))
+        .collect();
+    batch_of(events)
+}
+
+fn batch_of(events: Vec<Event>) -> (SinkBatch, AckWaiter) {
+    let (mut tokens, waiter) = ack_set(1);
+    let sb = SinkBatch {
+        batch: Arc::new(Batch {
+            source: Arc::from("audit"),
+            events,
+        }),
+        ack: tokens.pop().expect("one token"),
+    };
+    (sb, waiter)
+}
+
+fn sink_label(name: &str) -> crate::metrics::Labels {
+    label("sink", name)
+}
+
+/// Waits (bounded) until `cond` holds; for conditions that have no signal of their own
+/// (a metric reaching a value).
+async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[test]
+fn encoded_batch_knows_its_records() {
+    let mut b = EncodedBatch::default();
+    b.push_record(b"aa\n");
+    b.push_record(b"bbb\n");
+    b.push_record(b"c\n");
+    assert_eq!(b.len(), 3);
+    assert_eq!(b.bytes(), b"aa\nbbb\nc\n");
+    assert_eq!(b.record(1), b"bbb\n");
+    assert_eq!(
+        b.records().collect::<Vec<_>>(),
+        vec![&b"aa\n"[..], b"bbb\n", b"c\n"]
+    );
+    assert_eq!(b.records_started_before(0), 0);
+    assert_eq!(b.records_started_before(1), 1);
+    assert_eq!(b.records_started_before(3), 1);
+    assert_eq!(b.records_started_before(4), 2);
+    assert_eq!(b.records_started_before(7), 2);
+    assert_eq!(b.records_started_before(8), 3);
+    assert_eq!(b.records_started_before(9), 3);
+    b.clear();
+    assert!(b.is_empty());
+}
+
+#[test]
+fn truncation_cuts_on_a_char_boundary_and_marks_the_cut() {
+    let mut out = Vec::new();
+    truncate_record(b"short", 100, &mut out);
+    assert_eq!(out, b"short");
+
+    let record = "é".repeat(100); // 200 bytes of two-byte characters
+    for max in 20..40 {
+        truncate_record(record.as_bytes(), max, &mut out);
+        assert!(out.len() <= max, "{max}: {}", out.len());
+        assert!(out.ends_with(TRUNCATION_MARKER));
+        let text = std::str::from_utf8(&out).expect("valid utf-8 after the cut");
+        assert!(text.starts_with("éé"));
+    }
+}
+
+#[test]
+fn truncation_keeps_a_final_lf_and_does_not_end_on_an_escape() {
+    let mut out = Vec::new();
+    let record = format!("{}\n", "a".repeat(100));
+    truncate_record(record.as_bytes(), 50, &mut out);
+    assert_eq!(out.len(), 50);
+    assert!(out.ends_with(b"...[truncated]\n"));
+
+    // cut would fall right after the backslash of `\=`
+    let record = format!("{}\\={}", "x".repeat(35), "y".repeat(100));
+    truncate_record(record.as_bytes(), 50, &mut out);
+    let text = String::from_utf8(out.clone()).expect("utf-8");
+    assert_eq!(text, format!("{}...[truncated]", "x".repeat(35)));
+}
+
+#[test]
+fn network_trouble_is_retriable_and_a_broken_stdout_is_not() {
+    let io = |k: std::io::ErrorKind| std::io::Error::from(k);
+    let addr = || "h:1".to_string();
+    for kind in [
+        std::io::ErrorKind::ConnectionRefused,
+        std::io::ErrorKind::ConnectionReset,
+        std::io::ErrorKind::BrokenPipe,
+        std::io::ErrorKind::TimedOut,
+    ] {
+        assert!(SinkError::Connect {
+            addr: addr(),
+            source: io(kind)
+        }
+        .is_retriable());
+        assert!(SinkError::Write {
+            addr: addr(),
+            source: io(kind)
+        }
+        .is_retriable());
+    }
+    assert!(SinkError::ConnectTimeout {
+        addr: addr(),
+        timeout: Duration::from_secs(1)
+    }
+    .is_retriable());
+    assert!(!SinkError::Connect {
+        addr: addr(),
+        source: io(std::io::ErrorKind::PermissionDenied)
+    }
+    .is_retriable());
+    assert!(!SinkError::Stdout {
+        source: io(std::io::ErrorKind::BrokenPipe)
+    }
+    .is_retriable());
+    assert!(!SinkError::DeadLetter {
+        path: "/x".into(),
+        source: io(std::io::ErrorKind::PermissionDenied)
+    }
+    .is_retriable());
+    let e = SinkError::Connect {
+        addr: "siem.example:6514".into(),
+        source: io(std::io::ErrorKind::ConnectionRefused),
+    };
+    assert!(
+        e.to_string()
+            .starts_with("cannot connect to siem.example:6514: "),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn file_sink_appends_creates_directories_and_acks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("a/b/out.ndjson");
+    for round in ["r1", "r2"] {
+        let ctx = context(dir.path());
+        let (tx, rx) = mpsc::channel(4);
+        let (b1, w1) = batch(&format!("{round}a"), 2);
+        let (b2, w2) = batch(&format!("{round}b"), 1);
+        tx.send(b1).await.expect("queue");
+        tx.send(b2).await.expect("queue");
+        drop(tx);
+        run_with_encoder(
+            sink("file", SinkKind::File { path: path.clone() }),
+            rx,
+            ctx.clone(),
+            JsonLines,
+        )
+        .await
+        .expect("file sink");
+        assert_eq!(w1.wait().await, Outcome::Delivered);
+        assert_eq!(w2.wait().await, Outcome::Delivered);
+        assert_eq!(
+            ctx.metrics
+                .sink_events
+                .get_or_create(&sink_label("file"))
+                .get(),
+            3
+        );
+    }
+    let text = std::fs::read_to_string(&path).expect("output file");
+    assert_eq!(
+        text,
+        concat!(
+            "{\"seq\":\"r1a-0\"}\n{\"seq\":\"r1a-1\"}\n{\"seq\":\"r1b-0\"}\n",
+            "{\"seq\":\"r2a-0\"}\n{\"seq\":\"r2a-1\"}\n{\"seq\":\"r2b-0\"}\n"
+        )
+    );
+}
+
+#[tokio::test]
+async fn file_sink_that_cannot_open_retries_and_holds_the_ack() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A regular file where a directory is needed: opening fails with a retriable error.
+    std::fs::write(dir.path().join("blocker"), b"").expect("blocker");
+    let path = dir.path().join("blocker/out.log");
+    let ctx = context(dir.path());
+    let (tx, rx) = mpsc::channel(4);
+    let (b, mut w) = batch("x", 1);
+    tx.send(b).await.expect("queue");
+    let task = tokio::spawn(run_with_encoder(
+        sink("f", SinkKind::File { path }),
+        rx,
+        ctx.clone(),
+        JsonLines,
+    ));
+    let m = ctx.metrics.clone();
+    wait_until("two open errors", || {
+        m.sink_errors
+            .get_or_create(&vec![
+                ("sink", "f".to_string()),
+                ("kind", "open".to_string()),
+            ])
+            .get()
+            >= 2
+    })
+    .await;
+    assert_eq!(
+        w.try_outcome(),
+        None,
+        "no ack while the file cannot be written"
+    );
+    ctx.shutdown.cancel();
+    task.await
+        .expect("join")
+        .expect("cancelled sink returns ok");
+    assert_eq!(w.wait().await, Outcome::NotDelivered);
+}
+
+#[tokio::test]
+async fn tcp_sink_writes_batches_and_acks_after_the_write() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let ctx = context(std::path::Path::new("/nonexistent"));
+    let (tx, rx) = mpsc::channel(4);
+    let (b1, w1) = batch("a", 3);
+    let (b2, w2) = batch("b", 2);
+    tx.send(b1).await.expect("queue");
+    tx.send(b2).await.expect("queue");
+    drop(tx);
+    let task = tokio::spawn(run_with_encoder(
+        sink("tcp", tcp_kind(port)),
+        rx,
+        ctx.clone(),
+        JsonLines,
+    ));
+    let (mut conn, _) = listener.accept().await.expect("accept");
+    let mut got = String::new();
+    // The sink closes the connection when its queue is drained.
+    conn.read_to_string(&mut got).await.expect("read");
+    task.await.expect("join").expect("sink");
+    assert_eq!(w1.wait().await, Outcome::Delivered);
+    assert_eq!(w2.wait().await, Outcome::Delivered);
+    let expected: String = ["a-0", "a-1", "a-2", "b-0", "b-1"]
+        .iter()
+        .map(|s| format!("{{\"seq\":\"{s}\"}}\n"))
+        .collect();
+    assert_eq!(got, expected);
+    let l = sink_label("tcp");
+    assert_eq!(ctx.metrics.sink_events.get_or_create(&l).get(), 5);
+    assert_eq!(
+        ctx.metrics.sink_bytes.get_or_create(&l).get(),
+        expected.len() as u64
+    );
+    assert_eq!(ctx.metrics.sink_reconnects.get_or_create(&l).get(), 0);
+}
+
+#[tokio::test]
+async fn tcp_sink_reconnects_before_writing_into_a_closed_connection() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let ctx = context(std::path::Path::new("/nonexistent"));
+    let (tx, rx) = mpsc::channel(4);
+    let task = tokio::spawn(run_with_encoder(
+        sink("tcp", tcp_kind(port)),
+        rx,
+        ctx.clone(),
+        JsonLines,
+    ));
+
+    let (b1, w1) = batch("a", 2);
+    tx.send(b1).await.expect("queue");
+    let (mut conn, _) = listener.accept().await.expect("accept");
+    let expected1 = "{\"seq\":\"a-0\"}\n{\"seq\":\"a-1\"}\n";
+    let mut buf = vec![0; expected1.len()];
+    conn.read_exact(&mut buf).await.expect("read");
+    assert_eq!(buf, expected1.as_bytes());
+    assert_eq!(w1.wait().await, Outcome::Delivered);
+    // The receiver goes away after reading everything (a clean close: FIN).
+    drop(conn);
+
+    let (b2, w2) = batch("b", 1);
+    tx.send(b2).await.expect("queue");
+    let (mut conn, _) = listener.accept().await.expect("second accept");
+    drop(tx);
+    let mut got = String::new();
+    conn.read_to_string(&mut got).await.expect("read");
+    assert_eq!(got, "{\"seq\":\"b-0\"}\n");
+    assert_eq!(w2.wait().await, Outcome::Delivered);
+    task.await.expect("join").expect("sink");
+    let l = sink_label("tcp");
+    assert_eq!(ctx.metrics.sink_reconnects.get_or_create(&l).get(), 1);
+    assert_eq!(ctx.metrics.sink_resent.get_or_create(&l).get(), 0);
+}
+
+#[tokio::test]
+async fn tcp_sink_with_its_peer_down_holds_the_ack_until_cancelled() {
+    // A port that nobody listens on.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let ctx = context(std::path::Path::new("/nonexistent"));
+    let (tx, rx) = mpsc::channel(4);
+    let (b, mut w) = batch("a", 1);
+    tx.send(b).await.expect("queue");
+    let task = tokio::spawn(run_with_encoder(
+        sink("down", tcp_kind(port)),
+        rx,
+        ctx.clone(),
+        JsonLines,
+    ));
+    let m = ctx.metrics.clone();
+    wait_until("three connect errors", || {
+        m.sink_errors
+            .get_or_create(&vec![
+                ("sink", "down".to_string()),
+                ("kind", "connect".to_string()),
+            ])
+            .get()
+            >= 3
+    })
+    .await;
+    assert_eq!(w.try_outcome(), None, "no ack while the peer is down");
+    ctx.shutdown.cancel();
+    task.await
+        .expect("join")
+        .expect("cancelled sink returns ok");
+    assert_eq!(w.wait().await, Outcome::NotDelivered);
+    drop(tx);
+}
+
+fn udp_kind(port: u16, max_datagram: usize, oversize: OversizePolicy) -> SinkKind {
+    SinkKind::Udp {
+        host: "127.0.0.1".into(),
+        port,
+        max_datagram,
+        oversize,
+    }
+}
+
+async fn recv_datagrams(socket: &UdpSocket, n: usize) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut buf = vec![0; 65536];
+    while out.len() < n {
+        let len = tokio::time::timeout(Duration::from_secs(10), socket.recv(&mut buf))
+            .await
+            .expect("datagram in time")
+            .expect("recv");
+        out.push(buf[..len].to_vec());
+    }
+    out
+}
+
+#[tokio::test]
+async fn udp_sink_sends_one_datagram_per_record_and_truncates_oversize() {
+    let receiver = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let port = receiver.local_addr().expect("addr").port();
+    let ctx = context(std::path::Path::new("/nonexistent"));
+    let big = format!(r#"{{"seq":"big","pad":"{}"}}"#, "z".repeat(1000));
+    let (b, w) = batch_of(vec![
+        event(r#"{"seq":"s-0"}"#),
+        event(&big),
+        event(r#"{"seq":"s-2"}"#),
+    ]);
+    let (tx, rx) = mpsc::channel(4);
+    tx.send(b).await.expect("queue");
+    drop(tx);
+    run_with_encoder(
+        sink("udp", udp_kind(port, 500, OversizePolicy::Truncate)),
+        rx,
+        ctx.clone(),
+        JsonDatagrams,
+    )
+    .await
+    .expect("udp sink");
+    assert_eq!(w.wait().await, Outcome::Delivered);
+    let got = recv_datagrams(&receiver, 3).await;
+    assert_eq!(got[0], br#"{"seq":"s-0"}"#);
+    assert_eq!(got[1].len(), 500);
+    assert!(got[1].starts_with(br#"{"seq":"big","pad":"zzz"#));
+    assert!(got[1].ends_with(TRUNCATION_MARKER));
+    assert_eq!(got[2], br#"{"seq":"s-2"}"#);
+    let l = sink_label("udp");
+    assert_eq!(ctx.metrics.sink_truncated.get_or_create(&l).get(), 1);
+    assert_eq!(ctx.metrics.sink_events.get_or_create(&l).get(), 3);
+}
+
+#[tokio::test]
+async fn udp_sink_dead_letters_oversize_records() {
+    let receiver = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let port = receiver.local_addr().expect("addr").port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dl_dir = dir.path().join("dead-letter");
+    let ctx = context(&dl_dir);
+    let big = format!(r#"{{"seq":"big","pad":"{}"}}"#, "z".repeat(1000));
+    let (b, w) = batch_of(vec![
+        event(r#"{"seq":"s-0"}"#),
+        event(&big),
+        event(r#"{"seq":"s-2"}"#),
+    ]);
+    let (tx, rx) = mpsc::channel(4);
+    tx.send(b).await.expect("queue");
+    drop(tx);
+    assert!(!dl_dir.exists(), "created on first use only");
+    run_with_encoder(
+        sink("udp-dl", udp_kind(port, 500, OversizePolicy::DeadLetter)),
+        rx,
+        ctx.clone(),
+        JsonDatagrams,
+    )
+    .await
+    .expect("udp sink");
+    assert_eq!(
+        w.wait().await,
+        Outcome::Delivered,
+        "dead-lettering is an explicit policy"
+    );
+    let got = recv_datagrams(&receiver, 2).await;
+    assert_eq!(
+        got,
+        vec![br#"{"seq":"s-0"}"#.to_vec(), br#"{"seq":"s-2"}"#.to_vec()]
+    );
+    let text = std::fs::read_to_string(dl_dir.join("udp-dl.ndjson")).expect("dead-letter file");
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["sink"], "udp-dl");
+    assert_eq!(lines[0]["reason"], "oversize");
+    assert_eq!(lines[0]["record"], big.as_str());
+    assert!(lines[0]["time"].as_str().is_some_and(|t| t.ends_with('Z')));
+    let discarded = ctx
+        .metrics
+        .sink_discarded
+        .get_or_create(&vec![
+            ("sink", "udp-dl".to_string()),
+            ("reason", "oversize".to_string()),
+        ])
+        .get();
+    assert_eq!(discarded, 1);
+}
+
+#[tokio::test]
+async fn an_unwritable_dead_letter_file_fails_the_batch_and_stops_the_sink() {
+    let receiver = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let port = receiver.local_addr().expect("addr").port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let blocker = dir.path().join("not-a-dir");
+    std::fs::write(&blocker, b"").expect("blocker");
+    let ctx = context(&blocker);
+    let big = "z".repeat(1000);
+    let (b, w) = batch_of(vec![event(&format!("\"{big}\""))]);
+    let (tx, rx) = mpsc::channel(4);
+    tx.send(b).await.expect("queue");
+    let err = run_with_encoder(
+        sink("udp-dl", udp_kind(port, 500, OversizePolicy::DeadLetter)),
+        rx,
+        ctx,
+        JsonDatagrams,
+    )
+    .await
+    .expect_err("dead-letter file cannot be created");
+    assert!(matches!(err, SinkError::DeadLetter { .. }));
+    assert!(err.to_string().contains("not-a-dir/udp-dl.ndjson"), "{err}");
+    assert_eq!(w.wait().await, Outcome::NotDelivered);
+}
+
+#[tokio::test]
+async fn healthcheck_connects_resolves_and_opens() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    healthcheck(&sink("t", tcp_kind(port)))
+        .await
+        .expect("tcp up");
+    drop(listener);
+    let err = healthcheck(&sink("t", tcp_kind(port)))
+        .await
+        .expect_err("tcp down");
+    assert!(
+        err.to_string().contains(&format!("127.0.0.1:{port}")),
+        "{err}"
+    );
+    healthcheck(&sink("u", udp_kind(port, 1000, OversizePolicy::Truncate)))
+        .await
+        .expect("udp resolves");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("x/y.log");
+    healthcheck(&sink("f", SinkKind::File { path: path.clone() }))
+        .await
+        .expect("file");
+    assert!(path.exists());
+}
+
+#[tokio::test]
+async fn an_empty_batch_is_delivered_without_touching_the_peer() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let ctx = context(std::path::Path::new("/nonexistent"));
+    let (tx, rx) = mpsc::channel(4);
+    let (b, w) = batch("empty", 0);
+    tx.send(b).await.expect("queue");
+    drop(tx);
+    run_with_encoder(sink("empty", tcp_kind(port)), rx, ctx.clone(), JsonLines)
+        .await
+        .expect("no connection needed");
+    assert_eq!(w.wait().await, Outcome::Delivered);
+    let errors = ctx.metrics.render();
+    assert!(!errors.contains("c42fwd_sink_errors_total{"), "{errors}");
+}
