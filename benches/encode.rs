@@ -1,9 +1,12 @@
-//! Normalize + encode throughput, per format, on a realistic mix of Audit Log events.
+//! Normalize + encode throughput, per format, on a realistic mix of Audit Log events, and
+//! on the alert and sync log fixtures.
 //!
 //! `cargo bench --bench encode`. The figure that matters is the `encode/cef_5424_octet`
 //! throughput (the default sink setup): the aim is at least a million events per second
 //! on one core. Each iteration encodes the whole mix into one reused buffer, as a sink
-//! does with a batch.
+//! does with a batch. Alerts are few (an alert summarizes minutes of activity) and
+//! large (observations with file lists), so `encode_alerts/*` is about cost per alert,
+//! not about a rate a tenant could reach.
 
 use c42fwd::encode::{Encoder, EncoderOptions, Format, Framing, SyslogStyle};
 use c42fwd::event::{Event, SourceKind};
@@ -25,13 +28,44 @@ const MIX: &[&str] = &[
     r#"{"type$":"audit_log::federation_metadata_updated/1","actorId":"thwlhuOyiq2svbdcqfmm2demndi","actorName":"SYSTEM","actorAgent":null,"actorIpAddress":null,"timestamp":"2022-09-28T19:57:10.072Z","actorType":"SYSTEM","federationId":"1034183599256332463","metadataUrl":"https://md.incommon.org/InCommon/InCommon-metadata.xml","displayName":"Auth Provider Federation","metadataMd5sum":"4df933958e17eea24f51f3bf0d375327"}"#,
 ];
 
-fn events() -> Vec<Event> {
-    MIX.iter()
+/// Alert details as the alert source hands them over (`data` parsed): the repository's
+/// fixtures, so that the bench needs nothing outside the crate.
+const ALERTS: &[&str] = &[
+    include_str!("../tests/fixtures/alerts/endpoint_exfiltration_seed.json"),
+    include_str!("../tests/fixtures/alerts/cloud_share_permissions_two_observations.json"),
+    include_str!("../tests/fixtures/alerts/composite_three_observations.json"),
+    include_str!("../tests/fixtures/alerts/file_name_match_data_string.json"),
+];
+
+const SYNC_LOG: &[&str] = &[
+    include_str!("../tests/fixtures/sync_log/user_updated_email.json"),
+    include_str!("../tests/fixtures/sync_log/user_added.json"),
+    include_str!("../tests/fixtures/sync_log/role_assigned.json"),
+    include_str!("../tests/fixtures/sync_log/user_deactivated.json"),
+];
+
+fn events_of(kind: SourceKind, mix: &[&str]) -> Vec<Event> {
+    mix.iter()
         .map(|json| {
-            let raw = RawValue::from_string((*json).to_owned()).unwrap();
-            Event::new(SourceKind::AuditLog, raw, DateTime::UNIX_EPOCH)
+            let raw = RawValue::from_string(json.trim().to_owned()).unwrap();
+            Event::new(kind, raw, DateTime::UNIX_EPOCH)
         })
         .collect()
+}
+
+fn events() -> Vec<Event> {
+    events_of(SourceKind::AuditLog, MIX)
+}
+
+/// The event set a `C42FWD_BENCH_FIXED` name asks for: `<config>` (audit),
+/// `<config>@alerts` or `<config>@sync_log`.
+fn events_for(name: &str) -> (&str, Vec<Event>) {
+    match name.split_once('@') {
+        Some((config, "alerts")) => (config, events_of(SourceKind::Alerts, ALERTS)),
+        Some((config, "sync_log")) => (config, events_of(SourceKind::SyncLog, SYNC_LOG)),
+        Some((_, other)) => panic!("unknown event set {other}"),
+        None => (name, events()),
+    }
 }
 
 fn encoder(format: Format, syslog: SyslogStyle, framing: Framing) -> Encoder {
@@ -83,6 +117,25 @@ const CONFIGS: &[(&str, Format, SyslogStyle, Framing)] = &[
         SyslogStyle::None,
         Framing::Lf,
     ),
+    (
+        "leef2_5424_octet",
+        Format::Leef2,
+        SyslogStyle::Rfc5424,
+        Framing::OctetCounting,
+    ),
+    (
+        "leef1_none_lf",
+        Format::Leef1,
+        SyslogStyle::None,
+        Framing::Lf,
+    ),
+];
+
+/// The configurations measured on alerts and sync log entries.
+const OTHER_SOURCE_CONFIGS: &[&str] = &[
+    "cef_5424_octet",
+    "leef2_5424_octet",
+    "json_normalized_none_lf",
 ];
 
 fn bench(c: &mut Criterion) {
@@ -116,6 +169,39 @@ fn bench(c: &mut Criterion) {
         });
     }
     g.finish();
+
+    for (group, kind, mix) in [
+        ("encode_alerts", SourceKind::Alerts, ALERTS),
+        ("encode_sync_log", SourceKind::SyncLog, SYNC_LOG),
+    ] {
+        let events = events_of(kind, mix);
+        let mut g = c.benchmark_group(group);
+        g.throughput(Throughput::Elements(events.len() as u64));
+        g.bench_function("normalize", |b| {
+            b.iter(|| {
+                for e in &events {
+                    black_box(normalize(black_box(e)));
+                }
+            })
+        });
+        for &(name, format, syslog, framing) in CONFIGS {
+            if !OTHER_SOURCE_CONFIGS.contains(&name) {
+                continue;
+            }
+            let enc = encoder(format, syslog, framing);
+            let mut out = Vec::with_capacity(64 * 1024);
+            g.bench_function(name, |b| {
+                b.iter(|| {
+                    out.clear();
+                    for e in &events {
+                        enc.encode(black_box(e), &mut out);
+                    }
+                    black_box(out.len())
+                })
+            });
+        }
+        g.finish();
+    }
 }
 
 /// `C42FWD_BENCH_FIXED=<config>:<events>` runs one configuration for a fixed number of
@@ -125,7 +211,8 @@ fn bench(c: &mut Criterion) {
 fn fixed(spec: &str) {
     let (name, count) = spec.split_once(':').expect("config:events");
     let count: u64 = count.parse().expect("event count");
-    let events = events();
+    let full_name = name;
+    let (name, events) = events_for(name);
     let mut out = Vec::with_capacity(64 * 1024);
     let start = std::time::Instant::now();
     let mut done = 0;
@@ -196,7 +283,7 @@ fn fixed(spec: &str) {
     }
     let secs = start.elapsed().as_secs_f64();
     println!(
-        "{name}: {done} events in {secs:.3} s wall ({:.0} events/s wall)",
+        "{full_name}: {done} events in {secs:.3} s wall ({:.0} events/s wall)",
         done as f64 / secs
     );
 }

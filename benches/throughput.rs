@@ -25,7 +25,7 @@ fn main() {
         .unwrap_or(if bench_mode { 1_000_000 } else { 20_000 });
     let format = std::env::var("C42FWD_BENCH_FORMAT").unwrap_or_else(|_| "cef".into());
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
+        .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");

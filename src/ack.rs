@@ -87,20 +87,29 @@ impl Drop for AckToken {
 #[derive(Debug)]
 pub struct AckWaiter {
     rx: oneshot::Receiver<Outcome>,
+    /// The outcome once seen: `try_outcome` and `wait` may both be called, in any order,
+    /// any number of times (a oneshot receiver yields its value only once).
+    seen: Option<Outcome>,
 }
 
 impl AckWaiter {
-    pub async fn wait(self) -> Outcome {
-        self.rx.await.unwrap_or(Outcome::NotDelivered)
+    pub async fn wait(mut self) -> Outcome {
+        if let Some(o) = self.seen {
+            return o;
+        }
+        (&mut self.rx).await.unwrap_or(Outcome::NotDelivered)
     }
 
     /// Non-blocking look: `None` while some sink has not reported yet.
     pub fn try_outcome(&mut self) -> Option<Outcome> {
-        match self.rx.try_recv() {
-            Ok(o) => Some(o),
-            Err(oneshot::error::TryRecvError::Empty) => None,
-            Err(oneshot::error::TryRecvError::Closed) => Some(Outcome::NotDelivered),
+        if self.seen.is_none() {
+            self.seen = match self.rx.try_recv() {
+                Ok(o) => Some(o),
+                Err(oneshot::error::TryRecvError::Empty) => None,
+                Err(oneshot::error::TryRecvError::Closed) => Some(Outcome::NotDelivered),
+            };
         }
+        self.seen
     }
 }
 
@@ -110,7 +119,7 @@ pub fn ack_set(sinks: usize) -> (Vec<AckToken>, AckWaiter) {
     let (tx, rx) = oneshot::channel();
     if sinks == 0 {
         let _ = tx.send(Outcome::Delivered);
-        return (Vec::new(), AckWaiter { rx });
+        return (Vec::new(), AckWaiter { rx, seen: None });
     }
     let shared = Arc::new(Shared {
         remaining: AtomicUsize::new(sinks),
@@ -123,7 +132,7 @@ pub fn ack_set(sinks: usize) -> (Vec<AckToken>, AckWaiter) {
             done: false,
         })
         .collect();
-    (tokens, AckWaiter { rx })
+    (tokens, AckWaiter { rx, seen: None })
 }
 
 #[cfg(test)]
@@ -153,6 +162,15 @@ mod tests {
         assert_eq!(w.try_outcome(), None);
         drop(t);
         assert_eq!(w.wait().await, Outcome::NotDelivered);
+    }
+
+    #[tokio::test]
+    async fn outcome_can_be_looked_at_then_awaited() {
+        let (mut t, mut w) = ack_set(1);
+        t.pop().unwrap().delivered();
+        assert_eq!(w.try_outcome(), Some(Outcome::Delivered));
+        assert_eq!(w.try_outcome(), Some(Outcome::Delivered));
+        assert_eq!(w.wait().await, Outcome::Delivered);
     }
 
     #[tokio::test]

@@ -40,7 +40,8 @@ enum Command {
     /// Run the forwarder until SIGTERM / Ctrl-C.
     Run(ConfigArg),
     /// Check a configuration file without touching the network; exit 2 on problems.
-    Validate(ConfigArg),
+    /// With --connect, also log in to every tenant and check every sink; exit 1 if one fails.
+    Validate(ValidateArgs),
     /// Forward a live stream from a built-in emulated tenant to stdout as CEF, no config needed.
     Demo(DemoArgs),
     /// Serve an emulated Code42 tenant (both API generations) for tests and trials.
@@ -55,6 +56,16 @@ struct ConfigArg {
     /// The TOML configuration file.
     #[arg(long, short, env = "C42FWD_CONFIG")]
     config: PathBuf,
+}
+
+#[derive(Args, Debug)]
+struct ValidateArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Also log in to each tenant and check that each sink is reachable (TCP connect,
+    /// TLS handshake, RELP session, HEC health, file writable).
+    #[arg(long)]
+    connect: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -106,7 +117,7 @@ pub fn main() -> ExitCode {
     };
     init_logging(cli.log.as_deref(), cli.log_format);
     match cli.command {
-        Command::Validate(a) => validate(&a.config),
+        Command::Validate(a) => validate(&a.config.config, a.connect),
         Command::Run(a) => match load(&a.config) {
             Ok(cfg) => runtime_then(|| pipeline::run_until_signal(cfg)),
             Err(code) => code,
@@ -151,20 +162,76 @@ fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
     })
 }
 
-fn validate(path: &std::path::Path) -> ExitCode {
-    match load(path) {
-        Ok(cfg) => {
-            println!(
-                "{}: ok ({} tenant(s), {} source(s), {} sink(s))",
-                path.display(),
-                cfg.tenants.len(),
-                cfg.sources.len(),
-                cfg.sinks.len()
-            );
-            ExitCode::SUCCESS
-        }
-        Err(code) => code,
+fn validate(path: &std::path::Path, connect: bool) -> ExitCode {
+    let cfg = match load(path) {
+        Ok(cfg) => cfg,
+        Err(code) => return code,
+    };
+    println!(
+        "{}: ok ({} tenant(s), {} source(s), {} sink(s))",
+        path.display(),
+        cfg.tenants.len(),
+        cfg.sources.len(),
+        cfg.sinks.len()
+    );
+    if !connect {
+        return ExitCode::SUCCESS;
     }
+    runtime_then(|| async move {
+        let failed = check_connections(&cfg).await;
+        if failed > 0 {
+            anyhow::bail!("{failed} connection check(s) failed");
+        }
+        Ok(())
+    })
+}
+
+/// `validate --connect`: logs in to every tenant and runs every sink's health check,
+/// each bounded in time, and prints one line per check. Returns how many failed.
+async fn check_connections(cfg: &Config) -> usize {
+    use std::time::Duration;
+    const LIMIT: Duration = Duration::from_secs(30);
+    let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
+    let mut failed = 0;
+    for (name, tenant) in &cfg.tenants {
+        // A few quick retries, not the daemon's endless patience.
+        let policy = crate::retry::BackoffPolicy {
+            initial: Duration::from_millis(200),
+            max: Duration::from_secs(2),
+            max_retries: Some(2),
+        };
+        let result = match crate::api::ApiClient::new(tenant, metrics.clone()) {
+            Ok(c) => {
+                let c = c.with_backoff(policy);
+                match tokio::time::timeout(LIMIT, c.check_login()).await {
+                    Ok(r) => r.map_err(|e| e.to_string()),
+                    Err(_) => Err(format!("no answer within {LIMIT:?}")),
+                }
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        match result {
+            Ok(()) => println!("tenants.{name}: logged in"),
+            Err(e) => {
+                failed += 1;
+                println!("tenants.{name}: FAILED: {e}");
+            }
+        }
+    }
+    for (name, sink) in &cfg.sinks {
+        let result = match tokio::time::timeout(LIMIT, crate::sinks::healthcheck(sink)).await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(_) => Err(format!("no answer within {LIMIT:?}")),
+        };
+        match result {
+            Ok(()) => println!("sinks.{name}: reachable"),
+            Err(e) => {
+                failed += 1;
+                println!("sinks.{name}: FAILED: {e}");
+            }
+        }
+    }
+    failed
 }
 
 fn runtime_then<F, Fut>(f: F) -> ExitCode

@@ -36,6 +36,13 @@ pub struct Metrics {
     /// `c42fwd_source_bad_timestamps_total{source}`: events whose time could not be
     /// parsed, forwarded with the start of their query window as their time.
     pub source_bad_timestamps: CounterFamily,
+    /// `c42fwd_source_details_missing_total{source}`: alerts listed by `query-alerts`
+    /// whose details `query-details` did not return (deleted in between); their summary
+    /// is forwarded instead.
+    pub source_details_missing: CounterFamily,
+    /// `c42fwd_source_bad_observation_data_total{source}`: alert observations whose
+    /// `data` string is not JSON; forwarded as the string it was.
+    pub source_bad_observation_data: CounterFamily,
     /// `c42fwd_api_requests_total{tenant,endpoint,status}`.
     pub api_requests: CounterFamily,
     /// `c42fwd_api_retries_total{tenant,reason}`: 429, 5xx, timeout, connect, auth.
@@ -59,6 +66,9 @@ pub struct Metrics {
     pub sink_truncated: CounterFamily,
     /// `c42fwd_sink_queue_batches{sink}`: batches waiting in the sink's queue.
     pub sink_queue: GaugeFamily,
+    /// `c42fwd_sink_hec_acks_pending{sink}`: HEC requests accepted by Splunk whose
+    /// indexer acknowledgement has not come yet (their batches are not Delivered yet).
+    pub sink_hec_acks_pending: GaugeFamily,
 }
 
 impl Default for Metrics {
@@ -104,6 +114,16 @@ impl Metrics {
                 "Events forwarded with an unparsable timestamp",
                 CounterFamily
             ),
+            source_details_missing: reg!(
+                "source_details_missing",
+                "Alerts whose details were missing, forwarded as their summary",
+                CounterFamily
+            ),
+            source_bad_observation_data: reg!(
+                "source_bad_observation_data",
+                "Alert observations whose data is not JSON, forwarded as a string",
+                CounterFamily
+            ),
             api_requests: reg!("api_requests", "Code42 API requests", CounterFamily),
             api_retries: reg!("api_retries", "Code42 API requests retried", CounterFamily),
             api_token_refreshes: reg!(
@@ -133,6 +153,11 @@ impl Metrics {
             sink_queue: reg!(
                 "sink_queue_batches",
                 "Batches queued for a sink",
+                GaugeFamily
+            ),
+            sink_hec_acks_pending: reg!(
+                "sink_hec_acks_pending",
+                "HEC requests waiting for their indexer acknowledgement",
                 GaugeFamily
             ),
             registry,

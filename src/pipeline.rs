@@ -21,7 +21,10 @@ use crate::event::Batch;
 use crate::metrics::Metrics;
 use crate::retry::BackoffPolicy;
 use crate::sinks::{self, SinkBatch, SinkContext};
-use crate::sources::audit::AuditLogPoller;
+use crate::sources::alerts::AlertsFetch;
+use crate::sources::audit::AuditLogFetch;
+use crate::sources::sync_log::SyncLogFetch;
+use crate::sources::{WindowFetch, WindowPoller};
 use anyhow::Context;
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -207,6 +210,24 @@ pub async fn run(
     }
 }
 
+/// Builds and runs one poller of fetcher `F` until it stops; the error as text.
+async fn run_poller<F: WindowFetch>(
+    source: &crate::config::Source,
+    client: &Arc<ApiClient>,
+    store: &Store,
+    metrics: &Arc<Metrics>,
+    route: &Route,
+    stop: &CancellationToken,
+) -> Result<(), String> {
+    match WindowPoller::<F>::new(source, client.clone(), store.clone(), metrics.clone()) {
+        Ok(p) => p
+            .run(route.clone(), stop.clone())
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// Runs one source, starting it again from its checkpoint when it fails, until `stop`.
 async fn supervise_source(
     source: crate::config::Source,
@@ -225,13 +246,13 @@ async fn supervise_source(
     loop {
         let result = match &source.kind {
             SourceSpec::AuditLog(_) => {
-                match AuditLogPoller::new(&source, client.clone(), store.clone(), metrics.clone()) {
-                    Ok(p) => p
-                        .run(route.clone(), stop.clone())
-                        .await
-                        .map_err(|e| e.to_string()),
-                    Err(e) => Err(e.to_string()),
-                }
+                run_poller::<AuditLogFetch>(&source, &client, &store, &metrics, &route, &stop).await
+            }
+            SourceSpec::Alerts(_) => {
+                run_poller::<AlertsFetch>(&source, &client, &store, &metrics, &route, &stop).await
+            }
+            SourceSpec::SyncLog => {
+                run_poller::<SyncLogFetch>(&source, &client, &store, &metrics, &route, &stop).await
             }
         };
         match result {

@@ -79,6 +79,30 @@ impl Backoff {
     }
 }
 
+/// Reads a `Retry-After` value: delay-seconds or an HTTP date (RFC 7231 section
+/// 7.1.3). A date in the past means "now". `None` for anything else.
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    let v = value.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    Some(
+        (at.with_timezone(&chrono::Utc) - chrono::Utc::now())
+            .to_std()
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+/// The `Retry-After` of an HTTP response, if it has a readable one.
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()
+        .and_then(parse_retry_after)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

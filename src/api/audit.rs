@@ -111,20 +111,7 @@ pub fn parse_event_time(raw: &str) -> Result<DateTime<Utc>, String> {
     let ts = s
         .timestamp
         .ok_or_else(|| "no timestamp field".to_string())?;
-    let text = ts.get();
-    if text.starts_with('"') {
-        let v: String = serde_json::from_str(text).map_err(|e| format!("timestamp {text}: {e}"))?;
-        DateTime::parse_from_rfc3339(&v)
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(|e| format!("timestamp {v:?} is not ISO-8601: {e}"))
-    } else if let Ok(secs) = text.parse::<f64>() {
-        let whole = secs.floor();
-        let nanos = ((secs - whole) * 1e9).round().min(999_999_999.0) as u32;
-        DateTime::from_timestamp(whole as i64, nanos)
-            .ok_or_else(|| format!("timestamp {text} is out of range"))
-    } else {
-        Err(format!("timestamp {text} is neither a string nor a number"))
-    }
+    super::parse_time_value(ts.get())
 }
 
 impl ApiClient {

@@ -3,10 +3,15 @@
 //! [`ApiClient`] owns the HTTP client (rustls, the configured proxy or none, the request
 //! timeout, an optional extra CA bundle), the access token (obtained on first use,
 //! refreshed shortly before it expires and once on a 401), the tenant id, and, for
-//! legacy tenants, the service discovery of the Audit Log URL. Every call goes through
-//! one retry loop: 429 (honouring `Retry-After`), 5xx, timeouts and connection errors are
-//! retried with the shared [`crate::retry`] backoff; everything else is a typed
-//! [`ApiError`] that names the endpoint and carries the server's message.
+//! legacy tenants, the service discovery of the Audit Log and alert service URLs. Every
+//! call goes through one retry loop: 429 (honouring `Retry-After`), 5xx, timeouts and
+//! connection errors are retried with the shared [`crate::retry`] backoff; everything
+//! else is a typed [`ApiError`] that names the endpoint and carries the server's message.
+//!
+//! The calls of each data set live in their own file: `audit` (Audit Log search, count,
+//! export), `alerts` (`query-alerts`, `query-details`, and the one reshaping of an alert,
+//! [`expand_observation_data`]) and `sync_log` (Directory Sync Log). Pages are split into
+//! raw records while they arrive (`stream`).
 //!
 //! **Invariant:** secrets (client secret, password, TOTP code, access token) are put on
 //! the wire and nowhere else: they are [`crate::secret::Secret`]s, which never print, and no error,
@@ -15,11 +20,21 @@
 //! This module does not decide what to query or when (that is [`crate::sources`]), and
 //! does not spawn tasks: a call is a future that can be dropped at any await to cancel.
 
+mod alerts;
 mod audit;
 mod auth;
 mod stream;
+mod sync_log;
 
+pub use alerts::{
+    expand_observation_data, AlertDetails, AlertQuery, AlertSummary, AlertsPage, ExpandedAlert,
+    MAX_ALERT_PAGE_SIZE, MAX_DETAILS_IDS,
+};
 pub use audit::{parse_event_time, AuditPage, AuditQuery};
+pub use sync_log::{
+    sync_log_entry_time, sync_log_time_param, SyncLogPage, SyncLogQuery, SyncLogTimeBound,
+    MAX_SYNC_LOG_PAGE_SIZE,
+};
 
 use crate::config::{ApiGeneration, Credentials, ServiceUrls, Tenant};
 use crate::metrics::Metrics;
@@ -27,7 +42,7 @@ use crate::retry::BackoffPolicy;
 use auth::AccessToken;
 use bytes::Bytes;
 use chrono::Utc;
-use reqwest::header::{HeaderMap, AUTHORIZATION, RETRY_AFTER};
+use reqwest::header::{HeaderMap, AUTHORIZATION};
 use reqwest::{StatusCode, Url};
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,6 +86,10 @@ pub enum ApiError {
     Transport { endpoint: String, reason: String },
     #[error("{endpoint}: unexpected response: {reason}")]
     Decode { endpoint: String, reason: String },
+    /// The server answered 200 but could not apply the query (the alert service's
+    /// `problems`: an operator a term does not take, a value it does not know).
+    #[error("{endpoint}: the server cannot apply the query: {problems}")]
+    QueryProblems { endpoint: String, problems: String },
 }
 
 impl ApiError {
@@ -107,6 +126,16 @@ enum CallAuth {
     Login,
     /// Bearer access token: a 401 refreshes the token and retries once.
     Bearer,
+    /// The same access token, sent as `Authorization: v3_user_token <t>` (the legacy
+    /// alert service, seed 003); a 401 is handled as for `Bearer`.
+    V3UserToken,
+}
+
+impl CallAuth {
+    /// Whether the call carries the access token (and a 401 may refresh it).
+    fn uses_token(self) -> bool {
+        matches!(self, CallAuth::Bearer | CallAuth::V3UserToken)
+    }
 }
 
 struct TokenSlot {
@@ -128,6 +157,7 @@ pub struct ApiClient {
     token: Mutex<TokenSlot>,
     tenant_id: OnceCell<String>,
     audit_base: OnceCell<Url>,
+    alerts_base: OnceCell<Url>,
 }
 
 impl std::fmt::Debug for ApiClient {
@@ -210,6 +240,7 @@ impl ApiClient {
             }),
             tenant_id: OnceCell::new(),
             audit_base: OnceCell::new(),
+            alerts_base: OnceCell::new(),
         })
     }
 
@@ -286,10 +317,15 @@ impl ApiClient {
         loop {
             let mut request = make(&self.http);
             let mut generation = 0;
-            if auth == CallAuth::Bearer {
+            if auth.uses_token() {
                 let (token, g) = self.access_token().await?;
                 generation = g;
-                request = request.header(AUTHORIZATION, format!("Bearer {}", token.expose()));
+                let scheme = if auth == CallAuth::V3UserToken {
+                    "v3_user_token"
+                } else {
+                    "Bearer"
+                };
+                request = request.header(AUTHORIZATION, format!("{scheme} {}", token.expose()));
             }
             let failure = match request.send().await {
                 Ok(resp) => {
@@ -313,7 +349,7 @@ impl ApiClient {
                             }
                         }
                     } else if status == StatusCode::UNAUTHORIZED
-                        && auth == CallAuth::Bearer
+                        && auth.uses_token()
                         && !reauthenticated
                     {
                         // The token expired early or was revoked: get a new one, once.
@@ -338,7 +374,7 @@ impl ApiClient {
                                 status: status_u16,
                                 message,
                             },
-                            StatusCode::UNAUTHORIZED if auth == CallAuth::Bearer => {
+                            StatusCode::UNAUTHORIZED if auth.uses_token() => {
                                 return Err(ApiError::Unauthorized { endpoint, message })
                             }
                             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
@@ -458,6 +494,25 @@ async fn read_body<R: BodyReader>(
     Ok(())
 }
 
+/// Reads a time as the APIs write it: an ISO-8601 string (any number of fractional
+/// digits: audit events carry up to nanoseconds, alerts 7 digits) or epoch seconds. `text`
+/// is the JSON text of the value; the error says why it is not a time.
+pub(crate) fn parse_time_value(text: &str) -> Result<chrono::DateTime<Utc>, String> {
+    if text.starts_with('"') {
+        let v: String = serde_json::from_str(text).map_err(|e| format!("timestamp {text}: {e}"))?;
+        chrono::DateTime::parse_from_rfc3339(&v)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| format!("timestamp {v:?} is not ISO-8601: {e}"))
+    } else if let Ok(secs) = text.parse::<f64>() {
+        let whole = secs.floor();
+        let nanos = ((secs - whole) * 1e9).round().min(999_999_999.0) as u32;
+        chrono::DateTime::from_timestamp(whole as i64, nanos)
+            .ok_or_else(|| format!("timestamp {text} is out of range"))
+    } else {
+        Err(format!("timestamp {text} is neither a string nor a number"))
+    }
+}
+
 /// `base` + `path`, whatever trailing slash `base` has.
 fn join(base: &Url, path: &str) -> String {
     format!("{}{}", base.as_str().trim_end_matches('/'), path)
@@ -504,16 +559,7 @@ fn error_chain(e: &reqwest::Error) -> String {
 
 /// `Retry-After` as seconds or as an HTTP date.
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
-    Some(
-        (at.with_timezone(&Utc) - Utc::now())
-            .to_std()
-            .unwrap_or(Duration::ZERO),
-    )
+    crate::retry::retry_after(headers)
 }
 
 /// The server's explanation of an error, short: a JSON `message` / `error` /
@@ -624,6 +670,7 @@ impl ApiClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use reqwest::header::RETRY_AFTER;
 
     #[test]
     fn retry_after_seconds_and_http_date() {

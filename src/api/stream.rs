@@ -2,11 +2,15 @@
 //! (DESIGN invariant 3: large pages are parsed as streams, not held whole).
 //!
 //! It scans the bytes once, tracking only nesting depth and string state, and keeps:
-//! the elements of the top-level `"events"` array, each as the exact JSON text received
-//! (a `Box<RawValue>`, validated as it is cut out), and the top-level
-//! `"totalResultCount"`. Everything else is skipped without being stored. So a page
-//! costs its events' text plus one event's worth of buffer, never the whole body and
-//! never a `serde_json::Value` tree.
+//! the elements of one array (the top-level `"events"` for the Audit Log; other
+//! responses name theirs by a path of object keys with [`PageSplitter::for_path`], such
+//! as `data` / `Directory Sync Logs`), each as the exact JSON text received
+//! (a `Box<RawValue>`, validated as it is cut out), the top-level
+//! `"totalResultCount"`, and the top-level `"problems"` value as raw text (the alert
+//! service reports a filter it cannot apply there, with a 200 and no results).
+//! Everything else is skipped without being stored. So a page costs its events' text
+//! plus one event's worth of buffer, never the whole body and never a
+//! `serde_json::Value` tree.
 //!
 //! It is not a validating parser for the parts it skips; what it keeps is valid JSON.
 
@@ -15,21 +19,29 @@ use serde_json::value::RawValue;
 /// What a search response holds for us.
 #[derive(Debug, Default)]
 pub(super) struct SplitPage {
-    /// `None` when the response has no `events` array (Incydr past its result window).
+    /// `None` when the response has no such array (Incydr past its result window).
     pub(super) events: Option<Vec<Box<RawValue>>>,
     pub(super) total_result_count: Option<u64>,
+    /// The top-level `problems` value, as received.
+    pub(super) problems: Option<Box<RawValue>>,
 }
 
 #[derive(Debug, Default)]
 pub(super) struct PageSplitter {
+    /// The object keys leading from the top-level object to the array whose elements are
+    /// kept (at least one).
+    path: &'static [&'static [u8]],
+    /// How many objects of `path` (after the top-level one) we are inside: keys are
+    /// tracked in the innermost, at depth `matched + 1`.
+    matched: u32,
     depth: u32,
     in_string: bool,
     escaped: bool,
-    /// At depth 1, the next string is a key.
+    /// At the key depth, the next string is a key.
     expect_key: bool,
     in_key: bool,
     key: Vec<u8>,
-    /// The key whose value is being read at depth 1.
+    /// The key whose value is being read at the key depth.
     last_key: Vec<u8>,
     in_events: bool,
     /// Capturing one element of `events`.
@@ -37,6 +49,9 @@ pub(super) struct PageSplitter {
     elem: Vec<u8>,
     in_total: bool,
     total: Vec<u8>,
+    /// Capturing the top-level `problems` value.
+    problems_active: bool,
+    problems: Vec<u8>,
     started: bool,
     done: bool,
     out: SplitPage,
@@ -47,8 +62,36 @@ fn is_ws(b: u8) -> bool {
 }
 
 impl PageSplitter {
+    /// A splitter of the top-level `"events"` array (Audit Log responses).
     pub(super) fn new() -> Self {
-        PageSplitter::default()
+        PageSplitter::for_path(&[b"events"])
+    }
+
+    /// A splitter of the array at `path`: `&[b"alerts"]` is the top-level `alerts`
+    /// array, `&[b"data", b"items"]` the `items` array of the top-level `data` object.
+    /// An empty path keeps nothing.
+    pub(super) fn for_path(path: &'static [&'static [u8]]) -> Self {
+        PageSplitter {
+            path,
+            ..PageSplitter::default()
+        }
+    }
+
+    /// The depth at which keys are tracked: inside the innermost object of the path.
+    fn key_depth(&self) -> u32 {
+        self.matched + 1
+    }
+
+    /// The depth of the kept array's elements' separators (inside the array).
+    fn array_depth(&self) -> u32 {
+        self.path.len() as u32 + 1
+    }
+
+    /// Whether the value being read at the key depth is the next step of the path.
+    fn on_path(&self) -> bool {
+        self.path
+            .get(self.matched as usize)
+            .is_some_and(|k| self.last_key == *k)
     }
 
     /// Takes the next chunk of the body.
@@ -82,6 +125,27 @@ impl PageSplitter {
         Ok(())
     }
 
+    fn end_problems(&mut self) -> Result<(), String> {
+        while self.problems.last().is_some_and(|b| is_ws(*b)) {
+            self.problems.pop();
+        }
+        let text = String::from_utf8(std::mem::take(&mut self.problems))
+            .map_err(|_| "problems is not valid utf-8".to_string())?;
+        let raw = RawValue::from_string(text).map_err(|e| format!("problems is not json: {e}"))?;
+        self.out.problems = Some(raw);
+        self.problems_active = false;
+        Ok(())
+    }
+
+    /// Starts capturing the top-level `problems` value at `b`, if that is where we are.
+    fn starts_problems(&mut self, b: u8) {
+        if self.depth == 1 && !self.expect_key && self.last_key == b"problems" {
+            self.problems_active = true;
+            self.problems.clear();
+            self.problems.push(b);
+        }
+    }
+
     fn end_total(&mut self) -> Result<(), String> {
         let text = String::from_utf8_lossy(&self.total);
         let text = text.trim();
@@ -109,6 +173,9 @@ impl PageSplitter {
             if self.elem_active {
                 self.elem.push(b);
             }
+            if self.problems_active {
+                self.problems.push(b);
+            }
             if self.escaped {
                 self.escaped = false;
             } else if b == b'\\' {
@@ -127,12 +194,28 @@ impl PageSplitter {
             }
             return Ok(());
         }
+        let array_depth = self.array_depth();
         if self.elem_active {
-            if self.depth == 2 && (b == b',' || b == b']') {
+            if self.depth == array_depth && (b == b',' || b == b']') {
                 self.end_elem()?;
                 // fall through: the separator / end of array is structural
             } else {
                 self.elem.push(b);
+                match b {
+                    b'{' | b'[' => self.depth += 1,
+                    b'}' | b']' => self.depth -= 1,
+                    b'"' => self.in_string = true,
+                    _ => {}
+                }
+                return Ok(());
+            }
+        }
+        if self.problems_active {
+            if self.depth == 1 && (b == b',' || b == b'}') {
+                self.end_problems()?;
+                // fall through: the separator / end of object is structural
+            } else {
+                self.problems.push(b);
                 match b {
                     b'{' | b'[' => self.depth += 1,
                     b'}' | b']' => self.depth -= 1,
@@ -153,6 +236,7 @@ impl PageSplitter {
         if is_ws(b) {
             return Ok(());
         }
+        let key_depth = self.key_depth();
         match b {
             b'{' | b'[' => {
                 if self.depth == 0 {
@@ -162,16 +246,29 @@ impl PageSplitter {
                     self.started = true;
                     self.depth = 1;
                     self.expect_key = true;
-                } else if self.depth == 1 && b == b'[' && self.last_key == b"events" {
-                    self.in_events = true;
-                    self.out.events.get_or_insert_with(Vec::new);
-                    self.depth = 2;
-                } else if self.depth == 2 && self.in_events {
+                } else if self.depth == key_depth && self.on_path() {
+                    if self.matched as usize + 1 == self.path.len() {
+                        // The last key of the path: its value is the kept array (any
+                        // other value is skipped).
+                        if b == b'[' {
+                            self.in_events = true;
+                            self.out.events.get_or_insert_with(Vec::new);
+                        }
+                    } else if b == b'{' {
+                        // One more object of the path: track its keys.
+                        self.matched += 1;
+                        self.expect_key = true;
+                        self.last_key.clear();
+                    }
+                    self.depth += 1;
+                } else if self.depth == array_depth && self.in_events {
                     self.elem_active = true;
                     self.elem.clear();
                     self.elem.push(b);
-                    self.depth = 3;
+                    self.depth = array_depth + 1;
                 } else {
+                    // A value that is not kept, unless it is the `problems` value.
+                    self.starts_problems(b);
                     self.depth += 1;
                 }
             }
@@ -179,8 +276,13 @@ impl PageSplitter {
                 if self.depth == 0 {
                     return Err("unbalanced json".to_string());
                 }
-                if self.depth == 2 && self.in_events {
+                if self.depth == array_depth && self.in_events {
                     self.in_events = false;
+                }
+                if self.matched > 0 && self.depth == key_depth {
+                    // The innermost object of the path ends.
+                    self.matched -= 1;
+                    self.last_key.clear();
                 }
                 self.depth -= 1;
                 if self.depth == 0 {
@@ -189,19 +291,21 @@ impl PageSplitter {
             }
             b'"' => {
                 self.in_string = true;
-                if self.depth == 1 && self.expect_key {
+                if self.depth == key_depth && self.expect_key {
                     self.in_key = true;
                     self.key.clear();
-                } else if self.depth == 2 && self.in_events {
+                } else if self.depth == array_depth && self.in_events {
                     self.elem_active = true;
                     self.elem.clear();
                     self.elem.push(b);
                 } else if self.depth == 1 && self.last_key == b"totalResultCount" {
                     return Err("totalResultCount is a string, not a count".to_string());
+                } else {
+                    self.starts_problems(b);
                 }
             }
             b',' => {
-                if self.depth == 1 {
+                if self.depth == key_depth {
                     self.expect_key = true;
                 }
             }
@@ -210,7 +314,7 @@ impl PageSplitter {
                 if self.depth == 0 {
                     return Err("the response is not a json object".to_string());
                 }
-                if self.depth == 2 && self.in_events {
+                if self.depth == array_depth && self.in_events {
                     self.elem_active = true;
                     self.elem.clear();
                     self.elem.push(b);
@@ -221,6 +325,8 @@ impl PageSplitter {
                     self.in_total = true;
                     self.total.clear();
                     self.total.push(b);
+                } else {
+                    self.starts_problems(b);
                 }
             }
         }
@@ -284,6 +390,164 @@ mod tests {
         check(r#"{"events":[1,"two",true,null,[3]]}"#);
         check(r#"{"events":[{"k":"events"}],"other":"events","totalResultCount":null}"#);
         check("{\"events\":[{\"a\" :\n 1}\n,\t{\"b\":2}\r\n]}");
+    }
+
+    #[test]
+    fn a_named_array_is_split_and_events_ignored() {
+        let body = br#"{"type$":"ALERT_QUERY_RESPONSE","events":[1],"alerts":[{"id":"a"},{"id":"b"}],"totalCount":2}"#;
+        let mut s = PageSplitter::for_path(&[b"alerts"]);
+        s.feed(body).unwrap();
+        let page = s.finish().unwrap();
+        let got: Vec<&str> = page
+            .events
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|e| e.get())
+            .collect();
+        assert_eq!(got, vec![r#"{"id":"a"}"#, r#"{"id":"b"}"#]);
+        let mut s = PageSplitter::for_path(&[b"alerts"]);
+        s.feed(br#"{"events":[{"a":1}]}"#).unwrap();
+        assert!(s.finish().unwrap().events.is_none());
+    }
+
+    #[test]
+    fn the_problems_value_is_kept_as_received() {
+        let problems = |body: &str| {
+            let mut out = Vec::new();
+            for chunk in [1, 3, body.len()] {
+                let mut s = PageSplitter::for_path(&[b"alerts"]);
+                for c in body.as_bytes().chunks(chunk) {
+                    s.feed(c).unwrap();
+                }
+                let p = s.finish().unwrap();
+                out.push(p.problems.map(|r| r.get().to_string()));
+            }
+            assert!(out.windows(2).all(|w| w[0] == w[1]), "{out:?}");
+            out.pop().unwrap()
+        };
+        assert_eq!(
+            problems(
+                r#"{"alerts":[],"totalCount":0,"problems":[{"type":"IllegalValue","badFilter":{"v":"a,}]"}}]}"#
+            ),
+            Some(r#"[{"type":"IllegalValue","badFilter":{"v":"a,}]"}}]"#.to_string())
+        );
+        assert_eq!(
+            problems(r#"{"problems" : [] , "alerts":[{"problems":[1]}]}"#),
+            Some("[]".to_string())
+        );
+        assert_eq!(
+            problems(r#"{"alerts":[],"problems":null}"#),
+            Some("null".to_string())
+        );
+        assert_eq!(
+            problems(r#"{"alerts":[],"problems":"x\"y"}"#),
+            Some(r#""x\"y""#.to_string())
+        );
+        assert_eq!(problems(r#"{"alerts":[],"meta":{"problems":[1]}}"#), None);
+    }
+
+    const NESTED: &[&[u8]] = &[b"data", b"Directory Sync Logs"];
+
+    /// The reference for a nested path: serde_json on `/data/Directory Sync Logs`.
+    fn nested_reference(body: &[u8]) -> Option<Vec<String>> {
+        let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+        let arr = v.pointer("/data/Directory Sync Logs")?.as_array()?;
+        // serde's Value re-serializes; compare the element texts through RawValue
+        // instead, as the splitter keeps them.
+        #[derive(serde::Deserialize)]
+        struct Outer {
+            data: Inner,
+        }
+        #[derive(serde::Deserialize)]
+        struct Inner {
+            #[serde(rename = "Directory Sync Logs")]
+            logs: Vec<Box<RawValue>>,
+        }
+        let o: Outer = serde_json::from_slice(body).unwrap();
+        assert_eq!(o.data.logs.len(), arr.len());
+        Some(
+            o.data
+                .logs
+                .into_iter()
+                .map(|e| e.get().to_string())
+                .collect(),
+        )
+    }
+
+    fn check_nested(body: &str) {
+        let want = nested_reference(body.as_bytes());
+        for chunk in [1, 2, 5, 64, body.len()] {
+            let mut s = PageSplitter::for_path(NESTED);
+            for c in body.as_bytes().chunks(chunk.max(1)) {
+                s.feed(c).unwrap();
+            }
+            let got = s
+                .finish()
+                .unwrap()
+                .events
+                .map(|v| v.into_iter().map(|e| e.get().to_string()).collect());
+            assert_eq!(got, want, "chunk {chunk}: {body}");
+        }
+    }
+
+    #[test]
+    fn a_nested_array_is_split() {
+        check_nested(
+            r#"{"data":{"Directory Sync Logs":[{"a":1},{"b":"]}"}],"PageNumber":1,"TotalResults":2},"error":null,"warnings":null}"#,
+        );
+        // decoys: the same key elsewhere, at the wrong depth, before the real one
+        check_nested(
+            r#"{"Directory Sync Logs":[9],"meta":{"data":{"Directory Sync Logs":[8]}},"data":{"x":{"Directory Sync Logs":[7]},"Directory Sync Logs":[ {"k":"data"} , 3 ]}}"#,
+        );
+        check_nested(r#"{"data":{"Directory Sync Logs":[]}}"#);
+        check_nested(
+            " { \"data\" : { \"PageSize\" : 0 , \"Directory Sync Logs\" : [ [1, {\"z\":[]}] ] } } ",
+        );
+        // the array missing, or data not an object
+        let mut s = PageSplitter::for_path(NESTED);
+        s.feed(br#"{"data":[{"Directory Sync Logs":[1]}],"error":"x"}"#)
+            .unwrap();
+        assert!(s.finish().unwrap().events.is_none());
+        let mut s = PageSplitter::for_path(NESTED);
+        s.feed(br#"{"data":{"other":[1]}}"#).unwrap();
+        assert!(s.finish().unwrap().events.is_none());
+    }
+
+    #[test]
+    fn random_nested_pages_split_like_serde() {
+        let mut rng = fastrand::Rng::with_seed(11);
+        for _ in 0..200 {
+            let n = rng.usize(0..15);
+            let entries: Vec<String> = (0..n)
+                .map(|i| {
+                    let s: String = (0..rng.usize(0..10))
+                        .map(|_| {
+                            rng.choice(['a', '"', '\\', '{', ']', ',', ':', 'é'])
+                                .unwrap()
+                        })
+                        .collect();
+                    serde_json::json!({"i": i, "s": s, "data": {"Directory Sync Logs": [s]}})
+                        .to_string()
+                })
+                .collect();
+            let ws = if rng.bool() { " " } else { "" };
+            let body = format!(
+                "{{{ws}\"data\":{ws}{{\"PageNumber\":1,{ws}\"Directory Sync Logs\":[{}],\"TotalResults\":{n}}},\"error\":null}}",
+                entries.join(&format!("{ws},{ws}"))
+            );
+            let want = nested_reference(body.as_bytes());
+            let mut s = PageSplitter::for_path(NESTED);
+            for c in body.as_bytes().chunks(rng.usize(1..40)) {
+                s.feed(c).unwrap();
+            }
+            let got = s
+                .finish()
+                .unwrap()
+                .events
+                .map(|v| v.into_iter().map(|e| e.get().to_string()).collect());
+            assert_eq!(got, want);
+        }
     }
 
     #[test]

@@ -139,6 +139,80 @@ pub struct Source {
 #[derive(Debug, Clone)]
 pub enum SourceSpec {
     AuditLog(AuditFilters),
+    /// Alerts (`query-alerts` + `query-details`), with optional filter groups that are
+    /// AND-ed with the source's own `CreatedAt` window.
+    Alerts(Vec<AlertFilterGroup>),
+    /// The Directory Sync Log (`/api/v3/DirectorySyncLog`).
+    SyncLog,
+}
+
+/// One `groups[]` entry of a `query-alerts` body (seed 003): filters joined by `clause`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertFilterGroup {
+    pub clause: FilterClause,
+    pub filters: Vec<AlertFilter>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FilterClause {
+    And,
+    Or,
+}
+
+impl FilterClause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FilterClause::And => "AND",
+            FilterClause::Or => "OR",
+        }
+    }
+}
+
+/// One filter: `term` in the API's PascalCase (`Severity`, `State`, `RuleName`, `RuleId`,
+/// `Actor`, `ActorId`, `Description`, `Name`, `Type`, `Id`, `CreatedAt`, ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertFilter {
+    pub term: String,
+    pub operator: AlertOperator,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertOperator {
+    Is,
+    IsNot,
+    Contains,
+    DoesNotContain,
+    OnOrAfter,
+    OnOrBefore,
+    On,
+}
+
+impl AlertOperator {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertOperator::Is => "IS",
+            AlertOperator::IsNot => "IS_NOT",
+            AlertOperator::Contains => "CONTAINS",
+            AlertOperator::DoesNotContain => "DOES_NOT_CONTAIN",
+            AlertOperator::OnOrAfter => "ON_OR_AFTER",
+            AlertOperator::OnOrBefore => "ON_OR_BEFORE",
+            AlertOperator::On => "ON",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<AlertOperator> {
+        Some(match s.to_ascii_uppercase().as_str() {
+            "IS" => AlertOperator::Is,
+            "IS_NOT" => AlertOperator::IsNot,
+            "CONTAINS" => AlertOperator::Contains,
+            "DOES_NOT_CONTAIN" => AlertOperator::DoesNotContain,
+            "ON_OR_AFTER" => AlertOperator::OnOrAfter,
+            "ON_OR_BEFORE" => AlertOperator::OnOrBefore,
+            "ON" => AlertOperator::On,
+            _ => return None,
+        })
+    }
 }
 
 /// Optional Audit Log filters (seed 000). Empty lists mean "all".
@@ -175,7 +249,24 @@ pub enum SinkKind {
         port: u16,
         connect_timeout: Duration,
         keepalive: Option<Duration>,
+        /// Syslog over TLS (RFC 5425) when set.
+        tls: Option<TlsOptions>,
     },
+    /// RELP (acknowledged syslog, as rsyslog's librelp speaks it).
+    Relp {
+        host: String,
+        port: u16,
+        connect_timeout: Duration,
+        /// Largest number of `syslog` frames sent but not yet answered by `rsp`.
+        window: usize,
+        /// How long a frame may wait for its `rsp` before the session counts as broken.
+        ack_timeout: Duration,
+        tls: Option<TlsOptions>,
+    },
+    /// Splunk HTTP Event Collector.
+    Hec(HecOptions),
+    /// A generic HTTP endpoint taking batches of JSON.
+    Http(HttpOptions),
     Udp {
         host: String,
         port: u16,
@@ -183,6 +274,87 @@ pub enum SinkKind {
         max_datagram: usize,
         oversize: OversizePolicy,
     },
+}
+
+/// TLS client settings (rustls). Verification is on unless `insecure_skip_verify`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsOptions {
+    /// PEM CA bundle to trust; `None` = the system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate chain and key, for mutual TLS (both or neither).
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    /// The name to verify and send as SNI; default the sink's host.
+    pub server_name: Option<String>,
+    pub min_version: TlsVersion,
+    /// Accept any certificate. Logged as a warning at every start.
+    pub insecure_skip_verify: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsVersion {
+    Tls12,
+    Tls13,
+}
+
+/// When an HTTP-based sink sends a batch: whichever limit is reached first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpBatching {
+    pub max_events: usize,
+    pub max_bytes: usize,
+    pub max_wait: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct HecOptions {
+    /// The HEC base URL, e.g. `https://splunk.example.com:8088` (paths are added).
+    pub endpoint: Url,
+    pub token: Secret,
+    pub index: Option<String>,
+    pub source: Option<String>,
+    pub sourcetype: Option<String>,
+    /// The `host` of the envelope; default the machine's host name.
+    pub host: String,
+    /// `X-Splunk-Request-Channel`; generated (UUID) when indexer acks are on and none is set.
+    pub channel: Option<String>,
+    pub gzip: bool,
+    pub batching: HttpBatching,
+    /// Poll `/services/collector/ack` so that Delivered means indexed.
+    pub indexer_ack: bool,
+    pub ack_poll_interval: Duration,
+    pub ack_timeout: Duration,
+    pub request_timeout: Duration,
+    /// TLS settings for https endpoints (`server_name` does not apply).
+    pub tls: TlsOptions,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpBody {
+    /// One JSON document per line.
+    NdJson,
+    /// One JSON array per request.
+    JsonArray,
+}
+
+#[derive(Debug, Clone)]
+pub enum HttpAuth {
+    None,
+    Basic { username: String, password: Secret },
+    Bearer(Secret),
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    pub url: Url,
+    pub body: HttpBody,
+    /// Extra request headers (names validated; values are not secrets).
+    pub headers: Vec<(String, String)>,
+    pub auth: HttpAuth,
+    pub gzip: bool,
+    pub batching: HttpBatching,
+    pub request_timeout: Duration,
+    /// TLS settings for https URLs (`server_name` does not apply).
+    pub tls: TlsOptions,
 }
 
 /// What happens to a record larger than the transport allows (DESIGN invariant 5).

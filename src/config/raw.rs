@@ -75,7 +75,26 @@ pub struct RawSource {
     /// `"30d"` (how far back) or an RFC 3339 time.
     pub start: Option<String>,
     pub page_size: Option<i64>,
+    /// Audit Log filters.
     pub filters: Option<RawAuditFilters>,
+    /// Alerts filter groups.
+    pub filter_groups: Option<Vec<RawAlertFilterGroup>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlertFilterGroup {
+    /// `AND` (default) or `OR`: how this group's filters combine.
+    pub clause: Option<String>,
+    pub filters: Vec<RawAlertFilter>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlertFilter {
+    pub term: String,
+    pub operator: String,
+    pub value: String,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -114,6 +133,35 @@ pub struct RawSink {
     pub oversize: Option<String>,
     // file
     pub path: Option<PathBuf>,
+    // tls (tcp, relp; CA and client certificate also for hec/http)
+    pub tls: Option<RawTls>,
+    // relp
+    pub window: Option<i64>,
+    #[serde(default, with = "humantime_serde")]
+    pub ack_timeout: Option<Duration>,
+    // hec / http
+    pub endpoint: Option<String>,
+    pub url: Option<String>,
+    pub token: Option<SecretRef>,
+    pub index: Option<String>,
+    pub source: Option<String>,
+    pub sourcetype: Option<String>,
+    pub channel: Option<String>,
+    pub indexer_ack: Option<bool>,
+    #[serde(default, with = "humantime_serde")]
+    pub ack_poll_interval: Option<Duration>,
+    pub gzip: Option<bool>,
+    pub max_events: Option<i64>,
+    pub max_bytes: Option<i64>,
+    #[serde(default, with = "humantime_serde")]
+    pub max_wait: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub request_timeout: Option<Duration>,
+    pub body: Option<String>,
+    pub headers: Option<BTreeMap<String, String>>,
+    pub username: Option<String>,
+    pub password: Option<SecretRef>,
+    pub bearer_token: Option<SecretRef>,
     // encoding
     pub format: Option<String>,
     pub syslog: Option<String>,
@@ -124,6 +172,19 @@ pub struct RawSink {
     // delivery
     pub queue_batches: Option<i64>,
     pub retry: Option<RawRetry>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub ca_file: Option<PathBuf>,
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    pub server_name: Option<String>,
+    /// `"1.2"` (default) or `"1.3"`.
+    pub min_version: Option<String>,
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
 }
 
 #[derive(Debug, Deserialize)]

@@ -7,7 +7,7 @@
 //! every secret can be read (environment variable set, file readable). It does not touch
 //! the network and opens no socket; `run` uses this same path before it starts anything.
 
-use super::raw::{Facility, RawConfig, RawSink, RawSource, RawTenant, SecretRef};
+use super::raw::{Facility, RawConfig, RawSink, RawSource, RawTenant, RawTls, SecretRef};
 use super::*;
 use crate::encode::{EncoderOptions, Format, Framing, SyslogStyle};
 use crate::retry::BackoffPolicy;
@@ -18,6 +18,43 @@ use std::path::Path;
 pub const RETENTION: Duration = Duration::from_secs(90 * 24 * 3600);
 /// The API's largest page for `search-audit-log`.
 pub const MAX_PAGE_SIZE: i64 = 10_000;
+
+/// The largest page of `query-alerts`.
+pub const MAX_ALERT_PAGE_SIZE: i64 = 500;
+
+/// Alert filter terms as the API spells them (seed 003 and the alert summary fields).
+/// Config accepts any case and the console's names (`AlertState`, `DateObserved`,
+/// `AlertId`).
+pub const ALERT_TERMS: &[&str] = &[
+    "Id",
+    "Name",
+    "Description",
+    "Actor",
+    "ActorId",
+    "Target",
+    "Severity",
+    "RiskSeverity",
+    "RuleId",
+    "RuleName",
+    "RuleSource",
+    "State",
+    "Type",
+    "CreatedAt",
+];
+
+fn alert_term(t: &str) -> Option<&'static str> {
+    let lower = t.to_ascii_lowercase();
+    let alias = match lower.as_str() {
+        "alertstate" => "state",
+        "dateobserved" => "createdat",
+        "alertid" => "id",
+        other => other,
+    };
+    ALERT_TERMS
+        .iter()
+        .copied()
+        .find(|x| x.eq_ignore_ascii_case(alias))
+}
 
 /// One thing wrong with the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -491,9 +528,11 @@ fn source(
 ) -> Option<Source> {
     let at = |k: &str| format!("sources.{name}.{k}");
     let before = p.0.len();
+    let filters_given = s.filters.is_some();
+    let mut s = s;
     let kind = match s.kind.as_str() {
         "audit_log" => {
-            let f = s.filters.unwrap_or_default();
+            let f = s.filters.take().unwrap_or_default();
             for (i, t) in f.event_types.iter().enumerate() {
                 if !t
                     .bytes()
@@ -528,14 +567,101 @@ fn source(
                 affected_user_names: f.affected_user_names,
             }))
         }
+        "alerts" => {
+            let mut groups = Vec::new();
+            for (g, raw) in s.filter_groups.iter().flatten().enumerate() {
+                let gat = format!("sources.{name}.filter_groups[{g}]");
+                let clause = match raw
+                    .clause
+                    .as_deref()
+                    .map(str::to_ascii_uppercase)
+                    .as_deref()
+                {
+                    None | Some("AND") => FilterClause::And,
+                    Some("OR") => FilterClause::Or,
+                    Some(other) => {
+                        p.add(
+                            format!("{gat}.clause"),
+                            format!("`{other}` is not AND or OR"),
+                        );
+                        FilterClause::And
+                    }
+                };
+                if raw.filters.is_empty() {
+                    p.add(format!("{gat}.filters"), "must have at least one filter");
+                }
+                let mut filters = Vec::new();
+                for (i, f) in raw.filters.iter().enumerate() {
+                    let fat = format!("{gat}.filters[{i}]");
+                    let Some(term) = alert_term(&f.term) else {
+                        p.add(
+                            format!("{fat}.term"),
+                            format!(
+                                "`{}` is not an alert filter term: use one of {}",
+                                f.term,
+                                ALERT_TERMS.join(", ")
+                            ),
+                        );
+                        continue;
+                    };
+                    let Some(operator) = AlertOperator::parse(&f.operator) else {
+                        p.add(
+                            format!("{fat}.operator"),
+                            format!(
+                                "`{}` is not an operator: use IS, IS_NOT, CONTAINS, DOES_NOT_CONTAIN, ON, ON_OR_AFTER or ON_OR_BEFORE",
+                                f.operator
+                            ),
+                        );
+                        continue;
+                    };
+                    let date_term = term == "CreatedAt";
+                    let date_op = matches!(
+                        operator,
+                        AlertOperator::On | AlertOperator::OnOrAfter | AlertOperator::OnOrBefore
+                    );
+                    if date_term != date_op {
+                        p.add(
+                            format!("{fat}.operator"),
+                            format!(
+                                "{} does not apply to {term}: dates take ON, ON_OR_AFTER, ON_OR_BEFORE; other terms IS, IS_NOT, CONTAINS, DOES_NOT_CONTAIN",
+                                operator.as_str()
+                            ),
+                        );
+                        continue;
+                    }
+                    filters.push(AlertFilter {
+                        term: term.to_string(),
+                        operator,
+                        value: f.value.clone(),
+                    });
+                }
+                groups.push(AlertFilterGroup { clause, filters });
+            }
+            Some(SourceSpec::Alerts(groups))
+        }
+        "sync_log" => Some(SourceSpec::SyncLog),
         other => {
             p.add(
                 at("type"),
-                format!("`{other}` is not a source type: this version supports \"audit_log\""),
+                format!(
+                    "`{other}` is not a source type: use \"audit_log\", \"alerts\" or \"sync_log\""
+                ),
             );
             None
         }
     };
+    if filters_given && s.kind != "audit_log" {
+        p.add(
+            at("filters"),
+            format!("does not apply to a {} source", s.kind),
+        );
+    }
+    if s.filter_groups.is_some() && s.kind != "alerts" {
+        p.add(
+            at("filter_groups"),
+            format!("does not apply to a {} source", s.kind),
+        );
+    }
     if !tenants.contains_key(&s.tenant) {
         let failed =
             p.0.iter()
@@ -559,11 +685,19 @@ fn source(
             None
         }
     };
-    let page_size = s.page_size.unwrap_or(1000);
-    if !(1..=MAX_PAGE_SIZE).contains(&page_size) {
+    // query-alerts pages at most 500 alerts; the other endpoints 10,000 records.
+    let max_page = if s.kind == "alerts" {
+        MAX_ALERT_PAGE_SIZE
+    } else {
+        MAX_PAGE_SIZE
+    };
+    let page_size = s
+        .page_size
+        .unwrap_or(if s.kind == "alerts" { 100 } else { 1000 });
+    if !(1..=max_page).contains(&page_size) {
         p.add(
             at("page_size"),
-            format!("{page_size} is out of range: the API pages 1 to 10000 events"),
+            format!("{page_size} is out of range: the API pages 1 to {max_page} records"),
         );
     }
     if p.0.len() != before {
@@ -607,28 +741,115 @@ pub fn default_hostname() -> String {
         .unwrap_or_else(|| "localhost".to_string())
 }
 
+fn tls(at: &dyn Fn(&str) -> String, t: &RawTls, p: &mut Problems) -> TlsOptions {
+    for (k, f) in [
+        ("tls.ca_file", &t.ca_file),
+        ("tls.client_cert", &t.client_cert),
+        ("tls.client_key", &t.client_key),
+    ] {
+        if let Some(f) = f {
+            if let Err(e) = std::fs::metadata(f) {
+                p.add(at(k), format!("cannot read {}: {e}", f.display()));
+            }
+        }
+    }
+    if t.client_cert.is_some() != t.client_key.is_some() {
+        p.add(
+            at("tls.client_cert"),
+            "client_cert and client_key go together: give both or neither",
+        );
+    }
+    if t.insecure_skip_verify && t.ca_file.is_some() {
+        p.add(
+            at("tls.insecure_skip_verify"),
+            "is set together with ca_file: the CA would not be checked; remove one",
+        );
+    }
+    let min_version = match t.min_version.as_deref().unwrap_or("1.2") {
+        "1.2" => TlsVersion::Tls12,
+        "1.3" => TlsVersion::Tls13,
+        other => {
+            p.add(
+                at("tls.min_version"),
+                format!("`{other}` is not a TLS version: use \"1.2\" or \"1.3\""),
+            );
+            TlsVersion::Tls12
+        }
+    };
+    if let Some(n) = &t.server_name {
+        if n.trim().is_empty() {
+            p.add(at("tls.server_name"), "must not be empty");
+        }
+    }
+    TlsOptions {
+        ca_file: t.ca_file.clone(),
+        client_cert: t.client_cert.clone(),
+        client_key: t.client_key.clone(),
+        server_name: t.server_name.clone(),
+        min_version,
+        insecure_skip_verify: t.insecure_skip_verify,
+    }
+}
+
 fn sink(name: &str, s: RawSink, p: &mut Problems) -> Option<Sink> {
     let at = |k: &str| format!("sinks.{name}.{k}");
     let before = p.0.len();
-    let network = matches!(s.kind.as_str(), "tcp" | "udp");
+    let kind_name = s.kind.as_str();
+    let stream = matches!(kind_name, "tcp" | "relp");
+    let network = matches!(kind_name, "tcp" | "udp" | "relp");
+    let http = matches!(kind_name, "hec" | "http");
 
     // Keys that do not apply to this sink type are errors, not silently ignored.
     let mut not_for = |key: &str, set: bool, applies: bool| {
         if set && !applies {
-            p.add(at(key), format!("does not apply to a {} sink", s.kind));
+            p.add(at(key), format!("does not apply to a {kind_name} sink"));
         }
     };
     not_for("host", s.host.is_some(), network);
     not_for("port", s.port.is_some(), network);
+    not_for("connect_timeout", s.connect_timeout.is_some(), stream);
+    not_for("keepalive", s.keepalive.is_some(), kind_name == "tcp");
+    not_for("max_datagram", s.max_datagram.is_some(), kind_name == "udp");
+    not_for("oversize", s.oversize.is_some(), kind_name == "udp");
+    not_for("path", s.path.is_some(), kind_name == "file");
+    not_for("tls", s.tls.is_some(), stream || http);
+    not_for("window", s.window.is_some(), kind_name == "relp");
     not_for(
-        "connect_timeout",
-        s.connect_timeout.is_some(),
-        s.kind == "tcp",
+        "ack_timeout",
+        s.ack_timeout.is_some(),
+        kind_name == "relp" || kind_name == "hec",
     );
-    not_for("keepalive", s.keepalive.is_some(), s.kind == "tcp");
-    not_for("max_datagram", s.max_datagram.is_some(), s.kind == "udp");
-    not_for("oversize", s.oversize.is_some(), s.kind == "udp");
-    not_for("path", s.path.is_some(), s.kind == "file");
+    not_for("endpoint", s.endpoint.is_some(), kind_name == "hec");
+    not_for("url", s.url.is_some(), kind_name == "http");
+    not_for("token", s.token.is_some(), kind_name == "hec");
+    for (k, set) in [
+        ("index", s.index.is_some()),
+        ("source", s.source.is_some()),
+        ("sourcetype", s.sourcetype.is_some()),
+        ("channel", s.channel.is_some()),
+        ("indexer_ack", s.indexer_ack.is_some()),
+        ("ack_poll_interval", s.ack_poll_interval.is_some()),
+    ] {
+        not_for(k, set, kind_name == "hec");
+    }
+    for (k, set) in [
+        ("gzip", s.gzip.is_some()),
+        ("max_events", s.max_events.is_some()),
+        ("max_bytes", s.max_bytes.is_some()),
+        ("max_wait", s.max_wait.is_some()),
+        ("request_timeout", s.request_timeout.is_some()),
+    ] {
+        not_for(k, set, http);
+    }
+    for (k, set) in [
+        ("body", s.body.is_some()),
+        ("headers", s.headers.is_some()),
+        ("username", s.username.is_some()),
+        ("password", s.password.is_some()),
+        ("bearer_token", s.bearer_token.is_some()),
+    ] {
+        not_for(k, set, kind_name == "http");
+    }
 
     let host = || -> Option<String> {
         match &s.host {
@@ -649,8 +870,42 @@ fn sink(name: &str, s: RawSink, p: &mut Problems) -> Option<Sink> {
             }
         }
     };
+    let stream_tls = |p: &mut Problems| s.tls.as_ref().map(|t| tls(&at, t, p));
+    // HTTP sinks always have TLS settings (used for https URLs); SNI is reqwest's own.
+    let http_tls = |p: &mut Problems| {
+        let t = tls(&at, s.tls.as_ref().unwrap_or(&RawTls::default()), p);
+        if t.server_name.is_some() {
+            p.add(
+                at("tls.server_name"),
+                "does not apply to an http-based sink: the URL's host is the server name",
+            );
+        }
+        t
+    };
+    let batching = |p: &mut Problems| {
+        let b = HttpBatching {
+            max_events: s.max_events.unwrap_or(500).max(0) as usize,
+            max_bytes: s.max_bytes.unwrap_or(1024 * 1024).max(0) as usize,
+            max_wait: s.max_wait.unwrap_or(Duration::from_secs(1)),
+        };
+        if !(1..=100_000).contains(&b.max_events) {
+            p.add(at("max_events"), "must be 1 to 100000");
+        }
+        if !(1024..=512 * 1024 * 1024).contains(&b.max_bytes) {
+            p.add(at("max_bytes"), "must be 1 KiB to 512 MiB");
+        }
+        if b.max_wait.is_zero() {
+            p.add(at("max_wait"), "must be greater than zero");
+        }
+        b
+    };
+    let request_timeout = s.request_timeout.unwrap_or(Duration::from_secs(30));
+    let connect_timeout = s.connect_timeout.unwrap_or(Duration::from_secs(10));
+    if connect_timeout.is_zero() {
+        p.add(at("connect_timeout"), "must be greater than zero");
+    }
 
-    let kind = match s.kind.as_str() {
+    let kind = match kind_name {
         "stdout" => Some(SinkKind::Stdout),
         "file" => match &s.path {
             Some(path) if !path.as_os_str().is_empty() => {
@@ -667,15 +922,37 @@ fn sink(name: &str, s: RawSink, p: &mut Problems) -> Option<Sink> {
                 p.add(at("host"), "is required");
             }
             let port = port(p);
-            let connect_timeout = s.connect_timeout.unwrap_or(Duration::from_secs(10));
-            if connect_timeout.is_zero() {
-                p.add(at("connect_timeout"), "must be greater than zero");
-            }
+            let tls = stream_tls(p);
             Some(SinkKind::Tcp {
                 host: h?,
                 port: port?,
                 connect_timeout,
                 keepalive: s.keepalive,
+                tls,
+            })
+        }
+        "relp" => {
+            let h = host();
+            if h.is_none() {
+                p.add(at("host"), "is required");
+            }
+            let port = port(p);
+            let tls = stream_tls(p);
+            let window = s.window.unwrap_or(128);
+            if !(1..=100_000).contains(&window) {
+                p.add(at("window"), format!("{window} is out of range 1-100000"));
+            }
+            let ack_timeout = s.ack_timeout.unwrap_or(Duration::from_secs(30));
+            if ack_timeout.is_zero() {
+                p.add(at("ack_timeout"), "must be greater than zero");
+            }
+            Some(SinkKind::Relp {
+                host: h?,
+                port: port?,
+                connect_timeout,
+                window: window.max(1) as usize,
+                ack_timeout,
+                tls,
             })
         }
         "udp" => {
@@ -709,30 +986,170 @@ fn sink(name: &str, s: RawSink, p: &mut Problems) -> Option<Sink> {
                 oversize: oversize?,
             })
         }
+        "hec" => {
+            let endpoint = match &s.endpoint {
+                Some(e) => url(&at("endpoint"), e.trim_end_matches('/'), p),
+                None => {
+                    p.add(
+                        at("endpoint"),
+                        "is required (e.g. \"https://splunk.example.com:8088\")",
+                    );
+                    None
+                }
+            };
+            let token = match &s.token {
+                Some(t) => secret(at("token"), t, p),
+                None => {
+                    p.add(at("token"), "is required");
+                    None
+                }
+            };
+            let tls = http_tls(p);
+            let batching = batching(p);
+            let indexer_ack = s.indexer_ack.unwrap_or(false);
+            let ack_poll_interval = s.ack_poll_interval.unwrap_or(Duration::from_secs(1));
+            let ack_timeout = s.ack_timeout.unwrap_or(Duration::from_secs(300));
+            if ack_poll_interval.is_zero() || ack_timeout.is_zero() {
+                p.add(
+                    at("ack_poll_interval"),
+                    "ack intervals must be greater than zero",
+                );
+            }
+            if let Some(c) = &s.channel {
+                if !is_uuid(c) {
+                    p.add(
+                        at("channel"),
+                        format!(
+                            "`{c}` is not a GUID such as \"0e8a6c5f-2d3b-4a1c-9f7e-1b2c3d4e5f60\""
+                        ),
+                    );
+                }
+            }
+            Some(SinkKind::Hec(HecOptions {
+                endpoint: endpoint?,
+                token: token?,
+                index: s.index.clone(),
+                source: s.source.clone(),
+                sourcetype: s.sourcetype.clone(),
+                host: s.hostname.clone().unwrap_or_else(default_hostname),
+                channel: s.channel.clone(),
+                gzip: s.gzip.unwrap_or(true),
+                batching,
+                indexer_ack,
+                ack_poll_interval,
+                ack_timeout,
+                request_timeout,
+                tls,
+            }))
+        }
+        "http" => {
+            let u = match &s.url {
+                Some(u) => url(&at("url"), u, p),
+                None => {
+                    p.add(at("url"), "is required");
+                    None
+                }
+            };
+            let body = match s.body.as_deref().unwrap_or("ndjson") {
+                "ndjson" => Some(HttpBody::NdJson),
+                "json_array" => Some(HttpBody::JsonArray),
+                other => {
+                    p.add(
+                        at("body"),
+                        format!("`{other}` is not a body: use \"ndjson\" or \"json_array\""),
+                    );
+                    None
+                }
+            };
+            let mut headers = Vec::new();
+            for (k, v) in s.headers.iter().flatten() {
+                let valid_name = !k.is_empty()
+                    && k.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+                if !valid_name {
+                    p.add(
+                        format!("sinks.{name}.headers.{k}"),
+                        "is not a valid header name",
+                    );
+                } else if v.bytes().any(|b| b == b'\r' || b == b'\n') {
+                    p.add(
+                        format!("sinks.{name}.headers.{k}"),
+                        "a header value must not contain CR or LF",
+                    );
+                } else if k.eq_ignore_ascii_case("authorization") {
+                    p.add(
+                        format!("sinks.{name}.headers.{k}"),
+                        "put credentials in username/password or bearer_token, where they are kept secret",
+                    );
+                } else {
+                    headers.push((k.clone(), v.clone()));
+                }
+            }
+            let auth = match (&s.username, &s.password, &s.bearer_token) {
+                (None, None, None) => Some(HttpAuth::None),
+                (Some(u), Some(pw), None) => {
+                    secret(at("password"), pw, p).map(|password| HttpAuth::Basic {
+                        username: u.clone(),
+                        password,
+                    })
+                }
+                (None, None, Some(t)) => secret(at("bearer_token"), t, p).map(HttpAuth::Bearer),
+                (_, _, Some(_)) => {
+                    p.add(
+                        at("bearer_token"),
+                        "give either bearer_token or username/password, not both",
+                    );
+                    None
+                }
+                (Some(_), None, None) => {
+                    p.add(at("password"), "is missing (username is set)");
+                    None
+                }
+                (None, Some(_), None) => {
+                    p.add(at("username"), "is missing (password is set)");
+                    None
+                }
+            };
+            let tls = http_tls(p);
+            let batching = batching(p);
+            Some(SinkKind::Http(HttpOptions {
+                url: u?,
+                body: body?,
+                headers,
+                auth: auth?,
+                gzip: s.gzip.unwrap_or(false),
+                batching,
+                request_timeout,
+                tls,
+            }))
+        }
         other => {
             p.add(
                 at("type"),
                 format!(
-                    "`{other}` is not a sink type: use \"stdout\", \"file\", \"tcp\" or \"udp\""
+                    "`{other}` is not a sink type: use \"stdout\", \"file\", \"tcp\", \"udp\", \"relp\", \"hec\" or \"http\""
                 ),
             );
             None
         }
     };
-
     let format = match s.format.as_deref().unwrap_or("cef") {
         "cef" => Some(Format::Cef),
         "json" => Some(Format::JsonRaw),
         "json_normalized" => Some(Format::JsonNormalized),
+        "leef" => Some(Format::Leef2),
+        "leef1" => Some(Format::Leef1),
         other => {
             p.add(
                 at("format"),
-                format!("`{other}` is not a format: use \"cef\", \"json\" or \"json_normalized\""),
+                format!("`{other}` is not a format: use \"cef\", \"leef\", \"leef1\", \"json\" or \"json_normalized\""),
             );
             None
         }
     };
-    let syslog = match s.syslog.as_deref().unwrap_or("rfc5424") {
+    // HTTP sinks carry records in JSON bodies: no syslog header unless asked for.
+    let default_syslog = if http { "none" } else { "rfc5424" };
+    let syslog = match s.syslog.as_deref().unwrap_or(default_syslog) {
         "rfc5424" => Some(SyslogStyle::Rfc5424),
         "rfc3164" => Some(SyslogStyle::Rfc3164),
         "none" => Some(SyslogStyle::None),
@@ -746,12 +1163,12 @@ fn sink(name: &str, s: RawSink, p: &mut Problems) -> Option<Sink> {
             None
         }
     };
-    let framing = match (s.kind.as_str(), s.framing.as_deref()) {
-        ("udp", None) => Some(Framing::None),
-        ("udp", Some(_)) => {
+    let framing = match (kind_name, s.framing.as_deref()) {
+        ("udp" | "relp" | "hec" | "http", None) => Some(Framing::None),
+        ("udp" | "relp" | "hec" | "http", Some(_)) => {
             p.add(
                 at("framing"),
-                "does not apply to a udp sink: every record is one datagram",
+                format!("does not apply to a {kind_name} sink: the transport delimits records"),
             );
             None
         }
@@ -822,6 +1239,15 @@ fn sink(name: &str, s: RawSink, p: &mut Problems) -> Option<Sink> {
         queue_batches: queue_batches as usize,
         retry,
     })
+}
+
+fn is_uuid(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
 }
 
 #[cfg(test)]
@@ -1046,6 +1472,191 @@ sinks = ["siem"]
                 panic!("examples/{name}: {e}");
             }
         }
+    }
+
+    #[test]
+    fn alert_filter_groups_and_sync_log() {
+        let text = MINIMAL
+            .replace(
+                "[sinks.siem]",
+                r#"[sources.alerts]
+type = "alerts"
+tenant = "acme"
+[[sources.alerts.filter_groups]]
+clause = "or"
+filters = [
+  { term = "severity", operator = "IS", value = "HIGH" },
+  { term = "AlertState", operator = "is_not", value = "RESOLVED" },
+]
+[sources.sync]
+type = "sync_log"
+tenant = "acme"
+
+[sinks.siem]"#,
+            )
+            .replace(
+                "sources = [\"audit\"]",
+                "sources = [\"audit\", \"alerts\", \"sync\"]",
+            );
+        let c = parse_str(&text).unwrap();
+        match &c.sources["alerts"].kind {
+            SourceSpec::Alerts(groups) => {
+                assert_eq!(groups.len(), 1);
+                assert_eq!(groups[0].clause, FilterClause::Or);
+                assert_eq!(groups[0].filters[0].term, "Severity");
+                assert_eq!(groups[0].filters[1].term, "State");
+                assert_eq!(groups[0].filters[1].operator, AlertOperator::IsNot);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(c.sources["alerts"].page_size, 100);
+        assert!(matches!(c.sources["sync"].kind, SourceSpec::SyncLog));
+
+        let bad = text.replace("value = \"HIGH\"", "value = \"HIGH\", extra = 1");
+        assert!(
+            problems(&bad)[0].contains("unknown field"),
+            "{:?}",
+            problems(&bad)
+        );
+        let bad = text.replace("operator = \"IS\"", "operator = \"ON_OR_AFTER\"");
+        let p = problems(&bad);
+        assert!(
+            p[0].starts_with("sources.alerts.filter_groups[0].filters[0].operator: ON_OR_AFTER does not apply to Severity"),
+            "{p:?}"
+        );
+        let bad = text.replace("term = \"severity\"", "term = \"colour\"");
+        assert!(problems(&bad)[0].starts_with(
+            "sources.alerts.filter_groups[0].filters[0].term: `colour` is not an alert filter term"
+        ));
+        let bad = text.replace(
+            "type = \"sync_log\"\ntenant = \"acme\"",
+            "type = \"sync_log\"\ntenant = \"acme\"\n[sources.sync.filters]",
+        );
+        let p = problems(&bad);
+        assert!(
+            p.contains(&"sources.sync.filters: does not apply to a sync_log source".to_string()),
+            "{p:?}"
+        );
+        let bad = text.replace("type = \"alerts\"", "type = \"alerts\"\npage_size = 501");
+        assert!(problems(&bad).contains(
+            &"sources.alerts.page_size: 501 is out of range: the API pages 1 to 500 records"
+                .to_string()
+        ));
+    }
+
+    #[test]
+    fn tls_relp_hec_and_http_sinks() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "pem").unwrap();
+        let text = MINIMAL
+            .replace(
+                "port = 6514",
+                &format!("port = 6514\n[sinks.siem.tls]\nca_file = \"{}\"\nserver_name = \"siem.internal\"\nmin_version = \"1.3\"", ca.display()),
+            )
+            .replace(
+                "[[routes]]",
+                r#"[sinks.relp]
+type = "relp"
+host = "127.0.0.1"
+port = 2514
+window = 64
+[sinks.hec]
+type = "hec"
+endpoint = "https://splunk.example.com:8088/"
+token = "hec-token-value"
+index = "code42"
+sourcetype = "code42:audit"
+indexer_ack = true
+format = "json"
+[sinks.web]
+type = "http"
+url = "https://collector.example.com/ingest"
+bearer_token = "web-token-value"
+headers = { "X-Tenant" = "acme" }
+body = "json_array"
+gzip = true
+
+[[routes]]"#,
+            )
+            .replace("sinks = [\"siem\"]", "sinks = [\"siem\", \"relp\", \"hec\", \"web\"]");
+        let c = parse_str(&text).unwrap();
+        match &c.sinks["siem"].kind {
+            SinkKind::Tcp { tls: Some(t), .. } => {
+                assert_eq!(t.server_name.as_deref(), Some("siem.internal"));
+                assert_eq!(t.min_version, TlsVersion::Tls13);
+                assert!(!t.insecure_skip_verify);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            c.sinks["relp"].kind,
+            SinkKind::Relp { window: 64, .. }
+        ));
+        assert_eq!(c.sinks["relp"].encoding.framing, Framing::None);
+        match &c.sinks["hec"].kind {
+            SinkKind::Hec(h) => {
+                assert_eq!(h.endpoint.as_str(), "https://splunk.example.com:8088/");
+                assert!(h.indexer_ack && h.gzip);
+                assert_eq!(h.token.expose(), "hec-token-value");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(c.sinks["hec"].encoding.syslog, SyslogStyle::None);
+        match &c.sinks["web"].kind {
+            SinkKind::Http(h) => {
+                assert_eq!(h.body, HttpBody::JsonArray);
+                assert_eq!(
+                    h.headers,
+                    vec![("X-Tenant".to_string(), "acme".to_string())]
+                );
+                assert!(matches!(&h.auth, HttpAuth::Bearer(t) if t.expose() == "web-token-value"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let debug = format!("{c:?}");
+        assert!(
+            !debug.contains("hec-token-value") && !debug.contains("web-token-value"),
+            "{debug}"
+        );
+
+        let bad = text.replace(
+            "window = 64",
+            "window = 64\nframing = \"lf\"\nkeepalive = \"1s\"",
+        );
+        let p = problems(&bad);
+        assert!(p.contains(&"sinks.relp.framing: does not apply to a relp sink: the transport delimits records".to_string()), "{p:?}");
+        assert!(
+            p.contains(&"sinks.relp.keepalive: does not apply to a relp sink".to_string()),
+            "{p:?}"
+        );
+        let bad = text.replace(
+            "body = \"json_array\"",
+            "body = \"json_array\"\nheaders = { Authorization = \"x\" }",
+        );
+        assert!(
+            problems(&bad)
+                .iter()
+                .any(|x| x.contains("duplicate key") || x.starts_with("sinks.web.headers")),
+            "{:?}",
+            problems(&bad)
+        );
+        let bad = text.replace(
+            "min_version = \"1.3\"",
+            "min_version = \"1.1\"\nclient_cert = \"/nonexistent.pem\"",
+        );
+        let p = problems(&bad);
+        assert!(
+            p.iter()
+                .any(|x| x.starts_with("sinks.siem.tls.min_version: `1.1`")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|x| x.starts_with("sinks.siem.tls.client_cert: cannot read /nonexistent.pem")),
+            "{p:?}"
+        );
+        assert!(p.iter().any(|x| x == "sinks.siem.tls.client_cert: client_cert and client_key go together: give both or neither"), "{p:?}");
     }
 
     #[test]

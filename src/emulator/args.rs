@@ -28,6 +28,23 @@ fn rate(s: &str) -> Result<f64, String> {
     }
 }
 
+/// The alert and Directory Sync Log streams of the emulated tenant.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServiceArgs {
+    /// Alerts created before start-up (spread over the backlog span).
+    #[arg(long, default_value_t = 300)]
+    pub alert_backlog: u64,
+    /// Live alerts per second after start-up (0 = none).
+    #[arg(long, value_parser = rate, default_value = "0.05")]
+    pub alert_rate: f64,
+    /// Directory Sync Log entries before start-up (spread over 120 days; 90 are kept).
+    #[arg(long, default_value_t = 2_000)]
+    pub sync_log_backlog: u64,
+    /// Live Directory Sync Log entries per second after start-up (0 = none).
+    #[arg(long, value_parser = rate, default_value = "0.02")]
+    pub sync_log_rate: f64,
+}
+
 /// Options of the emulated Code42 tenant.
 #[derive(clap::Args, Debug, Clone)]
 pub struct EmulateArgs {
@@ -46,6 +63,9 @@ pub struct EmulateArgs {
     /// Live events per second after start-up (0 = none).
     #[arg(long, value_parser = rate, default_value = "2")]
     pub rate: f64,
+    /// Alerts and Directory Sync Log (boxed: `Command::Emulate` stays small).
+    #[command(flatten)]
+    pub services: Box<ServiceArgs>,
     /// Maximum ingestion lag: events show up in searches up to this long after they occur.
     #[arg(long, value_parser = duration, default_value = "2m")]
     pub lag: Duration,
@@ -85,6 +105,10 @@ impl EmulateArgs {
             backlog: self.backlog,
             backlog_span: self.backlog_span,
             rate: self.rate,
+            alert_backlog: self.services.alert_backlog,
+            alert_rate: self.services.alert_rate,
+            sync_log_backlog: self.services.sync_log_backlog,
+            sync_log_rate: self.services.sync_log_rate,
             lag: self.lag,
             token_ttl: self.token_ttl,
             client_id: self.client_id.clone(),
@@ -152,10 +176,20 @@ mod tests {
             "2s",
             "--server-error-every",
             "7",
+            "--alert-backlog",
+            "12",
+            "--alert-rate",
+            "0.25",
+            "--sync-log-backlog",
+            "34",
+            "--sync-log-rate",
+            "0",
         ])
         .unwrap();
         let o = cli.args.options();
         assert_eq!((o.seed, o.backlog, o.rate), (7, 10, 0.5));
+        assert_eq!((o.alert_backlog, o.alert_rate), (12, 0.25));
+        assert_eq!((o.sync_log_backlog, o.sync_log_rate), (34, 0.0));
         assert_eq!(o.backlog_span, Duration::from_secs(7_200));
         assert_eq!(o.totp.as_deref(), Some("123456"));
         assert_eq!(o.faults.rate_limit_every, 5);
@@ -166,6 +200,7 @@ mod tests {
             "{printed}"
         );
         assert!(Cli::try_parse_from(["x", "--rate", "-1"]).is_err());
+        assert!(Cli::try_parse_from(["x", "--alert-rate", "-1"]).is_err());
         assert!(Cli::try_parse_from(["x", "--lag", "soon"]).is_err());
     }
 }

@@ -106,6 +106,15 @@ pub(crate) fn bearer(header: Option<&str>) -> Result<&str, TokenError> {
     }
 }
 
+/// The `sub` claim of a token this emulator issued (call after `verify`): who a state
+/// change is attributed to.
+pub(crate) fn subject(token: &str) -> Option<String> {
+    let payload = token.split('.').nth(1)?;
+    let bytes = URL_SAFE_NO_PAD.decode(payload).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    v["sub"].as_str().map(str::to_string)
+}
+
 /// User name and password of a `Basic` header.
 pub(crate) fn basic(header: Option<&str>) -> Option<(String, String)> {
     let h = header?.trim();
@@ -147,6 +156,8 @@ mod tests {
         assert_eq!(payload["tenantUid"], "tenant-1");
         assert_eq!(payload["exp"], 1_900);
         assert_eq!(payload["sub"], "key-abc");
+        assert_eq!(subject(&t).as_deref(), Some("key-abc"));
+        assert_eq!(subject("x.y"), None);
         assert_eq!(issuer.verify(&t, 1_899), Ok(()));
         assert_eq!(issuer.verify(&t, 1_900), Err(TokenError::Expired));
         let other = TokenIssuer::new(43, "tenant-1".into());

@@ -260,7 +260,8 @@ fn family_of(name: &str) -> Family {
         n if n.starts_with("identity_provider_") => IdentityProvider {
             org: n.ends_with("_org"),
         },
-        "file_downloaded" => FileDownload,
+        // A failed download carries the same details as a successful one.
+        "file_downloaded" | "file_download_io_error" => FileDownload,
         "search_issued" => Search,
         "incydr_support_user_access_enabled" => SupportAccess { enabled: true },
         "incydr_support_user_access_disabled" => SupportAccess { enabled: false },
@@ -372,12 +373,12 @@ pub(crate) struct Generator {
     file_downloaded: usize,
 }
 
-const FIRST: &[&str] = &[
+pub(crate) const FIRST: &[&str] = &[
     "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "mallory",
     "niaj", "olivia", "peggy", "rupert", "sybil", "trent", "victor", "walter", "zoë", "josé",
     "søren", "aiko", "chloé",
 ];
-const LAST: &[&str] = &[
+pub(crate) const LAST: &[&str] = &[
     "smith", "jones", "garcia", "müller", "nakamura", "okafor", "rossi", "dubois", "kowalski",
     "nguyen", "silva", "o'brien",
 ];
@@ -404,7 +405,7 @@ const HOSTILE_AGENTS: &[&str] = &[
 ];
 
 /// User-controlled text that tries to break encoders and framing.
-const HOSTILE: &[&str] = &[
+pub(crate) const HOSTILE: &[&str] = &[
     "a|b|c pipe|delimited",
     "key=value=more equals",
     "back\\slash \\path\\ end\\",
@@ -1486,7 +1487,7 @@ fn hashes(rng: &mut Rng) -> (String, String) {
     (md5, sha)
 }
 
-fn uuid(rng: &mut Rng) -> String {
+pub(crate) fn uuid(rng: &mut Rng) -> String {
     let a = rng.next_u64();
     let b = rng.next_u64();
     format!(

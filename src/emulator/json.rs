@@ -157,6 +157,19 @@ pub(crate) fn push_timestamp(out: &mut String, ns: i64, precision: Precision) {
     out.push('Z');
 }
 
+/// Appends `YYYY-MM-DDTHH:MM:SS.<digits>Z` with `digits` (1..=9) fractional digits,
+/// truncated (no quotes). The alert service prints 7 (.NET ticks of 100 ns), the
+/// Directory Sync Log 3.
+pub(crate) fn push_timestamp_digits(out: &mut String, ns: i64, digits: usize) {
+    let digits = digits.clamp(1, 9);
+    let mut full = String::with_capacity(30);
+    push_timestamp(&mut full, ns, Precision::Nanos);
+    // `full` is `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`: keep the first `digits` of the nine.
+    let dot = full.len() - 11;
+    out.push_str(&full[..dot + 1 + digits]);
+    out.push('Z');
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,6 +182,17 @@ mod tests {
         assert!(!out.contains('\n') && !out.contains('\r'));
         let back: String = serde_json::from_str(&out).unwrap();
         assert_eq!(back, nasty);
+    }
+
+    #[test]
+    fn timestamps_with_any_number_of_digits() {
+        let ns = 1_586_353_825_364_441_099;
+        let mut out = String::new();
+        push_timestamp_digits(&mut out, ns, 7);
+        assert_eq!(out, "2020-04-08T13:50:25.3644410Z");
+        out.clear();
+        push_timestamp_digits(&mut out, ns, 3);
+        assert_eq!(out, "2020-04-08T13:50:25.364Z");
     }
 
     #[test]

@@ -7,21 +7,36 @@
 //! window answered with `totalResultCount` only, epoch-float dates, download tokens) and
 //! the legacy services (`/api/v3/auth/jwt` with TOTP, `/api/v3/oauth/token`, tenant,
 //! `ServerEnv` + key-value-store discovery, `/audit-log/rpc/search/*` with its
-//! Elasticsearch-style window error and server-side CSV/CEF).
+//! Elasticsearch-style window error and server-side CSV/CEF). Both generations also
+//! serve alerts (query-alerts with the full filter language, query-details with its
+//! 100-id limit, query-details-aggregate, add-note, update-state, the legacy
+//! resolve-alert / reopen-alert, rule metadata) and the Directory Sync Log
+//! (`/api/v3/DirectorySyncLog[/csv]`, 90-day retention).
 //!
 //! # Layout
 //! - `timeline`: event number <-> occurrence time, ties, duplicates, ingestion delay.
 //! - `events`: what event number `i` says, rendered straight to JSON text.
 //! - `query`: search bodies and the `Selection` of events that answer them.
 //! - `render`: JSON / CSV / CEF bodies, produced in chunks while they are sent.
+//! - `alerts`: what alert `i` says (rule, actor, observations, triage), its id, and the
+//!   JSON of summaries, details, aggregates and rules.
+//! - `alert_query`: the alert service's filter language and paging.
+//! - `sync_log`: the Directory Sync Log: entries, parameters, retention, sort, bodies.
+//! - `service_routes`: the axum routes of alerts, rules and the Sync Log.
 //! - `auth`: credentials and stateless JWT-shaped tokens.
 //! - `faults`: injected 429 / 500 / 401 and the statistics tests read.
-//! - `server`: the axum routes.
+//! - `server`: the shared state, and the auth, discovery and Audit Log routes.
 //! - `args`: the `c42fwd emulate` command-line options.
+//!
+//! Where the seeds leave behaviour open, the choice is written down where it is made:
+//! alert filters in `alert_query`, alert endpoints in `service_routes`, the Sync Log in
+//! `sync_log` (1-based `page[number]`, `{"data":{"Directory Sync Logs":[..],..}}`).
 //!
 //! Invariant: the event log is never materialised. Event `i` is a pure function of
 //! `(seed, i)`; a backlog of a million events costs no memory and a time range maps to an
-//! index range by binary search.
+//! index range by binary search. Alerts and Sync Log entries work the same way, each on
+//! its own timeline; the only per-alert memory is the change map of alerts a client
+//! modified.
 //!
 //! Time: the emulator runs on its own clock, `start_time + elapsed + offset`. Tests move
 //! it forward with [`EmulatorHandle::advance`] (to expire tokens, or let lagging
@@ -29,8 +44,11 @@
 //! equals the wall clock.
 //!
 //! It is a test and development tool, not part of the daemon's pipeline, so it spawns
-//! its own server task ([`start`]). It does not emulate alerts, sessions or file events.
+//! its own server task ([`start`]). It does not emulate sessions, file events, or the
+//! rule-management endpoints beyond rule metadata.
 
+mod alert_query;
+mod alerts;
 mod args;
 mod auth;
 mod events;
@@ -39,11 +57,15 @@ mod json;
 mod query;
 mod render;
 mod server;
+mod service_routes;
+mod sync_log;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_services;
 mod timeline;
 
-pub use args::EmulateArgs;
+pub use args::{EmulateArgs, ServiceArgs};
 pub use faults::{EmulatorStats, FaultOptions};
 
 use chrono::{DateTime, Utc};
@@ -64,6 +86,17 @@ pub struct EmulatorOptions {
     pub backlog_span: Duration,
     /// Live events per second from the start; 0 = none.
     pub rate: f64,
+    /// Alerts created before the emulator started, spread over `backlog_span`.
+    pub alert_backlog: u64,
+    /// Live alerts per second from the start; 0 = none.
+    pub alert_rate: f64,
+    /// Directory Sync Log entries before the start, spread over `sync_log_span`.
+    pub sync_log_backlog: u64,
+    /// The span of the Sync Log backlog; longer than the 90-day retention by default, so
+    /// the oldest entries are already gone.
+    pub sync_log_span: Duration,
+    /// Live Sync Log entries per second from the start; 0 = none.
+    pub sync_log_rate: f64,
     /// Each event becomes visible in searches up to this long after it occurred.
     pub lag: Duration,
     /// Lifetime of issued tokens (whole seconds; the JWT `exp` has no finer grain).
@@ -92,6 +125,11 @@ impl Default for EmulatorOptions {
             backlog: 5_000,
             backlog_span: Duration::from_secs(3_600),
             rate: 2.0,
+            alert_backlog: 300,
+            alert_rate: 0.05,
+            sync_log_backlog: 2_000,
+            sync_log_span: Duration::from_secs(120 * 86_400),
+            sync_log_rate: 0.02,
             lag: Duration::from_secs(120),
             token_ttl: Duration::from_secs(900),
             client_id: "key-emulator".into(),
@@ -116,6 +154,11 @@ impl fmt::Debug for EmulatorOptions {
             .field("backlog", &self.backlog)
             .field("backlog_span", &self.backlog_span)
             .field("rate", &self.rate)
+            .field("alert_backlog", &self.alert_backlog)
+            .field("alert_rate", &self.alert_rate)
+            .field("sync_log_backlog", &self.sync_log_backlog)
+            .field("sync_log_span", &self.sync_log_span)
+            .field("sync_log_rate", &self.sync_log_rate)
             .field("lag", &self.lag)
             .field("token_ttl", &self.token_ttl)
             .field("client_id", &self.client_id)
@@ -240,6 +283,52 @@ impl EmulatorHandle {
             .map(|i| {
                 let mut s = String::new();
                 self.state.gen.render(i, &mut s);
+                s
+            })
+            .collect()
+    }
+
+    /// Ground truth for tests: the alert detail JSON (exactly as query-details serves it
+    /// now, observations, note and client changes included) of every alert CREATED in
+    /// `[start, end)` (by its rendered `createdAt`), visible or not, oldest first.
+    pub fn alerts_between(&self, start: DateTime<Utc>, end: DateTime<Utc>) -> Vec<String> {
+        self.render_alerts(start, end, |g, a, out| g.render_details(a, out))
+    }
+
+    /// Like [`Self::alerts_between`], the summaries as query-alerts lists them.
+    pub fn alert_summaries_between(&self, start: DateTime<Utc>, end: DateTime<Utc>) -> Vec<String> {
+        self.render_alerts(start, end, |g, a, out| g.render_summary(a, out))
+    }
+
+    fn render_alerts(
+        &self,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        render: impl Fn(&alerts::AlertGenerator, &alerts::Alert, &mut String),
+    ) -> Vec<String> {
+        let g = &self.state.alerts;
+        let lo = g.first_created_at_or_after(to_ns(start));
+        let hi = g.first_created_at_or_after(to_ns(end));
+        let changes = self.state.alert_changes_snapshot();
+        (lo..hi.max(lo))
+            .map(|i| {
+                let mut s = String::new();
+                render(g, &g.alert(i, changes.get(&i)), &mut s);
+                s
+            })
+            .collect()
+    }
+
+    /// Ground truth for tests: the JSON text (exactly as `/api/v3/DirectorySyncLog`
+    /// serves it) of every Sync Log entry that OCCURRED in `[start, end)` (by its
+    /// millisecond `logEventTimeStamp`), oldest first, whether or not it is visible yet
+    /// or still retained.
+    pub fn sync_log_between(&self, start: DateTime<Utc>, end: DateTime<Utc>) -> Vec<String> {
+        let log = &self.state.sync_log;
+        log.index_range(to_ns(start), to_ns(end))
+            .map(|i| {
+                let mut s = String::new();
+                log.render(&log.entry(i), &mut s);
                 s
             })
             .collect()

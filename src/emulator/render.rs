@@ -168,7 +168,7 @@ fn write_event(g: &super::events::Generator, i: u64, format: Format, out: &mut S
 }
 
 /// RFC 4180: quote when the field holds a comma, quote, CR or LF; double the quotes.
-fn csv_field(out: &mut String, s: &str) {
+pub(crate) fn csv_field(out: &mut String, s: &str) {
     if s.contains([',', '"', '\n', '\r']) {
         out.push('"');
         out.push_str(&s.replace('"', "\"\""));

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 const T0: &str = "2024-03-01T00:00:00Z";
 
-fn t0() -> DateTime<Utc> {
+pub(super) fn t0() -> DateTime<Utc> {
     T0.parse().unwrap()
 }
 
@@ -28,12 +28,12 @@ fn options() -> EmulatorOptions {
     }
 }
 
-async fn emulator(opts: EmulatorOptions) -> (EmulatorHandle, Client) {
+pub(super) async fn emulator(opts: EmulatorOptions) -> (EmulatorHandle, Client) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     (start(opts, listener).await.unwrap(), Client::new())
 }
 
-async fn v2_token(h: &EmulatorHandle, c: &Client) -> String {
+pub(super) async fn v2_token(h: &EmulatorHandle, c: &Client) -> String {
     let r = c
         .post(format!("{}/v1/oauth", h.base_url()))
         .basic_auth("key-emulator", Some("emulator-secret"))
@@ -457,7 +457,7 @@ async fn discover_audit_url(h: &EmulatorHandle, c: &Client, token: &str) -> Stri
         .unwrap()
 }
 
-async fn v1_token(h: &EmulatorHandle, c: &Client) -> String {
+pub(super) async fn v1_token(h: &EmulatorHandle, c: &Client) -> String {
     let v: Value = c
         .get(format!("{}/api/v3/auth/jwt?useBody=true", h.base_url()))
         .basic_auth("admin@example.com", Some("emulator-password"))

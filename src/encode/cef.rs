@@ -3,9 +3,11 @@
 //! Owned here: the CEF header and extension of a normalized record, escaping exactly as
 //! "Implementing ArcSight CEF" (rev 25) says, the dictionary's length limits, the common
 //! keys (time, category, actor, source IP, user agent, outcome, actor type, exact
-//! timestamp) and the `details` field (`cs6`, label `details`) that carries, as compact
-//! JSON, every field no key took. Deliberately not here: which type-specific field goes
-//! to which key (`cef_map.rs`), the syslog header and the framing (`mod.rs`).
+//! timestamp), the alert keys (driven by `cef_map::ALERT_KEYS`: rule, state, the
+//! observations summarized and, bounded, whole) and the `details` field (`cs6`, label
+//! `details`) that carries, as compact JSON, every field no key took. Deliberately not
+//! here: which type-specific field goes to which key (`cef_map.rs`), the syslog header
+//! and the framing (`mod.rs`).
 //!
 //! Escaping: header fields escape `\` and `|`; the spec has no escape for a line break
 //! in the header, so CR and LF there become a space. Extension values escape `\` and
@@ -17,13 +19,15 @@
 //! **Invariant:** the output holds no CR or LF byte, and the header has exactly seven
 //! unescaped `|`.
 
-use super::cef_map::{self, label_limit, CefKey, KeyValue};
-use super::json::{compact_len, put, write_compact, write_str, Count, Emit};
+use super::cef_map::{self, label_limit, AlertKey, AlertValue, CefKey, KeyValue, ALERT_KEYS};
+use super::json::{
+    compact_len, put, write_bounded, write_compact, write_str, write_str_limited, Count, Emit,
+};
 use crate::event::SourceKind;
 use crate::normalize::json::{self, decode_str, read_i64};
 use crate::normalize::scan;
 use crate::normalize::time::{write_rfc3339, Civil};
-use crate::normalize::{Field, Record};
+use crate::normalize::{Field, Problems, Record};
 use smallvec::SmallVec;
 use std::borrow::Cow;
 use std::net::IpAddr;
@@ -41,7 +45,9 @@ pub const TIMESTAMP_LABEL: &str = "eventTimestamp";
 pub const ACTOR_TYPE_LABEL: &str = "actorType";
 /// `c6a1Label` when the actor's first address is IPv6.
 pub const IPV6_LABEL: &str = "actorIpAddress";
-/// Keys c42fwd adds inside `details` (API keys never start with `_`).
+/// `c6a1Label` when an alert's first sending address is IPv6.
+pub const ALERT_IPV6_LABEL: &str = "sendingIpAddress";
+/// Keys c42fwd adds inside `details`, with a leading `_` that no Audit Log field has.
 pub const DETAILS_PROBLEMS_KEY: &str = "_problems";
 pub const DETAILS_TRUNCATED_KEY: &str = "_truncated";
 
@@ -51,6 +57,8 @@ const CLASS_ID_LIMIT: usize = 1023;
 const NAME_LIMIT: usize = 512;
 const TEXT_LIMIT: usize = 1023; // suser, suid, requestClientApplication, cat, labels
 const CS_LIMIT: usize = 4000;
+/// `act` (deviceAction).
+const ACT_LIMIT: usize = 63;
 /// Room kept free in `details` for `,"_truncated":N`.
 const DETAILS_RESERVE: usize = 40;
 /// A string that does not fit in `details` is cut only if at least this much of it fits;
@@ -259,7 +267,7 @@ const MAX_MAPPED_FIELD: usize = 64;
 fn assign(rec: &Record<'_>) -> (Slots, u64) {
     let mut slots: Slots = [None; CefKey::ALL.len()];
     for (i, f) in rec.fields.iter().enumerate().take(MAX_MAPPED_FIELD) {
-        let Some((key, pref)) = cef_map::lookup(rec.catalog_index, &f.key) else {
+        let Some((key, pref)) = cef_map::lookup_for(rec.source, rec.catalog_index, &f.key) else {
             continue;
         };
         if !fits(key, f.value) {
@@ -311,7 +319,11 @@ pub(crate) fn write_cef(out: &mut Vec<u8>, rec: &Record<'_>, civil: &Civil) {
     match rec.source_ips.first() {
         Some((ip, IpAddr::V4(_))) => ext.text(" src=", ip, TEXT_LIMIT),
         Some((ip, IpAddr::V6(_))) => {
-            ext.text(" c6a1Label=", IPV6_LABEL, TEXT_LIMIT);
+            let label = match rec.source {
+                SourceKind::Alerts => ALERT_IPV6_LABEL,
+                _ => IPV6_LABEL,
+            };
+            ext.text(" c6a1Label=", label, TEXT_LIMIT);
             ext.text(" c6a1=", ip, TEXT_LIMIT);
         }
         None => {}
@@ -324,16 +336,33 @@ pub(crate) fn write_cef(out: &mut Vec<u8>, rec: &Record<'_>, civil: &Civil) {
         Some(false) => ext.key(" outcome=failure"),
         None => {}
     }
+    match rec.source {
+        SourceKind::Alerts => {
+            let mapped = write_alert_keys(&mut ext, rec, civil);
+            write_details(&mut ext, rec, mapped);
+            return;
+        }
+        // The action is the class id too, but `act` is where SIEM rules on
+        // provisioning look for it.
+        SourceKind::SyncLog if !rec.problems.contains(Problems::MISSING_TYPE) => {
+            ext.text(" act=", &rec.class_id, ACT_LIMIT)
+        }
+        _ => {}
+    }
 
     let (slots, mapped) = assign(rec);
     for key in CefKey::ALL {
         if key == CefKey::Cs2 {
             if let Some(kind) = &rec.actor.kind {
-                ext.text(" cs1Label=actorType cs1=", kind, CS_LIMIT);
+                ext.key(" cs1Label=");
+                ext.key(ACTOR_TYPE_LABEL);
+                ext.text(" cs1=", kind, CS_LIMIT);
             }
         }
         if key == CefKey::FlexString1 {
-            ext.key(" cs5Label=eventTimestamp cs5=");
+            ext.key(" cs5Label=");
+            ext.key(TIMESTAMP_LABEL);
+            ext.key(" cs5=");
             write_rfc3339(ext.out, civil, 9);
         }
         let Some((_, i)) = slots[key.index()] else {
@@ -355,6 +384,121 @@ pub(crate) fn write_cef(out: &mut Vec<u8>, rec: &Record<'_>, civil: &Civil) {
         }
     }
     write_details(&mut ext, rec, mapped);
+}
+
+/// Whether an alert field can go to its key whole (else it stays in `details`).
+fn alert_field_fits(k: &AlertKey, raw: &str) -> bool {
+    if raw == "null" {
+        return false;
+    }
+    let container = matches!(raw.as_bytes().first(), Some(b'{' | b'['));
+    match (k.value, k.kind) {
+        // Anything but null can be written bounded: a container or a string is cut
+        // from the inside, a scalar (short, nearly always) whole.
+        (AlertValue::BoundedJson(_), _) => {
+            container || raw.starts_with('"') || raw.len() <= k.limit
+        }
+        (_, KeyValue::Integer) => read_i64(raw).is_some(),
+        (_, KeyValue::Scalar) if container => false,
+        (_, KeyValue::Any) if container => compact_len(raw) <= k.limit,
+        _ => match raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+            // Measure the decoded text only when the raw one is too long: escapes only
+            // ever make the raw text longer.
+            Some(inner) if inner.len() > k.limit => {
+                json::decode_str(raw).is_some_and(|t| t.len() <= k.limit)
+            }
+            Some(_) => true,
+            None => raw.len() <= k.limit,
+        },
+    }
+}
+
+/// Writes the alert keys of [`ALERT_KEYS`] that have a value; returns the set of fields
+/// they took (bit `i` for `rec.fields[i]`), which `details` leaves out.
+fn write_alert_keys(ext: &mut Ext<'_>, rec: &Record<'_>, civil: &Civil) -> u64 {
+    let mut mapped = 0u64;
+    let summary = rec.observations.as_deref();
+    let field = |name: &str| {
+        rec.fields
+            .iter()
+            .enumerate()
+            .take(MAX_MAPPED_FIELD)
+            .find(|(_, f)| f.key == name)
+    };
+    for k in ALERT_KEYS {
+        let key_and_label = |ext: &mut Ext<'_>| {
+            if let Some((label_key, label)) = k.label {
+                ext.key(" ");
+                ext.key(label_key);
+                ext.key("=");
+                ext.key(label);
+            }
+            ext.key(" ");
+            ext.key(k.key);
+            ext.key("=");
+        };
+        let list = |items: &[Cow<'_, str>]| (!items.is_empty()).then(|| items.join(", "));
+        let derived: Option<String> = match k.value {
+            AlertValue::Field(name) | AlertValue::BoundedJson(name) => {
+                let Some((i, f)) = field(name) else {
+                    continue;
+                };
+                if !alert_field_fits(k, f.value) {
+                    continue;
+                }
+                mapped |= 1 << i;
+                key_and_label(ext);
+                match k.value {
+                    AlertValue::BoundedJson(_) => {
+                        let mut v = ext.value(k.limit);
+                        if write_bounded(&mut v, f.value, k.limit).is_none() {
+                            // `alert_field_fits` leaves only values that can be cut;
+                            // should one not be, the value is written whole and cut at
+                            // the limit rather than lost.
+                            write_compact(&mut v, f.value);
+                        }
+                    }
+                    _ => match read_i64(f.value).filter(|_| k.kind == KeyValue::Integer) {
+                        Some(n) => ext
+                            .out
+                            .extend_from_slice(itoa::Buffer::new().format(n).as_bytes()),
+                        None => ext.field_value("", f, k.limit),
+                    },
+                }
+                continue;
+            }
+            AlertValue::ExactTime => {
+                key_and_label(ext);
+                write_rfc3339(ext.out, civil, 9);
+                continue;
+            }
+            AlertValue::FileNames => summary.and_then(|s| list(&s.file_names)),
+            AlertValue::FirstFilePath => {
+                summary.and_then(|s| s.first_file_path.as_deref().map(str::to_owned))
+            }
+            AlertValue::SyncToServices => summary.and_then(|s| list(&s.sync_to_services)),
+            AlertValue::ExposureTypes => summary.and_then(|s| list(&s.exposure_types)),
+            AlertValue::FileCount | AlertValue::TotalFileSize | AlertValue::ObservationCount => {
+                let Some(s) = summary else {
+                    continue;
+                };
+                let n = match k.value {
+                    AlertValue::FileCount => s.file_count,
+                    AlertValue::TotalFileSize => s.total_file_size,
+                    _ => i64::try_from(s.count).unwrap_or(i64::MAX),
+                };
+                key_and_label(ext);
+                ext.out
+                    .extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+                continue;
+            }
+        };
+        if let Some(text) = derived {
+            key_and_label(ext);
+            ext.value(k.limit).emit(text.as_bytes());
+        }
+    }
+    mapped
 }
 
 /// One entry of `details`.
@@ -400,7 +544,9 @@ fn write_details(ext: &mut Ext<'_>, rec: &Record<'_>, mapped: u64) {
         .type_tag
         .as_deref()
         .filter(|_| !rec.type_tag_is_canonical());
-    let ip_list = (rec.source_ips.len() > 1).then(|| rec.source_ips.text());
+    // An alert's addresses come from its observations, which it carries whole.
+    let ip_list = (rec.source == SourceKind::AuditLog && rec.source_ips.len() > 1)
+        .then(|| rec.source_ips.text());
     // The entries, as an iterator that is cheap to make again (it only borrows).
     let entries = || {
         let leftovers = rec
@@ -440,7 +586,9 @@ fn write_details(ext: &mut Ext<'_>, rec: &Record<'_>, mapped: u64) {
     if count == 0 {
         return;
     }
-    ext.key(" cs6Label=details cs6=");
+    ext.key(" cs6Label=");
+    ext.key(DETAILS_LABEL);
+    ext.key(" cs6=");
     if total <= CS_LIMIT {
         let mut v = ext.value(CS_LIMIT);
         for (i, (key, value)) in entries().enumerate() {
@@ -563,33 +711,6 @@ fn write_problems<E: Emit>(e: &mut E, rec: &Record<'_>) {
     e.emit(b"]");
 }
 
-/// Writes the longest prefix of `s` whose JSON string token fits in `max` bytes;
-/// returns the bytes written.
-fn write_str_limited<E: Emit>(e: &mut E, s: &str, max: usize) -> usize {
-    let mut len = 2; // the quotes
-    let mut end = 0;
-    for (i, c) in s.char_indices() {
-        let l = match c {
-            '"' | '\\' | '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => 2,
-            c if (c as u32) < 0x20 => 6,
-            c => c.len_utf8(),
-        };
-        if len + l > max {
-            break;
-        }
-        len += l;
-        end = i + c.len_utf8();
-    }
-    let mut c = Count(0);
-    write_str(&mut c, &s[..end]);
-    if c.0 > max {
-        // Cannot happen (the loop counted the same escapes); keep the bound anyway.
-        return 0;
-    }
-    write_str(e, &s[..end]);
-    c.0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -609,9 +730,6 @@ mod tests {
             }
             assert_eq!(header_prefix(kind).as_bytes(), v);
         }
-        assert_eq!(DETAILS_LABEL, "details");
-        assert_eq!(TIMESTAMP_LABEL, "eventTimestamp");
-        assert_eq!(ACTOR_TYPE_LABEL, "actorType");
     }
 
     #[test]
@@ -675,5 +793,70 @@ mod tests {
             let s: String = serde_json::from_str(std::str::from_utf8(&v).unwrap()).unwrap();
             assert!("ab\"c\u{1}dé😀ef\\\n".starts_with(&s));
         }
+    }
+
+    fn alert_cef(json: &str) -> std::collections::BTreeMap<String, String> {
+        use super::super::tests::{encoder, event_of};
+        use super::super::{Format, Framing, SyslogStyle};
+        let mut out = Vec::new();
+        encoder(Format::Cef, SyslogStyle::None, Framing::None)
+            .encode(&event_of(SourceKind::Alerts, json), &mut out);
+        let text = String::from_utf8(out).unwrap();
+        let ext = text.splitn(8, '|').last().unwrap();
+        // Values here hold no escapes and no ` k=`: a plain split is enough.
+        let mut map = std::collections::BTreeMap::new();
+        let mut key = String::new();
+        for part in ext.split(' ') {
+            match part.split_once('=') {
+                Some((k, v)) if k.bytes().all(|b| b.is_ascii_alphanumeric()) => {
+                    key = k.to_owned();
+                    map.insert(key.clone(), v.to_owned());
+                }
+                _ => {
+                    let v = map.get_mut(&key).unwrap();
+                    v.push(' ');
+                    v.push_str(part);
+                }
+            }
+        }
+        map
+    }
+
+    #[test]
+    fn alert_fields_that_do_not_fit_their_key_stay_in_details() {
+        let long_id = "i".repeat(41);
+        let m = alert_cef(&format!(
+            r#"{{"type":"FED_COMPOSITE","id":"{long_id}","target":null,"state":{{"s":1}},"ruleId":"r1","severity":"HIGH"}}"#
+        ));
+        assert_eq!(m.get("externalId"), None);
+        assert_eq!(m.get("duser"), None);
+        assert_eq!(m.get("act"), None);
+        assert_eq!(m["cs1"], "r1");
+        assert_eq!(m["flexString1"], "HIGH");
+        let details: serde_json::Value = serde_json::from_str(&m["cs6"]).unwrap();
+        assert_eq!(details["id"], long_id.as_str());
+        assert_eq!(details["target"], serde_json::Value::Null);
+        assert_eq!(details["state"]["s"], 1);
+        assert!(details.get("ruleId").is_none());
+    }
+
+    #[test]
+    fn alert_summary_keys() {
+        let m = alert_cef(
+            r#"{"type":"FED_ENDPOINT_EXFILTRATION","createdAt":"2024-01-01T00:00:00Z","observations":[{"data":{"fileCount":2,"totalFileSize":10,"exposureTypes":["A","B"],"files":[{"name":"f1","path":"/p/"},{"name":"f2"}],"syncToServices":["Box"],"sendingIpAddresses":["2001:db8::1"]}},{"data":"not json"}]}"#,
+        );
+        assert_eq!(m["cn1"], "2");
+        assert_eq!(m["cn2"], "10");
+        assert_eq!(m["cn3"], "2");
+        assert_eq!(m["cs2"], "A, B");
+        assert_eq!(m["fname"], "f1, f2");
+        assert_eq!(m["filePath"], "/p/");
+        assert_eq!(m["destinationServiceName"], "Box");
+        assert_eq!(m["c6a1Label"], ALERT_IPV6_LABEL);
+        assert_eq!(m["c6a1"], "2001:db8::1");
+        // The observations are in cs4, whole, and nowhere else.
+        let obs: serde_json::Value = serde_json::from_str(&m["cs4"]).unwrap();
+        assert_eq!(obs[1]["data"], "not json");
+        assert!(!m.contains_key("cs6"));
     }
 }

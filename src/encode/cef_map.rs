@@ -1,11 +1,14 @@
-//! The CEF field mapping: which Audit Log field goes to which CEF extension key.
+//! The CEF field mapping: which Audit Log, Alerts and Directory Sync Log field goes to
+//! which CEF extension key.
 //!
 //! Owned here: the CEF keys c42fwd uses for type-specific fields, with their length
-//! limits from the CEF dictionary, the rules per event type, and the rules common to
-//! every type. `docs/formats.md` is generated from these tables (the test at the bottom
-//! fails when the document is out of date; `UPDATE_DOCS=1` rewrites it).
-//! Deliberately not here: the common keys (time, actor, IPs, outcome: fixed in
-//! `cef.rs`), escaping, and the `details` field that takes everything no rule maps.
+//! limits from the CEF dictionary, the rules per Audit Log event type, the rules common
+//! to every audit type, the rules of the Sync Log ([`SYNC_LOG_RULES`]) and the key table
+//! of alerts ([`ALERT_KEYS`]). `docs/formats.md` is generated from these tables (the
+//! test in `formats_doc.rs` fails when the document is out of date; `UPDATE_DOCS=1`
+//! rewrites it). Deliberately not here: the common keys (time, actor, IPs, outcome:
+//! fixed in `cef.rs`), escaping, and the `details` field that takes everything no rule
+//! maps.
 //!
 //! How a rule applies: for each field of the event, the rules of the event's type are
 //! tried first, then the common rules; the first rule that names the field decides its
@@ -19,7 +22,10 @@
 //! concerned, `flexString1` the old value, `flexString2` a secondary attribute, `cn1..3`
 //! counts; every label is the API field name.
 
+use crate::event::SourceKind;
+use crate::normalize::alerts::{ALERT_TYPES, MAX_FILE_NAMES, RISK_SEVERITIES, RULE_SEVERITIES};
 use crate::normalize::catalog::AUDIT_EVENT_TYPES;
+use crate::normalize::sync_log::SYNC_LOG_ACTIONS;
 use crate::normalize::FastHash;
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
@@ -508,7 +514,7 @@ pub fn type_rules(name: &str) -> Option<&'static [Rule]> {
         "identity_provider_assigned_to_org" | "identity_provider_removed_from_org" => {
             IDENTITY_PROVIDER_ORG
         }
-        "file_downloaded" => FILE_DOWNLOAD,
+        "file_downloaded" | "file_download_io_error" => FILE_DOWNLOAD,
         "zip_file_downloaded" => ZIP_DOWNLOAD,
         "search_issued" => SEARCH,
         "incydr_support_user_access_disabled" | "incydr_support_user_access_enabled" => {
@@ -546,8 +552,13 @@ pub fn type_rules_by_index(index: Option<usize>) -> &'static [Rule] {
 /// Decides the key of one field: `(key, preference)`, lower preference wins. Type rules
 /// come before common rules.
 pub fn key_for(type_rules: &'static [Rule], field: &str) -> Option<(CefKey, u16)> {
+    key_in(&[type_rules, COMMON_RULES], field)
+}
+
+/// [`key_for`] over any list of rule tables, in order.
+fn key_in(tables: &[&'static [Rule]], field: &str) -> Option<(CefKey, u16)> {
     let mut pref: u16 = 0;
-    for rules in [type_rules, COMMON_RULES] {
+    for rules in tables.iter().copied() {
         for rule in rules {
             for name in rule.fields {
                 // Length and first byte first: most names differ there, and that is
@@ -615,6 +626,320 @@ pub fn render_common_table() -> String {
             r.key.name(),
             limit
         ));
+    }
+    out
+}
+
+/// The rules of the Directory Sync Log, the only ones that apply to it (the Audit Log's
+/// common rules were made for audit fields). Same slot plan: `cs3` names what changed,
+/// `flexString1` / `cs4` hold the old / new value, `flexString2` the secondary attribute
+/// (here the identity provider); the user acted on is `duser`.
+pub const SYNC_LOG_RULES: &[Rule] = &[
+    r(Duser, &["username"]),
+    r(Cs3, &["field"]),
+    r(FlexString1, &["oldValue"]),
+    r(Cs4, &["newValue"]),
+    r(FlexString2, &["providerName"]),
+];
+
+/// [`lookup`] for an event of any data set (alerts have their own table, [`ALERT_KEYS`],
+/// and no rules).
+pub fn lookup_for(
+    source: SourceKind,
+    catalog_index: Option<usize>,
+    field: &str,
+) -> Option<(CefKey, u16)> {
+    match source {
+        SourceKind::AuditLog => lookup(catalog_index, field),
+        SourceKind::SyncLog => key_in(&[SYNC_LOG_RULES], field),
+        SourceKind::Alerts => None,
+    }
+}
+
+/// Where the value of an alert's CEF key comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertValue {
+    /// The alert field of that name, as the API sent it, when it fits the key whole
+    /// (else it stays in `details`).
+    Field(&'static str),
+    /// The alert field of that name as compact JSON, cut from the inside to the key's
+    /// limit when it is longer (`_truncated` says what was cut; see `json::write_bounded`).
+    BoundedJson(&'static str),
+    /// The exact alert time (`createdAt`), RFC 3339 with nine fractional digits.
+    ExactTime,
+    /// The first file names of the observations, `, `-separated.
+    FileNames,
+    /// The path of the first observed file that has one.
+    FirstFilePath,
+    /// The observations' `syncToServices`, distinct, `, `-separated.
+    SyncToServices,
+    /// The observations' `exposureTypes`, distinct, `, `-separated.
+    ExposureTypes,
+    /// The sum of the observations' `fileCount`.
+    FileCount,
+    /// The sum of the observations' `totalFileSize`.
+    TotalFileSize,
+    /// The number of observations.
+    ObservationCount,
+}
+
+impl AlertValue {
+    /// What the value is, for `docs/formats.md`.
+    pub fn describe(self) -> String {
+        match self {
+            AlertValue::Field(f) => format!("`{f}`"),
+            AlertValue::BoundedJson(f) => {
+                format!("`{f}` as compact JSON, cut from the inside to the limit")
+            }
+            AlertValue::ExactTime => {
+                "`createdAt`, RFC 3339 UTC with nine fractional digits".to_owned()
+            }
+            AlertValue::FileNames => format!(
+                "the first {MAX_FILE_NAMES} `data.files[].name` of the observations, `, `-separated"
+            ),
+            AlertValue::FirstFilePath => "the first `data.files[].path`".to_owned(),
+            AlertValue::SyncToServices => {
+                "`data.syncToServices` of every observation, distinct, `, `-separated".to_owned()
+            }
+            AlertValue::ExposureTypes => {
+                "`data.exposureTypes` of every observation, distinct, `, `-separated".to_owned()
+            }
+            AlertValue::FileCount => {
+                "sum of `data.fileCount` (or of the number of `data.files`)".to_owned()
+            }
+            AlertValue::TotalFileSize => {
+                "sum of `data.totalFileSize` (or of `data.files[].size`)".to_owned()
+            }
+            AlertValue::ObservationCount => "number of `observations`".to_owned(),
+        }
+    }
+}
+
+/// One extension key of an alert record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AlertKey {
+    /// The CEF key (`duser`).
+    pub key: &'static str,
+    /// For custom keys: the label key and the label (`("cs1Label", "ruleId")`).
+    pub label: Option<(&'static str, &'static str)>,
+    pub value: AlertValue,
+    pub kind: KeyValue,
+    /// The dictionary's length limit of the value, in bytes.
+    pub limit: usize,
+}
+
+const fn ak(
+    key: &'static str,
+    label: Option<(&'static str, &'static str)>,
+    value: AlertValue,
+    kind: KeyValue,
+    limit: usize,
+) -> AlertKey {
+    AlertKey {
+        key,
+        label,
+        value,
+        kind,
+        limit,
+    }
+}
+
+/// The extension keys of an alert, in the order they are written, after the common ones
+/// (`rt` `createdAt`, `cat`, `suid` `actorId`, `suser` `actor`, `src` / `c6a1` the first
+/// sending address) and before `details` (`cs6`). A key whose value is absent (or does
+/// not fit it) is left out; the field then stays in `details`.
+pub const ALERT_KEYS: &[AlertKey] = &[
+    ak(
+        "duser",
+        None,
+        AlertValue::Field("target"),
+        KeyValue::Scalar,
+        1023,
+    ),
+    ak(
+        "externalId",
+        None,
+        AlertValue::Field("id"),
+        KeyValue::Scalar,
+        40,
+    ),
+    ak(
+        "act",
+        None,
+        AlertValue::Field("state"),
+        KeyValue::Scalar,
+        63,
+    ),
+    ak(
+        "msg",
+        None,
+        AlertValue::Field("description"),
+        KeyValue::Scalar,
+        1023,
+    ),
+    ak("fname", None, AlertValue::FileNames, KeyValue::Scalar, 1023),
+    ak(
+        "filePath",
+        None,
+        AlertValue::FirstFilePath,
+        KeyValue::Scalar,
+        1023,
+    ),
+    ak(
+        "destinationServiceName",
+        None,
+        AlertValue::SyncToServices,
+        KeyValue::Scalar,
+        1023,
+    ),
+    ak(
+        "cs1",
+        Some(("cs1Label", "ruleId")),
+        AlertValue::Field("ruleId"),
+        KeyValue::Scalar,
+        4000,
+    ),
+    ak(
+        "cs2",
+        Some(("cs2Label", "exposureTypes")),
+        AlertValue::ExposureTypes,
+        KeyValue::Scalar,
+        4000,
+    ),
+    ak(
+        "cs3",
+        Some(("cs3Label", "watchlists")),
+        AlertValue::Field("watchlists"),
+        KeyValue::Any,
+        4000,
+    ),
+    ak(
+        "cs4",
+        Some(("cs4Label", "observations")),
+        AlertValue::BoundedJson("observations"),
+        KeyValue::Any,
+        4000,
+    ),
+    ak(
+        "cs5",
+        Some(("cs5Label", "eventTimestamp")),
+        AlertValue::ExactTime,
+        KeyValue::Scalar,
+        4000,
+    ),
+    ak(
+        "flexString1",
+        Some(("flexString1Label", "severity")),
+        AlertValue::Field("severity"),
+        KeyValue::Scalar,
+        1023,
+    ),
+    ak(
+        "flexString2",
+        Some(("flexString2Label", "riskSeverity")),
+        AlertValue::Field("riskSeverity"),
+        KeyValue::Scalar,
+        1023,
+    ),
+    ak(
+        "cn1",
+        Some(("cn1Label", "fileCount")),
+        AlertValue::FileCount,
+        KeyValue::Integer,
+        20,
+    ),
+    ak(
+        "cn2",
+        Some(("cn2Label", "totalFileSize")),
+        AlertValue::TotalFileSize,
+        KeyValue::Integer,
+        20,
+    ),
+    ak(
+        "cn3",
+        Some(("cn3Label", "observationCount")),
+        AlertValue::ObservationCount,
+        KeyValue::Integer,
+        20,
+    ),
+];
+
+/// The alert key table of `docs/formats.md`.
+pub fn render_alert_keys() -> String {
+    let mut out = String::from("| CEF key | Label | Value | Limit |\n|---|---|---|---|\n");
+    for k in ALERT_KEYS {
+        let limit = match k.kind {
+            KeyValue::Integer => "integer".to_owned(),
+            _ => k.limit.to_string(),
+        };
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} |\n",
+            k.key,
+            k.label.map_or("".to_owned(), |(_, l)| format!("`{l}`")),
+            k.value.describe(),
+            limit
+        ));
+    }
+    out
+}
+
+/// The alert type table of `docs/formats.md`.
+pub fn render_alert_types() -> String {
+    let mut out = String::from(
+        "| Device Event Class ID (`type`) | Rule type (Name when the alert has no `name`) | Category |\n|---|---|---|\n",
+    );
+    for t in ALERT_TYPES {
+        out.push_str(&format!(
+            "| `{}` | {} | {} |\n",
+            t.name, t.display, t.category
+        ));
+    }
+    out
+}
+
+/// The alert severity table of `docs/formats.md`.
+pub fn render_alert_severities() -> String {
+    let mut out = String::from("| Field | Value | CEF severity |\n|---|---|---|\n");
+    for (name, v) in RULE_SEVERITIES {
+        out.push_str(&format!("| `severity` | `{name}` | {v} |\n"));
+    }
+    for (name, v) in RISK_SEVERITIES {
+        let v = v.map_or("(not counted)".to_owned(), |v| v.to_string());
+        out.push_str(&format!("| `riskSeverity` | `{name}` | {v} |\n"));
+    }
+    out
+}
+
+/// The sync log action table of `docs/formats.md`.
+pub fn render_sync_log_actions() -> String {
+    let mut out = String::from(
+        "| Device Event Class ID (`action`) | Name | Severity | Category |\n|---|---|---|---|\n",
+    );
+    for a in SYNC_LOG_ACTIONS {
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} |\n",
+            a.name, a.display, a.severity, a.category
+        ));
+    }
+    out
+}
+
+/// The sync log rule table of `docs/formats.md`.
+pub fn render_sync_log_rules() -> String {
+    let mut out = String::from("| API field | CEF key | Label | Limit |\n|---|---|---|---|\n");
+    for r in SYNC_LOG_RULES {
+        for f in r.fields {
+            let label = if r.key.label().is_some() {
+                format!("`{f}`")
+            } else {
+                String::new()
+            };
+            out.push_str(&format!(
+                "| `{f}` | `{}` | {label} | {} |\n",
+                r.key.name(),
+                r.key.limit()
+            ));
+        }
     }
     out
 }
@@ -735,6 +1060,41 @@ mod tests {
         }
         assert!(type_rules_by_index(None).is_empty());
         assert!(type_rules_by_index(Some(10_000)).is_empty());
+    }
+
+    #[test]
+    fn sync_log_and_alert_tables_are_consistent() {
+        let mut keys = HashSet::new();
+        for r in SYNC_LOG_RULES {
+            assert!(keys.insert(r.key));
+            for f in r.fields {
+                assert_eq!(
+                    lookup_for(SourceKind::SyncLog, None, f).map(|k| k.0),
+                    Some(r.key)
+                );
+            }
+        }
+        // The audit rules do not leak into the sync log, nor any rule into alerts.
+        assert_eq!(lookup_for(SourceKind::SyncLog, None, "userId"), None);
+        assert_eq!(lookup_for(SourceKind::Alerts, None, "username"), None);
+        let mut keys = HashSet::new();
+        let mut fields = HashSet::new();
+        for k in ALERT_KEYS {
+            assert!(keys.insert(k.key), "{} twice", k.key);
+            if let AlertValue::Field(f) | AlertValue::BoundedJson(f) = k.value {
+                assert!(fields.insert(f), "{f} twice");
+            }
+            if let Some((label_key, _)) = k.label {
+                assert_eq!(label_key, format!("{}Label", k.key));
+                assert!(keys.insert(label_key));
+            }
+            // Every alert key is one the CEF dictionary has with at least this limit.
+            assert!(k.limit <= 4000);
+        }
+        // The common keys and `details` are not in the table.
+        for k in ["rt", "cat", "suid", "suser", "src", "c6a1", "cs6"] {
+            assert!(!keys.contains(k), "{k}");
+        }
     }
 
     #[test]

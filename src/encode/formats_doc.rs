@@ -1,9 +1,13 @@
 //! Keeps `docs/formats.md` in step with the code: the generated tables (between
 //! `<!-- BEGIN GENERATED: name -->` and `<!-- END GENERATED: name -->`) must equal what
-//! `cef_map` renders now, and every catalog type must be listed.
+//! `cef_map` and `leef` render now, and every catalog type must be listed.
 //! `UPDATE_DOCS=1 cargo test --lib formats_doc` rewrites the generated parts.
 
-use super::cef_map::{render_common_table, render_type_table};
+use super::cef_map::{
+    render_alert_keys, render_alert_severities, render_alert_types, render_common_table,
+    render_sync_log_actions, render_sync_log_rules, render_type_table,
+};
+use super::leef;
 use crate::normalize::catalog::AUDIT_EVENT_TYPES;
 use std::path::PathBuf;
 
@@ -26,6 +30,15 @@ fn regenerate(doc: &str) -> (String, Vec<String>) {
         let body = match name {
             "event-types" => render_type_table(),
             "common-rules" => render_common_table(),
+            "alert-types" => render_alert_types(),
+            "alert-severities" => render_alert_severities(),
+            "alert-keys" => render_alert_keys(),
+            "sync-log-actions" => render_sync_log_actions(),
+            "sync-log-rules" => render_sync_log_rules(),
+            "leef-common-keys" => leef::render_keys(leef::COMMON_KEYS),
+            "leef-audit-keys" => leef::render_keys(leef::AUDIT_KEYS),
+            "leef-alert-keys" => leef::render_keys(leef::ALERT_KEYS),
+            "leef-sync-log-keys" => leef::render_keys(leef::SYNC_LOG_KEYS),
             other => panic!("unknown generated block {other}"),
         };
         out.push_str(&rest[..start]);
@@ -44,7 +57,23 @@ fn regenerate(doc: &str) -> (String, Vec<String>) {
 fn formats_doc_is_in_sync_with_the_mapping() {
     let doc = std::fs::read_to_string(path()).expect("docs/formats.md");
     let (fresh, found) = regenerate(&doc);
-    assert_eq!(found, ["common-rules", "event-types"], "generated blocks");
+    assert_eq!(
+        found,
+        [
+            "common-rules",
+            "event-types",
+            "alert-types",
+            "alert-severities",
+            "alert-keys",
+            "sync-log-actions",
+            "sync-log-rules",
+            "leef-common-keys",
+            "leef-audit-keys",
+            "leef-alert-keys",
+            "leef-sync-log-keys",
+        ],
+        "generated blocks"
+    );
     if std::env::var_os("UPDATE_DOCS").is_some_and(|v| v == "1") {
         std::fs::write(path(), &fresh).unwrap();
         return;

@@ -1,19 +1,21 @@
 //! Encoding: an [`Event`] becomes the exact bytes a sink writes.
 //!
-//! Owned here: the output formats (CEF, JSON raw or normalized), the syslog header
-//! (RFC 5424, RFC 3164 or none) and the transport framing (RFC 6587 octet counting, LF,
-//! or none for datagrams). Pure and total (DESIGN invariant 4): no I/O, no panic on any
+//! Owned here: the output formats (CEF, LEEF 2.0 / 1.0, JSON raw or normalized), the
+//! syslog header (RFC 5424, RFC 3164 or none) and the transport framing (RFC 6587 octet
+//! counting, LF, or none for datagrams). Pure and total (DESIGN invariant 4): no I/O, no panic on any
 //! input; an encoded record never contains its framing's delimiter unescaped.
 //! Deliberately not here: reading the event (`crate::normalize`), and deciding what to
 //! do with a record too large for a transport (the sinks' oversize policy).
 //!
-//! Layout: [`cef`] and [`json`] write bodies, [`syslog`] writes headers, this file puts
-//! header, body and frame together. The reference of every byte is `docs/formats.md`.
+//! Layout: [`cef`], [`leef`] and `json` write bodies, [`syslog`] writes headers, this
+//! file puts header, body and frame together. The reference of every byte is
+//! `docs/formats.md`.
 //!
 //! **Invariant:** under [`Framing::Lf`] a record has no CR or LF before its final LF.
-//! CEF escapes them, JSON escapes them inside strings, the headers are sanitized, and
-//! the one place raw text is copied (`JsonRaw`) has its CR/LF (insignificant whitespace,
-//! the only place JSON allows them) turned into spaces. A last check enforces it anyway.
+//! CEF and LEEF escape them, JSON escapes them inside strings, the headers are
+//! sanitized, and the one place raw text is copied (`JsonRaw`) has its CR/LF
+//! (insignificant whitespace, the only place JSON allows them) turned into spaces. A last
+//! check enforces it anyway.
 //!
 //! **Invariant:** under [`Framing::OctetCounting`] the length prefix is the exact byte
 //! length of what follows it.
@@ -21,6 +23,7 @@
 pub mod cef;
 pub mod cef_map;
 pub(crate) mod json;
+pub mod leef;
 pub mod syslog;
 
 #[cfg(test)]
@@ -31,7 +34,7 @@ mod golden;
 mod props;
 
 use crate::event::Event;
-use crate::normalize::{normalize, Record};
+use crate::normalize::{normalize_header_into, normalize_into, Record};
 
 /// The body format of a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +44,10 @@ pub enum Format {
     JsonRaw,
     /// The normalized record as JSON.
     JsonNormalized,
+    /// LEEF 2.0 (QRadar), TAB-delimited, the delimiter declared in the header.
+    Leef2,
+    /// LEEF 1.0 (QRadar), TAB-delimited.
+    Leef1,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,7 +114,13 @@ impl Encoder {
             // Nothing needs the normalized record: skip reading the event at all.
             out.extend_from_slice(event.json().as_bytes());
         } else {
-            let rec = normalize(event);
+            let mut rec = Record::empty(event);
+            if self.opts.format == Format::JsonRaw {
+                // The body is the event's text: the header needs only a few keys.
+                normalize_header_into(event, &mut rec);
+            } else {
+                normalize_into(event, &mut rec);
+            }
             self.encode_record(&rec, event, out);
         }
         self.frame(out, start, room);
@@ -129,6 +142,8 @@ impl Encoder {
             Format::Cef => cef::write_cef(out, rec, &civil),
             Format::JsonRaw => out.extend_from_slice(event.json().as_bytes()),
             Format::JsonNormalized => json::write_normalized(out, rec),
+            Format::Leef2 => leef::write_leef(out, rec, &civil, leef::LeefVersion::V2),
+            Format::Leef1 => leef::write_leef(out, rec, &civil, leef::LeefVersion::V1),
         }
     }
 
@@ -177,9 +192,13 @@ pub(crate) mod tests {
     use serde_json::value::RawValue;
 
     pub(crate) fn event(json: &str) -> Event {
+        event_of(SourceKind::AuditLog, json)
+    }
+
+    pub(crate) fn event_of(kind: SourceKind, json: &str) -> Event {
         let raw = RawValue::from_string(json.to_owned()).unwrap();
         let occurred = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
-        Event::new(SourceKind::AuditLog, raw, occurred)
+        Event::new(kind, raw, occurred)
     }
 
     pub(crate) fn encoder(format: Format, syslog: SyslogStyle, framing: Framing) -> Encoder {
@@ -262,7 +281,13 @@ pub(crate) mod tests {
         );
         let padded = format!("{{{}}}", " ".repeat(5_000));
         for json in [SEARCH, long.as_str(), padded.as_str(), "[1]"] {
-            for format in [Format::Cef, Format::JsonRaw, Format::JsonNormalized] {
+            for format in [
+                Format::Cef,
+                Format::JsonRaw,
+                Format::JsonNormalized,
+                Format::Leef2,
+                Format::Leef1,
+            ] {
                 for syslog in [SyslogStyle::Rfc5424, SyslogStyle::None] {
                     let enc = encoder(format, syslog, Framing::OctetCounting);
                     let s = encode(&enc, json);
@@ -272,6 +297,29 @@ pub(crate) mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn leef_with_rfc5424_and_octet_counting() {
+        let enc = encoder(Format::Leef2, SyslogStyle::Rfc5424, Framing::OctetCounting);
+        let s = encode(&enc, SEARCH);
+        let (len, msg) = s.split_once(' ').unwrap();
+        assert_eq!(len.parse::<usize>().unwrap(), msg.len());
+        assert_eq!(
+            msg,
+            "<108>1 2020-08-13T15:52:40.240585Z fwd01.example.com c42fwd - search_issued - \
+             LEEF:2.0|Code42|Audit Log|1|search_issued|x09|\
+             devTimeFormat=yyyy-MM-dd'T'HH:mm:ss.SSSZ\tdevTime=2020-08-13T15:52:40.240+0000\t\
+             cat=investigation\tsev=4\teventName=Forensic Search query\tusrName=\t\
+             actorId=910391548587130243\t\
+             actorAgent=Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_6)\tsuccess=true\t\
+             eventTimestamp=2020-08-13T15:52:40.240585000Z\ttype=query\t\
+             requestJson={\"groups\":[],\"pgSize\":100}\tresultCount=15"
+        );
+        let enc = encoder(Format::Leef1, SyslogStyle::None, Framing::Lf);
+        let s = encode(&enc, SEARCH);
+        assert!(s.starts_with("LEEF:1.0|Code42|Audit Log|1|search_issued|devTimeFormat="));
+        assert!(s.ends_with("\tresultCount=15\n"));
     }
 
     #[test]

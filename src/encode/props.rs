@@ -1,13 +1,18 @@
-//! Property tests of the encoders: for any event (hostile strings in any field, any JSON
-//! value, any shape), every format, syslog style and framing yields a record that keeps
-//! the framing and escaping invariants, and every CEF value parses back to the original
-//! value or its truncation. The CEF parser below is deliberately independent of the
-//! encoder: it reads the text the way a SIEM would.
+//! Property tests of the encoders: for any event of any data set (hostile strings in any
+//! field, any JSON value, any shape), every format, syslog style and framing yields a
+//! record that keeps the framing and escaping invariants, every CEF value parses back
+//! to the original value or its truncation, and every LEEF value parses back exactly.
+//! The CEF and LEEF readers below are deliberately independent of the encoders: they
+//! read the text the way a SIEM would.
 
-use super::cef_map::{self, CefKey, COMMON_RULES};
-use super::tests::{encoder, event};
+use super::cef_map::{self, AlertValue, CefKey, KeyValue, ALERT_KEYS, COMMON_RULES};
+use super::leef;
+use super::tests::{encoder, event_of};
 use super::{Format, Framing, SyslogStyle};
+use crate::event::SourceKind;
+use crate::normalize::alerts::ALERT_TYPES;
 use crate::normalize::catalog::AUDIT_EVENT_TYPES;
+use crate::normalize::sync_log::SYNC_LOG_ACTIONS;
 use crate::normalize::{normalize, Record};
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
@@ -101,6 +106,111 @@ fn parse_extension(ext: &str) -> Vec<(String, String)> {
             None => ext.len(),
         };
         out.push((ext[start..eq].to_owned(), unescape_value(&ext[eq + 1..end])));
+    }
+    out
+}
+
+// ---------------------------------------------------------------- a tiny LEEF reader
+
+/// A LEEF message read back: version, the header fields after the version (vendor,
+/// product, version, EventID, unescaped), the delimiter, and the attributes in order
+/// (keys as written, values unescaped).
+struct Leef {
+    version: String,
+    header: Vec<String>,
+    delimiter: char,
+    attrs: Vec<(String, String)>,
+}
+
+/// Reads a LEEF 1.0 or 2.0 message as QRadar's documentation describes it: pipe-separated
+/// header fields (`\|` and `\\` escaped), for 2.0 a delimiter given as one character or
+/// as hex (`x09`, `0x09`), then `key=value` attributes separated by the delimiter, a key
+/// ending at the first `=`.
+fn read_leef(msg: &str) -> Leef {
+    let mut fields = Vec::new();
+    let mut cur = String::new();
+    let mut chars = msg.char_indices();
+    let mut rest = "";
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some((_, n @ ('|' | '\\'))) => cur.push(n),
+                Some((_, n)) => {
+                    cur.push('\\');
+                    cur.push(n)
+                }
+                None => cur.push('\\'),
+            },
+            '|' => {
+                fields.push(std::mem::take(&mut cur));
+                let want = if fields[0] == "LEEF:2.0" { 6 } else { 5 };
+                if fields.len() == want {
+                    rest = &msg[i + 1..];
+                    break;
+                }
+            }
+            c => cur.push(c),
+        }
+    }
+    let version = fields.first().cloned().unwrap_or_default();
+    assert!(
+        version == "LEEF:1.0" && fields.len() == 5 || version == "LEEF:2.0" && fields.len() == 6,
+        "LEEF header: {fields:?} in {msg:?}"
+    );
+    let delimiter = if version == "LEEF:2.0" {
+        let d = &fields[5];
+        let hex = d.strip_prefix("0x").or_else(|| d.strip_prefix('x'));
+        match hex {
+            Some(h) if !h.is_empty() => {
+                char::from_u32(u32::from_str_radix(h, 16).unwrap()).unwrap()
+            }
+            _ => {
+                assert_eq!(d.chars().count(), 1, "delimiter {d:?}");
+                d.chars().next().unwrap()
+            }
+        }
+    } else {
+        '\t'
+    };
+    let attrs = if rest.is_empty() {
+        Vec::new()
+    } else {
+        rest.split(delimiter)
+            .map(|a| {
+                let (k, v) = a.split_once('=').unwrap_or_else(|| panic!("no = in {a:?}"));
+                (k.to_owned(), leef_unescape(v))
+            })
+            .collect()
+    };
+    Leef {
+        version,
+        header: fields[1..5].to_vec(),
+        delimiter,
+        attrs,
+    }
+}
+
+/// `\\` `\t` `\n` `\r` are escapes; any other backslash is itself.
+fn leef_unescape(v: &str) -> String {
+    let mut out = String::new();
+    let mut chars = v.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        let e = match chars.peek() {
+            Some('\\') => '\\',
+            Some('t') => '\t',
+            Some('n') => '\n',
+            Some('r') => '\r',
+            _ => {
+                out.push('\\');
+                continue;
+            }
+        };
+        out.push(e);
+        chars.next();
     }
     out
 }
@@ -239,6 +349,147 @@ fn arb_event() -> impl Strategy<Value = (Value, bool)> {
     )
 }
 
+/// Values for a key that usually holds a string of some shape.
+fn mostly(s: impl Strategy<Value = String> + 'static) -> impl Strategy<Value = Value> {
+    prop_oneof![
+        5 => s.prop_map(Value::String),
+        1 => arb_text().prop_map(Value::String),
+        1 => arb_value(),
+    ]
+}
+
+fn arb_file() -> impl Strategy<Value = Value> {
+    (
+        mostly("[a-z]{1,8}\\.(png|docx|zip)".boxed()),
+        prop::option::of(mostly(
+            "(C:\\\\Users\\\\[a-z]{1,5}\\\\|/home/[a-z]{1,5}/)".boxed(),
+        )),
+        prop::option::of(prop_oneof![3 => any::<u32>().prop_map(Value::from), 1 => arb_value()]),
+    )
+        .prop_map(|(name, path, size)| {
+            let mut m = Map::new();
+            m.insert("type$".into(), json!("OBSERVED_FILE"));
+            m.insert("name".into(), name);
+            if let Some(p) = path {
+                m.insert("path".into(), p);
+            }
+            if let Some(s) = size {
+                m.insert("size".into(), s);
+            }
+            Value::Object(m)
+        })
+}
+
+fn arb_observation_data() -> impl Strategy<Value = Value> {
+    let exposure = prop::sample::select(vec![
+        "ApplicationRead",
+        "CloudStorage",
+        "RemovableMedia",
+        "IsPublic",
+        "PublicLinkShare",
+    ]);
+    let data = (
+        prop::collection::vec(exposure, 0..4),
+        prop::collection::vec(arb_file(), 0..12),
+        prop::option::of(prop_oneof![3 => any::<u16>().prop_map(Value::from), 1 => arb_value()]),
+        prop::option::of(any::<u32>().prop_map(Value::from)),
+        prop::collection::vec(prop_oneof![arb_ip(), arb_text()], 0..3),
+        prop::collection::vec(mostly("Dropbox|Box|OneDrive".boxed()), 0..3),
+        prop::collection::vec((arb_text(), arb_value()), 0..3),
+    )
+        .prop_map(|(exp, files, count, size, ips, sync, extra)| {
+            let mut m = Map::new();
+            m.insert("type$".into(), json!("OBSERVED_ENDPOINT_ACTIVITY"));
+            m.insert("exposureTypes".into(), json!(exp));
+            if let Some(c) = count {
+                m.insert("fileCount".into(), c);
+            }
+            if let Some(s) = size {
+                m.insert("totalFileSize".into(), s);
+            }
+            m.insert("files".into(), Value::Array(files));
+            m.insert("sendingIpAddresses".into(), json!(ips));
+            m.insert("syncToServices".into(), Value::Array(sync));
+            for (k, v) in extra {
+                m.insert(k, v);
+            }
+            Value::Object(m)
+        });
+    prop_oneof![
+        6 => data,
+        // The source leaves `data` a string when it is not JSON.
+        1 => arb_text().prop_map(Value::String),
+        1 => arb_value(),
+    ]
+}
+
+fn arb_observation() -> impl Strategy<Value = Value> {
+    (arb_observation_data(), arb_timestamp()).prop_map(|(data, at)| {
+        json!({"type$": "OBSERVATION", "id": "o1", "observedAt": at, "type": "FedEndpointExfiltration", "data": data})
+    })
+}
+
+prop_compose! {
+    fn arb_alert_object()(
+        kind in prop_oneof![
+            6 => prop::sample::select(ALERT_TYPES.iter().map(|t| t.name).collect::<Vec<_>>())
+                .prop_map(|n| json!(n)),
+            1 => arb_value(),
+        ],
+        text in prop::collection::vec(prop::option::of(mostly(arb_text().boxed())), 8),
+        severity in prop::option::of(mostly("HIGH|MEDIUM|LOW".boxed())),
+        risk in prop::option::of(mostly("CRITICAL|HIGH|MODERATE|LOW|NO_RISK_INDICATED|UNKNOWN".boxed())),
+        state in prop::option::of(mostly("OPEN|RESOLVED|IN_PROGRESS|PENDING|RESOLVED_FP".boxed())),
+        created in prop::option::of(arb_timestamp()),
+        watchlists in prop::option::of(prop_oneof![
+            3 => prop::collection::vec(arb_text().prop_map(|n| json!({"type$": "WATCHLIST", "id": "w", "name": n})), 0..3)
+                .prop_map(Value::Array),
+            1 => arb_value(),
+        ]),
+        observations in prop::option::of(prop_oneof![
+            6 => prop::collection::vec(arb_observation(), 0..4).prop_map(Value::Array),
+            1 => arb_value(),
+        ]),
+        extra in prop::collection::vec((arb_text(), arb_value()), 0..3),
+    ) -> Value {
+        let mut m = Map::new();
+        m.insert("type$".into(), json!("ALERT_DETAILS"));
+        m.insert("type".into(), kind);
+        let names = ["name", "description", "actor", "actorId", "target", "ruleId", "ruleSource", "id"];
+        for (k, v) in names.iter().zip(text) {
+            if let Some(v) = v { m.insert((*k).into(), v); }
+        }
+        for (k, v) in [("severity", severity), ("riskSeverity", risk), ("state", state),
+                       ("createdAt", created), ("watchlists", watchlists), ("observations", observations)] {
+            if let Some(v) = v { m.insert(k.into(), v); }
+        }
+        for (k, v) in extra { m.insert(k, v); }
+        Value::Object(m)
+    }
+}
+
+prop_compose! {
+    fn arb_sync_object()(
+        action in prop_oneof![
+            5 => prop::sample::select(SYNC_LOG_ACTIONS.iter().map(|a| a.name).collect::<Vec<_>>())
+                .prop_map(|n| json!(n)),
+            1 => arb_value(),
+        ],
+        values in prop::collection::vec(prop::option::of(mostly(arb_text().boxed())), 5),
+        at in prop::option::of(arb_timestamp()),
+        extra in prop::collection::vec((arb_text(), arb_value()), 0..3),
+    ) -> Value {
+        let mut m = Map::new();
+        m.insert("action".into(), action);
+        for (k, v) in ["username", "field", "oldValue", "newValue", "providerName"].iter().zip(values) {
+            if let Some(v) = v { m.insert((*k).into(), v); }
+        }
+        if let Some(at) = at { m.insert("logEventTimeStamp".into(), at); }
+        for (k, v) in extra { m.insert(k, v); }
+        Value::Object(m)
+    }
+}
+
 fn to_text(v: &Value, pretty: bool) -> String {
     if pretty {
         serde_json::to_string_pretty(v).unwrap()
@@ -249,7 +500,13 @@ fn to_text(v: &Value, pretty: bool) -> String {
 
 // ---------------------------------------------------------------- checks
 
-const FORMATS: [Format; 3] = [Format::Cef, Format::JsonRaw, Format::JsonNormalized];
+const FORMATS: [Format; 5] = [
+    Format::Cef,
+    Format::JsonRaw,
+    Format::JsonNormalized,
+    Format::Leef2,
+    Format::Leef1,
+];
 const STYLES: [SyslogStyle; 3] = [
     SyslogStyle::Rfc5424,
     SyslogStyle::Rfc3164,
@@ -321,12 +578,58 @@ fn header_text(s: &str, limit: usize) -> String {
     truncated(s, limit).replace(['\r', '\n'], " ")
 }
 
+/// Where a field of `rec` goes in CEF, if a rule or the alert table names a key for it:
+/// (key, label key, kind, limit, bounded).
+fn cef_target(
+    rec: &Record<'_>,
+    field: &str,
+) -> Option<(&'static str, Option<&'static str>, KeyValue, usize, bool)> {
+    let from_rule = |key: CefKey| {
+        (
+            key.name(),
+            key.label(),
+            key.value_kind(),
+            key.limit(),
+            false,
+        )
+    };
+    match rec.source {
+        SourceKind::AuditLog => {
+            cef_map::key_for(cef_map::type_rules_by_index(rec.catalog_index), field)
+                .map(|(k, _)| from_rule(k))
+        }
+        SourceKind::SyncLog => {
+            cef_map::lookup_for(SourceKind::SyncLog, None, field).map(|(k, _)| from_rule(k))
+        }
+        SourceKind::Alerts => ALERT_KEYS.iter().find_map(|k| match k.value {
+            AlertValue::Field(n) if n == field => {
+                Some((k.key, k.label.map(|l| l.0), k.kind, k.limit, false))
+            }
+            AlertValue::BoundedJson(n) if n == field => {
+                Some((k.key, k.label.map(|l| l.0), k.kind, k.limit, true))
+            }
+            _ => None,
+        }),
+    }
+}
+
+/// Whether `shown` is `v` cut from the inside by the bounded writer: valid JSON, equal
+/// to `v`, a prefix of it for a string, or a container that says it lost something.
+fn bounded_ok(shown: &str, v: &Value) -> bool {
+    match serde_json::from_str::<Value>(shown) {
+        Ok(p) if &p == v => true,
+        Ok(Value::String(p)) => matches!(v, Value::String(s) if s.starts_with(&p)),
+        Ok(p @ (Value::Object(_) | Value::Array(_))) => p.to_string().contains("\"_truncated\":"),
+        _ => false,
+    }
+}
+
 /// Checks one CEF message against the event it came from.
 fn check_cef(msg: &str, rec: &Record<'_>, original: &Value) {
     let (header, ext) = split_cef(msg);
     assert_eq!(header[0], "CEF:0");
     assert_eq!(header[1], "Code42");
-    assert_eq!(header[2], "Audit Log");
+    assert_eq!(header[2], super::cef::product(rec.source));
     assert_eq!(header[3], "1");
     assert_eq!(header[4], header_text(&rec.class_id, 1023));
     assert_eq!(header[5], header_text(&rec.name, 512));
@@ -342,21 +645,32 @@ fn check_cef(msg: &str, rec: &Record<'_>, original: &Value) {
     let field = |k: &str| obj.and_then(|o| o.get(k));
 
     // Common keys read back exactly (or truncated to their limit).
-    for (api, key, limit) in [
-        ("actorId", "suid", 1023),
-        ("actorName", "suser", 1023),
-        ("actorAgent", "requestClientApplication", 1023),
-        ("actorType", "cs1", 4000),
-    ] {
+    let (common, time_key): (&[(&str, &str, usize)], &str) = match rec.source {
+        SourceKind::AuditLog => (
+            &[
+                ("actorId", "suid", 1023),
+                ("actorName", "suser", 1023),
+                ("actorAgent", "requestClientApplication", 1023),
+                ("actorType", "cs1", 4000),
+            ],
+            "timestamp",
+        ),
+        SourceKind::Alerts => (
+            &[("actorId", "suid", 1023), ("actor", "suser", 1023)],
+            "createdAt",
+        ),
+        SourceKind::SyncLog => (&[], "logEventTimeStamp"),
+    };
+    for (api, key, limit) in common {
         match field(api) {
-            Some(Value::String(s)) => assert_eq!(get(key), Some(truncated(s, limit)), "{key}"),
+            Some(Value::String(s)) => assert_eq!(get(key), Some(truncated(s, *limit)), "{key}"),
             _ => assert_eq!(get(key), None, "{key}"),
         }
     }
     assert!(get("rt").unwrap().parse::<i64>().is_ok());
     let ts = get("cs5").unwrap();
     assert_eq!(crate::normalize::parse_rfc3339(ts), Some(rec.time));
-    if let Some(Value::String(ts_text)) = field("timestamp") {
+    if let Some(Value::String(ts_text)) = field(time_key) {
         if let Some(t) = crate::normalize::parse_rfc3339(ts_text) {
             assert_eq!(rec.time, t, "the event's own time wins");
         }
@@ -365,13 +679,22 @@ fn check_cef(msg: &str, rec: &Record<'_>, original: &Value) {
         let key = if addr.is_ipv4() { "src" } else { "c6a1" };
         assert_eq!(get(key), Some(ip));
     }
+    if rec.source == SourceKind::SyncLog {
+        match field("action") {
+            Some(Value::String(a)) if !a.is_empty() => {
+                assert_eq!(get("act"), Some(truncated(a, 63)))
+            }
+            _ => assert_eq!(get("act"), None),
+        }
+    }
 
     // Every value within its limit.
     for (k, v) in &pairs {
         let limit = match k.as_str() {
             "cs1" | "cs2" | "cs3" | "cs4" | "cs5" | "cs6" => 4000,
             "fileHash" => 255,
-            "outcome" => 63,
+            "outcome" | "act" => 63,
+            "externalId" => 40,
             k if k.starts_with("flexString") && k.ends_with("Label") => 128,
             _ => 1023,
         };
@@ -391,6 +714,16 @@ fn check_cef(msg: &str, rec: &Record<'_>, original: &Value) {
         .and_then(Value::as_u64)
         .unwrap_or(0);
 
+    // An alert's observation summary is what the observations add up to.
+    if let Some(s) = rec.observations.as_deref() {
+        assert_eq!(get("cn3Label"), Some("observationCount"));
+        assert_eq!(get("cn3"), Some(s.count.to_string().as_str()));
+        assert_eq!(get("cn1"), Some(s.file_count.to_string().as_str()));
+        if let Some(Value::Array(obs)) = field("observations") {
+            assert_eq!(obs.len(), s.count);
+        }
+    }
+
     // Nothing lost: each non-common field is in `details`, or in the key its rule
     // names (with its name as the label, for custom keys), or counted as truncated.
     // A value in details is the event's, or (counted in `_truncated`) a cut string.
@@ -409,30 +742,30 @@ fn check_cef(msg: &str, rec: &Record<'_>, original: &Value) {
         }
         return;
     };
-    let rules = cef_map::type_rules_by_index(rec.catalog_index);
     for f in &rec.fields {
         let v = &obj[f.key.as_ref()];
         if let Some(d) = details.get(f.key.as_ref()) {
             check_detail(&f.key, d, v);
             continue;
         }
-        let Some((key, _)) = cef_map::key_for(rules, &f.key) else {
+        let Some((key, label, kind, limit, bounded)) = cef_target(rec, &f.key) else {
             assert!(truncated_count > 0, "{} lost", f.key);
             continue;
         };
-        let label_ok = key.label().is_none_or(|l| get(l) == Some(f.key.as_ref()));
-        let shown = get(key.name()).filter(|_| label_ok);
-        let shown_ok = shown.is_some_and(|shown| match (key, v) {
-            (CefKey::Fsize | CefKey::Cn1 | CefKey::Cn2 | CefKey::Cn3, _) => shown
+        let label_ok = label.is_none_or(|l| get(l) == Some(f.key.as_ref()));
+        let shown = get(key).filter(|_| label_ok);
+        let shown_ok = shown.is_some_and(|shown| match (kind, v) {
+            _ if bounded => bounded_ok(shown, v),
+            (KeyValue::Integer, _) => shown
                 .parse::<i64>()
                 .is_ok_and(|n| rendered(v) == n.to_string()),
-            (_, Value::String(s)) => shown == truncated(s, key.limit()),
+            (_, Value::String(s)) => shown == truncated(s, limit),
             // Numbers, arrays, objects: compact JSON of the API's own digits, so compare
             // parsed (serde's float reading is not exact, but it is deterministic); a
             // value that does not parse must have been cut at the limit.
             _ => match serde_json::from_str::<Value>(shown) {
                 Ok(p) => &p == v,
-                Err(_) => shown.len() + 4 > key.limit(),
+                Err(_) => shown.len() + 4 > limit,
             },
         });
         // Not in details and not where its rule puts it: only acceptable when details
@@ -440,19 +773,107 @@ fn check_cef(msg: &str, rec: &Record<'_>, original: &Value) {
         // preferred field, goes to details, which may be full).
         assert!(
             shown_ok || truncated_count > 0,
-            "{} = {v} not in {} ({shown:?})",
+            "{} = {v} not in {key} ({shown:?})",
             f.key,
-            key.name()
         );
     }
 }
 
-fn check_event(generated: &Value, pretty: bool) {
+/// Checks one LEEF message against the event it came from: every value reads back
+/// exactly, every field is somewhere, no key twice.
+fn check_leef(msg: &str, rec: &Record<'_>, original: &Value, format: Format) {
+    assert!(!msg.contains(['\n', '\r']), "line break in {msg:?}");
+    let l = read_leef(msg);
+    match format {
+        Format::Leef2 => {
+            assert_eq!(l.version, "LEEF:2.0");
+            assert_eq!(l.delimiter, '\t');
+        }
+        _ => assert_eq!(l.version, "LEEF:1.0"),
+    }
+    assert_eq!(l.header[0], "Code42");
+    assert_eq!(l.header[1], super::cef::product(rec.source));
+    assert_eq!(l.header[2], "1");
+    assert_eq!(
+        l.header[3],
+        truncated(&rec.class_id, 1023).replace(['\r', '\n', '\t'], " ")
+    );
+    let mut attrs = BTreeMap::new();
+    for (k, v) in &l.attrs {
+        assert!(leef::is_safe_key(k), "key {k:?}");
+        assert!(attrs.insert(k.as_str(), v.as_str()).is_none(), "{k} twice");
+    }
+    let get = |k: &str| attrs.get(k).copied();
+    assert_eq!(get("cat"), Some(rec.category));
+    assert_eq!(
+        get("sev").unwrap().parse::<u8>().unwrap(),
+        rec.severity.clamp(1, 10)
+    );
+    assert_eq!(get("eventName"), Some(rec.name.as_ref()));
+    assert_eq!(
+        crate::normalize::parse_rfc3339(get(leef::TIMESTAMP_KEY).unwrap()),
+        Some(rec.time)
+    );
+    if let Some(dt) = get("devTime") {
+        assert_eq!(get("devTimeFormat"), Some(leef::DEV_TIME_FORMAT));
+        let t = chrono::DateTime::parse_from_str(dt, "%Y-%m-%dT%H:%M:%S%.3f%z").unwrap();
+        assert_eq!(t.timestamp_millis(), rec.time.timestamp_millis());
+    }
+    if let Some((ip, _)) = rec.source_ips.first() {
+        assert_eq!(get("src"), Some(ip));
+    }
+    let obj = original.as_object();
+    let field = |k: &str| obj.and_then(|o| o.get(k));
+    let user_field = match rec.source {
+        SourceKind::AuditLog => "actorName",
+        SourceKind::Alerts => "actor",
+        SourceKind::SyncLog => "username",
+    };
+    match field(user_field) {
+        Some(Value::String(u)) => assert_eq!(get("usrName"), Some(u.as_str())),
+        _ => assert_eq!(get("usrName"), None),
+    }
+    // Every key is a documented one or a field's name.
+    let known = |k: &str| {
+        leef::is_reserved(rec.source, k) || k == "details" || rec.fields.iter().any(|f| f.key == k)
+    };
+    for k in attrs.keys() {
+        assert!(known(k), "undocumented key {k}");
+    }
+    let details: Map<String, Value> = match get("details") {
+        Some(d) => serde_json::from_str(d).unwrap_or_else(|e| panic!("details ({e}): {d:?}")),
+        None => Map::new(),
+    };
+    // A non-object event is kept whole under `_raw`.
+    let raw_only: Map<String, Value> = [("_raw".to_owned(), original.clone())]
+        .into_iter()
+        .collect();
+    let obj = obj.unwrap_or(&raw_only);
+    for f in &rec.fields {
+        let v = &obj[f.key.as_ref()];
+        if rec.source == SourceKind::SyncLog && f.key == "username" && v.is_string() {
+            continue; // usrName, checked above
+        }
+        match (get(&f.key), details.get(f.key.as_ref())) {
+            (Some(shown), None) => match v {
+                Value::String(s) => assert_eq!(shown, s, "{}", f.key),
+                other => {
+                    let p: Value = serde_json::from_str(shown).unwrap();
+                    assert_eq!(&p, other, "{}", f.key);
+                }
+            },
+            (None, Some(d)) => assert_eq!(d, v, "{}", f.key),
+            (a, b) => panic!("{}: key {a:?}, details {b:?}", f.key),
+        }
+    }
+}
+
+fn check_event(generated: &Value, pretty: bool, kind: SourceKind) {
     let text = to_text(generated, pretty);
     // Compare with the text read back, not with the generated value: serde_json's float
     // parsing is not exact, and the records copy the API's digits, not a float.
     let original = &serde_json::from_str::<Value>(&text).unwrap();
-    let ev = event(&text);
+    let ev = event_of(kind, &text);
     let rec = normalize(&ev);
     for format in FORMATS {
         for style in STYLES {
@@ -465,6 +886,7 @@ fn check_event(generated: &Value, pretty: bool) {
                 let body = strip_header(style, msg);
                 match format {
                     Format::Cef => check_cef(body, &rec, original),
+                    Format::Leef2 | Format::Leef1 => check_leef(body, &rec, original, format),
                     Format::JsonRaw => {
                         let v: Value = serde_json::from_str(body).unwrap();
                         assert_eq!(&v, original);
@@ -475,12 +897,16 @@ fn check_event(generated: &Value, pretty: bool) {
                     Format::JsonNormalized => {
                         let v: Value = serde_json::from_str(body).unwrap();
                         assert_eq!(v["class_id"], Value::String(rec.class_id.to_string()));
+                        assert_eq!(v["source"], kind.as_str());
                         for f in &rec.fields {
                             let want = match original.as_object() {
                                 Some(o) => &o[f.key.as_ref()],
                                 None => original,
                             };
                             assert_eq!(&v["fields"][f.key.as_ref()], want);
+                        }
+                        if let Some(s) = rec.observations.as_deref() {
+                            assert_eq!(v["observation_summary"]["count"], s.count);
                         }
                     }
                 }
@@ -494,7 +920,70 @@ proptest! {
 
     #[test]
     fn every_record_keeps_the_invariants((original, pretty) in arb_event()) {
-        check_event(&original, pretty);
+        check_event(&original, pretty, SourceKind::AuditLog);
+    }
+
+    #[test]
+    fn every_alert_record_keeps_the_invariants(
+        original in prop_oneof![9 => arb_alert_object(), 1 => arb_json()],
+        pretty in any::<bool>(),
+    ) {
+        check_event(&original, pretty, SourceKind::Alerts);
+    }
+
+    #[test]
+    fn every_sync_log_record_keeps_the_invariants(
+        original in prop_oneof![9 => arb_sync_object(), 1 => arb_json()],
+        pretty in any::<bool>(),
+    ) {
+        check_event(&original, pretty, SourceKind::SyncLog);
+    }
+
+    #[test]
+    fn leef_values_read_back(values in prop::collection::vec(arb_text(), 4)) {
+        let original = json!({
+            "type$": "audit_log::alert_note_edited/1",
+            "actorName": values[0],
+            "note": values[1],
+            "alertId": values[2],
+            "some.key-name_9": values[3],
+            "timestamp": "2024-01-01T00:00:00.123456789Z",
+        });
+        let ev = event_of(SourceKind::AuditLog, &original.to_string());
+        for format in [Format::Leef2, Format::Leef1] {
+            let enc = encoder(format, SyslogStyle::None, Framing::None);
+            let mut out = Vec::new();
+            enc.encode(&ev, &mut out);
+            let l = read_leef(std::str::from_utf8(&out).unwrap());
+            let attrs: BTreeMap<_, _> = l.attrs.into_iter().collect();
+            prop_assert_eq!(attrs["usrName"].as_str(), values[0].as_str());
+            prop_assert_eq!(attrs["note"].as_str(), values[1].as_str());
+            prop_assert_eq!(attrs["alertId"].as_str(), values[2].as_str());
+            prop_assert_eq!(attrs["some.key-name_9"].as_str(), values[3].as_str());
+            prop_assert_eq!(attrs["eventTimestamp"].as_str(), "2024-01-01T00:00:00.123456789Z");
+        }
+    }
+
+    #[test]
+    fn bounded_json_fits_and_says_what_it_cut(v in arb_json(), budget in 0usize..600) {
+        let raw = v.to_string();
+        // Compare with the text read back (serde's float reading is not exact).
+        let v: Value = serde_json::from_str(&raw).unwrap();
+        let mut out = Vec::new();
+        match super::json::write_bounded(&mut out, &raw, budget) {
+            None => prop_assert!(out.is_empty()),
+            Some(n) => {
+                prop_assert_eq!(n, out.len());
+                prop_assert!(n <= budget, "{} > {}", n, budget);
+                let text = std::str::from_utf8(&out).unwrap();
+                let back: Value = serde_json::from_str(text).unwrap();
+                if raw.len() <= budget {
+                    prop_assert_eq!(&back, &v);
+                } else {
+                    prop_assert!(bounded_ok(text, &v), "{} from {}", text, raw);
+                }
+            }
+        }
     }
 
     #[test]
@@ -506,7 +995,7 @@ proptest! {
             "note": note,
             "timestamp": "2024-01-01T00:00:00.123456789Z",
         });
-        let ev = event(&original.to_string());
+        let ev = event_of(SourceKind::AuditLog, &original.to_string());
         let enc = encoder(Format::Cef, SyslogStyle::None, Framing::None);
         let mut out = Vec::new();
         enc.encode(&ev, &mut out);
@@ -547,7 +1036,32 @@ fn hostile_fixtures_keep_the_invariants() {
         r#"{"":"","type$":"","timestamp":""}"#,
     ] {
         let v: Value = serde_json::from_str(text).unwrap();
-        check_event(&v, false);
-        check_event(&v, true);
+        for kind in [
+            SourceKind::AuditLog,
+            SourceKind::Alerts,
+            SourceKind::SyncLog,
+        ] {
+            check_event(&v, false, kind);
+            check_event(&v, true, kind);
+        }
     }
+}
+
+#[test]
+fn the_leef_reader_reads_what_the_spec_shows() {
+    let l = read_leef("LEEF:2.0|Lancope|StealthWatch|1.0|41|^|src=10.0.1.8^dst=10.0.0.5^sev=5");
+    assert_eq!(l.header, ["Lancope", "StealthWatch", "1.0", "41"]);
+    assert_eq!(l.delimiter, '^');
+    assert_eq!(l.attrs[1], ("dst".to_owned(), "10.0.0.5".to_owned()));
+    let l = read_leef("LEEF:1.0|Microsoft|MSExchange|4.0 SP1|15345|src=192.0.2.0\tdst=a=b");
+    assert_eq!(l.header[2], "4.0 SP1");
+    assert_eq!(l.attrs[1], ("dst".to_owned(), "a=b".to_owned()));
+    let text = format!(
+        "{}\t{}",
+        r"LEEF:2.0|V\\|x\|y|1|e|0x09|k=C:\Users\\new", r"z=\\"
+    );
+    let l = read_leef(&text);
+    assert_eq!(l.header, [r"V\", "x|y", "1", "e"]);
+    assert_eq!(l.attrs[0].1, r"C:\Users\new");
+    assert_eq!(l.attrs[1].1, r"\");
 }

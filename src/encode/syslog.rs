@@ -106,15 +106,22 @@ impl HeaderParts {
         out.push(b' ');
         out.extend_from_slice(self.app_name.as_bytes());
         out.extend_from_slice(b" - ");
-        let start = out.len();
-        out.extend(
-            msgid
-                .bytes()
-                .filter(|b| (33..=126).contains(b))
-                .take(MSGID_MAX),
-        );
-        if out.len() == start {
-            out.push(b'-');
+        let m = msgid.as_bytes();
+        let m = &m[..m.len().min(MSGID_MAX)];
+        if !m.is_empty() && m.iter().all(|b| (33..=126).contains(b)) {
+            // Every known class id takes this path: snake_case ASCII.
+            out.extend_from_slice(m);
+        } else {
+            let start = out.len();
+            out.extend(
+                msgid
+                    .bytes()
+                    .filter(|b| (33..=126).contains(b))
+                    .take(MSGID_MAX),
+            );
+            if out.len() == start {
+                out.push(b'-');
+            }
         }
         out.extend_from_slice(b" - ");
     }

@@ -1,6 +1,7 @@
 //! The Audit Log event types c42fwd knows, from the Code42 "Audit Log" article.
 //!
-//! One row per event type: the type name as it appears in the API's `type$` field
+//! One row per event type (111: the article's 110 headings plus "File download: IO error",
+//! which it lists inside the "File download" entry): the type name as it appears in the API's `type$` field
 //! (`audit_log::<name>/1`), the name the Code42 console shows, a category, and the CEF /
 //! LEEF severity (0-10) c42fwd assigns. The Device Event Class ID of an audit event is
 //! its type name, so it is stable and readable in SIEM rules, and it stays defined for
@@ -197,6 +198,12 @@ pub const AUDIT_EVENT_TYPES: &[AuditEventType] = &[
     ),
     t("federation_updated", "Federation updated", "identity", 7),
     t("file_downloaded", "File download", "investigation", 4),
+    t(
+        "file_download_io_error",
+        "File download: IO error",
+        "investigation",
+        4,
+    ),
     t("search_issued", "Forensic Search query", "investigation", 4),
     t(
         "git_repository_added",
@@ -507,7 +514,7 @@ mod tests {
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'));
             assert!(t.severity <= 10);
         }
-        assert_eq!(AUDIT_EVENT_TYPES.len(), 110);
+        assert_eq!(AUDIT_EVENT_TYPES.len(), 111);
     }
 
     #[test]

@@ -116,6 +116,18 @@ impl<'a> Member<'a> {
 
 /// Hands each member of the top-level object of `text` to `member`, in order.
 pub fn scan_object<'a>(text: &'a str, mut member: impl FnMut(Member<'a>)) -> ObjectScan {
+    scan_object_until(text, |m| {
+        member(m);
+        true
+    })
+}
+
+/// Like [`scan_object`], but stops as soon as `member` returns `false` (and then
+/// reports [`ObjectScan::Object`]: the members read so far are all there is to know).
+pub fn scan_object_until<'a>(
+    text: &'a str,
+    mut member: impl FnMut(Member<'a>) -> bool,
+) -> ObjectScan {
     let b = text.as_bytes();
     let mut i = skip_ws(b, 0);
     if b.get(i) != Some(&b'{') {
@@ -146,12 +158,17 @@ pub fn scan_object<'a>(text: &'a str, mut member: impl FnMut(Member<'a>)) -> Obj
             return ObjectScan::Unreadable;
         };
         match (key, text.get(i..end)) {
-            (Some(key), Some(value)) => member(Member {
-                key,
-                key_escaped,
-                value,
-                value_escaped,
-            }),
+            (Some(key), Some(value)) => {
+                let more = member(Member {
+                    key,
+                    key_escaped,
+                    value,
+                    value_escaped,
+                });
+                if !more {
+                    return ObjectScan::Object;
+                }
+            }
             _ => return ObjectScan::Unreadable,
         }
         i = skip_ws(b, end);
@@ -159,6 +176,39 @@ pub fn scan_object<'a>(text: &'a str, mut member: impl FnMut(Member<'a>)) -> Obj
             Some(b',') => i = skip_ws(b, i + 1),
             Some(b'}') => return ObjectScan::Object,
             _ => return ObjectScan::Unreadable,
+        }
+    }
+}
+
+/// Hands the raw text of each element of the array `text` to `element`, in order, until
+/// it returns `false`. Returns `false` when `text` is not an array or could not be read
+/// to its end (elements seen so far were handed over), `true` otherwise (also when
+/// `element` stopped the reading).
+pub fn scan_array<'a>(text: &'a str, mut element: impl FnMut(&'a str) -> bool) -> bool {
+    let b = text.as_bytes();
+    let mut i = skip_ws(b, 0);
+    if b.get(i) != Some(&b'[') {
+        return false;
+    }
+    i = skip_ws(b, i + 1);
+    if b.get(i) == Some(&b']') {
+        return true;
+    }
+    loop {
+        let Some((end, _)) = value_end(b, i) else {
+            return false;
+        };
+        let Some(value) = text.get(i..end) else {
+            return false;
+        };
+        if !element(value) {
+            return true;
+        }
+        i = skip_ws(b, end);
+        match b.get(i) {
+            Some(b',') => i = skip_ws(b, i + 1),
+            Some(b']') => return true,
+            _ => return false,
         }
     }
 }
@@ -404,6 +454,29 @@ mod tests {
                 let parsed: serde_json::Value = serde_json::from_str(&raw).unwrap();
                 prop_assert_eq!(&parsed, &map[&k]);
             }
+        }
+    }
+
+    #[test]
+    fn scans_array_elements() {
+        let mut v = Vec::new();
+        assert!(scan_array(
+            " [ 1 , \"a]\" ,[2,[3]], {\"k\":\"]\"} ,null]\n",
+            |e| {
+                v.push(e.to_owned());
+                true
+            }
+        ));
+        assert_eq!(v, ["1", "\"a]\"", "[2,[3]]", "{\"k\":\"]\"}", "null"]);
+        assert!(scan_array("[]", |_| panic!("no element")));
+        let mut n = 0;
+        assert!(scan_array("[1,2,3]", |_| {
+            n += 1;
+            n < 2
+        }));
+        assert_eq!(n, 2);
+        for bad in ["", "{}", "\"[1]\"", "[", "[1", "[1,", "[1 2]", "[\"x]"] {
+            assert!(!scan_array(bad, |_| true), "{bad:?}");
         }
     }
 

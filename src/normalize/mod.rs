@@ -2,6 +2,16 @@
 //! output format (class id, name, category, severity, time, actor, source IPs, outcome)
 //! plus every other field of the event, untouched.
 //!
+//! Per data set (the event's [`SourceKind`]), the common keys are:
+//! - Audit Log: `type$` (class id `audit_log::<id>/1`), `timestamp`, `actorId`,
+//!   `actorName`, `actorType`, `actorAgent`, `actorIpAddress`, `success`.
+//! - Alerts: `type` (class id), `name`, `createdAt`, `actor`, `actorId`, `type$`; the
+//!   severity is read from `severity` and `riskSeverity` (which stay in the fields), and
+//!   the `observations` array is summarized ([`alerts::summarize_observations`]) without
+//!   being taken: it stays whole in the fields.
+//! - Directory Sync Log: `action` (class id) and `logEventTimeStamp`; `username` and the
+//!   rest stay in the fields (the entry's user is the one acted on, not an actor).
+//!
 //! Owned here: reading the raw event text once, borrowing from it wherever the JSON has
 //! no escapes (the record holds `&str` slices of the event text, and its field
 //! list lives inline: no heap allocation for a typical Audit Log event), and deciding which
@@ -15,13 +25,16 @@
 //! understood completely (a string where a string belongs, a boolean for `success`, a
 //! parseable `timestamp`); anything else stays in `fields` as the API sent it.
 
+pub mod alerts;
 pub mod catalog;
 pub mod json;
 pub(crate) mod scan;
+pub mod sync_log;
 pub mod time;
 
 use crate::event::{Event, SourceKind};
-use catalog::{audit_type_name, AuditEventType, AUDIT_EVENT_TYPES};
+use alerts::ObservationSummary;
+use catalog::{AuditEventType, AUDIT_EVENT_TYPES};
 use chrono::{DateTime, Utc};
 use smallvec::SmallVec;
 use std::borrow::Cow;
@@ -115,7 +128,7 @@ impl<'a> SourceIps<'a> {
         let mut offset = 0;
         for part in text.split(',') {
             let t = part.trim();
-            let ip = t.parse::<IpAddr>().ok()?;
+            let ip = parse_ip(t)?;
             if first.is_none() {
                 // `part` starts at `offset` in `text`; `t` after its leading spaces.
                 let start = offset + (part.len() - part.trim_start().len());
@@ -144,7 +157,7 @@ impl<'a> SourceIps<'a> {
             .flat_map(|t| t.split(','))
             .filter_map(|t| {
                 let t = t.trim();
-                t.parse::<IpAddr>().ok().map(|ip| (t, ip))
+                parse_ip(t).map(|ip| (t, ip))
             })
     }
 
@@ -163,6 +176,42 @@ impl<'a> SourceIps<'a> {
     }
 }
 
+/// Parses an IPv4 or IPv6 address exactly as `std` does, with a fast path for the
+/// dotted quads that nearly every event carries (std's general parser costs several
+/// times more, and this runs for every event).
+pub fn parse_ip(t: &str) -> Option<IpAddr> {
+    parse_ipv4_fast(t.as_bytes())
+        .map(IpAddr::from)
+        .or_else(|| t.parse().ok())
+}
+
+/// `a.b.c.d`, each 0-255 in decimal without leading zeros (as std requires). `None`
+/// means "not in this simple form", not "invalid": the caller asks std then.
+fn parse_ipv4_fast(b: &[u8]) -> Option<[u8; 4]> {
+    let mut octets = [0u8; 4];
+    let mut i = 0;
+    for (n, octet) in octets.iter_mut().enumerate() {
+        if n > 0 {
+            if b.get(i) != Some(&b'.') {
+                return None;
+            }
+            i += 1;
+        }
+        let start = i;
+        let mut v: u32 = 0;
+        while i < b.len() && b[i].is_ascii_digit() && i - start < 3 {
+            v = v * 10 + u32::from(b[i] - b'0');
+            i += 1;
+        }
+        let len = i - start;
+        if len == 0 || v > 255 || (len > 1 && b[start] == b'0') {
+            return None;
+        }
+        *octet = v as u8;
+    }
+    (i == b.len()).then_some(octets)
+}
+
 /// What was wrong with an event's shape. Several can hold at once.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Problems(u8);
@@ -170,9 +219,12 @@ pub struct Problems(u8);
 impl Problems {
     /// The event is not a JSON object (it is kept whole under [`RAW_VALUE_KEY`]).
     pub const NOT_AN_OBJECT: Problems = Problems(1);
-    /// No `type$` string: the class id is [`UNKNOWN_CLASS_ID`].
+    /// No type string (`type$` of an audit event, `type` of an alert, `action` of a sync
+    /// log entry): the class id is [`UNKNOWN_CLASS_ID`], [`alerts::ALERT_CLASS_ID`] or
+    /// [`sync_log::SYNC_LOG_CLASS_ID`].
     pub const MISSING_TYPE: Problems = Problems(2);
-    /// No parseable `timestamp`: the record's time is the event's `occurred`.
+    /// No parseable time (`timestamp`, `createdAt`, `logEventTimeStamp`): the record's
+    /// time is the event's `occurred`.
     pub const MISSING_TIME: Problems = Problems(4);
     /// The text could not be read as JSON (cannot happen for a `RawValue`; kept so that
     /// a reader bug shows up as a counted problem, never as a lost event). The event is
@@ -211,20 +263,24 @@ impl Problems {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record<'a> {
     pub source: SourceKind,
-    /// The CEF Device Event Class ID: the type name (`logged_in`), also for types the
-    /// catalog does not know; [`UNKNOWN_CLASS_ID`] when the event has no type.
+    /// The CEF Device Event Class ID: the audit type name (`logged_in`), the alert
+    /// `type` (`FED_COMPOSITE`) or the sync log `action` (`USER_ADDED`), also for types
+    /// the tables do not know; [`UNKNOWN_CLASS_ID`], [`alerts::ALERT_CLASS_ID`] or
+    /// [`sync_log::SYNC_LOG_CLASS_ID`] when the event has none.
     pub class_id: Cow<'a, str>,
-    /// The console's display name, or the type name humanized (`Some new event`).
+    /// The console's display name (an alert's own `name`), or the type name humanized
+    /// (`Some new event`).
     pub name: Cow<'a, str>,
     pub category: &'static str,
     /// CEF severity 0-10.
     pub severity: u8,
     /// Index of the type in [`AUDIT_EVENT_TYPES`] when the catalog knows it.
     pub catalog_index: Option<usize>,
-    /// The `type$` text as sent (`audit_log::logged_in/1`).
+    /// The `type$` text as sent (`audit_log::logged_in/1`, `ALERT_DETAILS`).
     pub type_tag: Option<Cow<'a, str>>,
-    /// When the event occurred, to the nanosecond: the event's own `timestamp` when it
-    /// parses exactly, otherwise the caller's reading in [`Event::occurred`].
+    /// When the event occurred, to the nanosecond: the event's own `timestamp` /
+    /// `createdAt` / `logEventTimeStamp` when it parses exactly, otherwise the caller's
+    /// reading in [`Event::occurred`].
     pub time: DateTime<Utc>,
     /// `time` broken down, when the parser had it for free (a UTC timestamp).
     pub(crate) civil: Option<time::Civil>,
@@ -235,6 +291,9 @@ pub struct Record<'a> {
     /// Every key not taken as a common one, in the event's order.
     pub fields: Fields<'a>,
     pub problems: Problems,
+    /// Alerts only: what the `observations` array adds up to, when it is an array.
+    /// (Boxed: alerts are rare next to audit events, and the record stays small.)
+    pub observations: Option<Box<ObservationSummary<'a>>>,
 }
 
 impl<'a> Record<'a> {
@@ -248,15 +307,24 @@ impl<'a> Record<'a> {
         self.catalog_index.and_then(|i| AUDIT_EVENT_TYPES.get(i))
     }
 
-    /// Whether `type$` has the canonical shape `audit_log::<class id>/1`, i.e. whether
-    /// the class id alone says everything `type$` said.
+    /// Whether `type$` says nothing the record does not say otherwise: the canonical
+    /// `audit_log::<class id>/1` of an audit event, or one of the shapes the alert
+    /// service tags an alert with (`ALERT_DETAILS`, `ALERT_SUMMARY`,
+    /// `ALERT_DETAILS_AGGREGATE`). The encoders leave a canonical `type$` out.
     pub fn type_tag_is_canonical(&self) -> bool {
-        match &self.type_tag {
-            Some(t) => t
+        let Some(t) = &self.type_tag else {
+            return false;
+        };
+        match self.source {
+            SourceKind::AuditLog => t
                 .strip_prefix("audit_log::")
                 .and_then(|r| r.strip_suffix("/1"))
                 .is_some_and(|name| name == self.class_id),
-            None => false,
+            SourceKind::Alerts => matches!(
+                t.as_ref(),
+                "ALERT_DETAILS" | "ALERT_SUMMARY" | "ALERT_DETAILS_AGGREGATE"
+            ),
+            SourceKind::SyncLog => false,
         }
     }
 }
@@ -321,29 +389,62 @@ pub fn humanize_type_name(name: &str) -> String {
 
 /// Normalizes one event. Pure and total: see the module invariant.
 pub fn normalize(event: &Event) -> Record<'_> {
-    let mut rec = Record {
-        source: event.kind,
-        class_id: Cow::Borrowed(UNKNOWN_CLASS_ID),
-        name: Cow::Borrowed("Unknown event"),
-        category: UNKNOWN_CATEGORY,
-        severity: UNKNOWN_SEVERITY,
-        catalog_index: None,
-        type_tag: None,
-        time: event.occurred,
-        civil: None,
-        actor: Actor::default(),
-        source_ips: SourceIps::default(),
-        success: None,
-        fields: Fields::new(),
-        problems: Problems::default(),
-    };
+    let mut rec = Record::empty(event);
+    normalize_into(event, &mut rec);
+    rec
+}
+
+impl<'a> Record<'a> {
+    /// The record of an event before anything was read from it.
+    pub(crate) fn empty(event: &'a Event) -> Record<'a> {
+        Record {
+            source: event.kind,
+            class_id: Cow::Borrowed(UNKNOWN_CLASS_ID),
+            name: Cow::Borrowed("Unknown event"),
+            category: UNKNOWN_CATEGORY,
+            severity: UNKNOWN_SEVERITY,
+            catalog_index: None,
+            type_tag: None,
+            time: event.occurred,
+            civil: None,
+            actor: Actor::default(),
+            source_ips: SourceIps::default(),
+            success: None,
+            fields: Fields::new(),
+            problems: Problems::default(),
+            observations: None,
+        }
+    }
+}
+
+/// [`normalize`] into a record the caller holds, made by [`Record::empty`] from the same
+/// event. (The encoder uses it so that the record, most of a kilobyte with its inline
+/// field list, is built where it is used instead of being moved there.)
+pub(crate) fn normalize_into<'a>(event: &'a Event, rec: &mut Record<'a>) {
+    read_into(event, rec, false);
+}
+
+/// What a syslog header needs and nothing more: class id, name, category, severity and
+/// time. Stops reading the event once the keys that decide them were seen (`type$` and
+/// `timestamp` of an audit event; `type`, `createdAt`, `severity`, `riskSeverity` of
+/// an alert; `action` and `logEventTimeStamp` of a sync log entry); the actor, the
+/// source IPs, the outcome and the fields are left empty. (For `JsonRaw` behind a syslog
+/// header, where the body is the event text itself.)
+pub(crate) fn normalize_header_into<'a>(event: &'a Event, rec: &mut Record<'a>) {
+    read_into(event, rec, true);
+}
+
+fn read_into<'a>(event: &'a Event, rec: &mut Record<'a>, header_only: bool) {
     let raw = event.json();
     let mut collector = Collector {
-        rec: &mut rec,
+        rec,
         seen: 0,
+        header_only,
+        other: Other::default(),
     };
-    let scan = json::scan_object(raw, |m| collector.member(m));
+    let scan = json::scan_object_until(raw, |m| collector.member(m));
     collector.finish();
+    let mut other = collector.other;
     match scan {
         json::ObjectScan::Object => {}
         json::ObjectScan::NotAnObject | json::ObjectScan::Unreadable => {
@@ -355,6 +456,8 @@ pub fn normalize(event: &Event) -> Record<'_> {
             rec.time = event.occurred;
             rec.civil = None;
             rec.problems = Problems::default();
+            rec.observations = None;
+            other = Other::default();
             rec.fields.clear();
             rec.fields.push(Field {
                 key: Cow::Borrowed(RAW_VALUE_KEY),
@@ -370,17 +473,27 @@ pub fn normalize(event: &Event) -> Record<'_> {
                 });
         }
     }
-    classify(&mut rec);
-    rec
+    classify(rec, other);
+}
+
+/// `catalog::audit_type_name` (`audit_log::logged_in/1` -> `logged_in`), with a byte
+/// search instead of a char search: it runs for every event.
+fn type_name(tag: &str) -> &str {
+    let s = tag.strip_prefix("audit_log::").unwrap_or(tag);
+    match memchr::memrchr(b'/', s.as_bytes()) {
+        // `/` is ASCII, so `i` is a char boundary.
+        Some(i) => s.get(..i).unwrap_or(s),
+        None => s,
+    }
 }
 
 /// Sets class id, name, category and severity from what was collected.
-fn classify(rec: &mut Record<'_>) {
+fn classify<'a>(rec: &mut Record<'a>, other: Other<'a>) {
     match rec.source {
         SourceKind::AuditLog => {
             let class_id: Option<Cow<'_, str>> = match &rec.type_tag {
-                Some(Cow::Borrowed(t)) => Some(Cow::Borrowed(audit_type_name(t))),
-                Some(Cow::Owned(t)) => Some(Cow::Owned(audit_type_name(t).to_owned())),
+                Some(Cow::Borrowed(t)) => Some(Cow::Borrowed(type_name(t))),
+                Some(Cow::Owned(t)) => Some(Cow::Owned(type_name(t).to_owned())),
                 None => None,
             };
             match class_id {
@@ -399,19 +512,62 @@ fn classify(rec: &mut Record<'_>) {
                 _ => rec.problems.insert(Problems::MISSING_TYPE),
             }
         }
-        // Alerts and the sync log are not normalized yet beyond a stable class id: all
-        // their keys stay in `fields` (nothing is taken), so nothing can be lost.
         SourceKind::Alerts => {
-            rec.class_id = Cow::Borrowed("alert");
-            rec.name = Cow::Borrowed("Alert");
-            rec.category = "alerts";
+            let known = other.kind.as_deref().and_then(alerts::alert_type);
+            rec.category = known.map_or(alerts::ALERT_CATEGORY, |t| t.category);
+            rec.severity = alerts::alert_severity(other.rule_severity, other.risk_severity);
+            // The alert's own name (its rule's name) is what the console shows.
+            rec.name = match (other.title, known, &other.kind) {
+                (Some(title), _, _) => title,
+                (None, Some(t), _) => Cow::Borrowed(t.display),
+                (None, None, Some(kind)) => Cow::Owned(humanize_type_name(kind)),
+                (None, None, None) => Cow::Borrowed(alerts::ALERT_NAME),
+            };
+            match other.kind {
+                Some(kind) => rec.class_id = kind,
+                None => {
+                    rec.class_id = Cow::Borrowed(alerts::ALERT_CLASS_ID);
+                    rec.problems.insert(Problems::MISSING_TYPE);
+                }
+            }
         }
-        SourceKind::SyncLog => {
-            rec.class_id = Cow::Borrowed("sync_log_entry");
-            rec.name = Cow::Borrowed("Directory sync log entry");
-            rec.category = "sync_log";
-        }
+        SourceKind::SyncLog => match other.kind {
+            Some(action) => {
+                match sync_log::sync_log_action(&action) {
+                    Some(a) => {
+                        rec.name = Cow::Borrowed(a.display);
+                        rec.category = a.category;
+                        rec.severity = a.severity.min(10);
+                    }
+                    None => {
+                        rec.name = Cow::Owned(humanize_type_name(&action.to_lowercase()));
+                        rec.category = sync_log::SYNC_LOG_CATEGORY;
+                        rec.severity = sync_log::SYNC_LOG_DEFAULT_SEVERITY;
+                    }
+                }
+                rec.class_id = action;
+            }
+            None => {
+                rec.class_id = Cow::Borrowed(sync_log::SYNC_LOG_CLASS_ID);
+                rec.name = Cow::Borrowed(sync_log::SYNC_LOG_NAME);
+                rec.category = sync_log::SYNC_LOG_CATEGORY;
+                rec.severity = sync_log::SYNC_LOG_DEFAULT_SEVERITY;
+                rec.problems.insert(Problems::MISSING_TYPE);
+            }
+        },
     }
+}
+
+/// What the collector read for an alert or a sync log entry that is not a field of the
+/// record itself, for [`classify`].
+#[derive(Default)]
+struct Other<'a> {
+    /// The alert's `type` or the entry's `action` (non-empty).
+    kind: Option<Cow<'a, str>>,
+    /// The alert's `name` (non-empty).
+    title: Option<Cow<'a, str>>,
+    rule_severity: Option<u8>,
+    risk_severity: Option<u8>,
 }
 
 // Bits of `Collector::seen`: a common key is taken at most once; a repeated key stays
@@ -424,6 +580,16 @@ const SEEN_ACTOR_TYPE: u16 = 16;
 const SEEN_ACTOR_AGENT: u16 = 32;
 const SEEN_IP: u16 = 64;
 const SEEN_SUCCESS: u16 = 128;
+// Alerts and sync log entries reuse `SEEN_TYPE` (`type` / `action`), `SEEN_TIME`
+// (`createdAt` / `logEventTimeStamp`), `SEEN_ACTOR_ID` (`actorId`) and
+// `SEEN_ACTOR_NAME` (`actor`), plus these.
+const SEEN_TYPE_TAG: u16 = 256;
+const SEEN_TITLE: u16 = 512;
+const SEEN_RULE_SEVERITY: u16 = 1024;
+const SEEN_RISK_SEVERITY: u16 = 2048;
+const SEEN_OBSERVATIONS: u16 = 4096;
+/// What the header of an alert needs: once these are read, header-only reading stops.
+const ALERT_HEADER: u16 = SEEN_TYPE | SEEN_TIME | SEEN_RULE_SEVERITY | SEEN_RISK_SEVERITY;
 
 /// Stores `value` in `slot` if there is one; says whether there was.
 fn set<T>(slot: &mut Option<T>, value: Option<T>) -> bool {
@@ -438,22 +604,154 @@ fn set<T>(slot: &mut Option<T>, value: Option<T>) -> bool {
 struct Collector<'r, 'a> {
     rec: &'r mut Record<'a>,
     seen: u16,
+    /// Take only what the header needs, keep nothing else, stop when it is all in.
+    header_only: bool,
+    other: Other<'a>,
 }
 
 impl<'a> Collector<'_, 'a> {
-    fn member(&mut self, m: json::Member<'a>) {
+    /// Takes or keeps one member; returns whether to go on reading.
+    fn member(&mut self, m: json::Member<'a>) -> bool {
         let key = json::decode_inner(m.key, m.key_escaped);
-        if !self.take(&key, m) {
+        if self.header_only {
+            return match self.rec.source {
+                SourceKind::AuditLog => {
+                    if matches!(key.as_ref(), "type$" | "timestamp") {
+                        self.take(&key, m);
+                    }
+                    self.seen & (SEEN_TYPE | SEEN_TIME) != SEEN_TYPE | SEEN_TIME
+                }
+                SourceKind::Alerts => {
+                    if matches!(
+                        key.as_ref(),
+                        "type" | "createdAt" | "severity" | "riskSeverity"
+                    ) && !self.take_alert(&key, m)
+                    {
+                        self.peek_alert(&key, m);
+                    }
+                    self.seen & ALERT_HEADER != ALERT_HEADER
+                }
+                SourceKind::SyncLog => {
+                    self.take_sync_log(&key, m);
+                    self.seen & (SEEN_TYPE | SEEN_TIME) != SEEN_TYPE | SEEN_TIME
+                }
+            };
+        }
+        let taken = match self.rec.source {
+            SourceKind::AuditLog => self.take(&key, m),
+            SourceKind::Alerts => {
+                let taken = self.take_alert(&key, m);
+                if !taken {
+                    self.peek_alert(&key, m);
+                }
+                taken
+            }
+            SourceKind::SyncLog => self.take_sync_log(&key, m),
+        };
+        if !taken {
             self.rec.fields.push(Field {
                 key,
                 value: m.value,
                 value_escaped: m.value_escaped,
             });
         }
+        true
     }
 
-    /// Takes `key` as a common key if it is one and its value fits; returns whether it
-    /// was taken.
+    /// Takes a common key of an alert; returns whether it was taken.
+    fn take_alert(&mut self, key: &str, m: json::Member<'a>) -> bool {
+        let bit = match key {
+            "type" => SEEN_TYPE,
+            "createdAt" => SEEN_TIME,
+            "actor" => SEEN_ACTOR_NAME,
+            "actorId" => SEEN_ACTOR_ID,
+            "name" => SEEN_TITLE,
+            "type$" => SEEN_TYPE_TAG,
+            _ => return false,
+        };
+        if self.seen & bit != 0 {
+            return false;
+        }
+        let rec = &mut *self.rec;
+        let other = &mut self.other;
+        // Unlike the audit keys, `null` is not taken: an alert's keys are all always
+        // present, so a null says something ("no actor id": a cloud alias) that the
+        // fields keep.
+        let taken = match bit {
+            SEEN_TYPE => set(&mut other.kind, m.value_str().filter(|s| !s.is_empty())),
+            SEEN_TITLE => set(&mut other.title, m.value_str().filter(|s| !s.is_empty())),
+            SEEN_TIME => take_time(rec, m),
+            SEEN_ACTOR_NAME => set(&mut rec.actor.name, m.value_str()),
+            SEEN_ACTOR_ID => set(&mut rec.actor.id, m.value_str()),
+            _ => set(&mut rec.type_tag, m.value_str()),
+        };
+        if taken {
+            self.seen |= bit;
+        }
+        taken
+    }
+
+    /// Reads what an alert's record needs from a key that stays in the fields.
+    fn peek_alert(&mut self, key: &str, m: json::Member<'a>) {
+        let bit = match key {
+            "severity" => SEEN_RULE_SEVERITY,
+            "riskSeverity" => SEEN_RISK_SEVERITY,
+            "observations" if !self.header_only => SEEN_OBSERVATIONS,
+            _ => return,
+        };
+        if self.seen & bit != 0 {
+            return;
+        }
+        self.seen |= bit;
+        match bit {
+            SEEN_RULE_SEVERITY => {
+                self.other.rule_severity = m.value_str().and_then(|s| alerts::rule_severity(&s))
+            }
+            SEEN_RISK_SEVERITY => {
+                self.other.risk_severity = m.value_str().and_then(|s| alerts::risk_severity(&s))
+            }
+            _ => {
+                let Some(summary) = alerts::summarize_observations(m.value) else {
+                    return;
+                };
+                if !summary.sending_ips.is_empty() {
+                    // The addresses the observed activity came from: the actor's
+                    // machine, which is what `source_ips` means for every source.
+                    let text = summary.sending_ips.join(", ");
+                    if let Some(ips) = SourceIps::parse(Cow::Owned(text)) {
+                        self.rec.source_ips = ips;
+                    }
+                }
+                self.rec.observations = Some(Box::new(summary));
+            }
+        }
+    }
+
+    /// Takes a common key of a sync log entry; returns whether it was taken.
+    fn take_sync_log(&mut self, key: &str, m: json::Member<'a>) -> bool {
+        let bit = match key {
+            "action" => SEEN_TYPE,
+            "logEventTimeStamp" => SEEN_TIME,
+            _ => return false,
+        };
+        if self.seen & bit != 0 {
+            return false;
+        }
+        let taken = match bit {
+            SEEN_TYPE => set(
+                &mut self.other.kind,
+                m.value_str().filter(|s| !s.is_empty()),
+            ),
+            _ => take_time(self.rec, m),
+        };
+        if taken {
+            self.seen |= bit;
+        }
+        taken
+    }
+
+    /// Takes `key` as a common key of an audit event if it is one and its value fits;
+    /// returns whether it was taken.
     fn take(&mut self, key: &str, m: json::Member<'a>) -> bool {
         if self.rec.source != SourceKind::AuditLog {
             return false;
@@ -507,10 +805,21 @@ impl<'a> Collector<'_, 'a> {
     }
 
     fn finish(&mut self) {
-        if self.rec.source == SourceKind::AuditLog && self.seen & SEEN_TIME == 0 {
+        if self.seen & SEEN_TIME == 0 {
             self.rec.problems.insert(Problems::MISSING_TIME);
         }
     }
+}
+
+/// Takes an RFC 3339 string as the record's time; returns whether it parsed exactly.
+fn take_time<'a>(rec: &mut Record<'a>, m: json::Member<'a>) -> bool {
+    m.value_str()
+        .and_then(|s| time::parse_rfc3339_civil(&s))
+        .map(|(t, civil)| {
+            rec.time = t;
+            rec.civil = civil;
+        })
+        .is_some()
 }
 
 #[cfg(test)]
@@ -597,6 +906,28 @@ mod tests {
     }
 
     #[test]
+    fn header_only_reading_agrees_with_full_reading() {
+        for json in [
+            LOGIN,
+            r#"{"timestamp":"2024-01-01T00:00:00Z","x":1,"type$":"audit_log::user_created/1"}"#,
+            r#"{"type$":7,"timestamp":"bad","type$":"audit_log::logged_in/1"}"#,
+            r#"{"a":1}"#,
+            "[1]",
+            r#""s""#,
+        ] {
+            let ev = event(json);
+            let full = normalize(&ev);
+            let mut head = Record::empty(&ev);
+            normalize_header_into(&ev, &mut head);
+            assert_eq!(head.class_id, full.class_id, "{json}");
+            assert_eq!(head.name, full.name);
+            assert_eq!(head.severity, full.severity);
+            assert_eq!(head.time, full.time);
+            assert_eq!(head.civil(), full.civil());
+        }
+    }
+
+    #[test]
     fn repeated_common_keys_are_kept() {
         let ev = event(r#"{"actorId":"a","actorId":"b"}"#);
         let r = normalize(&ev);
@@ -661,6 +992,66 @@ mod tests {
     }
 
     #[test]
+    fn type_names_as_the_catalog_reads_them() {
+        for tag in [
+            "audit_log::logged_in/1",
+            "audit_log::x/y/2",
+            "logged_in",
+            "audit_log::",
+            "/",
+            "",
+            "audit_log::é/1",
+            "audit_log:logged_in/1",
+        ] {
+            assert_eq!(type_name(tag), catalog::audit_type_name(tag), "{tag}");
+        }
+    }
+
+    #[test]
+    fn fast_ipv4_parsing_agrees_with_std() {
+        for t in [
+            "0.0.0.0",
+            "1.2.3.4",
+            "255.255.255.255",
+            "256.1.1.1",
+            "01.2.3.4",
+            "1.2.3",
+            "1.2.3.4.",
+            "1.2.3.4.5",
+            "1..3.4",
+            "",
+            "1.2.3.-4",
+            "1234.1.1.1",
+            "1.2.3.04",
+            "10.0.0.1 ",
+            "::1",
+            "::ffff:1.2.3.4",
+            "2001:db8::1",
+            "1.2.3.4%eth0",
+            "a.b.c.d",
+            "9.9.9.9\u{0}",
+        ] {
+            assert_eq!(parse_ip(t), t.parse::<IpAddr>().ok(), "{t:?}");
+            if let Some(o) = parse_ipv4_fast(t.as_bytes()) {
+                assert_eq!(
+                    t.parse::<std::net::Ipv4Addr>().ok(),
+                    Some(o.into()),
+                    "{t:?}"
+                );
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn ip_parsing_agrees_with_std(t in "[0-9.:a-f]{0,20}", a in proptest::prelude::any::<[u8; 4]>()) {
+            proptest::prop_assert_eq!(parse_ip(&t), t.parse::<IpAddr>().ok());
+            let quad = std::net::Ipv4Addr::from(a).to_string();
+            proptest::prop_assert_eq!(parse_ip(&quad), Some(IpAddr::from(a)));
+        }
+    }
+
+    #[test]
     fn catalog_lookup_finds_every_type() {
         for (i, t) in AUDIT_EVENT_TYPES.iter().enumerate() {
             assert_eq!(catalog_index(t.name), Some(i));
@@ -669,12 +1060,147 @@ mod tests {
         assert_eq!(catalog_index(""), None);
     }
 
+    fn event_of(kind: SourceKind, json: &str) -> Event {
+        let raw = RawValue::from_string(json.to_owned()).unwrap();
+        Event::new(
+            kind,
+            raw,
+            DateTime::from_timestamp(1_700_000_000, 5).unwrap(),
+        )
+    }
+
+    const ALERT: &str = r#"{"type$":"ALERT_DETAILS","tenantId":"123456","type":"FED_ENDPOINT_EXFILTRATION","name":"Departing employee endpoint exfiltration system rule","description":"System rule","actor":"burt.morales@example.com","actorId":"9001","target":"N/A","severity":"MEDIUM","riskSeverity":"CRITICAL","ruleId":"123456789424242","ruleSource":"Departing Employee","watchlists":[],"id":"987654321424242","createdAt":"2020-04-08T13:50:25.3644410Z","state":"OPEN","stateLastModifiedBy":null,"stateLastModifiedAt":null,"observations":[{"type$":"OBSERVATION","id":"1","observedAt":"2020-04-08T13:40:00.0000000Z","type":"FedEndpointExfiltration","data":{"fileCount":2,"totalFileSize":311096,"exposureTypes":["CloudStorage"],"files":[{"name":"a.png"}],"sendingIpAddresses":["2001:db8::7","192.0.2.1"]}}],"note":null}"#;
+
     #[test]
-    fn other_sources_keep_everything() {
-        let raw = RawValue::from_string(r#"{"type":"FED_COMPOSITE","name":"x"}"#.into()).unwrap();
-        let ev = Event::new(SourceKind::Alerts, raw, DateTime::UNIX_EPOCH);
+    fn takes_the_common_keys_of_an_alert() {
+        let ev = event_of(SourceKind::Alerts, ALERT);
         let r = normalize(&ev);
-        assert_eq!(r.class_id, "alert");
-        assert_eq!(r.fields.len(), 2);
+        assert_eq!(r.class_id, "FED_ENDPOINT_EXFILTRATION");
+        assert_eq!(
+            r.name,
+            "Departing employee endpoint exfiltration system rule"
+        );
+        assert_eq!(r.category, "exfiltration");
+        // MEDIUM rule, CRITICAL events: the higher one.
+        assert_eq!(r.severity, 10);
+        assert_eq!(r.time.timestamp_subsec_nanos(), 364_441_000);
+        assert_eq!(r.actor.name.as_deref(), Some("burt.morales@example.com"));
+        assert_eq!(r.actor.id.as_deref(), Some("9001"));
+        assert!(r.type_tag_is_canonical());
+        assert!(r.problems.is_empty());
+        let ips: Vec<_> = r.source_ips.iter().map(|(t, _)| t).collect();
+        assert_eq!(ips, ["2001:db8::7", "192.0.2.1"]);
+        let s = r.observations.as_deref().unwrap();
+        assert_eq!((s.count, s.file_count, s.total_file_size), (1, 2, 311_096));
+        // Severity, observations and every other key stay in the fields, in order.
+        let keys: Vec<_> = r.fields.iter().map(|f| f.key.as_ref()).collect();
+        assert_eq!(
+            keys,
+            [
+                "tenantId",
+                "description",
+                "target",
+                "severity",
+                "riskSeverity",
+                "ruleId",
+                "ruleSource",
+                "watchlists",
+                "id",
+                "state",
+                "stateLastModifiedBy",
+                "stateLastModifiedAt",
+                "observations",
+                "note"
+            ]
+        );
+    }
+
+    #[test]
+    fn odd_alerts_still_make_records() {
+        let ev = event_of(
+            SourceKind::Alerts,
+            r#"{"type":"","name":7,"actor":null,"createdAt":"not a time","severity":"URGENT","observations":"x"}"#,
+        );
+        let r = normalize(&ev);
+        assert_eq!(r.class_id, alerts::ALERT_CLASS_ID);
+        assert_eq!(r.name, alerts::ALERT_NAME);
+        assert_eq!(r.severity, alerts::ALERT_DEFAULT_SEVERITY);
+        assert_eq!(r.time, ev.occurred);
+        assert!(r.problems.contains(Problems::MISSING_TYPE));
+        assert!(r.problems.contains(Problems::MISSING_TIME));
+        assert_eq!(r.observations, None);
+        assert_eq!(r.fields.len(), 6, "nothing taken, nothing lost");
+        let ev = event_of(
+            SourceKind::Alerts,
+            r#"{"type":"FED_NEW_KIND","severity":"low"}"#,
+        );
+        let r = normalize(&ev);
+        assert_eq!(r.class_id, "FED_NEW_KIND");
+        assert_eq!(r.name, "FED NEW KIND");
+        assert_eq!(r.category, alerts::ALERT_CATEGORY);
+        assert_eq!(r.severity, 3);
+    }
+
+    #[test]
+    fn takes_the_common_keys_of_a_sync_log_entry() {
+        let ev = event_of(
+            SourceKind::SyncLog,
+            r#"{"username":"ops|oncall=1@example.com","action":"ROLE_ASSIGNED","field":"role","oldValue":null,"newValue":"Security Center User","providerName":"Okta","logEventTimeStamp":"2024-03-01T10:00:00.123Z"}"#,
+        );
+        let r = normalize(&ev);
+        assert_eq!(r.class_id, "ROLE_ASSIGNED");
+        assert_eq!(r.name, "Role assigned");
+        assert_eq!(r.category, "roles");
+        assert_eq!(r.severity, 5);
+        assert_eq!(r.time.timestamp_subsec_millis(), 123);
+        assert_eq!(r.actor, Actor::default());
+        let keys: Vec<_> = r.fields.iter().map(|f| f.key.as_ref()).collect();
+        assert_eq!(
+            keys,
+            ["username", "field", "oldValue", "newValue", "providerName"]
+        );
+        let ev = event_of(
+            SourceKind::SyncLog,
+            r#"{"action":"USER_LOCKED_OUT","logEventTimeStamp":1709287200123}"#,
+        );
+        let r = normalize(&ev);
+        assert_eq!(r.class_id, "USER_LOCKED_OUT");
+        assert_eq!(r.name, "User locked out");
+        assert_eq!(r.category, sync_log::SYNC_LOG_CATEGORY);
+        assert!(r.problems.contains(Problems::MISSING_TIME));
+        assert_eq!(r.fields[0].key, "logEventTimeStamp");
+        let ev = event_of(SourceKind::SyncLog, "[]");
+        let r = normalize(&ev);
+        assert_eq!(r.class_id, sync_log::SYNC_LOG_CLASS_ID);
+        assert!(r.problems.contains(Problems::NOT_AN_OBJECT));
+    }
+
+    #[test]
+    fn header_only_reading_agrees_for_every_source() {
+        for (kind, json) in [
+            (SourceKind::Alerts, ALERT),
+            (
+                SourceKind::Alerts,
+                r#"{"riskSeverity":"HIGH","type":"FED_COMPOSITE"}"#,
+            ),
+            (
+                SourceKind::Alerts,
+                r#"{"createdAt":"2024-01-01T00:00:00Z","x":[1,2]}"#,
+            ),
+            (SourceKind::Alerts, r#"[{"type":"FED_COMPOSITE"}]"#),
+            (
+                SourceKind::SyncLog,
+                r#"{"action":"USER_ADDED","logEventTimeStamp":"2024-01-01T00:00:00.5Z"}"#,
+            ),
+            (SourceKind::SyncLog, r#"{"username":"u"}"#),
+        ] {
+            let ev = event_of(kind, json);
+            let full = normalize(&ev);
+            let mut head = Record::empty(&ev);
+            normalize_header_into(&ev, &mut head);
+            assert_eq!(head.class_id, full.class_id, "{json}");
+            assert_eq!(head.severity, full.severity, "{json}");
+            assert_eq!(head.time, full.time, "{json}");
+        }
     }
 }

@@ -1,11 +1,11 @@
 //! Finding bytes of a small set, eight bytes at a time.
 //!
 //! Owned here: "where is the first byte of this set" for reading JSON (the end of a
-//! string: `"` or `\`) and for the three escaping contexts of the encoders (CEF
-//! extension values, CEF header fields, JSON strings). Most strings contain none of
-//! these bytes, so readers skip and escapers copy them in one piece; byte-at-a-time loops
-//! were the largest cost of normalizing and encoding. Deliberately not here: what the
-//! callers do with the position.
+//! string: `"` or `\`) and for the escaping contexts of the encoders (CEF extension
+//! values, CEF header fields, LEEF values, LEEF header fields, JSON strings). Most
+//! strings contain none of these bytes, so readers skip and escapers copy them in one
+//! piece; byte-at-a-time loops were the largest cost of normalizing and encoding.
+//! Deliberately not here: what the callers do with the position.
 //!
 //! The technique is SWAR (SIMD within a register, safe code only): for a word `x`,
 //! `(x - 0x01..01) & !x & 0x80..80` flags the zero bytes of `x`; XOR with a repeated byte
@@ -88,6 +88,32 @@ pub(crate) fn find_cef_header_special(b: &[u8]) -> Option<usize> {
     )
 }
 
+/// First `\`, TAB, LF or CR: what a LEEF attribute value escapes.
+#[inline]
+pub(crate) fn find_leef_value_special(b: &[u8]) -> Option<usize> {
+    find_by(
+        b,
+        |x| eq_mask(x, b'\\') | eq_mask(x, b'\t') | eq_mask(x, b'\n') | eq_mask(x, b'\r'),
+        |c| matches!(c, b'\\' | b'\t' | b'\n' | b'\r'),
+    )
+}
+
+/// First `\`, `|`, TAB, LF or CR: what a LEEF header field escapes or replaces.
+#[inline]
+pub(crate) fn find_leef_header_special(b: &[u8]) -> Option<usize> {
+    find_by(
+        b,
+        |x| {
+            eq_mask(x, b'\\')
+                | eq_mask(x, b'|')
+                | eq_mask(x, b'\t')
+                | eq_mask(x, b'\n')
+                | eq_mask(x, b'\r')
+        },
+        |c| matches!(c, b'\\' | b'|' | b'\t' | b'\n' | b'\r'),
+    )
+}
+
 /// First `"`, `\` or control character below 0x20: what a JSON string escapes.
 #[inline]
 pub(crate) fn find_json_special(b: &[u8]) -> Option<usize> {
@@ -111,7 +137,7 @@ mod tests {
     fn finds_the_first_special_byte_at_every_position() {
         for len in 0..40 {
             for pos in 0..=len {
-                for special in [b'\\', b'=', b'\n', b'\r', b'|', b'"', 0x00, 0x1f] {
+                for special in [b'\\', b'=', b'\n', b'\r', b'|', b'"', b'\t', 0x00, 0x1f] {
                     let mut v = vec![b'a'; len];
                     if pos < len {
                         v[pos] = special;
@@ -136,6 +162,14 @@ mod tests {
                         find_backslash_or_eq(&v),
                         naive(&v, |c| c == b'=' || c == b'\\')
                     );
+                    assert_eq!(
+                        find_leef_value_special(&v),
+                        naive(&v, |c| matches!(c, b'\\' | b'\t' | b'\n' | b'\r'))
+                    );
+                    assert_eq!(
+                        find_leef_header_special(&v),
+                        naive(&v, |c| matches!(c, b'\\' | b'|' | b'\t' | b'\n' | b'\r'))
+                    );
                 }
             }
         }
@@ -155,6 +189,10 @@ mod tests {
             prop_assert_eq!(
                 find_json_special(&v),
                 naive(&v, |c| c < 0x20 || c == b'"' || c == b'\\')
+            );
+            prop_assert_eq!(
+                find_leef_value_special(&v),
+                naive(&v, |c| matches!(c, b'\\' | b'\t' | b'\n' | b'\r'))
             );
         }
     }

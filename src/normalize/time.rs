@@ -10,7 +10,7 @@
 //! API ever sends and costs several times more per event; the encoders run this once
 //! per record at a million records per second.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 
 const SECS_PER_DAY: i64 = 86_400;
 
@@ -138,7 +138,15 @@ pub fn parse_rfc3339_civil(s: &str) -> Option<(DateTime<Utc>, Option<Civil>)> {
     let secs =
         days * SECS_PER_DAY + i64::from(hour) * 3600 + i64::from(minute) * 60 + i64::from(second)
             - offset_secs;
-    let t = DateTime::<Utc>::from_timestamp(secs, nanos)?;
+    let t = if offset_secs == 0 {
+        // Building from the calendar fields is cheaper than from a day count (which
+        // chrono has to turn back into a year and a day of the year).
+        NaiveDate::from_ymd_opt(i32::try_from(year).ok()?, month, day)?
+            .and_hms_nano_opt(hour, minute, second, nanos)?
+            .and_utc()
+    } else {
+        DateTime::<Utc>::from_timestamp(secs, nanos)?
+    };
     let civil = (offset_secs == 0).then_some(Civil {
         year,
         month,

@@ -11,7 +11,10 @@
 //! batch into one reused buffer, write, retry, acknowledge), the error classification
 //! ([`SinkError::is_retriable`]), the per-sink metric handles and the dead-letter file.
 //! The transports live in `stdout`, `file`, `tcp` and `udp`; each only knows how to
-//! write one encoded batch and how to recover its connection or file handle.
+//! write one encoded batch and how to recover its connection or file handle. `tcp`
+//! speaks plain TCP or TLS (`tls`: the rustls client config and the stream type shared
+//! with RELP). `relp` has its own loop: a window of frames, each acknowledged by the
+//! server's `rsp`, re-sent on a new session when one breaks.
 //!
 //! Not done here: spawning (the pipeline spawns one task per sink and hands it the
 //! queue), encoding rules (`crate::encode`), and deciding the backoff delays
@@ -19,8 +22,13 @@
 
 mod dead_letter;
 mod file;
+mod hec;
+mod http;
+mod http_common;
+mod relp;
 mod stdout;
 mod tcp;
+mod tls;
 mod udp;
 
 pub use dead_letter::DeadLetterFile;
@@ -80,6 +88,52 @@ pub enum SinkError {
     Stdout { source: io::Error },
     #[error("cannot write the dead-letter file {}: {source}", path.display())]
     DeadLetter { path: PathBuf, source: io::Error },
+    #[error("sink {sink}: this transport is not available in this build")]
+    Unsupported { sink: String },
+    /// An HTTP-based sink (HEC, HTTP): a failed request, an unexpected answer, or a
+    /// client that cannot be built (TLS files). `url` never carries credentials;
+    /// `kind` is the `sink_errors` label; `retriable` is decided by the sink's
+    /// classification (`http_common`).
+    #[error("{url}: {detail}")]
+    Http {
+        url: String,
+        kind: &'static str,
+        retriable: bool,
+        detail: String,
+    },
+    /// A CA bundle, client certificate or key that cannot be used (names the file).
+    #[error("invalid tls settings: {reason}")]
+    TlsConfig { reason: String },
+    /// `certificate`: the failure is about a certificate (ours or the server's).
+    #[error("tls handshake with {addr} failed: {reason}")]
+    TlsHandshake {
+        addr: String,
+        reason: String,
+        certificate: bool,
+    },
+    #[error("tls handshake with {addr} timed out after {timeout:?}: the server did not answer the TLS handshake: is it a plaintext listener?")]
+    TlsHandshakeTimeout { addr: String, timeout: Duration },
+    /// A fresh connection that the peer closed right after our first write: the peer
+    /// did not take what we sent (plain TCP to a TLS listener, a rejected client).
+    #[error("{addr}: the peer closed the connection after the first record ({reason}): {hint}")]
+    ClosedAfterFirstWrite {
+        addr: String,
+        reason: String,
+        hint: &'static str,
+    },
+    #[error("reading from {addr} failed: {source}")]
+    Read { addr: String, source: io::Error },
+    /// A broken RELP session: closed, `serverclose`, no `rsp` in time, a protocol error.
+    #[error("relp session with {addr}: {reason}")]
+    Relp { addr: String, reason: String },
+    /// The RELP server answered a command with a code other than 200.
+    #[error("relp server {addr} refused {command}: {code} {text}")]
+    RelpRefused {
+        addr: String,
+        command: String,
+        code: u16,
+        text: String,
+    },
 }
 
 impl SinkError {
@@ -99,7 +153,22 @@ impl SinkError {
             SinkError::Open { source, .. } | SinkError::FileWrite { source, .. } => {
                 source.kind() != io::ErrorKind::PermissionDenied
             }
-            SinkError::Stdout { .. } | SinkError::DeadLetter { .. } => false,
+            SinkError::Stdout { .. }
+            | SinkError::DeadLetter { .. }
+            | SinkError::Unsupported { .. } => false,
+            SinkError::Http { retriable, .. } => *retriable,
+            // Unusable files do not heal by waiting: the sink stops at start.
+            SinkError::TlsConfig { .. } => false,
+            // Certificate problems heal when the server (or its DNS name) is fixed while
+            // we wait, and retrying loses nothing (see `tls.rs`). A peer that closes
+            // after the first record, a broken or refused RELP session: the batch is
+            // held and sent again on a new connection.
+            SinkError::TlsHandshake { .. }
+            | SinkError::TlsHandshakeTimeout { .. }
+            | SinkError::ClosedAfterFirstWrite { .. }
+            | SinkError::Relp { .. }
+            | SinkError::RelpRefused { .. } => true,
+            SinkError::Read { source, .. } => network_error_is_retriable(source),
         }
     }
 
@@ -115,6 +184,19 @@ impl SinkError {
             SinkError::FileWrite { .. } => "file_write",
             SinkError::Stdout { .. } => "stdout",
             SinkError::DeadLetter { .. } => "dead_letter",
+            SinkError::Unsupported { .. } => "unsupported",
+            SinkError::Http { kind, .. } => kind,
+            SinkError::TlsConfig { .. } => "tls_config",
+            SinkError::TlsHandshake {
+                certificate: true, ..
+            } => "tls_certificate",
+            SinkError::TlsHandshake { .. } | SinkError::TlsHandshakeTimeout { .. } => {
+                "tls_handshake"
+            }
+            SinkError::ClosedAfterFirstWrite { .. } => "closed_after_first_write",
+            SinkError::Read { .. } => "read",
+            SinkError::Relp { .. } => "relp_session",
+            SinkError::RelpRefused { .. } => "relp_refused",
         }
     }
 }
@@ -309,8 +391,14 @@ enum Transport {
 }
 
 impl Transport {
-    fn new(cfg: &Sink, ctx: &SinkContext, metrics: &SinkMetrics) -> Self {
-        match &cfg.kind {
+    /// `None` for the sinks that have their own delivery loop (RELP, HEC, HTTP); an
+    /// error for settings that cannot work (TLS files).
+    fn new(
+        cfg: &Sink,
+        ctx: &SinkContext,
+        metrics: &SinkMetrics,
+    ) -> Result<Option<Self>, SinkError> {
+        Ok(Some(match &cfg.kind {
             SinkKind::Stdout => Transport::Stdout(stdout::StdoutWriter::new()),
             SinkKind::File { path } => Transport::File(file::FileWriter::new(
                 &cfg.name,
@@ -322,12 +410,16 @@ impl Transport {
                 port,
                 connect_timeout,
                 keepalive,
+                tls,
             } => Transport::Tcp(tcp::TcpWriter::new(
                 &cfg.name,
                 host.clone(),
                 *port,
                 *connect_timeout,
                 *keepalive,
+                tls.as_ref()
+                    .map(|t| tls::TlsClient::new(&cfg.name, host, t))
+                    .transpose()?,
                 metrics.clone(),
             )),
             SinkKind::Udp {
@@ -344,7 +436,8 @@ impl Transport {
                 DeadLetterFile::new(&ctx.dead_letter_dir, &cfg.name),
                 metrics.clone(),
             )),
-        }
+            SinkKind::Relp { .. } | SinkKind::Hec(_) | SinkKind::Http(_) => return Ok(None),
+        }))
     }
 
     /// Writes one whole batch. After an error the transport drops its connection or
@@ -373,7 +466,15 @@ pub async fn run(
     ctx: SinkContext,
 ) -> Result<(), SinkError> {
     let encoder = Encoder::new(cfg.encoding.clone());
-    run_with_encoder(cfg, rx, ctx, encoder).await
+    // RELP and the HTTP-based sinks have their own delivery loops (windows of
+    // unacknowledged frames, batching by size and time); the stream and file sinks
+    // share `run_with_encoder`.
+    match &cfg.kind {
+        SinkKind::Relp { .. } => relp::run(cfg, rx, ctx, encoder).await,
+        SinkKind::Hec(_) => hec::run(cfg, rx, ctx, encoder).await,
+        SinkKind::Http(_) => http::run(cfg, rx, ctx, encoder).await,
+        _ => run_with_encoder(cfg, rx, ctx, encoder).await,
+    }
 }
 
 /// [`run`] with a given encoder instead of the one `cfg.encoding` describes.
@@ -384,7 +485,20 @@ pub async fn run_with_encoder(
     encoder: impl RecordEncoder,
 ) -> Result<(), SinkError> {
     let metrics = SinkMetrics::new(&ctx.metrics, &cfg.name);
-    let mut transport = Transport::new(&cfg, &ctx, &metrics);
+    let mut transport = match Transport::new(&cfg, &ctx, &metrics) {
+        Ok(Some(t)) => t,
+        Ok(None) => {
+            return Err(SinkError::Unsupported {
+                sink: cfg.name.clone(),
+            })
+        }
+        Err(e) => {
+            // Nothing was taken from the queue: its batches count as not delivered.
+            metrics.error(&e);
+            tracing::error!(sink = %cfg.name, error = %e, "the sink cannot start");
+            return Err(e);
+        }
+    };
     let mut records = EncodedBatch::default();
     let shutdown = &ctx.shutdown;
     let sink = cfg.name.as_str();
@@ -455,10 +569,11 @@ pub async fn run_with_encoder(
     }
 }
 
-/// Checks that a sink can work, without sending anything: TCP connects (and closes),
-/// UDP resolves its host and binds a socket, a file sink opens its file for appending
+/// Checks that a sink can work, without sending anything: TCP connects (and closes;
+/// with TLS it also loads the certificates and completes a handshake), RELP opens a
+/// session and closes it, UDP resolves its host and binds a socket, a file sink opens its file for appending
 /// (creating it and its directories, as the sink itself would on start), stdout is
-/// always fine.
+/// always fine. HEC answers its health endpoint; an HTTP sink builds its client.
 pub async fn healthcheck(cfg: &Sink) -> Result<(), SinkError> {
     match &cfg.kind {
         SinkKind::Stdout => Ok(()),
@@ -467,9 +582,21 @@ pub async fn healthcheck(cfg: &Sink) -> Result<(), SinkError> {
             host,
             port,
             connect_timeout,
+            tls,
             ..
-        } => tcp::connect(host, *port, *connect_timeout).await.map(drop),
+        } => {
+            let client = tls
+                .as_ref()
+                .map(|t| tls::TlsClient::new(&cfg.name, host, t))
+                .transpose()?;
+            tls::connect(host, *port, *connect_timeout, client.as_ref())
+                .await
+                .map(drop)
+        }
         SinkKind::Udp { host, port, .. } => udp::connect(host, *port).await.map(drop),
+        SinkKind::Relp { .. } => relp::healthcheck(cfg).await,
+        SinkKind::Hec(_) => hec::healthcheck(cfg).await,
+        SinkKind::Http(_) => http::healthcheck(cfg),
     }
 }
 

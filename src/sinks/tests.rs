@@ -60,6 +60,7 @@ fn tcp_kind(port: u16) -> SinkKind {
         port,
         connect_timeout: Duration::from_secs(5),
         keepalive: Some(Duration::from_secs(30)),
+        tls: None,
     }
 }
 

@@ -37,6 +37,17 @@
 //! inserted while we page; an insertion before the current page shifts offsets, and a
 //! shifted event would be counted twice in one read. There a full page is therefore
 //! followed by a new query from its newest event instead of by the next offset page.
+//! A source whose records can also leave the result set while a poll pages (alerts: a
+//! state filter stops matching, an alert is deleted) would see offsets shift the other
+//! way and skip a record; it polls with [`PollCycle::with_re_anchoring`], which
+//! re-anchors after every full page, settled or not. Re-anchoring stops only where it
+//! cannot advance (a whole page at one instant), and there offset paging takes over.
+//!
+//! # Records with an id
+//! Alerts carry an id, and an alert's text changes when its state does. Their fingerprint
+//! is the hash of the id, and the poll runs with [`PollCycle::with_unique_keys`]: a key
+//! already forwarded is never forwarded again, however many copies a read returns (the
+//! multiset rule would let a second copy in one read through).
 
 use crate::checkpoint::SeenEvent;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -151,7 +162,8 @@ impl WindowState {
 
     /// Decides whether one event of a read is new, and records it if so. `read_counts`
     /// counts the copies of each fingerprint seen so far in the current read (one query).
-    fn admit(&mut self, read_counts: &mut HashMap<u64, u32>, ev: PageEvent) -> bool {
+    /// With `unique`, a fingerprint identifies one record, forwarded at most once.
+    fn admit(&mut self, read_counts: &mut HashMap<u64, u32>, ev: PageEvent, unique: bool) -> bool {
         if ev.occurred < self.watermark {
             // Everything before the watermark was forwarded already (state invariant);
             // a server that rounds the query start may hand such events back.
@@ -163,7 +175,7 @@ impl WindowState {
             count: 0,
             occurred: ev.occurred,
         });
-        if *n <= seen.count {
+        if *n <= seen.count || (unique && seen.count > 0) {
             false
         } else {
             seen.count += 1;
@@ -223,6 +235,10 @@ pub struct PollCycle {
     /// Newest event time read in the current query.
     newest_in_query: Option<DateTime<Utc>>,
     splits: u32,
+    /// Fingerprints are record keys, not content hashes (see the module docs).
+    unique_keys: bool,
+    /// Re-anchor after every full page, not only in the live region.
+    always_re_anchor: bool,
 }
 
 impl PollCycle {
@@ -250,7 +266,24 @@ impl PollCycle {
             read_counts: HashMap::new(),
             newest_in_query: None,
             splits: 0,
+            unique_keys: false,
+            always_re_anchor: false,
         }
+    }
+
+    /// Follows every full page by a new query from its newest event, settled or not
+    /// (for records that can leave the result set while a poll pages; see the module
+    /// docs).
+    pub fn with_re_anchoring(mut self) -> Self {
+        self.always_re_anchor = true;
+        self
+    }
+
+    /// Treats fingerprints as record keys: each is forwarded at most once (see the
+    /// module docs, "Records with an id").
+    pub fn with_unique_keys(mut self) -> Self {
+        self.unique_keys = true;
+        self
     }
 
     /// The request to make now.
@@ -284,7 +317,7 @@ impl PollCycle {
     pub fn on_page(&mut self, state: &mut WindowState, events: &[PageEvent]) -> PageVerdict {
         let forward: Vec<bool> = events
             .iter()
-            .map(|&ev| state.admit(&mut self.read_counts, ev))
+            .map(|&ev| state.admit(&mut self.read_counts, ev, self.unique_keys))
             .collect();
         let duplicates = forward.iter().filter(|f| !**f).count();
         // Listings are in time order, so the newest is the last; `max` also keeps an event
@@ -311,8 +344,11 @@ impl PollCycle {
         let next_page_end = (u64::from(self.page) + 2) * u64::from(self.page_size);
         let (split, next) = if next_page_end > self.limit {
             self.split_at(newest)
-        } else if newest >= self.settled_before && newest > self.query_start {
-            // Live region: re-anchor instead of paging by offset (see module docs).
+        } else if (self.always_re_anchor || newest >= self.settled_before)
+            && newest > self.query_start
+        {
+            // Live region (or records that can vanish): re-anchor instead of paging by
+            // offset (see module docs).
             self.restart_query_at(newest);
             (false, Next::Fetch(self.current()))
         } else {
@@ -357,7 +393,7 @@ impl PollCycle {
         self.read_counts.clear();
         let forward: Vec<bool> = events
             .iter()
-            .map(|&ev| state.admit(&mut self.read_counts, ev))
+            .map(|&ev| state.admit(&mut self.read_counts, ev, self.unique_keys))
             .collect();
         let duplicates = forward.iter().filter(|f| !**f).count();
         let after = at + TimeDelta::nanoseconds(1);
@@ -861,6 +897,84 @@ mod tests {
                 count: 3
             }]
         );
+    }
+
+    #[test]
+    fn unique_keys_are_forwarded_once_even_twice_in_one_read() {
+        // An alert id seen twice in one read (an offset shift between pages), and again
+        // with another text (its state changed) in a later poll: forwarded once.
+        let key = fingerprint("alert-1");
+        let at = secs(50);
+        let a = PageEvent {
+            fingerprint: key,
+            occurred: at,
+        };
+        let mut state = WindowState::new(secs(0));
+        let mut c =
+            PollCycle::new(&state, secs(52), Duration::from_secs(5), 10, 100).with_unique_keys();
+        let v = c.on_page(&mut state, &[a, ev(2, at), a]);
+        assert_eq!(v.forward, vec![true, true, false]);
+        assert_eq!(state.forwarded_copies(key), 1);
+        let mut c =
+            PollCycle::new(&state, secs(53), Duration::from_secs(5), 10, 100).with_unique_keys();
+        let v = c.on_page(&mut state, &[a]);
+        assert_eq!(v.forward, vec![false]);
+        // the multiset rule, by contrast, lets the second copy of one read through
+        let mut state = WindowState::new(secs(0));
+        let mut c = PollCycle::new(&state, secs(52), Duration::from_secs(5), 10, 100);
+        let v = c.on_page(&mut state, &[a, a]);
+        assert_eq!(v.forward, vec![true, true]);
+    }
+
+    #[test]
+    fn re_anchoring_loses_nothing_when_a_record_leaves_the_results_mid_poll() {
+        // Ten settled records, pages of three; after the first page, record 1 stops
+        // matching the query (an alert resolved under a `State IS OPEN` filter).
+        let evs: Vec<PageEvent> = (0..10u32).map(|i| ev(i, secs(i64::from(i)))).collect();
+        let read = |re_anchor: bool| {
+            let mut state = WindowState::new(secs(0));
+            let mut cycle = PollCycle::new(
+                &state,
+                secs(1000),
+                Duration::from_secs(5),
+                3,
+                SEARCH_RESULT_LIMIT,
+            );
+            if re_anchor {
+                cycle = cycle.with_re_anchoring();
+            }
+            let mut server = Server {
+                events: evs.iter().map(|e| (*e, e.occurred)).collect(),
+                limit: SEARCH_RESULT_LIMIT,
+            };
+            let mut out = Vec::new();
+            let mut next = Next::Fetch(cycle.current());
+            let mut requests = 0;
+            while let Next::Fetch(q) = next {
+                requests += 1;
+                assert!(requests < 100);
+                let Reply::Page(page) = server.search(secs(1000), q) else {
+                    panic!("no limit here")
+                };
+                let v = cycle.on_page(&mut state, &page);
+                out.extend(
+                    page.iter()
+                        .zip(&v.forward)
+                        .filter(|(_, f)| **f)
+                        .map(|(e, _)| *e),
+                );
+                server.events.retain(|(e, _)| *e != evs[1]);
+                next = v.next;
+            }
+            out
+        };
+        let offset_paged = read(false);
+        assert!(
+            !offset_paged.contains(&evs[3]),
+            "offset paging skips the record that shifted into the page already read"
+        );
+        let re_anchored = read(true);
+        assert_eq!(re_anchored, evs, "each once, in order, none skipped");
     }
 
     #[test]

@@ -236,3 +236,82 @@ async fn checkpoint_show_and_reset_name_the_source() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("`audit` had no checkpoint"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_connect_logs_in_and_checks_sinks() {
+    let opts = c42fwd::emulator::EmulatorOptions {
+        backlog: 0,
+        rate: 0.0,
+        ..Default::default()
+    };
+    let emu = crate::e2e::start_emulator(opts.clone()).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let live = listener.local_addr().unwrap().port();
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        r#"
+state_dir = "{state}"
+[tenants.good]
+api = "incydr"
+base_url = "{base}"
+client_id = "{id}"
+client_secret = "{secret}"
+[tenants.bad]
+api = "incydr"
+base_url = "{base}"
+client_id = "{id}"
+client_secret = "wrong-secret-value"
+[sources.a]
+type = "audit_log"
+tenant = "good"
+[sources.b]
+type = "audit_log"
+tenant = "bad"
+[sinks.live]
+type = "tcp"
+host = "127.0.0.1"
+port = {live}
+[sinks.dead]
+type = "tcp"
+host = "127.0.0.1"
+port = {dead}
+connect_timeout = "2s"
+[[routes]]
+sources = ["a", "b"]
+sinks = ["live", "dead"]
+"#,
+        state = dir.path().join("state").display(),
+        base = emu.base_url(),
+        id = opts.client_id,
+        secret = opts.client_secret,
+    );
+    let cfg = write(&dir, "c.toml", &text);
+    let out = c42fwd()
+        .args(["validate", "--connect", "--config"])
+        .arg(&cfg)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("tenants.good: logged in"), "{stdout}");
+    assert!(
+        stdout.contains("tenants.bad: FAILED: ") && stdout.contains("401"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("sinks.live: reachable"), "{stdout}");
+    assert!(
+        stdout.contains("sinks.dead: FAILED: ") && stdout.contains(&format!("127.0.0.1:{dead}")),
+        "{stdout}"
+    );
+    let all = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        !all.contains("wrong-secret-value") && !all.contains(&opts.client_secret),
+        "a secret was printed: {all}"
+    );
+    drop(listener);
+}

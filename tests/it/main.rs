@@ -2,9 +2,15 @@
 //!
 //! Modules follow the system's boundaries; `support` holds shared harnesses.
 
+mod alerts;
 mod cli;
 mod e2e;
+mod hec;
+mod http;
 mod poller;
+mod relp;
 mod rsyslog;
 mod sinks;
 mod support;
+mod sync_log;
+mod tls;

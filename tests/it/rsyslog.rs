@@ -5,17 +5,28 @@
 //! and tests run in parallel. Inputs listen on 127.0.0.1 only:
 //! - `imtcp`, which takes octet-counted (RFC 6587) and LF-framed messages on the same
 //!   listener (rsyslog tells them apart by the first byte of each frame);
-//! - `imudp`, one message per datagram.
+//! - `imudp`, one message per datagram;
+//! - any number of `imtcp` inputs over TLS ([`TlsListener`]: the `gtls` stream driver,
+//!   rsyslog-gnutls), each with its own server certificate and authentication mode
+//!   (`anon`: no client certificate asked for; `x509/name`: a client certificate from
+//!   the CA with a permitted name is required);
+//! - at most one `imrelp` input ([`RelpListener`], rsyslog-relp), plain or over TLS
+//!   (librelp's TLS, with gnutls).
+//!
+//! The certificates are files the test made (`tests/it/tls.rs` generates them with
+//! rcgen); the harness only points rsyslog at them.
 //!
 //! Every message received is written to `received.log` with the template `%rawmsg%\n`
 //! (the message exactly as received, framing removed). rsyslog's own messages go to
 //! `rsyslogd.log`, which is shown when something fails.
 //!
-//! Ports: both inputs bind port 0, so the kernel picks a free port and nothing can race
+//! Ports: every input binds port 0, so the kernel picks a free port and nothing can race
 //! us for it. imtcp writes the port it got to a file (`listenPortFileName`, rsyslog
-//! 8.38 and later, written only when the port was 0); imudp has no such option, so its port is read from
-//! `/proc/<pid>/fd` and `/proc/net/udp` (the UDP socket on 127.0.0.1 that the rsyslogd
-//! process holds). A restart binds the same ports explicitly. Readiness is that
+//! 8.38 and later, written only when the port was 0; one file per imtcp input); imudp
+//! and imrelp have no such option, so their ports are read from `/proc/<pid>/fd` and
+//! `/proc/net/{udp,tcp}` (the UDP socket on 127.0.0.1 that the rsyslogd process holds;
+//! the one listening TCP socket that is not an imtcp port). A restart binds the same
+//! ports explicitly. Readiness is that
 //! signal, not a sleep: rsyslogd holds a listening socket on the TCP port (named by the
 //! port file on a first start); rsyslogd holds the UDP socket (datagrams that arrive before its input
 //! thread reads them wait in the socket buffer).
@@ -24,7 +35,7 @@
 
 #![allow(dead_code)] // a harness: not every test uses every method
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -43,6 +54,16 @@ pub struct RsyslogOptions {
     pub template: String,
     /// rsyslog's `maxMessageSize`: longer messages are cut by rsyslog itself.
     pub max_message_size: usize,
+    /// imtcp inputs over TLS, by name (see [`Rsyslog::tls_port`]).
+    pub tls: Vec<TlsListener>,
+    pub relp: Option<RelpListener>,
+    /// Run the main queue in direct mode: a message is written to the output file by
+    /// the thread that received it, before the input reads on (and before imrelp
+    /// answers `rsp`). Without it rsyslog acknowledges RELP frames once they are in its
+    /// in-memory queue, which a SIGKILL empties; with it a killed rsyslog has lost
+    /// nothing it acknowledged, which is what the RELP restart test needs to tell the
+    /// sink's guarantees apart from rsyslog's own queueing.
+    pub direct_queue: bool,
 }
 
 impl Default for RsyslogOptions {
@@ -52,8 +73,56 @@ impl Default for RsyslogOptions {
             udp: true,
             template: "%rawmsg%\\n".to_string(),
             max_message_size: 256 * 1024,
+            tls: Vec::new(),
+            relp: None,
+            direct_queue: false,
         }
     }
+}
+
+/// PEM files of a server identity: the CA that clients are checked against (and that
+/// issued the client certificates), the server's certificate and its key.
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    pub ca_file: PathBuf,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+/// How a TLS input checks clients.
+#[derive(Debug, Clone)]
+pub enum ClientAuth {
+    /// No client certificate is checked (`anon` for imtcp; no `tls.authMode` for imrelp).
+    None,
+    /// A client certificate issued by the CA, whose name is `permitted_peer`, is required
+    /// (`x509/name` for imtcp, `name` for imrelp).
+    Name { permitted_peer: String },
+}
+
+/// One imtcp input over TLS.
+#[derive(Debug, Clone)]
+pub struct TlsListener {
+    /// The key for [`Rsyslog::tls_port`] (also names its port file).
+    pub name: String,
+    pub server: ServerTls,
+    pub auth: ClientAuth,
+}
+
+/// The imrelp input; `tls: None` is plain RELP.
+#[derive(Debug, Clone, Default)]
+pub struct RelpListener {
+    pub tls: Option<(ServerTls, ClientAuth)>,
+    pub tls_lib: RelpTlsLib,
+}
+
+/// Which TLS library librelp uses (imrelp's module parameter `tls.tlslib`). With
+/// gnutls and a server certificate librelp always asks for a client certificate (its
+/// default mode is `fingerprint`), so [`ClientAuth::None`] needs openssl.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RelpTlsLib {
+    #[default]
+    Gnutls,
+    Openssl,
 }
 
 /// A running rsyslogd. Dropping it kills the process; the temp dir goes with it.
@@ -63,6 +132,17 @@ pub struct Rsyslog {
     child: Option<Child>,
     tcp_port: Option<u16>,
     udp_port: Option<u16>,
+    tls_ports: BTreeMap<String, u16>,
+    relp_port: Option<u16>,
+}
+
+/// The ports a started rsyslogd listens on.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Ports {
+    tcp: Option<u16>,
+    udp: Option<u16>,
+    tls: BTreeMap<String, u16>,
+    relp: Option<u16>,
 }
 
 /// The rsyslogd binary: `$RSYSLOGD` if set, else the Debian location or `PATH`.
@@ -103,6 +183,8 @@ impl Rsyslog {
             child: None,
             tcp_port: None,
             udp_port: None,
+            tls_ports: BTreeMap::new(),
+            relp_port: None,
         };
         r.launch().await;
         r
@@ -119,6 +201,23 @@ impl Rsyslog {
 
     pub fn udp_port(&self) -> u16 {
         self.udp_port.expect("this rsyslog has no udp input")
+    }
+
+    /// The port of the TLS input named `name`.
+    pub fn tls_port(&self, name: &str) -> u16 {
+        *self
+            .tls_ports
+            .get(name)
+            .unwrap_or_else(|| panic!("this rsyslog has no tls input named {name}"))
+    }
+
+    pub fn relp_port(&self) -> u16 {
+        self.relp_port.expect("this rsyslog has no relp input")
+    }
+
+    /// The process id of the running rsyslogd.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(|c| c.id())
     }
 
     pub fn dir(&self) -> &Path {
@@ -201,11 +300,18 @@ impl Rsyslog {
         }
     }
 
-    /// Kills rsyslogd at once (SIGKILL): what it had not written is lost.
+    /// Kills rsyslogd at once (SIGKILL) and waits for it to be gone: what it had not
+    /// written is lost.
     pub async fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill().await;
         }
+    }
+
+    /// Kills rsyslogd (SIGKILL) and starts it again on the same ports.
+    pub async fn kill_and_restart(&mut self) {
+        self.kill().await;
+        self.launch().await;
     }
 
     /// Stops rsyslogd (if running) and starts it again on the same ports.
@@ -255,6 +361,61 @@ impl Rsyslog {
                 q(d.join("tcp.port"))
             ));
         }
+        if self.opts.direct_queue {
+            c.push_str("main_queue(queue.type=\"Direct\")\n");
+        }
+        if !self.opts.tls.is_empty() {
+            if !self.opts.tcp {
+                c.push_str("module(load=\"imtcp\")\n");
+            }
+            for l in &self.opts.tls {
+                let (mode, peer) = match &l.auth {
+                    ClientAuth::None => ("anon".to_string(), String::new()),
+                    ClientAuth::Name { permitted_peer } => (
+                        "x509/name".to_string(),
+                        format!(" permittedPeer=[\"{}\"]", permitted_peer.replace('"', "")),
+                    ),
+                };
+                c.push_str(&format!(
+                    "input(type=\"imtcp\" address=\"127.0.0.1\" port=\"{}\" listenPortFileName=\"{}\" \
+                     streamDriver.name=\"gtls\" streamDriver.mode=\"1\" streamDriver.authMode=\"{mode}\"{peer} \
+                     streamDriver.CAFile=\"{}\" streamDriver.CertFile=\"{}\" streamDriver.KeyFile=\"{}\" ruleset=\"received\")\n",
+                    self.tls_ports.get(&l.name).copied().unwrap_or(0),
+                    q(d.join(format!("tls-{}.port", l.name))),
+                    q(l.server.ca_file.clone()),
+                    q(l.server.cert_file.clone()),
+                    q(l.server.key_file.clone()),
+                ));
+            }
+        }
+        if let Some(relp) = &self.opts.relp {
+            c.push_str(match relp.tls_lib {
+                RelpTlsLib::Gnutls => "module(load=\"imrelp\" tls.tlslib=\"gnutls\")\n",
+                RelpTlsLib::Openssl => "module(load=\"imrelp\" tls.tlslib=\"openssl\")\n",
+            });
+            let tls = match &relp.tls {
+                None => String::new(),
+                Some((server, auth)) => {
+                    let auth = match auth {
+                        ClientAuth::None => String::new(),
+                        ClientAuth::Name { permitted_peer } => format!(
+                            " tls.authMode=\"name\" tls.permittedPeer=[\"{}\"]",
+                            permitted_peer.replace('"', "")
+                        ),
+                    };
+                    format!(
+                        " tls=\"on\" tls.caCert=\"{}\" tls.myCert=\"{}\" tls.myPrivKey=\"{}\"{auth}",
+                        q(server.ca_file.clone()),
+                        q(server.cert_file.clone()),
+                        q(server.key_file.clone())
+                    )
+                }
+            };
+            c.push_str(&format!(
+                "input(type=\"imrelp\" address=\"127.0.0.1\" port=\"{}\" ruleset=\"received\"{tls})\n",
+                self.relp_port.unwrap_or(0)
+            ));
+        }
         if self.opts.udp {
             c.push_str("module(load=\"imudp\")\n");
             // UDP has no flow control: a sender that writes a batch of hundreds of
@@ -286,6 +447,9 @@ impl Rsyslog {
         let mut last_problem = String::new();
         for _attempt in 0..3 {
             let _ = std::fs::remove_file(d.join("tcp.port"));
+            for l in &self.opts.tls {
+                let _ = std::fs::remove_file(d.join(format!("tls-{}.port", l.name)));
+            }
             let _ = std::fs::remove_file(d.join("rsyslogd.pid"));
             let stderr = std::fs::File::create(d.join("stderr.log")).expect("stderr.log");
             let mut child = Command::new(&binary)
@@ -307,9 +471,11 @@ impl Rsyslog {
                     )
                 });
             match self.wait_ready(&mut child).await {
-                Ok((tcp, udp)) => {
-                    self.tcp_port = tcp;
-                    self.udp_port = udp;
+                Ok(ports) => {
+                    self.tcp_port = ports.tcp;
+                    self.udp_port = ports.udp;
+                    self.tls_ports = ports.tls;
+                    self.relp_port = ports.relp;
                     self.child = Some(child);
                     return;
                 }
@@ -325,44 +491,98 @@ impl Rsyslog {
         );
     }
 
-    async fn wait_ready(&self, child: &mut Child) -> Result<(Option<u16>, Option<u16>), String> {
-        let d = self.dir.path();
+    async fn wait_ready(&self, child: &mut Child) -> Result<Ports, String> {
         let pid = child.id().ok_or("rsyslogd exited at once")?;
         let deadline = tokio::time::Instant::now() + STARTUP;
         loop {
             if let Ok(Some(status)) = child.try_wait() {
                 return Err(format!("rsyslogd exited with {status} during start-up"));
             }
-            // imtcp writes its port file only when it picked the port (port 0); on a
-            // restart the port is known and the listening socket is the signal.
-            let tcp = match (self.opts.tcp, self.tcp_port) {
-                (false, _) => None,
-                (true, Some(want)) => process_holds_port(pid, "tcp", want).then_some(want),
-                (true, None) => std::fs::read_to_string(d.join("tcp.port"))
-                    .ok()
-                    .and_then(|s| s.trim().parse::<u16>().ok())
-                    .filter(|&p| process_holds_port(pid, "tcp", p)),
-            };
-            let udp = if self.opts.udp {
-                let ports = process_ports(pid, "udp");
-                match self.udp_port {
-                    Some(want) => ports.contains(&want).then_some(want),
-                    None => ports.into_iter().next(),
-                }
-            } else {
-                None
-            };
-            if tcp.is_some() == self.opts.tcp && udp.is_some() == self.opts.udp {
-                return Ok((tcp, udp));
+            let (ports, missing) = self.bound_ports(pid);
+            if missing.is_empty() {
+                return Ok(ports);
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(format!(
-                    "inputs not bound within {STARTUP:?} (tcp {:?}, udp {:?}; wanted tcp {:?}, udp {:?})",
-                    tcp, udp, self.tcp_port, self.udp_port
+                    "inputs not bound within {STARTUP:?}: missing {missing:?} (found {ports:?})"
                 ));
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// The ports of the inputs that are bound now, and the names of those that are not.
+    fn bound_ports(&self, pid: u32) -> (Ports, Vec<String>) {
+        let d = self.dir.path();
+        let listening = process_ports(pid, "tcp");
+        let mut ports = Ports::default();
+        let mut missing = Vec::new();
+        // An imtcp input: on a restart the port is known and the listening socket is the
+        // signal; on a first start, the port file (written once the port was picked).
+        let imtcp = |file: &str, known: Option<u16>| -> Option<u16> {
+            match known {
+                Some(want) => listening.contains(&want).then_some(want),
+                None => std::fs::read_to_string(d.join(file))
+                    .ok()
+                    .and_then(|s| s.trim().parse::<u16>().ok())
+                    .filter(|p| listening.contains(p)),
+            }
+        };
+        if self.opts.tcp {
+            ports.tcp = imtcp("tcp.port", self.tcp_port);
+            if ports.tcp.is_none() {
+                missing.push("tcp".to_string());
+            }
+        }
+        for l in &self.opts.tls {
+            match imtcp(
+                &format!("tls-{}.port", l.name),
+                self.tls_ports.get(&l.name).copied(),
+            ) {
+                Some(p) => {
+                    ports.tls.insert(l.name.clone(), p);
+                }
+                None => missing.push(format!("tls {}", l.name)),
+            }
+        }
+        if self.opts.relp.is_some() {
+            ports.relp = match self.relp_port {
+                Some(want) => listening.contains(&want).then_some(want),
+                // The one listening socket that is no imtcp input's; only decidable once
+                // every imtcp input is known.
+                None if missing.is_empty() => {
+                    let imtcp_ports: HashSet<u16> = ports
+                        .tcp
+                        .into_iter()
+                        .chain(ports.tls.values().copied())
+                        .collect();
+                    let others: Vec<u16> = listening
+                        .iter()
+                        .copied()
+                        .filter(|p| !imtcp_ports.contains(p))
+                        .collect();
+                    match others.as_slice() {
+                        [one] => Some(*one),
+                        _ => None,
+                    }
+                }
+                None => None,
+            };
+            if ports.relp.is_none() {
+                missing.push("relp".to_string());
+            }
+        }
+        if self.opts.udp {
+            let udp = process_ports(pid, "udp");
+            ports.udp = match self.udp_port {
+                Some(want) => udp.contains(&want).then_some(want),
+                None => udp.into_iter().next(),
+            };
+            if ports.udp.is_none() {
+                missing.push("udp".to_string());
+            }
+        }
+        (ports, missing)
     }
 }
 

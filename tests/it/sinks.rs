@@ -60,6 +60,7 @@ fn tcp(port: u16) -> SinkKind {
         port,
         connect_timeout: Duration::from_secs(5),
         keepalive: Some(Duration::from_secs(60)),
+        tls: None,
     }
 }
 

@@ -1,0 +1,306 @@
+//! Throughput of the HTTP-based sinks on loopback: the Splunk HEC sink (gzip on,
+//! indexer acknowledgements on) to the in-test HEC server (`tests/it/hec/server.rs`,
+//! counting only), and the generic HTTP sink (NDJSON, gzip) to a counting collector.
+//!
+//! The sink runs in this process, fed batches of 500 Audit Log events (a pool of
+//! distinct events, cloned) through its bounded queue, exactly as the pipeline feeds
+//! it; the clock stops when every batch's acknowledgement resolved as Delivered. Each
+//! sink runs in its own child process, so that the peak RSS printed (`VmHWM`) is that
+//! run's alone; it covers the sink, the in-process server and the producer. It
+//! measures; it asserts nothing about speed.
+//!
+//! `cargo bench --bench http_sinks` sends 300,000 events per sink;
+//! `C42FWD_BENCH_EVENTS=N` changes that, `C42FWD_BENCH_FORMAT=cef` encodes CEF instead
+//! of raw JSON, `C42FWD_BENCH_ACK_POLL=200ms` changes the HEC ack poll interval
+//! (default: the config default, 1s). Under `cargo test` (no `--bench` argument) it
+//! runs a small smoke size, so the harness itself stays tested.
+
+#[path = "../tests/it/hec/server.rs"]
+mod hec_server;
+
+use c42fwd::ack::{ack_set, AckWaiter, Outcome};
+use c42fwd::config::{
+    HecOptions, HttpAuth, HttpBatching, HttpBody, HttpOptions, Sink, SinkKind, TlsOptions,
+    TlsVersion,
+};
+use c42fwd::encode::{EncoderOptions, Format, Framing, SyslogStyle};
+use c42fwd::event::{Batch, Event, SourceKind};
+use c42fwd::metrics::Metrics;
+use c42fwd::secret::Secret;
+use c42fwd::sinks::{self, SinkBatch, SinkContext};
+use hec_server::{HecServer, HecServerOptions};
+use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+const BATCH: usize = 500;
+
+fn main() {
+    let bench_mode = std::env::args().any(|a| a == "--bench");
+    let events: usize = std::env::var("C42FWD_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if bench_mode { 300_000 } else { 5_000 });
+    match std::env::var("C42FWD_BENCH_CHILD").ok().as_deref() {
+        Some(which) => child(which, events),
+        None => {
+            // One child per sink: a clean peak RSS for each.
+            for which in ["hec", "http"] {
+                let status = std::process::Command::new(std::env::current_exe().expect("exe"))
+                    .args(std::env::args().skip(1))
+                    .env("C42FWD_BENCH_CHILD", which)
+                    .env("C42FWD_BENCH_EVENTS", events.to_string())
+                    .status()
+                    .expect("run bench child");
+                assert!(status.success(), "{which} bench failed: {status}");
+            }
+        }
+    }
+}
+
+fn child(which: &str, events: usize) {
+    let format = match std::env::var("C42FWD_BENCH_FORMAT").as_deref() {
+        Ok("cef") => Format::Cef,
+        _ => Format::JsonRaw,
+    };
+    let ack_poll = std::env::var("C42FWD_BENCH_ACK_POLL")
+        .ok()
+        .and_then(|v| humantime::parse_duration(&v).ok())
+        .unwrap_or(Duration::from_secs(1));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let r = rt.block_on(run(which, events, format, ack_poll));
+    let what = match which {
+        "hec" => format!("hec, gzip, indexer acks (poll {ack_poll:?})"),
+        _ => "http, ndjson, gzip".to_string(),
+    };
+    println!(
+        "http_sinks: {what}, {:?}: {} events, {:.2} s, {:.0} events/s, {:.1} MB/s on the wire, peak RSS {:.1} MiB",
+        format,
+        r.events,
+        r.elapsed.as_secs_f64(),
+        r.events as f64 / r.elapsed.as_secs_f64(),
+        r.wire_bytes as f64 / r.elapsed.as_secs_f64() / 1e6,
+        peak_rss_kib() as f64 / 1024.0
+    );
+}
+
+struct Report {
+    events: usize,
+    elapsed: Duration,
+    wire_bytes: u64,
+}
+
+fn tls() -> TlsOptions {
+    TlsOptions {
+        ca_file: None,
+        client_cert: None,
+        client_key: None,
+        server_name: None,
+        min_version: TlsVersion::Tls12,
+        insecure_skip_verify: false,
+    }
+}
+
+/// The config defaults (`max_events` 500, `max_bytes` 1 MiB, `max_wait` 1 s).
+fn batching() -> HttpBatching {
+    HttpBatching {
+        max_events: 500,
+        max_bytes: 1024 * 1024,
+        max_wait: Duration::from_secs(1),
+    }
+}
+
+/// A pool of distinct, realistic Audit Log events.
+fn pool() -> Vec<Event> {
+    (0..1000)
+        .map(|i| {
+            let ts = format!("2024-05-01T12:{:02}:{:02}.{:03}Z", (i / 60) % 60, i % 60, i);
+            let json = serde_json::json!({
+                "type$": "audit_log::file_downloaded/1",
+                "actorId": format!("9100000000{i:05}"),
+                "actorName": format!("analyst{i}@example.com"),
+                "actorAgent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36",
+                "actorIpAddress": format!("10.1.{}.{}", i / 250, i % 250),
+                "timestamp": ts,
+                "actorType": "USER",
+                "fileName": format!("quarterly-report-{i}.xlsx"),
+                "fileSize": 1_048_576 + i,
+                "sha256": format!("{:064x}", i * 7919),
+                "md5": format!("{:032x}", i * 104729),
+            });
+            let occurred = chrono::DateTime::parse_from_rfc3339(&ts)
+                .unwrap()
+                .with_timezone(&chrono::Utc);
+            Event::new(
+                SourceKind::AuditLog,
+                serde_json::value::RawValue::from_string(json.to_string()).unwrap(),
+                occurred,
+            )
+        })
+        .collect()
+}
+
+async fn run(which: &str, events: usize, format: Format, ack_poll: Duration) -> Report {
+    let encoding = EncoderOptions {
+        format,
+        syslog: SyslogStyle::None,
+        framing: Framing::None,
+        facility: 13,
+        hostname: "bench".into(),
+        app_name: "c42fwd".into(),
+    };
+    // Keep the servers alive for the whole run.
+    let mut _hec = None;
+    let mut _collector = None;
+    let kind = match which {
+        "hec" => {
+            let opts = HecServerOptions {
+                store: false,
+                ..Default::default()
+            };
+            let token = opts.token.clone();
+            let server = HecServer::start(opts).await;
+            let kind = SinkKind::Hec(HecOptions {
+                endpoint: server.endpoint().parse().unwrap(),
+                token: Secret::new(token),
+                index: Some("code42".into()),
+                source: None,
+                sourcetype: Some("code42:audit".into()),
+                host: "bench".into(),
+                channel: None,
+                gzip: true,
+                batching: batching(),
+                indexer_ack: true,
+                ack_poll_interval: ack_poll,
+                ack_timeout: Duration::from_secs(300),
+                request_timeout: Duration::from_secs(30),
+                tls: tls(),
+            });
+            _hec = Some(server);
+            kind
+        }
+        _ => {
+            let (url, task) = counting_collector().await;
+            _collector = Some(task);
+            SinkKind::Http(HttpOptions {
+                url: url.parse().unwrap(),
+                body: HttpBody::NdJson,
+                headers: Vec::new(),
+                auth: HttpAuth::Bearer(Secret::new("bench-token")),
+                gzip: true,
+                batching: batching(),
+                request_timeout: Duration::from_secs(30),
+                tls: tls(),
+            })
+        }
+    };
+    let cfg = Sink {
+        name: which.into(),
+        kind,
+        encoding,
+        queue_batches: 4,
+        retry: Default::default(),
+    };
+    let metrics = Arc::new(Metrics::new());
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = SinkContext {
+        metrics: metrics.clone(),
+        dead_letter_dir: dir.path().to_path_buf(),
+        shutdown: CancellationToken::new(),
+    };
+    let (tx, rx) = mpsc::channel(cfg.queue_batches);
+    let started = Instant::now();
+    let sink = tokio::spawn(sinks::run(cfg, rx, ctx));
+    let (wtx, mut wrx) = mpsc::channel::<AckWaiter>(4096);
+    let waiting = tokio::spawn(async move {
+        while let Some(w) = wrx.recv().await {
+            assert_eq!(
+                w.wait().await,
+                Outcome::Delivered,
+                "a batch was not delivered"
+            );
+        }
+    });
+    let pool = pool();
+    let mut sent = 0;
+    while sent < events {
+        let n = BATCH.min(events - sent);
+        let batch: Vec<Event> = (sent..sent + n)
+            .map(|i| pool[i % pool.len()].clone())
+            .collect();
+        sent += n;
+        let (mut tokens, waiter) = ack_set(1);
+        let sb = SinkBatch {
+            batch: Arc::new(Batch {
+                source: Arc::from("audit"),
+                events: batch,
+            }),
+            ack: tokens.pop().unwrap(),
+        };
+        tx.send(sb).await.expect("sink running");
+        wtx.send(waiter).await.expect("waiter task running");
+    }
+    drop(tx);
+    drop(wtx);
+    waiting.await.expect("every batch delivered");
+    let elapsed = started.elapsed();
+    sink.await.expect("sink task").expect("sink ends cleanly");
+    let l = c42fwd::metrics::label("sink", which);
+    assert_eq!(metrics.sink_events.get_or_create(&l).get(), events as u64);
+    let wire_bytes = metrics.sink_bytes.get_or_create(&l).get();
+    Report {
+        events,
+        elapsed,
+        wire_bytes,
+    }
+}
+
+/// An HTTP endpoint that gunzips and counts NDJSON lines.
+async fn counting_collector() -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/ingest", listener.local_addr().unwrap());
+    let lines = Arc::new(AtomicU64::new(0));
+    let app = axum::Router::new().route(
+        "/ingest",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let lines = lines.clone();
+            async move {
+                let mut plain = Vec::new();
+                let ok = flate2::read::GzDecoder::new(&body[..])
+                    .read_to_end(&mut plain)
+                    .is_ok();
+                let n = memchr::memchr_iter(b'\n', &plain).count();
+                lines.fetch_add(n as u64, Ordering::Relaxed);
+                if ok {
+                    axum::http::StatusCode::OK
+                } else {
+                    axum::http::StatusCode::BAD_REQUEST
+                }
+            }
+        }),
+    );
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, task)
+}
+
+/// The peak resident set of this process (`VmHWM`), KiB.
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}

@@ -1,0 +1,748 @@
+//! The poll/commit loop every API source shares: [`WindowPoller`] drives the window
+//! logic of [`super::window`] over a [`WindowFetch`], the small per-source part that
+//! knows one endpoint (Audit Log search, `query-alerts` + `query-details`, Directory Sync
+//! Log), hands each page (minus what was already forwarded) to its route as a [`Batch`],
+//! and commits the checkpoint behind the sinks' acknowledgements.
+//!
+//! **Invariant (DESIGN 1):** the checkpoint moves to the window state after batch n only
+//! when batches 1..=n were all Delivered by every sink of the route, in order. A batch
+//! that comes back NotDelivered stops the commits and the source (with an error naming
+//! the batch); the pipeline restarts it from the checkpoint, which re-reads the batch
+//! from the API (the API is the buffer).
+//!
+//! **Invariant (DESIGN 2):** a poll queries from the watermark, forwards only what the
+//! window state has not seen, and moves the watermark to at most `poll_time - lag`
+//! ([`PollCycle`]); the state committed after a batch is the one that batch was decided
+//! with, so a restart re-reads exactly what was not yet delivered.
+//!
+//! **Invariant (DESIGN 3):** at most [`MAX_IN_FLIGHT`] batches wait for their
+//! acknowledgement; past that the poller waits, as it does when a sink queue is full.
+//!
+//! The poller never spawns; every await that can block forever also watches
+//! `shutdown`. On shutdown it stops reading, waits for the outstanding
+//! acknowledgements (which resolve when the sinks deliver or are stopped, their tokens
+//! then counting as not delivered), commits the delivered prefix and returns `Ok`.
+//!
+//! It does not retry API errors itself (the client does, for retriable ones); a
+//! permanent API error stops the source with that error. It knows nothing of any
+//! endpoint: that is the [`WindowFetch`] of each source.
+
+use crate::ack::Outcome;
+use crate::api::{ApiClient, ApiError};
+use crate::checkpoint::{Checkpoint, CheckpointError, Store};
+use crate::config::{self, StartAt};
+use crate::event::{Batch, Event, SourceKind};
+use crate::metrics::{label, Metrics};
+use crate::pipeline::Route;
+use crate::sources::window::{Next, PageEvent, PageVerdict, PollCycle, QueryWindow, WindowState};
+use chrono::{DateTime, TimeDelta, Utc};
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt as _;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// How long Code42 keeps Audit Log and Directory Sync Log records (seeds 000, 004).
+pub const RETENTION: Duration = Duration::from_secs(90 * 24 * 3600);
+
+/// The most batches waiting for their acknowledgement at once.
+pub const MAX_IN_FLIGHT: usize = 64;
+
+/// Why a source stopped. Each names the source.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("source {name}: {error}")]
+    Api {
+        name: String,
+        #[source]
+        error: ApiError,
+    },
+    #[error("source {name}: {error}")]
+    Checkpoint {
+        name: String,
+        #[source]
+        error: CheckpointError,
+    },
+    #[error("source {name}: is not a {expected} source")]
+    WrongSourceType {
+        name: String,
+        expected: &'static str,
+    },
+    #[error(
+        "source {name}: start position {start} is more than 90 days back; the api keeps 90 days"
+    )]
+    StartTooOld { name: String, start: DateTime<Utc> },
+    #[error(
+        "source {name}: checkpoint watermark {watermark} is more than 90 days old, events since then are no longer in the api; run `c42fwd checkpoint reset {name}` to start over from the configured start"
+    )]
+    CheckpointTooOld {
+        name: String,
+        watermark: DateTime<Utc>,
+    },
+    #[error("source {name}: checkpoint {path} is for a {found} source, not {expected}")]
+    WrongKind {
+        name: String,
+        path: String,
+        found: &'static str,
+        expected: &'static str,
+    },
+    #[error(
+        "source {name}: batch {batch} ({events} events) was not delivered by every sink of the route; the checkpoint stays at {watermark} and the source stops"
+    )]
+    NotDelivered {
+        name: String,
+        batch: u64,
+        events: usize,
+        watermark: DateTime<Utc>,
+    },
+    #[error("source {name}: the sinks of its route have stopped")]
+    RouteClosed { name: String },
+    #[error(
+        "source {name}: more than {limit} events occurred at the single instant {at}; the api cannot serve them all"
+    )]
+    TooManyAtOneInstant {
+        name: String,
+        at: DateTime<Utc>,
+        limit: u64,
+    },
+}
+
+/// What one source reads, and how: the endpoint-specific part of a poller.
+///
+/// `fetch_page` reads one page of a [`QueryWindow`] (records oldest first, each with its
+/// fingerprint and time); the loop decides which items are new, and `make_events` turns
+/// those into the events sent (the alerts source fetches their details there).
+pub trait WindowFetch: Send + Sync + Sized + 'static {
+    /// A record of a page, before it is known to be new.
+    type Item: Send + 'static;
+    /// The kind written into checkpoints and events.
+    const KIND: SourceKind;
+    /// How long the API keeps the records: a start or checkpoint further back is refused.
+    /// `None`: not documented, not checked here (the config still caps the start).
+    const RETENTION: Option<Duration>;
+    /// The largest page the endpoint serves.
+    const MAX_PAGE_SIZE: u32;
+    /// The most results one query serves; a window with more is split.
+    const RESULT_LIMIT: u64;
+    /// Fingerprints are record keys (ids), forwarded at most once each.
+    const UNIQUE_KEYS: bool;
+    /// Records can leave the result set while a poll pages (mutable fields under a
+    /// filter, deletions): offsets are never trusted, every full page is followed by a
+    /// query from its newest record ([`PollCycle::with_re_anchoring`]).
+    const ALWAYS_RE_ANCHOR: bool;
+
+    /// Builds the fetcher of `source` (which must be of this fetcher's type).
+    fn from_source(
+        source: &config::Source,
+        client: Arc<ApiClient>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, SourceError>;
+
+    /// One page of `q`.
+    fn fetch_page(
+        &self,
+        q: QueryWindow,
+    ) -> impl Future<Output = Result<FetchedPage<Self::Item>, SourceError>> + Send;
+
+    /// Everything that occurred at the single instant `at` (more than a whole result
+    /// window did; see [`Next::ExportInstant`]), complete, or an error.
+    fn fetch_instant(
+        &self,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<FetchedPage<Self::Item>, SourceError>> + Send;
+
+    /// The events to send for the new items of a page, in order.
+    fn make_events(
+        &self,
+        items: Vec<Self::Item>,
+    ) -> impl Future<Output = Result<Vec<Event>, SourceError>> + Send;
+}
+
+/// One page as a [`WindowFetch`] read it.
+#[derive(Debug)]
+pub struct FetchedPage<T> {
+    pub items: Vec<T>,
+    /// One per item: what the window logic needs.
+    pub marks: Vec<PageEvent>,
+    /// The server refused the page because it lies past its result window.
+    pub past_result_window: bool,
+    /// Items whose time could not be read (the window start stood in), and the first
+    /// reason.
+    pub bad_times: u64,
+    pub bad_time_reason: Option<String>,
+}
+
+impl<T> Default for FetchedPage<T> {
+    fn default() -> Self {
+        FetchedPage {
+            items: Vec::new(),
+            marks: Vec::new(),
+            past_result_window: false,
+            bad_times: 0,
+            bad_time_reason: None,
+        }
+    }
+}
+
+impl<T> FetchedPage<T> {
+    /// The answer "this page lies past the server's result window".
+    pub fn past_result_window() -> Self {
+        FetchedPage {
+            past_result_window: true,
+            ..FetchedPage::default()
+        }
+    }
+
+    /// Adds one record. An unreadable `time` is replaced by `window_start` (the record
+    /// is forwarded, never dropped: DESIGN invariant 5) and counted; `item` is built with
+    /// the time that stands.
+    pub fn push(
+        &mut self,
+        window_start: DateTime<Utc>,
+        fingerprint: u64,
+        time: Result<DateTime<Utc>, String>,
+        item: impl FnOnce(DateTime<Utc>) -> T,
+    ) {
+        let occurred = match time {
+            Ok(t) => t,
+            Err(reason) => {
+                self.bad_times += 1;
+                self.bad_time_reason.get_or_insert(reason);
+                window_start
+            }
+        };
+        self.marks.push(PageEvent {
+            fingerprint,
+            occurred,
+        });
+        self.items.push(item(occurred));
+    }
+}
+
+/// Polls one tenant's API for one configured source. See the module docs.
+pub struct WindowPoller<F: WindowFetch> {
+    pub(super) name: Arc<str>,
+    pub(super) fetch: F,
+    lag: Duration,
+    poll_interval: Duration,
+    start: StartAt,
+    page_size: u32,
+    client: Arc<ApiClient>,
+    pub(super) store: Store,
+    pub(super) metrics: Arc<Metrics>,
+}
+
+impl<F: WindowFetch> std::fmt::Debug for WindowPoller<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WindowPoller")
+            .field("kind", &F::KIND)
+            .field("name", &self.name)
+            .field("tenant", &self.client.tenant())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A batch handed to the route, waiting for its acknowledgement.
+struct InFlight {
+    seq: u64,
+    events: usize,
+    /// `None` once the outcome is known (or for a state change without a batch).
+    ack: Option<BoxFuture<'static, Outcome>>,
+    outcome: Option<Outcome>,
+    /// The window state to commit once this entry and all before it are Delivered.
+    state: WindowState,
+}
+
+/// Why the polling loop ended without an error.
+enum Stop {
+    Shutdown,
+}
+
+impl<F: WindowFetch> WindowPoller<F> {
+    pub fn new(
+        source: &config::Source,
+        client: Arc<ApiClient>,
+        store: Store,
+        metrics: Arc<Metrics>,
+    ) -> Result<WindowPoller<F>, SourceError> {
+        let fetch = F::from_source(source, client.clone(), metrics.clone())?;
+        Ok(WindowPoller {
+            name: Arc::from(source.name.as_str()),
+            fetch,
+            lag: source.lag,
+            poll_interval: source.poll_interval,
+            start: source.start,
+            page_size: source.page_size.clamp(1, F::MAX_PAGE_SIZE),
+            client,
+            store,
+            metrics,
+        })
+    }
+
+    /// Runs until `shutdown` is cancelled (then `Ok`) or an error stops the source.
+    pub async fn run(self, route: Route, shutdown: CancellationToken) -> Result<(), SourceError> {
+        let mut state = self.initial_state(Utc::now())?;
+        tracing::info!(
+            source = %self.name,
+            kind = F::KIND.as_str(),
+            tenant = %self.client.tenant(),
+            watermark = %state.watermark(),
+            fingerprints = state.fingerprint_count(),
+            "source starting"
+        );
+        let mut flight = Commits {
+            queue: VecDeque::new(),
+            next_seq: 0,
+            committed_watermark: state.watermark(),
+        };
+        let result = self
+            .poll_loop(&route, &shutdown, &mut state, &mut flight)
+            .await;
+        // Our handle on the sink queues goes first, so that the sinks can drain and stop.
+        drop(route);
+        match result {
+            Ok(Stop::Shutdown) => {
+                // Every outstanding acknowledgement resolves: a sink either delivers or is
+                // stopped by the pipeline's hard stop, which drops its tokens.
+                self.drain(&mut flight).await?;
+                tracing::info!(source = %self.name, kind = F::KIND.as_str(), "source stopped");
+                Ok(())
+            }
+            Err(e) => {
+                // Commit what is already known to be delivered, without waiting.
+                let _ = self.commit_resolved(&mut flight);
+                Err(e)
+            }
+        }
+    }
+
+    pub(super) fn initial_state(&self, now: DateTime<Utc>) -> Result<WindowState, SourceError> {
+        let oldest = F::RETENTION
+            .map(|r| now - TimeDelta::from_std(r).unwrap_or(TimeDelta::MAX))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        match self.store.load(&self.name).map_err(|e| self.cp_err(e))? {
+            Some(cp) => {
+                if cp.kind != F::KIND {
+                    return Err(SourceError::WrongKind {
+                        name: self.name.to_string(),
+                        path: self
+                            .store
+                            .path(&self.name)
+                            .map(|p| p.display().to_string())
+                            .unwrap_or_default(),
+                        found: cp.kind.as_str(),
+                        expected: F::KIND.as_str(),
+                    });
+                }
+                if cp.watermark < oldest {
+                    return Err(SourceError::CheckpointTooOld {
+                        name: self.name.to_string(),
+                        watermark: cp.watermark,
+                    });
+                }
+                Ok(WindowState::restore(cp.watermark, &cp.fingerprints))
+            }
+            None => {
+                let start = match self.start {
+                    StartAt::Ago(d) => TimeDelta::from_std(d)
+                        .ok()
+                        .and_then(|d| now.checked_sub_signed(d))
+                        .unwrap_or(DateTime::<Utc>::MIN_UTC),
+                    StartAt::At(t) => t,
+                };
+                if start < oldest {
+                    return Err(SourceError::StartTooOld {
+                        name: self.name.to_string(),
+                        start,
+                    });
+                }
+                Ok(WindowState::new(start))
+            }
+        }
+    }
+
+    async fn poll_loop(
+        &self,
+        route: &Route,
+        shutdown: &CancellationToken,
+        state: &mut WindowState,
+        flight: &mut Commits,
+    ) -> Result<Stop, SourceError> {
+        let mut limit = F::RESULT_LIMIT;
+        loop {
+            if shutdown.is_cancelled() {
+                return Ok(Stop::Shutdown);
+            }
+            let started = tokio::time::Instant::now();
+            let mut cycle = PollCycle::new(state, Utc::now(), self.lag, self.page_size, limit);
+            if F::UNIQUE_KEYS {
+                cycle = cycle.with_unique_keys();
+            }
+            if F::ALWAYS_RE_ANCHOR {
+                cycle = cycle.with_re_anchoring();
+            }
+            let mut next = Next::Fetch(cycle.current());
+            loop {
+                let (items, verdict) = match next {
+                    Next::Done => break,
+                    Next::Fetch(q) => {
+                        let page = tokio::select! {
+                            biased;
+                            _ = shutdown.cancelled() => return Ok(Stop::Shutdown),
+                            r = self.fetch.fetch_page(q) => r?,
+                        };
+                        if page.past_result_window {
+                            let splits = cycle.splits();
+                            next = cycle.on_past_result_window();
+                            if cycle.splits() > splits {
+                                self.count_split();
+                            }
+                            tracing::info!(
+                                source = %self.name,
+                                page = q.page,
+                                limit = cycle.limit(),
+                                "server refused a page past its result window, splitting the query window"
+                            );
+                            continue;
+                        }
+                        self.count_bad_times(&page, q.start);
+                        let verdict = cycle.on_page(state, &page.marks);
+                        if verdict.split {
+                            self.count_split();
+                            tracing::info!(
+                                source = %self.name,
+                                limit = cycle.limit(),
+                                "query window reached the result limit, continuing from its newest event"
+                            );
+                        }
+                        (page.items, verdict)
+                    }
+                    Next::ExportInstant { at } => {
+                        tracing::error!(
+                            source = %self.name,
+                            at = %at,
+                            "a whole result window occurred at one instant; reading that instant on its own"
+                        );
+                        let page = tokio::select! {
+                            biased;
+                            _ = shutdown.cancelled() => return Ok(Stop::Shutdown),
+                            r = self.fetch.fetch_instant(at) => r?,
+                        };
+                        self.count_bad_times(&page, at);
+                        let verdict = cycle.on_export(state, at, &page.marks);
+                        (page.items, verdict)
+                    }
+                };
+                next = verdict.next;
+                if self
+                    .forward(items, &verdict, state, route, shutdown, flight)
+                    .await?
+                    .is_some()
+                {
+                    return Ok(Stop::Shutdown);
+                }
+                self.commit_resolved(flight)?;
+            }
+            limit = cycle.limit();
+            // Caught up to the poll time: wait for the next poll, committing as the
+            // acknowledgements arrive.
+            let deadline = started + self.poll_interval;
+            loop {
+                self.commit_resolved(flight)?;
+                tokio::select! {
+                    biased;
+                    _ = shutdown.cancelled() => return Ok(Stop::Shutdown),
+                    _ = tokio::time::sleep_until(deadline) => break,
+                    _ = flight.front_outcome() => {}
+                }
+            }
+        }
+    }
+
+    /// Counts and logs the records of a page whose time could not be read.
+    pub(super) fn count_bad_times<T>(&self, page: &FetchedPage<T>, window_start: DateTime<Utc>) {
+        let Some(reason) = &page.bad_time_reason else {
+            return;
+        };
+        self.metrics
+            .source_bad_timestamps
+            .get_or_create(&label("source", &self.name))
+            .inc_by(page.bad_times);
+        tracing::warn!(
+            source = %self.name,
+            count = page.bad_times,
+            reason = %reason,
+            window_start = %window_start,
+            "events with an unparsable timestamp are forwarded with the window start as their time"
+        );
+    }
+
+    /// Sends the new items of a page as one batch and queues its commit. `Some(Stop)`
+    /// when shutdown interrupted the send.
+    async fn forward(
+        &self,
+        items: Vec<F::Item>,
+        verdict: &PageVerdict,
+        state: &WindowState,
+        route: &Route,
+        shutdown: &CancellationToken,
+        flight: &mut Commits,
+    ) -> Result<Option<Stop>, SourceError> {
+        let fresh: Vec<F::Item> = items
+            .into_iter()
+            .zip(&verdict.forward)
+            .filter_map(|(e, f)| f.then_some(e))
+            .collect();
+        let src = label("source", &self.name);
+        if verdict.duplicates > 0 {
+            self.metrics
+                .source_duplicates_skipped
+                .get_or_create(&src)
+                .inc_by(verdict.duplicates as u64);
+        }
+        if fresh.is_empty() {
+            if verdict.advanced {
+                flight.push(None, 0, state.clone());
+            }
+            return Ok(None);
+        }
+        // Bounded in-flight window (module invariant).
+        while flight.queue.len() >= MAX_IN_FLIGHT {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return Ok(Some(Stop::Shutdown)),
+                _ = flight.front_outcome() => {}
+            }
+            self.commit_resolved(flight)?;
+        }
+        let events = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return Ok(Some(Stop::Shutdown)),
+            r = self.fetch.make_events(fresh) => r?,
+        };
+        if events.is_empty() {
+            if verdict.advanced {
+                flight.push(None, 0, state.clone());
+            }
+            return Ok(None);
+        }
+        let n = events.len();
+        let batch = Batch {
+            source: self.name.clone(),
+            events,
+        };
+        let waiter = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return Ok(Some(Stop::Shutdown)),
+            r = route.send(batch) => r.map_err(|_| SourceError::RouteClosed { name: self.name.to_string() })?,
+        };
+        self.metrics
+            .source_events
+            .get_or_create(&src)
+            .inc_by(n as u64);
+        flight.push(Some(waiter.wait().boxed()), n, state.clone());
+        Ok(None)
+    }
+
+    /// Commits the longest prefix of in-flight entries known to be Delivered (one save for
+    /// all of them); a NotDelivered one stops the source.
+    fn commit_resolved(&self, flight: &mut Commits) -> Result<(), SourceError> {
+        flight.poll_outcomes();
+        let mut last = None;
+        let mut batches = 0u64;
+        while let Some(front) = flight.queue.front() {
+            match front.outcome {
+                Some(Outcome::Delivered) => {
+                    let done = flight.queue.pop_front().expect("front exists");
+                    if done.events > 0 {
+                        batches += 1;
+                    }
+                    last = Some(done.state);
+                }
+                Some(Outcome::NotDelivered) => {
+                    let (batch, events) = (front.seq, front.events);
+                    if let Some(s) = last.take() {
+                        self.save(flight, &s, batches)?;
+                    }
+                    return Err(SourceError::NotDelivered {
+                        name: self.name.to_string(),
+                        batch,
+                        events,
+                        watermark: flight.committed_watermark,
+                    });
+                }
+                None => break,
+            }
+        }
+        if let Some(s) = last {
+            self.save(flight, &s, batches)?;
+        }
+        Ok(())
+    }
+
+    /// Waits, in order, for every outstanding acknowledgement and commits the delivered
+    /// prefix (shutdown path). A batch not delivered is simply not committed: it is read
+    /// again at the next start.
+    async fn drain(&self, flight: &mut Commits) -> Result<(), SourceError> {
+        for f in flight.queue.iter_mut() {
+            if f.outcome.is_none() {
+                if let Some(ack) = f.ack.take() {
+                    f.outcome = Some(ack.await);
+                }
+            }
+            if f.outcome == Some(Outcome::NotDelivered) {
+                tracing::warn!(
+                    source = %self.name,
+                    batch = f.seq,
+                    "batch not delivered before shutdown; it will be read again at the next start"
+                );
+                break;
+            }
+        }
+        self.commit_resolved_prefix_only(flight)
+    }
+
+    /// Like `commit_resolved`, but stops quietly at a NotDelivered entry.
+    fn commit_resolved_prefix_only(&self, flight: &mut Commits) -> Result<(), SourceError> {
+        let mut last = None;
+        let mut batches = 0u64;
+        while flight.queue.front().and_then(|f| f.outcome) == Some(Outcome::Delivered) {
+            let done = flight.queue.pop_front().expect("front exists");
+            if done.events > 0 {
+                batches += 1;
+            }
+            last = Some(done.state);
+        }
+        if let Some(s) = last {
+            self.save(flight, &s, batches)?;
+        }
+        Ok(())
+    }
+
+    fn save(
+        &self,
+        flight: &mut Commits,
+        state: &WindowState,
+        batches: u64,
+    ) -> Result<(), SourceError> {
+        let cp = Checkpoint {
+            source: self.name.to_string(),
+            kind: F::KIND,
+            watermark: state.watermark(),
+            fingerprints: state.fingerprints(),
+            updated_at: Utc::now(),
+        };
+        // A small file, written at most once per page: done inline rather than on a
+        // blocking thread, since sources do not spawn.
+        self.store
+            .save(&self.name, &cp)
+            .map_err(|e| self.cp_err(e))?;
+        flight.committed_watermark = state.watermark();
+        let src = label("source", &self.name);
+        if batches > 0 {
+            self.metrics
+                .source_batches_committed
+                .get_or_create(&src)
+                .inc_by(batches);
+        }
+        let w = state.watermark();
+        self.metrics
+            .source_watermark
+            .get_or_create(&src)
+            .set(w.timestamp() as f64 + f64::from(w.timestamp_subsec_nanos()) / 1e9);
+        Ok(())
+    }
+
+    fn count_split(&self) {
+        self.metrics
+            .source_window_splits
+            .get_or_create(&label("source", &self.name))
+            .inc();
+    }
+
+    fn cp_err(&self, error: CheckpointError) -> SourceError {
+        SourceError::Checkpoint {
+            name: self.name.to_string(),
+            error,
+        }
+    }
+}
+
+/// The FIFO of batches waiting for their acknowledgement, with the state to commit
+/// after each.
+struct Commits {
+    queue: VecDeque<InFlight>,
+    /// The number of the last batch sent.
+    next_seq: u64,
+    /// The watermark of the last checkpoint written (or loaded).
+    committed_watermark: DateTime<Utc>,
+}
+
+impl Commits {
+    fn push(
+        &mut self,
+        ack: Option<BoxFuture<'static, Outcome>>,
+        events: usize,
+        state: WindowState,
+    ) {
+        // Batches are numbered 1, 2, ... in the order they were sent; a state-only entry
+        // carries the number of the batch before it.
+        if ack.is_some() {
+            self.next_seq += 1;
+        }
+        let outcome = if ack.is_none() {
+            // A state change without a batch (the watermark moved over an empty or
+            // all-duplicate page): nothing to wait for beyond the entries before it.
+            Some(Outcome::Delivered)
+        } else {
+            None
+        };
+        self.queue.push_back(InFlight {
+            seq: self.next_seq,
+            events,
+            ack,
+            outcome,
+            state,
+        });
+    }
+
+    /// Records the outcomes that are already known, without waiting.
+    fn poll_outcomes(&mut self) {
+        for f in self.queue.iter_mut() {
+            if f.outcome.is_some() {
+                continue;
+            }
+            let Some(ack) = f.ack.as_mut() else { continue };
+            match ack.now_or_never() {
+                Some(o) => {
+                    f.outcome = Some(o);
+                    f.ack = None;
+                }
+                None => break,
+            }
+        }
+    }
+
+    /// Resolves when the oldest unresolved entry gets its outcome (never, when there is
+    /// none: callers select it against something else).
+    async fn front_outcome(&mut self) {
+        let Some(f) = self.queue.iter_mut().find(|f| f.outcome.is_none()) else {
+            return std::future::pending().await;
+        };
+        if let Some(ack) = f.ack.as_mut() {
+            let o = ack.await;
+            f.outcome = Some(o);
+            f.ack = None;
+        }
+    }
+}
+
+/// An API error as the error of source `name`.
+pub(super) fn api_err(name: &str, error: ApiError) -> SourceError {
+    SourceError::Api {
+        name: name.to_string(),
+        error,
+    }
+}

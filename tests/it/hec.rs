@@ -1,0 +1,846 @@
+//! The Splunk HEC sink against an in-test HEC (`hec/server.rs`): batches, gzip,
+//! channel, token, health check, indexer acknowledgements, 503 bursts, a rejected
+//! batch that goes to the dead-letter file, TLS; and one run of the real `c42fwd`
+//! binary from the emulated tenant to the in-test HEC.
+//!
+//! The sinks are driven directly (`sinks::run` fed by an mpsc queue, one `AckWaiter`
+//! per batch) so that the tests can see exactly when each batch counts as delivered.
+
+pub mod server;
+
+use crate::support::{event_at, sink_batch, PATIENCE};
+use c42fwd::ack::{AckWaiter, Outcome};
+use c42fwd::config::{HecOptions, HttpBatching, Sink, SinkKind, TlsOptions, TlsVersion};
+use c42fwd::encode::{Encoder, EncoderOptions, Format, Framing, SyslogStyle};
+use c42fwd::event::Event;
+use c42fwd::metrics::{label, Metrics};
+use c42fwd::retry::BackoffPolicy;
+use c42fwd::secret::Secret;
+use c42fwd::sinks::{self, SinkBatch, SinkContext, SinkError};
+use server::{HecServer, HecServerOptions, Indexed};
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub fn fast_retry() -> BackoffPolicy {
+    BackoffPolicy {
+        initial: Duration::from_millis(10),
+        max: Duration::from_millis(100),
+        max_retries: None,
+    }
+}
+
+pub fn plain_tls() -> TlsOptions {
+    TlsOptions {
+        ca_file: None,
+        client_cert: None,
+        client_key: None,
+        server_name: None,
+        min_version: TlsVersion::Tls12,
+        insecure_skip_verify: false,
+    }
+}
+
+pub fn encoding(format: Format) -> EncoderOptions {
+    EncoderOptions {
+        format,
+        syslog: SyslogStyle::None,
+        framing: Framing::None,
+        facility: 13,
+        hostname: "c42fwd-test".into(),
+        app_name: "c42fwd".into(),
+    }
+}
+
+fn hec_options(endpoint: &str, token: &str) -> HecOptions {
+    HecOptions {
+        endpoint: endpoint.parse().expect("endpoint url"),
+        token: Secret::new(token),
+        index: Some("code42".into()),
+        source: Some("c42fwd".into()),
+        sourcetype: Some("code42:audit".into()),
+        host: "fwd-test".into(),
+        channel: None,
+        gzip: true,
+        batching: HttpBatching {
+            max_events: 7,
+            max_bytes: 64 * 1024,
+            max_wait: Duration::from_millis(50),
+        },
+        indexer_ack: true,
+        ack_poll_interval: Duration::from_millis(20),
+        ack_timeout: Duration::from_secs(30),
+        request_timeout: Duration::from_secs(10),
+        tls: plain_tls(),
+    }
+}
+
+fn hec_sink(name: &str, o: HecOptions, format: Format) -> Sink {
+    Sink {
+        name: name.into(),
+        kind: SinkKind::Hec(o),
+        encoding: encoding(format),
+        queue_batches: 4,
+        retry: fast_retry(),
+    }
+}
+
+/// A sink task fed by a queue, with its own metrics and shutdown token.
+pub struct Running {
+    pub tx: Option<mpsc::Sender<SinkBatch>>,
+    pub ctx: SinkContext,
+    pub task: JoinHandle<Result<(), SinkError>>,
+    pub name: String,
+}
+
+impl Running {
+    pub fn start(cfg: Sink, dead_letter_dir: &Path) -> Running {
+        let (tx, rx) = mpsc::channel(cfg.queue_batches);
+        let ctx = SinkContext {
+            metrics: Arc::new(Metrics::new()),
+            dead_letter_dir: dead_letter_dir.to_path_buf(),
+            shutdown: CancellationToken::new(),
+        };
+        let name = cfg.name.clone();
+        let task = tokio::spawn(sinks::run(cfg, rx, ctx.clone()));
+        Running {
+            tx: Some(tx),
+            ctx,
+            task,
+            name,
+        }
+    }
+
+    pub async fn send(&self, events: Vec<Event>) -> AckWaiter {
+        let (sb, waiter) = sink_batch("audit", events);
+        self.tx
+            .as_ref()
+            .expect("queue open")
+            .send(sb)
+            .await
+            .expect("sink queue open");
+        waiter
+    }
+
+    pub fn counter(&self, family: &str, extra: Option<(&'static str, &str)>) -> u64 {
+        let m = &self.ctx.metrics;
+        let mut l = label("sink", &self.name);
+        if let Some((k, v)) = extra {
+            l.push((k, v.to_string()));
+        }
+        match family {
+            "events" => m.sink_events.get_or_create(&l).get(),
+            "resent" => m.sink_resent.get_or_create(&l).get(),
+            "errors" => m.sink_errors.get_or_create(&l).get(),
+            "discarded" => m.sink_discarded.get_or_create(&l).get(),
+            other => panic!("no counter {other}"),
+        }
+    }
+
+    /// Closes the queue and waits for the sink to drain it and stop.
+    pub async fn finish(mut self) -> SinkContext {
+        drop(self.tx.take());
+        tokio::time::timeout(PATIENCE, self.task)
+            .await
+            .expect("sink drains and stops")
+            .expect("sink task")
+            .expect("sink ends without error");
+        self.ctx
+    }
+}
+
+pub async fn outcome(waiter: AckWaiter) -> Outcome {
+    tokio::time::timeout(PATIENCE, waiter.wait())
+        .await
+        .expect("batch resolved in time")
+}
+
+/// An Audit Log event with a unique `seq`; `marker` is put in its `note` when given.
+pub fn audit_event(seq: usize, marker: Option<&str>) -> Event {
+    let ts = format!(
+        "2024-05-01T12:{:02}:{:02}.{:03}Z",
+        (seq / 60) % 60,
+        seq % 60,
+        seq % 1000
+    );
+    let json = serde_json::json!({
+        "type$": "audit_log::logged_in/1",
+        "actorId": format!("9{seq:08}"),
+        "actorName": format!("user{seq}@example.com"),
+        "actorIpAddress": "10.0.0.1",
+        "timestamp": ts,
+        "seq": seq,
+        "note": marker.unwrap_or("line one\nline two \"quoted\" | pipe = equals"),
+    });
+    let occurred = chrono::DateTime::parse_from_rfc3339(&ts)
+        .expect("rfc 3339")
+        .with_timezone(&chrono::Utc);
+    event_at(&json.to_string(), occurred)
+}
+
+fn seq_of(i: &Indexed) -> u64 {
+    i.envelope["event"]["seq"].as_u64().expect("event has seq")
+}
+
+fn count_by_seq(items: &[Indexed]) -> HashMap<u64, usize> {
+    let mut m = HashMap::new();
+    for i in items {
+        *m.entry(seq_of(i)).or_insert(0) += 1;
+    }
+    m
+}
+
+#[tokio::test]
+async fn every_event_is_indexed_exactly_once_through_503_bursts_with_acks() {
+    let hec = HecServer::start(HecServerOptions {
+        busy_every: 4,
+        busy_burst: 2,
+        ack_delay: Duration::from_millis(30),
+        ..Default::default()
+    })
+    .await;
+    let dl = tempfile::tempdir().unwrap();
+    let o = hec_options(&hec.endpoint(), &HecServerOptions::default().token);
+    let sink = Running::start(hec_sink("splunk", o, Format::JsonRaw), dl.path());
+    // 12 batches of 23 events; requests of 7: most requests span two batches.
+    let mut waiters = Vec::new();
+    let mut next = 0;
+    for _ in 0..12 {
+        let events: Vec<Event> = (next..next + 23).map(|s| audit_event(s, None)).collect();
+        next += 23;
+        waiters.push((next - 23..next, sink.send(events).await));
+    }
+    for (seqs, w) in waiters {
+        assert_eq!(outcome(w).await, Outcome::Delivered);
+        // Delivered only after HEC said indexed: every event of the batch is confirmed.
+        let confirmed: BTreeSet<u64> = hec.indexed().iter().map(seq_of).collect();
+        for s in seqs {
+            assert!(
+                confirmed.contains(&(s as u64)),
+                "event {s} delivered before it was indexed"
+            );
+        }
+    }
+    let stats = hec.stats();
+    assert!(
+        stats.statuses.get(&503).copied().unwrap_or(0) > 0,
+        "{stats:?}"
+    );
+    assert_eq!(stats.gzip_requests, stats.requests, "every request is gzip");
+    assert_eq!(stats.channels.len(), 1, "one channel for the whole run");
+    let received = hec.received();
+    let counts = count_by_seq(&received);
+    assert_eq!(counts.len(), next);
+    assert!(
+        counts.values().all(|&n| n == 1),
+        "an event was indexed twice"
+    );
+    // The envelope: metadata, time from the event, the record as a JSON value.
+    let first = received.iter().find(|i| seq_of(i) == 61).unwrap();
+    let e = &first.envelope;
+    assert_eq!(e["host"], "fwd-test");
+    assert_eq!(e["index"], "code42");
+    assert_eq!(e["source"], "c42fwd");
+    assert_eq!(e["sourcetype"], "code42:audit");
+    assert_eq!(e["fields"]["c42_source"], "audit_log");
+    assert_eq!(e["fields"]["c42_source_name"], "audit");
+    assert_eq!(e["time"].as_f64().unwrap(), 1714564861.061);
+    assert_eq!(
+        e["event"]["note"],
+        "line one\nline two \"quoted\" | pipe = equals"
+    );
+    assert_eq!(sink.counter("events", None), next as u64);
+    assert_eq!(sink.counter("resent", None), 0);
+    assert!(sink.counter("errors", Some(("kind", "http_503"))) > 0);
+    let ctx = sink.finish().await;
+    assert!(ctx
+        .metrics
+        .render()
+        .contains("c42fwd_sink_hec_acks_pending{sink=\"splunk\"} 0"));
+}
+
+#[tokio::test]
+async fn nothing_is_delivered_before_hec_says_indexed() {
+    let hec = HecServer::start(HecServerOptions::default()).await;
+    hec.hold_acks(true);
+    let dl = tempfile::tempdir().unwrap();
+    let o = hec_options(&hec.endpoint(), &HecServerOptions::default().token);
+    let sink = Running::start(hec_sink("splunk", o, Format::JsonRaw), dl.path());
+    let mut w = sink
+        .send((0..20).map(|s| audit_event(s, None)).collect())
+        .await;
+    // HEC has every event and has been asked about them several times, answering
+    // "not yet": the batch must still be pending.
+    let polls_after =
+        |n: u64| move |s: &server::HecStats, r: &[Indexed]| r.len() == 20 && s.ack_polls >= n;
+    hec.wait_until("20 events and 3 ack polls", PATIENCE, polls_after(3))
+        .await;
+    assert_eq!(w.try_outcome(), None, "delivered before indexed");
+    assert!(hec.indexed().is_empty());
+    hec.hold_acks(false);
+    assert_eq!(outcome(w).await, Outcome::Delivered);
+    assert_eq!(hec.indexed().len(), 20);
+    sink.finish().await;
+}
+
+#[tokio::test]
+async fn shutdown_with_unacknowledged_batches_leaves_them_not_delivered() {
+    let hec = HecServer::start(HecServerOptions::default()).await;
+    hec.hold_acks(true);
+    let dl = tempfile::tempdir().unwrap();
+    let o = hec_options(&hec.endpoint(), &HecServerOptions::default().token);
+    let sink = Running::start(hec_sink("splunk", o, Format::JsonRaw), dl.path());
+    let w1 = sink
+        .send((0..10).map(|s| audit_event(s, None)).collect())
+        .await;
+    let w2 = sink
+        .send((10..14).map(|s| audit_event(s, None)).collect())
+        .await;
+    hec.wait_until("14 events and an ack poll", PATIENCE, |s, r| {
+        r.len() == 14 && s.ack_polls >= 1
+    })
+    .await;
+    sink.ctx.shutdown.cancel();
+    assert_eq!(outcome(w1).await, Outcome::NotDelivered);
+    assert_eq!(outcome(w2).await, Outcome::NotDelivered);
+    let result = tokio::time::timeout(PATIENCE, sink.task)
+        .await
+        .expect("sink stops");
+    assert!(result.expect("task").is_ok());
+    assert_eq!(
+        sink.ctx
+            .metrics
+            .sink_events
+            .get_or_create(&label("sink", "splunk"))
+            .get(),
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_lost_acknowledgement_makes_the_request_go_again() {
+    let hec = HecServer::start(HecServerOptions {
+        lose_acks_of: BTreeSet::from([1]),
+        ..Default::default()
+    })
+    .await;
+    let dl = tempfile::tempdir().unwrap();
+    let mut o = hec_options(&hec.endpoint(), &HecServerOptions::default().token);
+    o.ack_timeout = Duration::from_millis(300);
+    o.batching.max_events = 5;
+    let sink = Running::start(hec_sink("splunk", o, Format::JsonRaw), dl.path());
+    let w = sink
+        .send((0..5).map(|s| audit_event(s, None)).collect())
+        .await;
+    assert_eq!(outcome(w).await, Outcome::Delivered);
+    let received = hec.received();
+    // At least once: the first copy was never confirmed, the second one was.
+    assert_eq!(received.len(), 10);
+    assert!(count_by_seq(&received).values().all(|&n| n == 2));
+    assert_eq!(hec.indexed().len(), 5);
+    assert_eq!(sink.counter("resent", None), 5);
+    assert_eq!(sink.counter("errors", Some(("kind", "ack_timeout"))), 1);
+    assert_eq!(sink.counter("events", None), 5);
+    sink.finish().await;
+}
+
+/// Reads a dead-letter file: one JSON object per line.
+pub fn dead_letters(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("dead-letter line is json"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_rejected_batch_is_dead_lettered_and_the_route_goes_on() {
+    let hec = HecServer::start(HecServerOptions {
+        reject_marker: Some("POISON".into()),
+        ..Default::default()
+    })
+    .await;
+    let dl = tempfile::tempdir().unwrap();
+    let mut o = hec_options(&hec.endpoint(), &HecServerOptions::default().token);
+    // One request per batch, so that exactly the poisoned batch is refused.
+    o.batching.max_events = 10;
+    let sink = Running::start(hec_sink("splunk", o, Format::JsonRaw), dl.path());
+    let mut waiters = Vec::new();
+    let mut poisoned = Vec::new();
+    for b in 0..5 {
+        let events: Vec<Event> = (b * 10..b * 10 + 10)
+            .map(|s| audit_event(s, (s == 23).then_some("POISON")))
+            .collect();
+        if b == 2 {
+            poisoned = events.clone();
+        }
+        waiters.push(sink.send(events).await);
+    }
+    for w in waiters {
+        assert_eq!(outcome(w).await, Outcome::Delivered, "the route goes on");
+    }
+    let indexed: BTreeSet<u64> = hec.indexed().iter().map(seq_of).collect();
+    let expected: BTreeSet<u64> = (0..50).filter(|s| !(20..30).contains(s)).collect();
+    assert_eq!(indexed, expected);
+    let lines = dead_letters(&dl.path().join("splunk.ndjson"));
+    assert_eq!(lines.len(), 10);
+    let enc = Encoder::new(encoding(Format::JsonRaw));
+    for (line, ev) in lines.iter().zip(&poisoned) {
+        assert_eq!(line["sink"], "splunk");
+        assert_eq!(
+            line["reason"],
+            "http 400 Bad Request: Invalid data format (code 6, invalid-event-number 3)"
+        );
+        let mut rec = Vec::new();
+        enc.encode(ev, &mut rec);
+        assert_eq!(line["record"].as_str().unwrap().as_bytes(), &rec[..]);
+    }
+    assert_eq!(sink.counter("discarded", Some(("reason", "http_400"))), 10);
+    assert_eq!(sink.counter("events", None), 40);
+    sink.finish().await;
+}
+
+#[tokio::test]
+async fn a_wrong_token_dead_letters_without_leaking_the_token() {
+    let hec = HecServer::start(HecServerOptions {
+        invalid_token_status: 401,
+        ..Default::default()
+    })
+    .await;
+    let dl = tempfile::tempdir().unwrap();
+    let secret = "wrong-but-secret-token-value";
+    let o = hec_options(&hec.endpoint(), secret);
+    let cfg = hec_sink("splunk", o, Format::Cef);
+    assert!(!format!("{cfg:?}").contains(secret));
+    let sink = Running::start(cfg, dl.path());
+    let w = sink
+        .send((0..3).map(|s| audit_event(s, None)).collect())
+        .await;
+    assert_eq!(outcome(w).await, Outcome::Delivered, "delivered by policy");
+    assert!(hec.received().is_empty());
+    let path = dl.path().join("splunk.ndjson");
+    let lines = dead_letters(&path);
+    assert_eq!(lines.len(), 3);
+    assert_eq!(
+        lines[0]["reason"],
+        "http 401 Unauthorized: Invalid token (code 4)"
+    );
+    assert!(lines[0]["record"]
+        .as_str()
+        .unwrap()
+        .starts_with("CEF:0|Code42|"));
+    assert!(!std::fs::read_to_string(&path).unwrap().contains(secret));
+    assert_eq!(sink.counter("discarded", Some(("reason", "http_401"))), 3);
+    let ctx = sink.finish().await;
+    assert!(!ctx.metrics.render().contains(secret));
+}
+
+#[tokio::test]
+async fn health_is_checked_before_sending_and_waited_for() {
+    let hec = HecServer::start(HecServerOptions {
+        unhealthy_checks: 3,
+        indexer_ack: false,
+        ..Default::default()
+    })
+    .await;
+    let dl = tempfile::tempdir().unwrap();
+    let mut o = hec_options(&hec.endpoint(), &HecServerOptions::default().token);
+    o.indexer_ack = false;
+    o.gzip = false;
+    let sink = Running::start(hec_sink("splunk", o, Format::Cef), dl.path());
+    let w = sink
+        .send((0..3).map(|s| audit_event(s, None)).collect())
+        .await;
+    assert_eq!(outcome(w).await, Outcome::Delivered);
+    let stats = hec.stats();
+    assert_eq!(stats.health_checks_before_first_event, Some(4));
+    assert_eq!(stats.gzip_requests, 0);
+    assert_eq!(stats.ack_polls, 0);
+    // Acknowledgement off: a channel is still sent (a generated UUID).
+    let channel = stats.channels.iter().next().expect("a channel was sent");
+    assert!(server_is_guid(channel), "{channel}");
+    // CEF goes in as a JSON string.
+    let r = hec.received();
+    assert!(r[0].envelope["event"]
+        .as_str()
+        .unwrap()
+        .starts_with("CEF:0|Code42|"));
+    sink.finish().await;
+}
+
+fn server_is_guid(s: &str) -> bool {
+    s.len() == 36 && s.split('-').map(str::len).eq([8, 4, 4, 4, 12])
+}
+
+#[tokio::test]
+async fn a_configured_channel_is_used() {
+    let hec = HecServer::start(HecServerOptions::default()).await;
+    let dl = tempfile::tempdir().unwrap();
+    let mut o = hec_options(&hec.endpoint(), &HecServerOptions::default().token);
+    o.channel = Some("0e8a6c5f-2d3b-4a1c-9f7e-1b2c3d4e5f60".into());
+    let sink = Running::start(hec_sink("splunk", o, Format::JsonNormalized), dl.path());
+    let w = sink
+        .send((0..3).map(|s| audit_event(s, None)).collect())
+        .await;
+    assert_eq!(outcome(w).await, Outcome::Delivered);
+    assert_eq!(
+        hec.stats().channels,
+        BTreeSet::from(["0e8a6c5f-2d3b-4a1c-9f7e-1b2c3d4e5f60".to_string()])
+    );
+    let r = hec.indexed();
+    assert_eq!(r.len(), 3);
+    assert_eq!(r[0].envelope["event"]["class_id"], "logged_in");
+    sink.finish().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_hec_stalls_the_route_and_loses_nothing() {
+    let port = crate::support::unused_tcp_port();
+    let dl = tempfile::tempdir().unwrap();
+    let o = hec_options(&format!("http://127.0.0.1:{port}"), "t0ken-value");
+    let sink = Running::start(hec_sink("splunk", o, Format::JsonRaw), dl.path());
+    let mut w = sink.send(vec![audit_event(0, None)]).await;
+    crate::support::wait_for("the health check to fail twice", PATIENCE, || {
+        sink.counter("errors", Some(("kind", "health"))) >= 2
+    })
+    .await;
+    // The health check is what fails here (it logs and waits); nothing is delivered.
+    assert_eq!(w.try_outcome(), None);
+    assert_eq!(sink.counter("events", None), 0);
+    sink.ctx.shutdown.cancel();
+    assert_eq!(outcome(w).await, Outcome::NotDelivered);
+}
+
+#[tokio::test]
+async fn the_healthcheck_asks_hec_and_sends_nothing() {
+    let hec = HecServer::start(HecServerOptions {
+        unhealthy_checks: 1,
+        ..Default::default()
+    })
+    .await;
+    let o = hec_options(&hec.endpoint(), "t0ken-value");
+    let cfg = hec_sink("splunk", o, Format::JsonRaw);
+    let e = sinks::healthcheck(&cfg).await.unwrap_err();
+    assert!(e.is_retriable());
+    assert!(e.to_string().contains("HEC is unhealthy"), "{e}");
+    sinks::healthcheck(&cfg).await.expect("healthy now");
+    assert_eq!(hec.stats().health_checks, 2);
+    assert_eq!(hec.stats().requests, 0);
+    let port = crate::support::unused_tcp_port();
+    let o = hec_options(&format!("http://127.0.0.1:{port}"), "t0ken-value");
+    assert!(sinks::healthcheck(&hec_sink("splunk", o, Format::JsonRaw))
+        .await
+        .is_err());
+}
+
+// ---------------------------------------------------------------------------------
+// TLS
+
+mod tls {
+    use super::*;
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    use std::sync::Arc;
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio_rustls::server::TlsStream;
+    use tokio_rustls::TlsAcceptor;
+
+    /// A CA, a server certificate for 127.0.0.1 / localhost, a client certificate.
+    pub struct Pki {
+        pub dir: tempfile::TempDir,
+        pub server_cert: String,
+        pub server_key: String,
+        pub ca_pem: String,
+    }
+
+    impl Pki {
+        pub fn new() -> Pki {
+            let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+            ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            ca_params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, "c42fwd test ca");
+            let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+            let leaf = |names: Vec<String>| {
+                let key = KeyPair::generate().unwrap();
+                let cert = CertificateParams::new(names)
+                    .unwrap()
+                    .signed_by(&key, &ca)
+                    .unwrap();
+                (cert.pem(), key.serialize_pem())
+            };
+            let (server_cert, server_key) = leaf(vec!["127.0.0.1".into(), "localhost".into()]);
+            let (client_cert, client_key) = leaf(vec!["c42fwd-client".into()]);
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
+            std::fs::write(dir.path().join("client.pem"), client_cert).unwrap();
+            std::fs::write(dir.path().join("client.key"), client_key).unwrap();
+            Pki {
+                dir,
+                server_cert,
+                server_key,
+                ca_pem: ca.pem(),
+            }
+        }
+
+        pub fn path(&self, f: &str) -> std::path::PathBuf {
+            self.dir.path().join(f)
+        }
+
+        /// The server's rustls config; with `client_ca`, client certificates from the
+        /// test CA are required.
+        pub fn server_config(&self, require_client: bool) -> rustls::ServerConfig {
+            use rustls::pki_types::pem::PemObject;
+            use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let certs: Vec<CertificateDer<'static>> =
+                CertificateDer::pem_slice_iter(self.server_cert.as_bytes())
+                    .collect::<Result<_, _>>()
+                    .unwrap();
+            let key = PrivateKeyDer::from_pem_slice(self.server_key.as_bytes()).unwrap();
+            let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+                .with_safe_default_protocol_versions()
+                .unwrap();
+            let builder = if require_client {
+                let mut roots = rustls::RootCertStore::empty();
+                for c in CertificateDer::pem_slice_iter(self.ca_pem.as_bytes()) {
+                    roots.add(c.unwrap()).unwrap();
+                }
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    roots.into(),
+                    provider,
+                )
+                .build()
+                .unwrap();
+                builder.with_client_cert_verifier(verifier)
+            } else {
+                builder.with_no_client_auth()
+            };
+            builder.with_single_cert(certs, key).unwrap()
+        }
+    }
+
+    /// A TLS listener for axum: handshakes that fail are skipped (the client sees
+    /// the failure).
+    pub struct TlsListener {
+        pub tcp: TcpListener,
+        pub acceptor: TlsAcceptor,
+    }
+
+    impl axum::serve::Listener for TlsListener {
+        type Io = TlsStream<TcpStream>;
+        type Addr = std::net::SocketAddr;
+
+        async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+            loop {
+                let Ok((tcp, addr)) = self.tcp.accept().await else {
+                    continue;
+                };
+                if let Ok(tls) = self.acceptor.accept(tcp).await {
+                    return (tls, addr);
+                }
+            }
+        }
+
+        fn local_addr(&self) -> std::io::Result<Self::Addr> {
+            self.tcp.local_addr()
+        }
+    }
+
+    async fn tls_hec(pki: &Pki, require_client: bool) -> HecServer {
+        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let acceptor = TlsAcceptor::from(Arc::new(pki.server_config(require_client)));
+        HecServer::serve(HecServerOptions::default(), TlsListener { tcp, acceptor }).await
+    }
+
+    async fn deliver_one(tls: TlsOptions, hec: &HecServer) -> (Outcome, u64) {
+        let dl = tempfile::tempdir().unwrap();
+        let mut o = hec_options(
+            &format!("https://127.0.0.1:{}", hec.addr().port()),
+            &HecServerOptions::default().token,
+        );
+        o.tls = tls;
+        let sink = Running::start(hec_sink("splunk", o, Format::JsonRaw), dl.path());
+        let mut w = sink.send(vec![audit_event(0, None)]).await;
+        // Either delivered, or the connection keeps failing (certificate refused).
+        let mut got = None;
+        crate::support::wait_for("delivery or repeated tls failures", PATIENCE, || {
+            got = got.or_else(|| w.try_outcome());
+            got.is_some() || sink.counter("errors", Some(("kind", "health"))) >= 2
+        })
+        .await;
+        let failures = sink.counter("errors", Some(("kind", "health")));
+        sink.ctx.shutdown.cancel();
+        let o = match got {
+            Some(o) => o,
+            None => outcome(w).await,
+        };
+        (o, failures)
+    }
+
+    #[tokio::test]
+    async fn https_with_the_ca_file_and_a_client_certificate() {
+        let pki = Pki::new();
+        let hec = tls_hec(&pki, true).await;
+        let mut t = plain_tls();
+        t.ca_file = Some(pki.path("ca.pem"));
+        t.client_cert = Some(pki.path("client.pem"));
+        t.client_key = Some(pki.path("client.key"));
+        t.min_version = TlsVersion::Tls13;
+        let (o, _) = deliver_one(t, &hec).await;
+        assert_eq!(o, Outcome::Delivered);
+        assert_eq!(hec.indexed().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn https_refuses_an_unknown_ca_and_a_missing_client_certificate() {
+        let pki = Pki::new();
+        // Built-in roots only: the test CA is unknown.
+        let hec = tls_hec(&pki, false).await;
+        let (o, errors) = deliver_one(plain_tls(), &hec).await;
+        assert_eq!(o, Outcome::NotDelivered);
+        assert!(errors >= 2);
+        assert_eq!(hec.stats().health_checks, 0);
+        // The right CA, but the server wants a client certificate.
+        let hec = tls_hec(&pki, true).await;
+        let mut t = plain_tls();
+        t.ca_file = Some(pki.path("ca.pem"));
+        let (o, _) = deliver_one(t, &hec).await;
+        assert_eq!(o, Outcome::NotDelivered);
+        assert!(hec.received().is_empty());
+    }
+
+    #[tokio::test]
+    async fn insecure_skip_verify_accepts_any_certificate() {
+        let pki = Pki::new();
+        let hec = tls_hec(&pki, false).await;
+        let mut t = plain_tls();
+        t.insecure_skip_verify = true;
+        let (o, _) = deliver_one(t, &hec).await;
+        assert_eq!(o, Outcome::Delivered);
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// End to end through the binary
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_indexes_every_emulated_event_exactly_once_in_hec() {
+    use crate::e2e::{log_tail, start_emulator, Daemon};
+    use c42fwd::emulator::EmulatorOptions;
+    let opts = EmulatorOptions {
+        seed: 31,
+        backlog: 2_000,
+        backlog_span: Duration::from_secs(600),
+        rate: 0.0,
+        lag: Duration::from_millis(0),
+        ..Default::default()
+    };
+    let emu = start_emulator(opts.clone()).await;
+    let hec = HecServer::start(HecServerOptions {
+        busy_every: 5,
+        busy_burst: 1,
+        ack_delay: Duration::from_millis(20),
+        ..Default::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c42fwd.toml");
+    std::fs::write(
+        dir.path().join("hec-token"),
+        format!("{}\n", HecServerOptions::default().token),
+    )
+    .unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+state_dir = "{state}"
+shutdown_grace = "10s"
+
+[tenants.emu]
+api = "incydr"
+base_url = "{base}"
+client_id = "{id}"
+client_secret = "{secret}"
+
+[sources.audit]
+type = "audit_log"
+tenant = "emu"
+start = "1h"
+lag = "1s"
+poll_interval = "200ms"
+page_size = 300
+
+[sinks.splunk]
+type = "hec"
+endpoint = "{endpoint}"
+token = {{ file = "{token}" }}
+format = "json"
+index = "code42"
+indexer_ack = true
+ack_poll_interval = "50ms"
+max_events = 128
+max_wait = "100ms"
+
+[sinks.splunk.retry]
+initial = "20ms"
+max = "200ms"
+
+[[routes]]
+sources = ["audit"]
+sinks = ["splunk"]
+"#,
+            state = dir.path().join("state").display(),
+            base = emu.base_url(),
+            id = opts.client_id,
+            secret = opts.client_secret,
+            endpoint = hec.endpoint(),
+            token = dir.path().join("hec-token").display(),
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&config).await;
+    let first = emu.started_at() - chrono::Duration::hours(2);
+    let truth = emu.events_between(first, emu.started_at() + chrono::Duration::seconds(1));
+    assert!(truth.len() >= 2_000, "the emulator has its backlog");
+    let mut want: HashMap<String, usize> = HashMap::new();
+    for t in &truth {
+        *want.entry(t.clone()).or_insert(0) += 1;
+    }
+    let total = truth.len();
+    let all_indexed = hec
+        .wait_for(Duration::from_secs(90), |_, r| {
+            r.iter().filter(|i| i.confirmed).count() >= total
+        })
+        .await;
+    assert!(
+        all_indexed,
+        "not every event was indexed; hec {:?}\nc42fwd log:\n{}",
+        hec.stats(),
+        log_tail(&config)
+    );
+    let status = daemon.terminate().await;
+    assert!(status.success(), "c42fwd exits 0 after SIGTERM: {status}");
+    let mut got: HashMap<String, usize> = HashMap::new();
+    for i in hec.indexed() {
+        *got.entry(i.event_raw.clone()).or_insert(0) += 1;
+        assert_eq!(i.envelope["index"], "code42");
+    }
+    for (k, n) in &want {
+        assert_eq!(
+            got.get(k).copied().unwrap_or(0),
+            *n,
+            "event indexed a wrong number of times: {k}"
+        );
+    }
+    assert_eq!(
+        got.values().sum::<usize>(),
+        total,
+        "nothing extra was indexed"
+    );
+    assert!(hec.stats().statuses.get(&503).copied().unwrap_or(0) > 0);
+}
