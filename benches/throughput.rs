@@ -6,9 +6,11 @@
 //! prints events/s and the child's peak RSS (`VmHWM` from /proc). It measures; it asserts
 //! nothing about speed.
 //!
-//! `cargo bench --bench throughput` runs 1,000,000 events; `C42FWD_BENCH_EVENTS=N`
-//! changes that. Under `cargo test` (no `--bench` argument) it runs a small smoke size,
-//! so the harness itself stays tested.
+//! `cargo bench --bench throughput` runs 1,000,000 Audit Log events;
+//! `C42FWD_BENCH_EVENTS=N` changes the count, `C42FWD_BENCH_SOURCE=alerts` (or
+//! `sync_log`) reads that source instead, `C42FWD_BENCH_FORMAT=json|leef` changes the
+//! body, `C42FWD_BENCH_QUEUE=N` the sink's queue (batches), `C42FWD_BENCH_PAGE=N` the page size. Under `cargo test` (no
+//! `--bench` argument) it runs a small smoke size, so the harness itself stays tested.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -24,14 +26,19 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(if bench_mode { 1_000_000 } else { 20_000 });
     let format = std::env::var("C42FWD_BENCH_FORMAT").unwrap_or_else(|_| "cef".into());
+    let source = std::env::var("C42FWD_BENCH_SOURCE").unwrap_or_else(|_| "audit_log".into());
+    let queue: u32 = std::env::var("C42FWD_BENCH_QUEUE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
-    let report = rt.block_on(run(events, &format));
+    let report = rt.block_on(run(events, &format, &source, queue));
     println!(
-        "throughput: {} events, format {format}, {:.2} s, {:.0} events/s, {:.1} MB/s, c42fwd peak RSS {:.1} MiB",
+        "throughput: {} {source} events, format {format}, queue {queue}, {:.2} s, {:.0} events/s, {:.1} MB/s, c42fwd peak RSS {:.1} MiB",
         report.events,
         report.elapsed.as_secs_f64(),
         report.events as f64 / report.elapsed.as_secs_f64(),
@@ -47,15 +54,40 @@ struct Report {
     peak_rss_kib: u64,
 }
 
-async fn run(events: u64, format: &str) -> Report {
-    // The backlog occurred over the last two hours and is fully visible (no live stream).
-    let opts = c42fwd::emulator::EmulatorOptions {
-        backlog: events,
+async fn run(events: u64, format: &str, source: &str, queue: u32) -> Report {
+    // The backlog occurred over the last two hours and is fully visible (no live
+    // stream); only the measured source has one.
+    let mut opts = c42fwd::emulator::EmulatorOptions {
+        backlog: 0,
         backlog_span: Duration::from_secs(2 * 3600),
         rate: 0.0,
+        alert_backlog: 0,
+        alert_rate: 0.0,
+        sync_log_backlog: 0,
+        sync_log_span: Duration::from_secs(2 * 3600),
+        sync_log_rate: 0.0,
         lag: Duration::from_millis(0),
         ..Default::default()
     };
+    let page_size = match source {
+        "audit_log" => {
+            opts.backlog = events;
+            10_000
+        }
+        "alerts" => {
+            opts.alert_backlog = events;
+            500
+        }
+        "sync_log" => {
+            opts.sync_log_backlog = events;
+            1_000
+        }
+        other => panic!("C42FWD_BENCH_SOURCE={other}: use audit_log, alerts or sync_log"),
+    };
+    let page_size: u32 = std::env::var("C42FWD_BENCH_PAGE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(page_size);
     let emu = c42fwd::emulator::start(
         opts.clone(),
         tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
@@ -122,19 +154,19 @@ client_id = "{id}"
 client_secret = "{secret}"
 
 [sources.audit]
-type = "audit_log"
+type = "{source}"
 tenant = "emu"
 start = "3h"
 lag = "1s"
 poll_interval = "1s"
-page_size = 10000
+page_size = {page_size}
 
 [sinks.tcp]
 type = "tcp"
 host = "127.0.0.1"
 port = {port}
 format = "{format}"
-queue_batches = 4
+queue_batches = {queue}
 
 [[routes]]
 sources = ["audit"]
@@ -144,7 +176,10 @@ sinks = ["tcp"]
         base = emu.base_url(),
         id = opts.client_id,
         secret = opts.client_secret,
-        format = if format == "json" { "json" } else { "cef" },
+        format = match format {
+            "json" | "leef" | "json_normalized" => format,
+            _ => "cef",
+        },
     )
     .unwrap();
     drop(f);
