@@ -133,6 +133,40 @@ mod tests {
     }
 
     #[test]
+    fn retry_after_seconds_and_http_date() {
+        use reqwest::header::{HeaderMap, RETRY_AFTER};
+        let mut h = HeaderMap::new();
+        assert_eq!(retry_after(&h), None);
+        h.insert(RETRY_AFTER, "7".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        let later = chrono::Utc::now() + chrono::TimeDelta::seconds(30);
+        h.insert(
+            RETRY_AFTER,
+            later
+                .format("%a, %d %b %Y %H:%M:%S GMT")
+                .to_string()
+                .parse()
+                .unwrap(),
+        );
+        let d = retry_after(&h).unwrap();
+        assert!(
+            d > Duration::from_secs(25) && d <= Duration::from_secs(30),
+            "{d:?}"
+        );
+        h.insert(
+            RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(
+            retry_after(&h),
+            Some(Duration::ZERO),
+            "a past date means now"
+        );
+        h.insert(RETRY_AFTER, "soon".parse().unwrap());
+        assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
     fn retry_after_wins_but_is_capped() {
         let p = BackoffPolicy {
             initial: Duration::from_millis(10),

@@ -38,11 +38,12 @@ pub use sync_log::{
 
 use crate::config::{ApiGeneration, Credentials, ServiceUrls, Tenant};
 use crate::metrics::Metrics;
+use crate::retry::retry_after;
 use crate::retry::BackoffPolicy;
 use auth::AccessToken;
 use bytes::Bytes;
 use chrono::Utc;
-use reqwest::header::{HeaderMap, AUTHORIZATION};
+use reqwest::header::AUTHORIZATION;
 use reqwest::{StatusCode, Url};
 use std::sync::Arc;
 use std::time::Duration;
@@ -557,11 +558,6 @@ fn error_chain(e: &reqwest::Error) -> String {
     out
 }
 
-/// `Retry-After` as seconds or as an HTTP date.
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    crate::retry::retry_after(headers)
-}
-
 /// The server's explanation of an error, short: a JSON `message` / `error` /
 /// `description` field, or the start of the text.
 fn server_message(body: &[u8]) -> String {
@@ -670,39 +666,6 @@ impl ApiClient {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reqwest::header::RETRY_AFTER;
-
-    #[test]
-    fn retry_after_seconds_and_http_date() {
-        let mut h = HeaderMap::new();
-        h.insert(RETRY_AFTER, "7".parse().unwrap());
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
-        let later = Utc::now() + chrono::TimeDelta::seconds(30);
-        h.insert(
-            RETRY_AFTER,
-            later
-                .format("%a, %d %b %Y %H:%M:%S GMT")
-                .to_string()
-                .parse()
-                .unwrap(),
-        );
-        let d = retry_after(&h).unwrap();
-        assert!(
-            d > Duration::from_secs(25) && d <= Duration::from_secs(30),
-            "{d:?}"
-        );
-        h.insert(
-            RETRY_AFTER,
-            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
-        );
-        assert_eq!(
-            retry_after(&h),
-            Some(Duration::ZERO),
-            "a past date means now"
-        );
-        h.insert(RETRY_AFTER, "soon".parse().unwrap());
-        assert_eq!(retry_after(&h), None);
-    }
 
     #[test]
     fn server_message_prefers_json_fields_and_truncates() {

@@ -323,7 +323,7 @@ async fn probe_health(client: &reqwest::Client, url: &Url) -> Health {
     let check = async {
         let resp = client.get(url.clone()).send().await?;
         let status = resp.status();
-        let ra = super::http_common::retry_after(resp.headers());
+        let ra = crate::retry::retry_after(resp.headers());
         let body = read_limited(resp).await?;
         Ok::<_, reqwest::Error>((status, body, ra))
     };

@@ -36,6 +36,7 @@ use crate::ack::AckToken;
 use crate::config::{HttpBatching, TlsOptions, TlsVersion};
 use crate::encode::{Encoder, EncoderOptions, Format, SyslogStyle};
 use crate::event::{Batch, Event};
+use crate::retry::retry_after;
 use crate::retry::BackoffPolicy;
 use bytes::Bytes;
 use reqwest::header::HeaderMap;
@@ -150,11 +151,6 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         cur = c.source();
     }
     out
-}
-
-/// `Retry-After` as seconds or as an HTTP date (RFC 2822 form, which HTTP dates are).
-pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    crate::retry::retry_after(headers)
 }
 
 /// A server's text made safe for one log line: control characters become spaces and
@@ -832,7 +828,6 @@ mod tests {
     use crate::encode::Framing;
     use crate::event::SourceKind;
     use chrono::DateTime;
-    use reqwest::header::RETRY_AFTER;
     use serde_json::value::RawValue;
     use std::sync::Arc;
 
@@ -949,35 +944,6 @@ mod tests {
                 detail: "busy".into()
             }
         );
-    }
-
-    #[test]
-    fn retry_after_seconds_and_date() {
-        let mut h = HeaderMap::new();
-        assert_eq!(retry_after(&h), None);
-        h.insert(RETRY_AFTER, "7".parse().unwrap());
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
-        let later = chrono::Utc::now() + chrono::Duration::seconds(30);
-        h.insert(
-            RETRY_AFTER,
-            later
-                .format("%a, %d %b %Y %H:%M:%S GMT")
-                .to_string()
-                .parse()
-                .unwrap(),
-        );
-        let d = retry_after(&h).unwrap();
-        assert!(
-            d > Duration::from_secs(25) && d <= Duration::from_secs(30),
-            "{d:?}"
-        );
-        h.insert(
-            RETRY_AFTER,
-            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
-        );
-        assert_eq!(retry_after(&h), Some(Duration::ZERO));
-        h.insert(RETRY_AFTER, "soon".parse().unwrap());
-        assert_eq!(retry_after(&h), None);
     }
 
     #[test]
