@@ -101,8 +101,20 @@ fn truncate_bytes(b: &[u8], limit: usize) -> &[u8] {
 
 /// Appends a header field: truncated, `\` and `|` escaped, CR/LF replaced by a space.
 fn header_field(out: &mut Vec<u8>, s: &str, limit: usize) {
+    escape_header_field(out, s, limit, scan::find_cef_header_special);
+}
+
+/// The header escaping CEF and LEEF share: cut at `limit` bytes on a character
+/// boundary, `\` and `|` escaped, and every other byte that `find_special` reports
+/// (the format's separators: CR and LF, and TAB for LEEF) replaced by a space.
+pub(super) fn escape_header_field(
+    out: &mut Vec<u8>,
+    s: &str,
+    limit: usize,
+    find_special: impl Fn(&[u8]) -> Option<usize>,
+) {
     let mut rest = truncate(s, limit).as_bytes();
-    while let Some(i) = scan::find_cef_header_special(rest) {
+    while let Some(i) = find_special(rest) {
         put(out, &rest[..i]);
         put(
             out,

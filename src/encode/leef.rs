@@ -204,20 +204,7 @@ fn header_prefix(kind: SourceKind, version: LeefVersion) -> &'static str {
 /// Appends a header field: cut at `limit` bytes on a character boundary, `\` and `|`
 /// escaped, TAB / CR / LF replaced by a space.
 fn header_field(out: &mut Vec<u8>, s: &str, limit: usize) {
-    let mut rest = super::cef::truncate(s, limit).as_bytes();
-    while let Some(i) = scan::find_leef_header_special(rest) {
-        put(out, &rest[..i]);
-        put(
-            out,
-            match rest[i] {
-                b'\\' => b"\\\\",
-                b'|' => b"\\|",
-                _ => b" ",
-            },
-        );
-        rest = &rest[i + 1..];
-    }
-    put(out, rest);
+    super::cef::escape_header_field(out, s, limit, scan::find_leef_header_special);
 }
 
 /// An attribute value being written, escaped as the module docs say. The value may

@@ -13,7 +13,7 @@ use crate::config::{self, ApiGeneration, AuditFilters, SourceSpec};
 use crate::event::{Event, SourceKind};
 use crate::metrics::Metrics;
 use crate::sources::poll::{api_err, FetchedPage, WindowFetch, WindowPoller};
-use crate::sources::window::{fingerprint, QueryWindow, EXPORT_RESULT_LIMIT, SEARCH_RESULT_LIMIT};
+use crate::sources::window::{QueryWindow, EXPORT_RESULT_LIMIT, SEARCH_RESULT_LIMIT};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::value::RawValue;
 use std::sync::Arc;
@@ -53,15 +53,7 @@ impl AuditLogFetch {
     /// unparsable one stands at the window start, counted by the loop) and its
     /// fingerprint taken from its raw text.
     fn page_of(raws: Vec<Box<RawValue>>, window_start: DateTime<Utc>) -> FetchedPage<Event> {
-        let mut page = FetchedPage::default();
-        for raw in raws {
-            let time = parse_event_time(raw.get());
-            let fp = fingerprint(raw.get());
-            page.push(window_start, fp, time, |occurred| {
-                Event::new(SourceKind::AuditLog, raw, occurred)
-            });
-        }
-        page
+        FetchedPage::by_content(SourceKind::AuditLog, raws, window_start, parse_event_time)
     }
 }
 

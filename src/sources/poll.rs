@@ -34,10 +34,13 @@ use crate::config::{self, StartAt};
 use crate::event::{Batch, Event, SourceKind};
 use crate::metrics::{label, Metrics};
 use crate::pipeline::Route;
-use crate::sources::window::{Next, PageEvent, PageVerdict, PollCycle, QueryWindow, WindowState};
+use crate::sources::window::{
+    fingerprint, Next, PageEvent, PageVerdict, PollCycle, QueryWindow, WindowState,
+};
 use chrono::{DateTime, TimeDelta, Utc};
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt as _;
+use serde_json::value::RawValue;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
@@ -183,6 +186,28 @@ impl<T> Default for FetchedPage<T> {
             bad_times: 0,
             bad_time_reason: None,
         }
+    }
+}
+
+impl FetchedPage<Event> {
+    /// A page of records that carry no id (Audit Log events, Sync Log entries): each
+    /// one fingerprinted by its raw text, its time read by `time_of` (an unreadable time
+    /// stands at the window start, counted by the loop).
+    pub fn by_content(
+        kind: SourceKind,
+        raws: Vec<Box<RawValue>>,
+        window_start: DateTime<Utc>,
+        time_of: fn(&str) -> Result<DateTime<Utc>, String>,
+    ) -> Self {
+        let mut page = FetchedPage::default();
+        for raw in raws {
+            let time = time_of(raw.get());
+            let fp = fingerprint(raw.get());
+            page.push(window_start, fp, time, |occurred| {
+                Event::new(kind, raw, occurred)
+            });
+        }
+        page
     }
 }
 

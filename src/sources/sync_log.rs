@@ -16,7 +16,7 @@ use crate::metrics::Metrics;
 use crate::sources::poll::{
     api_err, FetchedPage, SourceError, WindowFetch, WindowPoller, RETENTION,
 };
-use crate::sources::window::{fingerprint, QueryWindow, SEARCH_RESULT_LIMIT};
+use crate::sources::window::{QueryWindow, SEARCH_RESULT_LIMIT};
 use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
 use std::sync::Arc;
@@ -33,15 +33,7 @@ pub struct SyncLogFetch {
 
 /// One page of raw entries as the loop takes it.
 fn page_of(raws: Vec<Box<RawValue>>, window_start: DateTime<Utc>) -> FetchedPage<Event> {
-    let mut page = FetchedPage::default();
-    for raw in raws {
-        let time = sync_log_entry_time(raw.get());
-        let fp = fingerprint(raw.get());
-        page.push(window_start, fp, time, |occurred| {
-            Event::new(SourceKind::SyncLog, raw, occurred)
-        });
-    }
-    page
+    FetchedPage::by_content(SourceKind::SyncLog, raws, window_start, sync_log_entry_time)
 }
 
 impl WindowFetch for SyncLogFetch {
@@ -106,6 +98,7 @@ impl WindowFetch for SyncLogFetch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sources::window::fingerprint;
 
     #[test]
     fn entries_are_fingerprinted_by_content_and_bad_times_stand_at_the_window_start() {
