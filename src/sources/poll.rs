@@ -110,6 +110,10 @@ pub enum SourceError {
         at: DateTime<Utc>,
         limit: u64,
     },
+    #[error(
+        "source {name}: the api refused even a one-record first page from {start} as past its result window (a response without its records?)"
+    )]
+    ResultWindowRefused { name: String, start: DateTime<Utc> },
 }
 
 /// What one source reads, and how: the endpoint-specific part of a poller.
@@ -230,6 +234,7 @@ impl<T> FetchedPage<T> {
         time: Result<DateTime<Utc>, String>,
         item: impl FnOnce(DateTime<Utc>) -> T,
     ) {
+        let time_known = time.is_ok();
         let occurred = match time {
             Ok(t) => t,
             Err(reason) => {
@@ -241,6 +246,7 @@ impl<T> FetchedPage<T> {
         self.marks.push(PageEvent {
             fingerprint,
             occurred,
+            time_known,
         });
         self.items.push(item(occurred));
     }
@@ -336,8 +342,21 @@ impl<F: WindowFetch> WindowPoller<F> {
                 Ok(())
             }
             Err(e) => {
-                // Commit what is already known to be delivered, without waiting.
-                let _ = self.commit_resolved(&mut flight);
+                // Let what is in flight settle before the supervisor starts the source
+                // again from its checkpoint: otherwise every batch still on its way would
+                // be read and sent a second time. A dead sink would make that wait last
+                // for ever, so shutdown ends it; then only what is already known to be
+                // delivered is committed.
+                let settled = {
+                    let drain = self.drain(&mut flight);
+                    tokio::select! {
+                        r = drain => Some(r),
+                        _ = shutdown.cancelled() => None,
+                    }
+                };
+                if settled.is_none() {
+                    let _ = self.commit_resolved(&mut flight);
+                }
                 Err(e)
             }
         }
@@ -419,6 +438,15 @@ impl<F: WindowFetch> WindowPoller<F> {
                             r = self.fetch.fetch_page(q) => r?,
                         };
                         if page.past_result_window {
+                            if q.page == 0 && q.page_size == 1 {
+                                // Halving the page size cannot help any more: end the poll
+                                // with an error, so that the source backs off and starts
+                                // again, instead of asking the same question forever.
+                                return Err(SourceError::ResultWindowRefused {
+                                    name: self.name.to_string(),
+                                    start: q.start,
+                                });
+                            }
                             let splits = cycle.splits();
                             next = cycle.on_past_result_window();
                             if cycle.splits() > splits {
@@ -769,5 +797,87 @@ pub(super) fn api_err(name: &str, error: ApiError) -> SourceError {
     SourceError::Api {
         name: name.to_string(),
         error,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ApiGeneration, AuditFilters, Credentials, ServiceUrls, SourceSpec};
+
+    /// A server that answers every page "past the result window", as a gateway response
+    /// without its `events` would read.
+    struct Refusing;
+
+    impl WindowFetch for Refusing {
+        type Item = Event;
+        const KIND: SourceKind = SourceKind::AuditLog;
+        const RETENTION: Option<Duration> = None;
+        const MAX_PAGE_SIZE: u32 = 100;
+        const RESULT_LIMIT: u64 = 100;
+        const UNIQUE_KEYS: bool = false;
+        const ALWAYS_RE_ANCHOR: bool = false;
+
+        fn from_source(
+            _: &config::Source,
+            _: Arc<ApiClient>,
+            _: Arc<Metrics>,
+        ) -> Result<Self, SourceError> {
+            Ok(Refusing)
+        }
+
+        async fn fetch_page(&self, _: QueryWindow) -> Result<FetchedPage<Event>, SourceError> {
+            Ok(FetchedPage::past_result_window())
+        }
+
+        async fn fetch_instant(&self, _: DateTime<Utc>) -> Result<FetchedPage<Event>, SourceError> {
+            Ok(FetchedPage::past_result_window())
+        }
+
+        async fn make_events(&self, items: Vec<Event>) -> Result<Vec<Event>, SourceError> {
+            Ok(items)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_server_that_refuses_every_page_ends_the_poll_with_an_error() {
+        let tenant = config::Tenant {
+            name: "t".into(),
+            api: ApiGeneration::Incydr,
+            base_url: "http://127.0.0.1:9".parse().unwrap(),
+            services: ServiceUrls::default(),
+            credentials: Credentials::ApiClient {
+                client_id: "id".into(),
+                secret: crate::secret::Secret::new("s"),
+            },
+            proxy: None,
+            request_timeout: Duration::from_secs(1),
+            ca_file: None,
+        };
+        let metrics = Arc::new(Metrics::new());
+        let client = Arc::new(ApiClient::new(&tenant, metrics.clone()).unwrap());
+        let source = config::Source {
+            name: "audit".into(),
+            tenant: "t".into(),
+            kind: SourceSpec::AuditLog(AuditFilters::default()),
+            lag: Duration::from_secs(1),
+            poll_interval: Duration::from_secs(1),
+            start: StartAt::Ago(Duration::from_secs(60)),
+            page_size: 100,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let poller = WindowPoller::<Refusing>::new(&source, client, store, metrics).unwrap();
+        let (tx, _rx) = tokio::sync::mpsc::channel(1);
+        let run = poller.run(Route::new(vec![tx]), CancellationToken::new());
+        // Halving a refused first page reaches one record after a few steps; then the
+        // poll must stop instead of asking the same question forever.
+        let result = tokio::time::timeout(Duration::from_secs(10), run)
+            .await
+            .expect("the poller spun instead of giving up");
+        assert!(
+            matches!(result, Err(SourceError::ResultWindowRefused { .. })),
+            "{result:?}"
+        );
     }
 }

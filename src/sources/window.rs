@@ -71,8 +71,14 @@ pub fn fingerprint(raw_json: &str) -> u64 {
 pub struct PageEvent {
     pub fingerprint: u64,
     /// When it occurred (for an event whose timestamp cannot be parsed, the caller passes
-    /// the start of the query window).
+    /// the start of the query window, and `time_known` is false).
     pub occurred: DateTime<Utc>,
+    /// Whether `occurred` is the event's own time. An event whose time could not be read
+    /// is never skipped as "before the watermark" and never moves the query forward (its
+    /// time is a stand-in); its fingerprint is kept against the poll time, so that the
+    /// polls that still return it (while its true, unknown time is inside their window)
+    /// recognise it instead of sending it again.
+    pub time_known: bool,
 }
 
 impl PageEvent {
@@ -80,6 +86,7 @@ impl PageEvent {
         PageEvent {
             fingerprint: fingerprint(raw_json),
             occurred,
+            time_known: true,
         }
     }
 }
@@ -315,14 +322,33 @@ impl PollCycle {
     /// Takes the page returned for [`Self::current`]: decides which events are new
     /// (recording them in `state`), moves the watermark, and says what comes next.
     pub fn on_page(&mut self, state: &mut WindowState, events: &[PageEvent]) -> PageVerdict {
+        let poll_time = self.poll_time;
         let forward: Vec<bool> = events
             .iter()
-            .map(|&ev| state.admit(&mut self.read_counts, ev, self.unique_keys))
+            .map(|&ev| {
+                // The poll time is at or after the watermark (the watermark never passes
+                // `poll_time - lag` of an earlier poll), so an event of unknown time is
+                // judged by its fingerprint alone.
+                let ev = if ev.time_known {
+                    ev
+                } else {
+                    PageEvent {
+                        occurred: poll_time,
+                        ..ev
+                    }
+                };
+                state.admit(&mut self.read_counts, ev, self.unique_keys)
+            })
             .collect();
         let duplicates = forward.iter().filter(|f| !**f).count();
-        // Listings are in time order, so the newest is the last; `max` also keeps an event
-        // given the window start as its time (unparsable timestamp) from pulling it back.
-        if let Some(newest) = events.iter().map(|e| e.occurred).max() {
+        // Listings are in time order, so the newest is the last; `max` and the filter keep
+        // an event of unknown time (its stand-in time) from moving the query.
+        if let Some(newest) = events
+            .iter()
+            .filter(|e| e.time_known)
+            .map(|e| e.occurred)
+            .max()
+        {
             self.newest_in_query = Some(self.newest_in_query.map_or(newest, |n| n.max(newest)));
         }
 
@@ -900,6 +926,40 @@ mod tests {
     }
 
     #[test]
+    fn an_event_of_unknown_time_is_forwarded_on_a_later_page_and_once_only() {
+        // Page 0 of a settled (catch-up) query moves the watermark past the query start;
+        // an event whose time could not be read stands at that start. It must still go
+        // out, and polls that return it again must recognise it.
+        let mut state = WindowState::new(secs(0));
+        let mut c = PollCycle::new(&state, secs(1000), Duration::from_secs(5), 2, 100);
+        let v = c.on_page(&mut state, &[ev(1, secs(10)), ev(2, secs(20))]);
+        assert_eq!(v.forward, vec![true, true]);
+        assert_eq!(state.watermark(), secs(20));
+        let unknown = |start| PageEvent {
+            fingerprint: 99,
+            occurred: start,
+            time_known: false,
+        };
+        let v = c.on_page(&mut state, &[unknown(c.current().start)]);
+        assert_eq!(
+            v.forward,
+            vec![true],
+            "an event of unknown time was dropped"
+        );
+        assert_eq!(v.duplicates, 0);
+
+        let mut c = PollCycle::new(&state, secs(1001), Duration::from_secs(5), 2, 100);
+        let v = c.on_page(&mut state, &[unknown(c.current().start)]);
+        assert_eq!(
+            v.forward,
+            vec![false],
+            "an event of unknown time was sent twice"
+        );
+        // Its stand-in time did not move the query.
+        assert_eq!(c.current().start, secs(995));
+    }
+
+    #[test]
     fn unique_keys_are_forwarded_once_even_twice_in_one_read() {
         // An alert id seen twice in one read (an offset shift between pages), and again
         // with another text (its state changed) in a later poll: forwarded once.
@@ -908,6 +968,7 @@ mod tests {
         let a = PageEvent {
             fingerprint: key,
             occurred: at,
+            time_known: true,
         };
         let mut state = WindowState::new(secs(0));
         let mut c =
