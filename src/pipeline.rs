@@ -144,7 +144,9 @@ pub async fn run(
             let name = sink.name.clone();
             if let Err(e) = sinks::run(sink, rx, ctx).await {
                 tracing::error!(sink = %name, error = %e, "sink stopped");
-                let _ = failed.send((name, e.to_string())).await;
+                // Never wait here: after the first failure nobody reads this channel,
+                // and a sink task must not outlive the shutdown because of it.
+                let _ = failed.try_send((name, e.to_string()));
             }
         });
     }

@@ -189,10 +189,11 @@ pub(crate) enum Verdict {
 
 /// The rule both sinks share for an HTTP status: 2xx delivered; 408 (request
 /// timeout), 429 (too many requests) and every 5xx retried; any other 4xx permanent
-/// (bad request, bad credentials, not found, too large: the same request will be
-/// refused again). 1xx and 3xx (redirects are not followed) are retried: they mean a
-/// wrong URL or a strange proxy, which stalls the route and shows in logs and metrics
-/// rather than throwing records away.
+/// (bad request, bad credentials, too large: the same request will be refused again).
+/// 404 and 405 are retried, like 1xx and 3xx (redirects are not followed): they say the
+/// URL or the method is wrong, a configuration fault that no record is to blame for, so
+/// the route stalls and it shows in logs and metrics rather than every record going to
+/// the dead-letter file until someone notices.
 pub(crate) fn classify_status(
     status: StatusCode,
     retry_after: Option<Duration>,
@@ -209,6 +210,8 @@ pub(crate) fn classify_status(
         429 => retry("http_429"),
         503 => retry("http_503"),
         500..=599 => retry("http_5xx"),
+        404 => retry("http_404"),
+        405 => retry("http_405"),
         400..=499 => Verdict::Reject {
             reason: reject_reason(status),
             detail,
@@ -224,8 +227,6 @@ fn reject_reason(status: StatusCode) -> &'static str {
         400 => "http_400",
         401 => "http_401",
         403 => "http_403",
-        404 => "http_404",
-        405 => "http_405",
         411 => "http_411",
         413 => "http_413",
         415 => "http_415",
@@ -911,14 +912,13 @@ mod tests {
         for s in [200, 201, 204] {
             assert_eq!(c(s), Verdict::Accepted, "{s}");
         }
-        for s in [408, 429, 500, 502, 503, 504, 301, 302] {
+        for s in [408, 429, 500, 502, 503, 504, 301, 302, 404, 405] {
             assert!(matches!(c(s), Verdict::Retry { .. }), "{s}");
         }
         for (s, label) in [
             (400, "http_400"),
             (401, "http_401"),
             (403, "http_403"),
-            (404, "http_404"),
             (413, "http_413"),
             (422, "http_4xx"),
         ] {
