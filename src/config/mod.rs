@@ -83,14 +83,27 @@ impl std::fmt::Debug for Tenant {
     }
 }
 
-/// A URL for logs and `Debug`: any password in it is replaced by `[redacted]`.
+/// A URL for logs and `Debug`: a password in it and the values of its query string
+/// (collectors take API keys there: `?api-key=...`) are replaced by `[redacted]`; the
+/// query's parameter names stay, to tell URLs apart.
 pub fn redacted_url(u: &Url) -> String {
-    if u.password().is_none() {
+    if u.password().is_none() && u.query().is_none() {
         return u.to_string();
     }
     let mut u = u.clone();
-    // Cannot fail for a URL that already has a password (it has a host).
-    let _ = u.set_password(Some("[redacted]"));
+    if u.password().is_some() {
+        // Cannot fail for a URL that already has a password (it has a host).
+        let _ = u.set_password(Some("[redacted]"));
+    }
+    if u.query().is_some() {
+        let names: Vec<String> = u.query_pairs().map(|(k, _)| k.into_owned()).collect();
+        let mut q = u.query_pairs_mut();
+        q.clear();
+        for k in &names {
+            q.append_pair(k, "[redacted]");
+        }
+        drop(q);
+    }
     u.to_string()
 }
 
@@ -364,4 +377,32 @@ pub enum OversizePolicy {
     Truncate,
     /// Write it to the sink's dead-letter file instead; counted.
     DeadLetter,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted_url;
+
+    #[test]
+    fn urls_in_logs_hide_passwords_and_query_values() {
+        let u = "https://user:pw@collector.example.com/in?api-key=s3cret&x=1"
+            .parse()
+            .unwrap();
+        let shown = redacted_url(&u);
+        assert!(
+            !shown.contains("pw@") && !shown.contains("s3cret"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("collector.example.com/in?api-key="),
+            "{shown}"
+        );
+        let plain = "https://splunk.example.com:8088/services/collector"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            redacted_url(&plain),
+            "https://splunk.example.com:8088/services/collector"
+        );
+    }
 }
