@@ -8,9 +8,7 @@
 
 use c42fwd::api::ApiClient;
 use c42fwd::checkpoint::Store;
-use c42fwd::config::{
-    ApiGeneration, AuditFilters, Credentials, ServiceUrls, Source, SourceSpec, StartAt, Tenant,
-};
+use c42fwd::config::{ApiGeneration, AuditFilters, Credentials, Source, SourceSpec, StartAt};
 use c42fwd::emulator::{self, EmulatorHandle, EmulatorOptions, FaultOptions};
 use c42fwd::metrics::Metrics;
 use c42fwd::pipeline::Route;
@@ -49,31 +47,9 @@ fn opts(backlog: u64, rate: f64) -> EmulatorOptions {
     }
 }
 
-fn tenant(api: ApiGeneration, emu: &EmulatorHandle, o: &EmulatorOptions) -> Tenant {
-    let credentials = match api {
-        ApiGeneration::Incydr => Credentials::ApiClient {
-            client_id: o.client_id.clone(),
-            secret: Secret::new(o.client_secret.clone()),
-        },
-        // The legacy tenant logs in as a user with a TOTP code, and finds the Audit Log
-        // service through discovery.
-        ApiGeneration::Legacy => Credentials::User {
-            username: o.username.clone(),
-            password: Secret::new(o.password.clone()),
-            totp: o.totp.clone().map(Secret::new),
-        },
-    };
-    Tenant {
-        name: "emulated".into(),
-        api,
-        base_url: emu.base_url().parse().expect("emulator url"),
-        services: ServiceUrls::default(),
-        credentials,
-        proxy: None,
-        request_timeout: Duration::from_secs(30),
-        ca_file: None,
-    }
-}
+// The emulator tenant of every poller test: Incydr with API client credentials, legacy
+// with a user login and TOTP code (and service discovery).
+use crate::alerts::harness::tenant;
 
 fn source(start: DateTime<Utc>, page_size: u32) -> Source {
     Source {
