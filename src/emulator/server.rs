@@ -447,11 +447,20 @@ fn parse(st: &Emulator, body: &[u8]) -> Result<Query, Refused> {
     parse_query(body, &st.gen).map_err(|e| Box::new(bad_request(&e)))
 }
 
+/// The start of every audit search handler: admit the request on `route` (count it,
+/// inject a due fault, check its token), then parse its query body.
+fn admit_query(
+    st: &Emulator,
+    route: &'static str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Query, Refused> {
+    st.admit(route, headers, true)?;
+    parse(st, body)
+}
+
 async fn v2_search(State(st): St, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = st.admit("/v1/audit/search-audit-log", &headers, true) {
-        return *r;
-    }
-    let q = match parse(&st, &body) {
+    let q = match admit_query(&st, "/v1/audit/search-audit-log", &headers, &body) {
         Ok(q) => q,
         Err(r) => return *r,
     };
@@ -503,10 +512,7 @@ fn counted(st: &Arc<Emulator>, inner: render::Suffix) -> render::Suffix {
 }
 
 async fn v2_count(State(st): St, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = st.admit("/v1/audit/search-results-count", &headers, true) {
-        return *r;
-    }
-    let q = match parse(&st, &body) {
+    let q = match admit_query(&st, "/v1/audit/search-results-count", &headers, &body) {
         Ok(q) => q,
         Err(r) => return *r,
     };
@@ -528,10 +534,7 @@ fn export_selection(st: &Emulator, q: &Query, now_ns: i64) -> Result<Selection, 
 }
 
 async fn v2_export(State(st): St, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = st.admit("/v1/audit/search-results-export", &headers, true) {
-        return *r;
-    }
-    let q = match parse(&st, &body) {
+    let q = match admit_query(&st, "/v1/audit/search-results-export", &headers, &body) {
         Ok(q) => q,
         Err(r) => return *r,
     };
@@ -562,10 +565,7 @@ async fn v2_export(State(st): St, headers: HeaderMap, body: Bytes) -> Response {
 /// `POST /v1/audit/export`: the download token carries the search and the time it was
 /// asked, signed, so redeeming it later returns what was visible then.
 async fn v2_export_token(State(st): St, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = st.admit("/v1/audit/export", &headers, true) {
-        return *r;
-    }
-    let q = match parse(&st, &body) {
+    let q = match admit_query(&st, "/v1/audit/export", &headers, &body) {
         Ok(q) => q,
         Err(r) => return *r,
     };
@@ -787,10 +787,12 @@ fn window_error(limit: u64, asked: u64) -> Response {
 }
 
 async fn v1_search(State(st): St, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = st.admit("/audit-log/rpc/search/search-audit-log", &headers, true) {
-        return *r;
-    }
-    let q = match parse(&st, &body) {
+    let q = match admit_query(
+        &st,
+        "/audit-log/rpc/search/search-audit-log",
+        &headers,
+        &body,
+    ) {
         Ok(q) => q,
         Err(r) => return *r,
     };
@@ -832,14 +834,12 @@ async fn v1_search(State(st): St, headers: HeaderMap, body: Bytes) -> Response {
 /// Legacy export: JSON (default), CSV or CEF. The seed: page and pageSize apply to CSV
 /// output and are ignored for CEF and JSON.
 async fn v1_export(State(st): St, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = st.admit(
+    let q = match admit_query(
+        &st,
         "/audit-log/rpc/search/search-results-export",
         &headers,
-        true,
+        &body,
     ) {
-        return *r;
-    }
-    let q = match parse(&st, &body) {
         Ok(q) => q,
         Err(r) => return *r,
     };
