@@ -49,7 +49,7 @@ fn opts(backlog: u64, rate: f64) -> EmulatorOptions {
 
 // The emulator tenant of every poller test: Incydr with API client credentials, legacy
 // with a user login and TOTP code (and service discovery).
-use crate::alerts::harness::tenant;
+use crate::alerts::harness::{client, tenant};
 
 fn source(start: DateTime<Utc>, page_size: u32) -> Source {
     Source {
@@ -60,14 +60,6 @@ fn source(start: DateTime<Utc>, page_size: u32) -> Source {
         poll_interval: Duration::from_millis(200),
         start: StartAt::At(start),
         page_size,
-    }
-}
-
-fn fast_backoff() -> BackoffPolicy {
-    BackoffPolicy {
-        initial: Duration::from_millis(10),
-        max: Duration::from_millis(200),
-        max_retries: None,
     }
 }
 
@@ -183,11 +175,7 @@ async fn backlog_and_live_exactly_once(api: ApiGeneration) {
     let o = opts(25_500, 20.0);
     let emu = emulator(o.clone()).await;
     let metrics = Arc::new(Metrics::new());
-    let client = Arc::new(
-        ApiClient::new(&tenant(api, &emu, &o), metrics.clone())
-            .expect("client")
-            .with_backoff(fast_backoff()),
-    );
+    let client = client(&tenant(api, &emu, &o), &metrics);
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let start = emu.started_at() - TimeDelta::seconds(700);
@@ -246,11 +234,7 @@ async fn expired_tokens_and_401s(api: ApiGeneration) {
     };
     let emu = emulator(o.clone()).await;
     let metrics = Arc::new(Metrics::new());
-    let client = Arc::new(
-        ApiClient::new(&tenant(api, &emu, &o), metrics.clone())
-            .expect("client")
-            .with_backoff(fast_backoff()),
-    );
+    let client = client(&tenant(api, &emu, &o), &metrics);
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let start = emu.started_at() - TimeDelta::seconds(700);
@@ -299,11 +283,7 @@ async fn rate_limits_and_server_errors(api: ApiGeneration) {
     };
     let emu = emulator(o.clone()).await;
     let metrics = Arc::new(Metrics::new());
-    let client = Arc::new(
-        ApiClient::new(&tenant(api, &emu, &o), metrics.clone())
-            .expect("client")
-            .with_backoff(fast_backoff()),
-    );
+    let client = client(&tenant(api, &emu, &o), &metrics);
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let start = emu.started_at() - TimeDelta::seconds(700);
@@ -346,11 +326,7 @@ async fn restart_from_checkpoint(api: ApiGeneration) {
     let o = opts(15_000, 20.0);
     let emu = emulator(o.clone()).await;
     let metrics = Arc::new(Metrics::new());
-    let client = Arc::new(
-        ApiClient::new(&tenant(api, &emu, &o), metrics.clone())
-            .expect("client")
-            .with_backoff(fast_backoff()),
-    );
+    let client = client(&tenant(api, &emu, &o), &metrics);
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let start = emu.started_at() - TimeDelta::seconds(700);
@@ -631,11 +607,7 @@ async fn ties_beyond_the_window_go_through_export(api: ApiGeneration) {
     };
     let emu = emulator(o.clone()).await;
     let metrics = Arc::new(Metrics::new());
-    let client = Arc::new(
-        ApiClient::new(&tenant(api, &emu, &o), metrics.clone())
-            .expect("client")
-            .with_backoff(fast_backoff()),
-    );
+    let client = client(&tenant(api, &emu, &o), &metrics);
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let start = emu.started_at() - TimeDelta::seconds(700);
