@@ -132,10 +132,10 @@ pub async fn run(
     run_with_faults(cfg, metrics, shutdown, Faults::default()).await
 }
 
-/// Panics injected into named tasks, once each. Only test builds of this crate can
-/// arm one (the field and [`Faults::panic_once`] exist under `cfg(test)` only): no
-/// configuration key, environment variable or feature of a build a user runs reaches
-/// it, so it costs nothing and cannot be misused in production.
+/// Panics injected into named tasks, once each. Only this crate's own unit tests can
+/// arm one: its field and the code that honours it are compiled under `cfg(test)`
+/// only, so no configuration key, environment variable or cargo feature of a build a
+/// user runs reaches it (outside unit tests it is an empty struct).
 #[derive(Clone, Default)]
 struct Faults {
     #[cfg(test)]

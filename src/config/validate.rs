@@ -1729,6 +1729,38 @@ url = "https://collector.example.com/ingest"
         );
     }
 
+    /// The README's table of ranges says what the code checks.
+    #[test]
+    fn readme_lists_every_duration_range() {
+        let readme = include_str!("../../README.md");
+        for (key, b) in [
+            ("`shutdown_grace`", SHUTDOWN_GRACE),
+            ("`tenants.NAME.request_timeout`", TENANT_REQUEST_TIMEOUT),
+            ("`sources.NAME.lag`", LAG),
+            ("`sources.NAME.poll_interval`", POLL_INTERVAL),
+            ("`sinks.NAME.connect_timeout` (tcp, relp)", CONNECT_TIMEOUT),
+            ("`sinks.NAME.keepalive` (tcp)", KEEPALIVE),
+            ("`sinks.NAME.ack_timeout` (relp; hec)", ACK_TIMEOUT),
+            ("`sinks.NAME.ack_poll_interval` (hec)", ACK_POLL_INTERVAL),
+            ("`sinks.NAME.max_wait` (hec, http)", MAX_WAIT),
+            (
+                "`sinks.NAME.request_timeout` (hec, http)",
+                SINK_REQUEST_TIMEOUT,
+            ),
+            ("`sinks.NAME.retry.initial`, `retry.max`", RETRY),
+        ] {
+            let row = readme
+                .lines()
+                .find(|l| l.starts_with(&format!("| {key} |")))
+                .unwrap_or_else(|| panic!("README has no row for {key}"));
+            let range = format!("| {} to {}", show_duration(b.min), show_duration(b.max));
+            assert!(row.contains(&range), "README row {row:?} lacks {range:?}");
+        }
+        assert!(readme.contains(&format!(
+            "1 to {MAX_NAME_LEN} characters from `A-Z a-z 0-9 _ . -`"
+        )));
+    }
+
     #[test]
     fn durations_are_shown_as_written() {
         for (d, s) in [
