@@ -109,12 +109,20 @@ pub fn show_duration(d: Duration) -> String {
     }
 }
 
+/// Whether `name` can name a tenant, source or sink: it is safe as a file name on its
+/// own (no separator, not `.` or `..`, not hidden) and as a metric label.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
 /// Why `name` cannot name a tenant, source or sink, if it cannot.
 pub fn name_problem(name: &str) -> Option<String> {
-    let ok_chars = name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-    if !name.is_empty() && name.len() <= MAX_NAME_LEN && ok_chars && !name.starts_with('.') {
+    if valid_name(name) {
         return None;
     }
     Some(format!(
