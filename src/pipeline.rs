@@ -721,6 +721,45 @@ sinks = ["out"]
         m
     }
 
+    /// The log lines written while it is alive, on this thread (the tests run on a
+    /// current-thread runtime, so every task of the pipeline logs here).
+    struct Logs {
+        buf: Arc<std::sync::Mutex<Vec<u8>>>,
+        _guard: tracing::subscriber::DefaultGuard,
+    }
+
+    struct LogWriter(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for LogWriter {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Logs {
+        fn capture() -> Logs {
+            let buf = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let b = buf.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .with_ansi(false)
+                .with_max_level(tracing::Level::INFO)
+                .with_writer(move || LogWriter(b.clone()))
+                .finish();
+            Logs {
+                buf,
+                _guard: tracing::subscriber::set_default(subscriber),
+            }
+        }
+
+        fn text(&self) -> String {
+            String::from_utf8_lossy(&self.buf.lock().unwrap()).into_owned()
+        }
+    }
+
     /// Runs the pipeline with `faults` until every event of the emulator is in the
     /// file sink (or 30 s), stops it, and returns what the file holds per event and the
     /// tenant's truth.
@@ -764,11 +803,20 @@ sinks = ["out"]
     /// A sink that panics on its first batch is restarted and counted. The batch in
     /// its hands was not delivered: the source read it again. Delivery is at least
     /// once: batches queued behind the lost one may arrive twice.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[tokio::test]
     async fn a_sink_panic_is_caught_counted_and_the_sink_restarted_losing_nothing() {
         let metrics = Arc::new(Metrics::new());
+        let logs = Logs::capture();
         let (got, truth) =
             run_until_all_delivered(Faults::armed(&["sink:out"]), metrics.clone()).await;
+        let log = logs.text();
+        assert!(
+            log.lines().any(|l| l.contains("ERROR")
+                && l.contains("task panicked; it restarts")
+                && l.contains("task=\"sink:out\"")
+                && l.contains("panic=injected sink panic (test build)")),
+            "{log}"
+        );
         assert_eq!(panics(&metrics, "sink:out"), 1);
         assert_eq!(panics(&metrics, "source:audit"), 0);
         for (event, n) in &truth {
@@ -783,11 +831,20 @@ sinks = ["out"]
 
     /// A source that panics in the middle of its poll loop is restarted from its
     /// checkpoint and counted; it had sent nothing, so every event arrives exactly once.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[tokio::test]
     async fn a_source_panic_is_caught_counted_and_the_source_restarted() {
         let metrics = Arc::new(Metrics::new());
+        let logs = Logs::capture();
         let (got, truth) =
             run_until_all_delivered(Faults::armed(&["source:audit"]), metrics.clone()).await;
+        let log = logs.text();
+        assert!(
+            log.lines().any(|l| l.contains("ERROR")
+                && l.contains("task panicked; it restarts")
+                && l.contains("task=\"source:audit\"")
+                && l.contains("panic=injected source panic (test build)")),
+            "{log}"
+        );
         assert_eq!(panics(&metrics, "source:audit"), 1);
         assert_eq!(panics(&metrics, "sink:out"), 0);
         assert_eq!(got, truth, "every event exactly once");
