@@ -2,10 +2,12 @@
 //! problems, each with the key path it belongs to.
 //!
 //! What it checks: every reference (routes to sources and sinks, sources to tenants),
-//! every range (ports, page sizes, durations, the 90-day retention of the start
-//! position), URL syntax, credentials complete for the tenant's API generation, and that
-//! every secret can be read (environment variable set, file readable). It does not touch
-//! the network and opens no socket; `run` uses this same path before it starts anything.
+//! every range (ports, page sizes, queue and batch sizes, every duration against its
+//! [`Bounds`] so that nothing computed from a config value can overflow, the 90-day
+//! retention of the start position), names that can be file names, URL syntax,
+//! credentials complete for the tenant's API generation, and that every secret can be
+//! read (environment variable set, file readable). It does not touch the network and
+//! opens no socket; `run` uses this same path before it starts anything.
 
 use super::raw::{Facility, RawConfig, RawSink, RawSource, RawTenant, RawTls, SecretRef};
 use super::*;
