@@ -363,6 +363,7 @@ enum Ended<T> {
     /// The task is done (stopped, or failed in a way its own policy handles): `T`.
     Done(T),
     /// The task failed and is to run again after a backoff; the error, for the log.
+    /// (Only sources fail this way; a sink's failures are its own `Done(Err(..))`.)
     Failed(String),
 }
 
@@ -409,7 +410,7 @@ impl Supervisor {
         match outcome {
             Ok(Ended::Done(v)) => return Next::Done(v),
             Ok(Ended::Failed(error)) => {
-                tracing::error!(task, error = %error, retry_in = ?delay, "{task} failed; it restarts (a source from its checkpoint)");
+                tracing::error!(task, error = %error, retry_in = ?delay, "task failed; it restarts from its checkpoint");
             }
             Err(panic) => {
                 panicked(&self.metrics, task, &panic);
