@@ -137,12 +137,7 @@ fn parse_time(path: &Path, field: &str, s: &str) -> Result<DateTime<Utc>, Checkp
 
 /// Source names become file names: keep them to a portable, traversal-free alphabet.
 fn check_name(source: &str) -> Result<(), CheckpointError> {
-    let ok = !source.is_empty()
-        && !source.starts_with('.')
-        && source
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok {
+    if crate::config::validate::valid_name(source) {
         Ok(())
     } else {
         Err(CheckpointError::InvalidName(source.to_string()))

@@ -69,6 +69,9 @@ pub struct Metrics {
     /// `c42fwd_sink_hec_acks_pending{sink}`: HEC requests accepted by Splunk whose
     /// indexer acknowledgement has not come yet (their batches are not Delivered yet).
     pub sink_hec_acks_pending: GaugeFamily,
+    /// `c42fwd_task_panics_total{task}`: panics caught in a supervised task
+    /// (`source:NAME`, `sink:NAME`, `metrics`); sources and sinks are restarted.
+    pub task_panics: CounterFamily,
 }
 
 impl Default for Metrics {
@@ -159,6 +162,11 @@ impl Metrics {
                 "sink_hec_acks_pending",
                 "HEC requests waiting for their indexer acknowledgement",
                 GaugeFamily
+            ),
+            task_panics: reg!(
+                "task_panics",
+                "Panics caught in a supervised task (restarted)",
+                CounterFamily
             ),
             registry,
         }

@@ -68,7 +68,9 @@ impl Backoff {
     pub fn next_delay_after(&mut self, retry_after: Option<Duration>) -> Option<Duration> {
         let computed = self.next_delay()?;
         Some(match retry_after {
-            Some(d) => d.min(self.max * 10),
+            // Saturating: a policy built in code (not by the config validation) may
+            // have any maximum.
+            Some(d) => d.min(self.max.saturating_mul(10)),
             None => computed,
         })
     }

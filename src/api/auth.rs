@@ -61,7 +61,7 @@ fn jwt_remaining(token: &str) -> Option<Duration> {
         .ok()?;
     let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
     let exp_ms = v.get("exp")?.as_i64()?.checked_mul(1000)?;
-    let remaining = exp_ms - chrono::Utc::now().timestamp_millis();
+    let remaining = exp_ms.checked_sub(chrono::Utc::now().timestamp_millis())?;
     (remaining > 0).then(|| Duration::from_millis(remaining as u64))
 }
 

@@ -2,10 +2,12 @@
 //! problems, each with the key path it belongs to.
 //!
 //! What it checks: every reference (routes to sources and sinks, sources to tenants),
-//! every range (ports, page sizes, durations, the 90-day retention of the start
-//! position), URL syntax, credentials complete for the tenant's API generation, and that
-//! every secret can be read (environment variable set, file readable). It does not touch
-//! the network and opens no socket; `run` uses this same path before it starts anything.
+//! every range (ports, page sizes, queue and batch sizes, every duration against its
+//! [`Bounds`] so that nothing computed from a config value can overflow, the 90-day
+//! retention of the start position), names that can be file names, URL syntax,
+//! credentials complete for the tenant's API generation, and that every secret can be
+//! read (environment variable set, file readable). It does not touch the network and
+//! opens no socket; `run` uses this same path before it starts anything.
 
 use super::raw::{Facility, RawConfig, RawSink, RawSource, RawTenant, RawTls, SecretRef};
 use super::*;
@@ -21,6 +23,116 @@ pub const MAX_PAGE_SIZE: i64 = 10_000;
 
 /// The largest page of `query-alerts`.
 pub const MAX_ALERT_PAGE_SIZE: i64 = 500;
+
+/// Inclusive bounds of a duration key. Every duration in the file has one: wide enough
+/// for any real deployment, narrow enough that no deadline, backoff or window computed
+/// from it can overflow (`Instant + d`, `d * 10`, `now - lag`). README.md lists them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    pub min: Duration,
+    pub max: Duration,
+}
+
+const fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+const fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+const HOUR: Duration = secs(3600);
+const DAY: Duration = secs(24 * 3600);
+
+pub const SHUTDOWN_GRACE: Bounds = Bounds {
+    min: secs(1),
+    max: HOUR,
+};
+pub const TENANT_REQUEST_TIMEOUT: Bounds = Bounds {
+    min: secs(1),
+    max: HOUR,
+};
+pub const LAG: Bounds = Bounds {
+    min: Duration::ZERO,
+    max: DAY,
+};
+pub const POLL_INTERVAL: Bounds = Bounds {
+    min: ms(100),
+    max: DAY,
+};
+pub const CONNECT_TIMEOUT: Bounds = Bounds {
+    min: ms(100),
+    max: secs(600),
+};
+/// Linux refuses a keepalive idle time above 32767 s; the kernel default is 2 h.
+pub const KEEPALIVE: Bounds = Bounds {
+    min: secs(1),
+    max: secs(7200),
+};
+pub const ACK_TIMEOUT: Bounds = Bounds {
+    min: secs(1),
+    max: HOUR,
+};
+pub const ACK_POLL_INTERVAL: Bounds = Bounds {
+    min: ms(10),
+    max: secs(300),
+};
+pub const MAX_WAIT: Bounds = Bounds {
+    min: ms(1),
+    max: secs(600),
+};
+pub const SINK_REQUEST_TIMEOUT: Bounds = Bounds {
+    min: secs(1),
+    max: HOUR,
+};
+pub const RETRY: Bounds = Bounds {
+    min: ms(1),
+    max: HOUR,
+};
+
+/// Source, sink and tenant names become file names (`checkpoints/<source>.json`,
+/// `dead-letter/<sink>.ndjson`) and metric labels.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// A duration as a user would write it, exactly (`100ms`, `90s`, `5m`, `24h`), so that
+/// the value in an error message can be pasted back into the file.
+pub fn show_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    if d.subsec_nanos() % 1_000_000 != 0 {
+        format!("{}ns", d.as_nanos())
+    } else if d.subsec_nanos() != 0 {
+        format!("{}ms", d.as_millis())
+    } else if s == 0 {
+        "0s".to_string()
+    } else if s % 3600 == 0 {
+        format!("{}h", s / 3600)
+    } else if s % 60 == 0 {
+        format!("{}m", s / 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// Whether `name` can name a tenant, source or sink: it is safe as a file name on its
+/// own (no separator, not `.` or `..`, not hidden) and as a metric label.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// Why `name` cannot name a tenant, source or sink, if it cannot.
+pub fn name_problem(name: &str) -> Option<String> {
+    if valid_name(name) {
+        return None;
+    }
+    Some(format!(
+        "`{}` is not a usable name: it must be 1 to {MAX_NAME_LEN} characters from A-Z a-z 0-9 _ . - \
+         and not start with a dot (it becomes a file name in the state directory)",
+        name.escape_debug()
+    ))
+}
 
 /// Alert filter terms as the API spells them (seed 003 and the alert summary fields).
 /// Config accepts any case and the console's names (`AlertState`, `DateObserved`,
@@ -152,6 +264,28 @@ impl Problems {
             message: message.into(),
         });
     }
+
+    /// `value` of key `path` must lie within `b`.
+    fn duration(&mut self, path: impl Into<String>, value: Duration, b: Bounds) {
+        if value < b.min || value > b.max {
+            self.add(
+                path,
+                format!(
+                    "`{}` is out of range {} to {}",
+                    show_duration(value),
+                    show_duration(b.min),
+                    show_duration(b.max)
+                ),
+            );
+        }
+    }
+
+    /// The name of a tenant, source or sink (`section.name`).
+    fn name(&mut self, section: &str, name: &str) {
+        if let Some(m) = name_problem(name) {
+            self.add(format!("{section}.{}", name.escape_debug()), m);
+        }
+    }
 }
 
 /// Validates a raw config. `now` is a parameter so that tests are deterministic.
@@ -179,24 +313,27 @@ pub fn validate(raw: RawConfig, now: DateTime<Utc>) -> Result<Config, ConfigErro
             .ok()
     });
     let shutdown_grace = raw.shutdown_grace.unwrap_or(Duration::from_secs(30));
-    if shutdown_grace.is_zero() {
-        p.add("shutdown_grace", "must be greater than zero");
-    }
+    p.duration("shutdown_grace", shutdown_grace, SHUTDOWN_GRACE);
 
+    // A bad name is one problem; the entry is still checked and kept, so that what
+    // refers to it does not report a second, misleading "no ... named" problem.
     let mut tenants = BTreeMap::new();
     for (name, t) in raw.tenants {
+        p.name("tenants", &name);
         if let Some(t) = tenant(&name, t, &mut p) {
             tenants.insert(name, t);
         }
     }
     let mut sources = BTreeMap::new();
     for (name, s) in raw.sources {
+        p.name("sources", &name);
         if let Some(s) = source(&name, s, &tenants, now, &mut p) {
             sources.insert(name, s);
         }
     }
     let mut sinks = BTreeMap::new();
     for (name, s) in raw.sinks {
+        p.name("sinks", &name);
         if let Some(s) = sink(&name, s, &mut p) {
             sinks.insert(name, s);
         }
@@ -466,9 +603,11 @@ fn tenant(name: &str, t: RawTenant, p: &mut Problems) -> Option<Tenant> {
     };
     let proxy = t.proxy.as_deref().and_then(|v| url(&at("proxy"), v, p));
     let request_timeout = t.request_timeout.unwrap_or(Duration::from_secs(60));
-    if request_timeout < Duration::from_secs(1) {
-        p.add(at("request_timeout"), "must be at least 1s");
-    }
+    p.duration(
+        at("request_timeout"),
+        request_timeout,
+        TENANT_REQUEST_TIMEOUT,
+    );
     if let Some(ca) = &t.ca_file {
         if let Err(e) = std::fs::metadata(ca) {
             p.add(at("ca_file"), format!("cannot read {}: {e}", ca.display()));
@@ -671,13 +810,9 @@ fn source(
         }
     }
     let lag = s.lag.unwrap_or(Duration::from_secs(300));
-    if lag > Duration::from_secs(24 * 3600) {
-        p.add(at("lag"), "must be at most 24h");
-    }
+    p.duration(at("lag"), lag, LAG);
     let poll_interval = s.poll_interval.unwrap_or(Duration::from_secs(30));
-    if poll_interval < Duration::from_millis(100) {
-        p.add(at("poll_interval"), "must be at least 100ms");
-    }
+    p.duration(at("poll_interval"), poll_interval, POLL_INTERVAL);
     let start = match parse_start(s.start.as_deref().unwrap_or("24h"), now) {
         Ok(v) => Some(v),
         Err(m) => {
@@ -894,15 +1029,15 @@ fn sink(name: &str, s: RawSink, p: &mut Problems) -> Option<Sink> {
         if !(1024..=512 * 1024 * 1024).contains(&b.max_bytes) {
             p.add(at("max_bytes"), "must be 1 KiB to 512 MiB");
         }
-        if b.max_wait.is_zero() {
-            p.add(at("max_wait"), "must be greater than zero");
-        }
+        p.duration(at("max_wait"), b.max_wait, MAX_WAIT);
         b
     };
     let request_timeout = s.request_timeout.unwrap_or(Duration::from_secs(30));
+    p.duration(at("request_timeout"), request_timeout, SINK_REQUEST_TIMEOUT);
     let connect_timeout = s.connect_timeout.unwrap_or(Duration::from_secs(10));
-    if connect_timeout.is_zero() {
-        p.add(at("connect_timeout"), "must be greater than zero");
+    p.duration(at("connect_timeout"), connect_timeout, CONNECT_TIMEOUT);
+    if let Some(k) = s.keepalive {
+        p.duration(at("keepalive"), k, KEEPALIVE);
     }
 
     let kind = match kind_name {
@@ -943,9 +1078,7 @@ fn sink(name: &str, s: RawSink, p: &mut Problems) -> Option<Sink> {
                 p.add(at("window"), format!("{window} is out of range 1-100000"));
             }
             let ack_timeout = s.ack_timeout.unwrap_or(Duration::from_secs(30));
-            if ack_timeout.is_zero() {
-                p.add(at("ack_timeout"), "must be greater than zero");
-            }
+            p.duration(at("ack_timeout"), ack_timeout, ACK_TIMEOUT);
             Some(SinkKind::Relp {
                 host: h?,
                 port: port?,
@@ -1009,12 +1142,12 @@ fn sink(name: &str, s: RawSink, p: &mut Problems) -> Option<Sink> {
             let indexer_ack = s.indexer_ack.unwrap_or(false);
             let ack_poll_interval = s.ack_poll_interval.unwrap_or(Duration::from_secs(1));
             let ack_timeout = s.ack_timeout.unwrap_or(Duration::from_secs(300));
-            if ack_poll_interval.is_zero() || ack_timeout.is_zero() {
-                p.add(
-                    at("ack_poll_interval"),
-                    "ack intervals must be greater than zero",
-                );
-            }
+            p.duration(
+                at("ack_poll_interval"),
+                ack_poll_interval,
+                ACK_POLL_INTERVAL,
+            );
+            p.duration(at("ack_timeout"), ack_timeout, ACK_TIMEOUT);
             if let Some(c) = &s.channel {
                 if !is_uuid(c) {
                     p.add(
@@ -1215,9 +1348,8 @@ fn sink(name: &str, s: RawSink, p: &mut Problems) -> Option<Sink> {
         if let Some(m) = r.max {
             retry.max = m;
         }
-        if retry.initial.is_zero() {
-            p.add(at("retry.initial"), "must be greater than zero");
-        }
+        p.duration(at("retry.initial"), retry.initial, RETRY);
+        p.duration(at("retry.max"), retry.max, RETRY);
         if retry.initial > retry.max {
             p.add(at("retry.initial"), "must not be greater than retry.max");
         }
@@ -1323,9 +1455,340 @@ sinks = ["siem"]
             "{p:?}"
         );
         assert!(
-            p.contains(&"sources.audit.lag: must be at most 24h".to_string()),
+            p.contains(&"sources.audit.lag: `48h` is out of range 0s to 24h".to_string()),
             "{p:?}"
         );
+    }
+
+    /// Every duration key of the file, with a TOML snippet that sets it, where it goes
+    /// in `MINIMAL`, and its bounds.
+    fn duration_keys() -> Vec<(&'static str, &'static str, &'static str, Bounds)> {
+        const TOP: &str = "state_dir = \"/tmp/c42fwd-test\"";
+        const TENANT: &str = "client_secret = \"s3cret\"";
+        const SOURCE: &str = "type = \"audit_log\"";
+        const TCP: &str = "port = 6514";
+        vec![
+            ("shutdown_grace", "shutdown_grace", TOP, SHUTDOWN_GRACE),
+            (
+                "tenants.acme.request_timeout",
+                "request_timeout",
+                TENANT,
+                TENANT_REQUEST_TIMEOUT,
+            ),
+            ("sources.audit.lag", "lag", SOURCE, LAG),
+            (
+                "sources.audit.poll_interval",
+                "poll_interval",
+                SOURCE,
+                POLL_INTERVAL,
+            ),
+            (
+                "sinks.siem.connect_timeout",
+                "connect_timeout",
+                TCP,
+                CONNECT_TIMEOUT,
+            ),
+            ("sinks.siem.keepalive", "keepalive", TCP, KEEPALIVE),
+            (
+                "sinks.relp.ack_timeout",
+                "ack_timeout",
+                "type = \"relp\"",
+                ACK_TIMEOUT,
+            ),
+            (
+                "sinks.hec.ack_timeout",
+                "ack_timeout",
+                "type = \"hec\"",
+                ACK_TIMEOUT,
+            ),
+            (
+                "sinks.hec.ack_poll_interval",
+                "ack_poll_interval",
+                "type = \"hec\"",
+                ACK_POLL_INTERVAL,
+            ),
+            ("sinks.hec.max_wait", "max_wait", "type = \"hec\"", MAX_WAIT),
+            (
+                "sinks.hec.request_timeout",
+                "request_timeout",
+                "type = \"hec\"",
+                SINK_REQUEST_TIMEOUT,
+            ),
+            (
+                "sinks.web.max_wait",
+                "max_wait",
+                "type = \"http\"",
+                MAX_WAIT,
+            ),
+            (
+                "sinks.web.request_timeout",
+                "request_timeout",
+                "type = \"http\"",
+                SINK_REQUEST_TIMEOUT,
+            ),
+        ]
+    }
+
+    /// `MINIMAL` with a RELP, a HEC and an HTTP sink, all routed.
+    fn with_every_sink() -> String {
+        MINIMAL
+            .replace(
+                "[[routes]]",
+                r#"[sinks.relp]
+type = "relp"
+host = "127.0.0.1"
+port = 2514
+[sinks.hec]
+type = "hec"
+endpoint = "https://splunk.example.com:8088"
+token = "t"
+[sinks.web]
+type = "http"
+url = "https://collector.example.com/ingest"
+
+[[routes]]"#,
+            )
+            .replace(
+                "sinks = [\"siem\"]",
+                "sinks = [\"siem\", \"relp\", \"hec\", \"web\"]",
+            )
+    }
+
+    fn set(text: &str, after: &str, key: &str, value: &str) -> String {
+        assert!(text.contains(after), "{after}");
+        text.replacen(after, &format!("{after}\n{key} = \"{value}\""), 1)
+    }
+
+    #[test]
+    fn every_duration_is_range_checked_with_its_key_path() {
+        let base = with_every_sink();
+        assert!(problems(&base).is_empty(), "{:?}", problems(&base));
+        for (path, key, after, b) in duration_keys() {
+            let min = show_duration(b.min);
+            let max = show_duration(b.max);
+            for ok in [b.min, b.max] {
+                let text = set(&base, after, key, &show_duration(ok));
+                assert!(
+                    problems(&text).is_empty(),
+                    "{path} = {ok:?}: {:?}",
+                    problems(&text)
+                );
+            }
+            let mut bad = vec![
+                b.max + Duration::from_millis(1),
+                Duration::from_secs(u64::MAX),
+            ];
+            if !b.min.is_zero() {
+                bad.push(b.min - Duration::from_millis(1));
+            }
+            for value in bad {
+                let shown = show_duration(value);
+                let text = set(&base, after, key, &shown);
+                let want = format!("{path}: `{shown}` is out of range {min} to {max}");
+                assert_eq!(problems(&text), vec![want], "{path} = {shown}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_overflowing_poll_interval_of_the_issue_is_refused() {
+        let text = set(
+            MINIMAL,
+            "type = \"audit_log\"",
+            "poll_interval",
+            "18446744073709551615s",
+        );
+        assert_eq!(
+            problems(&text),
+            vec![
+                "sources.audit.poll_interval: `18446744073709551615s` is out of range 100ms to 24h"
+            ]
+        );
+    }
+
+    #[test]
+    fn retry_bounds_and_order() {
+        let with_retry = |r: &str| {
+            MINIMAL.replace(
+                "port = 6514",
+                &format!("port = 6514\n[sinks.siem.retry]\n{r}"),
+            )
+        };
+        assert!(problems(&with_retry("initial = \"1ms\"\nmax = \"1h\"")).is_empty());
+        assert_eq!(
+            problems(&with_retry("initial = \"0s\"")),
+            vec!["sinks.siem.retry.initial: `0s` is out of range 1ms to 1h"]
+        );
+        assert_eq!(
+            problems(&with_retry("max = \"2h\"")),
+            vec!["sinks.siem.retry.max: `2h` is out of range 1ms to 1h"]
+        );
+        assert_eq!(
+            problems(&with_retry("initial = \"2s\"\nmax = \"1s\"")),
+            vec!["sinks.siem.retry.initial: must not be greater than retry.max"]
+        );
+    }
+
+    #[test]
+    fn numbers_are_range_checked_with_their_key_paths() {
+        let base = with_every_sink();
+        for (after, key, value, want) in [
+            (
+                "port = 6514",
+                "queue_batches",
+                "0",
+                "sinks.siem.queue_batches: 0 is out of range 1-1024",
+            ),
+            (
+                "port = 6514",
+                "queue_batches",
+                "1025",
+                "sinks.siem.queue_batches: 1025 is out of range 1-1024",
+            ),
+            (
+                "port = 2514",
+                "window",
+                "0",
+                "sinks.relp.window: 0 is out of range 1-100000",
+            ),
+            (
+                "type = \"hec\"",
+                "max_events",
+                "0",
+                "sinks.hec.max_events: must be 1 to 100000",
+            ),
+            (
+                "type = \"http\"",
+                "max_bytes",
+                "1023",
+                "sinks.web.max_bytes: must be 1 KiB to 512 MiB",
+            ),
+            (
+                "type = \"audit_log\"",
+                "page_size",
+                "10001",
+                "sources.audit.page_size: 10001 is out of range: the API pages 1 to 10000 records",
+            ),
+            (
+                "type = \"audit_log\"",
+                "page_size",
+                "-1",
+                "sources.audit.page_size: -1 is out of range: the API pages 1 to 10000 records",
+            ),
+            (
+                "port = 6514",
+                "facility",
+                "24",
+                "sinks.siem.facility: 24 is out of range 0-23",
+            ),
+        ] {
+            let text = base.replacen(after, &format!("{after}\n{key} = {value}"), 1);
+            assert_eq!(problems(&text), vec![want.to_string()], "{key} = {value}");
+        }
+        let udp = MINIMAL.replace("type = \"tcp\"", "type = \"udp\"\nmax_datagram = 479");
+        assert_eq!(
+            problems(&udp),
+            vec!["sinks.siem.max_datagram: 479 is out of range 480-65507 bytes"]
+        );
+    }
+
+    #[test]
+    fn names_must_be_usable_as_file_names() {
+        for good in ["audit", "a", "Siem_2.prod-eu", &"x".repeat(MAX_NAME_LEN)] {
+            assert_eq!(name_problem(good), None, "{good}");
+        }
+        for bad in [
+            "",
+            ".hidden",
+            "..",
+            "a/b",
+            "a b",
+            "../etc",
+            "tab\t",
+            "é",
+            &"x".repeat(MAX_NAME_LEN + 1),
+        ] {
+            let m = name_problem(bad).unwrap_or_else(|| panic!("{bad:?} accepted"));
+            assert!(
+                m.contains("A-Z a-z 0-9 _ . -") && m.contains("1 to 64"),
+                "{m}"
+            );
+        }
+        // In a file: one problem per bad name, at its path, and no follow-up problem
+        // about routes or references to it.
+        let text = MINIMAL
+            .replace("[sources.audit]", "[sources.\"../audit\"]")
+            .replace("sources = [\"audit\"]", "sources = [\"../audit\"]")
+            .replace("[sinks.siem]", "[sinks.\".siem\"]")
+            .replace("sinks = [\"siem\"]", "sinks = [\".siem\"]")
+            .replace("[tenants.acme]", "[tenants.\"ac me\"]")
+            .replace("tenant = \"acme\"", "tenant = \"ac me\"");
+        let p = problems(&text);
+        assert_eq!(p.len(), 3, "{p:?}");
+        assert!(
+            p[0].starts_with("tenants.ac me: `ac me` is not a usable name"),
+            "{p:?}"
+        );
+        assert!(
+            p[1].starts_with("sources.../audit: `../audit` is not a usable name"),
+            "{p:?}"
+        );
+        assert!(
+            p[2].starts_with("sinks..siem: `.siem` is not a usable name"),
+            "{p:?}"
+        );
+    }
+
+    /// The README's table of ranges says what the code checks.
+    #[test]
+    fn readme_lists_every_duration_range() {
+        let readme = include_str!("../../README.md");
+        for (key, b) in [
+            ("`shutdown_grace`", SHUTDOWN_GRACE),
+            ("`tenants.NAME.request_timeout`", TENANT_REQUEST_TIMEOUT),
+            ("`sources.NAME.lag`", LAG),
+            ("`sources.NAME.poll_interval`", POLL_INTERVAL),
+            ("`sinks.NAME.connect_timeout` (tcp, relp)", CONNECT_TIMEOUT),
+            ("`sinks.NAME.keepalive` (tcp)", KEEPALIVE),
+            ("`sinks.NAME.ack_timeout` (relp; hec)", ACK_TIMEOUT),
+            ("`sinks.NAME.ack_poll_interval` (hec)", ACK_POLL_INTERVAL),
+            ("`sinks.NAME.max_wait` (hec, http)", MAX_WAIT),
+            (
+                "`sinks.NAME.request_timeout` (hec, http)",
+                SINK_REQUEST_TIMEOUT,
+            ),
+            ("`sinks.NAME.retry.initial`, `retry.max`", RETRY),
+        ] {
+            let row = readme
+                .lines()
+                .find(|l| l.starts_with(&format!("| {key} |")))
+                .unwrap_or_else(|| panic!("README has no row for {key}"));
+            let range = format!("| {} to {}", show_duration(b.min), show_duration(b.max));
+            assert!(row.contains(&range), "README row {row:?} lacks {range:?}");
+        }
+        assert!(readme.contains(&format!(
+            "1 to {MAX_NAME_LEN} characters from `A-Z a-z 0-9 _ . -`"
+        )));
+    }
+
+    #[test]
+    fn durations_are_shown_as_written() {
+        for (d, s) in [
+            (Duration::ZERO, "0s"),
+            (Duration::from_millis(100), "100ms"),
+            (Duration::from_millis(1500), "1500ms"),
+            (Duration::from_secs(90), "90s"),
+            (Duration::from_secs(300), "5m"),
+            (Duration::from_secs(86400), "24h"),
+            (Duration::from_nanos(1), "1ns"),
+            (Duration::MAX, "18446744073709551615999999999ns"),
+            (Duration::from_secs(u64::MAX), "18446744073709551615s"),
+        ] {
+            assert_eq!(show_duration(d), s);
+            if d != Duration::MAX {
+                assert_eq!(humantime::parse_duration(s).ok(), Some(d), "{s}");
+            }
+        }
     }
 
     #[test]

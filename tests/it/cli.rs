@@ -88,6 +88,49 @@ async fn validate_lists_every_problem_with_its_key_path_and_exits_2() {
     );
 }
 
+/// The duration that once validated and then panicked the poll loop, an out-of-range
+/// grace period and retry, and names that cannot be file names: `validate` and `run`
+/// refuse them with exit 2, each with its key path and the allowed range.
+#[tokio::test]
+async fn overflowing_durations_and_unusable_names_are_refused_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = GOOD
+        .replace(
+            "tenant = \"acme\"",
+            "tenant = \"acme\"\npoll_interval = \"18446744073709551615s\"",
+        )
+        .replace(
+            "state_dir = \"STATE\"",
+            "state_dir = \"STATE\"\nshutdown_grace = \"2h\"",
+        )
+        .replace(
+            "port = 514",
+            "port = 514\n[sinks.\"../siem\".retry]\nmax = \"100000h\"",
+        )
+        .replace("[sinks.siem]", "[sinks.\"../siem\"]")
+        .replace("sinks = [\"siem\"]", "sinks = [\"../siem\"]");
+    let cfg = write(&dir, "overflow.toml", &bad);
+    for command in ["validate", "run"] {
+        let out = c42fwd()
+            .args([command, "--config"])
+            .arg(&cfg)
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{command}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        for want in [
+            "sources.audit.poll_interval: `18446744073709551615s` is out of range 100ms to 24h",
+            "shutdown_grace: `2h` is out of range 1s to 1h",
+            "sinks.../siem.retry.max: `100000h` is out of range 1ms to 1h",
+            "sinks.../siem: `../siem` is not a usable name: it must be 1 to 64 characters from A-Z a-z 0-9 _ . -",
+        ] {
+            assert!(err.contains(want), "{command}: wants {want:?} in: {err}");
+        }
+        assert!(!err.contains("panicked"), "{command}: {err}");
+    }
+}
+
 #[tokio::test]
 async fn unknown_keys_and_syntax_errors_are_clear() {
     let dir = tempfile::tempdir().unwrap();
