@@ -415,6 +415,7 @@ async fn demo(a: DemoArgs) -> anyhow::Result<()> {
             hostname: config::validate::default_hostname(),
             app_name: "c42fwd".into(),
         },
+        dead_letter_max_bytes: crate::sinks::DEAD_LETTER_MAX_BYTES,
         queue_batches: 4,
         retry: crate::retry::BackoffPolicy::default(),
     };

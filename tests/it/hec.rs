@@ -84,6 +84,7 @@ fn hec_sink(name: &str, o: HecOptions, format: Format) -> Sink {
         name: name.into(),
         kind: SinkKind::Hec(o),
         encoding: encoding(format),
+        dead_letter_max_bytes: c42fwd::sinks::DEAD_LETTER_MAX_BYTES,
         queue_batches: 4,
         retry: fast_retry(),
     }
@@ -358,7 +359,7 @@ pub fn dead_letters(path: &Path) -> Vec<serde_json::Value> {
 }
 
 #[tokio::test]
-async fn a_rejected_batch_is_dead_lettered_and_the_route_goes_on() {
+async fn a_refused_event_alone_is_dead_lettered_and_the_rest_indexed() {
     let hec = HecServer::start(HecServerOptions {
         reject_marker: Some("POISON".into()),
         ..Default::default()
@@ -366,46 +367,106 @@ async fn a_rejected_batch_is_dead_lettered_and_the_route_goes_on() {
     .await;
     let dl = tempfile::tempdir().unwrap();
     let mut o = hec_options(&hec.endpoint(), &HecServerOptions::default().token);
-    // One request per batch, so that exactly the poisoned batch is refused.
     o.batching.max_events = 10;
     let sink = Running::start(hec_sink("splunk", o, Format::JsonRaw), dl.path());
     let mut waiters = Vec::new();
-    let mut poisoned = Vec::new();
+    let mut poisoned = None;
     for b in 0..5 {
         let events: Vec<Event> = (b * 10..b * 10 + 10)
             .map(|s| audit_event(s, (s == 23).then_some("POISON")))
             .collect();
         if b == 2 {
-            poisoned = events.clone();
+            poisoned = Some(events[3].clone());
         }
         waiters.push(sink.send(events).await);
     }
     for w in waiters {
         assert_eq!(outcome(w).await, Outcome::Delivered, "the route goes on");
     }
-    let indexed: BTreeSet<u64> = hec.indexed().iter().map(seq_of).collect();
-    let expected: BTreeSet<u64> = (0..50).filter(|s| !(20..30).contains(s)).collect();
-    assert_eq!(indexed, expected);
+    // HEC named event 3 of the request: only it is dead-lettered, the others of its
+    // request are indexed, each once.
+    let counts = count_by_seq(&hec.indexed());
+    let expected: BTreeSet<u64> = (0..50).filter(|&s| s != 23).collect();
+    assert_eq!(counts.keys().copied().collect::<BTreeSet<u64>>(), expected);
+    assert!(counts.values().all(|&n| n == 1), "{counts:?}");
     let lines = dead_letters(&dl.path().join("splunk.ndjson"));
-    assert_eq!(lines.len(), 10);
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["sink"], "splunk");
+    assert_eq!(
+        lines[0]["reason"],
+        "http 400 Bad Request: Invalid data format (code 6, invalid-event-number 3)"
+    );
     let enc = Encoder::new(encoding(Format::JsonRaw));
-    for (line, ev) in lines.iter().zip(&poisoned) {
-        assert_eq!(line["sink"], "splunk");
-        assert_eq!(
-            line["reason"],
-            "http 400 Bad Request: Invalid data format (code 6, invalid-event-number 3)"
-        );
-        let mut rec = Vec::new();
-        enc.encode(ev, &mut rec);
-        assert_eq!(line["record"].as_str().unwrap().as_bytes(), &rec[..]);
-    }
-    assert_eq!(sink.counter("discarded", Some(("reason", "http_400"))), 10);
-    assert_eq!(sink.counter("events", None), 40);
+    let mut rec = Vec::new();
+    enc.encode(&poisoned.unwrap(), &mut rec);
+    assert_eq!(lines[0]["record"].as_str().unwrap().as_bytes(), &rec[..]);
+    assert_eq!(sink.counter("discarded", Some(("reason", "http_400"))), 1);
+    assert_eq!(sink.counter("events", None), 49);
+    // Named: one refused request, then its good parts; no bisection.
+    assert_eq!(hec.stats().statuses.get(&400).copied(), Some(1));
     sink.finish().await;
 }
 
 #[tokio::test]
-async fn a_wrong_token_dead_letters_without_leaking_the_token() {
+async fn without_an_event_number_the_request_is_bisected_down_to_the_refused_events() {
+    let hec = HecServer::start(HecServerOptions {
+        reject_marker: Some("POISON".into()),
+        name_invalid_event: false,
+        ..Default::default()
+    })
+    .await;
+    let dl = tempfile::tempdir().unwrap();
+    let mut o = hec_options(&hec.endpoint(), &HecServerOptions::default().token);
+    o.batching.max_events = 64;
+    let sink = Running::start(hec_sink("splunk", o, Format::JsonRaw), dl.path());
+    let bad = [5u64, 6, 40];
+    let events: Vec<Event> = (0..64)
+        .map(|s| audit_event(s, bad.contains(&(s as u64)).then_some("POISON")))
+        .collect();
+    let w = sink.send(events).await;
+    assert_eq!(outcome(w).await, Outcome::Delivered);
+    let counts = count_by_seq(&hec.indexed());
+    assert_eq!(counts.len(), 61);
+    assert!(counts.values().all(|&n| n == 1), "{counts:?}");
+    let lines = dead_letters(&dl.path().join("splunk.ndjson"));
+    let dead: Vec<u64> = lines
+        .iter()
+        .map(|l| {
+            let rec: serde_json::Value =
+                serde_json::from_str(l["record"].as_str().unwrap()).unwrap();
+            rec["seq"].as_u64().unwrap()
+        })
+        .collect();
+    assert_eq!(dead, bad);
+    assert_eq!(
+        lines[0]["reason"],
+        "http 400 Bad Request: Invalid data format (code 6)"
+    );
+    assert_eq!(sink.counter("events", None), 61);
+    let splits = sink
+        .ctx
+        .metrics
+        .sink_request_splits
+        .get_or_create(&label("sink", "splunk"))
+        .get();
+    assert!(
+        (3..=20).contains(&splits),
+        "{splits} splits for 3 bad of 64"
+    );
+    sink.finish().await;
+}
+
+fn stalled_gauge(m: &Metrics, sink: &str, reason: &str) -> i64 {
+    m.sink_stalled
+        .get_or_create(&vec![
+            ("sink", sink.to_string()),
+            ("reason", reason.to_string()),
+        ])
+        .get()
+}
+
+#[tokio::test]
+async fn a_wrong_token_stalls_the_route_and_it_resumes_once_the_token_works() {
     let hec = HecServer::start(HecServerOptions {
         invalid_token_status: 401,
         ..Default::default()
@@ -414,29 +475,47 @@ async fn a_wrong_token_dead_letters_without_leaking_the_token() {
     let dl = tempfile::tempdir().unwrap();
     let secret = "wrong-but-secret-token-value";
     let o = hec_options(&hec.endpoint(), secret);
-    let cfg = hec_sink("splunk", o, Format::Cef);
+    let cfg = hec_sink("splunk", o, Format::JsonRaw);
     assert!(!format!("{cfg:?}").contains(secret));
     let sink = Running::start(cfg, dl.path());
-    let w = sink
+    let mut w = sink
         .send((0..3).map(|s| audit_event(s, None)).collect())
         .await;
-    assert_eq!(outcome(w).await, Outcome::Delivered, "delivered by policy");
+    crate::support::wait_for("three refused attempts", PATIENCE, || {
+        sink.counter("errors", Some(("kind", "http_401"))) >= 3
+    })
+    .await;
+    // Stalled: nothing delivered, nothing dead-lettered, the stall is visible.
+    assert_eq!(w.try_outcome(), None);
     assert!(hec.received().is_empty());
-    let path = dl.path().join("splunk.ndjson");
-    let lines = dead_letters(&path);
-    assert_eq!(lines.len(), 3);
-    assert_eq!(
-        lines[0]["reason"],
-        "http 401 Unauthorized: Invalid token (code 4)"
+    assert!(!dl.path().join("splunk.ndjson").exists());
+    let m = &sink.ctx.metrics;
+    assert_eq!(stalled_gauge(m, "splunk", "http_401"), 1);
+    let stalled = m.health.stalled();
+    assert_eq!(stalled.len(), 1);
+    assert_eq!(stalled[0].reason, "http_401");
+    assert!(
+        stalled[0].detail.contains("Invalid token (code 4)"),
+        "{stalled:?}"
     );
-    assert!(lines[0]["record"]
-        .as_str()
-        .unwrap()
-        .starts_with("CEF:0|Code42|"));
-    assert!(!std::fs::read_to_string(&path).unwrap().contains(secret));
-    assert_eq!(sink.counter("discarded", Some(("reason", "http_401"))), 3);
+    assert_eq!(m.health.report().0, 503);
+    // The token is fixed on the HEC side: the sink goes on by itself.
+    hec.set_token(secret);
+    assert_eq!(outcome(w).await, Outcome::Delivered);
+    let counts = count_by_seq(&hec.indexed());
+    assert_eq!(counts.len(), 3);
+    assert!(counts.values().all(|&n| n == 1));
+    assert_eq!(stalled_gauge(m, "splunk", "http_401"), 0);
+    assert!(m.health.stalled().is_empty());
+    assert_eq!(m.health.report().0, 200);
+    assert_eq!(sink.counter("discarded", Some(("reason", "http_401"))), 0);
     let ctx = sink.finish().await;
-    assert!(!ctx.metrics.render().contains(secret));
+    let text = ctx.metrics.render();
+    assert!(!text.contains(secret));
+    assert!(
+        text.contains("c42fwd_sink_stalls_total{sink=\"splunk\",reason=\"http_401\"} 1"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -516,20 +595,34 @@ async fn an_unreachable_hec_stalls_the_route_and_loses_nothing() {
 }
 
 #[tokio::test]
-async fn the_healthcheck_asks_hec_and_sends_nothing() {
+async fn the_healthcheck_asks_hec_checks_the_token_and_sends_no_event() {
     let hec = HecServer::start(HecServerOptions {
         unhealthy_checks: 1,
         ..Default::default()
     })
     .await;
-    let o = hec_options(&hec.endpoint(), "t0ken-value");
+    let o = hec_options(&hec.endpoint(), &HecServerOptions::default().token);
     let cfg = hec_sink("splunk", o, Format::JsonRaw);
     let e = sinks::healthcheck(&cfg).await.unwrap_err();
     assert!(e.is_retriable());
     assert!(e.to_string().contains("HEC is unhealthy"), "{e}");
     sinks::healthcheck(&cfg).await.expect("healthy now");
     assert_eq!(hec.stats().health_checks, 2);
-    assert_eq!(hec.stats().requests, 0);
+    // The token probe is one empty event request, answered "No data".
+    assert_eq!(hec.stats().requests, 1);
+    assert_eq!(hec.stats().statuses.get(&400).copied(), Some(1));
+    assert_eq!(hec.stats().accepted_events, 0);
+    // A wrong token: the health endpoint does not care, the probe does.
+    let o = hec_options(&hec.endpoint(), "t0ken-value");
+    let e = sinks::healthcheck(&hec_sink("splunk", o, Format::JsonRaw))
+        .await
+        .unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("splunk hec refused the token: http 403 Forbidden: Invalid token (code 4)"),
+        "{text}"
+    );
+    assert!(!text.contains("t0ken-value"));
     let port = crate::support::unused_tcp_port();
     let o = hec_options(&format!("http://127.0.0.1:{port}"), "t0ken-value");
     assert!(sinks::healthcheck(&hec_sink("splunk", o, Format::JsonRaw))
