@@ -1467,6 +1467,169 @@ mod tests {
     }
 
     #[test]
+    fn a_split_request_keeps_every_record_its_format_and_its_batches() {
+        let mut b = Batcher::new(
+            Array,
+            encoder(Format::JsonRaw, SyslogStyle::None),
+            limits(10, 1 << 20),
+            true,
+        );
+        let mut ledger = AckLedger::default();
+        let mut ready = Vec::new();
+        let (sb1, mut w1) = sink_batch(events(4));
+        let (sb2, mut w2) = sink_batch(events(6));
+        b.push(sb1, &mut ledger, &mut ready);
+        b.push(sb2, &mut ledger, &mut ready);
+        let chunk = ready.pop().unwrap();
+        assert_eq!(chunk.events(), 10);
+        let all = chunk.records().unwrap();
+        let parts = chunk.split(&[0..3, 3..4, 4..10], &mut ledger).unwrap();
+        ledger.release_all(&chunk.acks);
+        assert_eq!(
+            parts.iter().map(|p| p.events()).collect::<Vec<_>>(),
+            [3, 1, 6]
+        );
+        let mut back = Vec::new();
+        for p in &parts {
+            assert!(p.gzip);
+            assert_eq!(p.depth, 1);
+            let mut plain = Vec::new();
+            flate2::read::GzDecoder::new(&p.wire[..])
+                .read_to_end(&mut plain)
+                .unwrap();
+            let v: Vec<serde_json::Value> = serde_json::from_slice(&plain).unwrap();
+            assert_eq!(v.len(), p.events(), "each part is one whole json array");
+            back.extend(p.records().unwrap());
+        }
+        assert_eq!(back, all);
+        assert_eq!(parts[0].acks, vec![0]);
+        assert_eq!(parts[1].acks, vec![0]);
+        assert_eq!(parts[2].acks, vec![1]);
+        // A part can be split again, down to one record.
+        let halves = parts[2].split(&[0..3, 3..6], &mut ledger).unwrap();
+        ledger.release_all(&parts[2].acks);
+        let ones = halves[0]
+            .split(std::slice::from_ref(&(0..1)), &mut ledger)
+            .unwrap();
+        assert_eq!(ones[0].records().unwrap(), vec![all[4].clone()]);
+        assert_eq!(ones[0].depth, 3);
+        // Batch 1 is done when its two parts are; batch 2 when every piece of it is.
+        ledger.release_all(&parts[0].acks);
+        assert_eq!(w1.try_outcome(), None);
+        ledger.release_all(&parts[1].acks);
+        assert_eq!(w1.try_outcome(), Some(Outcome::Delivered));
+        ledger.release_all(&halves[1].acks);
+        ledger.release_all(&halves[0].acks);
+        assert_eq!(w2.try_outcome(), None, "the one-record piece is still out");
+        ledger.release_all(&ones[0].acks);
+        assert_eq!(w2.try_outcome(), Some(Outcome::Delivered));
+        assert_eq!(ledger.len(), 0);
+    }
+
+    /// A receiver that refuses (400) any request holding a record with a `seq` in
+    /// `bad`, as a generic HTTP endpoint does; counts the requests.
+    async fn refusing_receiver(
+        bad: &'static [u64],
+    ) -> (Url, Arc<std::sync::Mutex<(u64, Vec<u64>)>>) {
+        let seen = Arc::new(std::sync::Mutex::new((0u64, Vec::new())));
+        let state = seen.clone();
+        let app = axum::Router::new().route(
+            "/in",
+            axum::routing::post(move |body: axum::body::Bytes| {
+                let state = state.clone();
+                async move {
+                    let v: Vec<serde_json::Value> = serde_json::from_slice(&body).unwrap();
+                    let seqs: Vec<u64> = v.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+                    let mut s = state.lock().unwrap();
+                    s.0 += 1;
+                    if seqs.iter().any(|q| bad.contains(q)) {
+                        (axum::http::StatusCode::BAD_REQUEST, "bad record")
+                    } else {
+                        s.1.extend(seqs);
+                        (axum::http::StatusCode::OK, "ok")
+                    }
+                }
+            }),
+        );
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = Url::parse(&format!("http://{}/in", l.local_addr().unwrap())).unwrap();
+        tokio::spawn(async move { axum::serve(l, app).await });
+        (url, seen)
+    }
+
+    #[tokio::test]
+    async fn bisection_isolates_the_refused_records_and_delivers_the_rest() {
+        let (url, seen) = refusing_receiver(&[17, 18, 99]).await;
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let mut courier = Courier::new(
+            "s",
+            reqwest::Client::new(),
+            url,
+            HeaderMap::new(),
+            BackoffPolicy::default(),
+            SinkMetrics::new(&metrics, "s"),
+            DeadLetterFile::new(dir.path(), "s"),
+            Vec::new(),
+        );
+        let mut b = Batcher::new(
+            Array,
+            encoder(Format::JsonRaw, SyslogStyle::None),
+            limits(100, 1 << 20),
+            false,
+        );
+        let mut ledger = AckLedger::default();
+        let mut ready = Vec::new();
+        let (sb, mut w) = sink_batch(events(100));
+        b.push(sb, &mut ledger, &mut ready);
+        let chunk = ready.pop().unwrap();
+        let classify = |status, body: &[u8], ra| {
+            classify_status(status, ra, status_detail(status, &server_text(body)))
+        };
+        let delivered = |c: &Courier, chunk: SealedChunk, _, l: &mut AckLedger| {
+            c.delivered(&chunk, l);
+            None
+        };
+        let done = courier
+            .send_all(
+                chunk,
+                classify,
+                &mut ledger,
+                &CancellationToken::new(),
+                delivered,
+            )
+            .await
+            .unwrap();
+        assert!(done);
+        assert_eq!(w.try_outcome(), Some(Outcome::Delivered));
+        let (requests, mut got) = seen.lock().unwrap().clone();
+        got.sort();
+        let want: Vec<u64> = (0..100).filter(|s| ![17, 18, 99].contains(s)).collect();
+        assert_eq!(got, want, "every good record once");
+        // Three bad records of 100: about 3 * 2 * log2(100) requests, far from 100.
+        assert!(requests < 45, "{requests} requests");
+        let dead: Vec<u64> = std::fs::read_to_string(dir.path().join("s.ndjson"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let line: serde_json::Value = serde_json::from_str(l).unwrap();
+                assert_eq!(line["reason"], "http 400 Bad Request: bad record");
+                let rec: serde_json::Value =
+                    serde_json::from_str(line["record"].as_str().unwrap()).unwrap();
+                rec["seq"].as_u64().unwrap()
+            })
+            .collect();
+        assert_eq!(dead, [17, 18, 99]);
+        assert_eq!(
+            metrics
+                .sink_discarded
+                .get_or_create(&vec![("sink", "s".into()), ("reason", "http_400".into())])
+                .get(),
+            3
+        );
+    }
+
+    #[test]
     fn redaction_blanks_secrets() {
         let c = Courier::new(
             "s",
