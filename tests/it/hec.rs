@@ -937,3 +937,421 @@ sinks = ["splunk"]
     );
     assert!(hec.stats().statuses.get(&503).copied().unwrap_or(0) > 0);
 }
+
+// ---------------------------------------------------------------------------------
+// Stalls, refused events and the dead-letter cap, through the binary
+
+/// `GET http://addr/path`: the status and the body.
+pub async fn get(addr: &str, path: &str) -> (u16, String) {
+    let resp = reqwest::get(format!("http://{addr}{path}"))
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    let status = resp.status().as_u16();
+    (status, resp.text().await.unwrap_or_default())
+}
+
+/// Polls `GET addr/path` until `done` holds for (status, body); panics after `within`
+/// with the last answer and the daemon's log.
+pub async fn poll_endpoint(
+    addr: &str,
+    path: &str,
+    config: &Path,
+    what: &str,
+    mut done: impl FnMut(u16, &str) -> bool,
+) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let last = match reqwest::get(format!("http://{addr}{path}")).await {
+            Ok(r) => {
+                let status = r.status().as_u16();
+                let body = r.text().await.unwrap_or_default();
+                if done(status, &body) {
+                    return body;
+                }
+                format!("{status} {body}")
+            }
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what} on {path}; last answer: {last}\nc42fwd log:\n{}",
+            crate::e2e::log_tail(config)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A metric's value in a Prometheus text (0 when the line is absent).
+pub fn metric(text: &str, name_and_labels: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// A daemon config: the emulated tenant's Audit Log to one HEC sink, metrics on
+/// `metrics`; `sink_extra` goes into the sink's table.
+#[allow(clippy::too_many_arguments)]
+fn daemon_config(
+    dir: &Path,
+    emu: &c42fwd::emulator::EmulatorHandle,
+    opts: &c42fwd::emulator::EmulatorOptions,
+    endpoint: &str,
+    token: &str,
+    metrics: &str,
+    sink_extra: &str,
+    page_size: usize,
+) -> std::path::PathBuf {
+    let config = dir.join("c42fwd.toml");
+    std::fs::write(dir.join("hec-token"), format!("{token}\n")).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+state_dir = "{state}"
+shutdown_grace = "10s"
+
+[metrics]
+listen = "{metrics}"
+
+[tenants.emu]
+api = "incydr"
+base_url = "{base}"
+client_id = "{id}"
+client_secret = "{secret}"
+
+[sources.audit]
+type = "audit_log"
+tenant = "emu"
+start = "1h"
+lag = "1s"
+poll_interval = "200ms"
+page_size = {page_size}
+
+[sinks.splunk]
+type = "hec"
+endpoint = "{endpoint}"
+token = {{ file = "{token_file}" }}
+format = "json"
+indexer_ack = true
+ack_poll_interval = "50ms"
+max_wait = "100ms"
+{sink_extra}
+
+[sinks.splunk.retry]
+initial = "20ms"
+max = "200ms"
+
+[[routes]]
+sources = ["audit"]
+sinks = ["splunk"]
+"#,
+            state = dir.join("state").display(),
+            base = emu.base_url(),
+            id = opts.client_id,
+            secret = opts.client_secret,
+            token_file = dir.join("hec-token").display(),
+        ),
+    )
+    .unwrap();
+    config
+}
+
+fn quiet_tenant(backlog: u64, seed: u64) -> c42fwd::emulator::EmulatorOptions {
+    c42fwd::emulator::EmulatorOptions {
+        seed,
+        backlog,
+        backlog_span: Duration::from_secs(600),
+        rate: 0.0,
+        lag: Duration::from_millis(0),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_token_stalls_the_daemon_and_once_fixed_every_event_is_indexed_once() {
+    use crate::e2e::{log_path, start_emulator, Daemon};
+    let opts = quiet_tenant(1_500, 41);
+    let emu = start_emulator(opts.clone()).await;
+    // HEC knows another token than the one c42fwd has (rotated on the HEC side).
+    let hec = HecServer::start(HecServerOptions::default()).await;
+    let token = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee";
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = format!("127.0.0.1:{}", crate::support::unused_tcp_port());
+    let config = daemon_config(
+        dir.path(),
+        &emu,
+        &opts,
+        &hec.endpoint(),
+        token,
+        &metrics,
+        "max_events = 200",
+        300,
+    );
+    let daemon = Daemon::start(&config).await;
+    let text = poll_endpoint(&metrics, "/metrics", &config, "the stall gauge", |_, t| {
+        metric(
+            t,
+            "c42fwd_sink_stalled{sink=\"splunk\",reason=\"http_403\"}",
+        ) == 1.0
+    })
+    .await;
+    assert_eq!(
+        metric(
+            &text,
+            "c42fwd_source_batches_committed_total{source=\"audit\"}"
+        ),
+        0.0
+    );
+    let (status, body) = get(&metrics, "/health").await;
+    assert_eq!(status, 503, "{body}");
+    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(health["stalled"][0]["sink"], "splunk");
+    assert_eq!(health["stalled"][0]["reason"], "http_403");
+    assert!(hec.received().is_empty());
+    let log = std::fs::read_to_string(log_path(&config)).unwrap();
+    assert!(
+        log.contains("ERROR") && log.contains("the sink is stalled"),
+        "{log}"
+    );
+    assert!(!log.contains(token), "the token is never logged");
+    // The token works again: no restart, every event exactly once, nothing lost.
+    hec.set_token(token);
+    let first = emu.started_at() - chrono::Duration::hours(2);
+    let truth = emu.events_between(first, emu.started_at() + chrono::Duration::seconds(1));
+    let total = truth.len();
+    assert!(total >= 1_500);
+    let all = hec
+        .wait_for(Duration::from_secs(90), |_, r| {
+            r.iter().filter(|i| i.confirmed).count() >= total
+        })
+        .await;
+    assert!(
+        all,
+        "not every event indexed: {:?}\n{}",
+        hec.stats(),
+        crate::e2e::log_tail(&config)
+    );
+    poll_endpoint(&metrics, "/health", &config, "health ok", |s, b| {
+        s == 200 && b == "ok\n"
+    })
+    .await;
+    let text = get(&metrics, "/metrics").await.1;
+    assert_eq!(
+        metric(
+            &text,
+            "c42fwd_sink_stalled{sink=\"splunk\",reason=\"http_403\"}"
+        ),
+        0.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "c42fwd_sink_stalls_total{sink=\"splunk\",reason=\"http_403\"}"
+        ),
+        1.0
+    );
+    assert!(daemon.terminate().await.success());
+    let mut want: HashMap<String, usize> = HashMap::new();
+    for t in &truth {
+        *want.entry(t.clone()).or_insert(0) += 1;
+    }
+    let mut got: HashMap<String, usize> = HashMap::new();
+    for i in hec.indexed() {
+        *got.entry(i.event_raw.clone()).or_insert(0) += 1;
+    }
+    assert_eq!(
+        got, want,
+        "every event indexed exactly as often as the tenant has it"
+    );
+    assert!(
+        !dir.path().join("state/dead-letter/splunk.ndjson").exists(),
+        "nothing dead-lettered"
+    );
+    let log = std::fs::read_to_string(log_path(&config)).unwrap();
+    assert!(log.contains("the sink is no longer stalled"), "{log}");
+}
+
+/// Starts the daemon under `umask 000`, the most permissive there is.
+async fn daemon_with_open_umask(config: &Path) -> crate::e2e::Daemon {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(crate::e2e::log_path(config))
+        .unwrap();
+    let child = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg("umask 000 && exec \"$0\" --log info run --config \"$1\"")
+        .arg(env!("CARGO_BIN_EXE_c42fwd"))
+        .arg(config)
+        .kill_on_drop(true)
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start c42fwd");
+    crate::e2e::Daemon { child }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_refused_event_in_a_request_of_500_is_the_only_one_dead_lettered() {
+    use crate::e2e::start_emulator;
+    let opts = quiet_tenant(500, 43);
+    let emu = start_emulator(opts.clone()).await;
+    let first = emu.started_at() - chrono::Duration::hours(2);
+    let truth = emu.events_between(first, emu.started_at() + chrono::Duration::seconds(1));
+    assert_eq!(truth.len(), 500);
+    // An event that occurs once: HEC refuses it (and names it).
+    let bad = truth
+        .iter()
+        .skip(200)
+        .find(|t| truth.iter().filter(|u| u.contains(t.as_str())).count() == 1)
+        .expect("a unique event")
+        .clone();
+    let hec = HecServer::start(HecServerOptions {
+        reject_marker: Some(bad.clone()),
+        ..Default::default()
+    })
+    .await;
+    let token = HecServerOptions::default().token;
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = format!("127.0.0.1:{}", crate::support::unused_tcp_port());
+    let config = daemon_config(
+        dir.path(),
+        &emu,
+        &opts,
+        &hec.endpoint(),
+        &token,
+        &metrics,
+        "max_events = 500\nmax_bytes = 10000000",
+        500,
+    );
+    let daemon = daemon_with_open_umask(&config).await;
+    let done = hec
+        .wait_for(Duration::from_secs(60), |_, r| {
+            r.iter().filter(|i| i.confirmed).count() >= 499
+        })
+        .await;
+    assert!(done, "{:?}\n{}", hec.stats(), crate::e2e::log_tail(&config));
+    poll_endpoint(&metrics, "/metrics", &config, "the commit", |_, t| {
+        metric(t, "c42fwd_source_batches_committed_total{source=\"audit\"}") >= 1.0
+    })
+    .await;
+    assert!(daemon.terminate().await.success());
+    let stats = hec.stats();
+    assert_eq!(
+        stats.statuses.get(&400).copied(),
+        Some(1),
+        "one refusal: {stats:?}"
+    );
+    let mut got: HashMap<String, usize> = HashMap::new();
+    for i in hec.indexed() {
+        *got.entry(i.event_raw.clone()).or_insert(0) += 1;
+    }
+    assert_eq!(got.len(), 499);
+    assert!(!got.contains_key(&bad));
+    assert!(
+        got.values().all(|&n| n == 1),
+        "each good event indexed once"
+    );
+    let dl_dir = dir.path().join("state/dead-letter");
+    let path = dl_dir.join("splunk.ndjson");
+    let lines = dead_letters(&path);
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["record"].as_str().unwrap(), bad);
+    let reason = lines[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with(
+            "http 400 Bad Request: Invalid data format (code 6, invalid-event-number "
+        ),
+        "{reason}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600, "dead-letter file under umask 000");
+        assert_eq!(
+            mode(&dl_dir),
+            0o700,
+            "dead-letter directory under umask 000"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_dead_letter_file_stalls_the_route_and_nothing_more_is_committed() {
+    use crate::e2e::{log_path, start_emulator};
+    let opts = quiet_tenant(200, 47);
+    let emu = start_emulator(opts.clone()).await;
+    // HEC refuses every event.
+    let hec = HecServer::start(HecServerOptions {
+        reject_marker: Some("\"event\"".into()),
+        ..Default::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = format!("127.0.0.1:{}", crate::support::unused_tcp_port());
+    let config = daemon_config(
+        dir.path(),
+        &emu,
+        &opts,
+        &hec.endpoint(),
+        &HecServerOptions::default().token,
+        &metrics,
+        "max_events = 5\ndead_letter_max_bytes = 8192",
+        5,
+    );
+    let daemon = crate::e2e::Daemon::start(&config).await;
+    let full = "c42fwd_sink_stalled{sink=\"splunk\",reason=\"dead_letter_full\"}";
+    let errors = "c42fwd_sink_errors_total{sink=\"splunk\",kind=\"dead_letter_full\"}";
+    let text = poll_endpoint(
+        &metrics,
+        "/metrics",
+        &config,
+        "the full dead-letter file",
+        |_, t| metric(t, full) == 1.0,
+    )
+    .await;
+    let committed = metric(
+        &text,
+        "c42fwd_source_batches_committed_total{source=\"audit\"}",
+    );
+    let seen = metric(&text, errors);
+    // It stays stalled, retrying, and commits nothing more.
+    let text = poll_endpoint(
+        &metrics,
+        "/metrics",
+        &config,
+        "more refused flushes",
+        |_, t| metric(t, errors) >= seen + 3.0,
+    )
+    .await;
+    assert_eq!(
+        metric(
+            &text,
+            "c42fwd_source_batches_committed_total{source=\"audit\"}"
+        ),
+        committed,
+        "nothing committed while the dead-letter file is full"
+    );
+    let (status, body) = get(&metrics, "/health").await;
+    assert_eq!(status, 503);
+    assert!(body.contains("dead_letter_full"), "{body}");
+    let path = dir.path().join("state/dead-letter/splunk.ndjson");
+    let size = std::fs::metadata(&path).unwrap().len();
+    assert!(size <= 8192, "the cap holds: {size}");
+    let lines = dead_letters(&path).len();
+    // Every committed batch (5 events each) is in the dead-letter file; the batch in
+    // hand is not committed.
+    assert!(
+        committed as usize * 5 <= lines,
+        "{committed} batches committed, {lines} dead-lettered"
+    );
+    assert!(lines < 200);
+    assert!(hec.indexed().is_empty());
+    let log = std::fs::read_to_string(log_path(&config)).unwrap();
+    assert!(
+        log.contains("ERROR") && log.contains("dead_letter_max_bytes"),
+        "{log}"
+    );
+    assert!(daemon.terminate().await.success());
+}
