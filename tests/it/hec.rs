@@ -806,6 +806,94 @@ mod tls {
         assert!(hec.received().is_empty());
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn validate_connect_refuses_a_bad_hec_token_and_a_certificate_the_sink_would_refuse() {
+        let opts = c42fwd::emulator::EmulatorOptions {
+            backlog: 0,
+            rate: 0.0,
+            ..Default::default()
+        };
+        let emu = crate::e2e::start_emulator(opts.clone()).await;
+        let hec = HecServer::start(HecServerOptions::default()).await;
+        let pki = Pki::new();
+        let https = tls_hec(&pki, false).await;
+        let dir = tempfile::tempdir().unwrap();
+        let wrong = "99999999-8888-7777-6666-555555555555";
+        let text = format!(
+            r#"
+state_dir = "{state}"
+[tenants.emu]
+api = "incydr"
+base_url = "{base}"
+client_id = "{id}"
+client_secret = "{secret}"
+[sources.a]
+type = "audit_log"
+tenant = "emu"
+[sinks.hec_good]
+type = "hec"
+endpoint = "{hec}"
+token = "{good}"
+[sinks.hec_bad]
+type = "hec"
+endpoint = "{hec}"
+token = "{wrong}"
+[sinks.https_untrusted]
+type = "http"
+url = "https://127.0.0.1:{port}/ingest"
+[sinks.https_trusted]
+type = "http"
+url = "https://127.0.0.1:{port}/ingest"
+[sinks.https_trusted.tls]
+ca_file = "{ca}"
+[[routes]]
+sources = ["a"]
+sinks = ["hec_good", "hec_bad", "https_untrusted", "https_trusted"]
+"#,
+            state = dir.path().join("state").display(),
+            base = emu.base_url(),
+            id = opts.client_id,
+            secret = opts.client_secret,
+            hec = hec.endpoint(),
+            good = HecServerOptions::default().token,
+            port = https.addr().port(),
+            ca = pki.path("ca.pem").display(),
+        );
+        let cfg = dir.path().join("c.toml");
+        std::fs::write(&cfg, text).unwrap();
+        let out = crate::e2e::c42fwd()
+            .args(["validate", "--connect", "--config"])
+            .arg(&cfg)
+            .output()
+            .await
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let all = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(out.status.code(), Some(1), "{all}");
+        assert!(stdout.contains("sinks.hec_good: reachable"), "{stdout}");
+        assert!(
+            stdout.contains("sinks.hec_bad: FAILED: ")
+                && stdout.contains(
+                    "splunk hec refused the token: http 403 Forbidden: Invalid token (code 4)"
+                ),
+            "{stdout}"
+        );
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with("sinks.https_untrusted: "))
+            .unwrap_or_default();
+        assert!(
+            line.contains("FAILED") && line.to_lowercase().contains("certificate"),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains("sinks.https_trusted: reachable"),
+            "{stdout}"
+        );
+        assert!(all.contains("2 connection check(s) failed"), "{all}");
+        assert!(!all.contains(wrong), "a token was printed: {all}");
+    }
+
     #[tokio::test]
     async fn insecure_skip_verify_accepts_any_certificate() {
         let pki = Pki::new();
@@ -1114,6 +1202,10 @@ async fn a_refused_token_stalls_the_daemon_and_once_fixed_every_event_is_indexed
         "{log}"
     );
     assert!(!log.contains(token), "the token is never logged");
+    assert!(
+        log.contains("WARN") && log.contains("the hec token is sent over plain http"),
+        "{log}"
+    );
     // The token works again: no restart, every event exactly once, nothing lost.
     hec.set_token(token);
     let first = emu.started_at() - chrono::Duration::hours(2);
