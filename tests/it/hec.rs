@@ -1447,3 +1447,58 @@ async fn a_full_dead_letter_file_stalls_the_route_and_nothing_more_is_committed(
     );
     assert!(daemon.terminate().await.success());
 }
+
+#[tokio::test]
+async fn validate_refuses_a_dead_letter_cap_out_of_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    for (cap, ok) in [
+        ("0", false),
+        ("4095", false),
+        ("4096", true),
+        ("2000000000000000", false),
+    ] {
+        std::fs::write(
+            &cfg,
+            format!(
+                r#"
+state_dir = "{state}"
+[tenants.t]
+api = "incydr"
+base_url = "https://api.us.code42.com"
+client_id = "key-1"
+client_secret = "s3cret-value"
+[sources.a]
+type = "audit_log"
+tenant = "t"
+[sinks.splunk]
+type = "hec"
+endpoint = "https://splunk.example.com:8088"
+token = "11111111-2222-3333-4444-555555555555"
+dead_letter_max_bytes = {cap}
+[[routes]]
+sources = ["a"]
+sinks = ["splunk"]
+"#,
+                state = dir.path().join("state").display()
+            ),
+        )
+        .unwrap();
+        let out = crate::e2e::c42fwd()
+            .args(["validate", "--config"])
+            .arg(&cfg)
+            .output()
+            .await
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        if ok {
+            assert!(out.status.success(), "{cap}: {err}");
+        } else {
+            assert_eq!(out.status.code(), Some(2), "{cap}");
+            assert!(
+                err.contains("sinks.splunk.dead_letter_max_bytes") && err.contains("out of range"),
+                "{err}"
+            );
+        }
+    }
+}
