@@ -667,6 +667,7 @@ impl HecSink {
         struct AckStatus {
             acks: HashMap<String, bool>,
         }
+        let mut refused_token = None;
         let problem = match result {
             Ok((status, body)) if status.is_success() => {
                 match serde_json::from_slice::<AckStatus>(&body) {
@@ -691,12 +692,21 @@ impl HecSink {
             Ok((status, body)) => {
                 let a = HecAnswer::parse(&body);
                 let text = a.text.unwrap_or_else(|| server_text(&body));
+                refused_token = matches!(status.as_u16(), 401 | 403).then(|| {
+                    if status == StatusCode::UNAUTHORIZED {
+                        "http_401"
+                    } else {
+                        "http_403"
+                    }
+                });
                 Some(status_detail(status, &text))
             }
             Err(e) => Some(error_chain(&e.without_url())),
         };
         match problem {
             None => {
+                // The token works for the ack endpoint: whatever stalled on it is over.
+                self.courier.resumed();
                 if self.ack_poll_failing {
                     tracing::info!(sink = %self.courier.sink, "splunk hec ack polling works again");
                 }
@@ -710,6 +720,11 @@ impl HecSink {
                     detail: self.courier.redact(&detail),
                 };
                 self.courier.metrics.error(&e);
+                if let Some(kind) = refused_token {
+                    // A token revoked while requests wait for their acknowledgement:
+                    // show the stall now, not only when they time out and go again.
+                    self.courier.stalled(kind, &e.to_string());
+                }
                 // Once per outage, not once per interval.
                 if !self.ack_poll_failing {
                     tracing::warn!(sink = %self.courier.sink, error = %e, "polling splunk hec for indexer acknowledgements failed; will keep trying");

@@ -833,6 +833,17 @@ impl Courier {
         }
     }
 
+    /// Reports a stall seen outside [`post_chunk`](Self::post_chunk) (HEC's ack
+    /// endpoint refusing the token); `detail` is already redacted.
+    pub(crate) fn stalled(&mut self, kind: &'static str, detail: &str) {
+        self.stall.failed(kind, detail, stall_hint(kind));
+    }
+
+    /// The receiver took a request: a stall is over.
+    pub(crate) fn resumed(&mut self) {
+        self.stall.resumed();
+    }
+
     /// `text` with every secret value replaced by `[redacted]`.
     pub(crate) fn redact(&self, text: &str) -> String {
         let mut out = text.to_string();

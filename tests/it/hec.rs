@@ -519,6 +519,36 @@ async fn a_wrong_token_stalls_the_route_and_it_resumes_once_the_token_works() {
 }
 
 #[tokio::test]
+async fn a_token_revoked_while_acks_are_pending_shows_as_a_stall_at_once() {
+    let hec = HecServer::start(HecServerOptions::default()).await;
+    hec.hold_acks(true);
+    let dl = tempfile::tempdir().unwrap();
+    let token = HecServerOptions::default().token;
+    let o = hec_options(&hec.endpoint(), &token);
+    let sink = Running::start(hec_sink("splunk", o, Format::JsonRaw), dl.path());
+    let mut w = sink
+        .send((0..5).map(|s| audit_event(s, None)).collect())
+        .await;
+    hec.wait_until("5 events", PATIENCE, |_, r| r.len() == 5)
+        .await;
+    hec.set_token("revoked-0000-0000-0000-000000000000");
+    let m = sink.ctx.metrics.clone();
+    crate::support::wait_for("the stall from the ack endpoint", PATIENCE, || {
+        stalled_gauge(&m, "splunk", "http_403") == 1
+    })
+    .await;
+    assert_eq!(w.try_outcome(), None);
+    assert_eq!(m.health.report().0, 503);
+    hec.set_token(&token);
+    hec.hold_acks(false);
+    assert_eq!(outcome(w).await, Outcome::Delivered);
+    assert_eq!(stalled_gauge(&m, "splunk", "http_403"), 0);
+    assert!(m.health.stalled().is_empty());
+    assert_eq!(hec.indexed().len(), 5);
+    sink.finish().await;
+}
+
+#[tokio::test]
 async fn health_is_checked_before_sending_and_waited_for() {
     let hec = HecServer::start(HecServerOptions {
         unhealthy_checks: 3,
