@@ -495,15 +495,7 @@ async fn check_token(client: &reqwest::Client, opts: &HecOptions) -> Result<(), 
         .await
         .map_err(|e| err("connect", error_chain(&e.without_url())))?;
     let a = HecAnswer::parse(&body);
-    let text = a
-        .text
-        .as_deref()
-        .map(|t| server_text(t.as_bytes()))
-        .unwrap_or_else(|| server_text(&body));
-    let detail = match a.code {
-        Some(code) => status_detail(status, &format!("{text} (code {code})")),
-        None => status_detail(status, &text),
-    };
+    let detail = classify(status, &body, None).detail().to_string();
     match (status.as_u16(), a.code) {
         (200..=299, _) | (400, Some(5)) => Ok(()),
         (401 | 403, _) => Err(err(

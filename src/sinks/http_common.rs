@@ -210,6 +210,18 @@ pub(crate) enum Verdict {
     },
 }
 
+impl Verdict {
+    /// The status and the server's text (empty for [`Verdict::Accepted`]).
+    pub(crate) fn detail(&self) -> &str {
+        match self {
+            Verdict::Accepted => "",
+            Verdict::Retry { detail, .. }
+            | Verdict::Stall { detail, .. }
+            | Verdict::Reject { detail, .. } => detail,
+        }
+    }
+}
+
 /// The rule both sinks share for an HTTP status:
 /// - 2xx: delivered;
 /// - 408 (request timeout), 429 (too many requests), every 5xx: retried (weather);
@@ -1061,7 +1073,7 @@ impl Courier {
 
     /// Records refused for good: they go to the dead-letter file with `detail` as the
     /// reason, are counted under `reason`, logged once, and count as delivered by
-    /// policy (DESIGN invariant 5). While the dead-letter file is full the sink waits
+    /// explicit policy. While the dead-letter file is full the sink waits
     /// (with backoff; `DeadLetterFile` reports the stall) and nothing resolves. An
     /// unwritable dead-letter file stops the sink (its tokens then count as not
     /// delivered). `Ok(false)` when `shutdown` came first.
