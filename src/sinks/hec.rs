@@ -277,20 +277,7 @@ pub(crate) async fn run(
     let shown = crate::config::redacted_url(&event_url);
     let client = build_client(sink, &shown, &opts.tls, opts.request_timeout)?;
     let channel = opts.channel.clone().unwrap_or_else(uuid_v4);
-    let bad = |what: &str| SinkError::Http {
-        url: shown.clone(),
-        kind: "config",
-        retriable: false,
-        detail: format!("the {what} holds characters that cannot go in an http header"),
-    };
-    let mut auth = HeaderValue::from_str(&format!("Splunk {}", opts.token.expose()))
-        .map_err(|_| bad("token"))?;
-    auth.set_sensitive(true);
-    let channel_value = HeaderValue::from_str(&channel).map_err(|_| bad("channel"))?;
-    let mut ack_headers = HeaderMap::new();
-    ack_headers.insert(AUTHORIZATION, auth);
-    ack_headers.insert(CHANNEL, channel_value);
-    ack_headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let ack_headers = base_headers(&opts, &channel, &shown)?;
     let mut headers = ack_headers.clone();
     if opts.gzip {
         headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
@@ -453,6 +440,27 @@ pub(crate) async fn healthcheck(cfg: &Sink) -> Result<(), SinkError> {
     check_token(&client, opts).await
 }
 
+/// The headers of every request: the token (marked sensitive), the channel, JSON.
+fn base_headers(opts: &HecOptions, channel: &str, shown: &str) -> Result<HeaderMap, SinkError> {
+    let bad = |what: &str| SinkError::Http {
+        url: shown.to_string(),
+        kind: "config",
+        retriable: false,
+        detail: format!("the {what} holds characters that cannot go in an http header"),
+    };
+    let mut auth = HeaderValue::from_str(&format!("Splunk {}", opts.token.expose()))
+        .map_err(|_| bad("token"))?;
+    auth.set_sensitive(true);
+    let mut h = HeaderMap::new();
+    h.insert(AUTHORIZATION, auth);
+    h.insert(
+        CHANNEL,
+        HeaderValue::from_str(channel).map_err(|_| bad("channel"))?,
+    );
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(h)
+}
+
 /// Sends an empty event request and reads what HEC says of the token.
 async fn check_token(client: &reqwest::Client, opts: &HecOptions) -> Result<(), SinkError> {
     let url = endpoint(&opts.endpoint, &["services", "collector", "event"]);
@@ -463,27 +471,12 @@ async fn check_token(client: &reqwest::Client, opts: &HecOptions) -> Result<(), 
         retriable: false,
         detail: detail.replace(opts.token.expose(), "[redacted]"),
     };
-    let mut auth =
-        HeaderValue::from_str(&format!("Splunk {}", opts.token.expose())).map_err(|_| {
-            err(
-                "config",
-                "the token holds characters that cannot go in an http header".into(),
-            )
-        })?;
-    auth.set_sensitive(true);
     let channel = opts.channel.clone().unwrap_or_else(uuid_v4);
-    let channel = HeaderValue::from_str(&channel).map_err(|_| {
-        err(
-            "config",
-            "the channel holds characters that cannot go in an http header".into(),
-        )
-    })?;
+    let headers = base_headers(opts, &channel, &shown)?;
     let answer = async {
         let resp = client
             .post(url.clone())
-            .header(AUTHORIZATION, auth)
-            .header(CHANNEL, channel)
-            .header(CONTENT_TYPE, "application/json")
+            .headers(headers)
             .body("")
             .send()
             .await?;
