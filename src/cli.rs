@@ -224,7 +224,12 @@ async fn check_connections(cfg: &Config) -> usize {
             Err(_) => Err(format!("no answer within {LIMIT:?}")),
         };
         match result {
-            Ok(()) => println!("sinks.{name}: reachable"),
+            Ok(()) => match sink.kind {
+                crate::config::SinkKind::Hec(_) => {
+                    println!("sinks.{name}: reachable (healthy, token accepted)")
+                }
+                _ => println!("sinks.{name}: reachable"),
+            },
             Err(e) => {
                 failed += 1;
                 println!("sinks.{name}: FAILED: {e}");

@@ -93,8 +93,8 @@ impl Stall {
                 error = detail,
                 stalled_for = ?now.duration_since(c.since),
                 failures = c.failures,
-                "the sink is stalled: {hint}; its batches wait (nothing is dead-lettered or \
-                 committed) and are sent again with backoff until this is fixed"
+                "the sink is stalled: {hint}; its batches wait, nothing of them is committed, \
+                 and it tries again with backoff until this is fixed"
             );
             true
         } else {

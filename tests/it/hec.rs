@@ -900,7 +900,10 @@ sinks = ["hec_good", "hec_bad", "https_untrusted", "https_trusted"]
         let stdout = String::from_utf8_lossy(&out.stdout);
         let all = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
         assert_eq!(out.status.code(), Some(1), "{all}");
-        assert!(stdout.contains("sinks.hec_good: reachable"), "{stdout}");
+        assert!(
+            stdout.contains("sinks.hec_good: reachable (healthy, token accepted)"),
+            "{stdout}"
+        );
         assert!(
             stdout.contains("sinks.hec_bad: FAILED: ")
                 && stdout.contains(
