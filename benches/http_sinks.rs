@@ -205,6 +205,7 @@ async fn run(which: &str, events: usize, format: Format, ack_poll: Duration) -> 
         name: which.into(),
         kind,
         encoding,
+        dead_letter_max_bytes: c42fwd::sinks::DEAD_LETTER_MAX_BYTES,
         queue_batches: 4,
         retry: Default::default(),
     };

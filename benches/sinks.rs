@@ -172,6 +172,7 @@ async fn run(which: &str, events: usize, window: usize) -> Report {
             hostname: "bench-host".into(),
             app_name: "c42fwd".into(),
         },
+        dead_letter_max_bytes: c42fwd::sinks::DEAD_LETTER_MAX_BYTES,
         queue_batches: 4,
         retry: BackoffPolicy::default(),
     };

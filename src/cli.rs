@@ -224,7 +224,12 @@ async fn check_connections(cfg: &Config) -> usize {
             Err(_) => Err(format!("no answer within {LIMIT:?}")),
         };
         match result {
-            Ok(()) => println!("sinks.{name}: reachable"),
+            Ok(()) => match sink.kind {
+                crate::config::SinkKind::Hec(_) => {
+                    println!("sinks.{name}: reachable (healthy, token accepted)")
+                }
+                _ => println!("sinks.{name}: reachable"),
+            },
             Err(e) => {
                 failed += 1;
                 println!("sinks.{name}: FAILED: {e}");
@@ -415,6 +420,7 @@ async fn demo(a: DemoArgs) -> anyhow::Result<()> {
             hostname: config::validate::default_hostname(),
             app_name: "c42fwd".into(),
         },
+        dead_letter_max_bytes: crate::sinks::DEAD_LETTER_MAX_BYTES,
         queue_batches: 4,
         retry: crate::retry::BackoffPolicy::default(),
     };

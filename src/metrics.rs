@@ -10,8 +10,9 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 pub type Labels = Vec<(&'static str, String)>;
 type CounterFamily = Family<Labels, Counter>;
@@ -72,6 +73,75 @@ pub struct Metrics {
     /// `c42fwd_task_panics_total{task}`: panics caught in a supervised task
     /// (`source:NAME`, `sink:NAME`, `metrics`); sources and sinks are restarted.
     pub task_panics: CounterFamily,
+    /// `c42fwd_sink_stalled{sink,reason}`: 1 while the sink holds its route back for a
+    /// fault that waiting alone does not fix (credentials refused, wrong URL, the
+    /// dead-letter file full), 0 once it delivers again.
+    pub sink_stalled: GaugeFamily,
+    /// `c42fwd_sink_stalls_total{sink,reason}`: times a sink entered that state.
+    pub sink_stalls: CounterFamily,
+    /// `c42fwd_sink_request_splits_total{sink}`: requests the receiver refused as bad
+    /// data, split to find the records it refused.
+    pub sink_request_splits: CounterFamily,
+    /// `c42fwd_sink_dead_letter_bytes{sink}`: the size of the sink's dead-letter file.
+    pub sink_dead_letter_bytes: GaugeFamily,
+    /// What `/health` reports: the sinks that are stalled, and why.
+    pub health: SinkHealth,
+}
+
+/// Why a sink is stalled, as `/health` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Stalled {
+    pub sink: String,
+    /// The `reason` label of `c42fwd_sink_stalled`.
+    pub reason: &'static str,
+    /// The last failure, as logged (no secrets: callers pass redacted text).
+    pub detail: String,
+    /// RFC 3339, when the stall began.
+    pub since: String,
+}
+
+/// The stalled sinks, set and cleared by the sinks themselves and read by `/health`.
+#[derive(Debug, Default)]
+pub struct SinkHealth {
+    stalled: Mutex<BTreeMap<(String, &'static str), Stalled>>,
+}
+
+impl SinkHealth {
+    /// Records (or updates the detail of) a stall of `sink` for `reason`.
+    pub fn set_stalled(&self, sink: &str, reason: &'static str, detail: &str) {
+        let mut m = self.stalled.lock().unwrap_or_else(|p| p.into_inner());
+        m.entry((sink.to_string(), reason))
+            .and_modify(|s| s.detail = detail.to_string())
+            .or_insert_with(|| Stalled {
+                sink: sink.to_string(),
+                reason,
+                detail: detail.to_string(),
+                since: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            });
+    }
+
+    /// The stall of `sink` for `reason` is over.
+    pub fn clear(&self, sink: &str, reason: &'static str) {
+        let mut m = self.stalled.lock().unwrap_or_else(|p| p.into_inner());
+        m.remove(&(sink.to_string(), reason));
+    }
+
+    /// Every current stall, by sink name.
+    pub fn stalled(&self) -> Vec<Stalled> {
+        let m = self.stalled.lock().unwrap_or_else(|p| p.into_inner());
+        m.values().cloned().collect()
+    }
+
+    /// The `/health` answer: 200 `ok` while no sink is stalled; otherwise 503 with a
+    /// JSON body `{"status":"stalled","stalled":[{"sink","reason","detail","since"}]}`.
+    pub fn report(&self) -> (u16, String) {
+        let stalled = self.stalled();
+        if stalled.is_empty() {
+            return (200, "ok\n".to_string());
+        }
+        let body = serde_json::json!({ "status": "stalled", "stalled": stalled });
+        (503, format!("{body}\n"))
+    }
 }
 
 impl Default for Metrics {
@@ -168,6 +238,27 @@ impl Metrics {
                 "Panics caught in a supervised task (restarted)",
                 CounterFamily
             ),
+            sink_stalled: reg!(
+                "sink_stalled",
+                "1 while the sink holds its route back for a fault that needs an operator",
+                GaugeFamily
+            ),
+            sink_stalls: reg!(
+                "sink_stalls",
+                "Times a sink stalled for a fault that needs an operator",
+                CounterFamily
+            ),
+            sink_request_splits: reg!(
+                "sink_request_splits",
+                "Requests refused as bad data, split to find the refused records",
+                CounterFamily
+            ),
+            sink_dead_letter_bytes: reg!(
+                "sink_dead_letter_bytes",
+                "Size of the sink's dead-letter file",
+                GaugeFamily
+            ),
+            health: SinkHealth::default(),
             registry,
         }
     }
@@ -181,7 +272,8 @@ impl Metrics {
     }
 }
 
-/// Serves `GET /metrics` (Prometheus text format) and `GET /health` until `stop`.
+/// Serves `GET /metrics` (Prometheus text format) and `GET /health` (see
+/// [`SinkHealth::report`]) until `stop`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     metrics: Arc<Metrics>,
@@ -189,6 +281,7 @@ pub async fn serve(
 ) {
     use axum::http::header;
     use axum::routing::get;
+    let health = metrics.clone();
     let app = axum::Router::new()
         .route(
             "/metrics",
@@ -205,7 +298,20 @@ pub async fn serve(
                 }
             }),
         )
-        .route("/health", get(|| async { "ok\n" }));
+        .route(
+            "/health",
+            get(move || {
+                let (status, body) = health.health.report();
+                let status = axum::http::StatusCode::from_u16(status)
+                    .unwrap_or(axum::http::StatusCode::SERVICE_UNAVAILABLE);
+                let kind = if status.is_success() {
+                    "text/plain; charset=utf-8"
+                } else {
+                    "application/json"
+                };
+                async move { (status, [(header::CONTENT_TYPE, kind)], body) }
+            }),
+        );
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(stop)
         .await
@@ -234,5 +340,27 @@ mod tests {
             text.contains("c42fwd_sink_events_total{sink=\"siem\"} 3"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn health_lists_stalled_sinks_until_cleared() {
+        let h = SinkHealth::default();
+        assert_eq!(h.report(), (200, "ok\n".to_string()));
+        h.set_stalled(
+            "splunk",
+            "http_403",
+            "http 403 Forbidden: Invalid token (code 4)",
+        );
+        h.set_stalled("splunk", "http_403", "again");
+        let (status, body) = h.report();
+        assert_eq!(status, 503);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["status"], "stalled");
+        assert_eq!(v["stalled"][0]["sink"], "splunk");
+        assert_eq!(v["stalled"][0]["reason"], "http_403");
+        assert_eq!(v["stalled"][0]["detail"], "again");
+        assert_eq!(v["stalled"].as_array().unwrap().len(), 1);
+        h.clear("splunk", "http_403");
+        assert_eq!(h.report().0, 200);
     }
 }

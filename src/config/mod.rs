@@ -249,6 +249,8 @@ pub struct Sink {
     pub queue_batches: usize,
     /// Bounds of the reconnect / retry backoff.
     pub retry: crate::retry::BackoffPolicy,
+    /// The largest size of the sink's dead-letter file; past it the sink stalls.
+    pub dead_letter_max_bytes: u64,
 }
 
 #[derive(Debug, Clone)]

@@ -172,6 +172,7 @@ pub struct RawSink {
     // delivery
     pub queue_batches: Option<i64>,
     pub retry: Option<RawRetry>,
+    pub dead_letter_max_bytes: Option<i64>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -1340,6 +1340,18 @@ fn sink(name: &str, s: RawSink, p: &mut Problems) -> Option<Sink> {
             format!("{queue_batches} is out of range 1-1024"),
         );
     }
+    let dead_letter_max_bytes = s
+        .dead_letter_max_bytes
+        .unwrap_or(crate::sinks::DEAD_LETTER_MAX_BYTES as i64);
+    if !(4096..=(1i64 << 50)).contains(&dead_letter_max_bytes) {
+        p.add(
+            at("dead_letter_max_bytes"),
+            format!(
+                "{dead_letter_max_bytes} is out of range 4096-{}",
+                1i64 << 50
+            ),
+        );
+    }
     let mut retry = BackoffPolicy::default();
     if let Some(r) = &s.retry {
         if let Some(i) = r.initial {
@@ -1370,6 +1382,7 @@ fn sink(name: &str, s: RawSink, p: &mut Problems) -> Option<Sink> {
         },
         queue_batches: queue_batches as usize,
         retry,
+        dead_letter_max_bytes: dead_letter_max_bytes as u64,
     })
 }
 

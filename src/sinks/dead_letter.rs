@@ -4,19 +4,43 @@
 //! Format: `<dead_letter_dir>/<sink>.ndjson`, append-only, one JSON object per line:
 //! `{"time": RFC 3339 UTC, "sink": name, "reason": fixed string, "record": the full
 //! record as text}`. The file and its directory are created on first use, not before,
-//! so a sink that never rejects anything leaves no file behind.
+//! so a sink that never rejects anything leaves no file behind. They hold full security
+//! records: the file is created 0600 and the directory 0700, whatever the umask.
+//!
+//! Size cap: the file never grows past `dead_letter_max_bytes`. Lines that would take it
+//! past the cap are not written; `flush` fails with [`SinkError::DeadLetterFull`]
+//! (retriable), so the sink holds its batch and its route stalls (nothing is committed)
+//! instead of filling the disk. The stall shows as an ERROR (repeated every minute),
+//! `c42fwd_sink_stalled{reason="dead_letter_full"}` and `/health`. Every later flush
+//! opens the file afresh, so moving the file away (or truncating it) lets the sink go
+//! on by itself. `c42fwd_sink_dead_letter_bytes` is the file's size.
+//!
+//! Torn lines: a write cut short (the disk full, a crash) leaves a last line without
+//! its newline. Whenever the file is opened (at sink start through
+//! [`DeadLetterFile::prepare`], and on every reopen) such a tail is cut off, with a
+//! WARN naming the file and the byte offset, so the file stays one JSON object per line.
 //!
 //! Not done here: deciding what to reject (the transports do) and counting (the caller
 //! counts `sink_discarded{reason}` once the lines are written).
 
+use super::stall::Stall;
 use super::SinkError;
+use crate::metrics::{label, Metrics};
 use chrono::{SecondsFormat, Utc};
+use prometheus_client::metrics::gauge::Gauge;
+use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use tokio::fs::{File, OpenOptions};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+
+/// The default of `dead_letter_max_bytes`: 1 GiB.
+pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
+
+/// The stall reason (label) of a full dead-letter file.
+const FULL: &str = "dead_letter_full";
 
 /// Appends rejected records to one sink's dead-letter file.
-#[derive(Debug)]
 pub struct DeadLetterFile {
     sink: String,
     path: PathBuf,
@@ -24,6 +48,22 @@ pub struct DeadLetterFile {
     /// Lines waiting to be written by the next `flush` (one write per batch).
     pending: Vec<u8>,
     pending_records: usize,
+    max_bytes: u64,
+    /// The file's size as last known (read when it is opened).
+    size: u64,
+    size_gauge: Gauge<i64, std::sync::atomic::AtomicI64>,
+    full: Stall,
+}
+
+impl std::fmt::Debug for DeadLetterFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeadLetterFile")
+            .field("path", &self.path)
+            .field("size", &self.size)
+            .field("max_bytes", &self.max_bytes)
+            .field("pending_records", &self.pending_records)
+            .finish()
+    }
 }
 
 #[derive(serde::Serialize)]
@@ -35,19 +75,65 @@ struct Line<'a> {
 }
 
 impl DeadLetterFile {
-    /// Names the file; opens nothing yet.
+    /// Names the file, with the default cap and metrics of its own; opens nothing yet.
     pub fn new(dir: &Path, sink: &str) -> Self {
+        Self::with_limit(dir, sink, DEFAULT_MAX_BYTES, &Arc::new(Metrics::new()))
+    }
+
+    /// The file of the sink `cfg` in the pipeline's dead-letter directory.
+    pub fn for_sink(cfg: &crate::config::Sink, ctx: &super::SinkContext) -> Self {
+        Self::with_limit(
+            &ctx.dead_letter_dir,
+            &cfg.name,
+            cfg.dead_letter_max_bytes,
+            &ctx.metrics,
+        )
+    }
+
+    /// Names the file, capped at `max_bytes`; opens nothing yet.
+    pub fn with_limit(dir: &Path, sink: &str, max_bytes: u64, metrics: &Arc<Metrics>) -> Self {
         DeadLetterFile {
             sink: sink.to_string(),
             path: dir.join(format!("{sink}.ndjson")),
             file: None,
             pending: Vec::new(),
             pending_records: 0,
+            max_bytes,
+            size: 0,
+            size_gauge: metrics
+                .sink_dead_letter_bytes
+                .get_or_create(&label("sink", sink))
+                .clone(),
+            full: Stall::new(metrics, sink),
         }
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// At sink start: cuts a torn last line left by an earlier run and reads the size,
+    /// if the file exists (it is not created here).
+    pub async fn prepare(&mut self) -> Result<(), SinkError> {
+        match tokio::fs::metadata(&self.path).await {
+            Ok(_) => {
+                self.size = cut_torn_tail(&self.sink, &self.path)
+                    .await
+                    .map_err(|source| self.error(source))?;
+                self.size_gauge
+                    .set(i64::try_from(self.size).unwrap_or(i64::MAX));
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(self.error(source)),
+        }
+    }
+
+    fn error(&self, source: std::io::Error) -> SinkError {
+        SinkError::DeadLetter {
+            path: self.path.clone(),
+            source,
+        }
     }
 
     /// Queues one record for the next [`flush`](Self::flush). Records are text in
@@ -73,40 +159,84 @@ impl DeadLetterFile {
 
     /// Writes the queued lines (creating the file on first use) and returns how many
     /// records were written. On error the lines stay queued and the handle is dropped,
-    /// so a later call reopens the file and writes them once.
+    /// so a later call reopens the file and writes them once. When the lines would take
+    /// the file past its cap nothing is written and the error is
+    /// [`SinkError::DeadLetterFull`].
     pub async fn flush(&mut self) -> Result<usize, SinkError> {
         if self.pending.is_empty() {
             return Ok(0);
         }
-        let result = self.write_pending().await;
-        match result {
+        if self.full.is_stalled() {
+            // The operator may have moved the file away or truncated it: look again.
+            self.file = None;
+        }
+        if self.file.is_none() {
+            if let Err(source) = self.open().await {
+                return Err(self.error(source));
+            }
+        }
+        let need = self.pending.len() as u64;
+        if self.size.saturating_add(need) > self.max_bytes {
+            let e = SinkError::DeadLetterFull {
+                path: self.path.clone(),
+                size: self.size,
+                max_bytes: self.max_bytes,
+            };
+            self.full.failed(
+                FULL,
+                &e.to_string(),
+                "the dead-letter file reached dead_letter_max_bytes: move it away or raise \
+                 the limit, and the sink goes on by itself",
+            );
+            return Err(e);
+        }
+        match self.write_pending().await {
             Ok(()) => {
                 self.pending.clear();
+                self.size += need;
+                self.size_gauge
+                    .set(i64::try_from(self.size).unwrap_or(i64::MAX));
+                self.full.resumed();
                 Ok(std::mem::take(&mut self.pending_records))
             }
             Err(source) => {
                 self.file = None;
-                Err(SinkError::DeadLetter {
-                    path: self.path.clone(),
-                    source,
-                })
+                Err(self.error(source))
             }
         }
     }
 
-    async fn write_pending(&mut self) -> std::io::Result<()> {
-        if self.file.is_none() {
-            if let Some(dir) = self.path.parent() {
+    /// Opens (and, the first time, creates) the file for appending; cuts a torn tail.
+    async fn open(&mut self) -> std::io::Result<()> {
+        if let Some(dir) = self.path.parent() {
+            if tokio::fs::metadata(dir).await.is_err() {
                 tokio::fs::create_dir_all(dir).await?;
+                set_mode(dir, 0o700).await?;
             }
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)
-                .await?;
-            tracing::info!(sink = %self.sink, path = %self.path.display(), "dead-letter file opened");
-            self.file = Some(file);
         }
+        let created = tokio::fs::metadata(&self.path).await.is_err();
+        let mut options = OpenOptions::new();
+        options.create(true).append(true);
+        #[cfg(unix)]
+        options.mode(0o600);
+        let file = options.open(&self.path).await?;
+        if created {
+            // The umask may have taken bits away from 0600 (or a umask of 0 could not
+            // add any): make it exactly owner read-write.
+            set_mode(&self.path, 0o600).await?;
+            tracing::info!(sink = %self.sink, path = %self.path.display(), "dead-letter file created");
+            self.size = 0;
+        } else {
+            self.size = cut_torn_tail(&self.sink, &self.path).await?;
+            tracing::info!(sink = %self.sink, path = %self.path.display(), size = self.size, "dead-letter file opened");
+        }
+        self.size_gauge
+            .set(i64::try_from(self.size).unwrap_or(i64::MAX));
+        self.file = Some(file);
+        Ok(())
+    }
+
+    async fn write_pending(&mut self) -> std::io::Result<()> {
         if let Some(file) = self.file.as_mut() {
             file.write_all(&self.pending).await?;
             // tokio's File finishes the write in the background: flush waits for it
@@ -114,5 +244,149 @@ impl DeadLetterFile {
             file.flush().await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(unix)]
+async fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    tokio::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).await
+}
+
+#[cfg(not(unix))]
+async fn set_mode(_: &Path, _: u32) -> std::io::Result<()> {
+    Ok(())
+}
+
+/// Cuts what follows the last newline of the file at `path` (a line whose write was
+/// cut short) and returns the size it keeps. Logs a WARN with the offset when it cuts.
+pub(crate) async fn cut_torn_tail(sink: &str, path: &Path) -> std::io::Result<u64> {
+    let mut f = OpenOptions::new().read(true).write(true).open(path).await?;
+    let len = f.metadata().await?.len();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut end = len;
+    let keep = loop {
+        if end == 0 {
+            break 0;
+        }
+        let start = end.saturating_sub(buf.len() as u64);
+        let n = (end - start) as usize;
+        f.seek(SeekFrom::Start(start)).await?;
+        f.read_exact(&mut buf[..n]).await?;
+        if let Some(i) = memchr::memrchr(b'\n', &buf[..n]) {
+            break start + i as u64 + 1;
+        }
+        end = start;
+    };
+    if keep < len {
+        f.set_len(keep).await?;
+        f.sync_all().await?;
+        tracing::warn!(
+            sink,
+            path = %path.display(),
+            offset = keep,
+            torn_bytes = len - keep,
+            "the dead-letter file ended with a torn line (a write cut short, e.g. the disk \
+             was full); cut it off at this offset"
+        );
+    }
+    Ok(keep)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(path: &Path) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_torn_last_line_is_cut_on_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut dl = DeadLetterFile::new(dir.path(), "s");
+        dl.push("r", b"one");
+        dl.push("r", b"two");
+        assert_eq!(dl.flush().await.unwrap(), 2);
+        let good = std::fs::metadata(dl.path()).unwrap().len();
+        // A write cut short: half a line, no newline.
+        let mut raw = std::fs::read(dl.path()).unwrap();
+        raw.extend_from_slice(b"{\"time\":\"2026-01-01T00:00:00.000Z\",\"sink\":\"s\",\"rea");
+        std::fs::write(dl.path(), &raw).unwrap();
+        let mut again = DeadLetterFile::new(dir.path(), "s");
+        again.prepare().await.unwrap();
+        assert_eq!(std::fs::metadata(again.path()).unwrap().len(), good);
+        again.push("r", b"three");
+        again.flush().await.unwrap();
+        let l = lines(again.path());
+        assert_eq!(l.len(), 3);
+        assert_eq!(l[2]["record"], "three");
+    }
+
+    #[tokio::test]
+    async fn a_file_with_no_whole_line_is_emptied_and_a_sound_one_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.ndjson");
+        // Longer than one read block, without a newline.
+        std::fs::write(&path, vec![b'x'; 100_000]).unwrap();
+        assert_eq!(cut_torn_tail("s", &path).await.unwrap(), 0);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+        let mut sound = b"{}\n".repeat(30_000);
+        std::fs::write(&path, &sound).unwrap();
+        assert_eq!(cut_torn_tail("s", &path).await.unwrap(), sound.len() as u64);
+        sound.extend_from_slice(&[b'y'; 70_000]);
+        std::fs::write(&path, &sound).unwrap();
+        assert_eq!(cut_torn_tail("s", &path).await.unwrap(), 90_000);
+        // Starting with no file leaves no file.
+        let mut dl = DeadLetterFile::new(dir.path(), "none");
+        dl.prepare().await.unwrap();
+        assert!(!dl.path().exists());
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn the_file_is_0600_and_its_directory_0700() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let dl_dir = dir.path().join("state").join("dead-letter");
+        let mut dl = DeadLetterFile::new(&dl_dir, "s");
+        dl.push("r", b"secret record");
+        dl.flush().await.unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(dl.path()), 0o600);
+        assert_eq!(mode(&dl_dir), 0o700);
+    }
+
+    #[tokio::test]
+    async fn past_the_cap_nothing_is_written_until_there_is_room() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let mut dl = DeadLetterFile::with_limit(dir.path(), "s", 400, &metrics);
+        dl.push("r", &[b'a'; 100]);
+        assert_eq!(dl.flush().await.unwrap(), 1);
+        let first = std::fs::metadata(dl.path()).unwrap().len();
+        dl.push("r", &[b'b'; 100]);
+        dl.push("r", &[b'c'; 100]);
+        let e = dl.flush().await.unwrap_err();
+        assert!(matches!(e, SinkError::DeadLetterFull { .. }), "{e}");
+        assert!(e.is_retriable());
+        assert!(e.to_string().contains("s.ndjson"), "{e}");
+        assert_eq!(dl.pending(), 2, "the lines wait");
+        assert_eq!(std::fs::metadata(dl.path()).unwrap().len(), first);
+        assert_eq!(metrics.health.stalled()[0].reason, "dead_letter_full");
+        // The operator moves the file away: the next flush writes the waiting lines.
+        std::fs::rename(dl.path(), dir.path().join("moved")).unwrap();
+        assert_eq!(dl.flush().await.unwrap(), 2);
+        assert_eq!(lines(dl.path()).len(), 2);
+        assert!(metrics.health.stalled().is_empty());
+        let size = metrics
+            .sink_dead_letter_bytes
+            .get_or_create(&label("sink", "s"))
+            .get();
+        assert_eq!(size as u64, std::fs::metadata(dl.path()).unwrap().len());
     }
 }

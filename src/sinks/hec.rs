@@ -32,19 +32,31 @@
 //!
 //! Classification ([`classify`]): 503 (code 9, server busy), 429, other 5xx, 408,
 //! timeouts and connection errors are retried with the shared backoff, honouring
-//! `Retry-After`. 400 (invalid data format, event field missing or blank, incorrect
-//! index, no data, channel problems), 401 and 403 (token missing, invalid or
-//! disabled) are permanent: the request's records are dead-lettered with the status
-//! and HEC's text (`http_common`). A 400 for a batch may be caused by one bad event
-//! (HEC names it in `invalid-event-number`); the whole request is dead-lettered
-//! anyway, and the events before the bad one may have been indexed too.
+//! `Retry-After`. 401 and 403 (token missing, invalid or disabled: codes 1 to 4), and
+//! a 400 that blames the set-up rather than the data (code 7 incorrect index, 10 and
+//! 11 the channel, 14 acknowledgement disabled, 16 query-string authorization) stall
+//! the route: the request is held and retried with backoff, nothing is dead-lettered,
+//! and the stall shows in logs, `c42fwd_sink_stalled` and `/health` until HEC takes a
+//! request again (a fixed or re-enabled token needs no restart). Any other 400 (code 5
+//! no data, 6 invalid data format, 12 and 13 event field missing or blank, 15 indexed
+//! fields) and 413 refuse the data: when HEC names the event (`invalid-event-number`)
+//! that event is dead-lettered with HEC's text, the events before it are sent again
+//! (HEC may have indexed them already: at-least-once) and the ones after it too; without
+//! a number the request is split in halves until each refused event is alone
+//! (`http_common`).
+//!
+//! At start, a token sent over plain `http://` is logged as a WARN.
+//!
+//! `validate --connect` ([`healthcheck`]) checks the health endpoint (which ignores the
+//! token) and then the token itself: an empty `POST /services/collector/event`, which
+//! HEC answers 400 code 5 "No data" for a token it accepts and 401 / 403 for one it
+//! does not.
 //!
 //! Not done here: batching, gzip, the retry loop and dead-lettering (`http_common`).
 
 use super::http_common::{
     build_client, classify_status, error_chain, read_limited, server_text, sleep_until,
-    status_detail, AckLedger, Answer, Batcher, BodyWriter, Courier, Embedding, SealedChunk, Span,
-    Verdict,
+    status_detail, AckLedger, Batcher, BodyWriter, Courier, Embedding, SealedChunk, Span, Verdict,
 };
 use super::{DeadLetterFile, SinkBatch, SinkContext, SinkError, SinkMetrics};
 use crate::config::{HecOptions, Sink, SinkKind};
@@ -201,6 +213,23 @@ pub(crate) fn classify(status: StatusCode, body: &[u8], retry_after: Option<Dura
             detail,
         };
     }
+    if status == StatusCode::BAD_REQUEST {
+        let stall = |kind| Verdict::Stall {
+            kind,
+            retry_after,
+            detail: detail.clone(),
+        };
+        return match a.code {
+            Some(7) => stall("hec_index"),
+            Some(10 | 11) => stall("hec_channel"),
+            Some(14 | 16) => stall("hec_config"),
+            _ => Verdict::Reject {
+                reason: "http_400",
+                first_bad: a.invalid_event.and_then(|n| usize::try_from(n).ok()),
+                detail,
+            },
+        };
+    }
     classify_status(status, retry_after, detail)
 }
 
@@ -248,34 +277,22 @@ pub(crate) async fn run(
     let shown = crate::config::redacted_url(&event_url);
     let client = build_client(sink, &shown, &opts.tls, opts.request_timeout)?;
     let channel = opts.channel.clone().unwrap_or_else(uuid_v4);
-    let bad = |what: &str| SinkError::Http {
-        url: shown.clone(),
-        kind: "config",
-        retriable: false,
-        detail: format!("the {what} holds characters that cannot go in an http header"),
-    };
-    let mut auth = HeaderValue::from_str(&format!("Splunk {}", opts.token.expose()))
-        .map_err(|_| bad("token"))?;
-    auth.set_sensitive(true);
-    let channel_value = HeaderValue::from_str(&channel).map_err(|_| bad("channel"))?;
-    let mut ack_headers = HeaderMap::new();
-    ack_headers.insert(AUTHORIZATION, auth);
-    ack_headers.insert(CHANNEL, channel_value);
-    ack_headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let ack_headers = base_headers(&opts, &channel, &shown)?;
     let mut headers = ack_headers.clone();
     if opts.gzip {
         headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
-    let courier = Courier::new(
+    let mut courier = Courier::new(
         sink,
         client,
         event_url,
         headers,
         cfg.retry,
         metrics.clone(),
-        DeadLetterFile::new(&ctx.dead_letter_dir, sink),
+        DeadLetterFile::for_sink(&cfg, &ctx),
         vec![opts.token.expose().to_string()],
     );
+    courier.dead_letter.prepare().await?;
     tracing::info!(
         sink,
         url = %courier.shown,
@@ -284,6 +301,7 @@ pub(crate) async fn run(
         gzip = opts.gzip,
         "splunk hec sink starting"
     );
+    courier.warn_if_plaintext_credentials("hec token");
     let health_url = endpoint(&opts.endpoint, &["services", "collector", "health"]);
     if !wait_until_healthy(&courier, &health_url, &ctx.shutdown).await {
         return Ok(());
@@ -400,8 +418,10 @@ async fn wait_until_healthy(courier: &Courier, url: &Url, shutdown: &Cancellatio
     }
 }
 
-/// Checks that the sink can work without sending events: its TLS files load and
-/// HEC's health endpoint answers healthy (or is absent: a 4xx).
+/// Checks that the sink can work without sending events: its TLS files load, HEC's
+/// health endpoint answers healthy (or is absent: a 4xx), and HEC accepts the token
+/// (an empty event request: 400 code 5 "No data" with a good token, 401 / 403 with a
+/// bad one).
 pub(crate) async fn healthcheck(cfg: &Sink) -> Result<(), SinkError> {
     let SinkKind::Hec(opts) = &cfg.kind else {
         return Ok(());
@@ -409,14 +429,78 @@ pub(crate) async fn healthcheck(cfg: &Sink) -> Result<(), SinkError> {
     let url = endpoint(&opts.endpoint, &["services", "collector", "health"]);
     let shown = crate::config::redacted_url(&url);
     let client = build_client(&cfg.name, &shown, &opts.tls, opts.request_timeout)?;
-    match probe_health(&client, &url).await {
-        Health::Healthy(_) | Health::NoHealthEndpoint(_) => Ok(()),
-        Health::Unhealthy { detail, .. } => Err(SinkError::Http {
+    if let Health::Unhealthy { detail, .. } = probe_health(&client, &url).await {
+        return Err(SinkError::Http {
             url: shown,
             kind: "health",
             retriable: true,
             detail,
-        }),
+        });
+    }
+    check_token(&client, opts).await
+}
+
+/// The headers of every request: the token (marked sensitive), the channel, JSON.
+fn base_headers(opts: &HecOptions, channel: &str, shown: &str) -> Result<HeaderMap, SinkError> {
+    let bad = |what: &str| SinkError::Http {
+        url: shown.to_string(),
+        kind: "config",
+        retriable: false,
+        detail: format!("the {what} holds characters that cannot go in an http header"),
+    };
+    let mut auth = HeaderValue::from_str(&format!("Splunk {}", opts.token.expose()))
+        .map_err(|_| bad("token"))?;
+    auth.set_sensitive(true);
+    let mut h = HeaderMap::new();
+    h.insert(AUTHORIZATION, auth);
+    h.insert(
+        CHANNEL,
+        HeaderValue::from_str(channel).map_err(|_| bad("channel"))?,
+    );
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(h)
+}
+
+/// Sends an empty event request and reads what HEC says of the token.
+async fn check_token(client: &reqwest::Client, opts: &HecOptions) -> Result<(), SinkError> {
+    let url = endpoint(&opts.endpoint, &["services", "collector", "event"]);
+    let shown = crate::config::redacted_url(&url);
+    let err = |kind, detail: String| SinkError::Http {
+        url: shown.clone(),
+        kind,
+        retriable: false,
+        detail: detail.replace(opts.token.expose(), "[redacted]"),
+    };
+    let channel = opts.channel.clone().unwrap_or_else(uuid_v4);
+    let headers = base_headers(opts, &channel, &shown)?;
+    let answer = async {
+        let resp = client
+            .post(url.clone())
+            .headers(headers)
+            .body("")
+            .send()
+            .await?;
+        let status = resp.status();
+        let body = read_limited(resp).await?;
+        Ok::<_, reqwest::Error>((status, body))
+    };
+    let (status, body) = answer
+        .await
+        .map_err(|e| err("connect", error_chain(&e.without_url())))?;
+    let a = HecAnswer::parse(&body);
+    let detail = classify(status, &body, None).detail().to_string();
+    match (status.as_u16(), a.code) {
+        (200..=299, _) | (400, Some(5)) => Ok(()),
+        (401 | 403, _) => Err(err(
+            "token",
+            format!("splunk hec refused the token: {detail}"),
+        )),
+        _ => Err(err(
+            "token",
+            format!(
+                "an empty event request (to check the token) got an unexpected answer: {detail}"
+            ),
+        )),
     }
 }
 
@@ -478,65 +562,67 @@ impl HecSink {
         }
     }
 
-    /// Sends one request until HEC takes it or refuses it for good. `false` when
-    /// `shutdown` interrupted it.
+    /// Sends one request until HEC has every record of it (or its refused records are
+    /// dead-lettered). `false` when `shutdown` interrupted it.
     async fn send(
         &mut self,
         chunk: SealedChunk,
         shutdown: &CancellationToken,
     ) -> Result<bool, SinkError> {
-        let answer = self.courier.post_chunk(&chunk, classify, shutdown).await?;
-        match answer {
-            None => Ok(false),
-            Some(Answer::Rejected { reason, detail }) => {
-                self.courier
-                    .dead_letter(&chunk, reason, &detail, &mut self.ledger)
-                    .await?;
-                Ok(true)
-            }
-            Some(Answer::Accepted(body)) => {
-                let ack_id = HecAnswer::parse(&body).ack_id;
-                match (self.opts.indexer_ack, ack_id) {
-                    (true, Some(id)) => {
-                        let entry = Unacked {
-                            chunk,
-                            sent: Instant::now(),
-                        };
-                        if let Some(old) = self.unacked.insert(id, entry) {
-                            // HEC handed out an id we still wait for: it restarted and
-                            // forgot the old one, which will never be confirmed now.
-                            tracing::warn!(sink = %self.courier.sink, ack_id = id, "splunk hec reused an ackId; sending the older request again");
-                            return self.resend(old.chunk, shutdown).await;
-                        }
-                        self.acks_pending.set(self.unacked.len() as i64);
+        let HecSink {
+            courier,
+            opts,
+            ledger,
+            unacked,
+            acks_pending,
+            warned_no_ack_id,
+            ..
+        } = self;
+        let indexer_ack = opts.indexer_ack;
+        let accepted = |c: &Courier,
+                        chunk: SealedChunk,
+                        body: bytes::Bytes,
+                        ledger: &mut AckLedger| {
+            let ack_id = HecAnswer::parse(&body).ack_id;
+            match (indexer_ack, ack_id) {
+                (true, Some(id)) => {
+                    let entry = Unacked {
+                        chunk,
+                        sent: Instant::now(),
+                    };
+                    let old = unacked.insert(id, entry);
+                    acks_pending.set(unacked.len() as i64);
+                    if let Some(old) = old {
+                        // HEC handed out an id we still wait for: it restarted and
+                        // forgot the old one, which will never be confirmed now.
+                        tracing::warn!(sink = %c.sink, ack_id = id, "splunk hec reused an ackId; sending the older request again");
+                        c.metrics.resent(old.chunk.events());
+                        return Some(old.chunk);
                     }
-                    (true, None) => {
-                        if !self.warned_no_ack_id {
-                            self.warned_no_ack_id = true;
-                            tracing::warn!(
-                                sink = %self.courier.sink,
-                                url = %self.courier.shown,
-                                "indexer_ack is on but splunk hec returned no ackId: indexer acknowledgement \
-                                 is off for this token; batches count as delivered when hec accepts them"
-                            );
-                        }
-                        self.courier.delivered(&chunk, &mut self.ledger);
-                    }
-                    (false, _) => self.courier.delivered(&chunk, &mut self.ledger),
+                    None
                 }
-                Ok(true)
+                (true, None) => {
+                    if !*warned_no_ack_id {
+                        *warned_no_ack_id = true;
+                        tracing::warn!(
+                            sink = %c.sink,
+                            url = %c.shown,
+                            "indexer_ack is on but splunk hec returned no ackId: indexer acknowledgement \
+                             is off for this token; batches count as delivered when hec accepts them"
+                        );
+                    }
+                    c.delivered(&chunk, ledger);
+                    None
+                }
+                (false, _) => {
+                    c.delivered(&chunk, ledger);
+                    None
+                }
             }
-        }
-    }
-
-    /// Sends again a request whose acknowledgement did not come.
-    async fn resend(
-        &mut self,
-        chunk: SealedChunk,
-        shutdown: &CancellationToken,
-    ) -> Result<bool, SinkError> {
-        self.courier.metrics.resent(chunk.events());
-        Box::pin(self.send(chunk, shutdown)).await
+        };
+        courier
+            .send_all(chunk, classify, ledger, shutdown, accepted)
+            .await
     }
 
     /// Asks HEC which of the waiting requests are indexed and resolves those. `false`
@@ -566,6 +652,7 @@ impl HecSink {
         struct AckStatus {
             acks: HashMap<String, bool>,
         }
+        let mut refused_token = None;
         let problem = match result {
             Ok((status, body)) if status.is_success() => {
                 match serde_json::from_slice::<AckStatus>(&body) {
@@ -590,12 +677,21 @@ impl HecSink {
             Ok((status, body)) => {
                 let a = HecAnswer::parse(&body);
                 let text = a.text.unwrap_or_else(|| server_text(&body));
+                refused_token = matches!(status.as_u16(), 401 | 403).then(|| {
+                    if status == StatusCode::UNAUTHORIZED {
+                        "http_401"
+                    } else {
+                        "http_403"
+                    }
+                });
                 Some(status_detail(status, &text))
             }
             Err(e) => Some(error_chain(&e.without_url())),
         };
         match problem {
             None => {
+                // The token works for the ack endpoint: whatever stalled on it is over.
+                self.courier.resumed();
                 if self.ack_poll_failing {
                     tracing::info!(sink = %self.courier.sink, "splunk hec ack polling works again");
                 }
@@ -609,6 +705,11 @@ impl HecSink {
                     detail: self.courier.redact(&detail),
                 };
                 self.courier.metrics.error(&e);
+                if let Some(kind) = refused_token {
+                    // A token revoked while requests wait for their acknowledgement:
+                    // show the stall now, not only when they time out and go again.
+                    self.courier.stalled(kind, &e.to_string());
+                }
                 // Once per outage, not once per interval.
                 if !self.ack_poll_failing {
                     tracing::warn!(sink = %self.courier.sink, error = %e, "polling splunk hec for indexer acknowledgements failed; will keep trying");
@@ -793,29 +894,58 @@ mod tests {
             c(400, r#"{"text":"Server is busy","code":9}"#),
             Verdict::Retry { .. }
         ));
-        for (s, body, reason, detail) in [
+        for (s, body, reason, detail, first_bad) in [
             (
                 400,
                 r#"{"text":"Invalid data format","code":6,"invalid-event-number":3}"#,
                 "http_400",
                 "http 400 Bad Request: Invalid data format (code 6, invalid-event-number 3)",
-            ),
-            (
-                400,
-                r#"{"text":"Incorrect index","code":7}"#,
-                "http_400",
-                "http 400 Bad Request: Incorrect index (code 7)",
+                Some(3),
             ),
             (
                 400,
                 r#"{"text":"Event field is required","code":12}"#,
                 "http_400",
                 "http 400 Bad Request: Event field is required (code 12)",
+                None,
+            ),
+            (
+                400,
+                r#"{"text":"No data","code":5}"#,
+                "http_400",
+                "http 400 Bad Request: No data (code 5)",
+                None,
+            ),
+            (
+                413,
+                "Content too large",
+                "http_413",
+                "http 413 Payload Too Large: Content too large",
+                None,
+            ),
+        ] {
+            assert_eq!(
+                c(s, body),
+                Verdict::Reject {
+                    reason,
+                    detail: detail.into(),
+                    first_bad,
+                },
+                "{body}"
+            );
+        }
+        // The token, the index, the channel: the set-up is wrong, not the data.
+        for (s, body, kind, detail) in [
+            (
+                400,
+                r#"{"text":"Incorrect index","code":7}"#,
+                "hec_index",
+                "http 400 Bad Request: Incorrect index (code 7)",
             ),
             (
                 400,
                 r#"{"text":"Data channel is missing","code":10}"#,
-                "http_400",
+                "hec_channel",
                 "http 400 Bad Request: Data channel is missing (code 10)",
             ),
             (
@@ -839,8 +969,9 @@ mod tests {
         ] {
             assert_eq!(
                 c(s, body),
-                Verdict::Reject {
-                    reason,
+                Verdict::Stall {
+                    kind,
+                    retry_after: None,
                     detail: detail.into()
                 },
                 "{body}"

@@ -7,17 +7,23 @@
 //! with the configured headers and basic or bearer authentication (the credentials
 //! travel only in a header marked sensitive).
 //!
-//! Delivery: a batch is Delivered when every request holding its records got a 2xx.
-//! 408, 429 and 5xx, timeouts and connection errors are retried with the shared
-//! backoff (honouring `Retry-After`); any other 4xx is permanent, and the request's
-//! records go to the dead-letter file with the status and the server's text; the
-//! route goes on (DESIGN invariant 5). One request is in flight at a time: a generic
-//! endpoint promises nothing about the order of concurrent requests.
+//! Delivery: a batch is Delivered when every request holding its records got a 2xx
+//! (or, for records the endpoint refused as bad data, once they are in the
+//! dead-letter file). 408, 429 and 5xx, timeouts and connection errors are retried with
+//! the shared backoff (honouring `Retry-After`). A 400 (or 413, 422) refuses the data:
+//! the request is split in halves until each refused record is alone, those go to the
+//! dead-letter file with the status and the server's text, the rest is delivered. Any
+//! other status (401 and 403 credentials, 404 and 405 URL, ...) stalls the route until
+//! the endpoint takes requests again (`http_common`). One request is in flight at a
+//! time: a generic endpoint promises nothing about the order of concurrent requests.
 //!
-//! Not done here: batching, gzip, the retry loop and dead-lettering (`http_common`).
+//! Credentials (basic, bearer) on a plain `http://` URL are logged as a WARN at start.
+//!
+//! Not done here: batching, gzip, the retry loop, stalls, splitting and dead-lettering
+//! (`http_common`).
 
 use super::http_common::{
-    build_client, classify_status, server_text, sleep_until, status_detail, AckLedger, Answer,
+    build_client, classify_status, error_chain, server_text, sleep_until, status_detail, AckLedger,
     Batcher, BodyWriter, Courier, Embedding, SealedChunk, Span, Verdict,
 };
 use super::{DeadLetterFile, SinkBatch, SinkContext, SinkError, SinkMetrics};
@@ -71,16 +77,27 @@ pub(crate) fn classify(status: StatusCode, body: &[u8], retry_after: Option<Dura
     )
 }
 
-/// Checks that the sink can work without sending anything: its client builds (TLS
-/// files load, headers are valid). A generic endpoint has no request that is safe to
-/// send as a probe.
-pub(crate) fn healthcheck(cfg: &Sink) -> Result<(), SinkError> {
+/// Checks that the sink can work without sending records: its client builds (TLS
+/// files load, headers are valid) and the endpoint answers a `HEAD` request through
+/// that client, so a certificate the sink would refuse (or a refused connection) is
+/// found here. A generic endpoint has no request that is safe to send as a probe of
+/// the credentials: any HTTP answer counts as reachable.
+pub(crate) async fn healthcheck(cfg: &Sink) -> Result<(), SinkError> {
     let SinkKind::Http(opts) = &cfg.kind else {
         return Ok(());
     };
     let shown = crate::config::redacted_url(&opts.url);
-    build_client(&cfg.name, &shown, &opts.tls, opts.request_timeout)?;
-    headers(cfg, &shown).map(drop)
+    let client = build_client(&cfg.name, &shown, &opts.tls, opts.request_timeout)?;
+    let (headers, _) = headers(cfg, &shown)?;
+    match client.head(opts.url.clone()).headers(headers).send().await {
+        Ok(_) => Ok(()),
+        Err(e) => Err(SinkError::Http {
+            url: shown,
+            kind: if e.is_timeout() { "timeout" } else { "connect" },
+            retriable: true,
+            detail: error_chain(&e.without_url()),
+        }),
+    }
 }
 
 pub(crate) async fn run(
@@ -179,9 +196,10 @@ async fn run_with(
         headers,
         cfg.retry,
         SinkMetrics::new(&ctx.metrics, sink),
-        DeadLetterFile::new(&ctx.dead_letter_dir, sink),
+        DeadLetterFile::for_sink(cfg, &ctx),
         secrets,
     );
+    courier.dead_letter.prepare().await?;
     tracing::info!(
         sink,
         url = %courier.shown,
@@ -189,6 +207,7 @@ async fn run_with(
         gzip = opts.gzip,
         "http sink starting"
     );
+    courier.warn_if_plaintext_credentials("authorization header");
     let shutdown = &ctx.shutdown;
     let mut batcher = Batcher::new(writer, encoder, opts.batching, opts.gzip);
     let mut ledger = AckLedger::default();
@@ -216,14 +235,15 @@ async fn run_with(
             }
         }
         for chunk in ready.drain(..) {
-            match courier.post_chunk(&chunk, classify, shutdown).await? {
-                None => return Ok(()),
-                Some(Answer::Accepted(_)) => courier.delivered(&chunk, &mut ledger),
-                Some(Answer::Rejected { reason, detail }) => {
-                    courier
-                        .dead_letter(&chunk, reason, &detail, &mut ledger)
-                        .await?
-                }
+            let delivered = |c: &Courier, chunk: SealedChunk, _, ledger: &mut AckLedger| {
+                c.delivered(&chunk, ledger);
+                None
+            };
+            if !courier
+                .send_all(chunk, classify, &mut ledger, shutdown, delivered)
+                .await?
+            {
+                return Ok(());
             }
         }
     }
@@ -269,6 +289,7 @@ mod tests {
                 hostname: "h".into(),
                 app_name: "c42fwd".into(),
             },
+            dead_letter_max_bytes: crate::sinks::DEAD_LETTER_MAX_BYTES,
             queue_batches: 4,
             retry: Default::default(),
         }
@@ -321,7 +342,8 @@ mod tests {
             v,
             Verdict::Reject {
                 reason: "http_400",
-                detail: "http 400 Bad Request: {\"error\":\"bad field\"}".into()
+                detail: "http 400 Bad Request: {\"error\":\"bad field\"}".into(),
+                first_bad: None,
             }
         );
         assert!(matches!(

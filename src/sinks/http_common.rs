@@ -14,15 +14,20 @@
 //!   request holding its records was delivered or dead-lettered; dropping the ledger
 //!   (shutdown) drops the tokens, which counts as not delivered (DESIGN invariant 1).
 //! - classification of an answer ([`classify_status`]: 2xx delivered; 408, 429, 5xx,
-//!   timeouts and connection errors retried; other 4xx permanent) and the one retry
-//!   loop around a request ([`Courier::post_chunk`]), with the shared backoff that
-//!   honours `Retry-After` (`crate::retry`).
-//! - dead-lettering: a permanently rejected request's records go to the sink's
-//!   dead-letter file with the reason (status and server text), are counted in
-//!   `sink_discarded{reason}` and logged once per request; their tokens then resolve
-//!   as delivered by policy, so the route goes on (DESIGN invariant 5). The whole
-//!   request is dead-lettered even when one record caused the rejection: simple and
-//!   predictable; the dead-letter file may then hold records the receiver did take.
+//!   timeouts and connection errors retried; 400, 413 and 422 refuse the data; any
+//!   other status stalls) and the one retry loop around a request
+//!   ([`Courier::post_chunk`]), with the shared backoff that honours `Retry-After`
+//!   (`crate::retry`).
+//! - stalls: a status that says the set-up is wrong (401, 403, 404, 405, ...) holds the
+//!   request and retries it with backoff; the route waits, nothing is dead-lettered, and
+//!   `stall` reports it (ERROR every minute, `sink_stalled`, `/health`) until the
+//!   receiver takes a request again.
+//! - refused data ([`Courier::send_all`]): a request whose data is refused is split
+//!   (around the record the receiver names, else in halves) until each refused record
+//!   is alone; those go to the sink's dead-letter file with the receiver's reason,
+//!   counted in `sink_discarded{reason}`; every other record is delivered. A batch
+//!   counts as delivered once all its records are delivered or dead-lettered (the
+//!   latter by explicit policy). A full dead-letter file stalls the sink instead.
 //!
 //! Not here: the body formats (each sink has its [`BodyWriter`]), HEC's health check
 //! and indexer acknowledgements (`hec`), and the backoff delays (`crate::retry`).
@@ -31,11 +36,13 @@
 //! error texts, logs and dead-letter reasons are passed through [`Courier::redact`],
 //! and URLs are shown through `config::redacted_url`.
 
+use super::stall::Stall;
 use super::{DeadLetterFile, SinkBatch, SinkError, SinkMetrics};
 use crate::ack::AckToken;
 use crate::config::{HttpBatching, TlsOptions, TlsVersion};
 use crate::encode::{Encoder, EncoderOptions, Format, SyslogStyle};
 use crate::event::{Batch, Event};
+use crate::metrics::label;
 use crate::retry::retry_after;
 use crate::retry::BackoffPolicy;
 use bytes::Bytes;
@@ -44,6 +51,7 @@ use reqwest::StatusCode;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::{Read, Write};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -172,28 +180,58 @@ pub(crate) fn server_text(body: &[u8]) -> String {
 pub(crate) enum Verdict {
     /// The receiver has the request.
     Accepted,
-    /// Try the same request again after the backoff (or `retry_after`).
+    /// Weather (busy, unreachable, timed out): try the same request again after the
+    /// backoff (or `retry_after`).
     Retry {
         /// The `sink_errors{kind}` label.
         kind: &'static str,
         retry_after: Option<Duration>,
         detail: String,
     },
-    /// Waiting will not help: dead-letter the request's records.
+    /// A fault of the set-up that no record is to blame for and that waiting alone does
+    /// not fix (credentials refused, wrong URL or method): the route stalls, the same
+    /// request is tried again with backoff, and the stall shows in logs, metrics and
+    /// `/health` (`stall`). Nothing is dead-lettered.
+    Stall {
+        /// The `sink_errors{kind}` and `sink_stalled{reason}` label.
+        kind: &'static str,
+        retry_after: Option<Duration>,
+        detail: String,
+    },
+    /// The receiver refused the data of the request for good: split the request until
+    /// the refused records are alone, dead-letter those, deliver the rest.
     Reject {
         /// The `sink_discarded{reason}` label (a fixed string per status).
         reason: &'static str,
         detail: String,
+        /// The index of the (first) refused record in the request, when the receiver
+        /// names it (HEC's `invalid-event-number`).
+        first_bad: Option<usize>,
     },
 }
 
-/// The rule both sinks share for an HTTP status: 2xx delivered; 408 (request
-/// timeout), 429 (too many requests) and every 5xx retried; any other 4xx permanent
-/// (bad request, bad credentials, too large: the same request will be refused again).
-/// 404 and 405 are retried, like 1xx and 3xx (redirects are not followed): they say the
-/// URL or the method is wrong, a configuration fault that no record is to blame for, so
-/// the route stalls and it shows in logs and metrics rather than every record going to
-/// the dead-letter file until someone notices.
+impl Verdict {
+    /// The status and the server's text (empty for [`Verdict::Accepted`]).
+    pub(crate) fn detail(&self) -> &str {
+        match self {
+            Verdict::Accepted => "",
+            Verdict::Retry { detail, .. }
+            | Verdict::Stall { detail, .. }
+            | Verdict::Reject { detail, .. } => detail,
+        }
+    }
+}
+
+/// The rule both sinks share for an HTTP status:
+/// - 2xx: delivered;
+/// - 408 (request timeout), 429 (too many requests), every 5xx: retried (weather);
+/// - 400 (bad request), 413 (too large) and 422 (unprocessable): the data is refused,
+///   [`Verdict::Reject`] (the request is split to find the records to blame; a 413
+///   heals by splitting alone);
+/// - any other status, 401 and 403 (credentials), 404 and 405 (URL, method), 407, 411,
+///   415, 1xx and 3xx (redirects are not followed) included: [`Verdict::Stall`]. These
+///   say the set-up is wrong, not a record; dead-lettering would send every record to
+///   the dead-letter file at full speed until someone notices.
 pub(crate) fn classify_status(
     status: StatusCode,
     retry_after: Option<Duration>,
@@ -204,33 +242,44 @@ pub(crate) fn classify_status(
         retry_after,
         detail: detail.clone(),
     };
+    let stall = |kind| Verdict::Stall {
+        kind,
+        retry_after,
+        detail: detail.clone(),
+    };
+    let reject = |reason| Verdict::Reject {
+        reason,
+        detail: detail.clone(),
+        first_bad: None,
+    };
     match status.as_u16() {
         200..=299 => Verdict::Accepted,
         408 => retry("http_408"),
         429 => retry("http_429"),
         503 => retry("http_503"),
         500..=599 => retry("http_5xx"),
-        404 => retry("http_404"),
-        405 => retry("http_405"),
-        400..=499 => Verdict::Reject {
-            reason: reject_reason(status),
-            detail,
-        },
-        _ => retry("http_unexpected"),
+        400 => reject("http_400"),
+        413 => reject("http_413"),
+        422 => reject("http_422"),
+        401 => stall("http_401"),
+        403 => stall("http_403"),
+        404 => stall("http_404"),
+        405 => stall("http_405"),
+        _ if status.is_client_error() => stall("http_4xx"),
+        _ => stall("http_unexpected"),
     }
 }
 
-/// The `sink_discarded{reason}` label of a permanent status: fixed strings, so the
-/// label set stays small.
-fn reject_reason(status: StatusCode) -> &'static str {
-    match status.as_u16() {
-        400 => "http_400",
-        401 => "http_401",
-        403 => "http_403",
-        411 => "http_411",
-        413 => "http_413",
-        415 => "http_415",
-        _ => "http_4xx",
+/// What the operator is told to look at while a sink is stalled for `kind`.
+pub(crate) fn stall_hint(kind: &str) -> &'static str {
+    match kind {
+        "http_401" | "http_403" | "http_407" => {
+            "the receiver refused the credentials (a wrong, rotated or disabled token?)"
+        }
+        "http_404" | "http_405" => "the receiver has no such endpoint (check the url)",
+        "hec_index" => "splunk refused the index (not allowed for this token?)",
+        "hec_channel" => "splunk refused the request channel",
+        _ => "the receiver refuses every request (check the sink's settings)",
     }
 }
 
@@ -257,10 +306,12 @@ fn transport_verdict(e: reqwest::Error) -> Verdict {
     } else if e.is_connect() {
         "connect"
     } else if e.is_builder() {
-        let detail = error_chain(&e.without_url());
-        return Verdict::Reject {
-            reason: "http_request",
-            detail,
+        // A request that cannot be built is our bug, not weather nor the data's fault:
+        // hold it where it shows.
+        return Verdict::Stall {
+            kind: "http_request",
+            retry_after: None,
+            detail: error_chain(&e.without_url()),
         };
     } else {
         "request"
@@ -350,9 +401,37 @@ pub(crate) trait BodyWriter: Send {
 /// A request body being filled.
 struct Chunk {
     body: Vec<u8>,
-    spans: Vec<Span>,
+    records: Vec<Item>,
     acks: Vec<AckId>,
     opened: Instant,
+}
+
+/// One record in a body: where the writer's bytes for it lie (`item`, e.g. a whole HEC
+/// envelope), where the record itself lies in them (`span`), and its batch.
+#[derive(Debug, Clone, Copy)]
+struct Item {
+    start: usize,
+    end: usize,
+    span: Span,
+    ack: AckId,
+}
+
+/// The fixed parts of a sink's body format, to rebuild a body from some of its items.
+#[derive(Debug, Default)]
+pub(crate) struct Shape {
+    open: Vec<u8>,
+    separator: Vec<u8>,
+    close: Vec<u8>,
+}
+
+impl Shape {
+    fn of(writer: &impl BodyWriter) -> Shape {
+        let mut s = Shape::default();
+        writer.open(&mut s.open);
+        writer.separator(&mut s.separator);
+        writer.close(&mut s.close);
+        s
+    }
 }
 
 /// A request body ready to go: the bytes on the wire and what they carry.
@@ -361,28 +440,40 @@ pub(crate) struct SealedChunk {
     /// The body as sent (gzip-compressed when `gzip`).
     pub wire: Bytes,
     pub gzip: bool,
-    spans: Vec<Span>,
-    /// The ledger entries of the sink batches with records in this request.
+    records: Vec<Item>,
+    /// The ledger entries of the sink batches with records in this request, each
+    /// holding one count in the ledger.
     pub acks: Vec<AckId>,
+    shape: Arc<Shape>,
+    /// A part of a refused request (0: as the batcher cut it).
+    depth: u32,
+    /// Known refused (the receiver named this record): dead-letter it with this
+    /// reason and detail without sending it again.
+    refused: Option<(&'static str, String)>,
 }
 
 impl SealedChunk {
     pub(crate) fn events(&self) -> usize {
-        self.spans.len()
+        self.records.len()
     }
 
-    /// The records, as the encoder made them (for the dead-letter file).
-    pub(crate) fn records(&self) -> std::io::Result<Vec<Vec<u8>>> {
-        let body: Cow<[u8]> = if self.gzip {
+    fn plain(&self) -> std::io::Result<Cow<'_, [u8]>> {
+        Ok(if self.gzip {
             let mut out = Vec::new();
             flate2::read::GzDecoder::new(&self.wire[..]).read_to_end(&mut out)?;
             Cow::Owned(out)
         } else {
             Cow::Borrowed(&self.wire[..])
-        };
-        self.spans
+        })
+    }
+
+    /// The records, as the encoder made them (for the dead-letter file).
+    pub(crate) fn records(&self) -> std::io::Result<Vec<Vec<u8>>> {
+        let body = self.plain()?;
+        self.records
             .iter()
-            .map(|s| {
+            .map(|it| {
+                let s = it.span;
                 let raw = body.get(s.start..s.end).ok_or_else(|| {
                     std::io::Error::new(std::io::ErrorKind::InvalidData, "record span out of body")
                 })?;
@@ -396,6 +487,75 @@ impl SealedChunk {
             })
             .collect()
     }
+
+    /// New requests holding the records of each of `parts` (ranges of record indices),
+    /// each with one hold in `ledger` on its batches. The holds of `self` are left to
+    /// the caller to release.
+    fn split(
+        &self,
+        parts: &[std::ops::Range<usize>],
+        ledger: &mut AckLedger,
+    ) -> std::io::Result<Vec<SealedChunk>> {
+        let body = self.plain()?;
+        let mut out = Vec::with_capacity(parts.len());
+        for range in parts {
+            let items = self.records.get(range.clone()).ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::InvalidData, "split out of request")
+            })?;
+            let mut plain = self.shape.open.clone();
+            let mut records = Vec::with_capacity(items.len());
+            let mut acks: Vec<AckId> = Vec::new();
+            for (i, it) in items.iter().enumerate() {
+                if i > 0 {
+                    plain.extend_from_slice(&self.shape.separator);
+                }
+                let bytes = body.get(it.start..it.end).ok_or_else(|| {
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, "record out of body")
+                })?;
+                let start = plain.len();
+                plain.extend_from_slice(bytes);
+                let shift = |at: usize| at - it.start + start;
+                records.push(Item {
+                    start,
+                    end: plain.len(),
+                    span: Span {
+                        start: shift(it.span.start),
+                        end: shift(it.span.end),
+                        quoted: it.span.quoted,
+                    },
+                    ack: it.ack,
+                });
+                if acks.last() != Some(&it.ack) {
+                    acks.push(it.ack);
+                    ledger.retain(it.ack);
+                }
+            }
+            plain.extend_from_slice(&self.shape.close);
+            let (wire, gzip) = compress(plain, self.gzip);
+            out.push(SealedChunk {
+                wire,
+                gzip,
+                records,
+                acks,
+                shape: self.shape.clone(),
+                depth: self.depth + 1,
+                refused: None,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// The body as it goes on the wire: gzip-compressed when `gzip` (and the compression
+/// worked: compressing into memory does not fail, and if it ever did, the body goes
+/// uncompressed rather than not at all).
+fn compress(body: Vec<u8>, gzip: bool) -> (Bytes, bool) {
+    if gzip {
+        if let Ok(z) = self::gzip(&body) {
+            return (Bytes::from(z), true);
+        }
+    }
+    (Bytes::from(body), false)
 }
 
 /// Compresses a body. Level 1: JSON and CEF compress well at any level, and the CPU
@@ -418,21 +578,22 @@ pub(crate) struct Batcher<W: BodyWriter> {
     gzip: bool,
     /// Bytes `close` adds (counted against `max_bytes` before it is written).
     close_len: usize,
+    shape: Arc<Shape>,
     record: Vec<u8>,
     current: Option<Chunk>,
 }
 
 impl<W: BodyWriter> Batcher<W> {
     pub(crate) fn new(writer: W, encoder: Encoder, limits: HttpBatching, gzip: bool) -> Self {
-        let mut close = Vec::new();
-        writer.close(&mut close);
+        let shape = Arc::new(Shape::of(&writer));
         Batcher {
+            close_len: shape.close.len(),
+            shape,
             embedding: Embedding::for_encoding(encoder.options()),
             writer,
             encoder,
             limits,
             gzip,
-            close_len: close.len(),
             record: Vec::new(),
             current: None,
         }
@@ -469,27 +630,34 @@ impl<W: BodyWriter> Batcher<W> {
         let limits = self.limits;
         let mut chunk = self.current.take().unwrap_or_else(|| self.open());
         let mark = chunk.body.len();
-        if !chunk.spans.is_empty() {
+        if !chunk.records.is_empty() {
             self.writer.separator(&mut chunk.body);
         }
+        let mut start = chunk.body.len();
         let mut span = self
             .writer
             .write(&mut chunk.body, event, &self.record, self.embedding);
-        if !chunk.spans.is_empty() && chunk.body.len() + self.close_len > limits.max_bytes {
+        if !chunk.records.is_empty() && chunk.body.len() + self.close_len > limits.max_bytes {
             // It does not fit: the body goes as it was, the record starts the next.
             chunk.body.truncate(mark);
             ready.push(self.seal(chunk));
             chunk = self.open();
+            start = chunk.body.len();
             span = self
                 .writer
                 .write(&mut chunk.body, event, &self.record, self.embedding);
         }
-        chunk.spans.push(span);
+        chunk.records.push(Item {
+            start,
+            end: chunk.body.len(),
+            span,
+            ack: id,
+        });
         if chunk.acks.last() != Some(&id) {
             chunk.acks.push(id);
             ledger.retain(id);
         }
-        if chunk.spans.len() >= limits.max_events
+        if chunk.records.len() >= limits.max_events
             || chunk.body.len() + self.close_len >= limits.max_bytes
         {
             ready.push(self.seal(chunk));
@@ -505,7 +673,7 @@ impl<W: BodyWriter> Batcher<W> {
         self.writer.open(&mut body);
         Chunk {
             body,
-            spans: Vec::new(),
+            records: Vec::new(),
             acks: Vec::new(),
             opened: Instant::now(),
         }
@@ -513,21 +681,15 @@ impl<W: BodyWriter> Batcher<W> {
 
     fn seal(&self, mut chunk: Chunk) -> SealedChunk {
         self.writer.close(&mut chunk.body);
-        let (wire, gzip) = if self.gzip {
-            match gzip(&chunk.body) {
-                Ok(z) => (Bytes::from(z), true),
-                // Compressing into memory does not fail; if it ever did, the body
-                // goes uncompressed rather than not at all.
-                Err(_) => (Bytes::from(chunk.body), false),
-            }
-        } else {
-            (Bytes::from(chunk.body), false)
-        };
+        let (wire, gzip) = compress(chunk.body, self.gzip);
         SealedChunk {
             wire,
             gzip,
-            spans: chunk.spans,
+            records: chunk.records,
             acks: chunk.acks,
+            shape: self.shape.clone(),
+            depth: 0,
+            refused: None,
         }
     }
 
@@ -608,15 +770,17 @@ impl AckLedger {
 // ---------------------------------------------------------------------------------
 // Sending
 
-/// What became of a request.
+/// What became of one attempt at a request (after the retries and stalls).
 #[derive(Debug)]
 pub(crate) enum Answer {
     /// 2xx; the response body (HEC's carries the `ackId`).
     Accepted(Bytes),
-    /// Permanently refused (already logged by nobody: the caller dead-letters).
+    /// The data was refused for good (not logged yet: the caller splits or
+    /// dead-letters).
     Rejected {
         reason: &'static str,
         detail: String,
+        first_bad: Option<usize>,
     },
 }
 
@@ -635,6 +799,8 @@ pub(crate) struct Courier {
     /// Secret values (and encodings of them) to blank out of any text we log or store,
     /// in case a server echoes a request header back in an error page.
     secrets: Vec<String>,
+    /// The receiver refuses every request (credentials, URL).
+    stall: Stall,
 }
 
 /// The largest answer body read; an answer is a status and a short JSON text.
@@ -659,10 +825,35 @@ impl Courier {
             url,
             headers,
             retry,
+            stall: Stall::new(&metrics.metrics, sink),
             metrics,
             dead_letter,
             secrets: secrets.into_iter().filter(|s| s.len() >= 4).collect(),
         }
+    }
+
+    /// Logs a WARN when credentials would travel over plain `http://`: anyone on the
+    /// network path can read them there.
+    pub(crate) fn warn_if_plaintext_credentials(&self, what: &str) {
+        if self.url.scheme() == "http" && !self.secrets.is_empty() {
+            tracing::warn!(
+                sink = %self.sink,
+                url = %self.shown,
+                "the {what} is sent over plain http: anyone on the network path can read \
+                 it and the records; use an https url"
+            );
+        }
+    }
+
+    /// Reports a stall seen outside [`post_chunk`](Self::post_chunk) (HEC's ack
+    /// endpoint refusing the token); `detail` is already redacted.
+    pub(crate) fn stalled(&mut self, kind: &'static str, detail: &str) {
+        self.stall.failed(kind, detail, stall_hint(kind));
+    }
+
+    /// The receiver took a request: a stall is over.
+    pub(crate) fn resumed(&mut self) {
+        self.stall.resumed();
     }
 
     /// `text` with every secret value replaced by `[redacted]`.
@@ -685,11 +876,13 @@ impl Courier {
         }
     }
 
-    /// Sends one request body to `self.url` until it is accepted or rejected for good.
-    /// `classify` reads an answer (status, body, `Retry-After`). Returns `Ok(None)` when
-    /// `shutdown` interrupted it, and an error when the retry policy gave up.
+    /// Sends one request body to `self.url` until it is accepted or its data refused
+    /// for good, through weather (retried with backoff, a WARN per retry) and stalls
+    /// (retried with backoff, reported by [`Stall`]). `classify` reads an answer
+    /// (status, body, `Retry-After`). Returns `Ok(None)` when `shutdown` interrupted it,
+    /// and an error when the retry policy gave up.
     pub(crate) async fn post_chunk(
-        &self,
+        &mut self,
         chunk: &SealedChunk,
         classify: impl Fn(StatusCode, &[u8], Option<Duration>) -> Verdict,
         shutdown: &CancellationToken,
@@ -721,24 +914,37 @@ impl Courier {
                 _ = shutdown.cancelled() => return Ok(None),
                 r = attempt => r,
             };
-            let (kind, retry_after, detail) = match verdict {
+            let (kind, retry_after, detail, stalled) = match verdict {
                 Verdict::Accepted => {
-                    if backoff.is_some() {
+                    if backoff.is_some() && !self.stall.is_stalled() {
                         tracing::info!(sink = %self.sink, url = %self.shown, "request accepted after retry");
                     }
+                    self.stall.resumed();
                     return Ok(Some(Answer::Accepted(body)));
                 }
-                Verdict::Reject { reason, detail } => {
+                Verdict::Reject {
+                    reason,
+                    detail,
+                    first_bad,
+                } => {
+                    // The receiver read the request: whatever stalled it is fixed.
+                    self.stall.resumed();
                     return Ok(Some(Answer::Rejected {
                         reason,
                         detail: self.redact(&detail),
-                    }))
+                        first_bad,
+                    }));
                 }
                 Verdict::Retry {
                     kind,
                     retry_after,
                     detail,
-                } => (kind, retry_after, detail),
+                } => (kind, retry_after, detail, false),
+                Verdict::Stall {
+                    kind,
+                    retry_after,
+                    detail,
+                } => (kind, retry_after, detail, true),
             };
             let e = self.error(kind, true, &detail);
             self.metrics.error(&e);
@@ -749,13 +955,113 @@ impl Courier {
                 tracing::error!(sink = %self.sink, error = %e, "retries used up; the sink stops");
                 return Err(e);
             };
-            tracing::warn!(sink = %self.sink, error = %e, retry_in = ?delay, "request failed; will send it again");
+            if stalled {
+                self.stall.failed(kind, &e.to_string(), stall_hint(kind));
+            } else {
+                tracing::warn!(sink = %self.sink, error = %e, retry_in = ?delay, "request failed; will send it again");
+            }
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => return Ok(None),
                 _ = tokio::time::sleep(delay) => {}
             }
         }
+    }
+
+    /// Sends `chunk` until every record in it is delivered or dead-lettered. A request
+    /// whose data the receiver refuses is split: around the record the receiver names
+    /// (which is dead-lettered at once), or else in halves, until each refused record
+    /// is alone in its request; a refused single record goes to the dead-letter file
+    /// with the receiver's reason. `accepted` gets every request the receiver took
+    /// (the whole chunk, or its parts) and may hand back a request to send again.
+    /// `Ok(false)` when `shutdown` interrupted it.
+    pub(crate) async fn send_all(
+        &mut self,
+        chunk: SealedChunk,
+        classify: impl Fn(StatusCode, &[u8], Option<Duration>) -> Verdict,
+        ledger: &mut AckLedger,
+        shutdown: &CancellationToken,
+        mut accepted: impl FnMut(&Courier, SealedChunk, Bytes, &mut AckLedger) -> Option<SealedChunk>,
+    ) -> Result<bool, SinkError> {
+        let mut work = std::collections::VecDeque::from([chunk]);
+        while let Some(chunk) = work.pop_front() {
+            if let Some((reason, detail)) = &chunk.refused {
+                if !self
+                    .dead_letter(&chunk, reason, detail, ledger, shutdown)
+                    .await?
+                {
+                    return Ok(false);
+                }
+                continue;
+            }
+            let answer = match self.post_chunk(&chunk, &classify, shutdown).await? {
+                None => return Ok(false),
+                Some(a) => a,
+            };
+            match answer {
+                Answer::Accepted(body) => {
+                    if let Some(again) = accepted(self, chunk, body, ledger) {
+                        work.push_front(again);
+                    }
+                }
+                Answer::Rejected { reason, detail, .. } if chunk.events() <= 1 => {
+                    if !self
+                        .dead_letter(&chunk, reason, &detail, ledger, shutdown)
+                        .await?
+                    {
+                        return Ok(false);
+                    }
+                }
+                Answer::Rejected {
+                    reason,
+                    detail,
+                    first_bad,
+                } => {
+                    let n = chunk.events();
+                    let parts: Vec<std::ops::Range<usize>> = match first_bad {
+                        // The receiver names the record: what comes before it is good,
+                        // what follows is unknown.
+                        Some(k) if k < n => [0..k, k..k + 1, k + 1..n]
+                            .into_iter()
+                            .filter(|r| !r.is_empty())
+                            .collect(),
+                        _ => vec![0..n / 2, n / 2..n],
+                    };
+                    let mut split = chunk.split(&parts, ledger).map_err(|e| {
+                        self.error(
+                            "dead_letter",
+                            false,
+                            &format!("cannot split a refused request: {e}"),
+                        )
+                    })?;
+                    if let Some(k) = first_bad.filter(|&k| k < n) {
+                        let i = usize::from(k > 0);
+                        split[i].refused = Some((reason, detail.clone()));
+                    }
+                    ledger.release_all(&chunk.acks);
+                    self.metrics
+                        .metrics
+                        .sink_request_splits
+                        .get_or_create(&label("sink", &self.sink))
+                        .inc();
+                    let log = |msg: &str| {
+                        if chunk.depth == 0 {
+                            tracing::warn!(sink = %self.sink, url = %self.shown, reason = %detail, records = n, first_bad, "{msg}");
+                        } else {
+                            tracing::debug!(sink = %self.sink, reason = %detail, records = n, first_bad, "{msg}");
+                        }
+                    };
+                    log(
+                        "the receiver refused the data of a request; splitting it to deliver \
+                         the good records and dead-letter only the refused ones",
+                    );
+                    for part in split.into_iter().rev() {
+                        work.push_front(part);
+                    }
+                }
+            }
+        }
+        Ok(true)
     }
 
     /// The receiver has the request: count it and resolve what it completes.
@@ -765,17 +1071,20 @@ impl Courier {
         ledger.release_all(&chunk.acks);
     }
 
-    /// A request refused for good: its records go to the dead-letter file with
-    /// `detail` as the reason, are counted under `reason`, logged once, and its sink
-    /// batches count as delivered by policy (DESIGN invariant 5). An unwritable
-    /// dead-letter file stops the sink (its tokens then count as not delivered).
+    /// Records refused for good: they go to the dead-letter file with `detail` as the
+    /// reason, are counted under `reason`, logged once, and count as delivered by
+    /// explicit policy. While the dead-letter file is full the sink waits
+    /// (with backoff; `DeadLetterFile` reports the stall) and nothing resolves. An
+    /// unwritable dead-letter file stops the sink (its tokens then count as not
+    /// delivered). `Ok(false)` when `shutdown` came first.
     pub(crate) async fn dead_letter(
         &mut self,
         chunk: &SealedChunk,
         reason: &'static str,
         detail: &str,
         ledger: &mut AckLedger,
-    ) -> Result<(), SinkError> {
+        shutdown: &CancellationToken,
+    ) -> Result<bool, SinkError> {
         let records = chunk.records().map_err(|e| {
             self.error(
                 "dead_letter",
@@ -786,7 +1095,28 @@ impl Courier {
         for r in &records {
             self.dead_letter.push(detail, r);
         }
-        let n = self.dead_letter.flush().await?;
+        let mut backoff = None;
+        let n = loop {
+            match self.dead_letter.flush().await {
+                Ok(n) => break n,
+                Err(e @ SinkError::DeadLetterFull { .. }) => {
+                    self.metrics.error(&e);
+                    let Some(delay) = backoff
+                        .get_or_insert_with(|| self.retry.backoff())
+                        .next_delay()
+                    else {
+                        tracing::error!(sink = %self.sink, error = %e, "retries used up; the sink stops");
+                        return Err(e);
+                    };
+                    tokio::select! {
+                        biased;
+                        _ = shutdown.cancelled() => return Ok(false),
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        };
         self.metrics.discarded(reason, n as u64);
         tracing::error!(
             sink = %self.sink,
@@ -794,10 +1124,10 @@ impl Courier {
             reason = detail,
             records = n,
             dead_letter = %self.dead_letter.path().display(),
-            "the receiver refused a request for good: its records went to the dead-letter file and the route goes on"
+            "the receiver refused records for good: they went to the dead-letter file and the route goes on"
         );
         ledger.release_all(&chunk.acks);
-        Ok(())
+        Ok(true)
     }
 }
 
@@ -912,21 +1242,36 @@ mod tests {
         for s in [200, 201, 204] {
             assert_eq!(c(s), Verdict::Accepted, "{s}");
         }
-        for s in [408, 429, 500, 502, 503, 504, 301, 302, 404, 405] {
+        for s in [408, 429, 500, 502, 503, 504] {
             assert!(matches!(c(s), Verdict::Retry { .. }), "{s}");
         }
-        for (s, label) in [
-            (400, "http_400"),
+        for (s, kind) in [
             (401, "http_401"),
             (403, "http_403"),
-            (413, "http_413"),
-            (422, "http_4xx"),
+            (404, "http_404"),
+            (405, "http_405"),
+            (407, "http_4xx"),
+            (415, "http_4xx"),
+            (301, "http_unexpected"),
+            (302, "http_unexpected"),
         ] {
+            assert_eq!(
+                c(s),
+                Verdict::Stall {
+                    kind,
+                    retry_after: None,
+                    detail: String::new()
+                },
+                "{s}"
+            );
+        }
+        for (s, label) in [(400, "http_400"), (413, "http_413"), (422, "http_422")] {
             assert_eq!(
                 c(s),
                 Verdict::Reject {
                     reason: label,
-                    detail: String::new()
+                    detail: String::new(),
+                    first_bad: None,
                 },
                 "{s}"
             );
@@ -1142,6 +1487,169 @@ mod tests {
             .collect();
         assert_eq!(c.records().unwrap(), expected);
         assert_eq!(v[0].as_bytes(), &expected[0][..]);
+    }
+
+    #[test]
+    fn a_split_request_keeps_every_record_its_format_and_its_batches() {
+        let mut b = Batcher::new(
+            Array,
+            encoder(Format::JsonRaw, SyslogStyle::None),
+            limits(10, 1 << 20),
+            true,
+        );
+        let mut ledger = AckLedger::default();
+        let mut ready = Vec::new();
+        let (sb1, mut w1) = sink_batch(events(4));
+        let (sb2, mut w2) = sink_batch(events(6));
+        b.push(sb1, &mut ledger, &mut ready);
+        b.push(sb2, &mut ledger, &mut ready);
+        let chunk = ready.pop().unwrap();
+        assert_eq!(chunk.events(), 10);
+        let all = chunk.records().unwrap();
+        let parts = chunk.split(&[0..3, 3..4, 4..10], &mut ledger).unwrap();
+        ledger.release_all(&chunk.acks);
+        assert_eq!(
+            parts.iter().map(|p| p.events()).collect::<Vec<_>>(),
+            [3, 1, 6]
+        );
+        let mut back = Vec::new();
+        for p in &parts {
+            assert!(p.gzip);
+            assert_eq!(p.depth, 1);
+            let mut plain = Vec::new();
+            flate2::read::GzDecoder::new(&p.wire[..])
+                .read_to_end(&mut plain)
+                .unwrap();
+            let v: Vec<serde_json::Value> = serde_json::from_slice(&plain).unwrap();
+            assert_eq!(v.len(), p.events(), "each part is one whole json array");
+            back.extend(p.records().unwrap());
+        }
+        assert_eq!(back, all);
+        assert_eq!(parts[0].acks, vec![0]);
+        assert_eq!(parts[1].acks, vec![0]);
+        assert_eq!(parts[2].acks, vec![1]);
+        // A part can be split again, down to one record.
+        let halves = parts[2].split(&[0..3, 3..6], &mut ledger).unwrap();
+        ledger.release_all(&parts[2].acks);
+        let ones = halves[0]
+            .split(std::slice::from_ref(&(0..1)), &mut ledger)
+            .unwrap();
+        assert_eq!(ones[0].records().unwrap(), vec![all[4].clone()]);
+        assert_eq!(ones[0].depth, 3);
+        // Batch 1 is done when its two parts are; batch 2 when every piece of it is.
+        ledger.release_all(&parts[0].acks);
+        assert_eq!(w1.try_outcome(), None);
+        ledger.release_all(&parts[1].acks);
+        assert_eq!(w1.try_outcome(), Some(Outcome::Delivered));
+        ledger.release_all(&halves[1].acks);
+        ledger.release_all(&halves[0].acks);
+        assert_eq!(w2.try_outcome(), None, "the one-record piece is still out");
+        ledger.release_all(&ones[0].acks);
+        assert_eq!(w2.try_outcome(), Some(Outcome::Delivered));
+        assert_eq!(ledger.len(), 0);
+    }
+
+    /// A receiver that refuses (400) any request holding a record with a `seq` in
+    /// `bad`, as a generic HTTP endpoint does; counts the requests.
+    async fn refusing_receiver(
+        bad: &'static [u64],
+    ) -> (Url, Arc<std::sync::Mutex<(u64, Vec<u64>)>>) {
+        let seen = Arc::new(std::sync::Mutex::new((0u64, Vec::new())));
+        let state = seen.clone();
+        let app = axum::Router::new().route(
+            "/in",
+            axum::routing::post(move |body: axum::body::Bytes| {
+                let state = state.clone();
+                async move {
+                    let v: Vec<serde_json::Value> = serde_json::from_slice(&body).unwrap();
+                    let seqs: Vec<u64> = v.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+                    let mut s = state.lock().unwrap();
+                    s.0 += 1;
+                    if seqs.iter().any(|q| bad.contains(q)) {
+                        (axum::http::StatusCode::BAD_REQUEST, "bad record")
+                    } else {
+                        s.1.extend(seqs);
+                        (axum::http::StatusCode::OK, "ok")
+                    }
+                }
+            }),
+        );
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = Url::parse(&format!("http://{}/in", l.local_addr().unwrap())).unwrap();
+        tokio::spawn(async move { axum::serve(l, app).await });
+        (url, seen)
+    }
+
+    #[tokio::test]
+    async fn bisection_isolates_the_refused_records_and_delivers_the_rest() {
+        let (url, seen) = refusing_receiver(&[17, 18, 99]).await;
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let mut courier = Courier::new(
+            "s",
+            reqwest::Client::new(),
+            url,
+            HeaderMap::new(),
+            BackoffPolicy::default(),
+            SinkMetrics::new(&metrics, "s"),
+            DeadLetterFile::new(dir.path(), "s"),
+            Vec::new(),
+        );
+        let mut b = Batcher::new(
+            Array,
+            encoder(Format::JsonRaw, SyslogStyle::None),
+            limits(100, 1 << 20),
+            false,
+        );
+        let mut ledger = AckLedger::default();
+        let mut ready = Vec::new();
+        let (sb, mut w) = sink_batch(events(100));
+        b.push(sb, &mut ledger, &mut ready);
+        let chunk = ready.pop().unwrap();
+        let classify = |status, body: &[u8], ra| {
+            classify_status(status, ra, status_detail(status, &server_text(body)))
+        };
+        let delivered = |c: &Courier, chunk: SealedChunk, _, l: &mut AckLedger| {
+            c.delivered(&chunk, l);
+            None
+        };
+        let done = courier
+            .send_all(
+                chunk,
+                classify,
+                &mut ledger,
+                &CancellationToken::new(),
+                delivered,
+            )
+            .await
+            .unwrap();
+        assert!(done);
+        assert_eq!(w.try_outcome(), Some(Outcome::Delivered));
+        let (requests, mut got) = seen.lock().unwrap().clone();
+        got.sort();
+        let want: Vec<u64> = (0..100).filter(|s| ![17, 18, 99].contains(s)).collect();
+        assert_eq!(got, want, "every good record once");
+        // Three bad records of 100: about 3 * 2 * log2(100) requests, far from 100.
+        assert!(requests < 45, "{requests} requests");
+        let dead: Vec<u64> = std::fs::read_to_string(dir.path().join("s.ndjson"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let line: serde_json::Value = serde_json::from_str(l).unwrap();
+                assert_eq!(line["reason"], "http 400 Bad Request: bad record");
+                let rec: serde_json::Value =
+                    serde_json::from_str(line["record"].as_str().unwrap()).unwrap();
+                rec["seq"].as_u64().unwrap()
+            })
+            .collect();
+        assert_eq!(dead, [17, 18, 99]);
+        assert_eq!(
+            metrics
+                .sink_discarded
+                .get_or_create(&vec![("sink", "s".into()), ("reason", "http_400".into())])
+                .get(),
+            3
+        );
     }
 
     #[test]

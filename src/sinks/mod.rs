@@ -26,12 +26,13 @@ mod hec;
 mod http;
 mod http_common;
 mod relp;
+mod stall;
 mod stdout;
 mod tcp;
 mod tls;
 mod udp;
 
-pub use dead_letter::DeadLetterFile;
+pub use dead_letter::{DeadLetterFile, DEFAULT_MAX_BYTES as DEAD_LETTER_MAX_BYTES};
 pub use udp::{truncate_record, TRUNCATION_MARKER};
 
 use crate::ack::AckToken;
@@ -88,6 +89,13 @@ pub enum SinkError {
     Stdout { source: io::Error },
     #[error("cannot write the dead-letter file {}: {source}", path.display())]
     DeadLetter { path: PathBuf, source: io::Error },
+    /// Writing would take the dead-letter file past `dead_letter_max_bytes`.
+    #[error("the dead-letter file {} is full ({size} bytes, dead_letter_max_bytes = {max_bytes})", path.display())]
+    DeadLetterFull {
+        path: PathBuf,
+        size: u64,
+        max_bytes: u64,
+    },
     #[error("sink {sink}: this transport is not available in this build")]
     Unsupported { sink: String },
     /// An HTTP-based sink (HEC, HTTP): a failed request, an unexpected answer, or a
@@ -157,6 +165,8 @@ impl SinkError {
             | SinkError::DeadLetter { .. }
             | SinkError::Unsupported { .. } => false,
             SinkError::Http { retriable, .. } => *retriable,
+            // The sink holds its batch until the operator makes room (a stall).
+            SinkError::DeadLetterFull { .. } => true,
             // Unusable files do not heal by waiting: the sink stops at start.
             SinkError::TlsConfig { .. } => false,
             // Certificate problems heal when the server (or its DNS name) is fixed while
@@ -184,6 +194,7 @@ impl SinkError {
             SinkError::FileWrite { .. } => "file_write",
             SinkError::Stdout { .. } => "stdout",
             SinkError::DeadLetter { .. } => "dead_letter",
+            SinkError::DeadLetterFull { .. } => "dead_letter_full",
             SinkError::Unsupported { .. } => "unsupported",
             SinkError::Http { kind, .. } => kind,
             SinkError::TlsConfig { .. } => "tls_config",
@@ -433,7 +444,7 @@ impl Transport {
                 *port,
                 *max_datagram,
                 *oversize,
-                DeadLetterFile::new(&ctx.dead_letter_dir, &cfg.name),
+                DeadLetterFile::for_sink(cfg, ctx),
                 metrics.clone(),
             )),
             SinkKind::Relp { .. } | SinkKind::Hec(_) | SinkKind::Http(_) => return Ok(None),
@@ -573,7 +584,8 @@ pub async fn run_with_encoder(
 /// with TLS it also loads the certificates and completes a handshake), RELP opens a
 /// session and closes it, UDP resolves its host and binds a socket, a file sink opens its file for appending
 /// (creating it and its directories, as the sink itself would on start), stdout is
-/// always fine. HEC answers its health endpoint; an HTTP sink builds its client.
+/// always fine. HEC answers its health endpoint and accepts the token; an HTTP sink
+/// answers a HEAD request through the TLS settings the sink uses.
 pub async fn healthcheck(cfg: &Sink) -> Result<(), SinkError> {
     match &cfg.kind {
         SinkKind::Stdout => Ok(()),
@@ -596,7 +608,7 @@ pub async fn healthcheck(cfg: &Sink) -> Result<(), SinkError> {
         SinkKind::Udp { host, port, .. } => udp::connect(host, *port).await.map(drop),
         SinkKind::Relp { .. } => relp::healthcheck(cfg).await,
         SinkKind::Hec(_) => hec::healthcheck(cfg).await,
-        SinkKind::Http(_) => http::healthcheck(cfg),
+        SinkKind::Http(_) => http::healthcheck(cfg).await,
     }
 }
 

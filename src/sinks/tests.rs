@@ -45,6 +45,7 @@ fn sink(name: &str, kind: SinkKind) -> Sink {
             hostname: "test".into(),
             app_name: "c42fwd".into(),
         },
+        dead_letter_max_bytes: crate::sinks::DEAD_LETTER_MAX_BYTES,
         queue_batches: 4,
         retry: BackoffPolicy {
             initial: Duration::from_millis(5),

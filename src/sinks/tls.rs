@@ -747,6 +747,7 @@ mod tests {
                     hostname: "h".into(),
                     app_name: "a".into(),
                 },
+                dead_letter_max_bytes: crate::sinks::DEAD_LETTER_MAX_BYTES,
                 queue_batches: 2,
                 // Unbounded retries: the error must stop the sink by itself.
                 retry: crate::retry::BackoffPolicy::default(),

@@ -84,6 +84,7 @@ fn hec_sink(name: &str, o: HecOptions, format: Format) -> Sink {
         name: name.into(),
         kind: SinkKind::Hec(o),
         encoding: encoding(format),
+        dead_letter_max_bytes: c42fwd::sinks::DEAD_LETTER_MAX_BYTES,
         queue_batches: 4,
         retry: fast_retry(),
     }
@@ -358,7 +359,7 @@ pub fn dead_letters(path: &Path) -> Vec<serde_json::Value> {
 }
 
 #[tokio::test]
-async fn a_rejected_batch_is_dead_lettered_and_the_route_goes_on() {
+async fn a_refused_event_alone_is_dead_lettered_and_the_rest_indexed() {
     let hec = HecServer::start(HecServerOptions {
         reject_marker: Some("POISON".into()),
         ..Default::default()
@@ -366,46 +367,106 @@ async fn a_rejected_batch_is_dead_lettered_and_the_route_goes_on() {
     .await;
     let dl = tempfile::tempdir().unwrap();
     let mut o = hec_options(&hec.endpoint(), &HecServerOptions::default().token);
-    // One request per batch, so that exactly the poisoned batch is refused.
     o.batching.max_events = 10;
     let sink = Running::start(hec_sink("splunk", o, Format::JsonRaw), dl.path());
     let mut waiters = Vec::new();
-    let mut poisoned = Vec::new();
+    let mut poisoned = None;
     for b in 0..5 {
         let events: Vec<Event> = (b * 10..b * 10 + 10)
             .map(|s| audit_event(s, (s == 23).then_some("POISON")))
             .collect();
         if b == 2 {
-            poisoned = events.clone();
+            poisoned = Some(events[3].clone());
         }
         waiters.push(sink.send(events).await);
     }
     for w in waiters {
         assert_eq!(outcome(w).await, Outcome::Delivered, "the route goes on");
     }
-    let indexed: BTreeSet<u64> = hec.indexed().iter().map(seq_of).collect();
-    let expected: BTreeSet<u64> = (0..50).filter(|s| !(20..30).contains(s)).collect();
-    assert_eq!(indexed, expected);
+    // HEC named event 3 of the request: only it is dead-lettered, the others of its
+    // request are indexed, each once.
+    let counts = count_by_seq(&hec.indexed());
+    let expected: BTreeSet<u64> = (0..50).filter(|&s| s != 23).collect();
+    assert_eq!(counts.keys().copied().collect::<BTreeSet<u64>>(), expected);
+    assert!(counts.values().all(|&n| n == 1), "{counts:?}");
     let lines = dead_letters(&dl.path().join("splunk.ndjson"));
-    assert_eq!(lines.len(), 10);
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["sink"], "splunk");
+    assert_eq!(
+        lines[0]["reason"],
+        "http 400 Bad Request: Invalid data format (code 6, invalid-event-number 3)"
+    );
     let enc = Encoder::new(encoding(Format::JsonRaw));
-    for (line, ev) in lines.iter().zip(&poisoned) {
-        assert_eq!(line["sink"], "splunk");
-        assert_eq!(
-            line["reason"],
-            "http 400 Bad Request: Invalid data format (code 6, invalid-event-number 3)"
-        );
-        let mut rec = Vec::new();
-        enc.encode(ev, &mut rec);
-        assert_eq!(line["record"].as_str().unwrap().as_bytes(), &rec[..]);
-    }
-    assert_eq!(sink.counter("discarded", Some(("reason", "http_400"))), 10);
-    assert_eq!(sink.counter("events", None), 40);
+    let mut rec = Vec::new();
+    enc.encode(&poisoned.unwrap(), &mut rec);
+    assert_eq!(lines[0]["record"].as_str().unwrap().as_bytes(), &rec[..]);
+    assert_eq!(sink.counter("discarded", Some(("reason", "http_400"))), 1);
+    assert_eq!(sink.counter("events", None), 49);
+    // Named: one refused request, then its good parts; no bisection.
+    assert_eq!(hec.stats().statuses.get(&400).copied(), Some(1));
     sink.finish().await;
 }
 
 #[tokio::test]
-async fn a_wrong_token_dead_letters_without_leaking_the_token() {
+async fn without_an_event_number_the_request_is_bisected_down_to_the_refused_events() {
+    let hec = HecServer::start(HecServerOptions {
+        reject_marker: Some("POISON".into()),
+        name_invalid_event: false,
+        ..Default::default()
+    })
+    .await;
+    let dl = tempfile::tempdir().unwrap();
+    let mut o = hec_options(&hec.endpoint(), &HecServerOptions::default().token);
+    o.batching.max_events = 64;
+    let sink = Running::start(hec_sink("splunk", o, Format::JsonRaw), dl.path());
+    let bad = [5u64, 6, 40];
+    let events: Vec<Event> = (0..64)
+        .map(|s| audit_event(s, bad.contains(&(s as u64)).then_some("POISON")))
+        .collect();
+    let w = sink.send(events).await;
+    assert_eq!(outcome(w).await, Outcome::Delivered);
+    let counts = count_by_seq(&hec.indexed());
+    assert_eq!(counts.len(), 61);
+    assert!(counts.values().all(|&n| n == 1), "{counts:?}");
+    let lines = dead_letters(&dl.path().join("splunk.ndjson"));
+    let dead: Vec<u64> = lines
+        .iter()
+        .map(|l| {
+            let rec: serde_json::Value =
+                serde_json::from_str(l["record"].as_str().unwrap()).unwrap();
+            rec["seq"].as_u64().unwrap()
+        })
+        .collect();
+    assert_eq!(dead, bad);
+    assert_eq!(
+        lines[0]["reason"],
+        "http 400 Bad Request: Invalid data format (code 6)"
+    );
+    assert_eq!(sink.counter("events", None), 61);
+    let splits = sink
+        .ctx
+        .metrics
+        .sink_request_splits
+        .get_or_create(&label("sink", "splunk"))
+        .get();
+    assert!(
+        (3..=20).contains(&splits),
+        "{splits} splits for 3 bad of 64"
+    );
+    sink.finish().await;
+}
+
+fn stalled_gauge(m: &Metrics, sink: &str, reason: &str) -> i64 {
+    m.sink_stalled
+        .get_or_create(&vec![
+            ("sink", sink.to_string()),
+            ("reason", reason.to_string()),
+        ])
+        .get()
+}
+
+#[tokio::test]
+async fn a_wrong_token_stalls_the_route_and_it_resumes_once_the_token_works() {
     let hec = HecServer::start(HecServerOptions {
         invalid_token_status: 401,
         ..Default::default()
@@ -414,29 +475,77 @@ async fn a_wrong_token_dead_letters_without_leaking_the_token() {
     let dl = tempfile::tempdir().unwrap();
     let secret = "wrong-but-secret-token-value";
     let o = hec_options(&hec.endpoint(), secret);
-    let cfg = hec_sink("splunk", o, Format::Cef);
+    let cfg = hec_sink("splunk", o, Format::JsonRaw);
     assert!(!format!("{cfg:?}").contains(secret));
     let sink = Running::start(cfg, dl.path());
-    let w = sink
+    let mut w = sink
         .send((0..3).map(|s| audit_event(s, None)).collect())
         .await;
-    assert_eq!(outcome(w).await, Outcome::Delivered, "delivered by policy");
+    crate::support::wait_for("three refused attempts", PATIENCE, || {
+        sink.counter("errors", Some(("kind", "http_401"))) >= 3
+    })
+    .await;
+    // Stalled: nothing delivered, nothing dead-lettered, the stall is visible.
+    assert_eq!(w.try_outcome(), None);
     assert!(hec.received().is_empty());
-    let path = dl.path().join("splunk.ndjson");
-    let lines = dead_letters(&path);
-    assert_eq!(lines.len(), 3);
-    assert_eq!(
-        lines[0]["reason"],
-        "http 401 Unauthorized: Invalid token (code 4)"
+    assert!(!dl.path().join("splunk.ndjson").exists());
+    let m = &sink.ctx.metrics;
+    assert_eq!(stalled_gauge(m, "splunk", "http_401"), 1);
+    let stalled = m.health.stalled();
+    assert_eq!(stalled.len(), 1);
+    assert_eq!(stalled[0].reason, "http_401");
+    assert!(
+        stalled[0].detail.contains("Invalid token (code 4)"),
+        "{stalled:?}"
     );
-    assert!(lines[0]["record"]
-        .as_str()
-        .unwrap()
-        .starts_with("CEF:0|Code42|"));
-    assert!(!std::fs::read_to_string(&path).unwrap().contains(secret));
-    assert_eq!(sink.counter("discarded", Some(("reason", "http_401"))), 3);
+    assert_eq!(m.health.report().0, 503);
+    // The token is fixed on the HEC side: the sink goes on by itself.
+    hec.set_token(secret);
+    assert_eq!(outcome(w).await, Outcome::Delivered);
+    let counts = count_by_seq(&hec.indexed());
+    assert_eq!(counts.len(), 3);
+    assert!(counts.values().all(|&n| n == 1));
+    assert_eq!(stalled_gauge(m, "splunk", "http_401"), 0);
+    assert!(m.health.stalled().is_empty());
+    assert_eq!(m.health.report().0, 200);
+    assert_eq!(sink.counter("discarded", Some(("reason", "http_401"))), 0);
     let ctx = sink.finish().await;
-    assert!(!ctx.metrics.render().contains(secret));
+    let text = ctx.metrics.render();
+    assert!(!text.contains(secret));
+    assert!(
+        text.contains("c42fwd_sink_stalls_total{sink=\"splunk\",reason=\"http_401\"} 1"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_token_revoked_while_acks_are_pending_shows_as_a_stall_at_once() {
+    let hec = HecServer::start(HecServerOptions::default()).await;
+    hec.hold_acks(true);
+    let dl = tempfile::tempdir().unwrap();
+    let token = HecServerOptions::default().token;
+    let o = hec_options(&hec.endpoint(), &token);
+    let sink = Running::start(hec_sink("splunk", o, Format::JsonRaw), dl.path());
+    let mut w = sink
+        .send((0..5).map(|s| audit_event(s, None)).collect())
+        .await;
+    hec.wait_until("5 events", PATIENCE, |_, r| r.len() == 5)
+        .await;
+    hec.set_token("revoked-0000-0000-0000-000000000000");
+    let m = sink.ctx.metrics.clone();
+    crate::support::wait_for("the stall from the ack endpoint", PATIENCE, || {
+        stalled_gauge(&m, "splunk", "http_403") == 1
+    })
+    .await;
+    assert_eq!(w.try_outcome(), None);
+    assert_eq!(m.health.report().0, 503);
+    hec.set_token(&token);
+    hec.hold_acks(false);
+    assert_eq!(outcome(w).await, Outcome::Delivered);
+    assert_eq!(stalled_gauge(&m, "splunk", "http_403"), 0);
+    assert!(m.health.stalled().is_empty());
+    assert_eq!(hec.indexed().len(), 5);
+    sink.finish().await;
 }
 
 #[tokio::test]
@@ -516,20 +625,34 @@ async fn an_unreachable_hec_stalls_the_route_and_loses_nothing() {
 }
 
 #[tokio::test]
-async fn the_healthcheck_asks_hec_and_sends_nothing() {
+async fn the_healthcheck_asks_hec_checks_the_token_and_sends_no_event() {
     let hec = HecServer::start(HecServerOptions {
         unhealthy_checks: 1,
         ..Default::default()
     })
     .await;
-    let o = hec_options(&hec.endpoint(), "t0ken-value");
+    let o = hec_options(&hec.endpoint(), &HecServerOptions::default().token);
     let cfg = hec_sink("splunk", o, Format::JsonRaw);
     let e = sinks::healthcheck(&cfg).await.unwrap_err();
     assert!(e.is_retriable());
     assert!(e.to_string().contains("HEC is unhealthy"), "{e}");
     sinks::healthcheck(&cfg).await.expect("healthy now");
     assert_eq!(hec.stats().health_checks, 2);
-    assert_eq!(hec.stats().requests, 0);
+    // The token probe is one empty event request, answered "No data".
+    assert_eq!(hec.stats().requests, 1);
+    assert_eq!(hec.stats().statuses.get(&400).copied(), Some(1));
+    assert_eq!(hec.stats().accepted_events, 0);
+    // A wrong token: the health endpoint does not care, the probe does.
+    let o = hec_options(&hec.endpoint(), "t0ken-value");
+    let e = sinks::healthcheck(&hec_sink("splunk", o, Format::JsonRaw))
+        .await
+        .unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("splunk hec refused the token: http 403 Forbidden: Invalid token (code 4)"),
+        "{text}"
+    );
+    assert!(!text.contains("t0ken-value"));
     let port = crate::support::unused_tcp_port();
     let o = hec_options(&format!("http://127.0.0.1:{port}"), "t0ken-value");
     assert!(sinks::healthcheck(&hec_sink("splunk", o, Format::JsonRaw))
@@ -713,6 +836,97 @@ mod tls {
         assert!(hec.received().is_empty());
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn validate_connect_refuses_a_bad_hec_token_and_a_certificate_the_sink_would_refuse() {
+        let opts = c42fwd::emulator::EmulatorOptions {
+            backlog: 0,
+            rate: 0.0,
+            ..Default::default()
+        };
+        let emu = crate::e2e::start_emulator(opts.clone()).await;
+        let hec = HecServer::start(HecServerOptions::default()).await;
+        let pki = Pki::new();
+        let https = tls_hec(&pki, false).await;
+        let dir = tempfile::tempdir().unwrap();
+        let wrong = "99999999-8888-7777-6666-555555555555";
+        let text = format!(
+            r#"
+state_dir = "{state}"
+[tenants.emu]
+api = "incydr"
+base_url = "{base}"
+client_id = "{id}"
+client_secret = "{secret}"
+[sources.a]
+type = "audit_log"
+tenant = "emu"
+[sinks.hec_good]
+type = "hec"
+endpoint = "{hec}"
+token = "{good}"
+[sinks.hec_bad]
+type = "hec"
+endpoint = "{hec}"
+token = "{wrong}"
+[sinks.https_untrusted]
+type = "http"
+url = "https://127.0.0.1:{port}/ingest"
+[sinks.https_trusted]
+type = "http"
+url = "https://127.0.0.1:{port}/ingest"
+[sinks.https_trusted.tls]
+ca_file = "{ca}"
+[[routes]]
+sources = ["a"]
+sinks = ["hec_good", "hec_bad", "https_untrusted", "https_trusted"]
+"#,
+            state = dir.path().join("state").display(),
+            base = emu.base_url(),
+            id = opts.client_id,
+            secret = opts.client_secret,
+            hec = hec.endpoint(),
+            good = HecServerOptions::default().token,
+            port = https.addr().port(),
+            ca = pki.path("ca.pem").display(),
+        );
+        let cfg = dir.path().join("c.toml");
+        std::fs::write(&cfg, text).unwrap();
+        let out = crate::e2e::c42fwd()
+            .args(["validate", "--connect", "--config"])
+            .arg(&cfg)
+            .output()
+            .await
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let all = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(out.status.code(), Some(1), "{all}");
+        assert!(
+            stdout.contains("sinks.hec_good: reachable (healthy, token accepted)"),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains("sinks.hec_bad: FAILED: ")
+                && stdout.contains(
+                    "splunk hec refused the token: http 403 Forbidden: Invalid token (code 4)"
+                ),
+            "{stdout}"
+        );
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with("sinks.https_untrusted: "))
+            .unwrap_or_default();
+        assert!(
+            line.contains("FAILED") && line.to_lowercase().contains("certificate"),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains("sinks.https_trusted: reachable"),
+            "{stdout}"
+        );
+        assert!(all.contains("2 connection check(s) failed"), "{all}");
+        assert!(!all.contains(wrong), "a token was printed: {all}");
+    }
+
     #[tokio::test]
     async fn insecure_skip_verify_accepts_any_certificate() {
         let pki = Pki::new();
@@ -843,4 +1057,481 @@ sinks = ["splunk"]
         "nothing extra was indexed"
     );
     assert!(hec.stats().statuses.get(&503).copied().unwrap_or(0) > 0);
+}
+
+// ---------------------------------------------------------------------------------
+// Stalls, refused events and the dead-letter cap, through the binary
+
+/// `GET http://addr/path`: the status and the body.
+pub async fn get(addr: &str, path: &str) -> (u16, String) {
+    let resp = reqwest::get(format!("http://{addr}{path}"))
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    let status = resp.status().as_u16();
+    (status, resp.text().await.unwrap_or_default())
+}
+
+/// Polls `GET addr/path` until `done` holds for (status, body); panics after `within`
+/// with the last answer and the daemon's log.
+pub async fn poll_endpoint(
+    addr: &str,
+    path: &str,
+    config: &Path,
+    what: &str,
+    mut done: impl FnMut(u16, &str) -> bool,
+) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let last = match reqwest::get(format!("http://{addr}{path}")).await {
+            Ok(r) => {
+                let status = r.status().as_u16();
+                let body = r.text().await.unwrap_or_default();
+                if done(status, &body) {
+                    return body;
+                }
+                format!("{status} {body}")
+            }
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what} on {path}; last answer: {last}\nc42fwd log:\n{}",
+            crate::e2e::log_tail(config)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A metric's value in a Prometheus text (0 when the line is absent).
+pub fn metric(text: &str, name_and_labels: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// A daemon config: the emulated tenant's Audit Log to one HEC sink, metrics on
+/// `metrics`; `sink_extra` goes into the sink's table.
+#[allow(clippy::too_many_arguments)]
+fn daemon_config(
+    dir: &Path,
+    emu: &c42fwd::emulator::EmulatorHandle,
+    opts: &c42fwd::emulator::EmulatorOptions,
+    endpoint: &str,
+    token: &str,
+    metrics: &str,
+    sink_extra: &str,
+    page_size: usize,
+) -> std::path::PathBuf {
+    let config = dir.join("c42fwd.toml");
+    std::fs::write(dir.join("hec-token"), format!("{token}\n")).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+state_dir = "{state}"
+shutdown_grace = "10s"
+
+[metrics]
+listen = "{metrics}"
+
+[tenants.emu]
+api = "incydr"
+base_url = "{base}"
+client_id = "{id}"
+client_secret = "{secret}"
+
+[sources.audit]
+type = "audit_log"
+tenant = "emu"
+start = "1h"
+lag = "1s"
+poll_interval = "200ms"
+page_size = {page_size}
+
+[sinks.splunk]
+type = "hec"
+endpoint = "{endpoint}"
+token = {{ file = "{token_file}" }}
+format = "json"
+indexer_ack = true
+ack_poll_interval = "50ms"
+max_wait = "100ms"
+{sink_extra}
+
+[sinks.splunk.retry]
+initial = "20ms"
+max = "200ms"
+
+[[routes]]
+sources = ["audit"]
+sinks = ["splunk"]
+"#,
+            state = dir.join("state").display(),
+            base = emu.base_url(),
+            id = opts.client_id,
+            secret = opts.client_secret,
+            token_file = dir.join("hec-token").display(),
+        ),
+    )
+    .unwrap();
+    config
+}
+
+fn quiet_tenant(backlog: u64, seed: u64) -> c42fwd::emulator::EmulatorOptions {
+    c42fwd::emulator::EmulatorOptions {
+        seed,
+        backlog,
+        backlog_span: Duration::from_secs(600),
+        rate: 0.0,
+        lag: Duration::from_millis(0),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_token_stalls_the_daemon_and_once_fixed_every_event_is_indexed_once() {
+    use crate::e2e::{log_path, start_emulator, Daemon};
+    let opts = quiet_tenant(1_500, 41);
+    let emu = start_emulator(opts.clone()).await;
+    // HEC knows another token than the one c42fwd has (rotated on the HEC side).
+    let hec = HecServer::start(HecServerOptions::default()).await;
+    let token = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee";
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = format!("127.0.0.1:{}", crate::support::unused_tcp_port());
+    let config = daemon_config(
+        dir.path(),
+        &emu,
+        &opts,
+        &hec.endpoint(),
+        token,
+        &metrics,
+        "max_events = 200",
+        300,
+    );
+    let daemon = Daemon::start(&config).await;
+    let text = poll_endpoint(&metrics, "/metrics", &config, "the stall gauge", |_, t| {
+        metric(
+            t,
+            "c42fwd_sink_stalled{sink=\"splunk\",reason=\"http_403\"}",
+        ) == 1.0
+    })
+    .await;
+    assert_eq!(
+        metric(
+            &text,
+            "c42fwd_source_batches_committed_total{source=\"audit\"}"
+        ),
+        0.0
+    );
+    let (status, body) = get(&metrics, "/health").await;
+    assert_eq!(status, 503, "{body}");
+    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(health["stalled"][0]["sink"], "splunk");
+    assert_eq!(health["stalled"][0]["reason"], "http_403");
+    assert!(hec.received().is_empty());
+    let log = std::fs::read_to_string(log_path(&config)).unwrap();
+    assert!(
+        log.contains("ERROR") && log.contains("the sink is stalled"),
+        "{log}"
+    );
+    assert!(!log.contains(token), "the token is never logged");
+    assert!(
+        log.contains("WARN") && log.contains("the hec token is sent over plain http"),
+        "{log}"
+    );
+    // The token works again: no restart, every event exactly once, nothing lost.
+    hec.set_token(token);
+    let first = emu.started_at() - chrono::Duration::hours(2);
+    let truth = emu.events_between(first, emu.started_at() + chrono::Duration::seconds(1));
+    let total = truth.len();
+    assert!(total >= 1_500);
+    let all = hec
+        .wait_for(Duration::from_secs(90), |_, r| {
+            r.iter().filter(|i| i.confirmed).count() >= total
+        })
+        .await;
+    assert!(
+        all,
+        "not every event indexed: {:?}\n{}",
+        hec.stats(),
+        crate::e2e::log_tail(&config)
+    );
+    poll_endpoint(&metrics, "/health", &config, "health ok", |s, b| {
+        s == 200 && b == "ok\n"
+    })
+    .await;
+    let text = get(&metrics, "/metrics").await.1;
+    assert_eq!(
+        metric(
+            &text,
+            "c42fwd_sink_stalled{sink=\"splunk\",reason=\"http_403\"}"
+        ),
+        0.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "c42fwd_sink_stalls_total{sink=\"splunk\",reason=\"http_403\"}"
+        ),
+        1.0
+    );
+    assert!(daemon.terminate().await.success());
+    let mut want: HashMap<String, usize> = HashMap::new();
+    for t in &truth {
+        *want.entry(t.clone()).or_insert(0) += 1;
+    }
+    let mut got: HashMap<String, usize> = HashMap::new();
+    for i in hec.indexed() {
+        *got.entry(i.event_raw.clone()).or_insert(0) += 1;
+    }
+    assert_eq!(
+        got, want,
+        "every event indexed exactly as often as the tenant has it"
+    );
+    assert!(
+        !dir.path().join("state/dead-letter/splunk.ndjson").exists(),
+        "nothing dead-lettered"
+    );
+    let log = std::fs::read_to_string(log_path(&config)).unwrap();
+    assert!(log.contains("the sink is no longer stalled"), "{log}");
+}
+
+/// Starts the daemon under `umask 000`, the most permissive there is.
+async fn daemon_with_open_umask(config: &Path) -> crate::e2e::Daemon {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(crate::e2e::log_path(config))
+        .unwrap();
+    let child = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg("umask 000 && exec \"$0\" --log info run --config \"$1\"")
+        .arg(env!("CARGO_BIN_EXE_c42fwd"))
+        .arg(config)
+        .kill_on_drop(true)
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start c42fwd");
+    crate::e2e::Daemon { child }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_refused_event_in_a_request_of_500_is_the_only_one_dead_lettered() {
+    use crate::e2e::start_emulator;
+    let opts = quiet_tenant(500, 43);
+    let emu = start_emulator(opts.clone()).await;
+    let first = emu.started_at() - chrono::Duration::hours(2);
+    let truth = emu.events_between(first, emu.started_at() + chrono::Duration::seconds(1));
+    assert_eq!(truth.len(), 500);
+    // An event that occurs once: HEC refuses it (and names it).
+    let bad = truth
+        .iter()
+        .skip(200)
+        .find(|t| truth.iter().filter(|u| u.contains(t.as_str())).count() == 1)
+        .expect("a unique event")
+        .clone();
+    let hec = HecServer::start(HecServerOptions {
+        reject_marker: Some(bad.clone()),
+        ..Default::default()
+    })
+    .await;
+    let token = HecServerOptions::default().token;
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = format!("127.0.0.1:{}", crate::support::unused_tcp_port());
+    let config = daemon_config(
+        dir.path(),
+        &emu,
+        &opts,
+        &hec.endpoint(),
+        &token,
+        &metrics,
+        "max_events = 500\nmax_bytes = 10000000",
+        500,
+    );
+    let daemon = daemon_with_open_umask(&config).await;
+    let done = hec
+        .wait_for(Duration::from_secs(60), |_, r| {
+            r.iter().filter(|i| i.confirmed).count() >= 499
+        })
+        .await;
+    assert!(done, "{:?}\n{}", hec.stats(), crate::e2e::log_tail(&config));
+    poll_endpoint(&metrics, "/metrics", &config, "the commit", |_, t| {
+        metric(t, "c42fwd_source_batches_committed_total{source=\"audit\"}") >= 1.0
+    })
+    .await;
+    assert!(daemon.terminate().await.success());
+    let stats = hec.stats();
+    assert_eq!(
+        stats.statuses.get(&400).copied(),
+        Some(1),
+        "one refusal: {stats:?}"
+    );
+    let mut got: HashMap<String, usize> = HashMap::new();
+    for i in hec.indexed() {
+        *got.entry(i.event_raw.clone()).or_insert(0) += 1;
+    }
+    assert_eq!(got.len(), 499);
+    assert!(!got.contains_key(&bad));
+    assert!(
+        got.values().all(|&n| n == 1),
+        "each good event indexed once"
+    );
+    let dl_dir = dir.path().join("state/dead-letter");
+    let path = dl_dir.join("splunk.ndjson");
+    let lines = dead_letters(&path);
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["record"].as_str().unwrap(), bad);
+    let reason = lines[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with(
+            "http 400 Bad Request: Invalid data format (code 6, invalid-event-number "
+        ),
+        "{reason}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600, "dead-letter file under umask 000");
+        assert_eq!(
+            mode(&dl_dir),
+            0o700,
+            "dead-letter directory under umask 000"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_dead_letter_file_stalls_the_route_and_nothing_more_is_committed() {
+    use crate::e2e::{log_path, start_emulator};
+    let opts = quiet_tenant(200, 47);
+    let emu = start_emulator(opts.clone()).await;
+    // HEC refuses every event.
+    let hec = HecServer::start(HecServerOptions {
+        reject_marker: Some("\"event\"".into()),
+        ..Default::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = format!("127.0.0.1:{}", crate::support::unused_tcp_port());
+    let config = daemon_config(
+        dir.path(),
+        &emu,
+        &opts,
+        &hec.endpoint(),
+        &HecServerOptions::default().token,
+        &metrics,
+        "max_events = 5\ndead_letter_max_bytes = 8192",
+        5,
+    );
+    let daemon = crate::e2e::Daemon::start(&config).await;
+    let full = "c42fwd_sink_stalled{sink=\"splunk\",reason=\"dead_letter_full\"}";
+    let errors = "c42fwd_sink_errors_total{sink=\"splunk\",kind=\"dead_letter_full\"}";
+    let text = poll_endpoint(
+        &metrics,
+        "/metrics",
+        &config,
+        "the full dead-letter file",
+        |_, t| metric(t, full) == 1.0,
+    )
+    .await;
+    let committed = metric(
+        &text,
+        "c42fwd_source_batches_committed_total{source=\"audit\"}",
+    );
+    let seen = metric(&text, errors);
+    // It stays stalled, retrying, and commits nothing more.
+    let text = poll_endpoint(
+        &metrics,
+        "/metrics",
+        &config,
+        "more refused flushes",
+        |_, t| metric(t, errors) >= seen + 3.0,
+    )
+    .await;
+    assert_eq!(
+        metric(
+            &text,
+            "c42fwd_source_batches_committed_total{source=\"audit\"}"
+        ),
+        committed,
+        "nothing committed while the dead-letter file is full"
+    );
+    let (status, body) = get(&metrics, "/health").await;
+    assert_eq!(status, 503);
+    assert!(body.contains("dead_letter_full"), "{body}");
+    let path = dir.path().join("state/dead-letter/splunk.ndjson");
+    let size = std::fs::metadata(&path).unwrap().len();
+    assert!(size <= 8192, "the cap holds: {size}");
+    let lines = dead_letters(&path).len();
+    // Every committed batch (5 events each) is in the dead-letter file; the batch in
+    // hand is not committed.
+    assert!(
+        committed as usize * 5 <= lines,
+        "{committed} batches committed, {lines} dead-lettered"
+    );
+    assert!(lines < 200);
+    assert!(hec.indexed().is_empty());
+    let log = std::fs::read_to_string(log_path(&config)).unwrap();
+    assert!(
+        log.contains("ERROR") && log.contains("dead_letter_max_bytes"),
+        "{log}"
+    );
+    assert!(daemon.terminate().await.success());
+}
+
+#[tokio::test]
+async fn validate_refuses_a_dead_letter_cap_out_of_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    for (cap, ok) in [
+        ("0", false),
+        ("4095", false),
+        ("4096", true),
+        ("2000000000000000", false),
+    ] {
+        std::fs::write(
+            &cfg,
+            format!(
+                r#"
+state_dir = "{state}"
+[tenants.t]
+api = "incydr"
+base_url = "https://api.us.code42.com"
+client_id = "key-1"
+client_secret = "s3cret-value"
+[sources.a]
+type = "audit_log"
+tenant = "t"
+[sinks.splunk]
+type = "hec"
+endpoint = "https://splunk.example.com:8088"
+token = "11111111-2222-3333-4444-555555555555"
+dead_letter_max_bytes = {cap}
+[[routes]]
+sources = ["a"]
+sinks = ["splunk"]
+"#,
+                state = dir.path().join("state").display()
+            ),
+        )
+        .unwrap();
+        let out = crate::e2e::c42fwd()
+            .args(["validate", "--config"])
+            .arg(&cfg)
+            .output()
+            .await
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        if ok {
+            assert!(out.status.success(), "{cap}: {err}");
+        } else {
+            assert_eq!(out.status.code(), Some(2), "{cap}");
+            assert!(
+                err.contains("sinks.splunk.dead_letter_max_bytes") && err.contains("out of range"),
+                "{err}"
+            );
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! The generic HTTP sink against an in-test collector: NDJSON and JSON array bodies,
-//! basic and bearer authentication, gzip, custom headers, 4xx -> dead-letter file,
-//! 5xx and 429 -> retried.
+//! basic and bearer authentication, gzip, custom headers; 400 -> split down to the
+//! refused record, which goes to the dead-letter file; 401 / 403 / 404 / 405 -> stall;
+//! 5xx and 429 -> retried; the HEAD probe of `validate --connect` through TLS.
 
 use crate::hec::{audit_event, dead_letters, encoding, fast_retry, outcome, plain_tls, Running};
 use crate::support::PATIENCE;
@@ -161,6 +162,7 @@ fn http_sink(url: &str, body: HttpBody, auth: HttpAuth, gzip: bool, format: Form
             tls: plain_tls(),
         }),
         encoding: encoding(format),
+        dead_letter_max_bytes: c42fwd::sinks::DEAD_LETTER_MAX_BYTES,
         queue_batches: 4,
         retry: fast_retry(),
     }
@@ -318,7 +320,7 @@ async fn server_errors_and_rate_limits_are_retried() {
 }
 
 #[tokio::test]
-async fn a_client_error_dead_letters_the_request_and_the_route_goes_on() {
+async fn a_bad_request_is_split_until_only_the_refused_record_is_dead_lettered() {
     let c = Collector::start(Script {
         reject_marker: Some("POISON".into()),
         ..Default::default()
@@ -336,7 +338,7 @@ async fn a_client_error_dead_letters_the_request_and_the_route_goes_on() {
         ),
         dl.path(),
     );
-    // Batches of 6 = one request each; the second one is poisoned.
+    // Batches of 6 = one request each; record 8 of the second one is poisoned.
     let bad: Vec<Event> = (6..12)
         .map(|s| audit_event(s, (s == 8).then_some("POISON")))
         .collect();
@@ -346,30 +348,73 @@ async fn a_client_error_dead_letters_the_request_and_the_route_goes_on() {
     for w in [w1, w2, w3] {
         assert_eq!(outcome(w).await, Outcome::Delivered);
     }
-    let seqs: Vec<u64> = c
+    let mut seqs: Vec<u64> = c
         .accepted_records(HttpBody::NdJson)
         .iter()
         .map(|r| r["seq"].as_u64().unwrap())
         .collect();
-    assert_eq!(seqs, (0..6).chain(12..18).collect::<Vec<u64>>());
+    seqs.sort();
+    assert_eq!(seqs, (0..18).filter(|&s| s != 8).collect::<Vec<u64>>());
     let path = dl.path().join("web.ndjson");
     let lines = dead_letters(&path);
-    assert_eq!(lines.len(), 6);
+    assert_eq!(lines.len(), 1);
+    assert_eq!(
+        lines[0]["reason"],
+        "http 400 Bad Request: {\"error\":\"field `note` is poisoned\"}"
+    );
     let enc = Encoder::new(encoding(Format::JsonRaw));
-    for (line, ev) in lines.iter().zip(&bad) {
-        assert_eq!(
-            line["reason"],
-            "http 400 Bad Request: {\"error\":\"field `note` is poisoned\"}"
-        );
-        let mut rec = Vec::new();
-        enc.encode(ev, &mut rec);
-        assert_eq!(line["record"].as_str().unwrap().as_bytes(), &rec[..]);
-    }
+    let mut rec = Vec::new();
+    enc.encode(&bad[2], &mut rec);
+    assert_eq!(lines[0]["record"].as_str().unwrap().as_bytes(), &rec[..]);
     assert!(!std::fs::read_to_string(&path).unwrap().contains(secret));
-    assert_eq!(sink.counter("discarded", Some(("reason", "http_400"))), 6);
-    assert_eq!(sink.counter("events", None), 12);
-    // Exactly one attempt for the refused request: a 4xx is not retried.
-    assert_eq!(c.seen().iter().filter(|s| s.status == 400).count(), 1);
+    assert_eq!(sink.counter("discarded", Some(("reason", "http_400"))), 1);
+    assert_eq!(sink.counter("events", None), 17);
+    // 6 records, one bad: 6 -> 3 -> 2 -> 1 refused, each refused request split once.
+    assert_eq!(c.seen().iter().filter(|s| s.status == 400).count(), 4);
+    sink.finish().await;
+}
+
+#[tokio::test]
+async fn refused_credentials_and_a_wrong_url_stall_and_dead_letter_nothing() {
+    let c = Collector::start(Script {
+        statuses: VecDeque::from([401, 403, 403, 404, 405]),
+        ..Default::default()
+    })
+    .await;
+    let dl = tempfile::tempdir().unwrap();
+    let sink = Running::start(
+        http_sink(
+            &c.url,
+            HttpBody::JsonArray,
+            HttpAuth::Bearer(Secret::new("rotated-token-1")),
+            false,
+            Format::JsonRaw,
+        ),
+        dl.path(),
+    );
+    let w = sink.send(events(0..6)).await;
+    assert_eq!(outcome(w).await, Outcome::Delivered);
+    let seen = c.seen();
+    assert_eq!(
+        seen.iter().map(|s| s.status).collect::<Vec<_>>(),
+        [401, 403, 403, 404, 405, 200]
+    );
+    assert!(seen.windows(2).all(|w| w[0].body == w[1].body));
+    assert!(
+        !dl.path().join("web.ndjson").exists(),
+        "nothing dead-lettered"
+    );
+    let m = &sink.ctx.metrics;
+    for reason in ["http_401", "http_403", "http_404", "http_405"] {
+        let l = vec![("sink", "web".to_string()), ("reason", reason.to_string())];
+        assert_eq!(m.sink_stalls.get_or_create(&l).get(), 1, "{reason}");
+        assert_eq!(
+            m.sink_stalled.get_or_create(&l).get(),
+            0,
+            "{reason} is over"
+        );
+    }
+    assert!(m.health.stalled().is_empty());
     sink.finish().await;
 }
 

@@ -49,6 +49,7 @@ fn sink_config(name: &str, kind: SinkKind, encoding: EncoderOptions) -> Sink {
         name: name.to_string(),
         kind,
         encoding,
+        dead_letter_max_bytes: c42fwd::sinks::DEAD_LETTER_MAX_BYTES,
         queue_batches: 4,
         retry: fast_retry(),
     }

@@ -201,6 +201,7 @@ pub fn sink_config(name: &str, kind: SinkKind, framing: Framing, retry: BackoffP
         name: name.to_string(),
         kind,
         encoding: encoding(framing),
+        dead_letter_max_bytes: c42fwd::sinks::DEAD_LETTER_MAX_BYTES,
         queue_batches: 4,
         retry,
     }

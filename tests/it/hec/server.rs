@@ -13,9 +13,10 @@
 //! passed (and acks are not held), and each id is forgotten once reported true.
 //!
 //! Faults: bursts of 503 (code 9, server busy), a 400 for any request holding a marker
-//! string, acknowledgements that never come for chosen requests, a health endpoint
-//! that reports unhealthy for the first checks, and a switch that holds every ack
-//! false until released.
+//! string (naming the event with `invalid-event-number`, or not), acknowledgements
+//! that never come for chosen requests, a health endpoint that reports unhealthy for
+//! the first checks, a switch that holds every ack false until released, and a token
+//! that can be changed while the server runs (a rotated token, then a fixed one).
 //!
 //! Shared by the integration tests (`tests/it/hec.rs`) and the bench
 //! (`benches/http_sinks.rs`, through `#[path]`): it depends only on external crates.
@@ -53,6 +54,8 @@ pub struct HecServerOptions {
     pub busy_burst: u64,
     /// A request whose body holds this text is answered 400 "invalid data format".
     pub reject_marker: Option<String>,
+    /// Whether that answer names the event (`invalid-event-number`), as HEC does.
+    pub name_invalid_event: bool,
     /// The status of a wrong token (HEC answers 403; some front ends 401).
     pub invalid_token_status: u16,
     /// The first this many health checks answer 503 "unhealthy".
@@ -71,6 +74,7 @@ impl Default for HecServerOptions {
             busy_every: 0,
             busy_burst: 0,
             reject_marker: None,
+            name_invalid_event: true,
             invalid_token_status: 403,
             unhealthy_checks: 0,
             store: true,
@@ -230,6 +234,11 @@ impl HecServer {
             .into_iter()
             .filter(|i| i.confirmed)
             .collect()
+    }
+
+    /// From now on only `token` is accepted.
+    pub fn set_token(&self, token: &str) {
+        self.with(|i| i.opts.token = token.to_string());
     }
 
     /// While held, every ack reads false.
@@ -397,11 +406,15 @@ fn event_inner(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response {
                     json!({"text": text, "code": code, "invalid-event-number": i}),
                 )
             };
+            let name = inner.opts.name_invalid_event;
             let Ok(env) = env else {
                 return bad(6, "Invalid data format");
             };
             if let Some(m) = &inner.opts.reject_marker {
                 if env.get().contains(m.as_str()) {
+                    if !name {
+                        return hec_error(400, 6, "Invalid data format");
+                    }
                     return bad(6, "Invalid data format");
                 }
             }
