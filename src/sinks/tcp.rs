@@ -176,6 +176,11 @@ impl ResendTail {
         self.sent.iter().map(|s| s.bytes.as_slice())
     }
 
+    /// The number of records of each batch of [`ResendTail::batches`].
+    pub(crate) fn batch_records(&self) -> impl Iterator<Item = usize> + '_ {
+        self.sent.iter().map(|s| s.records)
+    }
+
     /// A new connection began; with `resent`, the whole tail was written on it first,
     /// and it counts as written now.
     pub(crate) fn new_connection(&mut self, resent: bool, now: Instant) {
@@ -475,11 +480,15 @@ impl TcpWriter {
         }
         let mut conn = self.take_connection().await?;
         let resend = conn.fresh && !self.tail.is_empty();
+        // Records of this batch that earlier attempts started writing.
+        let prior = self.partial;
         let bytes = records.bytes();
         let mut written = 0;
+        let mut tail_started = (0, 0);
         let result = async {
             if resend {
-                for old in self.tail.batches() {
+                for (old, n) in self.tail.batches().zip(self.tail.batch_records()) {
+                    tail_started = (tail_started.0 + n, tail_started.1 + old.len());
                     conn.stream.write_all(old).await?;
                 }
             }
@@ -493,19 +502,30 @@ impl TcpWriter {
             conn.stream.flush().await
         }
         .await;
+        let started = records.records_started_before(written);
+        // Every record handed to a socket once more counts, whether this attempt
+        // succeeds or not: the receiver may have stored each copy.
+        let again = tail_started.0 + started.min(prior);
+        if again > 0 {
+            self.metrics.resent(again);
+            tracing::warn!(
+                sink = %self.sink,
+                peer = %conn.peer,
+                records = again,
+                tail_bytes = tail_started.1,
+                "records written again on a new connection: the previous one ended without c42fwd closing it"
+            );
+        }
+        self.partial = prior.max(started);
         if let Err(source) = result {
             // The connection is dropped here; the retry makes a new one, which starts
             // with the tail.
             let addr = self.addr(conn.peer);
-            self.partial = self.partial.max(records.records_started_before(written));
             return Err(SinkError::Write { addr, source });
         }
         if conn.fresh {
             if let Liveness::Closed { why: reason } = first_write_linger(&mut conn.stream).await {
                 let addr = self.addr(conn.peer);
-                // The peer may have read some of it before closing: count it all as
-                // written, so that the retry counts it as re-sent.
-                self.partial = records.len();
                 let hint = if conn.stream.is_tls() {
                     "does the server accept this client (its certificate, its name)? see the server's log"
                 } else {
@@ -514,18 +534,6 @@ impl TcpWriter {
                 return Err(SinkError::ClosedAfterFirstWrite { addr, reason, hint });
             }
             conn.fresh = false;
-            // Counted once they are through: duplicates at the receiver are at most this.
-            let resent = self.partial + if resend { self.tail.records() } else { 0 };
-            if resent > 0 {
-                self.metrics.resent(resent);
-                tracing::warn!(
-                    sink = %self.sink,
-                    peer = %conn.peer,
-                    records = resent,
-                    bytes = if resend { self.tail.bytes() } else { 0 },
-                    "records written again on a new connection: the previous one ended without c42fwd closing it"
-                );
-            }
             self.tail.new_connection(resend, Instant::now());
         }
         self.partial = 0;
