@@ -4,11 +4,15 @@
 //! writes each batch's records, and resolves the batch's [`AckToken`] from the real
 //! result of the write (DESIGN invariant 1 and STYLE habit 6). On a retriable error it
 //! backs off and tries again (a dead sink stalls its route and loses nothing); it stops
-//! when its queue is closed and drained, or at once when `shutdown` is cancelled, in which
-//! case unresolved tokens are dropped and count as not delivered.
+//! when its queue is closed and drained (and, for TCP, the tokens it holds resolved), or
+//! at once when `shutdown` is cancelled, in which case unresolved tokens are dropped and
+//! count as not delivered.
 //!
 //! Owned here: the delivery loop shared by every sink ([`run`]: receive, encode the whole
-//! batch into one reused buffer, write, retry, acknowledge), the error classification
+//! batch into one reused buffer, write, retry, acknowledge; for TCP the token is handed
+//! to the transport, which resolves it once the batch settled, and the loop wakes
+//! between batches for the transport to look at its connection and write its tail
+//! again), the error classification
 //! ([`SinkError::is_retriable`]), the per-sink metric handles and the dead-letter file.
 //! The transports live in `stdout`, `file`, `tcp` and `udp`; each only knows how to
 //! write one encoded batch and how to recover its connection or file handle. `tcp`

@@ -48,7 +48,10 @@
 //!   [`RECEIVER_BUFFER_BYTES`]), so a batch that far behind the last write was read;
 //! - *age*: the connection was seen open [`TAIL_AGE`] after the batch was written (a
 //!   receiver that keeps reading has read it by then; one that stopped reading stops our
-//!   writes too, so nothing new piles up behind it).
+//!   writes too, so nothing new piles up behind it). The kernel ends a connection whose
+//!   data stays unacknowledged for [`UNACKED_TIMEOUT`] (`TCP_USER_TIMEOUT`, half the
+//!   age), so a batch that old on an open connection at least reached the receiver's
+//!   kernel: a receiver host that died without a FIN or a reset is noticed in time.
 //!
 //! A batch's acknowledgement waits until the connection was seen open [`ACK_SETTLE`]
 //! after the write (or flow control proves it read): a receiver that dies at once has
@@ -103,8 +106,16 @@ pub(crate) const RECEIVER_BUFFER_BYTES: usize = 8 << 20;
 
 /// How long after its write a batch stays in the resend tail on a connection that is
 /// still open (module docs). Bounds the duplicates a receiver restart causes on a
-/// quiet stream to this much of it.
-pub(crate) const TAIL_AGE: Duration = Duration::from_secs(30);
+/// quiet stream to this much of it. Twice [`UNACKED_TIMEOUT`]: a batch this old on a
+/// connection that is still open was acknowledged by the receiver's kernel.
+pub(crate) const TAIL_AGE: Duration = Duration::from_secs(60);
+
+/// `TCP_USER_TIMEOUT`: the kernel ends a connection on which written data stayed
+/// unacknowledged by the peer's kernel this long (a receiver host that died or became
+/// unreachable without a FIN or a reset; also one whose window stayed shut, which a
+/// new connection and the tail then retry). Without it Linux retransmits for about 15
+/// minutes, and batches would leave the tail by age while still in our send buffer.
+pub(crate) const UNACKED_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long after its write a batch's acknowledgement waits for the connection to be
 /// seen still open (module docs). A receiver killed at that moment has closed the
@@ -452,6 +463,7 @@ impl TcpWriter {
         if let Some(idle) = self.keepalive {
             set_keepalive(stream.tcp(), idle, &self.sink, peer);
         }
+        set_unacked_timeout(stream.tcp(), &self.sink, peer);
         let addr = host_port(&self.host, self.port);
         let tls = stream.is_tls();
         if self.connected_once {
@@ -580,6 +592,18 @@ async fn first_write_linger(stream: &mut SinkStream) -> Liveness {
         }
     }
 }
+
+#[cfg(target_os = "linux")]
+fn set_unacked_timeout(stream: &TcpStream, sink: &str, peer: SocketAddr) {
+    if let Err(e) = SockRef::from(stream).set_tcp_user_timeout(Some(UNACKED_TIMEOUT)) {
+        // Not fatal: a receiver host that vanished is noticed later (module docs).
+        tracing::warn!(sink, peer = %peer, error = %e, "cannot set tcp_user_timeout");
+    }
+}
+
+/// Elsewhere the kernel's own retransmission timeout applies (module docs).
+#[cfg(not(target_os = "linux"))]
+fn set_unacked_timeout(_: &TcpStream, _: &str, _: SocketAddr) {}
 
 fn set_keepalive(stream: &TcpStream, idle: Duration, sink: &str, peer: SocketAddr) {
     // Probe after `idle` of silence, then every third of it: with the kernel's default
