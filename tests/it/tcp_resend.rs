@@ -7,8 +7,9 @@
 //! Receivers: a small one in this file that reads, then "crashes" ten times (it throws
 //! away what its last read brought, as a process killed before storing it would, and
 //! closes: after reading everything there was, which the kernel turns into a FIN, or
-//! with data unread, a reset); rsyslog killed with SIGKILL ten times; rsyslog over TLS
-//! killed (a FIN without `close_notify`).
+//! with data unread, a reset); the same over TLS, also ending sessions with
+//! `close_notify`; rsyslog killed with SIGKILL ten times; rsyslog over TLS killed (a FIN
+//! without `close_notify`).
 //!
 //! The sinks send the API event untouched (`format = "json"`, no syslog header,
 //! octet-counted) so that what arrived can be compared with the emulator's ground
@@ -25,9 +26,10 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 
 /// How long the whole stream may take to arrive.
 const ARRIVAL: Duration = Duration::from_secs(120);
@@ -226,12 +228,23 @@ struct Stored {
     framing_errors: usize,
 }
 
-/// Accepts one connection at a time. On the first `kills` connections, the k-th (from
-/// one) reads until `k * quota` bytes came in, so that it dies in the first batch of a
-/// connection as well as after several. Then it throws away what that last read
-/// brought and closes: on even deaths after reading everything else there is (nothing
-/// unread: its kernel sends a FIN), on odd ones with the rest unread (a reset). After
-/// that it stores everything.
+/// How a receiver dies once its life is over.
+#[derive(Debug, Clone, Copy)]
+enum Death {
+    /// Reads what else there is first (until the stream pauses): closed with nothing
+    /// unread, its kernel sends a FIN.
+    AfterReading,
+    /// Leaves the rest unread: its kernel answers with a reset.
+    WithDataUnread,
+    /// (TLS) Ends the session with `close_notify`, then closes.
+    CloseNotify,
+}
+
+/// Accepts one connection at a time (with `tls`, runs the TLS handshake). On the first
+/// `kills` connections, the k-th (from one) reads until `k * quota` bytes came in, so
+/// that it dies in the first batch of a connection as well as after several. Then it
+/// throws away what that last read brought (a process killed before storing it) and
+/// dies: the `deaths` in turn. After that it stores everything.
 struct CrashingReceiver {
     port: u16,
     stored: Arc<Mutex<Stored>>,
@@ -240,7 +253,12 @@ struct CrashingReceiver {
 }
 
 impl CrashingReceiver {
-    async fn start(kills: usize, quota: usize) -> Self {
+    async fn start(
+        kills: usize,
+        quota: usize,
+        deaths_in_turn: &'static [Death],
+        tls: Option<TlsAcceptor>,
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let stored = Arc::new(Mutex::new(Stored::default()));
@@ -250,10 +268,17 @@ impl CrashingReceiver {
             async move {
                 let mut n = 0;
                 while let Ok((conn, _)) = listener.accept().await {
-                    let dies = n < kills;
-                    let life = (n + 1) * quota;
-                    serve(conn, dies.then_some((life, n % 2 == 0)), &stored).await;
-                    if dies {
+                    let dies = (n < kills)
+                        .then(|| ((n + 1) * quota, deaths_in_turn[n % deaths_in_turn.len()]));
+                    match &tls {
+                        None => serve(conn, dies, &stored).await,
+                        Some(acceptor) => match acceptor.accept(conn).await {
+                            Ok(conn) => serve(conn, dies, &stored).await,
+                            // A failed handshake is no life: the sink tries again.
+                            Err(_) => continue,
+                        },
+                    }
+                    if dies.is_some() {
                         deaths.fetch_add(1, Ordering::SeqCst);
                     }
                     n += 1;
@@ -271,6 +296,29 @@ impl CrashingReceiver {
     fn frames(&self) -> HashMap<String, usize> {
         self.stored.lock().expect("stored").frames.clone()
     }
+
+    /// Waits until every event of `truth` was stored and every death happened.
+    async fn wait_for_all(&self, truth: &HashMap<String, usize>, kills: usize, setup: &Setup) {
+        let deadline = tokio::time::Instant::now() + ARRIVAL;
+        loop {
+            let lost = missing(truth, &self.frames());
+            let deaths = self.deaths.load(Ordering::SeqCst);
+            if lost == 0 && deaths == kills {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "after {ARRIVAL:?} and {deaths} deaths, {lost} events never arrived\n{}",
+                log_tail(&setup.config)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            self.stored.lock().expect("stored").framing_errors,
+            0,
+            "a re-send started or ended inside a frame"
+        );
+    }
 }
 
 impl Drop for CrashingReceiver {
@@ -279,10 +327,10 @@ impl Drop for CrashingReceiver {
     }
 }
 
-/// Reads one connection; `dies`: (quota, read everything first).
-async fn serve(
-    mut conn: tokio::net::TcpStream,
-    dies: Option<(usize, bool)>,
+/// Reads one connection; `dies`: after how many bytes, and how.
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    mut conn: S,
+    dies: Option<(usize, Death)>,
     stored: &Mutex<Stored>,
 ) {
     let mut pending = Vec::new();
@@ -294,13 +342,32 @@ async fn serve(
             Ok(n) => n,
         };
         total += n;
-        if let Some((quota, drain)) = dies {
-            if total >= quota {
-                // Dies with this read in memory only: never stored.
-                if drain {
-                    while conn.try_read(&mut chunk).is_ok_and(|n| n > 0) {}
+        if let Some((life, death)) = dies {
+            if total >= life {
+                // Dies with this read in memory only: never stored. A frame torn at
+                // the end goes with the connection too.
+                match death {
+                    Death::AfterReading => {
+                        // Until the stream pauses (or a little more came): then
+                        // nothing is left unread.
+                        let mut more = 0;
+                        while more < life {
+                            match tokio::time::timeout(
+                                Duration::from_millis(5),
+                                conn.read(&mut chunk),
+                            )
+                            .await
+                            {
+                                Ok(Ok(n)) if n > 0 => more += n,
+                                _ => break,
+                            }
+                        }
+                    }
+                    Death::WithDataUnread => {}
+                    Death::CloseNotify => {
+                        let _ = conn.shutdown().await;
+                    }
                 }
-                // A frame torn at the end goes with the connection.
                 return;
             }
         }
@@ -349,35 +416,72 @@ async fn a_receiver_that_dies_after_reading_ten_times_loses_nothing() {
     let emu = start_emulator(opts.clone()).await;
     // Lives of 128 KiB to 1.25 MiB: the ten deaths happen while the backlog streams
     // at full speed, in the first batch of a connection and after several.
-    let receiver = CrashingReceiver::start(KILLS, 128 * 1024).await;
+    let receiver = CrashingReceiver::start(
+        KILLS,
+        128 * 1024,
+        &[Death::AfterReading, Death::WithDataUnread],
+        None,
+    )
+    .await;
     let setup = write_config(&emu, &opts, receiver.port, "");
     let daemon = Daemon::start(&setup.config).await;
     let truth = truth(&emu);
     assert!(truth.values().sum::<usize>() > 20_000);
-
-    let deadline = tokio::time::Instant::now() + ARRIVAL;
-    loop {
-        let got = receiver.frames();
-        let lost = missing(&truth, &got);
-        if lost == 0 && receiver.deaths.load(Ordering::SeqCst) == KILLS {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "after {ARRIVAL:?} and {} deaths, {lost} events never arrived\n{}",
-            receiver.deaths.load(Ordering::SeqCst),
-            log_tail(&setup.config)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(
-        receiver.stored.lock().expect("stored").framing_errors,
-        0,
-        "a re-send started or ended inside a frame"
-    );
-    let got = receiver.frames();
-    assert_nothing_lost(&setup, &emu, daemon, got, KILLS).await;
+    receiver.wait_for_all(&truth, KILLS, &setup).await;
+    assert_nothing_lost(&setup, &emu, daemon, receiver.frames(), KILLS).await;
     drop(setup.dir);
+}
+
+/// The server side of TLS for the in-test receiver, with the test PKI's server
+/// certificate.
+fn acceptor(pki: &TestPki) -> TlsAcceptor {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(&pki.server.cert_file)
+        .expect("server certificate")
+        .collect::<Result<Vec<_>, _>>()
+        .expect("server certificate");
+    let key = PrivateKeyDer::from_pem_file(&pki.server.key_file).expect("server key");
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("protocol versions")
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .expect("server config");
+    TlsAcceptor::from(Arc::new(config))
+}
+
+fn tls_table(pki: &TestPki) -> String {
+    format!(
+        "[sinks.tcp.tls]\nca_file = \"{}\"\n",
+        pki.ca.display().to_string().replace('"', "\\\"")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_receiver_that_ends_its_sessions_mid_stream_loses_nothing() {
+    let pki = TestPki::generate();
+    let opts = emulator_options(53);
+    let emu = start_emulator(opts.clone()).await;
+    // close_notify, a bare FIN and a reset in turn, each after reading.
+    let receiver = CrashingReceiver::start(
+        KILLS,
+        128 * 1024,
+        &[
+            Death::CloseNotify,
+            Death::AfterReading,
+            Death::WithDataUnread,
+        ],
+        Some(acceptor(&pki)),
+    )
+    .await;
+    let setup = write_config(&emu, &opts, receiver.port, &tls_table(&pki));
+    let daemon = Daemon::start(&setup.config).await;
+    let truth = truth(&emu);
+    receiver.wait_for_all(&truth, KILLS, &setup).await;
+    assert_nothing_lost(&setup, &emu, daemon, receiver.frames(), KILLS).await;
 }
 
 // ---------------------------------------------------------------------------------
@@ -475,11 +579,7 @@ async fn rsyslog_over_tls_killed_mid_stream_loses_nothing() {
         ..Default::default()
     })
     .await;
-    let tls = format!(
-        "[sinks.tcp.tls]\nca_file = \"{}\"\n",
-        pki.ca.display().to_string().replace('"', "\\\"")
-    );
-    let setup = write_config(&emu, &opts, rs.tls_port("anon"), &tls);
+    let setup = write_config(&emu, &opts, rs.tls_port("anon"), &tls_table(&pki));
     let daemon = Daemon::start(&setup.config).await;
     // A killed rsyslog never sends close_notify: the session ends with a bare FIN (or a
     // reset when it had data unread).
