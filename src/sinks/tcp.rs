@@ -243,7 +243,8 @@ impl ResendTail {
     /// The connection was seen open at `now`: settles the batches written
     /// [`ACK_SETTLE`] before, drops those written [`TAIL_AGE`] before.
     pub(crate) fn seen_open(&mut self, now: Instant) {
-        for s in self.sent.iter_mut() {
+        let held = self.first_held();
+        for s in self.sent.range_mut(held..) {
             if now < s.written_at + ACK_SETTLE {
                 break;
             }
@@ -264,14 +265,18 @@ impl ResendTail {
     pub(crate) fn next_due(&self) -> Option<Instant> {
         let settle = self
             .sent
-            .iter()
-            .find(|s| s.ack.is_some())
+            .get(self.first_held())
             .map(|s| s.written_at + ACK_SETTLE);
         let expire = self.sent.front().map(|s| s.written_at + TAIL_AGE);
         match (settle, expire) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
+    }
+
+    /// The index of the oldest batch whose token is held (held tokens are a suffix).
+    fn first_held(&self) -> usize {
+        self.sent.partition_point(|s| s.ack.is_none())
     }
 
     /// Drops (and settles) the batches that flow control proves read.
