@@ -4,11 +4,15 @@
 //! writes each batch's records, and resolves the batch's [`AckToken`] from the real
 //! result of the write (DESIGN invariant 1 and STYLE habit 6). On a retriable error it
 //! backs off and tries again (a dead sink stalls its route and loses nothing); it stops
-//! when its queue is closed and drained, or at once when `shutdown` is cancelled, in which
-//! case unresolved tokens are dropped and count as not delivered.
+//! when its queue is closed and drained (and, for TCP, the tokens it holds resolved), or
+//! at once when `shutdown` is cancelled, in which case unresolved tokens are dropped and
+//! count as not delivered.
 //!
 //! Owned here: the delivery loop shared by every sink ([`run`]: receive, encode the whole
-//! batch into one reused buffer, write, retry, acknowledge), the error classification
+//! batch into one reused buffer, write, retry, acknowledge; for TCP the token is handed
+//! to the transport, which resolves it once the batch settled, and the loop wakes
+//! between batches for the transport to look at its connection and write its tail
+//! again), the error classification
 //! ([`SinkError::is_retriable`]), the per-sink metric handles and the dead-letter file.
 //! The transports live in `stdout`, `file`, `tcp` and `udp`; each only knows how to
 //! write one encoded batch and how to recover its connection or file handle. `tcp`
@@ -249,7 +253,7 @@ pub struct EncodedBatch {
 
 /// Above this capacity the buffer is given back after a batch, so that one huge batch
 /// does not pin its memory for the life of the sink.
-const KEEP_BUFFER_CAPACITY: usize = 8 << 20;
+pub(crate) const KEEP_BUFFER_CAPACITY: usize = 8 << 20;
 
 impl EncodedBatch {
     /// Encodes every event of `batch`, replacing what was there.
@@ -451,6 +455,40 @@ impl Transport {
         }))
     }
 
+    /// Takes the token of the batch just written: resolved now, or (TCP) once the
+    /// batch settled (`tcp.rs`).
+    fn hold(&mut self, ack: AckToken) {
+        match self {
+            Transport::Tcp(w) => w.hold(ack),
+            _ => ack.delivered(),
+        }
+    }
+
+    /// Whether tokens wait for their batches to settle.
+    fn holds_acks(&self) -> bool {
+        matches!(self, Transport::Tcp(w) if w.holds_acks())
+    }
+
+    /// Whether the transport must write again what it holds before the next batch.
+    fn wants_resend(&self) -> bool {
+        matches!(self, Transport::Tcp(w) if w.wants_resend())
+    }
+
+    /// When [`Transport::tick`] is due (`None`: never).
+    fn next_tick(&self) -> Option<tokio::time::Instant> {
+        match self {
+            Transport::Tcp(w) => w.next_tick(),
+            _ => None,
+        }
+    }
+
+    /// Between batches: lets the transport look at its connection.
+    fn tick(&mut self) {
+        if let Transport::Tcp(w) = self {
+            w.tick()
+        }
+    }
+
     /// Writes one whole batch. After an error the transport drops its connection or
     /// handle, and the next call (a retry of the same batch) starts with a fresh one.
     async fn write_batch(
@@ -511,18 +549,55 @@ pub async fn run_with_encoder(
         }
     };
     let mut records = EncodedBatch::default();
+    let nothing = EncodedBatch::default();
     let shutdown = &ctx.shutdown;
     let sink = cfg.name.as_str();
+    let delivery = Delivery {
+        cfg: &cfg,
+        metrics: &metrics,
+        shutdown,
+    };
 
     loop {
+        // Held acknowledgements whose connection ended: write the tail again now, so
+        // that they can settle without waiting for the next batch.
+        if transport.wants_resend() {
+            match delivery.write(&mut transport, &nothing, &rx, None).await {
+                Ok(Some(_)) => {}
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+        let tick = transport.next_tick();
         let next = tokio::select! {
             biased;
             _ = shutdown.cancelled() => return Ok(()),
+            _ = sleep_until(tick) => {
+                transport.tick();
+                continue;
+            }
             next = rx.recv() => next,
         };
         metrics.queue.set(rx.len() as i64);
         let Some(SinkBatch { batch, ack }) = next else {
             tracing::debug!(sink, "queue closed and drained; sink stops");
+            // Resolve what is held before stopping (a dropped token counts as not
+            // delivered: correct, but the source would read those batches again).
+            while transport.holds_acks() {
+                if transport.wants_resend() {
+                    match delivery.write(&mut transport, &nothing, &rx, None).await {
+                        Ok(Some(_)) => continue,
+                        Ok(None) => return Ok(()),
+                        Err(e) => return Err(e),
+                    }
+                }
+                let tick = transport.next_tick();
+                tokio::select! {
+                    biased;
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = sleep_until(tick) => transport.tick(),
+                }
+            }
             return Ok(());
         };
         if batch.events.is_empty() {
@@ -531,51 +606,96 @@ pub async fn run_with_encoder(
             continue;
         }
         records.encode(&encoder, &batch);
+        match delivery
+            .write(&mut transport, &records, &rx, Some(&batch.source))
+            .await
+        {
+            Ok(Some(written)) => {
+                metrics.events.inc_by(written.records as u64);
+                metrics.bytes.inc_by(written.bytes as u64);
+                transport.hold(ack);
+            }
+            // The token goes with us: not delivered.
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                ack.failed();
+                return Err(e);
+            }
+        }
+    }
+}
 
+/// Sleeps until `at`; forever when there is nothing to wait for.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What writing with retries needs of the sink task.
+struct Delivery<'a> {
+    cfg: &'a Sink,
+    metrics: &'a SinkMetrics,
+    shutdown: &'a CancellationToken,
+}
+
+impl Delivery<'_> {
+    /// Writes `records` (of the batch from `source`; `None`: only what the transport
+    /// must write again) until it succeeds, backing off between attempts. `Ok(None)`:
+    /// `shutdown` came first. An error is permanent, or the retries are used up; it is
+    /// logged here.
+    async fn write(
+        &self,
+        transport: &mut Transport,
+        records: &EncodedBatch,
+        rx: &mpsc::Receiver<SinkBatch>,
+        source: Option<&str>,
+    ) -> Result<Option<Written>, SinkError> {
+        let sink = self.cfg.name.as_str();
         let mut backoff = None;
         let mut attempt = Attempt::First;
         loop {
             let result = tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => return Ok(()),
-                r = transport.write_batch(&records, attempt) => r,
+                _ = self.shutdown.cancelled() => return Ok(None),
+                r = transport.write_batch(records, attempt) => r,
             };
-            match result {
+            let e = match result {
                 Ok(written) => {
-                    metrics.events.inc_by(written.records as u64);
-                    metrics.bytes.inc_by(written.bytes as u64);
                     if attempt == Attempt::Retry {
-                        tracing::info!(sink, source = %batch.source, "batch delivered after retry");
+                        match source {
+                            Some(source) => {
+                                tracing::info!(sink, source, "batch delivered after retry")
+                            }
+                            None => tracing::info!(sink, "records written again after retry"),
+                        }
                     }
-                    ack.delivered();
-                    break;
+                    return Ok(Some(written));
                 }
-                Err(e) => {
-                    metrics.error(&e);
-                    // While we retry, the queue fills behind us: keep the gauge honest.
-                    metrics.queue.set(rx.len() as i64);
-                    if !e.is_retriable() {
-                        tracing::error!(sink, error = %e, "permanent sink error; the sink stops");
-                        ack.failed();
-                        return Err(e);
-                    }
-                    let delay = backoff
-                        .get_or_insert_with(|| cfg.retry.backoff())
-                        .next_delay();
-                    let Some(delay) = delay else {
-                        tracing::error!(sink, error = %e, "retries used up; the sink stops");
-                        ack.failed();
-                        return Err(e);
-                    };
-                    tracing::warn!(sink, error = %e, retry_in = ?delay, "sink error; will retry the batch");
-                    tokio::select! {
-                        biased;
-                        _ = shutdown.cancelled() => return Ok(()),
-                        _ = tokio::time::sleep(delay) => {}
-                    }
-                    attempt = Attempt::Retry;
-                }
+                Err(e) => e,
+            };
+            self.metrics.error(&e);
+            // While we retry, the queue fills behind us: keep the gauge honest.
+            self.metrics.queue.set(rx.len() as i64);
+            if !e.is_retriable() {
+                tracing::error!(sink, error = %e, "permanent sink error; the sink stops");
+                return Err(e);
             }
+            let delay = backoff
+                .get_or_insert_with(|| self.cfg.retry.backoff())
+                .next_delay();
+            let Some(delay) = delay else {
+                tracing::error!(sink, error = %e, "retries used up; the sink stops");
+                return Err(e);
+            };
+            tracing::warn!(sink, error = %e, retry_in = ?delay, "sink error; will retry the batch");
+            tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => return Ok(None),
+                _ = tokio::time::sleep(delay) => {}
+            }
+            attempt = Attempt::Retry;
         }
     }
 }

@@ -25,6 +25,13 @@
 //! timeout and the error says so ("is it a plaintext listener?"). A listener that
 //! answers with something that is not TLS gives the same hint.
 //!
+//! How a session ends, as [`SinkStream::liveness`] sees it: `close_notify` (the peer's
+//! TLS layer ended the session), a FIN without `close_notify` (the peer's process died
+//! or closed the socket without ending the session: rsyslog killed), a reset, or an
+//! alert. Each is logged with its words; for the TCP sink each is a connection it did
+//! not close, after which it writes its recent tail again (`tcp.rs`): what it wrote
+//! after the peer's `close_notify` or death was never read.
+//!
 //! Not done here: reconnecting, batching, framing (the sinks do that); server-side TLS
 //! (tests and benches bring their own).
 
@@ -365,19 +372,17 @@ impl SinkStream {
         loop {
             // `Read for &Socket` is a plain `recv(2)` on the non-blocking socket.
             let n = match (&*SockRef::from(self.tcp())).read(&mut buf) {
-                // For TLS only `close_notify` is an orderly end; a bare FIN is a peer
-                // that went away (killed), possibly with records it read and never
-                // stored.
+                // The words say which end it was; the TCP sink writes its tail again
+                // after each of them (`tcp.rs`: a FIN comes from a receiver that was
+                // killed right after it read as much as from one that closed).
                 Ok(0) if self.is_tls() => {
-                    return Liveness::closed("closed by the peer without a tls close_notify", false)
+                    return Liveness::closed("closed by the peer without a tls close_notify")
                 }
-                // Plain TCP cannot tell a receiver that closed after storing what it
-                // read from one killed after reading: both send FIN.
-                Ok(0) => return Liveness::closed("closed by the peer", true),
+                Ok(0) => return Liveness::closed("closed by the peer (fin)"),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Liveness::Open,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Liveness::closed(format!("reset by the peer ({e})"), false),
+                Err(e) => return Liveness::closed(format!("reset by the peer ({e})")),
             };
             let bytes = &buf[..n];
             match self {
@@ -385,7 +390,6 @@ impl SinkStream {
                     if looks_like_tls(bytes) {
                         return Liveness::closed(
                             "the peer answered with a TLS record: is it a TLS listener?",
-                            false,
                         );
                     }
                     // A syslog receiver sends nothing; keep reading so that a FIN behind
@@ -396,10 +400,10 @@ impl SinkStream {
                     let mut rest = bytes;
                     while !rest.is_empty() {
                         if let Err(e) = conn.read_tls(&mut rest) {
-                            return Liveness::closed(format!("tls error: {e}"), false);
+                            return Liveness::closed(format!("tls error: {e}"));
                         }
                         if let Err(e) = conn.process_new_packets() {
-                            return Liveness::closed(format!("tls error: {e}"), false);
+                            return Liveness::closed(format!("tls error: {e}"));
                         }
                         let mut plain = [0u8; 4096];
                         loop {
@@ -407,7 +411,6 @@ impl SinkStream {
                                 Ok(0) => {
                                     return Liveness::closed(
                                         "closed by the peer (tls close_notify)",
-                                        true,
                                     )
                                 }
                                 // Application data from a syslog receiver: ignored.
@@ -432,23 +435,16 @@ fn looks_like_tls(bytes: &[u8]) -> bool {
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Liveness {
     Open,
-    /// The peer closed or reset the connection, or (TLS) ended or broke the session.
-    /// `clean`: an orderly close (FIN, `close_notify`). A peer's kernel sends FIN only
-    /// when its application closed with nothing unread; bytes that reach a closed
-    /// socket are answered with a reset. So a clean close says the peer took what
-    /// reached it, a reset says some of it was thrown away.
+    /// The peer closed or reset the connection, or (TLS) ended or broke the session:
+    /// `why` says which, for the log.
     Closed {
         why: String,
-        clean: bool,
     },
 }
 
 impl Liveness {
-    fn closed(why: impl Into<String>, clean: bool) -> Liveness {
-        Liveness::Closed {
-            why: why.into(),
-            clean,
-        }
+    fn closed(why: impl Into<String>) -> Liveness {
+        Liveness::Closed { why: why.into() }
     }
 }
 

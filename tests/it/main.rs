@@ -13,4 +13,5 @@ mod rsyslog;
 mod sinks;
 mod support;
 mod sync_log;
+mod tcp_resend;
 mod tls;

@@ -716,10 +716,11 @@ async fn tls_sink_resends_across_a_receiver_restart() {
     );
 }
 
-/// Plain TCP has no acknowledgement: measure what a SIGKILL of the receiver in the
-/// middle of a stream costs. Asserts what must hold (every batch acknowledged in the
-/// end, duplicates within what the sink counted as re-sent, loss bounded by what fits
-/// in the socket buffers) and prints the loss window; see `src/sinks/tcp.rs`.
+/// Plain TCP has no acknowledgement: what a SIGKILL of the receiver in the middle of a
+/// stream costs. rsyslog runs with a direct queue (it stores a message before it reads
+/// on), so what it loses is what sat in the socket buffers, which the sink's resend
+/// tail covers: nothing may be lost, duplicates stay within what the sink counted as
+/// re-sent. Prints the duplicates; see `src/sinks/tcp.rs`.
 // Two worker threads: the sink keeps writing while the test kills rsyslog (on one
 // thread the sink would sit still during the kill, and nothing would be in flight).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -784,11 +785,12 @@ async fn plain_tcp_loss_window_when_rsyslog_is_killed_mid_stream() {
         tally.duplicates
     );
     assert!(reconnects >= 1);
-    // What can be lost is what sat in the socket buffers (ours and rsyslog's) when it
-    // died: a few megabytes at most, i.e. well under this many ~100-byte records.
+    // What sat in the socket buffers (ours and rsyslog's) when it died was written
+    // again on the new connection.
     assert!(
-        tally.lost.len() < 40_000,
-        "lost {} records: more than the socket buffers can hold",
-        tally.lost.len()
+        tally.lost.is_empty(),
+        "lost {} records: {}",
+        tally.lost.len(),
+        tally.lost_ranges()
     );
 }
