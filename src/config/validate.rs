@@ -678,6 +678,16 @@ fn source(
     if poll_interval < Duration::from_millis(100) {
         p.add(at("poll_interval"), "must be at least 100ms");
     }
+    let reconcile_after = s.reconcile_after.unwrap_or(DEFAULT_RECONCILE_AFTER);
+    if !(Duration::from_secs(1)..=Duration::from_secs(24 * 3600)).contains(&reconcile_after) {
+        p.add(at("reconcile_after"), "must be between 1s and 24h");
+    }
+    if s.reconcile == Some(false) && s.reconcile_after.is_some() {
+        p.add(
+            at("reconcile_after"),
+            "has no effect with reconcile = false",
+        );
+    }
     let start = match parse_start(s.start.as_deref().unwrap_or("24h"), now) {
         Ok(v) => Some(v),
         Err(m) => {
@@ -711,8 +721,12 @@ fn source(
         poll_interval,
         start: start?,
         page_size: page_size as u32,
+        reconcile_after: (s.reconcile != Some(false)).then_some(reconcile_after),
     })
 }
+
+/// How long past `lag` a closed window waits before it is compared with the API's count.
+pub const DEFAULT_RECONCILE_AFTER: Duration = Duration::from_secs(600);
 
 fn facility_number(f: &Facility) -> Result<u8, String> {
     const NAMES: [&str; 24] = [
