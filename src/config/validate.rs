@@ -1313,6 +1313,45 @@ sinks = ["siem"]
     }
 
     #[test]
+    fn reconciliation_is_on_by_default_tunable_and_can_be_turned_off() {
+        let c = parse_str(MINIMAL).unwrap();
+        assert_eq!(
+            c.sources["audit"].reconcile_after,
+            Some(DEFAULT_RECONCILE_AFTER)
+        );
+        let with = |keys: &str| {
+            MINIMAL.replace(
+                "type = \"audit_log\"",
+                &format!("type = \"audit_log\"\n{keys}"),
+            )
+        };
+        let c = parse_str(&with("reconcile_after = \"30m\"")).unwrap();
+        assert_eq!(
+            c.sources["audit"].reconcile_after,
+            Some(Duration::from_secs(1800))
+        );
+        let c = parse_str(&with("reconcile = false")).unwrap();
+        assert_eq!(c.sources["audit"].reconcile_after, None);
+        for (keys, want) in [
+            (
+                "reconcile_after = \"0s\"",
+                "sources.audit.reconcile_after: must be between 1s and 24h",
+            ),
+            (
+                "reconcile_after = \"2d\"",
+                "sources.audit.reconcile_after: must be between 1s and 24h",
+            ),
+            (
+                "reconcile = false\nreconcile_after = \"1m\"",
+                "sources.audit.reconcile_after: has no effect with reconcile = false",
+            ),
+        ] {
+            let p = problems(&with(keys));
+            assert_eq!(p, vec![want.to_string()], "{keys}");
+        }
+    }
+
+    #[test]
     fn unknown_key_is_an_error_with_its_path() {
         let text = MINIMAL.replace("port = 6514", "port = 6514\nprot = 1");
         let p = problems(&text);

@@ -39,6 +39,7 @@ use crate::sources::poll::{Commits, SourceError, Stop, WindowFetch, WindowPoller
 use crate::sources::window::{Next, PageVerdict, PollCycle, WindowState};
 use chrono::{DateTime, TimeDelta, Utc};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -84,7 +85,9 @@ pub struct Ledger {
     since: DateTime<Utc>,
     /// Buckets before this were registered or let go.
     covered: DateTime<Utc>,
-    buckets: BTreeMap<DateTime<Utc>, Bucket>,
+    /// Shared with the snapshots taken for the batches in flight: a record copies only
+    /// the bucket it writes to, not the ledger.
+    buckets: BTreeMap<DateTime<Utc>, Arc<Bucket>>,
     /// The poll time of the current cycle (not stored).
     poll_time: DateTime<Utc>,
 }
@@ -122,7 +125,7 @@ impl Ledger {
             poll_time: watermark,
         };
         for b in record.map(|r| r.buckets.as_slice()).unwrap_or_default() {
-            let bucket = ledger.buckets.entry(b.start).or_default();
+            let bucket = Arc::make_mut(ledger.buckets.entry(b.start).or_default());
             for s in &b.seen {
                 let e = bucket.seen.entry(s.hash).or_insert((s.time, 0));
                 e.1 = e.1.saturating_add(s.count);
@@ -190,10 +193,10 @@ impl Ledger {
         let key = self.key(time);
         let live = self.end_of(key) > self.live_after();
         let bucket = if live {
-            self.buckets.entry(key).or_default()
+            Arc::make_mut(self.buckets.entry(key).or_default())
         } else {
             match self.buckets.get_mut(&key) {
-                Some(b) => b,
+                Some(b) => Arc::make_mut(b),
                 None => return,
             }
         };
@@ -244,7 +247,7 @@ impl Ledger {
     pub fn seen(&self, key: DateTime<Utc>) -> Vec<SeenEvent> {
         self.buckets
             .get(&key)
-            .map(Self::seen_of)
+            .map(|b| Self::seen_of(b))
             .unwrap_or_default()
     }
 
