@@ -256,6 +256,13 @@ impl Ledger {
         self.buckets.remove(&key);
     }
 
+    /// Whether any pending bucket recorded `fingerprint`.
+    pub fn knows(&self, fingerprint: u64) -> bool {
+        self.buckets
+            .values()
+            .any(|b| b.seen.contains_key(&fingerprint))
+    }
+
     /// How many buckets are pending.
     pub fn pending(&self) -> usize {
         self.buckets.len()
@@ -395,14 +402,36 @@ impl<F: WindowFetch> WindowPoller<F> {
                 }
             };
             next = verdict.next;
+            // Only the bucket's own events are compared with its fingerprints: a record
+            // an API hands back from outside the window (a widened time filter) belongs
+            // to a neighbouring bucket, which has its own comparison.
+            let forward: Vec<bool> = page
+                .marks
+                .iter()
+                .zip(&verdict.forward)
+                .map(|(m, &f)| {
+                    // A record whose time could not be read stands at the query start,
+                    // so it may have been recorded in another bucket (or only in the
+                    // poll's own window state): it is new only if neither knows it.
+                    let known_elsewhere = || {
+                        state.forwarded_copies(m.fingerprint) > 0
+                            || flight
+                                .ledger
+                                .as_ref()
+                                .is_some_and(|l| l.knows(m.fingerprint))
+                    };
+                    f && m.occurred < w.end && (m.time_known || !known_elsewhere())
+                })
+                .collect();
             let now = Utc::now();
-            for (m, _) in page.marks.iter().zip(&verdict.forward).filter(|(_, f)| **f) {
+            for (m, _) in page.marks.iter().zip(&forward).filter(|(_, f)| **f) {
                 found.missing += 1;
                 found.lateness = found.lateness.max(now.signed_duration_since(m.occurred));
             }
             // What the bucket already had is not a duplicate of the poll: not counted as
             // one; and the source's own watermark does not move here.
             let verdict = PageVerdict {
+                forward,
                 duplicates: 0,
                 advanced: false,
                 ..verdict
@@ -506,8 +535,13 @@ mod tests {
         assert_eq!(due.start, t("2024-05-01T09:56:00Z"));
         assert_eq!(l.seen(due.key).len(), 1);
         assert_eq!(l.seen(due.key)[0].count, 2);
+        assert!(
+            l.knows(2) && !l.knows(1),
+            "the backlog event was not recorded"
+        );
         l.finish(due.key);
         assert_eq!(l.pending(), 0);
+        assert!(!l.knows(2));
     }
 
     #[test]
