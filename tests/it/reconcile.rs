@@ -49,9 +49,21 @@ impl Setup {
     }
 }
 
-/// The emulator's Audit Log -> one file sink of raw JSON lines; `source` holds the
-/// source's own keys (lag, reconcile_after, ...).
+/// The emulator's Audit Log (Incydr) -> one file sink of raw JSON lines; `source` holds
+/// the source's own keys (lag, reconcile_after, ...).
 fn setup(emu: &EmulatorHandle, opts: &EmulatorOptions, source: &str) -> Setup {
+    setup_api(emu, opts, Api::Incydr, source)
+}
+
+#[derive(Clone, Copy)]
+enum Api {
+    /// API client; the Audit Log has `search-results-count`.
+    Incydr,
+    /// User login; no count endpoint: reconciliation re-reads.
+    Legacy,
+}
+
+fn setup_api(emu: &EmulatorHandle, opts: &EmulatorOptions, api: Api, source: &str) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("c42fwd.toml");
     let out = dir.path().join("out.ndjson");
@@ -65,10 +77,8 @@ shutdown_grace = "10s"
 listen = "127.0.0.1:{metrics_port}"
 
 [tenants.emu]
-api = "incydr"
 base_url = "{base}"
-client_id = "{id}"
-client_secret = {{ file = "{secret}" }}
+{credentials}
 
 [sources.audit]
 type = "audit_log"
@@ -88,8 +98,18 @@ sinks = ["out"]
 "#,
         state = dir.path().join("state").display(),
         base = emu.base_url(),
-        id = opts.client_id,
-        secret = dir.path().join("secret").display(),
+        credentials = match api {
+            Api::Incydr => format!(
+                "api = \"incydr\"\nclient_id = \"{}\"\nclient_secret = {{ file = \"{}\" }}",
+                opts.client_id,
+                dir.path().join("secret").display()
+            ),
+            Api::Legacy => format!(
+                "api = \"legacy\"\nusername = \"{}\"\npassword = {{ file = \"{}\" }}",
+                opts.username,
+                dir.path().join("secret").display()
+            ),
+        },
         out = out.display(),
     );
     std::fs::write(&config, text).unwrap();
@@ -99,7 +119,10 @@ sinks = ["out"]
         out,
         metrics_port,
     };
-    s.write_secret(&opts.client_secret);
+    s.write_secret(match api {
+        Api::Incydr => &opts.client_secret,
+        Api::Legacy => &opts.password,
+    });
     s
 }
 
@@ -163,6 +186,15 @@ fn assert_exactly_once(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lag_shorter_than_the_tenants_is_repaired_by_reconciliation_exactly_once() {
+    lag_too_short_is_repaired(Api::Incydr).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_without_a_count_endpoint_is_repaired_by_re_reading() {
+    lag_too_short_is_repaired(Api::Legacy).await;
+}
+
+async fn lag_too_short_is_repaired(api: Api) {
     // The tenant: most events show up within 1 s, 5% of them 3 s later than that.
     let opts = EmulatorOptions {
         seed: 23,
@@ -176,9 +208,10 @@ async fn a_lag_shorter_than_the_tenants_is_repaired_by_reconciliation_exactly_on
     let emu = start_emulator(opts.clone()).await;
     // c42fwd believes in 2 s: the late events are skipped by the poll. Windows are
     // compared 3 s past the lag, when even the late ones (at most 4 s) are visible.
-    let s = setup(
+    let s = setup_api(
         &emu,
         &opts,
+        api,
         "start = \"1h\"\nlag = \"2s\"\nreconcile_after = \"3s\"",
     );
     let daemon = Daemon::start(&s.config).await;
@@ -231,6 +264,12 @@ async fn a_lag_shorter_than_the_tenants_is_repaired_by_reconciliation_exactly_on
         warn.contains("WARN") && warn.contains("short_by") && warn.contains("lag=2s"),
         "{warn}"
     );
+    // Incydr answered with its count; legacy has none, and the window was re-read.
+    let counted = match api {
+        Api::Incydr => "api_count=Some(",
+        Api::Legacy => "api_count=None",
+    };
+    assert!(warn.contains(counted), "{warn}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
