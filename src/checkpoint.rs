@@ -57,6 +57,12 @@ pub fn in_the_future(cp: &Checkpoint, now: DateTime<Utc>) -> Option<chrono::Time
         .then_some(ahead)
 }
 
+/// "3h 12m": how far a watermark lies ahead, to the second.
+pub fn ahead_text(ahead: chrono::TimeDelta) -> String {
+    let secs = ahead.num_seconds().max(0).unsigned_abs();
+    humantime::format_duration(std::time::Duration::from_secs(secs)).to_string()
+}
+
 /// Errors of the checkpoint store. Every one names the file or directory involved.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {

@@ -344,11 +344,10 @@ fn show_checkpoints(
                         .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
                 );
                 if let Some(ahead) = crate::checkpoint::in_the_future(&cp, chrono::Utc::now()) {
-                    let secs = ahead.num_seconds().max(0).unsigned_abs();
                     let _ = writeln!(
                         out,
                         "  WARNING:      watermark is IN THE FUTURE (by {}): the source will refuse to start; if the clock is right, run `c42fwd checkpoint reset {name}`",
-                        humantime::format_duration(std::time::Duration::from_secs(secs))
+                        crate::checkpoint::ahead_text(ahead)
                     );
                 }
                 if let Some(start) = cp.start {

@@ -15,6 +15,12 @@
 //! ([`PollCycle`]); the state committed after a batch is the one that batch was decided
 //! with, so a restart re-reads exactly what was not yet delivered.
 //!
+//! A source without a checkpoint writes one holding its start edge before its first
+//! poll, so that a restart never recomputes the edge from a later clock; a checkpoint
+//! whose watermark lies in the future is refused. After each poll that caught up, the
+//! closed windows that are due are compared with the API ([`super::reconcile`]); what
+//! that finds goes out through the same forward/commit path.
+//!
 //! **Invariant (DESIGN 3):** at most [`MAX_IN_FLIGHT`] batches wait for their
 //! acknowledgement; past that the poller waits, as it does when a sink queue is full.
 //!
@@ -440,7 +446,7 @@ impl<F: WindowFetch> WindowPoller<F> {
                         path: path(),
                         watermark: cp.watermark,
                         now,
-                        ahead: ahead_text(ahead),
+                        ahead: cp_store::ahead_text(ahead),
                     });
                 }
                 Ok(Initial {
@@ -830,12 +836,6 @@ struct Initial {
     ledger: Option<ReconcileRecord>,
     /// No checkpoint existed: the start edge must be saved before the first poll.
     fresh: bool,
-}
-
-/// "3h 12m" for how far a watermark lies ahead.
-fn ahead_text(ahead: TimeDelta) -> String {
-    let secs = ahead.num_seconds().max(0).unsigned_abs();
-    humantime::format_duration(Duration::from_secs(secs)).to_string()
 }
 
 /// The FIFO of batches waiting for their acknowledgement, with the state to commit
