@@ -13,8 +13,9 @@
 //!
 //! A registered bucket is *due* once the watermark has passed its end and its end lies
 //! `lag + reconcile_after` in the past. Then the API's own count for it is asked
-//! ([`WindowFetch::count`]: the Audit Log's `search-results-count` on Incydr); a source
-//! without a count endpoint, or a count above what was forwarded, re-reads the bucket,
+//! ([`WindowFetch::count`]: the Audit Log's `search-results-count` on Incydr, the
+//! `totalCount` of `query-alerts`); a source without a count endpoint (the legacy Audit
+//! Log, the Sync Log), or a count above what was forwarded, re-reads the bucket,
 //! and what the recorded fingerprints do not cover is forwarded, counted in
 //! `c42fwd_source_reconciled_total{source}` and reported in a WARN that says by how much
 //! the configured lag is too short. Then the bucket leaves the ledger.

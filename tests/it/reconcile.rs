@@ -427,3 +427,40 @@ async fn a_failing_source_keeps_its_start_edge_and_checkpoints_are_private_under
         "the edge stays recorded"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_alert_count_reconciliation_asks_for_agrees_with_the_tenant() {
+    use c42fwd::api::AlertQuery;
+    use c42fwd::config::ApiGeneration;
+    use c42fwd::metrics::Metrics;
+    use std::sync::Arc;
+    let opts = EmulatorOptions {
+        backlog: 0,
+        alert_backlog: 400,
+        alert_rate: 0.0,
+        lag: Duration::ZERO,
+        ..Default::default()
+    };
+    let emu = start_emulator(opts.clone()).await;
+    for api in [ApiGeneration::Incydr, ApiGeneration::Legacy] {
+        let tenant = crate::alerts::harness::tenant(api, &emu, &opts);
+        let client = crate::alerts::harness::client(&tenant, &Arc::new(Metrics::new()));
+        let end = emu.started_at();
+        for span in [chrono::Duration::minutes(10), chrono::Duration::hours(2)] {
+            let start = end - span;
+            // `query-alerts` windows are inclusive at both ends; the ground truth's end is
+            // exclusive: no alert sits exactly at the emulator's start.
+            let truth = emu.alert_summaries_between(start, end).len() as u64;
+            assert!(truth > 10, "the window holds alerts: {truth}");
+            let q = AlertQuery {
+                start,
+                end,
+                page: 3,
+                page_size: 200,
+                groups: &[],
+            };
+            let n = client.count_alerts(&q).await.expect("count_alerts");
+            assert_eq!(n, truth, "{api:?} over {span}");
+        }
+    }
+}
