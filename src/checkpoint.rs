@@ -7,7 +7,10 @@
 //! {"version":1,"source":"audit","kind":"audit_log",
 //!  "watermark":"2024-05-01T10:00:00.123456789Z",
 //!  "fingerprints":[{"hash":"9f86d081884c7d65","time":"2024-05-01T10:00:00.5Z","count":1}],
-//!  "updated_at":"2024-05-01T10:05:00Z"}
+//!  "updated_at":"2024-05-01T10:05:00Z",
+//!  "start":"2024-05-01T09:00:00Z",
+//!  "reconcile":{"since":"2024-05-01T09:00:00Z","covered":"2024-05-01T10:00:00Z",
+//!               "buckets":[{"start":"2024-05-01T09:55:00Z","seen":[...]}]}}
 //! ```
 //!
 //! `watermark` and `fingerprints` are the window state of DESIGN invariant 2 (see
@@ -15,10 +18,17 @@
 //! delivered, and the fingerprints (xxh3 of the raw JSON, with how many byte-identical
 //! copies were delivered) cover the delivered events at or after it.
 //!
+//! `start` is the start edge the source was given when it first ran (written before its
+//! first poll, so that restarts never move it); `reconcile` is the bookkeeping of
+//! [`crate::sources::reconcile`]: the windows still to be compared with the API's own
+//! counts, with the fingerprints forwarded in each. Both are optional on load, so the
+//! files of earlier builds still load.
+//!
 //! **Invariant:** a save replaces the file atomically (temp file, fsync, rename, fsync of
 //! the directory): after a crash the file holds either the old or the new checkpoint,
 //! never a mix. The store never holds secrets: it only ever receives times, counts and
-//! hashes.
+//! hashes. Files are created 0600 and the directory 0700, whatever the umask: the
+//! checkpoints reveal when and how much a tenant logs.
 //!
 //! This module does not decide *when* to save (the poller commits only delivered
 //! prefixes, DESIGN invariant 1) and does not interpret the window state.
@@ -32,6 +42,26 @@ use std::path::{Path, PathBuf};
 
 /// The checkpoint format this build writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
+
+/// How far past the clock a watermark may lie before the checkpoint is refused: clocks of
+/// hosts that copy state between them differ by seconds, not minutes; a watermark further
+/// ahead means a clock step or a foreign state directory, and starting from it would skip
+/// everything in between.
+pub const FUTURE_TOLERANCE: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// How far the watermark of `cp` lies beyond `now` plus [`FUTURE_TOLERANCE`]
+/// (measured from `now`), or `None` when it does not.
+pub fn in_the_future(cp: &Checkpoint, now: DateTime<Utc>) -> Option<chrono::TimeDelta> {
+    let ahead = cp.watermark.signed_duration_since(now);
+    (ahead > chrono::TimeDelta::from_std(FUTURE_TOLERANCE).unwrap_or(chrono::TimeDelta::MAX))
+        .then_some(ahead)
+}
+
+/// "3h 12m": how far a watermark lies ahead, to the second.
+pub fn ahead_text(ahead: chrono::TimeDelta) -> String {
+    let secs = ahead.num_seconds().max(0).unsigned_abs();
+    humantime::format_duration(std::time::Duration::from_secs(secs)).to_string()
+}
 
 /// Errors of the checkpoint store. Every one names the file or directory involved.
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +115,33 @@ pub struct Checkpoint {
     /// Delivered events at or after the watermark, sorted by (time, hash).
     pub fingerprints: Vec<SeenEvent>,
     pub updated_at: DateTime<Utc>,
+    /// The start edge fixed when the source first ran (`None` in files of earlier builds).
+    pub start: Option<DateTime<Utc>>,
+    /// Windows still to be reconciled (`None` in files of earlier builds).
+    pub reconcile: Option<ReconcileRecord>,
+}
+
+/// The reconciliation bookkeeping of one source, as stored (interpreted by
+/// [`crate::sources::reconcile`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ReconcileRecord {
+    /// Nothing before this was forwarded by a build that kept this record: re-reads never
+    /// reach before it.
+    pub since: Option<DateTime<Utc>>,
+    /// The windows up to this time have been looked at (registered or let go).
+    pub covered: Option<DateTime<Utc>>,
+    /// The width of the windows below, in seconds (kept: a changed configuration must not
+    /// make the stored windows overlap).
+    pub bucket_seconds: Option<u64>,
+    /// The windows waiting for their comparison, oldest first.
+    pub buckets: Vec<BucketRecord>,
+}
+
+/// One window waiting for its comparison, and what was forwarded in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketRecord {
+    pub start: DateTime<Utc>,
+    pub seen: Vec<SeenEvent>,
 }
 
 /// The checkpoints of one state directory.
@@ -104,6 +161,29 @@ struct FileV1 {
     watermark: String,
     fingerprints: Vec<FileSeen>,
     updated_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    start: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reconcile: Option<FileReconcile>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileReconcile {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    since: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    covered: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    bucket_seconds: Option<u64>,
+    buckets: Vec<FileBucket>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileBucket {
+    start: String,
+    seen: Vec<FileSeen>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -148,7 +228,7 @@ impl Store {
     /// Opens (and creates if needed) `<state_dir>/checkpoints`.
     pub fn open(state_dir: impl AsRef<Path>) -> Result<Store, CheckpointError> {
         let dir = state_dir.as_ref().join("checkpoints");
-        fs::create_dir_all(&dir).map_err(|source| CheckpointError::CreateDir {
+        create_private_dir(&dir).map_err(|source| CheckpointError::CreateDir {
             path: dir.clone(),
             source,
         })?;
@@ -193,16 +273,22 @@ impl Store {
             source: source.to_string(),
             kind: cp.kind,
             watermark: fmt_time(cp.watermark),
-            fingerprints: cp
-                .fingerprints
-                .iter()
-                .map(|s| FileSeen {
-                    hash: format!("{:016x}", s.hash),
-                    time: fmt_time(s.time),
-                    count: s.count,
-                })
-                .collect(),
+            fingerprints: file_seen(&cp.fingerprints),
             updated_at: fmt_time(cp.updated_at),
+            start: cp.start.map(fmt_time),
+            reconcile: cp.reconcile.as_ref().map(|r| FileReconcile {
+                since: r.since.map(fmt_time),
+                covered: r.covered.map(fmt_time),
+                bucket_seconds: r.bucket_seconds,
+                buckets: r
+                    .buckets
+                    .iter()
+                    .map(|b| FileBucket {
+                        start: fmt_time(b.start),
+                        seen: file_seen(&b.seen),
+                    })
+                    .collect(),
+            }),
         };
         let mut bytes = serde_json::to_vec(&file).map_err(|e| CheckpointError::Write {
             path: path.clone(),
@@ -284,8 +370,59 @@ fn decode(path: &Path, bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
         None => return Err(corrupt("no \"version\" field".to_string())),
     }
     let f: FileV1 = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
-    let mut fingerprints = Vec::with_capacity(f.fingerprints.len());
-    for s in &f.fingerprints {
+    let opt_time = |field: &str, s: &Option<String>| {
+        s.as_deref().map(|s| parse_time(path, field, s)).transpose()
+    };
+    let reconcile = match &f.reconcile {
+        None => None,
+        Some(r) => {
+            let mut buckets = Vec::with_capacity(r.buckets.len());
+            for b in &r.buckets {
+                buckets.push(BucketRecord {
+                    start: parse_time(path, "reconcile.buckets.start", &b.start)?,
+                    seen: decode_seen(path, "reconcile.buckets.seen", &b.seen)?,
+                });
+            }
+            Some(ReconcileRecord {
+                since: opt_time("reconcile.since", &r.since)?,
+                covered: opt_time("reconcile.covered", &r.covered)?,
+                bucket_seconds: r.bucket_seconds,
+                buckets,
+            })
+        }
+    };
+    Ok(Checkpoint {
+        source: f.source,
+        kind: f.kind,
+        watermark: parse_time(path, "watermark", &f.watermark)?,
+        fingerprints: decode_seen(path, "fingerprints", &f.fingerprints)?,
+        updated_at: parse_time(path, "updated_at", &f.updated_at)?,
+        start: opt_time("start", &f.start)?,
+        reconcile,
+    })
+}
+
+fn file_seen(seen: &[SeenEvent]) -> Vec<FileSeen> {
+    seen.iter()
+        .map(|s| FileSeen {
+            hash: format!("{:016x}", s.hash),
+            time: fmt_time(s.time),
+            count: s.count,
+        })
+        .collect()
+}
+
+fn decode_seen(
+    path: &Path,
+    field: &str,
+    seen: &[FileSeen],
+) -> Result<Vec<SeenEvent>, CheckpointError> {
+    let corrupt = |reason: String| CheckpointError::Corrupt {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut out = Vec::with_capacity(seen.len());
+    for s in seen {
         let hash = u64::from_str_radix(&s.hash, 16)
             .ok()
             .filter(|_| s.hash.len() == 16)
@@ -293,27 +430,48 @@ fn decode(path: &Path, bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
         if s.count == 0 {
             return Err(corrupt(format!("fingerprint {} has count 0", s.hash)));
         }
-        fingerprints.push(SeenEvent {
+        out.push(SeenEvent {
             hash,
-            time: parse_time(path, "fingerprints.time", &s.time)?,
+            time: parse_time(path, &format!("{field}.time"), &s.time)?,
             count: s.count,
         });
     }
-    Ok(Checkpoint {
-        source: f.source,
-        kind: f.kind,
-        watermark: parse_time(path, "watermark", &f.watermark)?,
-        fingerprints,
-        updated_at: parse_time(path, "updated_at", &f.updated_at)?,
-    })
+    Ok(out)
+}
+
+/// Creates `dir` (and missing parents) 0700 and makes sure `dir` itself is 0700, whatever
+/// the umask or an earlier build left.
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+    }
+    #[cfg(not(unix))]
+    {
+        fs::create_dir_all(dir)
+    }
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)?;
+    let mut opts = OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    #[cfg(unix)]
+    {
+        // A temp file left behind by a crash keeps the mode it was created with.
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(fs::Permissions::from_mode(0o600))?;
+    }
     f.write_all(bytes)?;
     f.sync_all()
 }
@@ -360,6 +518,8 @@ mod tests {
                 },
             ],
             updated_at: Utc.with_ymd_and_hms(2024, 5, 1, 10, 5, 0).unwrap(),
+            start: None,
+            reconcile: None,
         }
     }
 
@@ -509,6 +669,59 @@ mod tests {
         assert!(!store.reset("a_src").unwrap());
         assert_eq!(store.load("a_src").unwrap(), None);
         assert_eq!(store.list().unwrap(), vec!["b-src".to_string()]);
+    }
+
+    #[test]
+    fn start_and_reconcile_round_trip_and_old_files_still_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut cp = sample("audit");
+        cp.start = Some(t("2024-05-01T09:00:00Z"));
+        cp.reconcile = Some(ReconcileRecord {
+            since: Some(t("2024-05-01T09:00:00Z")),
+            covered: Some(t("2024-05-01T10:00:00.5Z")),
+            bucket_seconds: Some(300),
+            buckets: vec![BucketRecord {
+                start: t("2024-05-01T09:55:00Z"),
+                seen: cp.fingerprints.clone(),
+            }],
+        });
+        store.save("audit", &cp).unwrap();
+        assert_eq!(store.load("audit").unwrap(), Some(cp));
+        // a file written before these fields existed
+        fs::write(
+            store.dir().join("audit.json"),
+            br#"{"version":1,"source":"audit","kind":"audit_log","watermark":"2024-05-01T10:05:00Z","fingerprints":[],"updated_at":"2024-05-01T10:05:00Z"}"#,
+        )
+        .unwrap();
+        let old = store.load("audit").unwrap().unwrap();
+        assert_eq!((old.start, old.reconcile), (None, None));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn files_are_0600_and_the_directory_0700_whatever_was_there() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let dir = tempfile::tempdir().unwrap();
+        let cps = dir.path().join("state/checkpoints");
+        fs::create_dir_all(&cps).unwrap();
+        fs::set_permissions(&cps, fs::Permissions::from_mode(0o777)).unwrap();
+        // a temp file left by a crash, world-readable
+        fs::write(cps.join(".audit.json.tmp"), b"x").unwrap();
+        fs::set_permissions(
+            cps.join(".audit.json.tmp"),
+            fs::Permissions::from_mode(0o666),
+        )
+        .unwrap();
+        let store = Store::open(dir.path().join("state")).unwrap();
+        store.save("audit", &sample("audit")).unwrap();
+        assert_eq!(mode(&cps), 0o700);
+        assert_eq!(mode(&cps.join("audit.json")), 0o600);
+        let fresh = dir.path().join("new/deeper");
+        Store::open(&fresh).unwrap();
+        assert_eq!(mode(&fresh), 0o700);
+        assert_eq!(mode(&fresh.join("checkpoints")), 0o700);
     }
 
     #[test]

@@ -348,7 +348,24 @@ fn show_checkpoints(
                     cp.watermark
                         .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
                 );
+                if let Some(ahead) = crate::checkpoint::in_the_future(&cp, chrono::Utc::now()) {
+                    let _ = writeln!(
+                        out,
+                        "  WARNING:      watermark is IN THE FUTURE (by {}): the source will refuse to start; if the clock is right, run `c42fwd checkpoint reset {name}`",
+                        crate::checkpoint::ahead_text(ahead)
+                    );
+                }
+                if let Some(start) = cp.start {
+                    let _ = writeln!(
+                        out,
+                        "  start:        {}",
+                        start.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+                    );
+                }
                 let _ = writeln!(out, "  fingerprints: {}", cp.fingerprints.len());
+                if let Some(r) = &cp.reconcile {
+                    let _ = writeln!(out, "  reconcile:    {} windows pending", r.buckets.len());
+                }
                 let _ = writeln!(
                     out,
                     "  updated:      {}",
@@ -404,6 +421,7 @@ async fn demo(a: DemoArgs) -> anyhow::Result<()> {
         poll_interval: Duration::from_secs(1),
         start: StartAt::Ago(Duration::from_secs(2 * 3600)),
         page_size: 1000,
+        reconcile_after: Some(config::validate::DEFAULT_RECONCILE_AFTER),
     };
     let sink = Sink {
         name: "stdout".into(),

@@ -37,6 +37,9 @@ pub struct Metrics {
     /// `c42fwd_source_bad_timestamps_total{source}`: events whose time could not be
     /// parsed, forwarded with the start of their query window as their time.
     pub source_bad_timestamps: CounterFamily,
+    /// `c42fwd_source_reconciled_total{source}`: events found missing when a closed window
+    /// was compared with the API (they appeared after the configured lag), forwarded then.
+    pub source_reconciled: CounterFamily,
     /// `c42fwd_source_details_missing_total{source}`: alerts listed by `query-alerts`
     /// whose details `query-details` did not return (deleted in between); their summary
     /// is forwarded instead.
@@ -185,6 +188,11 @@ impl Metrics {
             source_bad_timestamps: reg!(
                 "source_bad_timestamps",
                 "Events forwarded with an unparsable timestamp",
+                CounterFamily
+            ),
+            source_reconciled: reg!(
+                "source_reconciled",
+                "Events forwarded late by reconciliation: they appeared after the configured lag",
                 CounterFamily
             ),
             source_details_missing: reg!(

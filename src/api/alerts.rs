@@ -388,6 +388,36 @@ impl ApiClient {
         }
     }
 
+    /// The `totalCount` of `query-alerts` for the window and filters of `q` (asked with a
+    /// one-alert page): how many alerts the service matches now. The window is inclusive
+    /// at both ends and rounded outwards, so the count can only be too high, never low.
+    pub async fn count_alerts(&self, q: &AlertQuery<'_>) -> Result<u64, ApiError> {
+        #[derive(Deserialize)]
+        struct Count {
+            #[serde(rename = "totalCount")]
+            total_count: Option<u64>,
+        }
+        let tenant_id = self.tenant_id().await?;
+        let (endpoint, url, auth) = self.alerts_endpoint("query-alerts").await?;
+        let one = AlertQuery {
+            page: 0,
+            page_size: 1,
+            ..*q
+        };
+        let body = query_body(&tenant_id, &one);
+        let bytes = self
+            .call(&endpoint, auth, |c| c.post(url.clone()).json(&body))
+            .await?;
+        let decode = |reason: String| ApiError::Decode {
+            endpoint: endpoint.clone(),
+            reason,
+        };
+        let count: Count = serde_json::from_slice(&bytes).map_err(|e| decode(e.to_string()))?;
+        count
+            .total_count
+            .ok_or_else(|| decode("no totalCount in the response".to_string()))
+    }
+
     /// `query-details` for `ids`, in requests of at most [`MAX_DETAILS_IDS`] ids.
     pub async fn query_alert_details(&self, ids: &[String]) -> Result<AlertDetails, ApiError> {
         let mut details = AlertDetails::default();

@@ -147,6 +147,9 @@ pub struct Source {
     pub start: StartAt,
     /// Events per API page (also the batch size handed to the sinks).
     pub page_size: u32,
+    /// How long past `lag` a closed window is compared with the API's own count
+    /// ([`crate::sources::reconcile`]); `None`: reconciliation is off.
+    pub reconcile_after: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]

@@ -75,6 +75,11 @@ pub struct RawSource {
     /// `"30d"` (how far back) or an RFC 3339 time.
     pub start: Option<String>,
     pub page_size: Option<i64>,
+    /// Compare closed windows with the API's own counts (default true).
+    pub reconcile: Option<bool>,
+    /// How long past `lag` a window is compared (default 10m).
+    #[serde(default, with = "humantime_serde")]
+    pub reconcile_after: Option<Duration>,
     /// Audit Log filters.
     pub filters: Option<RawAuditFilters>,
     /// Alerts filter groups.

@@ -58,6 +58,10 @@ pub const POLL_INTERVAL: Bounds = Bounds {
     min: ms(100),
     max: DAY,
 };
+pub const RECONCILE_AFTER: Bounds = Bounds {
+    min: secs(1),
+    max: DAY,
+};
 pub const CONNECT_TIMEOUT: Bounds = Bounds {
     min: ms(100),
     max: secs(600),
@@ -813,6 +817,14 @@ fn source(
     p.duration(at("lag"), lag, LAG);
     let poll_interval = s.poll_interval.unwrap_or(Duration::from_secs(30));
     p.duration(at("poll_interval"), poll_interval, POLL_INTERVAL);
+    let reconcile_after = s.reconcile_after.unwrap_or(DEFAULT_RECONCILE_AFTER);
+    p.duration(at("reconcile_after"), reconcile_after, RECONCILE_AFTER);
+    if s.reconcile == Some(false) && s.reconcile_after.is_some() {
+        p.add(
+            at("reconcile_after"),
+            "has no effect with reconcile = false",
+        );
+    }
     let start = match parse_start(s.start.as_deref().unwrap_or("24h"), now) {
         Ok(v) => Some(v),
         Err(m) => {
@@ -846,8 +858,12 @@ fn source(
         poll_interval,
         start: start?,
         page_size: page_size as u32,
+        reconcile_after: (s.reconcile != Some(false)).then_some(reconcile_after),
     })
 }
+
+/// How long past `lag` a closed window waits before it is compared with the API's count.
+pub const DEFAULT_RECONCILE_AFTER: Duration = Duration::from_secs(600);
 
 fn facility_number(f: &Facility) -> Result<u8, String> {
     const NAMES: [&str; 24] = [
@@ -1444,6 +1460,45 @@ sinks = ["siem"]
     }
 
     #[test]
+    fn reconciliation_is_on_by_default_tunable_and_can_be_turned_off() {
+        let c = parse_str(MINIMAL).unwrap();
+        assert_eq!(
+            c.sources["audit"].reconcile_after,
+            Some(DEFAULT_RECONCILE_AFTER)
+        );
+        let with = |keys: &str| {
+            MINIMAL.replace(
+                "type = \"audit_log\"",
+                &format!("type = \"audit_log\"\n{keys}"),
+            )
+        };
+        let c = parse_str(&with("reconcile_after = \"30m\"")).unwrap();
+        assert_eq!(
+            c.sources["audit"].reconcile_after,
+            Some(Duration::from_secs(1800))
+        );
+        let c = parse_str(&with("reconcile = false")).unwrap();
+        assert_eq!(c.sources["audit"].reconcile_after, None);
+        for (keys, want) in [
+            (
+                "reconcile_after = \"0s\"",
+                "sources.audit.reconcile_after: `0s` is out of range 1s to 24h",
+            ),
+            (
+                "reconcile_after = \"2d\"",
+                "sources.audit.reconcile_after: `48h` is out of range 1s to 24h",
+            ),
+            (
+                "reconcile = false\nreconcile_after = \"1m\"",
+                "sources.audit.reconcile_after: has no effect with reconcile = false",
+            ),
+        ] {
+            let p = problems(&with(keys));
+            assert_eq!(p, vec![want.to_string()], "{keys}");
+        }
+    }
+
+    #[test]
     fn unknown_key_is_an_error_with_its_path() {
         let text = MINIMAL.replace("port = 6514", "port = 6514\nprot = 1");
         let p = problems(&text);
@@ -1494,6 +1549,12 @@ sinks = ["siem"]
                 "poll_interval",
                 SOURCE,
                 POLL_INTERVAL,
+            ),
+            (
+                "sources.audit.reconcile_after",
+                "reconcile_after",
+                SOURCE,
+                RECONCILE_AFTER,
             ),
             (
                 "sinks.siem.connect_timeout",
@@ -1761,6 +1822,7 @@ url = "https://collector.example.com/ingest"
             ("`tenants.NAME.request_timeout`", TENANT_REQUEST_TIMEOUT),
             ("`sources.NAME.lag`", LAG),
             ("`sources.NAME.poll_interval`", POLL_INTERVAL),
+            ("`sources.NAME.reconcile_after`", RECONCILE_AFTER),
             ("`sinks.NAME.connect_timeout` (tcp, relp)", CONNECT_TIMEOUT),
             ("`sinks.NAME.keepalive` (tcp)", KEEPALIVE),
             ("`sinks.NAME.ack_timeout` (relp; hec)", ACK_TIMEOUT),

@@ -28,7 +28,17 @@ fn rate(s: &str) -> Result<f64, String> {
     }
 }
 
-/// The alert and Directory Sync Log streams of the emulated tenant.
+fn fraction(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(f) if (0.0..=1.0).contains(&f) => Ok(f),
+        _ => Err(format!(
+            "invalid fraction {s:?}: expected a number from 0 to 1"
+        )),
+    }
+}
+
+/// The alert and Directory Sync Log streams of the emulated tenant, and how late events
+/// of every stream may be.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServiceArgs {
     /// Alerts created before start-up (spread over the backlog span).
@@ -43,6 +53,21 @@ pub struct ServiceArgs {
     /// Live Directory Sync Log entries per second after start-up (0 = none).
     #[arg(long, value_parser = rate, default_value = "0.02")]
     pub sync_log_rate: f64,
+    /// Events later than the lag (here, in the boxed part: `Command::Emulate` stays
+    /// small).
+    #[command(flatten)]
+    pub late: LateArgs,
+}
+
+/// Events that show up later than the emulator's lag: a tenant slower than it says.
+#[derive(clap::Args, Debug, Clone)]
+pub struct LateArgs {
+    /// Fraction (0 to 1) of events that show up later than the lag (by --late-by).
+    #[arg(long, value_parser = fraction, default_value = "0")]
+    pub late_fraction: f64,
+    /// How much later than the lag those late events show up.
+    #[arg(long, value_parser = duration, default_value = "0s")]
+    pub late_by: Duration,
 }
 
 /// Options of the emulated Code42 tenant.
@@ -110,6 +135,8 @@ impl EmulateArgs {
             sync_log_backlog: self.services.sync_log_backlog,
             sync_log_rate: self.services.sync_log_rate,
             lag: self.lag,
+            late_fraction: self.services.late.late_fraction,
+            late_by: self.services.late.late_by,
             token_ttl: self.token_ttl,
             client_id: self.client_id.clone(),
             client_secret: self.client_secret.expose().to_string(),
@@ -184,9 +211,17 @@ mod tests {
             "34",
             "--sync-log-rate",
             "0",
+            "--late-fraction",
+            "0.05",
+            "--late-by",
+            "3m",
         ])
         .unwrap();
         let o = cli.args.options();
+        assert_eq!(
+            (o.late_fraction, o.late_by),
+            (0.05, Duration::from_secs(180))
+        );
         assert_eq!((o.seed, o.backlog, o.rate), (7, 10, 0.5));
         assert_eq!((o.alert_backlog, o.alert_rate), (12, 0.25));
         assert_eq!((o.sync_log_backlog, o.sync_log_rate), (34, 0.0));
@@ -202,5 +237,6 @@ mod tests {
         assert!(Cli::try_parse_from(["x", "--rate", "-1"]).is_err());
         assert!(Cli::try_parse_from(["x", "--alert-rate", "-1"]).is_err());
         assert!(Cli::try_parse_from(["x", "--lag", "soon"]).is_err());
+        assert!(Cli::try_parse_from(["x", "--late-fraction", "1.5"]).is_err());
     }
 }

@@ -113,6 +113,12 @@ pub struct EmulatorOptions {
     /// The most results one export may return (100,000 in the real service).
     pub export_limit: usize,
     pub faults: FaultOptions,
+    /// The fraction (0 to 1) of events, alerts and Sync Log entries that show up
+    /// `late_by` later than `lag` would have them: a tenant slower than its stated lag.
+    /// Chosen by index, so the same seed makes the same events late.
+    pub late_fraction: f64,
+    /// How much later than the lag the late ones show up.
+    pub late_by: Duration,
     /// The emulator's clock at start-up; `None` = the wall clock. Pin it for
     /// byte-for-byte reproducible timestamps.
     pub start_time: Option<DateTime<Utc>>,
@@ -141,6 +147,8 @@ impl Default for EmulatorOptions {
             search_limit: 10_000,
             export_limit: 100_000,
             faults: FaultOptions::default(),
+            late_fraction: 0.0,
+            late_by: Duration::ZERO,
             start_time: None,
         }
     }
@@ -170,6 +178,8 @@ impl fmt::Debug for EmulatorOptions {
             .field("search_limit", &self.search_limit)
             .field("export_limit", &self.export_limit)
             .field("faults", &self.faults)
+            .field("late_fraction", &self.late_fraction)
+            .field("late_by", &self.late_by)
             .field("start_time", &self.start_time)
             .finish()
     }

@@ -112,7 +112,8 @@ impl Emulator {
             dur_ns(opts.backlog_span),
             opts.rate,
             dur_ns(opts.lag),
-        );
+        )
+        .with_late(opts.late_fraction, dur_ns(opts.late_by));
         let alert_timeline = Timeline::new(
             opts.seed ^ SEED_ALERTS,
             start_ns,
@@ -120,7 +121,8 @@ impl Emulator {
             dur_ns(opts.backlog_span),
             opts.alert_rate,
             dur_ns(opts.lag),
-        );
+        )
+        .with_late(opts.late_fraction, dur_ns(opts.late_by));
         let sync_timeline = Timeline::new(
             opts.seed ^ SEED_SYNC_LOG,
             start_ns,
@@ -128,7 +130,8 @@ impl Emulator {
             dur_ns(opts.sync_log_span),
             opts.sync_log_rate,
             dur_ns(opts.lag),
-        );
+        )
+        .with_late(opts.late_fraction, dur_ns(opts.late_by));
         Emulator {
             gen: Arc::new(Generator::new(opts.seed, timeline)),
             clock: Clock::new(start_ns),

@@ -733,3 +733,66 @@ fn options_debug_hides_secrets() {
     assert!(!printed.contains("emulator-password"));
     assert!(!printed.contains("999111"));
 }
+
+#[tokio::test]
+async fn late_events_stay_out_of_searches_and_counts_until_their_late_delay_passed() {
+    let (h, c) = emulator(EmulatorOptions {
+        backlog: 0,
+        rate: 20.0,
+        lag: Duration::from_secs(10),
+        late_fraction: 0.2,
+        late_by: Duration::from_secs(60),
+        ..options()
+    })
+    .await;
+    let base = h.base_url();
+    let body = json!({"dateRange": {"startTime": T0, "endTime": "2024-03-01T00:01:00Z"}, "pageSize": 10_000});
+    let truth = h.events_between(t0(), t0() + chrono::Duration::minutes(1));
+    let count = |token: String| {
+        let (c, url, body) = (
+            c.clone(),
+            format!("{base}/v1/audit/search-results-count"),
+            body.clone(),
+        );
+        async move {
+            let (status, text) = post(&c, url, &token, body).await;
+            assert_eq!(status, StatusCode::OK, "{text}");
+            serde_json::from_str::<Value>(&text).unwrap()["totalResultCount"]
+                .as_u64()
+                .unwrap()
+        }
+    };
+    // The window closed more than the lag ago: only the late events are still missing,
+    // from the listing and from the count alike.
+    h.advance(Duration::from_secs(75));
+    let token = v2_token(&h, &c).await;
+    // The emulator's clock runs on between the calls (and late events keep arriving):
+    // the listing lies between the counts taken before and after it.
+    let before = count(token.clone()).await;
+    let listed = raw_events(
+        &post(
+            &c,
+            format!("{base}/v1/audit/search-audit-log"),
+            &token,
+            body.clone(),
+        )
+        .await
+        .1,
+    );
+    let after = count(token.clone()).await;
+    assert!(
+        before <= listed.len() as u64 && listed.len() as u64 <= after,
+        "the count is what is visible: {before} <= {} <= {after}",
+        listed.len()
+    );
+    assert!(after - before < 20, "{before}..{after}");
+    let missing = truth.len() - listed.len();
+    assert!(
+        missing * 100 > truth.len() * 10 && missing * 100 < truth.len() * 30,
+        "about a fifth is late: {missing} of {}",
+        truth.len()
+    );
+    // Past lag + late_by everything is there.
+    h.advance(Duration::from_secs(60));
+    assert_eq!(count(token).await, truth.len() as u64);
+}

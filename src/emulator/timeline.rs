@@ -73,6 +73,7 @@ const SALT_PRECISION: u64 = 2;
 const SALT_TIE: u64 = 3;
 const SALT_DUP: u64 = 4;
 const SALT_DELAY: u64 = 5;
+const SALT_LATE: u64 = 6;
 
 /// How many fractional digits a timestamp prints with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +105,10 @@ pub(crate) struct Timeline {
     /// Live events per 1000 s (integer, so grid positions are exact); 0 = no live stream.
     rate_milli: u128,
     lag_ns: i64,
+    /// Events per million that arrive `late_by_ns` after their normal delay (a tenant
+    /// whose ingestion is slower than its stated lag).
+    late_per_million: u64,
+    late_by_ns: i64,
 }
 
 /// One in this many events repeats its predecessor byte for byte.
@@ -133,15 +138,42 @@ impl Timeline {
             span_ns: span_ns.max(0),
             rate_milli,
             lag_ns: lag_ns.max(0),
+            late_per_million: 0,
+            late_by_ns: 0,
         }
+    }
+
+    /// Makes `fraction` of the events (chosen by index, deterministically) show up
+    /// `late_by_ns` later than the lag would have them.
+    pub(crate) fn with_late(mut self, fraction: f64, late_by_ns: i64) -> Self {
+        let f = if fraction.is_finite() {
+            fraction.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        self.late_per_million = (f * 1e6).round() as u64;
+        self.late_by_ns = late_by_ns.max(0);
+        self
     }
 
     pub(crate) fn start_ns(&self) -> i64 {
         self.start_ns
     }
 
+    /// The longest delay any event has: everything that occurred this long ago is
+    /// visible (the lag, plus the late events' extra delay).
     pub(crate) fn lag_ns(&self) -> i64 {
-        self.lag_ns
+        if self.late_per_million > 0 {
+            self.lag_ns.saturating_add(self.late_by_ns)
+        } else {
+            self.lag_ns
+        }
+    }
+
+    /// True when event `i` (its original, for a duplicate) arrives late.
+    pub(crate) fn is_late(&self, i: u64) -> bool {
+        self.late_per_million > 0
+            && hash3(self.seed, SALT_LATE, self.source(i)) % 1_000_000 < self.late_per_million
     }
 
     /// One past the last index that exists. Without a live stream that is the backlog;
@@ -234,6 +266,11 @@ impl Timeline {
     /// near the full lag (the seed says "within five minutes", at type-dependent
     /// intervals). A duplicate is ingested with its original.
     pub(crate) fn delay_ns(&self, i: u64) -> i64 {
+        let late = if self.is_late(i) { self.late_by_ns } else { 0 };
+        self.lag_delay_ns(i).saturating_add(late)
+    }
+
+    fn lag_delay_ns(&self, i: u64) -> i64 {
         if self.lag_ns == 0 {
             return 0;
         }
@@ -383,5 +420,33 @@ mod tests {
             }
         }
         assert!(late > 100, "some events arrive late: {late}");
+    }
+
+    #[test]
+    fn late_events_are_a_deterministic_fraction_delayed_past_the_lag() {
+        let lag = 300 * NANOS_PER_SEC;
+        let late_by = 600 * NANOS_PER_SEC;
+        let tl = timeline(1.0).with_late(0.1, late_by);
+        assert_eq!(
+            tl.lag_ns(),
+            lag + late_by,
+            "the longest delay bounds visibility"
+        );
+        let again = timeline(1.0).with_late(0.1, late_by);
+        let mut late = 0;
+        for i in 0..20_000 {
+            let d = tl.delay_ns(i);
+            assert_eq!(d, again.delay_ns(i), "deterministic per index");
+            if tl.is_late(i) {
+                late += 1;
+                assert!(d >= late_by && d <= lag + late_by, "{d}");
+                assert!(!tl.visible(i, tl.occurred_ns(i) + lag));
+                assert!(tl.visible(i, tl.occurred_ns(i) + lag + late_by));
+            } else {
+                assert!(d <= lag);
+            }
+        }
+        assert!((1_700..2_300).contains(&late), "about 10%: {late}");
+        assert_eq!(timeline(1.0).with_late(0.0, late_by).lag_ns(), lag);
     }
 }

@@ -169,6 +169,26 @@ impl WindowFetch for AlertsFetch {
         })
     }
 
+    /// `totalCount` of `query-alerts` over the window, with the source's filter groups.
+    async fn count(
+        &self,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<Option<u64>, SourceError> {
+        let query = AlertQuery {
+            start,
+            end,
+            page: 0,
+            page_size: 1,
+            groups: &self.groups,
+        };
+        self.client
+            .count_alerts(&query)
+            .await
+            .map(Some)
+            .map_err(|e| api_err(&self.name, e))
+    }
+
     async fn make_events(&self, items: Vec<AlertItem>) -> Result<Vec<Event>, SourceError> {
         let ids: Vec<String> = items.iter().filter_map(|i| i.id.clone()).collect();
         let mut details = self

@@ -140,6 +140,19 @@ impl WindowFetch for AuditLogFetch {
     async fn make_events(&self, items: Vec<Event>) -> Result<Vec<Event>, SourceError> {
         Ok(items)
     }
+
+    /// `search-results-count` over the window with the source's filters (Incydr); `None`
+    /// on legacy tenants, which have no count endpoint.
+    async fn count(
+        &self,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<Option<u64>, SourceError> {
+        self.client
+            .count_audit_log(&self.query(start, end, 0, 1))
+            .await
+            .map_err(|e| api_err(&self.name, e))
+    }
 }
 
 impl AuditLogPoller {
@@ -188,6 +201,7 @@ mod tests {
             poll_interval: Duration::from_secs(10),
             start,
             page_size: 100,
+            reconcile_after: None,
         };
         let store = Store::open(dir).unwrap();
         (
@@ -253,6 +267,8 @@ mod tests {
                 count: 2,
             }],
             updated_at: now,
+            start: None,
+            reconcile: None,
         };
         p.store.save("audit", &cp).unwrap();
         let s = p.initial_state(now).unwrap();
@@ -278,5 +294,41 @@ mod tests {
             p.initial_state(now),
             Err(SourceError::WrongKind { .. })
         ));
+    }
+
+    #[test]
+    fn a_checkpoint_in_the_future_is_refused_with_the_file_and_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = t("2024-05-01T00:00:00Z");
+        let (p, _) = poller(dir.path(), StartAt::Ago(Duration::from_secs(3600)));
+        let mut cp = Checkpoint {
+            source: "audit".into(),
+            kind: SourceKind::AuditLog,
+            // within the tolerance: a clock a little behind the one that wrote it
+            watermark: t("2024-05-01T00:04:59Z"),
+            fingerprints: vec![],
+            updated_at: now,
+            start: None,
+            reconcile: None,
+        };
+        p.store.save("audit", &cp).unwrap();
+        assert_eq!(p.initial_state(now).unwrap().watermark(), cp.watermark);
+        cp.watermark = t("2024-05-01T03:00:00Z");
+        p.store.save("audit", &cp).unwrap();
+        let err = p.initial_state(now).unwrap_err();
+        assert!(
+            matches!(err, SourceError::CheckpointInFuture { .. }),
+            "{err:?}"
+        );
+        let msg = err.to_string();
+        for part in [
+            "audit.json",
+            "2024-05-01 03:00:00 UTC",
+            "3h",
+            "in the future",
+            "c42fwd checkpoint reset audit",
+        ] {
+            assert!(msg.contains(part), "{part:?} in {msg}");
+        }
     }
 }

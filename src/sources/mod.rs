@@ -10,6 +10,7 @@
 pub mod alerts;
 pub mod audit;
 pub mod poll;
+pub mod reconcile;
 pub mod sync_log;
 pub mod window;
 

@@ -15,6 +15,12 @@
 //! ([`PollCycle`]); the state committed after a batch is the one that batch was decided
 //! with, so a restart re-reads exactly what was not yet delivered.
 //!
+//! A source without a checkpoint writes one holding its start edge before its first
+//! poll, so that a restart never recomputes the edge from a later clock; a checkpoint
+//! whose watermark lies in the future is refused. After each poll that caught up, the
+//! closed windows that are due are compared with the API ([`super::reconcile`]); what
+//! that finds goes out through the same forward/commit path.
+//!
 //! **Invariant (DESIGN 3):** at most [`MAX_IN_FLIGHT`] batches wait for their
 //! acknowledgement; past that the poller waits, as it does when a sink queue is full.
 //!
@@ -29,11 +35,12 @@
 
 use crate::ack::Outcome;
 use crate::api::{ApiClient, ApiError};
-use crate::checkpoint::{Checkpoint, CheckpointError, Store};
+use crate::checkpoint::{self as cp_store, Checkpoint, CheckpointError, ReconcileRecord, Store};
 use crate::config::{self, StartAt};
 use crate::event::{Batch, Event, SourceKind};
 use crate::metrics::{label, Metrics};
 use crate::pipeline::Route;
+use crate::sources::reconcile::Ledger;
 use crate::sources::window::{
     fingerprint, Next, PageEvent, PageVerdict, PollCycle, QueryWindow, WindowState,
 };
@@ -83,6 +90,16 @@ pub enum SourceError {
     CheckpointTooOld {
         name: String,
         watermark: DateTime<Utc>,
+    },
+    #[error(
+        "source {name}: checkpoint {path} has its watermark {watermark} in the future (now {now}, {ahead} ahead); starting from it would skip every event until then; if the clock is right, run `c42fwd checkpoint reset {name}` to start over from the configured start"
+    )]
+    CheckpointInFuture {
+        name: String,
+        path: String,
+        watermark: DateTime<Utc>,
+        now: DateTime<Utc>,
+        ahead: String,
     },
     #[error("source {name}: checkpoint {path} is for a {found} source, not {expected}")]
     WrongKind {
@@ -165,6 +182,17 @@ pub trait WindowFetch: Send + Sync + Sized + 'static {
         &self,
         items: Vec<Self::Item>,
     ) -> impl Future<Output = Result<Vec<Event>, SourceError>> + Send;
+
+    /// How many records the API holds in `[start, end)`, when it has a count for that
+    /// (see [`super::reconcile`]); `None`: the window is re-read to compare.
+    fn count(
+        &self,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<u64>, SourceError>> + Send {
+        let _ = (start, end);
+        std::future::ready(Ok(None))
+    }
 }
 
 /// One page as a [`WindowFetch`] read it.
@@ -256,10 +284,11 @@ impl<T> FetchedPage<T> {
 pub struct WindowPoller<F: WindowFetch> {
     pub(super) name: Arc<str>,
     pub(super) fetch: F,
-    lag: Duration,
+    pub(super) lag: Duration,
     poll_interval: Duration,
     start: StartAt,
-    page_size: u32,
+    pub(super) page_size: u32,
+    reconcile_after: Option<Duration>,
     client: Arc<ApiClient>,
     pub(super) store: Store,
     pub(super) metrics: Arc<Metrics>,
@@ -284,10 +313,12 @@ struct InFlight {
     outcome: Option<Outcome>,
     /// The window state to commit once this entry and all before it are Delivered.
     state: WindowState,
+    /// The reconciliation ledger to commit with it.
+    ledger: Option<Ledger>,
 }
 
 /// Why the polling loop ended without an error.
-enum Stop {
+pub(super) enum Stop {
     Shutdown,
 }
 
@@ -306,6 +337,7 @@ impl<F: WindowFetch> WindowPoller<F> {
             poll_interval: source.poll_interval,
             start: source.start,
             page_size: source.page_size.clamp(1, F::MAX_PAGE_SIZE),
+            reconcile_after: source.reconcile_after,
             client,
             store,
             metrics,
@@ -314,20 +346,33 @@ impl<F: WindowFetch> WindowPoller<F> {
 
     /// Runs until `shutdown` is cancelled (then `Ok`) or an error stops the source.
     pub async fn run(self, route: Route, shutdown: CancellationToken) -> Result<(), SourceError> {
-        let mut state = self.initial_state(Utc::now())?;
+        let initial = self.initial(Utc::now())?;
+        let mut state = initial.window;
+        let ledger = self.reconcile_after.map(|after| {
+            Ledger::restore(initial.ledger.as_ref(), state.watermark(), self.lag, after)
+        });
+        let mut flight = Commits {
+            queue: VecDeque::new(),
+            next_seq: 0,
+            committed_watermark: state.watermark(),
+            start_edge: initial.start,
+            ledger,
+        };
+        if initial.fresh {
+            // The start edge is fixed before the first poll: a source that fails and is
+            // started again (or a restarted process) reads from the same edge, never a
+            // later one computed from a later "now".
+            self.save(&mut flight, &state, 0)?;
+        }
         tracing::info!(
             source = %self.name,
             kind = F::KIND.as_str(),
             tenant = %self.client.tenant(),
             watermark = %state.watermark(),
             fingerprints = state.fingerprint_count(),
+            start = ?flight.start_edge,
             "source starting"
         );
-        let mut flight = Commits {
-            queue: VecDeque::new(),
-            next_seq: 0,
-            committed_watermark: state.watermark(),
-        };
         let result = self
             .poll_loop(&route, &shutdown, &mut state, &mut flight)
             .await;
@@ -362,7 +407,20 @@ impl<F: WindowFetch> WindowPoller<F> {
         }
     }
 
+    #[cfg(test)]
     pub(super) fn initial_state(&self, now: DateTime<Utc>) -> Result<WindowState, SourceError> {
+        self.initial(now).map(|i| i.window)
+    }
+
+    /// Where the source starts: its checkpoint (refused when too old, of another kind or
+    /// in the future), or, without one, the configured start.
+    fn initial(&self, now: DateTime<Utc>) -> Result<Initial, SourceError> {
+        let path = || {
+            self.store
+                .path(&self.name)
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        };
         let oldest = F::RETENTION
             .map(|r| now - TimeDelta::from_std(r).unwrap_or(TimeDelta::MAX))
             .unwrap_or(DateTime::<Utc>::MIN_UTC);
@@ -371,11 +429,7 @@ impl<F: WindowFetch> WindowPoller<F> {
                 if cp.kind != F::KIND {
                     return Err(SourceError::WrongKind {
                         name: self.name.to_string(),
-                        path: self
-                            .store
-                            .path(&self.name)
-                            .map(|p| p.display().to_string())
-                            .unwrap_or_default(),
+                        path: path(),
                         found: cp.kind.as_str(),
                         expected: F::KIND.as_str(),
                     });
@@ -386,7 +440,21 @@ impl<F: WindowFetch> WindowPoller<F> {
                         watermark: cp.watermark,
                     });
                 }
-                Ok(WindowState::restore(cp.watermark, &cp.fingerprints))
+                if let Some(ahead) = cp_store::in_the_future(&cp, now) {
+                    return Err(SourceError::CheckpointInFuture {
+                        name: self.name.to_string(),
+                        path: path(),
+                        watermark: cp.watermark,
+                        now,
+                        ahead: cp_store::ahead_text(ahead),
+                    });
+                }
+                Ok(Initial {
+                    window: WindowState::restore(cp.watermark, &cp.fingerprints),
+                    start: cp.start,
+                    ledger: cp.reconcile,
+                    fresh: false,
+                })
             }
             None => {
                 let start = match self.start {
@@ -402,7 +470,12 @@ impl<F: WindowFetch> WindowPoller<F> {
                         start,
                     });
                 }
-                Ok(WindowState::new(start))
+                Ok(Initial {
+                    window: WindowState::new(start),
+                    start: Some(start),
+                    ledger: None,
+                    fresh: true,
+                })
             }
         }
     }
@@ -420,7 +493,11 @@ impl<F: WindowFetch> WindowPoller<F> {
                 return Ok(Stop::Shutdown);
             }
             let started = tokio::time::Instant::now();
-            let mut cycle = PollCycle::new(state, Utc::now(), self.lag, self.page_size, limit);
+            let poll_time = Utc::now();
+            if let Some(l) = flight.ledger.as_mut() {
+                l.begin_cycle(poll_time);
+            }
+            let mut cycle = PollCycle::new(state, poll_time, self.lag, self.page_size, limit);
             if F::UNIQUE_KEYS {
                 cycle = cycle.with_unique_keys();
             }
@@ -429,7 +506,7 @@ impl<F: WindowFetch> WindowPoller<F> {
             }
             let mut next = Next::Fetch(cycle.current());
             loop {
-                let (items, verdict) = match next {
+                let (items, marks, verdict) = match next {
                     Next::Done => break,
                     Next::Fetch(q) => {
                         let page = tokio::select! {
@@ -470,7 +547,7 @@ impl<F: WindowFetch> WindowPoller<F> {
                                 "query window reached the result limit, continuing from its newest event"
                             );
                         }
-                        (page.items, verdict)
+                        (page.items, page.marks, verdict)
                     }
                     Next::ExportInstant { at } => {
                         tracing::error!(
@@ -485,12 +562,12 @@ impl<F: WindowFetch> WindowPoller<F> {
                         };
                         self.count_bad_times(&page, at);
                         let verdict = cycle.on_export(state, at, &page.marks);
-                        (page.items, verdict)
+                        (page.items, page.marks, verdict)
                     }
                 };
                 next = verdict.next;
                 if self
-                    .forward(items, &verdict, state, route, shutdown, flight)
+                    .forward(items, &marks, &verdict, state, route, shutdown, flight)
                     .await?
                     .is_some()
                 {
@@ -499,6 +576,13 @@ impl<F: WindowFetch> WindowPoller<F> {
                 self.commit_resolved(flight)?;
             }
             limit = cycle.limit();
+            if self
+                .reconcile_due(route, shutdown, state, flight)
+                .await?
+                .is_some()
+            {
+                return Ok(Stop::Shutdown);
+            }
             // Caught up to the poll time: wait for the next poll, committing as the
             // acknowledgements arrive.
             let deadline = started + self.poll_interval;
@@ -534,9 +618,11 @@ impl<F: WindowFetch> WindowPoller<F> {
 
     /// Sends the new items of a page as one batch and queues its commit. `Some(Stop)`
     /// when shutdown interrupted the send.
-    async fn forward(
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn forward(
         &self,
         items: Vec<F::Item>,
+        marks: &[PageEvent],
         verdict: &PageVerdict,
         state: &WindowState,
         route: &Route,
@@ -548,6 +634,11 @@ impl<F: WindowFetch> WindowPoller<F> {
             .zip(&verdict.forward)
             .filter_map(|(e, f)| f.then_some(e))
             .collect();
+        if let Some(ledger) = flight.ledger.as_mut() {
+            for (m, _) in marks.iter().zip(&verdict.forward).filter(|(_, f)| **f) {
+                ledger.record(m.fingerprint, m.occurred);
+            }
+        }
         let src = label("source", &self.name);
         if verdict.duplicates > 0 {
             self.metrics
@@ -601,7 +692,7 @@ impl<F: WindowFetch> WindowPoller<F> {
 
     /// Commits the longest prefix of in-flight entries known to be Delivered (one save for
     /// all of them); a NotDelivered one stops the source.
-    fn commit_resolved(&self, flight: &mut Commits) -> Result<(), SourceError> {
+    pub(super) fn commit_resolved(&self, flight: &mut Commits) -> Result<(), SourceError> {
         flight.poll_outcomes();
         let mut last = None;
         let mut batches = 0u64;
@@ -612,12 +703,12 @@ impl<F: WindowFetch> WindowPoller<F> {
                     if done.events > 0 {
                         batches += 1;
                     }
-                    last = Some(done.state);
+                    last = Some((done.state, done.ledger));
                 }
                 Some(Outcome::NotDelivered) => {
                     let (batch, events) = (front.seq, front.events);
-                    if let Some(s) = last.take() {
-                        self.save(flight, &s, batches)?;
+                    if let Some((s, l)) = last.take() {
+                        self.save_with(flight, &s, l.as_ref(), batches)?;
                     }
                     return Err(SourceError::NotDelivered {
                         name: self.name.to_string(),
@@ -629,8 +720,8 @@ impl<F: WindowFetch> WindowPoller<F> {
                 None => break,
             }
         }
-        if let Some(s) = last {
-            self.save(flight, &s, batches)?;
+        if let Some((s, l)) = last {
+            self.save_with(flight, &s, l.as_ref(), batches)?;
         }
         Ok(())
     }
@@ -666,18 +757,30 @@ impl<F: WindowFetch> WindowPoller<F> {
             if done.events > 0 {
                 batches += 1;
             }
-            last = Some(done.state);
+            last = Some((done.state, done.ledger));
         }
-        if let Some(s) = last {
-            self.save(flight, &s, batches)?;
+        if let Some((s, l)) = last {
+            self.save_with(flight, &s, l.as_ref(), batches)?;
         }
         Ok(())
     }
 
+    /// Saves `state` with the current ledger (the start-up save).
     fn save(
         &self,
         flight: &mut Commits,
         state: &WindowState,
+        batches: u64,
+    ) -> Result<(), SourceError> {
+        let ledger = flight.ledger.clone();
+        self.save_with(flight, state, ledger.as_ref(), batches)
+    }
+
+    fn save_with(
+        &self,
+        flight: &mut Commits,
+        state: &WindowState,
+        ledger: Option<&Ledger>,
         batches: u64,
     ) -> Result<(), SourceError> {
         let cp = Checkpoint {
@@ -686,6 +789,8 @@ impl<F: WindowFetch> WindowPoller<F> {
             watermark: state.watermark(),
             fingerprints: state.fingerprints(),
             updated_at: Utc::now(),
+            start: flight.start_edge,
+            reconcile: ledger.map(Ledger::to_record),
         };
         // A small file, written at most once per page: done inline rather than on a
         // blocking thread, since sources do not spawn.
@@ -723,18 +828,33 @@ impl<F: WindowFetch> WindowPoller<F> {
     }
 }
 
+/// Where a source starts, as [`WindowPoller::initial`] found it.
+struct Initial {
+    window: WindowState,
+    /// The start edge fixed when the source first ran (unknown for older checkpoints).
+    start: Option<DateTime<Utc>>,
+    ledger: Option<ReconcileRecord>,
+    /// No checkpoint existed: the start edge must be saved before the first poll.
+    fresh: bool,
+}
+
 /// The FIFO of batches waiting for their acknowledgement, with the state to commit
 /// after each.
-struct Commits {
+pub(super) struct Commits {
     queue: VecDeque<InFlight>,
     /// The number of the last batch sent.
     next_seq: u64,
     /// The watermark of the last checkpoint written (or loaded).
     committed_watermark: DateTime<Utc>,
+    /// The start edge, kept in every checkpoint.
+    start_edge: Option<DateTime<Utc>>,
+    /// The current reconciliation ledger (`None`: reconciliation is off); each entry
+    /// pushed takes a snapshot of it.
+    pub(super) ledger: Option<Ledger>,
 }
 
 impl Commits {
-    fn push(
+    pub(super) fn push(
         &mut self,
         ack: Option<BoxFuture<'static, Outcome>>,
         events: usize,
@@ -758,6 +878,7 @@ impl Commits {
             ack,
             outcome,
             state,
+            ledger: self.ledger.clone(),
         });
     }
 
@@ -864,6 +985,7 @@ mod tests {
             poll_interval: Duration::from_secs(1),
             start: StartAt::Ago(Duration::from_secs(60)),
             page_size: 100,
+            reconcile_after: None,
         };
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();

@@ -265,6 +265,7 @@ fn alerts_source(
         poll_interval: Duration::from_millis(200),
         start: StartAt::At(start),
         page_size,
+        reconcile_after: None,
     }
 }
 

@@ -8,6 +8,7 @@ mod e2e;
 mod hec;
 mod http;
 mod poller;
+mod reconcile;
 mod relp;
 mod rsyslog;
 mod sinks;

@@ -47,6 +47,7 @@ fn sync_source(start: DateTime<Utc>, page_size: u32) -> Source {
         poll_interval: Duration::from_millis(200),
         start: StartAt::At(start),
         page_size,
+        reconcile_after: None,
     }
 }
 
