@@ -469,6 +469,19 @@ fn tenant(name: &str, t: RawTenant, p: &mut Problems) -> Option<Tenant> {
     if request_timeout < Duration::from_secs(1) {
         p.add(at("request_timeout"), "must be at least 1s");
     }
+    let max_response_bytes = match t.max_response_bytes {
+        None => DEFAULT_MAX_RESPONSE_BYTES,
+        Some(n) => match u64::try_from(n) {
+            Ok(n) if MAX_RESPONSE_BYTES_RANGE.contains(&n) => n,
+            _ => {
+                p.add(
+                    at("max_response_bytes"),
+                    format!("{n} is out of range 1048576-1073741824 bytes (1 MiB to 1 GiB)"),
+                );
+                DEFAULT_MAX_RESPONSE_BYTES
+            }
+        },
+    };
     if let Some(ca) = &t.ca_file {
         if let Err(e) = std::fs::metadata(ca) {
             p.add(at("ca_file"), format!("cannot read {}: {e}", ca.display()));
@@ -486,6 +499,7 @@ fn tenant(name: &str, t: RawTenant, p: &mut Problems) -> Option<Tenant> {
         proxy,
         request_timeout,
         ca_file: t.ca_file,
+        max_response_bytes,
     })
 }
 

@@ -83,6 +83,7 @@ pub(crate) mod harness {
             proxy: None,
             request_timeout: Duration::from_secs(30),
             ca_file: None,
+            max_response_bytes: c42fwd::config::DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 
