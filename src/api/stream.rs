@@ -594,6 +594,61 @@ mod tests {
     }
 
     #[test]
+    fn the_count_is_read_from_the_named_key_next_to_the_array() {
+        let count = |path: &'static [&'static [u8]], key: &'static [u8], body: &str| {
+            let mut out = Vec::new();
+            for chunk in [1, 4, body.len()] {
+                let mut s = PageSplitter::for_path(path).counting(key);
+                for c in body.as_bytes().chunks(chunk) {
+                    s.feed(c).unwrap();
+                }
+                out.push(s.finish().unwrap().total_result_count);
+            }
+            assert!(out.windows(2).all(|w| w[0] == w[1]), "{out:?}");
+            out[0]
+        };
+        assert_eq!(
+            count(
+                &[b"alerts"],
+                b"totalCount",
+                r#"{"alerts":[{"totalCount":9}],"totalCount":42,"problems":[]}"#
+            ),
+            Some(42)
+        );
+        assert_eq!(
+            count(
+                NESTED,
+                b"TotalResults",
+                r#"{"TotalResults":1,"data":{"Directory Sync Logs":[{"TotalResults":2}],"PageNumber":1,"TotalResults": 77 },"error":null}"#
+            ),
+            Some(77)
+        );
+        assert_eq!(
+            count(
+                NESTED,
+                b"TotalResults",
+                r#"{"data":{"Directory Sync Logs":[]}}"#
+            ),
+            None
+        );
+        let mut s = PageSplitter::for_path(&[b"alerts"]).counting(b"totalCount");
+        s.feed(br#"{"alerts":[],"totalCount":"many"}"#).unwrap_err();
+    }
+
+    #[test]
+    fn too_many_records_are_reported_as_soon_as_they_are_cut_out() {
+        let mut s = PageSplitter::new().at_most(2);
+        s.feed(br#"{"events":[{"a":1},{"a":2}"#).unwrap();
+        assert_eq!(s.too_many(), None);
+        s.feed(br#",{"a":3}"#).unwrap();
+        assert_eq!(s.too_many(), None, "the third is not complete yet");
+        s.feed(b",").unwrap();
+        assert_eq!(s.too_many(), Some(2));
+        assert_eq!(record_cap(1_000), 1_110);
+        assert_eq!(record_cap(0), 10);
+    }
+
+    #[test]
     fn rejects_broken_bodies() {
         assert!(split_in_chunks(b"", 4).is_err());
         assert!(split_in_chunks(b"<html>", 4).is_err());

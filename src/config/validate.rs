@@ -1313,6 +1313,32 @@ sinks = ["siem"]
     }
 
     #[test]
+    fn max_response_bytes_defaults_and_is_range_checked() {
+        let c = parse_str(MINIMAL).unwrap();
+        assert_eq!(
+            c.tenants["acme"].max_response_bytes,
+            DEFAULT_MAX_RESPONSE_BYTES
+        );
+        let with = |v: &str| {
+            MINIMAL.replace(
+                "client_secret = \"s3cret\"",
+                &format!("client_secret = \"s3cret\"\nmax_response_bytes = {v}"),
+            )
+        };
+        let c = parse_str(&with("4194304")).unwrap();
+        assert_eq!(c.tenants["acme"].max_response_bytes, 4 * 1024 * 1024);
+        for bad in ["0", "-1", "1000", "2147483648"] {
+            let p = problems(&with(bad));
+            assert_eq!(p.len(), 1, "{bad}: {p:?}");
+            assert!(
+                p[0].starts_with("tenants.acme.max_response_bytes: ")
+                    && p[0].contains("out of range"),
+                "{bad}: {p:?}"
+            );
+        }
+    }
+
+    #[test]
     fn unknown_key_is_an_error_with_its_path() {
         let text = MINIMAL.replace("port = 6514", "port = 6514\nprot = 1");
         let p = problems(&text);

@@ -47,6 +47,8 @@ enum Lie {
     /// The first answers that would be full pages come cut to 750 events, with the
     /// true `totalResultCount`.
     ShortPage,
+    /// Every answer that would be a full page comes cut so.
+    AlwaysShort,
     /// The first search answer is a body that never ends.
     EndlessBody,
     /// The first search answer stalls after its first bytes, for ever.
@@ -190,7 +192,12 @@ async fn search(State(h): State<Arc<Hostile>>, body: Bytes) -> Response {
     }
     let total = matching.len();
     let mut events: Vec<&String> = matching.into_iter().skip(page * size).take(size).collect();
-    if h.lie == Lie::ShortPage && events.len() == size && h.take_lie() {
+    let cut = match h.lie {
+        Lie::ShortPage => h.take_lie(),
+        Lie::AlwaysShort => true,
+        _ => false,
+    };
+    if cut && events.len() == size {
         events.truncate(size * 3 / 4);
     }
     let mut out = String::from(r#"{"events":["#);
@@ -201,7 +208,7 @@ async fn search(State(h): State<Arc<Hostile>>, body: Bytes) -> Response {
         out.push_str(e);
     }
     out.push(']');
-    if h.lie == Lie::ShortPage {
+    if matches!(h.lie, Lie::ShortPage | Lie::AlwaysShort) {
         out.push_str(&format!(r#","totalResultCount":{total}"#));
     }
     out.push('}');
@@ -479,4 +486,40 @@ async fn a_huge_error_body_is_read_only_in_part() {
     )
     .await;
     assert!(rss < RSS_BOUND, "peak RSS {} MiB", rss >> 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_that_keeps_contradicting_its_count_stops_the_source_with_an_error() {
+    let h = Hostile::new(Lie::AlwaysShort);
+    let base = serve(h.clone()).await;
+    let setup = write_config(&base, "");
+    let daemon = Daemon::start(&setup.config).await;
+    let says = "the source stops rather than guess where the data ends";
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !std::fs::read_to_string(log_path(&setup.config))
+        .unwrap_or_default()
+        .contains(says)
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no error for the contradicting api\nc42fwd log:\n{}",
+            log_tail(&setup.config)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(metric(&setup.metrics, "c42fwd_source_short_pages_total", &[]).await >= 3);
+    assert!(daemon.terminate().await.success());
+    let log = std::fs::read_to_string(log_path(&setup.config)).unwrap();
+    let line = log.lines().find(|l| l.contains(says)).unwrap();
+    assert!(line.contains("ERROR"), "{line}");
+    assert!(
+        line.contains("source audit")
+            && line.contains("(750 results in all)")
+            && line.contains("said 3000"),
+        "{line}"
+    );
+    // What the short pages held went out, each once, and nothing was guessed beyond.
+    let got = received(&setup.out);
+    assert!(got.values().all(|n| *n == 1), "an event went out twice");
+    assert_eq!(got.len(), PAGE * 3 / 4, "the events of the short page");
 }
