@@ -24,7 +24,11 @@
 //! then counting as not delivered), commits the delivered prefix and returns `Ok`.
 //!
 //! It does not retry API errors itself (the client does, for retriable ones); a
-//! permanent API error stops the source with that error. It knows nothing of any
+//! permanent API error stops the source with that error. Two answers are handled
+//! here instead: a page refused as larger than asked for is asked again for less
+//! ([`PollCycle::on_oversized_page`]), and what the window logic found suspect in a
+//! listing (events out of order, from the future, a short page its own count
+//! contradicts) is logged and counted (`report_listing`). It knows nothing of any
 //! endpoint: that is the [`WindowFetch`] of each source.
 
 use crate::ack::Outcome;

@@ -1,6 +1,6 @@
 //! The window logic: which events to forward, and where the next query starts, for a
-//! listing that is not trusted further than it proves itself. Pure: no I/O, no clock, no async; the poller feeds it what the API
-//! returned and does what it says.
+//! listing that is not trusted further than it proves itself. Pure: no I/O, no clock,
+//! no async; the poller feeds it what the API returned and does what it says.
 //!
 //! # The state
 //! [`WindowState`] is a `watermark` plus the fingerprints of the events at or after the
@@ -57,6 +57,12 @@
 //! - **Oversized pages.** A response refused as larger than asked for is asked again over
 //!   half the time window ([`PollCycle::on_oversized_page`]), then with half the page
 //!   size.
+//!
+//! The poller ([`super::poll`]) logs each suspect event at WARN with its time and
+//! fingerprint and counts it in `c42fwd_source_out_of_order_total{source,reason}`
+//! ([`Anomaly::as_str`] is the reason); contradicted short pages in
+//! `c42fwd_source_short_pages_total{source}`; a poll that gives up stops the source with
+//! `SourceError::ShortPageContradicted`.
 //!
 //! What no reader can catch: an event listed after later ones in a page no query ever
 //! reaches (re-anchoring skips it) leaves no trace in what was read; counting closed
