@@ -454,7 +454,8 @@ impl<F: WindowFetch> WindowPoller<F> {
             let mut next = Next::Fetch(cycle.current());
             loop {
                 let (items, verdict) = match next {
-                    Next::Done => break,
+                    // (A count mismatch ends the poll where it is found, below.)
+                    Next::Done | Next::CountMismatch { .. } => break,
                     Next::Fetch(q) => {
                         let page = tokio::select! {
                             biased;
@@ -518,9 +519,13 @@ impl<F: WindowFetch> WindowPoller<F> {
                         } = verdict.next
                         {
                             // What this last answer held still goes out (first sight).
-                            let _ = self
+                            if self
                                 .forward(page.items, &verdict, state, route, shutdown, flight)
-                                .await?;
+                                .await?
+                                .is_some()
+                            {
+                                return Ok(Stop::Shutdown);
+                            }
                             return Err(SourceError::ShortPageContradicted {
                                 name: self.name.to_string(),
                                 start: query.start,
@@ -540,9 +545,6 @@ impl<F: WindowFetch> WindowPoller<F> {
                             );
                         }
                         (page.items, verdict)
-                    }
-                    Next::CountMismatch { .. } => {
-                        unreachable!("a count mismatch ends the poll where it is found")
                     }
                     Next::ExportInstant { at } => {
                         tracing::error!(

@@ -391,7 +391,9 @@ fn assess(
     };
     // Clients widen the end of a request by at most a millisecond (Sync Log); an event
     // beyond that was not asked for.
-    let after_end = query_end + TimeDelta::milliseconds(1);
+    let after_end = query_end
+        .checked_add_signed(TimeDelta::milliseconds(1))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC);
     let mut ordered: Vec<(usize, DateTime<Utc>)> = Vec::with_capacity(events.len());
     let mut running = before;
     for (i, e) in events.iter().enumerate() {
@@ -609,7 +611,9 @@ impl PollCycle {
         reported_total: Option<u64>,
     ) -> PageVerdict {
         let poll_time = self.poll_time;
-        let future_after = poll_time + TimeDelta::from_std(FUTURE_TOLERANCE).unwrap_or_default();
+        let future_after = poll_time
+            .checked_add_signed(TimeDelta::from_std(FUTURE_TOLERANCE).unwrap_or_default())
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
         let order = assess(events, self.listed_max, self.query_end, future_after);
         let full = events.len() >= self.page_size as usize;
         let received = u64::from(self.page) * u64::from(self.page_size) + events.len() as u64;
