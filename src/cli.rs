@@ -412,6 +412,7 @@ async fn demo(a: DemoArgs) -> anyhow::Result<()> {
         proxy: None,
         request_timeout: Duration::from_secs(30),
         ca_file: None,
+        max_response_bytes: crate::config::DEFAULT_MAX_RESPONSE_BYTES,
     };
     let source = Source {
         name: "audit".into(),

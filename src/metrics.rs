@@ -47,8 +47,21 @@ pub struct Metrics {
     /// `c42fwd_source_bad_observation_data_total{source}`: alert observations whose
     /// `data` string is not JSON; forwarded as the string it was.
     pub source_bad_observation_data: CounterFamily,
+    /// `c42fwd_source_out_of_order_total{source,reason}`: events the API listed out of
+    /// time order (`out_of_order`), later than the poll time plus a tolerance
+    /// (`future`), or after the query window (`after_query_end`). They are forwarded;
+    /// they never move the watermark.
+    pub source_out_of_order: CounterFamily,
+    /// `c42fwd_source_short_pages_total{source}`: short pages whose response count said
+    /// more results exist; each one is asked again.
+    pub source_short_pages: CounterFamily,
     /// `c42fwd_api_requests_total{tenant,endpoint,status}`.
     pub api_requests: CounterFamily,
+    /// `c42fwd_api_responses_cut_total{tenant,endpoint,reason}`: response bodies the
+    /// client stopped reading: `records` (more records than asked for), `size` (over
+    /// the tenant's `max_response_bytes`), `error_body` (a non-2xx body past its first
+    /// KiBs).
+    pub api_responses_cut: CounterFamily,
     /// `c42fwd_api_retries_total{tenant,reason}`: 429, 5xx, timeout, connect, auth.
     pub api_retries: CounterFamily,
     /// `c42fwd_api_token_refreshes_total{tenant}`.
@@ -205,7 +218,22 @@ impl Metrics {
                 "Alert observations whose data is not JSON, forwarded as a string",
                 CounterFamily
             ),
+            source_out_of_order: reg!(
+                "source_out_of_order",
+                "Events listed out of time order, from the future or after the query window",
+                CounterFamily
+            ),
+            source_short_pages: reg!(
+                "source_short_pages",
+                "Short pages contradicted by their response count, asked again",
+                CounterFamily
+            ),
             api_requests: reg!("api_requests", "Code42 API requests", CounterFamily),
+            api_responses_cut: reg!(
+                "api_responses_cut",
+                "Code42 API response bodies cut off (too many records, too large, error body)",
+                CounterFamily
+            ),
             api_retries: reg!("api_retries", "Code42 API requests retried", CounterFamily),
             api_token_refreshes: reg!(
                 "api_token_refreshes",

@@ -20,7 +20,7 @@
 //! This module does not decide which window to query, which alerts are new, or what to
 //! do with an alert whose details are missing: that is [`crate::sources::alerts`].
 
-use super::stream::PageSplitter;
+use super::stream::{record_cap, PageSplitter};
 use super::{join, ApiClient, ApiError, CallAuth};
 use crate::config::{AlertFilterGroup, ApiGeneration};
 use chrono::{DateTime, TimeDelta, Timelike, Utc};
@@ -58,6 +58,8 @@ pub struct AlertQuery<'a> {
 #[derive(Debug, Default)]
 pub struct AlertsPage {
     pub alerts: Vec<Box<RawValue>>,
+    /// `totalCount`: how many alerts the whole query matches, when the server sent it.
+    pub total_count: Option<u64>,
 }
 
 /// What the poller needs from a summary: its id and creation time.
@@ -367,12 +369,17 @@ impl ApiClient {
         let tenant_id = self.tenant_id().await?;
         let (endpoint, url, auth) = self.alerts_endpoint("query-alerts").await?;
         let body = query_body(&tenant_id, q);
+        let cap = record_cap(q.page_size.clamp(1, MAX_ALERT_PAGE_SIZE) as usize);
         let split = self
             .call_reading(
                 &endpoint,
                 auth,
                 |c| c.post(url.clone()).json(&body),
-                || PageSplitter::for_path(ALERTS_ARRAY),
+                || {
+                    PageSplitter::for_path(ALERTS_ARRAY)
+                        .counting(b"totalCount")
+                        .at_most(cap)
+                },
             )
             .await?;
         if let Some(problems) = split.problems.as_deref().and_then(real_problems) {
@@ -380,7 +387,10 @@ impl ApiClient {
             return Err(ApiError::QueryProblems { endpoint, problems });
         }
         match split.events {
-            Some(alerts) => Ok(AlertsPage { alerts }),
+            Some(alerts) => Ok(AlertsPage {
+                alerts,
+                total_count: split.total_result_count,
+            }),
             None => Err(ApiError::Decode {
                 endpoint,
                 reason: "no alerts array in the response".to_string(),
@@ -426,12 +436,13 @@ impl ApiClient {
         }
         let (endpoint, url, auth) = self.alerts_endpoint("query-details").await?;
         for body in details_bodies(ids) {
+            let cap = record_cap(body["alertIds"].as_array().map_or(0, Vec::len));
             let split = self
                 .call_reading(
                     &endpoint,
                     auth,
                     |c| c.post(url.clone()).json(&body),
-                    || PageSplitter::for_path(ALERTS_ARRAY),
+                    || PageSplitter::for_path(ALERTS_ARRAY).at_most(cap),
                 )
                 .await?;
             let Some(alerts) = split.events else {

@@ -5,7 +5,7 @@
 //! into one `Box<RawValue>` per event while it arrives ([`super::stream`]), keeping the
 //! exact text the API sent (what the fingerprints and the JSON-raw output need).
 
-use super::stream::{PageSplitter, SplitPage};
+use super::stream::{record_cap, PageSplitter, SplitPage};
 use super::{join, ApiClient, ApiError, CallAuth};
 use crate::config::{ApiGeneration, AuditFilters};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -36,6 +36,9 @@ pub struct AuditPage {
     /// `totalResultCount`, when the server sent it.
     pub total_result_count: Option<u64>,
 }
+
+/// The most events `search-results-export` serves for one query.
+const MAX_EXPORT_RESULTS: usize = 100_000;
 
 #[derive(Deserialize)]
 struct CountResponse {
@@ -128,12 +131,13 @@ impl ApiClient {
             ),
         };
         let body = query_body(self.api, q, true);
+        let cap = record_cap(q.page_size as usize);
         let result = self
             .call_reading(
                 endpoint,
                 CallAuth::Bearer,
                 |c| c.post(url.clone()).json(&body),
-                PageSplitter::new,
+                || PageSplitter::new().at_most(cap),
             )
             .await;
         match result {
@@ -201,7 +205,7 @@ impl ApiClient {
                         .header(reqwest::header::ACCEPT, "application/json")
                         .json(&body)
                 },
-                PageSplitter::new,
+                || PageSplitter::new().at_most(record_cap(MAX_EXPORT_RESULTS)),
             )
             .await?;
         let page = page_of(split);

@@ -91,6 +91,10 @@ pub enum ApiError {
     /// `problems`: an operator a term does not take, a value it does not know).
     #[error("{endpoint}: the server cannot apply the query: {problems}")]
     QueryProblems { endpoint: String, problems: String },
+    /// The response body held more records than asked for, or more bytes than the
+    /// tenant's `max_response_bytes`: the client stopped reading it.
+    #[error("{endpoint}: response refused: {reason}")]
+    ResponseTooLarge { endpoint: String, reason: String },
 }
 
 impl ApiError {
@@ -106,6 +110,12 @@ impl ApiError {
                 | ApiError::Connect { .. }
                 | ApiError::Transport { .. }
         )
+    }
+
+    /// Whether the response was refused as larger than asked for: the caller can ask
+    /// again for less.
+    pub fn is_oversized(&self) -> bool {
+        matches!(self, ApiError::ResponseTooLarge { .. })
     }
 
     /// The reason label of `c42fwd_api_retries_total`.
@@ -153,6 +163,8 @@ pub struct ApiClient {
     services: ServiceUrls,
     credentials: Credentials,
     http: reqwest::Client,
+    /// The most bytes of one response body read (`max_response_bytes`).
+    max_response_bytes: u64,
     backoff: BackoffPolicy,
     metrics: Arc<Metrics>,
     token: Mutex<TokenSlot>,
@@ -195,9 +207,14 @@ impl ApiClient {
                 "the incydr api takes api client credentials, not a user login".to_string(),
             ));
         }
+        // `timeout` covers the whole exchange, the body included (reqwest wraps the
+        // body in the same deadline), so a body that never ends, stalled or still
+        // streaming, is cut at `request_timeout`; `read_timeout` ends a stalled one
+        // sooner when the request timeout is long.
         let mut b = reqwest::Client::builder()
             .user_agent(concat!("c42fwd/", env!("CARGO_PKG_VERSION")))
             .timeout(tenant.request_timeout)
+            .read_timeout(tenant.request_timeout.min(READ_IDLE_TIMEOUT))
             .connect_timeout(tenant.request_timeout.min(Duration::from_secs(30)));
         b = match &tenant.proxy {
             // An explicit proxy, or none at all: the environment's *_PROXY variables are
@@ -233,6 +250,7 @@ impl ApiClient {
             services: tenant.services.clone(),
             credentials: tenant.credentials.clone(),
             http,
+            max_response_bytes: tenant.max_response_bytes,
             backoff: DEFAULT_BACKOFF,
             metrics,
             token: Mutex::new(TokenSlot {
@@ -334,7 +352,7 @@ impl ApiClient {
                     self.count_request(endpoint, status.as_str());
                     if status.is_success() {
                         let mut reader = new_reader();
-                        match read_body(resp, &mut reader).await {
+                        match read_body(resp, &mut reader, self.max_response_bytes).await {
                             Ok(()) => {
                                 return reader.finish().map_err(|reason| ApiError::Decode {
                                     endpoint: endpoint.to_string(),
@@ -347,6 +365,13 @@ impl ApiClient {
                                     endpoint: endpoint.to_string(),
                                     reason,
                                 })
+                            }
+                            Err(BodyError::Oversized { label, reason }) => {
+                                self.count_cut(endpoint, label);
+                                return Err(ApiError::ResponseTooLarge {
+                                    endpoint: endpoint.to_string(),
+                                    reason,
+                                });
                             }
                         }
                     } else if status == StatusCode::UNAUTHORIZED
@@ -361,7 +386,10 @@ impl ApiClient {
                         continue;
                     } else {
                         let retry_after = retry_after(resp.headers());
-                        let body = resp.bytes().await.unwrap_or_default();
+                        let (body, cut) = read_error_body(resp).await;
+                        if cut {
+                            self.count_cut(endpoint, "error_body");
+                        }
                         let message = server_message(&body);
                         let endpoint = endpoint.to_string();
                         let status_u16 = status.as_u16();
@@ -437,6 +465,17 @@ impl ApiClient {
             .inc();
     }
 
+    fn count_cut(&self, endpoint: &str, reason: &'static str) {
+        self.metrics
+            .api_responses_cut
+            .get_or_create(&vec![
+                ("tenant", self.tenant.clone()),
+                ("endpoint", endpoint.to_string()),
+                ("reason", reason.to_string()),
+            ])
+            .inc();
+    }
+
     fn count_retry(&self, reason: &'static str) {
         self.metrics
             .api_retries
@@ -453,6 +492,10 @@ trait BodyReader {
     type Output;
     fn feed(&mut self, chunk: &[u8]) -> Result<(), String>;
     fn finish(self) -> Result<Self::Output, String>;
+    /// Past how many records the reader refuses the body, once it holds more.
+    fn too_many(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// Keeps the whole body (small responses: tokens, tenant, discovery, counts).
@@ -478,21 +521,70 @@ impl BodyReader for stream::PageSplitter {
     fn finish(self) -> Result<stream::SplitPage, String> {
         stream::PageSplitter::finish(self)
     }
+    fn too_many(&self) -> Option<usize> {
+        stream::PageSplitter::too_many(self)
+    }
 }
+
+/// How long a response body may send nothing before the read fails (when the
+/// tenant's `request_timeout` is longer).
+const READ_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The most bytes of a non-2xx body read for its message; the rest is never read.
+pub const MAX_ERROR_BODY: usize = 4 * 1024;
 
 enum BodyError {
     Transport(reqwest::Error),
     Decode(String),
+    /// Refused as larger than asked for; `label` is the reason label of
+    /// `c42fwd_api_responses_cut_total`.
+    Oversized {
+        label: &'static str,
+        reason: String,
+    },
 }
 
+/// Feeds a 2xx body to `reader`, stopping (and dropping the connection) as soon as it
+/// holds more than `max_bytes`, or more records than the reader accepts: memory stays
+/// bounded whatever the server sends.
 async fn read_body<R: BodyReader>(
     mut resp: reqwest::Response,
     reader: &mut R,
+    max_bytes: u64,
 ) -> Result<(), BodyError> {
+    let mut read: u64 = 0;
     while let Some(chunk) = resp.chunk().await.map_err(BodyError::Transport)? {
+        read = read.saturating_add(chunk.len() as u64);
+        if read > max_bytes {
+            return Err(BodyError::Oversized {
+                label: "size",
+                reason: format!("the body is larger than max_response_bytes ({max_bytes})"),
+            });
+        }
         reader.feed(&chunk).map_err(BodyError::Decode)?;
+        if let Some(max) = reader.too_many() {
+            return Err(BodyError::Oversized {
+                label: "records",
+                reason: format!("it holds more than {max} records"),
+            });
+        }
     }
     Ok(())
+}
+
+/// The first [`MAX_ERROR_BODY`] bytes of an error body (what its message needs), and
+/// whether there was more. A body that breaks off or stalls yields what came.
+async fn read_error_body(mut resp: reqwest::Response) -> (Vec<u8>, bool) {
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = resp.chunk().await {
+        let room = MAX_ERROR_BODY - body.len();
+        if chunk.len() > room {
+            body.extend_from_slice(&chunk[..room]);
+            return (body, true);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    (body, false)
 }
 
 /// Reads a time as the APIs write it: an ISO-8601 string (any number of fractional
@@ -709,6 +801,7 @@ mod tests {
             proxy: None,
             request_timeout: Duration::from_secs(5),
             ca_file: None,
+            max_response_bytes: crate::config::DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 

@@ -5,12 +5,13 @@
 //! the elements of one array (the top-level `"events"` for the Audit Log; other
 //! responses name theirs by a path of object keys with [`PageSplitter::for_path`], such
 //! as `data` / `Directory Sync Logs`), each as the exact JSON text received
-//! (a `Box<RawValue>`, validated as it is cut out), the top-level
-//! `"totalResultCount"`, and the top-level `"problems"` value as raw text (the alert
-//! service reports a filter it cannot apply there, with a 200 and no results).
-//! Everything else is skipped without being stored. So a page costs its events' text
-//! plus one event's worth of buffer, never the whole body and never a
-//! `serde_json::Value` tree.
+//! (a `Box<RawValue>`, validated as it is cut out), the result count next to that array
+//! (`"totalResultCount"` by default, [`PageSplitter::counting`] names another), and the
+//! top-level `"problems"` value as raw text (the alert service reports a filter it
+//! cannot apply there, with a 200 and no results). Everything else is skipped without
+//! being stored. So a page costs its events' text plus one event's worth of buffer,
+//! never the whole body and never a `serde_json::Value` tree; and it never holds more
+//! than [`PageSplitter::at_most`] records (the caller stops reading past that).
 //!
 //! It is not a validating parser for the parts it skips; what it keeps is valid JSON.
 
@@ -21,6 +22,7 @@ use serde_json::value::RawValue;
 pub(super) struct SplitPage {
     /// `None` when the response has no such array (Incydr past its result window).
     pub(super) events: Option<Vec<Box<RawValue>>>,
+    /// The result count of the whole query, as the response reported it.
     pub(super) total_result_count: Option<u64>,
     /// The top-level `problems` value, as received.
     pub(super) problems: Option<Box<RawValue>>,
@@ -31,6 +33,10 @@ pub(super) struct PageSplitter {
     /// The object keys leading from the top-level object to the array whose elements are
     /// kept (at least one).
     path: &'static [&'static [u8]],
+    /// The key of the result count, in the object that holds the kept array.
+    count_key: &'static [u8],
+    /// The most records the caller accepts (see [`PageSplitter::too_many`]).
+    max_records: usize,
     /// How many objects of `path` (after the top-level one) we are inside: keys are
     /// tracked in the innermost, at depth `matched + 1`.
     matched: u32,
@@ -57,6 +63,13 @@ pub(super) struct PageSplitter {
     out: SplitPage,
 }
 
+/// The most records accepted in answer to a request for `asked`: a margin over it (a
+/// server that rounds a page size up is not refused), far below what would matter for
+/// memory.
+pub(super) fn record_cap(asked: usize) -> usize {
+    asked.saturating_add(asked / 10).saturating_add(10)
+}
+
 fn is_ws(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r')
 }
@@ -73,8 +86,41 @@ impl PageSplitter {
     pub(super) fn for_path(path: &'static [&'static [u8]]) -> Self {
         PageSplitter {
             path,
+            count_key: b"totalResultCount",
+            max_records: usize::MAX,
             ..PageSplitter::default()
         }
+    }
+
+    /// Reads the result count from `key` instead of `totalResultCount` (alerts:
+    /// `totalCount`; the Sync Log: `TotalResults`, inside `data`).
+    pub(super) fn counting(mut self, key: &'static [u8]) -> Self {
+        self.count_key = key;
+        self
+    }
+
+    /// Accepts at most `n` records: past that, [`Self::too_many`] says so.
+    pub(super) fn at_most(mut self, n: usize) -> Self {
+        self.max_records = n;
+        self
+    }
+
+    /// Whether more records than [`Self::at_most`] allows were cut out.
+    pub(super) fn too_many(&self) -> Option<usize> {
+        let n = self.out.events.as_ref().map_or(0, Vec::len);
+        (n > self.max_records).then_some(self.max_records)
+    }
+
+    /// Whether the value being read is the result count.
+    fn at_count(&self) -> bool {
+        !self.expect_key
+            && self.depth == self.key_depth()
+            && self.matched as usize + 1 == self.path.len()
+            && self.last_key == self.count_key
+    }
+
+    fn count_name(&self) -> String {
+        String::from_utf8_lossy(self.count_key).into_owned()
     }
 
     /// The depth at which keys are tracked: inside the innermost object of the path.
@@ -153,7 +199,7 @@ impl PageSplitter {
             "null" => None,
             t => Some(
                 t.parse::<u64>()
-                    .map_err(|_| format!("totalResultCount {t:?} is not a count"))?,
+                    .map_err(|_| format!("{} {t:?} is not a count", self.count_name()))?,
             ),
         };
         self.in_total = false;
@@ -298,8 +344,8 @@ impl PageSplitter {
                     self.elem_active = true;
                     self.elem.clear();
                     self.elem.push(b);
-                } else if self.depth == 1 && self.last_key == b"totalResultCount" {
-                    return Err("totalResultCount is a string, not a count".to_string());
+                } else if self.at_count() {
+                    return Err(format!("{} is a string, not a count", self.count_name()));
                 } else {
                     self.starts_problems(b);
                 }
@@ -318,10 +364,7 @@ impl PageSplitter {
                     self.elem_active = true;
                     self.elem.clear();
                     self.elem.push(b);
-                } else if self.depth == 1
-                    && !self.expect_key
-                    && self.last_key == b"totalResultCount"
-                {
+                } else if self.at_count() {
                     self.in_total = true;
                     self.total.clear();
                     self.total.push(b);
@@ -548,6 +591,61 @@ mod tests {
                 .map(|v| v.into_iter().map(|e| e.get().to_string()).collect());
             assert_eq!(got, want);
         }
+    }
+
+    #[test]
+    fn the_count_is_read_from_the_named_key_next_to_the_array() {
+        let count = |path: &'static [&'static [u8]], key: &'static [u8], body: &str| {
+            let mut out = Vec::new();
+            for chunk in [1, 4, body.len()] {
+                let mut s = PageSplitter::for_path(path).counting(key);
+                for c in body.as_bytes().chunks(chunk) {
+                    s.feed(c).unwrap();
+                }
+                out.push(s.finish().unwrap().total_result_count);
+            }
+            assert!(out.windows(2).all(|w| w[0] == w[1]), "{out:?}");
+            out[0]
+        };
+        assert_eq!(
+            count(
+                &[b"alerts"],
+                b"totalCount",
+                r#"{"alerts":[{"totalCount":9}],"totalCount":42,"problems":[]}"#
+            ),
+            Some(42)
+        );
+        assert_eq!(
+            count(
+                NESTED,
+                b"TotalResults",
+                r#"{"TotalResults":1,"data":{"Directory Sync Logs":[{"TotalResults":2}],"PageNumber":1,"TotalResults": 77 },"error":null}"#
+            ),
+            Some(77)
+        );
+        assert_eq!(
+            count(
+                NESTED,
+                b"TotalResults",
+                r#"{"data":{"Directory Sync Logs":[]}}"#
+            ),
+            None
+        );
+        let mut s = PageSplitter::for_path(&[b"alerts"]).counting(b"totalCount");
+        s.feed(br#"{"alerts":[],"totalCount":"many"}"#).unwrap_err();
+    }
+
+    #[test]
+    fn too_many_records_are_reported_as_soon_as_they_are_cut_out() {
+        let mut s = PageSplitter::new().at_most(2);
+        s.feed(br#"{"events":[{"a":1},{"a":2}"#).unwrap();
+        assert_eq!(s.too_many(), None);
+        s.feed(br#",{"a":3}"#).unwrap();
+        assert_eq!(s.too_many(), None, "the third is not complete yet");
+        s.feed(b",").unwrap();
+        assert_eq!(s.too_many(), Some(2));
+        assert_eq!(record_cap(1_000), 1_110);
+        assert_eq!(record_cap(0), 10);
     }
 
     #[test]

@@ -22,7 +22,7 @@
 //! This module does not decide which window to query (that is
 //! [`crate::sources::sync_log`]).
 
-use super::stream::PageSplitter;
+use super::stream::{record_cap, PageSplitter};
 use super::{join, ApiClient, ApiError, CallAuth};
 use chrono::{DateTime, TimeDelta, Timelike, Utc};
 use serde::Deserialize;
@@ -58,6 +58,8 @@ pub struct SyncLogQuery {
 #[derive(Debug, Default)]
 pub struct SyncLogPage {
     pub entries: Vec<Box<RawValue>>,
+    /// `data.TotalResults`: how many entries the whole query matches, when sent.
+    pub total_results: Option<u64>,
 }
 
 /// Which side of the window a query time bounds.
@@ -127,16 +129,24 @@ impl ApiClient {
         let endpoint = "GET /api/v3/DirectorySyncLog";
         let url = join(&self.base_url, "/api/v3/DirectorySyncLog");
         let params = query_params(q);
+        let cap = record_cap(q.page_size.clamp(1, MAX_SYNC_LOG_PAGE_SIZE) as usize);
         let split = self
             .call_reading(
                 endpoint,
                 CallAuth::Bearer,
                 |c| c.get(url.clone()).query(&params),
-                || PageSplitter::for_path(ENTRIES_PATH),
+                || {
+                    PageSplitter::for_path(ENTRIES_PATH)
+                        .counting(b"TotalResults")
+                        .at_most(cap)
+                },
             )
             .await?;
         match split.events {
-            Some(entries) => Ok(SyncLogPage { entries }),
+            Some(entries) => Ok(SyncLogPage {
+                entries,
+                total_results: split.total_result_count,
+            }),
             None => Err(ApiError::Decode {
                 endpoint: endpoint.to_string(),
                 reason: "no data.\"Directory Sync Logs\" array in the response".to_string(),

@@ -64,7 +64,18 @@ pub struct Tenant {
     pub request_timeout: Duration,
     /// Extra CA certificates (PEM) to trust for the API, besides the system roots.
     pub ca_file: Option<PathBuf>,
+    /// The most bytes of one API response body read; a larger one is cut off and
+    /// refused (`max_response_bytes`, default [`DEFAULT_MAX_RESPONSE_BYTES`]).
+    pub max_response_bytes: u64,
 }
+
+/// The default of a tenant's `max_response_bytes`: a full Audit Log page of 10,000
+/// events is a few MiB; this leaves room for large alert details.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The range `max_response_bytes` accepts.
+pub const MAX_RESPONSE_BYTES_RANGE: std::ops::RangeInclusive<u64> =
+    1024 * 1024..=1024 * 1024 * 1024;
 
 // Written by hand: a proxy URL may carry a password (`http://user:pw@proxy:3128`), and
 // `Debug` output must never show a secret (DESIGN invariant 6).
@@ -79,6 +90,7 @@ impl std::fmt::Debug for Tenant {
             .field("proxy", &self.proxy.as_ref().map(redacted_url))
             .field("request_timeout", &self.request_timeout)
             .field("ca_file", &self.ca_file)
+            .field("max_response_bytes", &self.max_response_bytes)
             .finish()
     }
 }

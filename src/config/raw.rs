@@ -52,6 +52,8 @@ pub struct RawTenant {
     pub request_timeout: Option<Duration>,
     pub ca_file: Option<PathBuf>,
     pub services: Option<RawServices>,
+    /// The most bytes of one API response body.
+    pub max_response_bytes: Option<i64>,
 }
 
 #[derive(Debug, Deserialize, Default)]

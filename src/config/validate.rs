@@ -612,6 +612,19 @@ fn tenant(name: &str, t: RawTenant, p: &mut Problems) -> Option<Tenant> {
         request_timeout,
         TENANT_REQUEST_TIMEOUT,
     );
+    let max_response_bytes = match t.max_response_bytes {
+        None => DEFAULT_MAX_RESPONSE_BYTES,
+        Some(n) => match u64::try_from(n) {
+            Ok(n) if MAX_RESPONSE_BYTES_RANGE.contains(&n) => n,
+            _ => {
+                p.add(
+                    at("max_response_bytes"),
+                    format!("{n} is out of range 1048576-1073741824 bytes (1 MiB to 1 GiB)"),
+                );
+                DEFAULT_MAX_RESPONSE_BYTES
+            }
+        },
+    };
     if let Some(ca) = &t.ca_file {
         if let Err(e) = std::fs::metadata(ca) {
             p.add(at("ca_file"), format!("cannot read {}: {e}", ca.display()));
@@ -629,6 +642,7 @@ fn tenant(name: &str, t: RawTenant, p: &mut Problems) -> Option<Tenant> {
         proxy,
         request_timeout,
         ca_file: t.ca_file,
+        max_response_bytes,
     })
 }
 
@@ -1495,6 +1509,32 @@ sinks = ["siem"]
         ] {
             let p = problems(&with(keys));
             assert_eq!(p, vec![want.to_string()], "{keys}");
+        }
+    }
+
+    #[test]
+    fn max_response_bytes_defaults_and_is_range_checked() {
+        let c = parse_str(MINIMAL).unwrap();
+        assert_eq!(
+            c.tenants["acme"].max_response_bytes,
+            DEFAULT_MAX_RESPONSE_BYTES
+        );
+        let with = |v: &str| {
+            MINIMAL.replace(
+                "client_secret = \"s3cret\"",
+                &format!("client_secret = \"s3cret\"\nmax_response_bytes = {v}"),
+            )
+        };
+        let c = parse_str(&with("4194304")).unwrap();
+        assert_eq!(c.tenants["acme"].max_response_bytes, 4 * 1024 * 1024);
+        for bad in ["0", "-1", "1000", "2147483648"] {
+            let p = problems(&with(bad));
+            assert_eq!(p.len(), 1, "{bad}: {p:?}");
+            assert!(
+                p[0].starts_with("tenants.acme.max_response_bytes: ")
+                    && p[0].contains("out of range"),
+                "{bad}: {p:?}"
+            );
         }
     }
 

@@ -143,7 +143,10 @@ impl WindowFetch for AlertsFetch {
             .query_alerts(&query)
             .await
             .map_err(|e| api_err(&self.name, e))?;
-        let mut out = FetchedPage::default();
+        let mut out = FetchedPage {
+            reported_total: page.total_count,
+            ..FetchedPage::default()
+        };
         for raw in page.alerts {
             let s = AlertSummary::parse(raw.get());
             let fp = alert_fingerprint(s.id.as_deref(), raw.get());

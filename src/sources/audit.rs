@@ -104,7 +104,10 @@ impl WindowFetch for AuditLogFetch {
         if page.past_result_window {
             return Ok(FetchedPage::past_result_window());
         }
-        Ok(Self::page_of(page.events, q.start))
+        Ok(FetchedPage {
+            reported_total: page.total_result_count,
+            ..Self::page_of(page.events, q.start)
+        })
     }
 
     /// Reads `[at, at + 1ns)` through the export endpoint, after checking (Incydr: with
@@ -190,6 +193,7 @@ mod tests {
             proxy: None,
             request_timeout: Duration::from_secs(5),
             ca_file: None,
+            max_response_bytes: crate::config::DEFAULT_MAX_RESPONSE_BYTES,
         };
         let metrics = Arc::new(Metrics::new());
         let client = Arc::new(ApiClient::new(&tenant, metrics.clone()).unwrap());

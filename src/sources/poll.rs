@@ -30,7 +30,11 @@
 //! then counting as not delivered), commits the delivered prefix and returns `Ok`.
 //!
 //! It does not retry API errors itself (the client does, for retriable ones); a
-//! permanent API error stops the source with that error. It knows nothing of any
+//! permanent API error stops the source with that error. Two answers are handled
+//! here instead: a page refused as larger than asked for is asked again for less
+//! ([`PollCycle::on_oversized_page`]), and what the window logic found suspect in a
+//! listing (events out of order, from the future, a short page its own count
+//! contradicts) is logged and counted (`report_listing`). It knows nothing of any
 //! endpoint: that is the [`WindowFetch`] of each source.
 
 use crate::ack::Outcome;
@@ -42,7 +46,8 @@ use crate::metrics::{label, Metrics};
 use crate::pipeline::Route;
 use crate::sources::reconcile::Ledger;
 use crate::sources::window::{
-    fingerprint, Next, PageEvent, PageVerdict, PollCycle, QueryWindow, WindowState,
+    fingerprint, Anomaly, Next, PageEvent, PageVerdict, PollCycle, QueryWindow, WindowState,
+    MAX_SHORT_PAGE_ANSWERS,
 };
 use chrono::{DateTime, TimeDelta, Utc};
 use futures_util::future::BoxFuture;
@@ -59,6 +64,9 @@ pub const RETENTION: Duration = Duration::from_secs(90 * 24 * 3600);
 
 /// The most batches waiting for their acknowledgement at once.
 pub const MAX_IN_FLIGHT: usize = 64;
+
+/// The most suspect events of one page named in their own WARN line.
+const MAX_NAMED_ANOMALIES: usize = 5;
 
 /// Why a source stopped. Each names the source.
 #[derive(Debug, thiserror::Error)]
@@ -131,6 +139,18 @@ pub enum SourceError {
         "source {name}: the api refused even a one-record first page from {start} as past its result window (a response without its records?)"
     )]
     ResultWindowRefused { name: String, start: DateTime<Utc> },
+    #[error(
+        "source {name}: the api answered page {page} of the window [{start}, {end}) {answers} times with a short page ({received} results in all) while its own count said {reported}; the source stops rather than guess where the data ends"
+    )]
+    ShortPageContradicted {
+        name: String,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        page: u32,
+        received: u64,
+        reported: u64,
+        answers: u32,
+    },
 }
 
 /// What one source reads, and how: the endpoint-specific part of a poller.
@@ -207,6 +227,9 @@ pub struct FetchedPage<T> {
     /// reason.
     pub bad_times: u64,
     pub bad_time_reason: Option<String>,
+    /// How many results the whole query has, as the response itself reported
+    /// (`totalResultCount`, `totalCount`, `TotalResults`); `None` when it did not.
+    pub reported_total: Option<u64>,
 }
 
 impl<T> Default for FetchedPage<T> {
@@ -217,6 +240,7 @@ impl<T> Default for FetchedPage<T> {
             past_result_window: false,
             bad_times: 0,
             bad_time_reason: None,
+            reported_total: None,
         }
     }
 }
@@ -507,12 +531,36 @@ impl<F: WindowFetch> WindowPoller<F> {
             let mut next = Next::Fetch(cycle.current());
             loop {
                 let (items, marks, verdict) = match next {
-                    Next::Done => break,
+                    // (A count mismatch ends the poll where it is found, below.)
+                    Next::Done | Next::CountMismatch { .. } => break,
                     Next::Fetch(q) => {
                         let page = tokio::select! {
                             biased;
                             _ = shutdown.cancelled() => return Ok(Stop::Shutdown),
-                            r = self.fetch.fetch_page(q) => r?,
+                            r = self.fetch.fetch_page(q) => r,
+                        };
+                        let page = match page {
+                            Ok(page) => page,
+                            Err(SourceError::Api { name, error }) if error.is_oversized() => {
+                                tracing::error!(
+                                    source = %name,
+                                    start = %q.start,
+                                    end = %q.end,
+                                    page = q.page,
+                                    page_size = q.page_size,
+                                    error = %error,
+                                    "the api sent a page larger than asked for; it is refused and the window is read again in smaller slices"
+                                );
+                                match cycle.on_oversized_page() {
+                                    Some(n) => {
+                                        self.count_split();
+                                        next = n;
+                                        continue;
+                                    }
+                                    None => return Err(SourceError::Api { name, error }),
+                                }
+                            }
+                            Err(e) => return Err(e),
                         };
                         if page.past_result_window {
                             if q.page == 0 && q.page_size == 1 {
@@ -538,7 +586,41 @@ impl<F: WindowFetch> WindowPoller<F> {
                             continue;
                         }
                         self.count_bad_times(&page, q.start);
-                        let verdict = cycle.on_page(state, &page.marks);
+                        let verdict =
+                            cycle.on_page_with_total(state, &page.marks, page.reported_total);
+                        self.report_listing(q, &page.marks, &verdict);
+                        if let Next::CountMismatch {
+                            query,
+                            received,
+                            reported,
+                        } = verdict.next
+                        {
+                            // What this last answer held still goes out (first sight).
+                            if self
+                                .forward(
+                                    page.items,
+                                    &page.marks,
+                                    &verdict,
+                                    state,
+                                    route,
+                                    shutdown,
+                                    flight,
+                                )
+                                .await?
+                                .is_some()
+                            {
+                                return Ok(Stop::Shutdown);
+                            }
+                            return Err(SourceError::ShortPageContradicted {
+                                name: self.name.to_string(),
+                                start: query.start,
+                                end: query.end,
+                                page: query.page,
+                                received,
+                                reported,
+                                answers: MAX_SHORT_PAGE_ANSWERS,
+                            });
+                        }
                         if verdict.split {
                             self.count_split();
                             tracing::info!(
@@ -614,6 +696,82 @@ impl<F: WindowFetch> WindowPoller<F> {
             window_start = %window_start,
             "events with an unparsable timestamp are forwarded with the window start as their time"
         );
+    }
+
+    /// Counts and logs what a page showed about the listing itself: events out of time
+    /// order, from the future or after the query window, and a short page its own
+    /// count contradicted. Each suspect event is named by its time and fingerprint
+    /// (never its content); past [`MAX_NAMED_ANOMALIES`] per page, a summary line.
+    fn report_listing(&self, q: QueryWindow, marks: &[PageEvent], verdict: &PageVerdict) {
+        let src = &self.name;
+        if verdict.listed_after.is_some() || !verdict.anomalies.is_empty() {
+            let mut counts = [0u64; 3];
+            for (n, &(i, anomaly)) in verdict.anomalies.iter().enumerate() {
+                counts[anomaly as usize] += 1;
+                if n < MAX_NAMED_ANOMALIES {
+                    let e = marks[i];
+                    tracing::warn!(
+                        source = %src,
+                        reason = anomaly.as_str(),
+                        timestamp = %e.occurred,
+                        fingerprint = %format_args!("{:016x}", e.fingerprint),
+                        position = u64::from(q.page) * u64::from(q.page_size) + i as u64,
+                        query_start = %q.start,
+                        query_end = %q.end,
+                        "the api listed an event out of time order or outside the query window; it is forwarded, and the window is not trusted to have been read past it"
+                    );
+                }
+            }
+            if let Some(after) = verdict.listed_after {
+                counts[Anomaly::OutOfOrder as usize] += 1;
+                tracing::warn!(
+                    source = %src,
+                    reason = Anomaly::OutOfOrder.as_str(),
+                    listed_after = %after,
+                    query_start = %q.start,
+                    query_end = %q.end,
+                    page = q.page,
+                    "the api listed a page that starts before an event an earlier page of the same query listed; the window is read to its end before the watermark moves"
+                );
+            }
+            if verdict.anomalies.len() > MAX_NAMED_ANOMALIES {
+                tracing::warn!(
+                    source = %src,
+                    count = verdict.anomalies.len(),
+                    query_start = %q.start,
+                    query_end = %q.end,
+                    page = q.page,
+                    "more events of the page were out of time order or outside the query window than are named one by one"
+                );
+            }
+            for anomaly in [Anomaly::OutOfOrder, Anomaly::Future, Anomaly::AfterQueryEnd] {
+                let n = counts[anomaly as usize];
+                if n > 0 {
+                    self.metrics
+                        .source_out_of_order
+                        .get_or_create(&vec![
+                            ("source", src.to_string()),
+                            ("reason", anomaly.as_str().to_string()),
+                        ])
+                        .inc_by(n);
+                }
+            }
+        }
+        if let Some((received, reported)) = verdict.short_page {
+            self.metrics
+                .source_short_pages
+                .get_or_create(&label("source", src))
+                .inc();
+            tracing::warn!(
+                source = %src,
+                query_start = %q.start,
+                query_end = %q.end,
+                page = q.page,
+                received,
+                reported,
+                "the api sent a short page while its own count says more results exist; asking again"
+            );
+        }
     }
 
     /// Sends the new items of a page as one batch and queues its commit. `Some(Stop)`
@@ -974,6 +1132,7 @@ mod tests {
             proxy: None,
             request_timeout: Duration::from_secs(1),
             ca_file: None,
+            max_response_bytes: crate::config::DEFAULT_MAX_RESPONSE_BYTES,
         };
         let metrics = Arc::new(Metrics::new());
         let client = Arc::new(ApiClient::new(&tenant, metrics.clone()).unwrap());

@@ -372,7 +372,8 @@ impl<F: WindowFetch> WindowPoller<F> {
         let mut next = Next::Fetch(cycle.current());
         loop {
             let (page, verdict) = match next {
-                Next::Done => return Ok(Ok(found)),
+                // A re-read gives no count to contradict (`on_page` never asks for one).
+                Next::Done | Next::CountMismatch { .. } => return Ok(Ok(found)),
                 Next::Fetch(q) => {
                     let page = tokio::select! {
                         biased;

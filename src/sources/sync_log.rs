@@ -77,7 +77,10 @@ impl WindowFetch for SyncLogFetch {
             .query_sync_log(&query)
             .await
             .map_err(|e| api_err(&self.name, e))?;
-        Ok(page_of(page.entries, q.start))
+        Ok(FetchedPage {
+            reported_total: page.total_results,
+            ..page_of(page.entries, q.start)
+        })
     }
 
     async fn fetch_instant(&self, at: DateTime<Utc>) -> Result<FetchedPage<Event>, SourceError> {

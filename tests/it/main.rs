@@ -6,6 +6,7 @@ mod alerts;
 mod cli;
 mod e2e;
 mod hec;
+mod hostile;
 mod http;
 mod poller;
 mod reconcile;
