@@ -3,7 +3,8 @@
 //! Runs the emulator in this process with a backlog of events, starts the real
 //! `c42fwd` binary as a child process with a config that reads the whole backlog and
 //! sends it as CEF + RFC 5424, octet-counted, to a TCP receiver in this process, and
-//! prints events/s and the child's peak RSS (`VmHWM` from /proc). It measures; it asserts
+//! prints events/s, the child's CPU time (user + system, from /proc, taken when the last
+//! event arrived) per million events, and its peak RSS (`VmHWM` from /proc). It measures; it asserts
 //! nothing about speed.
 //!
 //! `cargo bench --bench throughput` runs 1,000,000 Audit Log events;
@@ -38,11 +39,13 @@ fn main() {
         .expect("runtime");
     let report = rt.block_on(run(events, &format, &source, queue));
     println!(
-        "throughput: {} {source} events, format {format}, queue {queue}, {:.2} s, {:.0} events/s, {:.1} MB/s, c42fwd peak RSS {:.1} MiB",
+        "throughput: {} {source} events, format {format}, queue {queue}, {:.2} s, {:.0} events/s, {:.1} MB/s, c42fwd CPU {:.2} s ({:.2} CPU-s per million events), peak RSS {:.1} MiB",
         report.events,
         report.elapsed.as_secs_f64(),
         report.events as f64 / report.elapsed.as_secs_f64(),
         report.bytes as f64 / report.elapsed.as_secs_f64() / 1e6,
+        report.cpu_secs,
+        report.cpu_secs * 1e6 / report.events.max(1) as f64,
         report.peak_rss_kib as f64 / 1024.0
     );
 }
@@ -51,6 +54,8 @@ struct Report {
     events: u64,
     bytes: u64,
     elapsed: Duration,
+    /// User + system CPU seconds of the c42fwd process when the last event arrived.
+    cpu_secs: f64,
     peak_rss_kib: u64,
 }
 
@@ -209,6 +214,7 @@ sinks = ["tcp"]
     };
     let waited = tokio::time::timeout(Duration::from_secs(1800), done.notified()).await;
     let elapsed = start.elapsed();
+    let cpu_secs = cpu_secs(pid).unwrap_or(f64::NAN);
     if let Some(kib) = vm_hwm_kib(pid) {
         peak.fetch_max(kib, Ordering::Relaxed);
     }
@@ -229,8 +235,21 @@ sinks = ["tcp"]
         events: received.load(Ordering::Relaxed),
         bytes: bytes.load(Ordering::Relaxed),
         elapsed,
+        cpu_secs,
         peak_rss_kib: peak.load(Ordering::Relaxed),
     }
+}
+
+/// User + system CPU time of a live process: fields 14 and 15 of `/proc/<pid>/stat`, in
+/// clock ticks of USER_HZ, which Linux fixes at 100 for everything it shows userspace.
+fn cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: count from after it.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i)?.parse::<u64>().ok();
+    // `rest` starts at field 3, so fields 14 and 15 are at 11 and 12.
+    Some((ticks(11)? + ticks(12)?) as f64 / 100.0)
 }
 
 fn vm_hwm_kib(pid: u32) -> Option<u64> {
