@@ -224,6 +224,13 @@ sinks = ["tcp"]
         nix::sys::signal::Signal::SIGTERM,
     );
     let status = child.wait().expect("wait for c42fwd");
+    let served = emu.stats();
+    println!(
+        "emulator: {} events served in {} requests ({:.2} served per event delivered)",
+        served.events_served,
+        served.requests.values().sum::<u64>(),
+        served.events_served as f64 / received.load(Ordering::Relaxed).max(1) as f64
+    );
     emu.shutdown().await;
     assert!(
         waited.is_ok(),

@@ -27,7 +27,7 @@
 //! # Distrusting the listing
 //! The API promises time order; nothing here relies on it more than it must.
 //! - **Read up to.** A page's read-up-to point is not its last event but the earliest
-//!   time among its last quarter (at least its last two) of in-window events: an event
+//!   time among its last 64th (at least its last three) of in-window events: an event
 //!   listed at the end of a page with a later time than it should have (a skewed clock,
 //!   a run listed newest first) does not move the watermark or the next query on its own
 //!   word; the order check of the next page or query catches it. (A page whose events
@@ -431,16 +431,28 @@ fn assess(
         .collect();
     // Not the last: events listed at the end of a page with later times (a skewed clock,
     // a run listed newest first) are not trusted on their own word; the order check of
-    // the next page or query catches them. A quarter of the page (at least one event)
-    // is held back so.
+    // the next page or query catches them. The last [`HELD_BACK_DIVISOR`]th of the page
+    // (at least two events, one when the page has only two) is held back so.
     out.last_in_window = in_window.iter().copied().max();
     out.read_up_to = match in_window.len() {
         0 => None,
         1 => in_window.first().copied(),
-        n => in_window[n - 1 - (n / 4).max(1)..].iter().copied().min(),
+        n => {
+            let held_back = (n / HELD_BACK_DIVISOR).max(2).min(n - 1);
+            in_window[n - 1 - held_back..].iter().copied().min()
+        }
     };
     out
 }
+
+/// The share of a page's last events not trusted to say how far the page read: 1/64.
+/// Every query that ends on a full page starts its successor that far back, so this is
+/// also what re-reading costs (a quarter, tried first, re-read a third more events on a
+/// backlog read in pages of 10,000). The cost of the smaller share: a run of more than
+/// `n / 64` later-stamped events at the very end of a full page of `n`, followed on the
+/// server by events of earlier times, can start the next query past those events (they
+/// are then left to reconciliation).
+const HELD_BACK_DIVISOR: usize = 64;
 
 /// The indices of the events outside one longest non-decreasing run of `seq` (time
 /// order): the fewest events whose removal leaves the listing in order. O(n log n).
@@ -2009,8 +2021,8 @@ mod tests {
             counts: rng.bool(),
             ..Listing::new(evs.clone())
         };
-        // At least eight: the quarter of a page held back (see `assess`) is then at least
-        // two events, one instant of the pairs these events come in.
+        // At least eight: the events held back (see `assess`) are then at least two, one
+        // instant of the pairs these events come in.
         let page_size = rng.u32(8..30);
         let mode = if rng.bool() {
             plain as fn(_) -> _
