@@ -4,16 +4,17 @@
 //! Log), hands each page (minus what was already forwarded) to its route as a [`Batch`],
 //! and commits the checkpoint behind the sinks' acknowledgements.
 //!
-//! **Invariant (DESIGN 1):** the checkpoint moves to the window state after batch n only
-//! when batches 1..=n were all Delivered by every sink of the route, in order. A batch
-//! that comes back NotDelivered stops the commits and the source (with an error naming
-//! the batch); the pipeline restarts it from the checkpoint, which re-reads the batch
-//! from the API (the API is the buffer).
+//! **Invariant 1 (ARCHITECTURE.md: the API is the buffer):** the checkpoint moves to the
+//! window state after batch n only when batches 1..=n were all Delivered by every sink of
+//! the route, in order. A batch that comes back NotDelivered stops the commits and the
+//! source (with an error naming the batch); the pipeline restarts it from the checkpoint,
+//! which re-reads the batch from the API (the API is the buffer).
 //!
-//! **Invariant (DESIGN 2):** a poll queries from the watermark, forwards only what the
-//! window state has not seen, and moves the watermark to at most `poll_time - lag`
-//! ([`PollCycle`]); the state committed after a batch is the one that batch was decided
-//! with, so a restart re-reads exactly what was not yet delivered.
+//! **Invariant 2 (ARCHITECTURE.md: the lag is a safety window):** a poll queries from the
+//! watermark, forwards only what the window state has not seen, and moves the watermark
+//! to at most `poll_time - lag` ([`PollCycle`]); the state committed after a batch is the
+//! one that batch was decided with, so a restart re-reads exactly what was not yet
+//! delivered.
 //!
 //! A source without a checkpoint writes one holding its start edge before its first
 //! poll, so that a restart never recomputes the edge from a later clock; a checkpoint
@@ -21,8 +22,9 @@
 //! closed windows that are due are compared with the API ([`super::reconcile`]); what
 //! that finds goes out through the same forward/commit path.
 //!
-//! **Invariant (DESIGN 3):** at most [`MAX_IN_FLIGHT`] batches wait for their
-//! acknowledgement; past that the poller waits, as it does when a sink queue is full.
+//! **Invariant 3 (ARCHITECTURE.md: every queue is bounded):** at most [`MAX_IN_FLIGHT`]
+//! batches wait for their acknowledgement; past that the poller waits, as it does when a
+//! sink queue is full.
 //!
 //! The poller never spawns; every await that can block forever also watches
 //! `shutdown`. On shutdown it stops reading, waits for the outstanding
@@ -59,7 +61,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// How long Code42 keeps Audit Log and Directory Sync Log records (seeds 000, 004).
+/// How long Code42 keeps Audit Log and Directory Sync Log records (`docs/api.md`).
 pub const RETENTION: Duration = Duration::from_secs(90 * 24 * 3600);
 
 /// The most batches waiting for their acknowledgement at once.
@@ -277,7 +279,7 @@ impl<T> FetchedPage<T> {
     }
 
     /// Adds one record. An unreadable `time` is replaced by `window_start` (the record
-    /// is forwarded, never dropped: DESIGN invariant 5) and counted; `item` is built with
+    /// is forwarded, never dropped: ARCHITECTURE.md invariant 5) and counted; `item` is built with
     /// the time that stands.
     pub fn push(
         &mut self,
