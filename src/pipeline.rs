@@ -233,7 +233,6 @@ async fn run_with_faults(
         clients.insert(name.clone(), Arc::new(client));
     }
 
-    let mut source_tasks = Vec::new();
     for (name, source) in &cfg.sources {
         let route = Route::new(
             cfg.routes[name]
@@ -253,9 +252,9 @@ async fn run_with_faults(
                 .then(|| Arc::new(std::sync::atomic::AtomicBool::new(true))),
             ..route
         };
-        source_tasks.push(tracker.spawn(supervise_source(
+        tracker.spawn(supervise_source(
             source, client, store, metrics, route, stop,
-        )));
+        ));
     }
     // The routes now hold the only senders: when every source has returned, the sinks'
     // queues close and the sinks drain and return.

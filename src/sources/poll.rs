@@ -57,6 +57,7 @@ use futures_util::FutureExt as _;
 use serde_json::value::RawValue;
 use std::collections::VecDeque;
 use std::future::Future;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -315,7 +316,8 @@ pub struct WindowPoller<F: WindowFetch> {
     start: StartAt,
     pub(super) page_size: u32,
     reconcile_after: Option<Duration>,
-    client: Arc<ApiClient>,
+    /// The tenant's name, for the logs (the fetcher holds the client).
+    tenant: String,
     pub(super) store: Store,
     pub(super) metrics: Arc<Metrics>,
 }
@@ -325,7 +327,7 @@ impl<F: WindowFetch> std::fmt::Debug for WindowPoller<F> {
         f.debug_struct("WindowPoller")
             .field("kind", &F::KIND)
             .field("name", &self.name)
-            .field("tenant", &self.client.tenant())
+            .field("tenant", &self.tenant)
             .finish_non_exhaustive()
     }
 }
@@ -341,11 +343,6 @@ struct InFlight {
     state: WindowState,
     /// The reconciliation ledger to commit with it.
     ledger: Option<Ledger>,
-}
-
-/// Why the polling loop ended without an error.
-pub(super) enum Stop {
-    Shutdown,
 }
 
 impl<F: WindowFetch> WindowPoller<F> {
@@ -364,7 +361,7 @@ impl<F: WindowFetch> WindowPoller<F> {
             start: source.start,
             page_size: source.page_size.clamp(1, F::MAX_PAGE_SIZE),
             reconcile_after: source.reconcile_after,
-            client,
+            tenant: client.tenant().to_string(),
             store,
             metrics,
         })
@@ -393,7 +390,7 @@ impl<F: WindowFetch> WindowPoller<F> {
         tracing::info!(
             source = %self.name,
             kind = F::KIND.as_str(),
-            tenant = %self.client.tenant(),
+            tenant = %self.tenant,
             watermark = %state.watermark(),
             fingerprints = state.fingerprint_count(),
             start = ?flight.start_edge,
@@ -405,7 +402,8 @@ impl<F: WindowFetch> WindowPoller<F> {
         // Our handle on the sink queues goes first, so that the sinks can drain and stop.
         drop(route);
         match result {
-            Ok(Stop::Shutdown) => {
+            // The loop ends without an error only when shutdown stopped it.
+            Ok(()) => {
                 // Every outstanding acknowledgement resolves: a sink either delivers or is
                 // stopped by the pipeline's hard stop, which drops its tokens.
                 self.drain(&mut flight).await?;
@@ -512,11 +510,11 @@ impl<F: WindowFetch> WindowPoller<F> {
         shutdown: &CancellationToken,
         state: &mut WindowState,
         flight: &mut Commits,
-    ) -> Result<Stop, SourceError> {
+    ) -> Result<(), SourceError> {
         let mut limit = F::RESULT_LIMIT;
         loop {
             if shutdown.is_cancelled() {
-                return Ok(Stop::Shutdown);
+                return Ok(());
             }
             let started = tokio::time::Instant::now();
             let poll_time = Utc::now();
@@ -538,7 +536,7 @@ impl<F: WindowFetch> WindowPoller<F> {
                     Next::Fetch(q) => {
                         let page = tokio::select! {
                             biased;
-                            _ = shutdown.cancelled() => return Ok(Stop::Shutdown),
+                            _ = shutdown.cancelled() => return Ok(()),
                             r = self.fetch.fetch_page(q) => r,
                         };
                         let page = match page {
@@ -609,9 +607,9 @@ impl<F: WindowFetch> WindowPoller<F> {
                                     flight,
                                 )
                                 .await?
-                                .is_some()
+                                .is_break()
                             {
-                                return Ok(Stop::Shutdown);
+                                return Ok(());
                             }
                             return Err(SourceError::ShortPageContradicted {
                                 name: self.name.to_string(),
@@ -641,7 +639,7 @@ impl<F: WindowFetch> WindowPoller<F> {
                         );
                         let page = tokio::select! {
                             biased;
-                            _ = shutdown.cancelled() => return Ok(Stop::Shutdown),
+                            _ = shutdown.cancelled() => return Ok(()),
                             r = self.fetch.fetch_instant(at) => r?,
                         };
                         self.count_bad_times(&page, at);
@@ -653,9 +651,9 @@ impl<F: WindowFetch> WindowPoller<F> {
                 if self
                     .forward(items, &marks, &verdict, state, route, shutdown, flight)
                     .await?
-                    .is_some()
+                    .is_break()
                 {
-                    return Ok(Stop::Shutdown);
+                    return Ok(());
                 }
                 self.commit_resolved(flight)?;
             }
@@ -663,9 +661,9 @@ impl<F: WindowFetch> WindowPoller<F> {
             if self
                 .reconcile_due(route, shutdown, state, flight)
                 .await?
-                .is_some()
+                .is_break()
             {
-                return Ok(Stop::Shutdown);
+                return Ok(());
             }
             // Caught up to the poll time: wait for the next poll, committing as the
             // acknowledgements arrive.
@@ -674,7 +672,7 @@ impl<F: WindowFetch> WindowPoller<F> {
                 self.commit_resolved(flight)?;
                 tokio::select! {
                     biased;
-                    _ = shutdown.cancelled() => return Ok(Stop::Shutdown),
+                    _ = shutdown.cancelled() => return Ok(()),
                     _ = tokio::time::sleep_until(deadline) => break,
                     _ = flight.front_outcome() => {}
                 }
@@ -776,8 +774,8 @@ impl<F: WindowFetch> WindowPoller<F> {
         }
     }
 
-    /// Sends the new items of a page as one batch and queues its commit. `Some(Stop)`
-    /// when shutdown interrupted the send.
+    /// Sends the new items of a page as one batch and queues its commit. `Break` when
+    /// shutdown interrupted the send.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn forward(
         &self,
@@ -788,7 +786,7 @@ impl<F: WindowFetch> WindowPoller<F> {
         route: &Route,
         shutdown: &CancellationToken,
         flight: &mut Commits,
-    ) -> Result<Option<Stop>, SourceError> {
+    ) -> Result<ControlFlow<()>, SourceError> {
         let fresh: Vec<F::Item> = items
             .into_iter()
             .zip(&verdict.forward)
@@ -810,27 +808,27 @@ impl<F: WindowFetch> WindowPoller<F> {
             if verdict.advanced {
                 flight.push(None, 0, state.clone());
             }
-            return Ok(None);
+            return Ok(ControlFlow::Continue(()));
         }
         // Bounded in-flight window (module invariant).
         while flight.queue.len() >= MAX_IN_FLIGHT {
             tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => return Ok(Some(Stop::Shutdown)),
+                _ = shutdown.cancelled() => return Ok(ControlFlow::Break(())),
                 _ = flight.front_outcome() => {}
             }
             self.commit_resolved(flight)?;
         }
         let events = tokio::select! {
             biased;
-            _ = shutdown.cancelled() => return Ok(Some(Stop::Shutdown)),
+            _ = shutdown.cancelled() => return Ok(ControlFlow::Break(())),
             r = self.fetch.make_events(fresh) => r?,
         };
         if events.is_empty() {
             if verdict.advanced {
                 flight.push(None, 0, state.clone());
             }
-            return Ok(None);
+            return Ok(ControlFlow::Continue(()));
         }
         let n = events.len();
         let batch = Batch {
@@ -839,7 +837,7 @@ impl<F: WindowFetch> WindowPoller<F> {
         };
         let waiter = tokio::select! {
             biased;
-            _ = shutdown.cancelled() => return Ok(Some(Stop::Shutdown)),
+            _ = shutdown.cancelled() => return Ok(ControlFlow::Break(())),
             r = route.send(batch) => r.map_err(|_| SourceError::RouteClosed { name: self.name.to_string() })?,
         };
         self.metrics
@@ -847,7 +845,7 @@ impl<F: WindowFetch> WindowPoller<F> {
             .get_or_create(&src)
             .inc_by(n as u64);
         flight.push(Some(waiter.wait().boxed()), n, state.clone());
-        Ok(None)
+        Ok(ControlFlow::Continue(()))
     }
 
     /// Commits the longest prefix of in-flight entries known to be Delivered (one save for
