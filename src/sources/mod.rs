@@ -5,7 +5,8 @@
 //! with the API client and commits checkpoints only behind delivered batches (invariant
 //! 1), over a small per-source [`poll::WindowFetch`]: [`audit`] (Audit Log search),
 //! [`alerts`] (`query-alerts` + `query-details`) and [`sync_log`] (Directory Sync Log).
-//! Sources never spawn tasks: the pipeline runs each poller's `run` future.
+//! Sources never spawn tasks: the pipeline runs each poller's `run` future (checkpoint
+//! saves go to tokio's blocking pool and are awaited in place).
 
 pub mod alerts;
 pub mod audit;

@@ -26,10 +26,12 @@
 //! batches wait for their acknowledgement; past that the poller waits, as it does when a
 //! sink queue is full.
 //!
-//! The poller never spawns; every await that can block forever also watches
-//! `shutdown`. On shutdown it stops reading, waits for the outstanding
-//! acknowledgements (which resolve when the sinks deliver or are stopped, their tokens
-//! then counting as not delivered), commits the delivered prefix and returns `Ok`.
+//! The poller never spawns a task of its own (a checkpoint save runs on tokio's blocking
+//! pool and is awaited in place, one at a time, in batch order); every await that can
+//! block forever also watches `shutdown`. On shutdown it stops reading, waits for the
+//! outstanding acknowledgements (which resolve when the sinks deliver or are stopped,
+//! their tokens then counting as not delivered), commits the delivered prefix and returns
+//! `Ok`.
 //!
 //! It does not retry API errors itself (the client does, for retriable ones); a
 //! permanent API error stops the source with that error. Two answers are handled
@@ -385,7 +387,7 @@ impl<F: WindowFetch> WindowPoller<F> {
             // The start edge is fixed before the first poll: a source that fails and is
             // started again (or a restarted process) reads from the same edge, never a
             // later one computed from a later "now".
-            self.save(&mut flight, &state, 0)?;
+            self.save(&mut flight, &state, 0).await?;
         }
         tracing::info!(
             source = %self.name,
@@ -416,16 +418,17 @@ impl<F: WindowFetch> WindowPoller<F> {
                 // be read and sent a second time. A dead sink would make that wait last
                 // for ever, so shutdown ends it; then only what is already known to be
                 // delivered is committed.
-                let settled = {
-                    let drain = self.drain(&mut flight);
-                    tokio::select! {
-                        r = drain => Some(r),
-                        _ = shutdown.cancelled() => None,
-                    }
+                // Only the waiting is cut short, never a commit: a save, once started,
+                // finishes before the next one begins.
+                let settled = tokio::select! {
+                    () = self.settle(&mut flight) => true,
+                    _ = shutdown.cancelled() => false,
                 };
-                if settled.is_none() {
-                    let _ = self.commit_resolved(&mut flight);
-                }
+                let _ = if settled {
+                    self.commit_resolved_prefix_only(&mut flight).await
+                } else {
+                    self.commit_resolved(&mut flight).await
+                };
                 Err(e)
             }
         }
@@ -655,7 +658,7 @@ impl<F: WindowFetch> WindowPoller<F> {
                 {
                     return Ok(());
                 }
-                self.commit_resolved(flight)?;
+                self.commit_resolved(flight).await?;
             }
             limit = cycle.limit();
             if self
@@ -669,7 +672,7 @@ impl<F: WindowFetch> WindowPoller<F> {
             // acknowledgements arrive.
             let deadline = started + self.poll_interval;
             loop {
-                self.commit_resolved(flight)?;
+                self.commit_resolved(flight).await?;
                 tokio::select! {
                     biased;
                     _ = shutdown.cancelled() => return Ok(()),
@@ -817,7 +820,7 @@ impl<F: WindowFetch> WindowPoller<F> {
                 _ = shutdown.cancelled() => return Ok(ControlFlow::Break(())),
                 _ = flight.front_outcome() => {}
             }
-            self.commit_resolved(flight)?;
+            self.commit_resolved(flight).await?;
         }
         let events = tokio::select! {
             biased;
@@ -850,7 +853,7 @@ impl<F: WindowFetch> WindowPoller<F> {
 
     /// Commits the longest prefix of in-flight entries known to be Delivered (one save for
     /// all of them); a NotDelivered one stops the source.
-    pub(super) fn commit_resolved(&self, flight: &mut Commits) -> Result<(), SourceError> {
+    pub(super) async fn commit_resolved(&self, flight: &mut Commits) -> Result<(), SourceError> {
         flight.poll_outcomes();
         let mut last = None;
         let mut batches = 0u64;
@@ -866,7 +869,7 @@ impl<F: WindowFetch> WindowPoller<F> {
                 Some(Outcome::NotDelivered) => {
                     let (batch, events) = (front.seq, front.events);
                     if let Some((s, l)) = last.take() {
-                        self.save_with(flight, &s, l.as_ref(), batches)?;
+                        self.save_with(flight, &s, l.as_ref(), batches).await?;
                     }
                     return Err(SourceError::NotDelivered {
                         name: self.name.to_string(),
@@ -879,7 +882,7 @@ impl<F: WindowFetch> WindowPoller<F> {
             }
         }
         if let Some((s, l)) = last {
-            self.save_with(flight, &s, l.as_ref(), batches)?;
+            self.save_with(flight, &s, l.as_ref(), batches).await?;
         }
         Ok(())
     }
@@ -888,6 +891,13 @@ impl<F: WindowFetch> WindowPoller<F> {
     /// prefix (shutdown path). A batch not delivered is simply not committed: it is read
     /// again at the next start.
     async fn drain(&self, flight: &mut Commits) -> Result<(), SourceError> {
+        self.settle(flight).await;
+        self.commit_resolved_prefix_only(flight).await
+    }
+
+    /// Waits, in order, for every outstanding acknowledgement, up to the first batch
+    /// that was not delivered. Commits nothing.
+    async fn settle(&self, flight: &mut Commits) {
         for f in flight.queue.iter_mut() {
             if f.outcome.is_none() {
                 if let Some(ack) = f.ack.take() {
@@ -903,11 +913,10 @@ impl<F: WindowFetch> WindowPoller<F> {
                 break;
             }
         }
-        self.commit_resolved_prefix_only(flight)
     }
 
     /// Like `commit_resolved`, but stops quietly at a NotDelivered entry.
-    fn commit_resolved_prefix_only(&self, flight: &mut Commits) -> Result<(), SourceError> {
+    async fn commit_resolved_prefix_only(&self, flight: &mut Commits) -> Result<(), SourceError> {
         let mut last = None;
         let mut batches = 0u64;
         while flight.queue.front().and_then(|f| f.outcome) == Some(Outcome::Delivered) {
@@ -918,13 +927,13 @@ impl<F: WindowFetch> WindowPoller<F> {
             last = Some((done.state, done.ledger));
         }
         if let Some((s, l)) = last {
-            self.save_with(flight, &s, l.as_ref(), batches)?;
+            self.save_with(flight, &s, l.as_ref(), batches).await?;
         }
         Ok(())
     }
 
     /// Saves `state` with the current ledger (the start-up save).
-    fn save(
+    async fn save(
         &self,
         flight: &mut Commits,
         state: &WindowState,
@@ -932,9 +941,10 @@ impl<F: WindowFetch> WindowPoller<F> {
     ) -> Result<(), SourceError> {
         let ledger = flight.ledger.clone();
         self.save_with(flight, state, ledger.as_ref(), batches)
+            .await
     }
 
-    fn save_with(
+    async fn save_with(
         &self,
         flight: &mut Commits,
         state: &WindowState,
@@ -950,11 +960,22 @@ impl<F: WindowFetch> WindowPoller<F> {
             start: flight.start_edge,
             reconcile: ledger.map(Ledger::to_record),
         };
-        // A small file, written at most once per page: done inline rather than on a
-        // blocking thread, since sources do not spawn.
-        self.store
-            .save(&self.name, &cp)
-            .map_err(|e| self.cp_err(e))?;
+        // The write and its fsyncs run on tokio's blocking pool, not on a runtime worker.
+        // The save is awaited here, so saves stay strictly in batch order and no two ever
+        // write the source's temp file at once; the source spawns no task of its own.
+        let (store, name) = (self.store.clone(), self.name.clone());
+        let saved = match tokio::task::spawn_blocking(move || store.save(&name, &cp)).await {
+            Ok(saved) => saved,
+            // A panic while saving stays the source's panic, as when the save ran inline:
+            // the supervisor catches it and starts the source again.
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // Cancelled: the runtime is shutting down; the checkpoint was not written.
+            Err(e) => Err(CheckpointError::Write {
+                path: self.store.path(&self.name).unwrap_or_default(),
+                source: std::io::Error::other(e),
+            }),
+        };
+        saved.map_err(|e| self.cp_err(e))?;
         flight.committed_watermark = state.watermark();
         let src = label("source", &self.name);
         if batches > 0 {

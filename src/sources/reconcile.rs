@@ -332,7 +332,7 @@ impl<F: WindowFetch> WindowPoller<F> {
             }
             // The bucket's removal is committed behind whatever it forwarded.
             flight.push(None, 0, state.clone());
-            self.commit_resolved(flight)?;
+            self.commit_resolved(flight).await?;
         }
     }
 
@@ -454,7 +454,7 @@ impl<F: WindowFetch> WindowPoller<F> {
             if sent.is_break() {
                 return Ok(ControlFlow::Break(()));
             }
-            self.commit_resolved(flight)?;
+            self.commit_resolved(flight).await?;
         }
     }
 
