@@ -1182,4 +1182,106 @@ mod tests {
             "{result:?}"
         );
     }
+
+    /// A tenant without events that tells the test when each page was asked for, on
+    /// tokio's clock.
+    struct Quiet {
+        asked: tokio::sync::mpsc::UnboundedSender<tokio::time::Instant>,
+    }
+
+    impl WindowFetch for Quiet {
+        type Item = Event;
+        const KIND: SourceKind = SourceKind::AuditLog;
+        const RETENTION: Option<Duration> = None;
+        const MAX_PAGE_SIZE: u32 = 100;
+        const RESULT_LIMIT: u64 = 100;
+        const UNIQUE_KEYS: bool = false;
+        const ALWAYS_RE_ANCHOR: bool = false;
+
+        fn from_source(
+            source: &config::Source,
+            _: Arc<ApiClient>,
+            _: Arc<Metrics>,
+        ) -> Result<Self, SourceError> {
+            // The test builds its poller itself, with the channel it reads.
+            Err(SourceError::WrongSourceType {
+                name: source.name.clone(),
+                expected: "test",
+            })
+        }
+
+        async fn fetch_page(&self, _: QueryWindow) -> Result<FetchedPage<Event>, SourceError> {
+            let _ = self.asked.send(tokio::time::Instant::now());
+            Ok(FetchedPage::default())
+        }
+
+        async fn fetch_instant(&self, _: DateTime<Utc>) -> Result<FetchedPage<Event>, SourceError> {
+            Ok(FetchedPage::default())
+        }
+
+        async fn make_events(&self, items: Vec<Event>) -> Result<Vec<Event>, SourceError> {
+            Ok(items)
+        }
+    }
+
+    /// Once caught up, the poller waits `poll_interval` from the start of one poll to the
+    /// start of the next: never earlier, and without drifting. On tokio's paused clock:
+    /// the 30 s intervals take no real time.
+    #[tokio::test(start_paused = true)]
+    async fn waits_the_poll_interval_between_polls() {
+        const INTERVAL: Duration = Duration::from_secs(30);
+        // The paused clock rounds a timer up to the millisecond.
+        const SLACK: Duration = Duration::from_millis(1);
+        let (asked, mut polls) = tokio::sync::mpsc::unbounded_channel();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let poller = WindowPoller {
+            name: Arc::from("audit"),
+            fetch: Quiet { asked },
+            lag: Duration::from_secs(1),
+            poll_interval: INTERVAL,
+            start: StartAt::Ago(Duration::from_secs(60)),
+            page_size: 100,
+            reconcile_after: None,
+            tenant: "t".into(),
+            store: store.clone(),
+            metrics: Arc::new(Metrics::new()),
+        };
+        let (tx, _rx) = tokio::sync::mpsc::channel(1);
+        let stop = CancellationToken::new();
+        let run = tokio::spawn(poller.run(Route::new(vec![tx]), stop.clone()));
+
+        let mut at = vec![polls.recv().await.unwrap()];
+        for _ in 0..3 {
+            at.push(polls.recv().await.unwrap());
+        }
+        for pair in at.windows(2) {
+            let gap = pair[1] - pair[0];
+            assert!(
+                gap >= INTERVAL && gap <= INTERVAL + SLACK,
+                "{gap:?}: {at:?}"
+            );
+        }
+
+        // Counted as time moves: nothing a second before the next poll is due, one
+        // page once it is.
+        let last = *at.last().unwrap();
+        tokio::time::advance(INTERVAL - Duration::from_secs(1)).await;
+        assert!(
+            polls.try_recv().is_err(),
+            "polled before the interval was over"
+        );
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let next = polls.recv().await.unwrap();
+        assert!(next - last >= INTERVAL && next - last <= INTERVAL + SLACK);
+
+        stop.cancel();
+        run.await.unwrap().unwrap();
+        assert!(polls.try_recv().is_err(), "polled after shutdown");
+        let cp = store
+            .load("audit")
+            .unwrap()
+            .expect("the polls were committed");
+        assert!(cp.watermark > cp.start.unwrap(), "{cp:?}");
+    }
 }
