@@ -13,6 +13,10 @@
 //! body, `C42FWD_BENCH_QUEUE=N` the sink's queue (batches), `C42FWD_BENCH_PAGE=N` the page size. Under `cargo test` (no
 //! `--bench` argument) it runs a small smoke size, so the harness itself stays tested.
 
+// Benches measure real elapsed time, outside any tokio clock: std's `Instant` is the
+// right tool here; the product's ban on it (clippy.toml) is for code tests must pause.
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
+
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};

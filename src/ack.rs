@@ -5,7 +5,7 @@
 //! [`Outcome::Delivered`] only when *every* token was resolved with
 //! [`AckToken::delivered`]. A token that is dropped unresolved (a sink task that stopped,
 //! a shutdown in the middle of a retry) counts as [`Outcome::NotDelivered`]: the
-//! source then does not commit past that batch (DESIGN invariant 1).
+//! source then does not commit past that batch (ARCHITECTURE.md, invariant 1).
 //!
 //! This module does no I/O and spawns nothing.
 

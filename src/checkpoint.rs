@@ -13,7 +13,7 @@
 //!               "buckets":[{"start":"2024-05-01T09:55:00Z","seen":[...]}]}}
 //! ```
 //!
-//! `watermark` and `fingerprints` are the window state of DESIGN invariant 2 (see
+//! `watermark` and `fingerprints` are the window state of ARCHITECTURE.md invariant 2 (see
 //! [`crate::sources::window`]): every event that occurred before the watermark was
 //! delivered, and the fingerprints (xxh3 of the raw JSON, with how many byte-identical
 //! copies were delivered) cover the delivered events at or after it.
@@ -31,7 +31,7 @@
 //! checkpoints reveal when and how much a tenant logs.
 //!
 //! This module does not decide *when* to save (the poller commits only delivered
-//! prefixes, DESIGN invariant 1) and does not interpret the window state.
+//! prefixes, ARCHITECTURE.md invariant 1) and does not interpret the window state.
 
 use crate::event::SourceKind;
 use chrono::{DateTime, SecondsFormat, Utc};

@@ -1,7 +1,7 @@
 //! The pipeline: builds the running parts from a validated [`Config`] and runs them.
 //!
-//! Invariant: this is the only module that spawns the daemon's tasks (DESIGN invariant
-//! 7). It owns the task tracker and the two stop signals:
+//! Invariant: this is the only module that spawns the daemon's tasks (ARCHITECTURE.md,
+//! invariant 7). It owns the task tracker and the two stop signals:
 //! - `stop_sources`: sources stop reading, wait for the acknowledgements of what they
 //!   sent, commit the delivered prefix and return. Their [`Route`]s drop, the sinks'
 //!   queues close, and each sink drains its queue and returns.
@@ -49,7 +49,7 @@ use tokio_util::task::TaskTracker;
 /// A source's handle on the sinks of its route.
 ///
 /// `send` hands the batch to every sink's bounded queue (waiting while a queue is full:
-/// this is the backpressure of DESIGN invariant 3) and returns the waiter that resolves
+/// this is the backpressure of ARCHITECTURE.md invariant 3) and returns the waiter that resolves
 /// when every sink has reported on the batch.
 #[derive(Clone)]
 pub struct Route {
@@ -233,7 +233,6 @@ async fn run_with_faults(
         clients.insert(name.clone(), Arc::new(client));
     }
 
-    let mut source_tasks = Vec::new();
     for (name, source) in &cfg.sources {
         let route = Route::new(
             cfg.routes[name]
@@ -253,9 +252,9 @@ async fn run_with_faults(
                 .then(|| Arc::new(std::sync::atomic::AtomicBool::new(true))),
             ..route
         };
-        source_tasks.push(tracker.spawn(supervise_source(
+        tracker.spawn(supervise_source(
             source, client, store, metrics, route, stop,
-        )));
+        ));
     }
     // The routes now hold the only senders: when every source has returned, the sinks'
     // queues close and the sinks drain and return.

@@ -1,4 +1,4 @@
-//! Alert calls (seed 003, API.md): `query-alerts` (paged summaries in a `CreatedAt`
+//! Alert calls (`docs/api.md`): `query-alerts` (paged summaries in a `CreatedAt`
 //! window, AND-ed with the configured filter groups) and `query-details` (full alerts
 //! with their observations, at most [`MAX_DETAILS_IDS`] ids per request), for both
 //! generations:
@@ -29,10 +29,10 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::collections::HashMap;
 
-/// The largest `pgSize` of `query-alerts` (API.md).
+/// The largest `pgSize` of `query-alerts` (`docs/api.md`).
 pub const MAX_ALERT_PAGE_SIZE: u32 = 500;
 
-/// The most ids one `query-details` request takes (more is a 400, API.md).
+/// The most ids one `query-details` request takes (more is a 400, `docs/api.md`).
 pub const MAX_DETAILS_IDS: usize = 100;
 
 /// Where both responses list their alerts: the top-level `alerts` array.
@@ -222,7 +222,7 @@ pub struct ExpandedAlert {
     /// Observations whose `data` was put back as structure.
     pub expanded: u32,
     /// Observations whose `data` is a string that is not a JSON object or array: kept as
-    /// the string it was (counted by the caller, DESIGN invariant 5).
+    /// the string it was (counted by the caller, ARCHITECTURE.md invariant 5).
     pub unparsable: u32,
 }
 
@@ -595,12 +595,12 @@ mod tests {
         assert!(d.take("x").is_none(), "handed out once");
     }
 
-    /// The seed 003 example, shortened.
-    const SEED_DETAIL: &str = r#"{"type$":"ALERT_DETAILS","tenantId":"123456","id":"987654321424242","createdAt":"2020-04-08T13:50:25.3644410Z","state":"OPEN","observations":[{"type$":"OBSERVATION","id":"112233445566","observedAt":"2020-04-08T13:40:00.0000000Z","type":"FedEndpointExfiltration","data":"{\"type$\":\"OBSERVED_ENDPOINT_ACTIVITY\",\"id\":\"665544332211\",\"fileCount\":2,\"files\":[{\"path\":\"C:/Users/burt.morales/\",\"name\":\"1586353274_family_photo.png\"}],\"note\":\"a \\\"quoted\\\" word\"}"}],"note":null}"#;
+    /// Code42's example alert (`docs/api.md`), shortened.
+    const EXAMPLE_DETAIL: &str = r#"{"type$":"ALERT_DETAILS","tenantId":"123456","id":"987654321424242","createdAt":"2020-04-08T13:50:25.3644410Z","state":"OPEN","observations":[{"type$":"OBSERVATION","id":"112233445566","observedAt":"2020-04-08T13:40:00.0000000Z","type":"FedEndpointExfiltration","data":"{\"type$\":\"OBSERVED_ENDPOINT_ACTIVITY\",\"id\":\"665544332211\",\"fileCount\":2,\"files\":[{\"path\":\"C:/Users/burt.morales/\",\"name\":\"1586353274_family_photo.png\"}],\"note\":\"a \\\"quoted\\\" word\"}"}],"note":null}"#;
 
     #[test]
     fn observation_data_becomes_structure_and_the_rest_stays_byte_for_byte() {
-        let e = expand_observation_data(SEED_DETAIL);
+        let e = expand_observation_data(EXAMPLE_DETAIL);
         assert_eq!(e.expanded, 1);
         assert_eq!(e.unparsable, 0);
         let v: serde_json::Value = serde_json::from_str(&e.text).unwrap();
@@ -610,8 +610,8 @@ mod tests {
         assert_eq!(data["files"][0]["path"], "C:/Users/burt.morales/");
         assert_eq!(data["note"], r#"a "quoted" word"#);
         // everything before and after the data value is the original text
-        let cut = SEED_DETAIL.find(r#""data":"#).unwrap() + 7;
-        assert_eq!(&e.text[..cut], &SEED_DETAIL[..cut]);
+        let cut = EXAMPLE_DETAIL.find(r#""data":"#).unwrap() + 7;
+        assert_eq!(&e.text[..cut], &EXAMPLE_DETAIL[..cut]);
         assert!(e.text.ends_with(r#"word"}}],"note":null}"#), "{}", e.text);
         assert_eq!(v["createdAt"], "2020-04-08T13:50:25.3644410Z");
     }

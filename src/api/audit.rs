@@ -78,7 +78,7 @@ fn query_body(generation: ApiGeneration, q: &AuditQuery<'_>, paged: bool) -> ser
             "affectedUserNames": f.affected_user_names,
         }),
     };
-    // The legacy export takes (and ignores) paging fields, as in seed 000's example.
+    // The legacy export takes (and ignores) paging fields, as in Code42's example (`docs/api.md`).
     if paged || generation == ApiGeneration::Legacy {
         body["page"] = q.page.into();
         body["pageSize"] = q.page_size.into();
@@ -142,7 +142,7 @@ impl ApiClient {
             .await;
         match result {
             Ok(split) => Ok(page_of(split)),
-            // Legacy signals the 10,000-result window with a 400 (seed 000).
+            // Legacy signals the 10,000-result window with a 400 (`docs/api.md`).
             Err(ApiError::Rejected {
                 status: 400,
                 message,

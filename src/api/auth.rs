@@ -14,7 +14,7 @@ use base64::Engine as _;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// Lifetime assumed when the server says nothing (API.md: legacy tokens last 30 min).
+/// Lifetime assumed when the server says nothing (`docs/api.md`: legacy tokens last 30 min).
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(30 * 60);
 
 pub(super) struct AccessToken {

@@ -1,4 +1,4 @@
-//! The Code42 API client for one tenant, both generations (see `API.md`).
+//! The Code42 API client for one tenant, both generations (see `docs/api.md`).
 //!
 //! [`ApiClient`] owns the HTTP client (rustls, the configured proxy or none, the request
 //! timeout, an optional extra CA bundle), the access token (obtained on first use,
@@ -138,7 +138,7 @@ enum CallAuth {
     /// Bearer access token: a 401 refreshes the token and retries once.
     Bearer,
     /// The same access token, sent as `Authorization: v3_user_token <t>` (the legacy
-    /// alert service, seed 003); a 401 is handled as for `Bearer`.
+    /// alert service, `docs/api.md`); a 401 is handled as for `Bearer`.
     V3UserToken,
 }
 
@@ -185,7 +185,7 @@ impl std::fmt::Debug for ApiClient {
 }
 
 /// The default retry policy of API calls: unbounded, like the sinks' (a Code42 outage
-/// stalls the source and loses nothing, DESIGN invariant 1); the poller cancels a call
+/// stalls the source and loses nothing, ARCHITECTURE.md invariant 1); the poller cancels a call
 /// by dropping it at shutdown.
 pub const DEFAULT_BACKOFF: BackoffPolicy = BackoffPolicy {
     initial: Duration::from_millis(500),

@@ -1,5 +1,6 @@
 //! A push parser that splits a search response into its events while the body arrives
-//! (DESIGN invariant 3: large pages are parsed as streams, not held whole).
+//! (ARCHITECTURE.md, invariant 3: pages are parsed into per-event raw JSON, not held
+//! as one tree).
 //!
 //! It scans the bytes once, tracking only nesting depth and string state, and keeps:
 //! the elements of one array (the top-level `"events"` for the Audit Log; other

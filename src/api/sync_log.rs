@@ -1,4 +1,4 @@
-//! The Directory Sync Log (seed 004): `GET /api/v3/DirectorySyncLog` with
+//! The Directory Sync Log (`docs/api.md`): `GET /api/v3/DirectorySyncLog` with
 //! `eventOccurredAfter` / `eventOccurredBefore` (`yyyy-MM-dd'T'HH:mm:ss.SSSZ`, UTC),
 //! `sortColumn=logEventTimeStamp`, `sortDirection=asc`, `page[number]`, `page[size]`, and
 //! a Bearer token, on the tenant's base URL (both generations).
@@ -8,15 +8,15 @@
 //! window logic fingerprints that text.
 //!
 //! The query parameters have millisecond precision while the window logic works in
-//! nanoseconds: the start is rounded down and the end up, so that the query always
-//! covers the window; what it returns outside the window is dropped by the window logic.
-//! Seed 004 does not say whether `eventOccurredAfter` includes its bound (the emulator
-//! does, like the Audit Log's `dateRange`; the name says it does not), so the start is
-//! moved one more millisecond back: right either way, for the price of re-reading one
-//! millisecond.
+//! nanoseconds: the start is rounded down and the end up, so that the query always covers
+//! the window; what it returns outside the window is dropped by the window logic.
+//! Code42's article (`docs/api.md`) does not say whether `eventOccurredAfter` includes
+//! its bound (the emulator does, like the Audit Log's `dateRange`; the name says it does
+//! not), so the start is moved one more millisecond back: right either way, for the price
+//! of re-reading one millisecond.
 //!
 //! Response: the legacy v3 envelope around the OpenAPI `DirectorySyncLogResponse`,
-//! pages numbered from 1 (seed 004's example asks for `page[number]=1`), at most
+//! pages numbered from 1 (Code42's example asks for `page[number]=1`, `docs/api.md`), at most
 //! [`MAX_SYNC_LOG_PAGE_SIZE`] entries a page.
 //!
 //! This module does not decide which window to query (that is
@@ -28,7 +28,7 @@ use chrono::{DateTime, TimeDelta, Timelike, Utc};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-/// The number of the first page (`page[number]`; seed 004's example asks for page 1).
+/// The number of the first page (`page[number]`; Code42's example asks for page 1).
 const FIRST_PAGE: u32 = 1;
 
 /// The largest `page[size]`.

@@ -40,7 +40,7 @@ pub struct Config {
     pub routes: BTreeMap<String, Vec<String>>,
 }
 
-/// Which generation of the Code42 API a tenant speaks (see API.md).
+/// Which generation of the Code42 API a tenant speaks (see `docs/api.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ApiGeneration {
     /// The Incydr gateway: `/v1/oauth`, `/v1/audit/...`.
@@ -78,7 +78,7 @@ pub const MAX_RESPONSE_BYTES_RANGE: std::ops::RangeInclusive<u64> =
     1024 * 1024..=1024 * 1024 * 1024;
 
 // Written by hand: a proxy URL may carry a password (`http://user:pw@proxy:3128`), and
-// `Debug` output must never show a secret (DESIGN invariant 6).
+// `Debug` output must never show a secret (ARCHITECTURE.md, invariant 6).
 impl std::fmt::Debug for Tenant {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tenant")
@@ -152,7 +152,7 @@ pub struct Source {
     pub name: String,
     pub tenant: String,
     pub kind: SourceSpec,
-    /// How long after it occurred an event may still appear (DESIGN invariant 2).
+    /// How long after it occurred an event may still appear (ARCHITECTURE.md, invariant 2).
     pub lag: Duration,
     /// Pause between polls once the source is caught up.
     pub poll_interval: Duration,
@@ -174,7 +174,7 @@ pub enum SourceSpec {
     SyncLog,
 }
 
-/// One `groups[]` entry of a `query-alerts` body (seed 003): filters joined by `clause`.
+/// One `groups[]` entry of a `query-alerts` body (`docs/api.md`): filters joined by `clause`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlertFilterGroup {
     pub clause: FilterClause,
@@ -243,7 +243,7 @@ impl AlertOperator {
     }
 }
 
-/// Optional Audit Log filters (seed 000). Empty lists mean "all".
+/// Optional Audit Log filters (`docs/api.md`). Empty lists mean "all".
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuditFilters {
     pub event_types: Vec<String>,
@@ -260,7 +260,7 @@ pub struct Sink {
     pub name: String,
     pub kind: SinkKind,
     pub encoding: crate::encode::EncoderOptions,
-    /// Capacity of the sink's queue, in batches (DESIGN invariant 3).
+    /// Capacity of the sink's queue, in batches (ARCHITECTURE.md, invariant 3).
     pub queue_batches: usize,
     /// Bounds of the reconnect / retry backoff.
     pub retry: crate::retry::BackoffPolicy,
@@ -387,7 +387,7 @@ pub struct HttpOptions {
     pub tls: TlsOptions,
 }
 
-/// What happens to a record larger than the transport allows (DESIGN invariant 5).
+/// What happens to a record larger than the transport allows (ARCHITECTURE.md, invariant 5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OversizePolicy {
     /// Cut it and mark the cut; counted.

@@ -138,9 +138,9 @@ pub fn name_problem(name: &str) -> Option<String> {
     ))
 }
 
-/// Alert filter terms as the API spells them (seed 003 and the alert summary fields).
-/// Config accepts any case and the console's names (`AlertState`, `DateObserved`,
-/// `AlertId`).
+/// Alert filter terms as the API spells them (`docs/api.md`, alerts, and the alert
+/// summary fields). Config accepts any case and the console's names (`AlertState`,
+/// `DateObserved`, `AlertId`).
 pub const ALERT_TERMS: &[&str] = &[
     "Id",
     "Name",

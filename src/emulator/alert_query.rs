@@ -8,9 +8,10 @@
 //! implies (so a query over a large backlog scans only the alerts that can match).
 //! It does not know what an alert contains (`alerts`) nor speak HTTP (`alert_routes`).
 //!
-//! Behaviour (the real service is ASP.NET; these follow its model binding and seed 003):
+//! Behaviour (the real service is ASP.NET; these follow its model binding and Code42's
+//! examples, `docs/api.md`):
 //! - Body keys match case-insensitively (`TenantId` = `tenantId`); `pgNum` / `pgSize`
-//!   may be numbers or numeric strings (seed 003 sends `"pgSize": "20"`).
+//!   may be numbers or numeric strings (Code42's example sends `"pgSize": "20"`).
 //! - Terms match case-insensitively and ignore `_`: `CreatedAt`, `createdAt`, and the
 //!   console's names `DateObserved`, `AlertState`, `AlertId`, `RuleName`, `RuleType`.
 //! - Schema errors answer 400 (the `Err` of [`parse_search`]): missing `tenantId`,

@@ -120,7 +120,7 @@ pub(crate) const RISK_SEVERITIES: &[&str] = &[
 ];
 
 /// The canonical spelling of a state value (`open`, `Dismissed` -> `RESOLVED`, ...).
-/// The console and seed 003 call a resolved alert "Dismissed".
+/// The console and Code42's article (`docs/api.md`) call a resolved alert "Dismissed".
 pub(crate) fn canonical_state(s: &str) -> Option<&'static str> {
     let up = s.trim().to_ascii_uppercase().replace([' ', '-'], "_");
     if up == "DISMISSED" {
@@ -134,7 +134,7 @@ pub(crate) fn canonical_state(s: &str) -> Option<&'static str> {
 pub(crate) struct Rule {
     /// The rule metadata id (`id` of `RULE_METADATA`).
     pub(crate) id: String,
-    /// The id alerts carry as `ruleId` (seed 003: the rule's `observerRuleId`).
+    /// The id alerts carry as `ruleId` (`docs/api.md`: the rule's `observerRuleId`).
     pub(crate) observer_rule_id: String,
     pub(crate) name: &'static str,
     pub(crate) description: &'static str,
@@ -374,7 +374,7 @@ struct ObservedFile {
 #[derive(Debug, Clone)]
 pub(crate) struct Observation {
     id: String,
-    /// The `id` inside `data` (seed 003: not the observation's id).
+    /// The `id` inside `data` (`docs/api.md`: not the observation's id).
     data_id: String,
     kind: AlertType,
     observed_ns: i64,
@@ -922,7 +922,8 @@ impl AlertGenerator {
         out.push_str("}}");
     }
 
-    /// `{"type$":"RULE_METADATA",...}` (seed 003's shape and key order).
+    /// `{"type$":"RULE_METADATA",...}` (the shape and key order of Code42's example,
+    /// `docs/api.md`).
     pub(crate) fn render_rule(&self, r: &Rule, out: &mut String) {
         out.push_str("{\"type$\":\"RULE_METADATA\"");
         kv_str(out, "modifiedBy", r.modified_by);

@@ -2,12 +2,12 @@
 //!
 //! Owns the deterministic content of events: the event type (every type of
 //! [`crate::normalize::catalog::AUDIT_EVENT_TYPES`]), the actor, user agent and IP
-//! address, and the type-specific details of the seed article "Audit Log event details",
-//! rendered straight to JSON text. Content is a pure function of `(seed, i)`; a
-//! duplicate event (see `timeline`) renders its predecessor's content. User-controlled
-//! text (names, notes, descriptions, agents, query text) is now and then hostile:
-//! delimiters, newlines, quotes, non-ASCII, forged syslog lines, multi-KB values.
-//! It does not decide when an event occurs or is visible (`timeline`), nor which
+//! address, and the type-specific details of Code42's article "Audit Log event details"
+//! (`docs/api.md`), rendered straight to JSON text. Content is a pure function of
+//! `(seed, i)`; a duplicate event (see `timeline`) renders its predecessor's content.
+//! User-controlled text (names, notes, descriptions, agents, query text) is now and then
+//! hostile: delimiters, newlines, quotes, non-ASCII, forged syslog lines, multi-KB
+//! values. It does not decide when an event occurs or is visible (`timeline`), nor which
 //! events a query selects (`query`).
 
 use super::json::{self, escape_into, key, kv_bool, kv_str, kv_str_array, kv_u64, push_str};
@@ -591,8 +591,8 @@ impl Generator {
             ActorType::User,
         );
         let provisioner = unknown + 1;
-        // The "initial intake" actor of the seed's troubleshooting note: no user, no
-        // address, no agent.
+        // The "initial intake" actor of Code42's troubleshooting note (`docs/api.md`): no
+        // user, no address, no agent.
         actor(String::new(), String::new(), ActorType::Unknown);
         let intake = provisioner + 1;
 
@@ -904,8 +904,8 @@ impl Generator {
         let rid = || self.resource_id(head).unwrap_or_default();
         if let Some(p) = self.affected(head) {
             kv_str(out, "userId", &p.id);
-            // The seed: "Username change" leaves the affected user empty because the
-            // value is in the old/new fields.
+            // Code42's article (`docs/api.md`): "Username change" leaves the affected
+            // user empty because the value is in the old/new fields.
             if family
                 != (Family::UserValueChange {
                     field: UserField::Username,
@@ -1606,7 +1606,7 @@ mod tests {
     }
 
     #[test]
-    fn type_specific_fields_follow_the_seed() {
+    fn type_specific_fields_follow_the_documentation() {
         let g = generator(11);
         let mut found = std::collections::HashMap::new();
         for i in 0..40_000u64 {

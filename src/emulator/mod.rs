@@ -2,7 +2,7 @@
 //! `c42fwd emulate`.
 //!
 //! The real API cannot be reached from here, so this module serves both API
-//! generations the way the real service behaves (see `shared/API.md`), quirks included:
+//! generations the way the real service behaves (see `docs/api.md`), quirks included:
 //! the Incydr gateway (`/v1/oauth`, `/v1/customer`, `/v1/audit/*`: the 10,000-result
 //! window answered with `totalResultCount` only, epoch-float dates, download tokens) and
 //! the legacy services (`/api/v3/auth/jwt` with TOTP, `/api/v3/oauth/token`, tenant,
@@ -28,9 +28,10 @@
 //! - `server`: the shared state, and the auth, discovery and Audit Log routes.
 //! - `args`: the `c42fwd emulate` command-line options.
 //!
-//! Where the seeds leave behaviour open, the choice is written down where it is made:
-//! alert filters in `alert_query`, alert endpoints in `service_routes`, the Sync Log in
-//! `sync_log` (1-based `page[number]`, `{"data":{"Directory Sync Logs":[..],..}}`).
+//! Where Code42's documentation leaves behaviour open, the choice is written down where
+//! it is made: alert filters in `alert_query`, alert endpoints in `service_routes`, the
+//! Sync Log in `sync_log` (1-based `page[number]`,
+//! `{"data":{"Directory Sync Logs":[..],..}}`).
 //!
 //! Invariant: the event log is never materialised. Event `i` is a pure function of
 //! `(seed, i)`; a backlog of a million events costs no memory and a time range maps to an

@@ -27,7 +27,8 @@ struct SearchBody {
     user_types: Option<Vec<String>>,
     affected_user_ids: Option<Vec<String>>,
     affected_user_names: Option<Vec<String>>,
-    // The seed article spells these two differently from its own example body.
+    // Code42's article spells these two differently from its own example body
+    // (`docs/api.md`).
     affected_user_uids: Option<Vec<String>>,
     affected_usernames: Option<Vec<String>>,
     page: Option<i64>,

@@ -145,9 +145,9 @@ fn write_event(g: &super::events::Generator, i: u64, format: Format, out: &mut S
             out.push('\n');
         }
         Format::Cef => {
-            // The shape of the seed article's server-side CEF: vendor, product and
+            // The shape of Code42's server-side CEF sample (`docs/api.md`): vendor, product and
             // version "N/A", the type as name, "[]" as class id, severity 0, and a
-            // leading space before the extension. Unlike the seed's sample we escape
+            // leading space before the extension. Unlike that sample we escape
             // extension values, so that a value cannot start a new record.
             let p = g.parts(i);
             out.push_str("CEF:0|N/A|N/A|N/A|");

@@ -834,8 +834,8 @@ async fn v1_search(State(st): St, headers: HeaderMap, body: Bytes) -> Response {
     }
 }
 
-/// Legacy export: JSON (default), CSV or CEF. The seed: page and pageSize apply to CSV
-/// output and are ignored for CEF and JSON.
+/// Legacy export: JSON (default), CSV or CEF. As documented (`docs/api.md`): page and
+/// pageSize apply to CSV output and are ignored for CEF and JSON.
 async fn v1_export(State(st): St, headers: HeaderMap, body: Bytes) -> Response {
     let q = match admit_query(
         &st,

@@ -28,7 +28,7 @@
 //! - query-details-aggregate: an unknown alert id is a 400.
 //! - A state change sets `state`, `stateLastModifiedBy` (the token's subject) and
 //!   `stateLastModifiedAt` (the emulator's clock). A note replaces the alert's note
-//!   (seed 003: "any note you add overwrites any existing note"); an empty or absent
+//!   (`docs/api.md`: a note replaces any note the alert had); an empty or absent
 //!   note on update-state / resolve / reopen leaves the note alone (py42 always sends
 //!   `"note": ""`). add-note changes the note only, not the state fields.
 //! - Change requests answer 200 with an empty body.
@@ -97,7 +97,8 @@ pub(crate) fn routes() -> Router<Arc<Emulator>> {
         ("/alert-service/svc/api/v1/update-state", update_state),
         ("/alert-service/svc/api/v1/resolve-alert", resolve_alert),
         ("/alert-service/svc/api/v1/reopen-alert", reopen_alert),
-        // py42 asks the alert service for rules; seed 003 names the fed-observer.
+        // py42 asks the alert service for rules; Code42's article names the fed-observer
+        // (`docs/api.md`).
         (
             "/alert-service/svc/api/v1/rules/query-rule-metadata",
             query_rules,
@@ -186,7 +187,7 @@ const fn term(names: &'static [&'static str], id: u8, kind: Kind) -> TermDef {
 }
 
 /// The alert terms of the OpenAPI `SearchFilter.term` list, plus the console's names
-/// from seed 003 (`AlertId`, `DateObserved`, `RuleName`, `AlertState`).
+/// from `docs/api.md` (`AlertId`, `DateObserved`, `RuleName`, `AlertState`).
 const ALERT_TERMS: &[TermDef] = &[
     term(&["alertid", "id"], T_ALERT_ID, Kind::Text),
     term(&["tenantid"], T_TENANT_ID, Kind::Text),
@@ -603,7 +604,8 @@ const R_SEVERITY: u8 = 13;
 const R_RULE_WARNING: u8 = 14;
 const R_LOG_STRING: u8 = 15;
 
-/// The rule terms of the OpenAPI, plus seed 003's `IsSystem`, `RuleSource`, `Severity`.
+/// The rule terms of the OpenAPI, plus the console's `IsSystem`, `RuleSource` and
+/// `Severity` (`docs/api.md`).
 const RULE_TERMS: &[TermDef] = &[
     term(&["rulemetadataid", "id"], R_ID, Kind::Text),
     term(&["tenantid"], R_TENANT_ID, Kind::Text),

@@ -1,4 +1,4 @@
-//! The emulated Directory Sync Log (seed 004): what entry number `i` says, which
+//! The emulated Directory Sync Log (`docs/api.md`): what entry number `i` says, which
 //! entries a request selects, and the JSON and CSV bodies.
 //!
 //! Owns entry content (`username`, `action`, `field`, `oldValue`, `newValue`,
@@ -7,18 +7,18 @@
 //! pure function of `(seed, i)` on their own [`Timeline`], like Audit Log events; it does
 //! not speak HTTP (`service_routes`).
 //!
-//! Behaviour choices (the seed leaves them open; the OpenAPI has only the response
+//! Behaviour choices (Code42's article leaves them open; the OpenAPI has only the response
 //! object `DirectorySyncLogResponse`, no path):
 //! - JSON body: the legacy v3 envelope around the OpenAPI object, keys as the OpenAPI
 //!   spells them (with the space): `{"data":{"Directory Sync Logs":[entry...],
 //!   "PageNumber":n,"PageSize":s,"TotalResults":t},"error":null,"warnings":null}`.
-//! - `page[number]` is 1-based (seed 004's example asks for `page[number]=1`); 0 is a
+//! - `page[number]` is 1-based (Code42's example asks for `page[number]=1`); 0 is a
 //!   400. `page[size]` defaults to 100, at most 1000 (more is a 400). Without either
-//!   parameter the whole range comes back on "page 1" (the seed calls it an export).
+//!   parameter the whole range comes back on "page 1" (Code42's article calls it an export).
 //! - `eventOccurredAfter` is inclusive, `eventOccurredBefore` exclusive (as the Audit
 //!   Log's `dateRange`); both optional. Accepted forms: `yyyy-MM-dd'T'HH:mm:ss.SSSZ`
-//!   with `Z`, `+0000` or `+00:00`, the literal quotes around `T` seed 004's example
-//!   shows, any number of fractional digits, a `+` that arrived as a space (not
+//!   with `Z`, `+0000` or `+00:00`, the literal quotes around `T` of the
+//!   documented pattern, any number of fractional digits, a `+` that arrived as a space (not
 //!   percent-encoded), and a bare `yyyy-MM-dd`. Anything else is a 400 naming the
 //!   parameter.
 //! - Sort: `sortColumn` one of action, field, logEventTimeStamp, newValue, oldValue,
@@ -39,7 +39,7 @@ use std::ops::Range;
 
 const SALT_SYNC: u64 = 301;
 const NANOS_PER_MILLI: i64 = 1_000_000;
-/// Sync Log data is retained for the last 90 days (seed 004).
+/// Sync Log data is retained for the last 90 days (`docs/api.md`).
 pub(crate) const RETENTION_NS: i64 = 90 * 86_400 * 1_000_000_000;
 pub(crate) const DEFAULT_PAGE_SIZE: u64 = 100;
 pub(crate) const MAX_PAGE_SIZE: u64 = 1_000;

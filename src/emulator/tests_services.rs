@@ -154,7 +154,8 @@ async fn query_alerts_pages_and_sorts_like_ground_truth() {
     want.sort_by(|a, b| b.0.cmp(&a.0));
     assert_eq!(desc, want.into_iter().map(|w| w.1).collect::<Vec<_>>());
 
-    // Seed 003's body: numbers as strings, lowercase direction; a page past the end.
+    // The body of Code42's example (`docs/api.md`): numbers as strings, lowercase
+    // direction; a page past the end.
     let mut q = body(json!([]), "OR", 0, 20, "desc");
     q["pgSize"] = json!("20");
     q["pgNum"] = json!("99");
@@ -924,7 +925,7 @@ async fn sync_log_pages_sorts_and_matches_ground_truth() {
 }
 
 #[tokio::test]
-async fn sync_log_accepts_the_seed_date_forms_and_serves_csv() {
+async fn sync_log_accepts_the_documented_date_forms_and_serves_csv() {
     let (h, c) = emulator(options()).await;
     let token = v2_token(&h, &c).await;
     let from = t0() - chrono::Duration::days(30);
@@ -933,7 +934,8 @@ async fn sync_log_accepts_the_seed_date_forms_and_serves_csv() {
     assert!(!truth.is_empty());
     let f = |t: DateTime<Utc>, fmt: &str| t.format(fmt).to_string();
     for (a, b) in [
-        // Seed 004's literal quotes around T, and four fractional digits.
+        // The literal quotes around T of the documented pattern (`docs/api.md`), and four
+        // fractional digits.
         (
             f(from, "%Y-%m-%d'T'%H:%M:%S.0000Z"),
             f(to, "%Y-%m-%d'T'%H:%M:%S.0000Z"),

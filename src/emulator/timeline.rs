@@ -263,7 +263,7 @@ impl Timeline {
     }
 
     /// How long after occurring event `i` shows up in searches: mostly quickly, some
-    /// near the full lag (the seed says "within five minutes", at type-dependent
+    /// near the full lag (`docs/api.md`: "up to about five minutes", at type-dependent
     /// intervals). A duplicate is ingested with its original.
     pub(crate) fn delay_ns(&self, i: u64) -> i64 {
         let late = if self.is_late(i) { self.late_by_ns } else { 0 };

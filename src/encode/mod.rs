@@ -2,10 +2,11 @@
 //!
 //! Owned here: the output formats (CEF, LEEF 2.0 / 1.0, JSON raw or normalized), the
 //! syslog header (RFC 5424, RFC 3164 or none) and the transport framing (RFC 6587 octet
-//! counting, LF, or none for datagrams). Pure and total (DESIGN invariant 4): no I/O, no panic on any
-//! input; an encoded record never contains its framing's delimiter unescaped.
-//! Deliberately not here: reading the event (`crate::normalize`), and deciding what to
-//! do with a record too large for a transport (the sinks' oversize policy).
+//! counting, LF, or none for datagrams). Pure and total (ARCHITECTURE.md, invariant 4):
+//! no I/O, no panic on any input; an encoded record never contains its framing's
+//! delimiter unescaped. Deliberately not here: reading the event (`crate::normalize`),
+//! and deciding what to do with a record too large for a transport (the sinks' oversize
+//! policy).
 //!
 //! Layout: [`cef`], [`leef`] and `json` write bodies, [`syslog`] writes headers, this
 //! file puts header, body and frame together. The reference of every byte is

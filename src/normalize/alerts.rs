@@ -1,7 +1,7 @@
 //! The Alerts data set: the alert types c42fwd knows, how an alert's severities become
 //! one CEF / LEEF severity, and the summary of an alert's observations.
 //!
-//! Owned here: the table of alert `type`s (OpenAPI `RuleType`, seed 003) with a display
+//! Owned here: the table of alert `type`s (OpenAPI `RuleType`, `docs/api.md`) with a display
 //! name and a category, the two severity scales of an alert (the rule's static
 //! `severity` HIGH / MEDIUM / LOW and the events' `riskSeverity`), and
 //! [`summarize_observations`], which reads the `observations` array once and counts
@@ -25,7 +25,7 @@ use std::borrow::Cow;
 pub struct AlertType {
     /// As the API spells it; also the Device Event Class ID.
     pub name: &'static str,
-    /// The name of the rule type in the console (seed 003: "Exposure on an endpoint").
+    /// The name of the rule type in the console (`docs/api.md`: "Exposure on an endpoint").
     pub display: &'static str,
     pub category: &'static str,
 }
@@ -253,12 +253,13 @@ fn add_file<'a>(s: &mut ObservationSummary<'a>, file: &'a str, size_sum: &mut i6
 mod tests {
     use super::*;
 
-    /// The seed's detail, with `data` already put back as structure by the source.
-    const SEED_OBSERVATIONS: &str = r#"[{"type$":"OBSERVATION","id":"112233445566","observedAt":"2020-04-08T13:40:00.0000000Z","type":"FedEndpointExfiltration","data":{"type$":"OBSERVED_ENDPOINT_ACTIVITY","id":"665544332211","sources":["Endpoint"],"exposureTypes":["ApplicationRead","CloudStorage"],"firstActivityAt":"2020-04-08T13:40:00.0000000Z","lastActivityAt":"2020-04-08T13:45:00.0000000Z","fileCount":2,"totalFileSize":311096,"fileCategories":[{"type$":"OBSERVED_FILE_CATEGORY","category":"Image","fileCount":2,"totalFileSize":311096,"isSignificant":false}],"files":[{"type$":"OBSERVED_FILE","eventId":"998877665544","path":"C:/Users/burt.morales/","name":"1586353274_family_photo.png","category":"Image"},{"type$":"OBSERVED_FILE","eventId":"334455667788","path":"C:/Users/burt.morales/Dropbox/","name":"1586353274_family_photo.png","category":"Image"}],"syncToServices":["Dropbox"],"sendingIpAddresses":["192.0.2.0"]}}]"#;
+    /// Code42's example alert detail (`docs/api.md`), with `data` already put back as
+    /// structure by the source.
+    const EXAMPLE_OBSERVATIONS: &str = r#"[{"type$":"OBSERVATION","id":"112233445566","observedAt":"2020-04-08T13:40:00.0000000Z","type":"FedEndpointExfiltration","data":{"type$":"OBSERVED_ENDPOINT_ACTIVITY","id":"665544332211","sources":["Endpoint"],"exposureTypes":["ApplicationRead","CloudStorage"],"firstActivityAt":"2020-04-08T13:40:00.0000000Z","lastActivityAt":"2020-04-08T13:45:00.0000000Z","fileCount":2,"totalFileSize":311096,"fileCategories":[{"type$":"OBSERVED_FILE_CATEGORY","category":"Image","fileCount":2,"totalFileSize":311096,"isSignificant":false}],"files":[{"type$":"OBSERVED_FILE","eventId":"998877665544","path":"C:/Users/burt.morales/","name":"1586353274_family_photo.png","category":"Image"},{"type$":"OBSERVED_FILE","eventId":"334455667788","path":"C:/Users/burt.morales/Dropbox/","name":"1586353274_family_photo.png","category":"Image"}],"syncToServices":["Dropbox"],"sendingIpAddresses":["192.0.2.0"]}}]"#;
 
     #[test]
-    fn summarizes_the_seed_alert() {
-        let s = summarize_observations(SEED_OBSERVATIONS).unwrap();
+    fn summarizes_the_documented_example_alert() {
+        let s = summarize_observations(EXAMPLE_OBSERVATIONS).unwrap();
         assert_eq!(s.count, 1);
         assert_eq!(s.unreadable, 0);
         assert_eq!(s.file_count, 2);

@@ -1,4 +1,6 @@
-//! The Audit Log event types c42fwd knows, from the Code42 "Audit Log" article.
+//! The Audit Log event types c42fwd knows, from the Code42 "Audit Log" article (where
+//! the list comes from, and how type names are spelled: `docs/api.md`, "The event-type
+//! catalog").
 //!
 //! One row per event type (111: the article's 110 headings plus "File download: IO error",
 //! which it lists inside the "File download" entry): the type name as it appears in the API's `type$` field
@@ -13,7 +15,7 @@
 pub struct AuditEventType {
     /// The type name inside `type$`: `audit_log::<name>/1`.
     pub name: &'static str,
-    /// The console's display name (seed article "Audit Log").
+    /// The console's display name (Code42's "Audit Log" article).
     pub display: &'static str,
     pub category: &'static str,
     /// CEF severity 0-10.
@@ -34,7 +36,7 @@ const fn t(
     }
 }
 
-/// Every Audit Log event type of the seed article, in its order.
+/// Every Audit Log event type of Code42's "Audit Log" article, in its order.
 pub const AUDIT_EVENT_TYPES: &[AuditEventType] = &[
     t(
         "account_name_added",

@@ -18,7 +18,7 @@
 //! keys are the common ones. Deliberately not here: any output format (that is
 //! `crate::encode`), any I/O, any clock.
 //!
-//! **Invariant (DESIGN 4): [`normalize`] is total.** Every input yields a record: an
+//! **Invariant 4 (ARCHITECTURE.md): [`normalize`] is total.** Every input yields a record: an
 //! event that is not an object, lacks `type$` or `timestamp`, or has a common key of the
 //! wrong JSON type still produces one, with the reason in [`Record::problems`]. No key is
 //! dropped: a common key is taken out of [`Record::fields`] only when its value was

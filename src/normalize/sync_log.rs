@@ -1,14 +1,15 @@
 //! The Directory Sync Log data set: the `action`s c42fwd knows, with a display name, a
 //! category and a CEF / LEEF severity.
 //!
-//! Owned here: the table of actions. Seed 004 names the entry's columns (`username`,
-//! `action`, `field`, `oldValue`, `newValue`, `providerName`, `logEventTimeStamp`) but
-//! not the values `action` takes; the table lists the provisioning actions the emulator
-//! generates (user added / updated / deactivated / reactivated / moved, role assigned /
-//! removed, sync failure), which is where an operator's SIEM rules will look. An action
-//! the table does not know keeps its own text as class id, a humanized name, category
-//! [`SYNC_LOG_CATEGORY`] and severity [`SYNC_LOG_DEFAULT_SEVERITY`]: nothing depends on
-//! the table being complete. Deliberately not here: output keys (`crate::encode`).
+//! Owned here: the table of actions. Code42's article (`docs/api.md`) names the entry's
+//! columns (`username`, `action`, `field`, `oldValue`, `newValue`, `providerName`,
+//! `logEventTimeStamp`) but not the values `action` takes; the table lists the
+//! provisioning actions the emulator generates (user added / updated / deactivated /
+//! reactivated / moved, role assigned / removed, sync failure), which is where an
+//! operator's SIEM rules will look. An action the table does not know keeps its own text
+//! as class id, a humanized name, category [`SYNC_LOG_CATEGORY`] and severity
+//! [`SYNC_LOG_DEFAULT_SEVERITY`]: nothing depends on the table being complete.
+//! Deliberately not here: output keys (`crate::encode`).
 
 /// One Sync Log action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,5 +1,5 @@
 //! The dead-letter file of one sink: records a sink rejected by an explicit policy
-//! (DESIGN invariant 5), kept so that nothing is dropped silently.
+//! (ARCHITECTURE.md, invariant 5), kept so that nothing is dropped silently.
 //!
 //! Format: `<dead_letter_dir>/<sink>.ndjson`, append-only, one JSON object per line:
 //! `{"time": RFC 3339 UTC, "sink": name, "reason": fixed string, "record": the full

@@ -26,7 +26,7 @@
 //! (indexed). A request not confirmed within `ack_timeout` is sent again (counted in
 //! `sink_resent`; at-least-once). At most [`MAX_UNACKED`] requests wait for their
 //! acknowledgement (plus the requests cut from the one batch being taken); beyond
-//! that the sink stops taking batches (backpressure, DESIGN invariant 3). If HEC
+//! that the sink stops taking batches (backpressure, ARCHITECTURE.md invariant 3). If HEC
 //! answers 2xx without an `ackId` although acknowledgement is on, the token has it
 //! turned off: a warning says so once, and such requests count as delivered on 2xx.
 //!

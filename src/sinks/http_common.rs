@@ -12,7 +12,7 @@
 //! - the [`AckLedger`]: one request may carry several sink batches and one sink batch
 //!   may span several requests. Each batch's [`AckToken`] resolves only when every
 //!   request holding its records was delivered or dead-lettered; dropping the ledger
-//!   (shutdown) drops the tokens, which counts as not delivered (DESIGN invariant 1).
+//!   (shutdown) drops the tokens, which counts as not delivered (ARCHITECTURE.md, invariant 1).
 //! - classification of an answer ([`classify_status`]: 2xx delivered; 408, 429, 5xx,
 //!   timeouts and connection errors retried; 400, 413 and 422 refuse the data; any
 //!   other status stalls) and the one retry loop around a request
@@ -32,9 +32,9 @@
 //! Not here: the body formats (each sink has its [`BodyWriter`]), HEC's health check
 //! and indexer acknowledgements (`hec`), and the backoff delays (`crate::retry`).
 //!
-//! **Invariant (DESIGN 6):** secrets only ever travel in headers marked sensitive;
-//! error texts, logs and dead-letter reasons are passed through [`Courier::redact`],
-//! and URLs are shown through `config::redacted_url`.
+//! **Invariant (ARCHITECTURE.md, 6: secrets never leave):** secrets only ever travel in
+//! headers marked sensitive; error texts, logs and dead-letter reasons are passed through
+//! [`Courier::redact`], and URLs are shown through `config::redacted_url`.
 
 use super::stall::Stall;
 use super::{DeadLetterFile, SinkBatch, SinkError, SinkMetrics};

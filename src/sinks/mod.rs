@@ -2,11 +2,11 @@
 //!
 //! Contract with the pipeline: a sink receives [`SinkBatch`]es from its queue in order,
 //! writes each batch's records, and resolves the batch's [`AckToken`] from the real
-//! result of the write (DESIGN invariant 1 and STYLE habit 6). On a retriable error it
-//! backs off and tries again (a dead sink stalls its route and loses nothing); it stops
-//! when its queue is closed and drained (and, for TCP, the tokens it holds resolved), or
-//! at once when `shutdown` is cancelled, in which case unresolved tokens are dropped and
-//! count as not delivered.
+//! result of the write (ARCHITECTURE.md, invariant 1: the API is the buffer). On a
+//! retriable error it backs off and tries again (a dead sink stalls its route and loses
+//! nothing); it stops when its queue is closed and drained (and, for TCP, the tokens it
+//! holds resolved), or at once when `shutdown` is cancelled, in which case unresolved
+//! tokens are dropped and count as not delivered.
 //!
 //! Owned here: the delivery loop shared by every sink ([`run`]: receive, encode the whole
 //! batch into one reused buffer, write, retry, acknowledge; for TCP the token is handed

@@ -15,7 +15,7 @@
 //! `host:port`. An unknown CA, an expired certificate or a wrong host name are
 //! *retriable*: they heal only when someone fixes the server or the settings, but that
 //! is a fix made while we run (a renewed certificate, a corrected DNS entry), and
-//! waiting loses nothing (the route stalls, nothing is committed; DESIGN invariant 1).
+//! waiting loses nothing (the route stalls, nothing is committed; ARCHITECTURE.md invariant 1).
 //! rsyslog's omfwd and Vector do the same: retry with backoff and log the clear error
 //! each time. They carry their own metric kind (`tls_certificate`), so an alert can
 //! tell "the certificate is wrong" from "the network is down".

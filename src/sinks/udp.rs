@@ -1,7 +1,7 @@
 //! The UDP syslog sink: one record per datagram, with an explicit size policy.
 //!
 //! A record larger than `max_datagram` is never sent split or silently dropped
-//! (DESIGN invariant 5): with [`OversizePolicy::Truncate`] it is cut on a UTF-8
+//! (ARCHITECTURE.md, invariant 5): with [`OversizePolicy::Truncate`] it is cut on a UTF-8
 //! boundary and ends with [`TRUNCATION_MARKER`] (counted in `sink_truncated`); with
 //! [`OversizePolicy::DeadLetter`] the whole record goes to the sink's dead-letter file
 //! instead (counted in `sink_discarded{reason="oversize"}`).

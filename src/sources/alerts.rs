@@ -14,8 +14,8 @@
 //! ([`expand_observation_data`]); a `data` that is not JSON stays a string and is counted
 //! (`c42fwd_source_bad_observation_data_total`).
 //!
-//! **Nothing is dropped silently (DESIGN 5):** an alert whose details do not come back
-//! (deleted between the two calls) is logged, counted
+//! **Nothing is dropped silently (ARCHITECTURE.md, invariant 5):** an alert whose details
+//! do not come back (deleted between the two calls) is logged, counted
 //! (`c42fwd_source_details_missing_total`) and forwarded as its summary, which carries
 //! every field but the observations and the note. An alert without an id (which
 //! `query-details` cannot be asked about) goes the same way.

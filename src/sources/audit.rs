@@ -160,7 +160,7 @@ impl WindowFetch for AuditLogFetch {
 
 impl AuditLogPoller {
     /// Parses each event's time. An unparsable one is logged, counted, and forwarded with
-    /// the window start as its time (DESIGN invariant 5: nothing dropped silently).
+    /// the window start as its time (ARCHITECTURE.md, invariant 5: nothing is dropped silently).
     #[cfg(test)]
     fn to_events(
         &self,

@@ -4,16 +4,17 @@
 //! Log), hands each page (minus what was already forwarded) to its route as a [`Batch`],
 //! and commits the checkpoint behind the sinks' acknowledgements.
 //!
-//! **Invariant (DESIGN 1):** the checkpoint moves to the window state after batch n only
-//! when batches 1..=n were all Delivered by every sink of the route, in order. A batch
-//! that comes back NotDelivered stops the commits and the source (with an error naming
-//! the batch); the pipeline restarts it from the checkpoint, which re-reads the batch
-//! from the API (the API is the buffer).
+//! **Invariant 1 (ARCHITECTURE.md: the API is the buffer):** the checkpoint moves to the
+//! window state after batch n only when batches 1..=n were all Delivered by every sink of
+//! the route, in order. A batch that comes back NotDelivered stops the commits and the
+//! source (with an error naming the batch); the pipeline restarts it from the checkpoint,
+//! which re-reads the batch from the API (the API is the buffer).
 //!
-//! **Invariant (DESIGN 2):** a poll queries from the watermark, forwards only what the
-//! window state has not seen, and moves the watermark to at most `poll_time - lag`
-//! ([`PollCycle`]); the state committed after a batch is the one that batch was decided
-//! with, so a restart re-reads exactly what was not yet delivered.
+//! **Invariant 2 (ARCHITECTURE.md: the lag is a safety window):** a poll queries from the
+//! watermark, forwards only what the window state has not seen, and moves the watermark
+//! to at most `poll_time - lag` ([`PollCycle`]); the state committed after a batch is the
+//! one that batch was decided with, so a restart re-reads exactly what was not yet
+//! delivered.
 //!
 //! A source without a checkpoint writes one holding its start edge before its first
 //! poll, so that a restart never recomputes the edge from a later clock; a checkpoint
@@ -21,13 +22,16 @@
 //! closed windows that are due are compared with the API ([`super::reconcile`]); what
 //! that finds goes out through the same forward/commit path.
 //!
-//! **Invariant (DESIGN 3):** at most [`MAX_IN_FLIGHT`] batches wait for their
-//! acknowledgement; past that the poller waits, as it does when a sink queue is full.
+//! **Invariant 3 (ARCHITECTURE.md: every queue is bounded):** at most [`MAX_IN_FLIGHT`]
+//! batches wait for their acknowledgement; past that the poller waits, as it does when a
+//! sink queue is full.
 //!
-//! The poller never spawns; every await that can block forever also watches
-//! `shutdown`. On shutdown it stops reading, waits for the outstanding
-//! acknowledgements (which resolve when the sinks deliver or are stopped, their tokens
-//! then counting as not delivered), commits the delivered prefix and returns `Ok`.
+//! The poller never spawns a task of its own (a checkpoint save runs on tokio's blocking
+//! pool and is awaited in place, one at a time, in batch order); every await that can
+//! block forever also watches `shutdown`. On shutdown it stops reading, waits for the
+//! outstanding acknowledgements (which resolve when the sinks deliver or are stopped,
+//! their tokens then counting as not delivered), commits the delivered prefix and returns
+//! `Ok`.
 //!
 //! It does not retry API errors itself (the client does, for retriable ones); a
 //! permanent API error stops the source with that error. Two answers are handled
@@ -55,11 +59,12 @@ use futures_util::FutureExt as _;
 use serde_json::value::RawValue;
 use std::collections::VecDeque;
 use std::future::Future;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// How long Code42 keeps Audit Log and Directory Sync Log records (seeds 000, 004).
+/// How long Code42 keeps Audit Log and Directory Sync Log records (`docs/api.md`).
 pub const RETENTION: Duration = Duration::from_secs(90 * 24 * 3600);
 
 /// The most batches waiting for their acknowledgement at once.
@@ -277,7 +282,7 @@ impl<T> FetchedPage<T> {
     }
 
     /// Adds one record. An unreadable `time` is replaced by `window_start` (the record
-    /// is forwarded, never dropped: DESIGN invariant 5) and counted; `item` is built with
+    /// is forwarded, never dropped: ARCHITECTURE.md invariant 5) and counted; `item` is built with
     /// the time that stands.
     pub fn push(
         &mut self,
@@ -313,7 +318,8 @@ pub struct WindowPoller<F: WindowFetch> {
     start: StartAt,
     pub(super) page_size: u32,
     reconcile_after: Option<Duration>,
-    client: Arc<ApiClient>,
+    /// The tenant's name, for the logs (the fetcher holds the client).
+    tenant: String,
     pub(super) store: Store,
     pub(super) metrics: Arc<Metrics>,
 }
@@ -323,7 +329,7 @@ impl<F: WindowFetch> std::fmt::Debug for WindowPoller<F> {
         f.debug_struct("WindowPoller")
             .field("kind", &F::KIND)
             .field("name", &self.name)
-            .field("tenant", &self.client.tenant())
+            .field("tenant", &self.tenant)
             .finish_non_exhaustive()
     }
 }
@@ -339,11 +345,6 @@ struct InFlight {
     state: WindowState,
     /// The reconciliation ledger to commit with it.
     ledger: Option<Ledger>,
-}
-
-/// Why the polling loop ended without an error.
-pub(super) enum Stop {
-    Shutdown,
 }
 
 impl<F: WindowFetch> WindowPoller<F> {
@@ -362,7 +363,7 @@ impl<F: WindowFetch> WindowPoller<F> {
             start: source.start,
             page_size: source.page_size.clamp(1, F::MAX_PAGE_SIZE),
             reconcile_after: source.reconcile_after,
-            client,
+            tenant: client.tenant().to_string(),
             store,
             metrics,
         })
@@ -386,12 +387,12 @@ impl<F: WindowFetch> WindowPoller<F> {
             // The start edge is fixed before the first poll: a source that fails and is
             // started again (or a restarted process) reads from the same edge, never a
             // later one computed from a later "now".
-            self.save(&mut flight, &state, 0)?;
+            self.save(&mut flight, &state, 0).await?;
         }
         tracing::info!(
             source = %self.name,
             kind = F::KIND.as_str(),
-            tenant = %self.client.tenant(),
+            tenant = %self.tenant,
             watermark = %state.watermark(),
             fingerprints = state.fingerprint_count(),
             start = ?flight.start_edge,
@@ -403,7 +404,8 @@ impl<F: WindowFetch> WindowPoller<F> {
         // Our handle on the sink queues goes first, so that the sinks can drain and stop.
         drop(route);
         match result {
-            Ok(Stop::Shutdown) => {
+            // The loop ends without an error only when shutdown stopped it.
+            Ok(()) => {
                 // Every outstanding acknowledgement resolves: a sink either delivers or is
                 // stopped by the pipeline's hard stop, which drops its tokens.
                 self.drain(&mut flight).await?;
@@ -416,16 +418,17 @@ impl<F: WindowFetch> WindowPoller<F> {
                 // be read and sent a second time. A dead sink would make that wait last
                 // for ever, so shutdown ends it; then only what is already known to be
                 // delivered is committed.
-                let settled = {
-                    let drain = self.drain(&mut flight);
-                    tokio::select! {
-                        r = drain => Some(r),
-                        _ = shutdown.cancelled() => None,
-                    }
+                // Only the waiting is cut short, never a commit: a save, once started,
+                // finishes before the next one begins.
+                let settled = tokio::select! {
+                    () = self.settle(&mut flight) => true,
+                    _ = shutdown.cancelled() => false,
                 };
-                if settled.is_none() {
-                    let _ = self.commit_resolved(&mut flight);
-                }
+                let _ = if settled {
+                    self.commit_resolved_prefix_only(&mut flight).await
+                } else {
+                    self.commit_resolved(&mut flight).await
+                };
                 Err(e)
             }
         }
@@ -510,11 +513,11 @@ impl<F: WindowFetch> WindowPoller<F> {
         shutdown: &CancellationToken,
         state: &mut WindowState,
         flight: &mut Commits,
-    ) -> Result<Stop, SourceError> {
+    ) -> Result<(), SourceError> {
         let mut limit = F::RESULT_LIMIT;
         loop {
             if shutdown.is_cancelled() {
-                return Ok(Stop::Shutdown);
+                return Ok(());
             }
             let started = tokio::time::Instant::now();
             let poll_time = Utc::now();
@@ -536,7 +539,7 @@ impl<F: WindowFetch> WindowPoller<F> {
                     Next::Fetch(q) => {
                         let page = tokio::select! {
                             biased;
-                            _ = shutdown.cancelled() => return Ok(Stop::Shutdown),
+                            _ = shutdown.cancelled() => return Ok(()),
                             r = self.fetch.fetch_page(q) => r,
                         };
                         let page = match page {
@@ -607,9 +610,9 @@ impl<F: WindowFetch> WindowPoller<F> {
                                     flight,
                                 )
                                 .await?
-                                .is_some()
+                                .is_break()
                             {
-                                return Ok(Stop::Shutdown);
+                                return Ok(());
                             }
                             return Err(SourceError::ShortPageContradicted {
                                 name: self.name.to_string(),
@@ -639,7 +642,7 @@ impl<F: WindowFetch> WindowPoller<F> {
                         );
                         let page = tokio::select! {
                             biased;
-                            _ = shutdown.cancelled() => return Ok(Stop::Shutdown),
+                            _ = shutdown.cancelled() => return Ok(()),
                             r = self.fetch.fetch_instant(at) => r?,
                         };
                         self.count_bad_times(&page, at);
@@ -651,28 +654,28 @@ impl<F: WindowFetch> WindowPoller<F> {
                 if self
                     .forward(items, &marks, &verdict, state, route, shutdown, flight)
                     .await?
-                    .is_some()
+                    .is_break()
                 {
-                    return Ok(Stop::Shutdown);
+                    return Ok(());
                 }
-                self.commit_resolved(flight)?;
+                self.commit_resolved(flight).await?;
             }
             limit = cycle.limit();
             if self
                 .reconcile_due(route, shutdown, state, flight)
                 .await?
-                .is_some()
+                .is_break()
             {
-                return Ok(Stop::Shutdown);
+                return Ok(());
             }
             // Caught up to the poll time: wait for the next poll, committing as the
             // acknowledgements arrive.
             let deadline = started + self.poll_interval;
             loop {
-                self.commit_resolved(flight)?;
+                self.commit_resolved(flight).await?;
                 tokio::select! {
                     biased;
-                    _ = shutdown.cancelled() => return Ok(Stop::Shutdown),
+                    _ = shutdown.cancelled() => return Ok(()),
                     _ = tokio::time::sleep_until(deadline) => break,
                     _ = flight.front_outcome() => {}
                 }
@@ -774,8 +777,8 @@ impl<F: WindowFetch> WindowPoller<F> {
         }
     }
 
-    /// Sends the new items of a page as one batch and queues its commit. `Some(Stop)`
-    /// when shutdown interrupted the send.
+    /// Sends the new items of a page as one batch and queues its commit. `Break` when
+    /// shutdown interrupted the send.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn forward(
         &self,
@@ -786,7 +789,7 @@ impl<F: WindowFetch> WindowPoller<F> {
         route: &Route,
         shutdown: &CancellationToken,
         flight: &mut Commits,
-    ) -> Result<Option<Stop>, SourceError> {
+    ) -> Result<ControlFlow<()>, SourceError> {
         let fresh: Vec<F::Item> = items
             .into_iter()
             .zip(&verdict.forward)
@@ -808,27 +811,27 @@ impl<F: WindowFetch> WindowPoller<F> {
             if verdict.advanced {
                 flight.push(None, 0, state.clone());
             }
-            return Ok(None);
+            return Ok(ControlFlow::Continue(()));
         }
         // Bounded in-flight window (module invariant).
         while flight.queue.len() >= MAX_IN_FLIGHT {
             tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => return Ok(Some(Stop::Shutdown)),
+                _ = shutdown.cancelled() => return Ok(ControlFlow::Break(())),
                 _ = flight.front_outcome() => {}
             }
-            self.commit_resolved(flight)?;
+            self.commit_resolved(flight).await?;
         }
         let events = tokio::select! {
             biased;
-            _ = shutdown.cancelled() => return Ok(Some(Stop::Shutdown)),
+            _ = shutdown.cancelled() => return Ok(ControlFlow::Break(())),
             r = self.fetch.make_events(fresh) => r?,
         };
         if events.is_empty() {
             if verdict.advanced {
                 flight.push(None, 0, state.clone());
             }
-            return Ok(None);
+            return Ok(ControlFlow::Continue(()));
         }
         let n = events.len();
         let batch = Batch {
@@ -837,7 +840,7 @@ impl<F: WindowFetch> WindowPoller<F> {
         };
         let waiter = tokio::select! {
             biased;
-            _ = shutdown.cancelled() => return Ok(Some(Stop::Shutdown)),
+            _ = shutdown.cancelled() => return Ok(ControlFlow::Break(())),
             r = route.send(batch) => r.map_err(|_| SourceError::RouteClosed { name: self.name.to_string() })?,
         };
         self.metrics
@@ -845,12 +848,12 @@ impl<F: WindowFetch> WindowPoller<F> {
             .get_or_create(&src)
             .inc_by(n as u64);
         flight.push(Some(waiter.wait().boxed()), n, state.clone());
-        Ok(None)
+        Ok(ControlFlow::Continue(()))
     }
 
     /// Commits the longest prefix of in-flight entries known to be Delivered (one save for
     /// all of them); a NotDelivered one stops the source.
-    pub(super) fn commit_resolved(&self, flight: &mut Commits) -> Result<(), SourceError> {
+    pub(super) async fn commit_resolved(&self, flight: &mut Commits) -> Result<(), SourceError> {
         flight.poll_outcomes();
         let mut last = None;
         let mut batches = 0u64;
@@ -866,7 +869,7 @@ impl<F: WindowFetch> WindowPoller<F> {
                 Some(Outcome::NotDelivered) => {
                     let (batch, events) = (front.seq, front.events);
                     if let Some((s, l)) = last.take() {
-                        self.save_with(flight, &s, l.as_ref(), batches)?;
+                        self.save_with(flight, &s, l.as_ref(), batches).await?;
                     }
                     return Err(SourceError::NotDelivered {
                         name: self.name.to_string(),
@@ -879,7 +882,7 @@ impl<F: WindowFetch> WindowPoller<F> {
             }
         }
         if let Some((s, l)) = last {
-            self.save_with(flight, &s, l.as_ref(), batches)?;
+            self.save_with(flight, &s, l.as_ref(), batches).await?;
         }
         Ok(())
     }
@@ -888,6 +891,13 @@ impl<F: WindowFetch> WindowPoller<F> {
     /// prefix (shutdown path). A batch not delivered is simply not committed: it is read
     /// again at the next start.
     async fn drain(&self, flight: &mut Commits) -> Result<(), SourceError> {
+        self.settle(flight).await;
+        self.commit_resolved_prefix_only(flight).await
+    }
+
+    /// Waits, in order, for every outstanding acknowledgement, up to the first batch
+    /// that was not delivered. Commits nothing.
+    async fn settle(&self, flight: &mut Commits) {
         for f in flight.queue.iter_mut() {
             if f.outcome.is_none() {
                 if let Some(ack) = f.ack.take() {
@@ -903,11 +913,10 @@ impl<F: WindowFetch> WindowPoller<F> {
                 break;
             }
         }
-        self.commit_resolved_prefix_only(flight)
     }
 
     /// Like `commit_resolved`, but stops quietly at a NotDelivered entry.
-    fn commit_resolved_prefix_only(&self, flight: &mut Commits) -> Result<(), SourceError> {
+    async fn commit_resolved_prefix_only(&self, flight: &mut Commits) -> Result<(), SourceError> {
         let mut last = None;
         let mut batches = 0u64;
         while flight.queue.front().and_then(|f| f.outcome) == Some(Outcome::Delivered) {
@@ -918,13 +927,13 @@ impl<F: WindowFetch> WindowPoller<F> {
             last = Some((done.state, done.ledger));
         }
         if let Some((s, l)) = last {
-            self.save_with(flight, &s, l.as_ref(), batches)?;
+            self.save_with(flight, &s, l.as_ref(), batches).await?;
         }
         Ok(())
     }
 
     /// Saves `state` with the current ledger (the start-up save).
-    fn save(
+    async fn save(
         &self,
         flight: &mut Commits,
         state: &WindowState,
@@ -932,9 +941,10 @@ impl<F: WindowFetch> WindowPoller<F> {
     ) -> Result<(), SourceError> {
         let ledger = flight.ledger.clone();
         self.save_with(flight, state, ledger.as_ref(), batches)
+            .await
     }
 
-    fn save_with(
+    async fn save_with(
         &self,
         flight: &mut Commits,
         state: &WindowState,
@@ -950,11 +960,22 @@ impl<F: WindowFetch> WindowPoller<F> {
             start: flight.start_edge,
             reconcile: ledger.map(Ledger::to_record),
         };
-        // A small file, written at most once per page: done inline rather than on a
-        // blocking thread, since sources do not spawn.
-        self.store
-            .save(&self.name, &cp)
-            .map_err(|e| self.cp_err(e))?;
+        // The write and its fsyncs run on tokio's blocking pool, not on a runtime worker.
+        // The save is awaited here, so saves stay strictly in batch order and no two ever
+        // write the source's temp file at once; the source spawns no task of its own.
+        let (store, name) = (self.store.clone(), self.name.clone());
+        let saved = match tokio::task::spawn_blocking(move || store.save(&name, &cp)).await {
+            Ok(saved) => saved,
+            // A panic while saving stays the source's panic, as when the save ran inline:
+            // the supervisor catches it and starts the source again.
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // Cancelled: the runtime is shutting down; the checkpoint was not written.
+            Err(e) => Err(CheckpointError::Write {
+                path: self.store.path(&self.name).unwrap_or_default(),
+                source: std::io::Error::other(e),
+            }),
+        };
+        saved.map_err(|e| self.cp_err(e))?;
         flight.committed_watermark = state.watermark();
         let src = label("source", &self.name);
         if batches > 0 {
@@ -1160,5 +1181,107 @@ mod tests {
             matches!(result, Err(SourceError::ResultWindowRefused { .. })),
             "{result:?}"
         );
+    }
+
+    /// A tenant without events that tells the test when each page was asked for, on
+    /// tokio's clock.
+    struct Quiet {
+        asked: tokio::sync::mpsc::UnboundedSender<tokio::time::Instant>,
+    }
+
+    impl WindowFetch for Quiet {
+        type Item = Event;
+        const KIND: SourceKind = SourceKind::AuditLog;
+        const RETENTION: Option<Duration> = None;
+        const MAX_PAGE_SIZE: u32 = 100;
+        const RESULT_LIMIT: u64 = 100;
+        const UNIQUE_KEYS: bool = false;
+        const ALWAYS_RE_ANCHOR: bool = false;
+
+        fn from_source(
+            source: &config::Source,
+            _: Arc<ApiClient>,
+            _: Arc<Metrics>,
+        ) -> Result<Self, SourceError> {
+            // The test builds its poller itself, with the channel it reads.
+            Err(SourceError::WrongSourceType {
+                name: source.name.clone(),
+                expected: "test",
+            })
+        }
+
+        async fn fetch_page(&self, _: QueryWindow) -> Result<FetchedPage<Event>, SourceError> {
+            let _ = self.asked.send(tokio::time::Instant::now());
+            Ok(FetchedPage::default())
+        }
+
+        async fn fetch_instant(&self, _: DateTime<Utc>) -> Result<FetchedPage<Event>, SourceError> {
+            Ok(FetchedPage::default())
+        }
+
+        async fn make_events(&self, items: Vec<Event>) -> Result<Vec<Event>, SourceError> {
+            Ok(items)
+        }
+    }
+
+    /// Once caught up, the poller waits `poll_interval` from the start of one poll to the
+    /// start of the next: never earlier, and without drifting. On tokio's paused clock:
+    /// the 30 s intervals take no real time.
+    #[tokio::test(start_paused = true)]
+    async fn waits_the_poll_interval_between_polls() {
+        const INTERVAL: Duration = Duration::from_secs(30);
+        // The paused clock rounds a timer up to the millisecond.
+        const SLACK: Duration = Duration::from_millis(1);
+        let (asked, mut polls) = tokio::sync::mpsc::unbounded_channel();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let poller = WindowPoller {
+            name: Arc::from("audit"),
+            fetch: Quiet { asked },
+            lag: Duration::from_secs(1),
+            poll_interval: INTERVAL,
+            start: StartAt::Ago(Duration::from_secs(60)),
+            page_size: 100,
+            reconcile_after: None,
+            tenant: "t".into(),
+            store: store.clone(),
+            metrics: Arc::new(Metrics::new()),
+        };
+        let (tx, _rx) = tokio::sync::mpsc::channel(1);
+        let stop = CancellationToken::new();
+        let run = tokio::spawn(poller.run(Route::new(vec![tx]), stop.clone()));
+
+        let mut at = vec![polls.recv().await.unwrap()];
+        for _ in 0..3 {
+            at.push(polls.recv().await.unwrap());
+        }
+        for pair in at.windows(2) {
+            let gap = pair[1] - pair[0];
+            assert!(
+                gap >= INTERVAL && gap <= INTERVAL + SLACK,
+                "{gap:?}: {at:?}"
+            );
+        }
+
+        // Counted as time moves: nothing a second before the next poll is due, one
+        // page once it is.
+        let last = *at.last().unwrap();
+        tokio::time::advance(INTERVAL - Duration::from_secs(1)).await;
+        assert!(
+            polls.try_recv().is_err(),
+            "polled before the interval was over"
+        );
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let next = polls.recv().await.unwrap();
+        assert!(next - last >= INTERVAL && next - last <= INTERVAL + SLACK);
+
+        stop.cancel();
+        run.await.unwrap().unwrap();
+        assert!(polls.try_recv().is_err(), "polled after shutdown");
+        let cp = store
+            .load("audit")
+            .unwrap()
+            .expect("the polls were committed");
+        assert!(cp.watermark > cp.start.unwrap(), "{cp:?}");
     }
 }

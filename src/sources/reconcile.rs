@@ -36,10 +36,11 @@
 use crate::checkpoint::{BucketRecord, ReconcileRecord, SeenEvent};
 use crate::metrics::label;
 use crate::pipeline::Route;
-use crate::sources::poll::{Commits, SourceError, Stop, WindowFetch, WindowPoller};
+use crate::sources::poll::{Commits, SourceError, WindowFetch, WindowPoller};
 use crate::sources::window::{Next, PageVerdict, PollCycle, WindowState};
 use chrono::{DateTime, TimeDelta, Utc};
 use std::collections::{BTreeMap, HashMap};
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -278,17 +279,17 @@ struct Found {
 }
 
 impl<F: WindowFetch> WindowPoller<F> {
-    /// Compares every due bucket with the API and forwards what is missing. `Some(Stop)`
-    /// when shutdown interrupted it.
+    /// Compares every due bucket with the API and forwards what is missing. `Break` when
+    /// shutdown interrupted it.
     pub(super) async fn reconcile_due(
         &self,
         route: &Route,
         shutdown: &CancellationToken,
         state: &WindowState,
         flight: &mut Commits,
-    ) -> Result<Option<Stop>, SourceError> {
+    ) -> Result<ControlFlow<()>, SourceError> {
         let Some(ledger) = flight.ledger.as_mut() else {
-            return Ok(None);
+            return Ok(ControlFlow::Continue(()));
         };
         ledger.cover(state.watermark());
         loop {
@@ -297,18 +298,19 @@ impl<F: WindowFetch> WindowPoller<F> {
                 .as_ref()
                 .and_then(|l| l.due(Utc::now(), state.watermark()))
             else {
-                return Ok(None);
+                return Ok(ControlFlow::Continue(()));
             };
             let forwarded = flight.ledger.as_ref().map_or(0, |l| l.forwarded(w.key));
             let count = tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => return Ok(Some(Stop::Shutdown)),
+                _ = shutdown.cancelled() => return Ok(ControlFlow::Break(())),
                 r = self.fetch.count(w.start, w.end) => r?,
             };
             if !count.is_some_and(|n| n <= forwarded) {
-                let found = match self.re_read(w, route, shutdown, state, flight).await? {
-                    Ok(found) => found,
-                    Err(stop) => return Ok(Some(stop)),
+                let ControlFlow::Continue(found) =
+                    self.re_read(w, route, shutdown, state, flight).await?
+                else {
+                    return Ok(ControlFlow::Break(()));
                 };
                 if found.missing > 0 {
                     self.report(w, count, forwarded, &found);
@@ -330,12 +332,12 @@ impl<F: WindowFetch> WindowPoller<F> {
             }
             // The bucket's removal is committed behind whatever it forwarded.
             flight.push(None, 0, state.clone());
-            self.commit_resolved(flight)?;
+            self.commit_resolved(flight).await?;
         }
     }
 
     /// Reads the window `w` again and forwards what its recorded fingerprints do not
-    /// cover. `Err(Stop)` when shutdown interrupted it.
+    /// cover: `Continue` with what it found, `Break` when shutdown interrupted it.
     async fn re_read(
         &self,
         w: DueWindow,
@@ -343,7 +345,7 @@ impl<F: WindowFetch> WindowPoller<F> {
         shutdown: &CancellationToken,
         state: &WindowState,
         flight: &mut Commits,
-    ) -> Result<Result<Found, Stop>, SourceError> {
+    ) -> Result<ControlFlow<(), Found>, SourceError> {
         let seen = flight
             .ledger
             .as_ref()
@@ -373,11 +375,11 @@ impl<F: WindowFetch> WindowPoller<F> {
         loop {
             let (page, verdict) = match next {
                 // A re-read gives no count to contradict (`on_page` never asks for one).
-                Next::Done | Next::CountMismatch { .. } => return Ok(Ok(found)),
+                Next::Done | Next::CountMismatch { .. } => return Ok(ControlFlow::Continue(found)),
                 Next::Fetch(q) => {
                     let page = tokio::select! {
                         biased;
-                        _ = shutdown.cancelled() => return Ok(Err(Stop::Shutdown)),
+                        _ = shutdown.cancelled() => return Ok(ControlFlow::Break(())),
                         r = self.fetch.fetch_page(q) => r?,
                     };
                     if page.past_result_window {
@@ -396,7 +398,7 @@ impl<F: WindowFetch> WindowPoller<F> {
                 Next::ExportInstant { at } => {
                     let page = tokio::select! {
                         biased;
-                        _ = shutdown.cancelled() => return Ok(Err(Stop::Shutdown)),
+                        _ = shutdown.cancelled() => return Ok(ControlFlow::Break(())),
                         r = self.fetch.fetch_instant(at) => r?,
                     };
                     let verdict = cycle.on_export(&mut window, at, &page.marks);
@@ -449,10 +451,10 @@ impl<F: WindowFetch> WindowPoller<F> {
                     flight,
                 )
                 .await?;
-            if let Some(stop) = sent {
-                return Ok(Err(stop));
+            if sent.is_break() {
+                return Ok(ControlFlow::Break(()));
             }
-            self.commit_resolved(flight)?;
+            self.commit_resolved(flight).await?;
         }
     }
 

@@ -39,7 +39,7 @@ fn page_of(raws: Vec<Box<RawValue>>, window_start: DateTime<Utc>) -> FetchedPage
 impl WindowFetch for SyncLogFetch {
     type Item = Event;
     const KIND: SourceKind = SourceKind::SyncLog;
-    // Seed 004: retained for the last 90 days.
+    // Retained for the last 90 days (`docs/api.md`).
     const RETENTION: Option<Duration> = Some(RETENTION);
     const MAX_PAGE_SIZE: u32 = MAX_SYNC_LOG_PAGE_SIZE;
     // No limit is documented; the Audit Log's is assumed (a re-anchored query now and

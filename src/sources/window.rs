@@ -99,7 +99,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 use xxhash_rust::xxh3::xxh3_64;
 
-/// The most results `search-audit-log` serves for one query (seeds 000 and 002).
+/// The most results `search-audit-log` serves for one query (`docs/api.md`).
 pub const SEARCH_RESULT_LIMIT: u64 = 10_000;
 
 /// The most results `search-results-export` serves for one query.

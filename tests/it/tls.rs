@@ -740,7 +740,7 @@ async fn plain_tcp_loss_window_when_rsyslog_is_killed_mid_stream() {
         fast_retry(None),
     );
     let sink = TestSink::start(cfg);
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     let producer = produce(sink.sender(), TOTAL, PER_BATCH);
     // Kill when a third was acknowledged: the sink is writing at full speed then.
     wait_for("a third of the stream acknowledged", PATIENCE, || {
