@@ -667,7 +667,7 @@ impl<F: WindowFetch> WindowPoller<F> {
             }
             // Caught up to the poll time: wait for the next poll, committing as the
             // acknowledgements arrive.
-            let deadline = started + self.poll_interval;
+            let deadline = crate::retry::deadline_after(started, self.poll_interval);
             loop {
                 self.commit_resolved(flight)?;
                 tokio::select! {

@@ -55,7 +55,11 @@ pub const MAX_PENDING_BUCKETS: u64 = 512;
 /// [`MAX_PENDING_BUCKETS`] buckets. Whole seconds, so that buckets align on the clock.
 pub fn bucket_width(lag: Duration, after: Duration) -> Duration {
     let narrow = after.min(MAX_BUCKET).as_secs().max(1);
-    let spread = (lag + after).as_secs().div_ceil(MAX_PENDING_BUCKETS);
+    // Saturating: a `Config` built in code skips the validation's bounds.
+    let spread = lag
+        .saturating_add(after)
+        .as_secs()
+        .div_ceil(MAX_PENDING_BUCKETS);
     Duration::from_secs(narrow.max(spread))
 }
 
@@ -505,6 +509,9 @@ mod tests {
         // 24h + 24h in 5-minute buckets would be 576: widened to stay within the bound.
         let w = bucket_width(Duration::from_secs(86_400), Duration::from_secs(86_400));
         assert!(172_800 / w.as_secs() <= MAX_PENDING_BUCKETS, "{w:?}");
+        // Durations no validation bounded: the widest bucket there is, not a panic.
+        let w = bucket_width(Duration::MAX, Duration::MAX);
+        assert_eq!(w.as_secs(), u64::MAX.div_ceil(MAX_PENDING_BUCKETS));
     }
 
     #[test]
