@@ -36,8 +36,8 @@
 use crate::checkpoint::{BucketRecord, ReconcileRecord, SeenEvent};
 use crate::metrics::label;
 use crate::pipeline::Route;
-use crate::sources::poll::{Commits, SourceError, Stop, WindowFetch, WindowPoller};
-use crate::sources::window::{Next, PageVerdict, PollCycle, WindowState};
+use crate::sources::poll::{Commits, PageRead, SourceError, Stop, WindowFetch, WindowPoller};
+use crate::sources::window::{Next, PageVerdict, WindowState};
 use chrono::{DateTime, TimeDelta, Utc};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -356,19 +356,7 @@ impl<F: WindowFetch> WindowPoller<F> {
         // The window logic decides what is new, against the bucket's own fingerprints:
         // a poll of `[start, end)` whose every event is settled (lag 0).
         let mut window = WindowState::restore(w.start, &seen);
-        let mut cycle = PollCycle::new(
-            &window,
-            w.end,
-            Duration::ZERO,
-            self.page_size,
-            F::RESULT_LIMIT,
-        );
-        if F::UNIQUE_KEYS {
-            cycle = cycle.with_unique_keys();
-        }
-        if F::ALWAYS_RE_ANCHOR {
-            cycle = cycle.with_re_anchoring();
-        }
+        let mut cycle = self.cycle(&window, w.end, Duration::ZERO, F::RESULT_LIMIT);
         let mut found = Found {
             missing: 0,
             lateness: TimeDelta::zero(),
@@ -379,29 +367,20 @@ impl<F: WindowFetch> WindowPoller<F> {
                 // A re-read gives no count to contradict (`on_page` never asks for one).
                 Next::Done | Next::CountMismatch { .. } => return Ok(Ok(found)),
                 Next::Fetch(q) => {
-                    let page = tokio::select! {
-                        biased;
-                        _ = shutdown.cancelled() => return Ok(Err(Stop::Shutdown)),
-                        r = self.fetch.fetch_page(q) => r?,
-                    };
-                    if page.past_result_window {
-                        if q.page == 0 && q.page_size == 1 {
-                            return Err(SourceError::ResultWindowRefused {
-                                name: self.name.to_string(),
-                                start: q.start,
-                            });
+                    let page = match self.read_page(&mut cycle, q, shutdown).await? {
+                        PageRead::Page(page) => page,
+                        PageRead::Again(n) => {
+                            next = n;
+                            continue;
                         }
-                        next = cycle.on_past_result_window();
-                        continue;
-                    }
+                        PageRead::Shutdown => return Ok(Err(Stop::Shutdown)),
+                    };
                     let verdict = cycle.on_page(&mut window, &page.marks);
                     (page, verdict)
                 }
                 Next::ExportInstant { at } => {
-                    let page = tokio::select! {
-                        biased;
-                        _ = shutdown.cancelled() => return Ok(Err(Stop::Shutdown)),
-                        r = self.fetch.fetch_instant(at) => r?,
+                    let Some(page) = self.read_instant(at, shutdown).await? else {
+                        return Ok(Err(Stop::Shutdown));
                     };
                     let verdict = cycle.on_export(&mut window, at, &page.marks);
                     (page, verdict)
@@ -478,7 +457,7 @@ impl<F: WindowFetch> WindowPoller<F> {
             lag = %secs(self.lag),
             lateness = %secs(lateness),
             short_by = %secs(short_by),
-            "events appeared in the api after the configured lag; reconciliation forwarded them now: the lag is too short, raise it by at least the short_by"
+            "events appeared in the api after the configured lag; reconciliation forwarded them now: the lag is too short, raising it by short_by covers them"
         );
     }
 }
