@@ -15,7 +15,9 @@
 //! `lag + reconcile_after` in the past. Then the API's own count for it is asked
 //! ([`WindowFetch::count`]: the Audit Log's `search-results-count` on Incydr, the
 //! `totalCount` of `query-alerts`); a source without a count endpoint (the legacy Audit
-//! Log, the Sync Log), or a count above what was forwarded, re-reads the bucket,
+//! Log, the Sync Log), or a count that differs from what was forwarded, re-reads the
+//! bucket (a count below it is no proof either: a record forwarded with an unreadable
+//! time stands in the bucket of its query start, and would hide a missing one),
 //! and what the recorded fingerprints do not cover is forwarded, counted in
 //! `c42fwd_source_reconciled_total{source}` and reported in a WARN that says by how much
 //! the configured lag is too short. Then the bucket leaves the ledger.
@@ -309,14 +311,18 @@ impl<F: WindowFetch> WindowPoller<F> {
                 _ = shutdown.cancelled() => return Ok(Some(Stop::Shutdown)),
                 r = self.fetch.count(w.start, w.end) => r?,
             };
-            if !count.is_some_and(|n| n <= forwarded) {
+            // Only an equal count proves the bucket complete: a larger one says events
+            // are missing, a smaller one may hide a missing event behind one the ledger
+            // holds in this bucket and the API counts elsewhere (a record forwarded with
+            // an unreadable time stands at its query start).
+            if count != Some(forwarded) {
                 let found = match self.re_read(w, route, shutdown, state, flight).await? {
                     Ok(found) => found,
                     Err(stop) => return Ok(Some(stop)),
                 };
                 if found.missing > 0 {
                     self.report(w, count, forwarded, &found);
-                } else if let Some(n) = count {
+                } else if let Some(n) = count.filter(|&n| n > forwarded) {
                     // The count said more, the listing has nothing more to give: the API
                     // contradicts itself. Nothing can be forwarded; say so.
                     tracing::warn!(
