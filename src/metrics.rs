@@ -365,6 +365,29 @@ pub fn label(key: &'static str, value: &str) -> Labels {
 mod tests {
     use super::*;
 
+    /// The README's list of metrics names every registered metric, once.
+    #[test]
+    fn readme_lists_every_metric_once() {
+        let readme = include_str!("../README.md");
+        let list = readme
+            .split("\n## Metrics\n")
+            .nth(1)
+            .and_then(|s| s.split("\n\n").find(|p| !p.trim().is_empty()))
+            .expect("README has a Metrics section");
+        let text = Metrics::new().render();
+        let mut n = 0;
+        for line in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+            let (name, kind) = line.split_once(' ').expect("# TYPE name kind");
+            let shown = match kind {
+                "counter" => format!("`{name}_total`"),
+                _ => format!("`{name}`"),
+            };
+            assert_eq!(list.matches(&shown).count(), 1, "{shown} in {list}");
+            n += 1;
+        }
+        assert!(n >= 29, "only {n} metrics rendered");
+    }
+
     #[test]
     fn renders_stable_names() {
         let m = Metrics::new();

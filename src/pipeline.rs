@@ -176,6 +176,9 @@ async fn run_with_faults(
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen for metrics on {addr}"))?;
+        // The bound address, not the configured one: with port 0 this line is the only
+        // place that says where the endpoint is.
+        let addr = listener.local_addr().unwrap_or(addr);
         tracing::info!(%addr, "metrics on http://{addr}/metrics");
         let serve = crate::metrics::serve(
             listener,

@@ -4,6 +4,10 @@
 //! own small classification function); this module only decides *how long to wait*.
 //! Delays come from `backon`'s exponential builder with full jitter. A server-given
 //! delay (`Retry-After`) replaces the computed one for that attempt.
+//!
+//! It also owns [`deadline_after`], the one way a deadline is computed from a configured
+//! duration: a `Config` built in code skips the validation's bounds, and an unchecked
+//! `Instant + Duration` would panic on a huge one.
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use std::time::Duration;
@@ -81,6 +85,20 @@ impl Backoff {
     }
 }
 
+/// The furthest a deadline lies ahead: far enough to mean "not in this process's
+/// lifetime", near enough that adding it to a monotonic clock cannot overflow.
+pub const FAR_AHEAD: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// `now + d`, with `d` capped at [`FAR_AHEAD`]: never panics, whatever `d` is.
+pub fn deadline_after(now: tokio::time::Instant, d: Duration) -> tokio::time::Instant {
+    let d = d.min(FAR_AHEAD);
+    // A year past a monotonic clock reading fits every platform's instant; should one
+    // not, the deadline is as far as it can go rather than a panic.
+    now.checked_add(d)
+        .or_else(|| now.checked_add(d / 2))
+        .unwrap_or(now)
+}
+
 /// Reads a `Retry-After` value: delay-seconds or an HTTP date (RFC 7231 section
 /// 7.1.3). A date in the past means "now". `None` for anything else.
 pub fn parse_retry_after(value: &str) -> Option<Duration> {
@@ -124,6 +142,18 @@ mod tests {
             n += 1;
         }
         assert_eq!(n, 5);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_deadline_after_any_duration_is_capped_not_a_panic() {
+        let now = tokio::time::Instant::now();
+        assert_eq!(
+            deadline_after(now, Duration::from_secs(5)),
+            now + Duration::from_secs(5)
+        );
+        for d in [Duration::MAX, Duration::from_secs(u64::MAX), FAR_AHEAD * 2] {
+            assert_eq!(deadline_after(now, d), now + FAR_AHEAD, "{d:?}");
+        }
     }
 
     #[test]

@@ -2059,6 +2059,26 @@ url = "https://collector.example.com/ingest"
         }
     }
 
+    /// `examples/emulator.toml` reads `c42fwd emulate` with its defaults: its lag must
+    /// cover the emulator's, or live events would only be caught by reconciliation.
+    #[test]
+    fn the_emulator_example_lag_covers_the_emulators_lag() {
+        let c = parse_str(include_str!("../../examples/emulator.toml")).unwrap();
+        let emulated = crate::emulator::EmulatorOptions::default();
+        for (name, s) in &c.sources {
+            assert!(
+                s.lag >= emulated.lag,
+                "sources.{name}.lag {:?} is shorter than the emulator's {:?}",
+                s.lag,
+                emulated.lag
+            );
+            assert!(
+                s.reconcile_after.is_some(),
+                "sources.{name}: reconciliation on"
+            );
+        }
+    }
+
     #[test]
     fn alert_filter_groups_and_sync_log() {
         let text = MINIMAL

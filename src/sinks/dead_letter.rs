@@ -211,8 +211,9 @@ impl DeadLetterFile {
         if let Some(dir) = self.path.parent() {
             if tokio::fs::metadata(dir).await.is_err() {
                 tokio::fs::create_dir_all(dir).await?;
-                set_mode(dir, 0o700).await?;
             }
+            // Also when it exists: an earlier build created it under the umask.
+            set_mode(dir, 0o700).await?;
         }
         let created = tokio::fs::metadata(&self.path).await.is_err();
         let mut options = OpenOptions::new();
@@ -220,10 +221,11 @@ impl DeadLetterFile {
         #[cfg(unix)]
         options.mode(0o600);
         let file = options.open(&self.path).await?;
+        // The umask may have taken bits away from 0600 (or a umask of 0 could not add
+        // any), and a file an earlier build created kept the umask's: make it exactly
+        // owner read-write.
+        set_mode(&self.path, 0o600).await?;
         if created {
-            // The umask may have taken bits away from 0600 (or a umask of 0 could not
-            // add any): make it exactly owner read-write.
-            set_mode(&self.path, 0o600).await?;
             tracing::info!(sink = %self.sink, path = %self.path.display(), "dead-letter file created");
             self.size = 0;
         } else {
@@ -359,6 +361,26 @@ mod tests {
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(dl.path()), 0o600);
         assert_eq!(mode(&dl_dir), 0o700);
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_file_and_directory_left_open_by_an_earlier_build_are_made_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let dl_dir = dir.path().join("dead-letter");
+        std::fs::create_dir(&dl_dir).unwrap();
+        std::fs::set_permissions(&dl_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = dl_dir.join("s.ndjson");
+        std::fs::write(&path, b"{}\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let mut dl = DeadLetterFile::new(&dl_dir, "s");
+        dl.push("r", b"secret record");
+        dl.flush().await.unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(&dl_dir), 0o700);
+        assert_eq!(lines(&path).len(), 2, "the old line is kept");
     }
 
     #[tokio::test]

@@ -63,6 +63,7 @@ use crate::config::{HecOptions, Sink, SinkKind};
 use crate::encode::Encoder;
 use crate::event::{Batch, Event};
 use crate::metrics::label;
+use crate::retry::deadline_after;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
 use reqwest::StatusCode;
 use std::collections::{BTreeMap, HashMap};
@@ -530,13 +531,13 @@ impl HecSink {
             if self.unacked.is_empty() {
                 next_poll = None;
             } else if next_poll.is_none() {
-                next_poll = Some(Instant::now() + self.opts.ack_poll_interval);
+                next_poll = Some(deadline_after(Instant::now(), self.opts.ack_poll_interval));
             }
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => return Ok(()),
                 _ = sleep_until(next_poll), if next_poll.is_some() => {
-                    next_poll = Some(Instant::now() + self.opts.ack_poll_interval);
+                    next_poll = Some(deadline_after(Instant::now(), self.opts.ack_poll_interval));
                     if !self.poll_acks(shutdown).await {
                         return Ok(());
                     }

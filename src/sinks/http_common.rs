@@ -697,7 +697,7 @@ impl<W: BodyWriter> Batcher<W> {
     pub(crate) fn deadline(&self) -> Option<Instant> {
         self.current
             .as_ref()
-            .map(|c| c.opened + self.limits.max_wait)
+            .map(|c| crate::retry::deadline_after(c.opened, self.limits.max_wait))
     }
 
     /// Seals the body being filled, if it holds anything.
@@ -1387,6 +1387,26 @@ mod tests {
             .collect();
         assert_eq!(lines.len(), 4);
         assert_eq!(lines[3]["seq"], 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_max_wait_beyond_any_clock_gives_a_far_deadline_not_a_panic() {
+        // A `Config` built in code skips the validation's bound on `max_wait`.
+        let mut b = Batcher::new(
+            Lines,
+            encoder(Format::JsonRaw, SyslogStyle::None),
+            HttpBatching {
+                max_wait: Duration::MAX,
+                ..limits(10, 1 << 20)
+            },
+            false,
+        );
+        let mut ledger = AckLedger::default();
+        let mut ready = Vec::new();
+        let (sb, _w) = sink_batch(events(1));
+        b.push(sb, &mut ledger, &mut ready);
+        let deadline = b.deadline().expect("a body is being filled");
+        assert!(deadline > Instant::now() + Duration::from_secs(300 * 24 * 3600));
     }
 
     #[test]

@@ -820,7 +820,7 @@ impl RelpSink {
                 .window
                 .unanswered
                 .front()
-                .map(|&(_, t)| t + ack_timeout);
+                .map(|&(_, t)| crate::retry::deadline_after(t, ack_timeout));
             let oldest = self.window.unanswered.front().map(|&(t, _)| t);
             tokio::select! {
                 biased;

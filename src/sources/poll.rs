@@ -347,6 +347,15 @@ struct InFlight {
     ledger: Option<Ledger>,
 }
 
+/// What [`WindowPoller::read_page`] read.
+pub(super) enum PageRead<T> {
+    /// A page to judge.
+    Page(FetchedPage<T>),
+    /// The page was refused; the cycle asks this instead.
+    Again(Next),
+    Shutdown,
+}
+
 impl<F: WindowFetch> WindowPoller<F> {
     pub fn new(
         source: &config::Source,
@@ -524,70 +533,21 @@ impl<F: WindowFetch> WindowPoller<F> {
             if let Some(l) = flight.ledger.as_mut() {
                 l.begin_cycle(poll_time);
             }
-            let mut cycle = PollCycle::new(state, poll_time, self.lag, self.page_size, limit);
-            if F::UNIQUE_KEYS {
-                cycle = cycle.with_unique_keys();
-            }
-            if F::ALWAYS_RE_ANCHOR {
-                cycle = cycle.with_re_anchoring();
-            }
+            let mut cycle = self.cycle(state, poll_time, self.lag, limit);
             let mut next = Next::Fetch(cycle.current());
             loop {
                 let (items, marks, verdict) = match next {
                     // (A count mismatch ends the poll where it is found, below.)
                     Next::Done | Next::CountMismatch { .. } => break,
                     Next::Fetch(q) => {
-                        let page = tokio::select! {
-                            biased;
-                            _ = shutdown.cancelled() => return Ok(()),
-                            r = self.fetch.fetch_page(q) => r,
+                        let page = match self.read_page(&mut cycle, q, shutdown).await? {
+                            PageRead::Page(page) => page,
+                            PageRead::Again(n) => {
+                                next = n;
+                                continue;
+                            }
+                            PageRead::Shutdown => return Ok(()),
                         };
-                        let page = match page {
-                            Ok(page) => page,
-                            Err(SourceError::Api { name, error }) if error.is_oversized() => {
-                                tracing::error!(
-                                    source = %name,
-                                    start = %q.start,
-                                    end = %q.end,
-                                    page = q.page,
-                                    page_size = q.page_size,
-                                    error = %error,
-                                    "the api sent a page larger than asked for; it is refused and the window is read again in smaller slices"
-                                );
-                                match cycle.on_oversized_page() {
-                                    Some(n) => {
-                                        self.count_split();
-                                        next = n;
-                                        continue;
-                                    }
-                                    None => return Err(SourceError::Api { name, error }),
-                                }
-                            }
-                            Err(e) => return Err(e),
-                        };
-                        if page.past_result_window {
-                            if q.page == 0 && q.page_size == 1 {
-                                // Halving the page size cannot help any more: end the poll
-                                // with an error, so that the source backs off and starts
-                                // again, instead of asking the same question forever.
-                                return Err(SourceError::ResultWindowRefused {
-                                    name: self.name.to_string(),
-                                    start: q.start,
-                                });
-                            }
-                            let splits = cycle.splits();
-                            next = cycle.on_past_result_window();
-                            if cycle.splits() > splits {
-                                self.count_split();
-                            }
-                            tracing::info!(
-                                source = %self.name,
-                                page = q.page,
-                                limit = cycle.limit(),
-                                "server refused a page past its result window, splitting the query window"
-                            );
-                            continue;
-                        }
                         self.count_bad_times(&page, q.start);
                         let verdict =
                             cycle.on_page_with_total(state, &page.marks, page.reported_total);
@@ -635,15 +595,8 @@ impl<F: WindowFetch> WindowPoller<F> {
                         (page.items, page.marks, verdict)
                     }
                     Next::ExportInstant { at } => {
-                        tracing::error!(
-                            source = %self.name,
-                            at = %at,
-                            "a whole result window occurred at one instant; reading that instant on its own"
-                        );
-                        let page = tokio::select! {
-                            biased;
-                            _ = shutdown.cancelled() => return Ok(()),
-                            r = self.fetch.fetch_instant(at) => r?,
+                        let Some(page) = self.read_instant(at, shutdown).await? else {
+                            return Ok(());
                         };
                         self.count_bad_times(&page, at);
                         let verdict = cycle.on_export(state, at, &page.marks);
@@ -670,7 +623,7 @@ impl<F: WindowFetch> WindowPoller<F> {
             }
             // Caught up to the poll time: wait for the next poll, committing as the
             // acknowledgements arrive.
-            let deadline = started + self.poll_interval;
+            let deadline = crate::retry::deadline_after(started, self.poll_interval);
             loop {
                 self.commit_resolved(flight).await?;
                 tokio::select! {
@@ -680,6 +633,106 @@ impl<F: WindowFetch> WindowPoller<F> {
                     _ = flight.front_outcome() => {}
                 }
             }
+        }
+    }
+
+    /// A poll cycle over `state` at `poll_time`, with this source's paging rules.
+    pub(super) fn cycle(
+        &self,
+        state: &WindowState,
+        poll_time: DateTime<Utc>,
+        lag: Duration,
+        limit: u64,
+    ) -> PollCycle {
+        let mut cycle = PollCycle::new(state, poll_time, lag, self.page_size, limit);
+        if F::UNIQUE_KEYS {
+            cycle = cycle.with_unique_keys();
+        }
+        if F::ALWAYS_RE_ANCHOR {
+            cycle = cycle.with_re_anchoring();
+        }
+        cycle
+    }
+
+    /// Reads the page `q` of `cycle`, handling the answers that only change the plan:
+    /// a page refused as past the server's result window or as larger than asked for
+    /// makes the cycle ask again over smaller slices ([`PageRead::Again`]). The poll and
+    /// the reconciliation re-read both page through here.
+    pub(super) async fn read_page(
+        &self,
+        cycle: &mut PollCycle,
+        q: QueryWindow,
+        shutdown: &CancellationToken,
+    ) -> Result<PageRead<F::Item>, SourceError> {
+        let page = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return Ok(PageRead::Shutdown),
+            r = self.fetch.fetch_page(q) => r,
+        };
+        let page = match page {
+            Ok(page) => page,
+            Err(SourceError::Api { name, error }) if error.is_oversized() => {
+                tracing::error!(
+                    source = %name,
+                    start = %q.start,
+                    end = %q.end,
+                    page = q.page,
+                    page_size = q.page_size,
+                    error = %error,
+                    "the api sent a page larger than asked for; it is refused and the window is read again in smaller slices"
+                );
+                return match cycle.on_oversized_page() {
+                    Some(n) => {
+                        self.count_split();
+                        Ok(PageRead::Again(n))
+                    }
+                    None => Err(SourceError::Api { name, error }),
+                };
+            }
+            Err(e) => return Err(e),
+        };
+        if !page.past_result_window {
+            return Ok(PageRead::Page(page));
+        }
+        if q.page == 0 && q.page_size == 1 {
+            // Halving the page size cannot help any more: end the poll with an error, so
+            // that the source backs off and starts again, instead of asking the same
+            // question forever.
+            return Err(SourceError::ResultWindowRefused {
+                name: self.name.to_string(),
+                start: q.start,
+            });
+        }
+        let splits = cycle.splits();
+        let next = cycle.on_past_result_window();
+        if cycle.splits() > splits {
+            self.count_split();
+        }
+        tracing::info!(
+            source = %self.name,
+            page = q.page,
+            limit = cycle.limit(),
+            "server refused a page past its result window, splitting the query window"
+        );
+        Ok(PageRead::Again(next))
+    }
+
+    /// Reads everything that occurred at the instant `at` (after
+    /// [`Next::ExportInstant`]); `None` when shutdown interrupted it.
+    pub(super) async fn read_instant(
+        &self,
+        at: DateTime<Utc>,
+        shutdown: &CancellationToken,
+    ) -> Result<Option<FetchedPage<F::Item>>, SourceError> {
+        tracing::error!(
+            source = %self.name,
+            at = %at,
+            "a whole result window occurred at one instant; reading that instant on its own"
+        );
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => Ok(None),
+            r = self.fetch.fetch_instant(at) => r.map(Some),
         }
     }
 
@@ -1139,8 +1192,7 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_server_that_refuses_every_page_ends_the_poll_with_an_error() {
+    fn client(metrics: &Arc<Metrics>) -> Arc<ApiClient> {
         let tenant = config::Tenant {
             name: "t".into(),
             api: ApiGeneration::Incydr,
@@ -1155,9 +1207,11 @@ mod tests {
             ca_file: None,
             max_response_bytes: crate::config::DEFAULT_MAX_RESPONSE_BYTES,
         };
-        let metrics = Arc::new(Metrics::new());
-        let client = Arc::new(ApiClient::new(&tenant, metrics.clone()).unwrap());
-        let source = config::Source {
+        Arc::new(ApiClient::new(&tenant, metrics.clone()).unwrap())
+    }
+
+    fn source() -> config::Source {
+        config::Source {
             name: "audit".into(),
             tenant: "t".into(),
             kind: SourceSpec::AuditLog(AuditFilters::default()),
@@ -1166,7 +1220,14 @@ mod tests {
             start: StartAt::Ago(Duration::from_secs(60)),
             page_size: 100,
             reconcile_after: None,
-        };
+        }
+    }
+
+    #[tokio::test]
+    async fn a_server_that_refuses_every_page_ends_the_poll_with_an_error() {
+        let metrics = Arc::new(Metrics::new());
+        let client = client(&metrics);
+        let source = source();
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let poller = WindowPoller::<Refusing>::new(&source, client, store, metrics).unwrap();
@@ -1180,6 +1241,220 @@ mod tests {
         assert!(
             matches!(result, Err(SourceError::ResultWindowRefused { .. })),
             "{result:?}"
+        );
+    }
+
+    /// Audit Log events, ten seconds apart from `BASE_OF_PICKY`; any page over a time
+    /// window longer than a minute is refused as larger than asked for.
+    struct Picky {
+        events: Vec<(DateTime<Utc>, String)>,
+        /// What the API's count says.
+        count: u64,
+    }
+
+    const PICKY_EVENTS: usize = 20;
+
+    impl Picky {
+        fn new(base: DateTime<Utc>) -> Picky {
+            let events = (0..PICKY_EVENTS)
+                .map(|i| {
+                    let at = base + TimeDelta::seconds(10 * i as i64);
+                    let json = format!(r#"{{"timestamp":"{}","n":{i}}}"#, at.to_rfc3339());
+                    (at, json)
+                })
+                .collect();
+            Picky {
+                events,
+                count: PICKY_EVENTS as u64,
+            }
+        }
+    }
+
+    impl WindowFetch for Picky {
+        type Item = Event;
+        const KIND: SourceKind = SourceKind::AuditLog;
+        const RETENTION: Option<Duration> = None;
+        const MAX_PAGE_SIZE: u32 = 100;
+        const RESULT_LIMIT: u64 = 10_000;
+        const UNIQUE_KEYS: bool = false;
+        const ALWAYS_RE_ANCHOR: bool = false;
+
+        fn from_source(
+            _: &config::Source,
+            _: Arc<ApiClient>,
+            _: Arc<Metrics>,
+        ) -> Result<Self, SourceError> {
+            unreachable!("built by the test")
+        }
+
+        async fn fetch_page(&self, q: QueryWindow) -> Result<FetchedPage<Event>, SourceError> {
+            if q.end - q.start > TimeDelta::minutes(1) {
+                return Err(SourceError::Api {
+                    name: "audit".into(),
+                    error: ApiError::ResponseTooLarge {
+                        endpoint: "search-audit-log".into(),
+                        reason: "more records than the page size".into(),
+                    },
+                });
+            }
+            let raws = self
+                .events
+                .iter()
+                .filter(|(t, _)| *t >= q.start && *t < q.end)
+                .skip(q.page as usize * q.page_size as usize)
+                .take(q.page_size as usize)
+                .map(|(_, j)| RawValue::from_string(j.clone()).unwrap())
+                .collect();
+            Ok(FetchedPage::by_content(
+                SourceKind::AuditLog,
+                raws,
+                q.start,
+                crate::api::parse_event_time,
+            ))
+        }
+
+        async fn fetch_instant(&self, _: DateTime<Utc>) -> Result<FetchedPage<Event>, SourceError> {
+            Ok(FetchedPage::default())
+        }
+
+        async fn make_events(&self, items: Vec<Event>) -> Result<Vec<Event>, SourceError> {
+            Ok(items)
+        }
+
+        async fn count(
+            &self,
+            _: DateTime<Utc>,
+            _: DateTime<Utc>,
+        ) -> Result<Option<u64>, SourceError> {
+            Ok(Some(self.count))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reconciliation_re_read_refused_as_oversized_is_read_again_in_slices() {
+        let metrics = Arc::new(Metrics::new());
+        let source = source();
+        let dir = tempfile::tempdir().unwrap();
+        // A 5-minute bucket that closed an hour ago, read while live, nothing recorded.
+        let hour_ago = (Utc::now() - TimeDelta::hours(1)).timestamp();
+        let key = DateTime::from_timestamp(hour_ago - hour_ago.rem_euclid(300), 0).unwrap();
+        let end = key + TimeDelta::minutes(5);
+        let mut ledger = Ledger::restore(None, key, source.lag, Duration::from_secs(300));
+        ledger.begin_cycle(end + TimeDelta::seconds(1));
+        ledger.cover(end + TimeDelta::seconds(1));
+        let state = WindowState::new(end + TimeDelta::seconds(1));
+        let poller = WindowPoller {
+            name: Arc::from("audit"),
+            fetch: Picky::new(key),
+            lag: source.lag,
+            poll_interval: source.poll_interval,
+            start: source.start,
+            page_size: 100,
+            reconcile_after: Some(Duration::from_secs(300)),
+            tenant: "t".into(),
+            store: Store::open(dir.path()).unwrap(),
+            metrics: metrics.clone(),
+        };
+        let mut flight = Commits {
+            queue: VecDeque::new(),
+            next_seq: 0,
+            committed_watermark: state.watermark(),
+            start_edge: None,
+            ledger: Some(ledger),
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<crate::sinks::SinkBatch>(4);
+        let sink = tokio::spawn(async move {
+            let mut got = 0;
+            while let Some(sb) = rx.recv().await {
+                got += sb.batch.events.len();
+                sb.ack.delivered();
+            }
+            got
+        });
+        let route = Route::new(vec![tx]);
+        let stop = poller
+            .reconcile_due(&route, &CancellationToken::new(), &state, &mut flight)
+            .await
+            .expect("the refused page is asked again in slices, not an error");
+        assert!(stop.is_continue());
+        drop(route);
+        assert_eq!(sink.await.unwrap(), PICKY_EVENTS);
+        let src = label("source", "audit");
+        assert_eq!(
+            metrics.source_reconciled.get_or_create(&src).get(),
+            PICKY_EVENTS as u64
+        );
+        assert!(metrics.source_window_splits.get_or_create(&src).get() >= 1);
+    }
+
+    #[tokio::test]
+    async fn a_count_below_what_was_forwarded_is_no_proof_the_bucket_is_complete() {
+        let metrics = Arc::new(Metrics::new());
+        let source = source();
+        let dir = tempfile::tempdir().unwrap();
+        let hour_ago = (Utc::now() - TimeDelta::hours(1)).timestamp();
+        let key = DateTime::from_timestamp(hour_ago - hour_ago.rem_euclid(300), 0).unwrap();
+        let end = key + TimeDelta::minutes(5);
+        let picky = Picky::new(key);
+        let mut ledger = Ledger::restore(None, key, source.lag, Duration::from_secs(300));
+        ledger.begin_cycle(end + TimeDelta::seconds(1));
+        // Forwarded live: every event but the last, and two records whose time could
+        // not be read (they stand at the query start, in this bucket; the API counts
+        // them elsewhere). The API counts the 20 events: fewer than the 21 recorded.
+        for (t, json) in &picky.events[..PICKY_EVENTS - 1] {
+            ledger.record(fingerprint(json), *t);
+        }
+        ledger.record(1, key);
+        ledger.record(2, key);
+        ledger.cover(end + TimeDelta::seconds(1));
+        let state = WindowState::new(end + TimeDelta::seconds(1));
+        let poller = WindowPoller {
+            name: Arc::from("audit"),
+            fetch: picky,
+            lag: source.lag,
+            poll_interval: source.poll_interval,
+            start: source.start,
+            page_size: 100,
+            reconcile_after: Some(Duration::from_secs(300)),
+            tenant: "t".into(),
+            store: Store::open(dir.path()).unwrap(),
+            metrics: metrics.clone(),
+        };
+        let mut flight = Commits {
+            queue: VecDeque::new(),
+            next_seq: 0,
+            committed_watermark: state.watermark(),
+            start_edge: None,
+            ledger: Some(ledger),
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<crate::sinks::SinkBatch>(4);
+        let sink = tokio::spawn(async move {
+            let mut got = Vec::new();
+            while let Some(sb) = rx.recv().await {
+                got.extend(sb.batch.events.iter().map(|e| e.json().to_string()));
+                sb.ack.delivered();
+            }
+            got
+        });
+        let route = Route::new(vec![tx]);
+        let stop = poller
+            .reconcile_due(&route, &CancellationToken::new(), &state, &mut flight)
+            .await
+            .unwrap();
+        assert!(stop.is_continue());
+        drop(route);
+        let last = &poller.fetch.events[PICKY_EVENTS - 1].1;
+        assert_eq!(
+            sink.await.unwrap(),
+            vec![last.clone()],
+            "exactly the missing one"
+        );
+        assert_eq!(
+            metrics
+                .source_reconciled
+                .get_or_create(&label("source", "audit"))
+                .get(),
+            1
         );
     }
 

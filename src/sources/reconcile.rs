@@ -15,7 +15,9 @@
 //! `lag + reconcile_after` in the past. Then the API's own count for it is asked
 //! ([`WindowFetch::count`]: the Audit Log's `search-results-count` on Incydr, the
 //! `totalCount` of `query-alerts`); a source without a count endpoint (the legacy Audit
-//! Log, the Sync Log), or a count above what was forwarded, re-reads the bucket,
+//! Log, the Sync Log), or a count that differs from what was forwarded, re-reads the
+//! bucket (a count below it is no proof either: a record forwarded with an unreadable
+//! time stands in the bucket of its query start, and would hide a missing one),
 //! and what the recorded fingerprints do not cover is forwarded, counted in
 //! `c42fwd_source_reconciled_total{source}` and reported in a WARN that says by how much
 //! the configured lag is too short. Then the bucket leaves the ledger.
@@ -36,8 +38,8 @@
 use crate::checkpoint::{BucketRecord, ReconcileRecord, SeenEvent};
 use crate::metrics::label;
 use crate::pipeline::Route;
-use crate::sources::poll::{Commits, SourceError, WindowFetch, WindowPoller};
-use crate::sources::window::{Next, PageVerdict, PollCycle, WindowState};
+use crate::sources::poll::{Commits, PageRead, SourceError, WindowFetch, WindowPoller};
+use crate::sources::window::{Next, PageVerdict, WindowState};
 use chrono::{DateTime, TimeDelta, Utc};
 use std::collections::{BTreeMap, HashMap};
 use std::ops::ControlFlow;
@@ -56,7 +58,11 @@ pub const MAX_PENDING_BUCKETS: u64 = 512;
 /// [`MAX_PENDING_BUCKETS`] buckets. Whole seconds, so that buckets align on the clock.
 pub fn bucket_width(lag: Duration, after: Duration) -> Duration {
     let narrow = after.min(MAX_BUCKET).as_secs().max(1);
-    let spread = (lag + after).as_secs().div_ceil(MAX_PENDING_BUCKETS);
+    // Saturating: a `Config` built in code skips the validation's bounds.
+    let spread = lag
+        .saturating_add(after)
+        .as_secs()
+        .div_ceil(MAX_PENDING_BUCKETS);
     Duration::from_secs(narrow.max(spread))
 }
 
@@ -279,8 +285,8 @@ struct Found {
 }
 
 impl<F: WindowFetch> WindowPoller<F> {
-    /// Compares every due bucket with the API and forwards what is missing. `Break` when
-    /// shutdown interrupted it.
+    /// Compares every due bucket with the API and forwards what is missing. `Break`
+    /// when shutdown interrupted it.
     pub(super) async fn reconcile_due(
         &self,
         route: &Route,
@@ -306,7 +312,11 @@ impl<F: WindowFetch> WindowPoller<F> {
                 _ = shutdown.cancelled() => return Ok(ControlFlow::Break(())),
                 r = self.fetch.count(w.start, w.end) => r?,
             };
-            if !count.is_some_and(|n| n <= forwarded) {
+            // Only an equal count proves the bucket complete: a larger one says events
+            // are missing, a smaller one may hide a missing event behind one the ledger
+            // holds in this bucket and the API counts elsewhere (a record forwarded with
+            // an unreadable time stands at its query start).
+            if count != Some(forwarded) {
                 let ControlFlow::Continue(found) =
                     self.re_read(w, route, shutdown, state, flight).await?
                 else {
@@ -314,7 +324,7 @@ impl<F: WindowFetch> WindowPoller<F> {
                 };
                 if found.missing > 0 {
                     self.report(w, count, forwarded, &found);
-                } else if let Some(n) = count {
+                } else if let Some(n) = count.filter(|&n| n > forwarded) {
                     // The count said more, the listing has nothing more to give: the API
                     // contradicts itself. Nothing can be forwarded; say so.
                     tracing::warn!(
@@ -337,7 +347,7 @@ impl<F: WindowFetch> WindowPoller<F> {
     }
 
     /// Reads the window `w` again and forwards what its recorded fingerprints do not
-    /// cover: `Continue` with what it found, `Break` when shutdown interrupted it.
+    /// cover. `Break` when shutdown interrupted it.
     async fn re_read(
         &self,
         w: DueWindow,
@@ -354,19 +364,7 @@ impl<F: WindowFetch> WindowPoller<F> {
         // The window logic decides what is new, against the bucket's own fingerprints:
         // a poll of `[start, end)` whose every event is settled (lag 0).
         let mut window = WindowState::restore(w.start, &seen);
-        let mut cycle = PollCycle::new(
-            &window,
-            w.end,
-            Duration::ZERO,
-            self.page_size,
-            F::RESULT_LIMIT,
-        );
-        if F::UNIQUE_KEYS {
-            cycle = cycle.with_unique_keys();
-        }
-        if F::ALWAYS_RE_ANCHOR {
-            cycle = cycle.with_re_anchoring();
-        }
+        let mut cycle = self.cycle(&window, w.end, Duration::ZERO, F::RESULT_LIMIT);
         let mut found = Found {
             missing: 0,
             lateness: TimeDelta::zero(),
@@ -377,29 +375,20 @@ impl<F: WindowFetch> WindowPoller<F> {
                 // A re-read gives no count to contradict (`on_page` never asks for one).
                 Next::Done | Next::CountMismatch { .. } => return Ok(ControlFlow::Continue(found)),
                 Next::Fetch(q) => {
-                    let page = tokio::select! {
-                        biased;
-                        _ = shutdown.cancelled() => return Ok(ControlFlow::Break(())),
-                        r = self.fetch.fetch_page(q) => r?,
-                    };
-                    if page.past_result_window {
-                        if q.page == 0 && q.page_size == 1 {
-                            return Err(SourceError::ResultWindowRefused {
-                                name: self.name.to_string(),
-                                start: q.start,
-                            });
+                    let page = match self.read_page(&mut cycle, q, shutdown).await? {
+                        PageRead::Page(page) => page,
+                        PageRead::Again(n) => {
+                            next = n;
+                            continue;
                         }
-                        next = cycle.on_past_result_window();
-                        continue;
-                    }
+                        PageRead::Shutdown => return Ok(ControlFlow::Break(())),
+                    };
                     let verdict = cycle.on_page(&mut window, &page.marks);
                     (page, verdict)
                 }
                 Next::ExportInstant { at } => {
-                    let page = tokio::select! {
-                        biased;
-                        _ = shutdown.cancelled() => return Ok(ControlFlow::Break(())),
-                        r = self.fetch.fetch_instant(at) => r?,
+                    let Some(page) = self.read_instant(at, shutdown).await? else {
+                        return Ok(ControlFlow::Break(()));
                     };
                     let verdict = cycle.on_export(&mut window, at, &page.marks);
                     (page, verdict)
@@ -476,7 +465,7 @@ impl<F: WindowFetch> WindowPoller<F> {
             lag = %secs(self.lag),
             lateness = %secs(lateness),
             short_by = %secs(short_by),
-            "events appeared in the api after the configured lag; reconciliation forwarded them now: the lag is too short, raise it by at least the short_by"
+            "events appeared in the api after the configured lag; reconciliation forwarded them now: the lag is too short, raising it by short_by covers them"
         );
     }
 }
@@ -507,6 +496,9 @@ mod tests {
         // 24h + 24h in 5-minute buckets would be 576: widened to stay within the bound.
         let w = bucket_width(Duration::from_secs(86_400), Duration::from_secs(86_400));
         assert!(172_800 / w.as_secs() <= MAX_PENDING_BUCKETS, "{w:?}");
+        // Durations no validation bounded: the widest bucket there is, not a panic.
+        let w = bucket_width(Duration::MAX, Duration::MAX);
+        assert_eq!(w.as_secs(), u64::MAX.div_ceil(MAX_PENDING_BUCKETS));
     }
 
     #[test]

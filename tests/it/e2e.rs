@@ -64,6 +64,10 @@ fn occurred(json: &str) -> DateTime<Utc> {
 
 pub struct Daemon {
     pub child: Child,
+    /// Its log, and where in it this run's lines begin (the log is appended across
+    /// restarts).
+    log: PathBuf,
+    log_from: u64,
 }
 
 /// Where a daemon started with `config` writes its log (appended across restarts).
@@ -80,19 +84,53 @@ pub fn log_tail(config: &Path) -> String {
 
 impl Daemon {
     pub async fn start(config: &Path) -> Daemon {
-        let log = std::fs::OpenOptions::new()
+        let mut cmd = c42fwd();
+        cmd.args(["--log", "info", "run", "--config"]).arg(config);
+        Daemon::spawn(config, cmd)
+    }
+
+    /// Starts `cmd` (a `c42fwd run` of `config`), its stderr appended to the config's log.
+    pub fn spawn(config: &Path, mut cmd: Command) -> Daemon {
+        let log = log_path(config);
+        let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(log_path(config))
+            .open(&log)
             .expect("daemon log file");
-        let child = c42fwd()
-            .args(["--log", "info", "run", "--config"])
-            .arg(config)
+        let log_from = file.metadata().expect("daemon log file").len();
+        let child = cmd
             .stdout(Stdio::null())
-            .stderr(log)
+            .stderr(file)
             .spawn()
             .expect("start c42fwd");
-        Daemon { child }
+        Daemon {
+            child,
+            log,
+            log_from,
+        }
+    }
+
+    /// The address (`127.0.0.1:PORT`) this run says its metrics endpoint listens on:
+    /// a config with `metrics.listen` on port 0 gets a free port, with no race.
+    pub async fn metrics_addr(&self) -> String {
+        const SAYS: &str = "metrics on http://";
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let bytes = std::fs::read(&self.log).unwrap_or_default();
+            let run = String::from_utf8_lossy(bytes.get(self.log_from as usize..).unwrap_or(&[]));
+            if let Some(addr) = run
+                .split(SAYS)
+                .nth(1)
+                .and_then(|rest| rest.split("/metrics").next())
+            {
+                return addr.to_string();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the daemon did not log its metrics address:\n{run}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     pub fn pid(&self) -> nix::unistd::Pid {

@@ -1197,18 +1197,18 @@ async fn a_refused_token_stalls_the_daemon_and_once_fixed_every_event_is_indexed
     let hec = HecServer::start(HecServerOptions::default()).await;
     let token = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee";
     let dir = tempfile::tempdir().unwrap();
-    let metrics = format!("127.0.0.1:{}", crate::support::unused_tcp_port());
     let config = daemon_config(
         dir.path(),
         &emu,
         &opts,
         &hec.endpoint(),
         token,
-        &metrics,
+        "127.0.0.1:0",
         "max_events = 200",
         300,
     );
     let daemon = Daemon::start(&config).await;
+    let metrics = daemon.metrics_addr().await;
     let text = poll_endpoint(&metrics, "/metrics", &config, "the stall gauge", |_, t| {
         metric(
             t,
@@ -1298,22 +1298,13 @@ async fn a_refused_token_stalls_the_daemon_and_once_fixed_every_event_is_indexed
 
 /// Starts the daemon under `umask 000`, the most permissive there is.
 async fn daemon_with_open_umask(config: &Path) -> crate::e2e::Daemon {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(crate::e2e::log_path(config))
-        .unwrap();
-    let child = tokio::process::Command::new("sh")
-        .arg("-c")
+    let mut cmd = tokio::process::Command::new("sh");
+    cmd.arg("-c")
         .arg("umask 000 && exec \"$0\" --log info run --config \"$1\"")
         .arg(env!("CARGO_BIN_EXE_c42fwd"))
         .arg(config)
-        .kill_on_drop(true)
-        .stdout(std::process::Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start c42fwd");
-    crate::e2e::Daemon { child }
+        .kill_on_drop(true);
+    crate::e2e::Daemon::spawn(config, cmd)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1338,18 +1329,18 @@ async fn one_refused_event_in_a_request_of_500_is_the_only_one_dead_lettered() {
     .await;
     let token = HecServerOptions::default().token;
     let dir = tempfile::tempdir().unwrap();
-    let metrics = format!("127.0.0.1:{}", crate::support::unused_tcp_port());
     let config = daemon_config(
         dir.path(),
         &emu,
         &opts,
         &hec.endpoint(),
         &token,
-        &metrics,
+        "127.0.0.1:0",
         "max_events = 500\nmax_bytes = 10000000",
         500,
     );
     let daemon = daemon_with_open_umask(&config).await;
+    let metrics = daemon.metrics_addr().await;
     let done = hec
         .wait_for(Duration::from_secs(60), |_, r| {
             r.iter().filter(|i| i.confirmed).count() >= 499
@@ -1414,18 +1405,18 @@ async fn a_full_dead_letter_file_stalls_the_route_and_nothing_more_is_committed(
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let metrics = format!("127.0.0.1:{}", crate::support::unused_tcp_port());
     let config = daemon_config(
         dir.path(),
         &emu,
         &opts,
         &hec.endpoint(),
         &HecServerOptions::default().token,
-        &metrics,
+        "127.0.0.1:0",
         "max_events = 5\ndead_letter_max_bytes = 8192",
         5,
     );
     let daemon = crate::e2e::Daemon::start(&config).await;
+    let metrics = daemon.metrics_addr().await;
     let full = "c42fwd_sink_stalled{sink=\"splunk\",reason=\"dead_letter_full\"}";
     let errors = "c42fwd_sink_errors_total{sink=\"splunk\",kind=\"dead_letter_full\"}";
     let text = poll_endpoint(

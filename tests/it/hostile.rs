@@ -11,7 +11,6 @@
 //! [`RSS_BOUND`].
 
 use crate::e2e::{log_path, log_tail, Daemon};
-use crate::support::unused_tcp_port;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -233,14 +232,12 @@ struct Setup {
     _dir: tempfile::TempDir,
     config: PathBuf,
     out: PathBuf,
-    metrics: String,
 }
 
 fn write_config(base: &str, extra_tenant: &str) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("c42fwd.toml");
     let out = dir.path().join("out.ndjson");
-    let metrics_port = unused_tcp_port();
     std::fs::write(
         &config,
         format!(
@@ -249,7 +246,7 @@ state_dir = "{state}"
 shutdown_grace = "5s"
 
 [metrics]
-listen = "127.0.0.1:{metrics_port}"
+listen = "127.0.0.1:0"
 
 [tenants.hostile]
 api = "incydr"
@@ -286,7 +283,6 @@ sinks = ["out"]
         _dir: dir,
         config,
         out,
-        metrics: format!("http://127.0.0.1:{metrics_port}/metrics"),
     }
 }
 
@@ -335,6 +331,7 @@ async fn every_event_once(
     let base = serve(h.clone()).await;
     let setup = write_config(&base, extra_tenant);
     let daemon = Daemon::start(&setup.config).await;
+    let url = format!("http://{}/metrics", daemon.metrics_addr().await);
     let truth = h.truth();
     let deadline = tokio::time::Instant::now() + DEADLINE;
     loop {
@@ -352,7 +349,6 @@ async fn every_event_once(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let url = setup.metrics.clone();
     let mut counted = 0;
     let give_up = tokio::time::Instant::now() + Duration::from_secs(20);
     while counted == 0 && tokio::time::Instant::now() < give_up {
@@ -494,6 +490,7 @@ async fn an_api_that_keeps_contradicting_its_count_stops_the_source_with_an_erro
     let base = serve(h.clone()).await;
     let setup = write_config(&base, "");
     let daemon = Daemon::start(&setup.config).await;
+    let url = format!("http://{}/metrics", daemon.metrics_addr().await);
     let says = "the source stops rather than guess where the data ends";
     let deadline = tokio::time::Instant::now() + DEADLINE;
     while !std::fs::read_to_string(log_path(&setup.config))
@@ -507,7 +504,7 @@ async fn an_api_that_keeps_contradicting_its_count_stops_the_source_with_an_erro
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(metric(&setup.metrics, "c42fwd_source_short_pages_total", &[]).await >= 3);
+    assert!(metric(&url, "c42fwd_source_short_pages_total", &[]).await >= 3);
     assert!(daemon.terminate().await.success());
     let log = std::fs::read_to_string(log_path(&setup.config)).unwrap();
     let line = log.lines().find(|l| l.contains(says)).unwrap();

@@ -5,7 +5,7 @@
 //! of the source and of the process; checkpoints are private whatever the umask.
 
 use crate::e2e::{c42fwd, log_path, log_tail, start_emulator, Daemon};
-use crate::support::{unused_tcp_port, wait_for};
+use crate::support::wait_for;
 use c42fwd::emulator::{EmulatorHandle, EmulatorOptions};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
@@ -17,7 +17,6 @@ struct Setup {
     dir: tempfile::TempDir,
     config: PathBuf,
     out: PathBuf,
-    metrics_port: u16,
 }
 
 impl Setup {
@@ -67,14 +66,13 @@ fn setup_api(emu: &EmulatorHandle, opts: &EmulatorOptions, api: Api, source: &st
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("c42fwd.toml");
     let out = dir.path().join("out.ndjson");
-    let metrics_port = unused_tcp_port();
     let text = format!(
         r#"
 state_dir = "{state}"
 shutdown_grace = "10s"
 
 [metrics]
-listen = "127.0.0.1:{metrics_port}"
+listen = "127.0.0.1:0"
 
 [tenants.emu]
 base_url = "{base}"
@@ -113,12 +111,7 @@ sinks = ["out"]
         out = out.display(),
     );
     std::fs::write(&config, text).unwrap();
-    let s = Setup {
-        dir,
-        config,
-        out,
-        metrics_port,
-    };
+    let s = Setup { dir, config, out };
     s.write_secret(match api {
         Api::Incydr => &opts.client_secret,
         Api::Legacy => &opts.password,
@@ -153,8 +146,8 @@ fn multiset<I: IntoIterator<Item = String>>(items: I) -> HashMap<String, usize> 
 }
 
 /// The value of one metric line (`name{labels}`), 0 when absent.
-async fn metric(port: u16, series: &str) -> f64 {
-    let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await else {
+async fn metric(addr: &str, series: &str) -> f64 {
+    let Ok(r) = reqwest::get(format!("http://{addr}/metrics")).await else {
         return 0.0;
     };
     let text = r.text().await.unwrap_or_default();
@@ -241,7 +234,7 @@ async fn lag_too_short_is_repaired(api: Api) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let reconciled = metric(
-        s.metrics_port,
+        &daemon.metrics_addr().await,
         "c42fwd_source_reconciled_total{source=\"audit\"}",
     )
     .await;
@@ -366,7 +359,12 @@ async fn a_failing_source_keeps_its_start_edge_and_checkpoints_are_private_under
         .kill_on_drop(true)
         .spawn()
         .expect("start c42fwd under umask 000");
-    let failures = |s: &Setup| s.log().matches("task failed; it restarts").count();
+    // The supervisor's stable line for a failed task (the only task that fails here).
+    let failures = |s: &Setup| {
+        s.log()
+            .matches("task failed; it restarts from its checkpoint")
+            .count()
+    };
     // Three failures: the supervisor's backoff (1 s, 2 s) has let a few seconds pass,
     // enough for a recomputed "1s ago" to lie well after the first edge.
     wait_for("three source failures", Duration::from_secs(30), || {

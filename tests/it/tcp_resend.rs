@@ -17,7 +17,6 @@
 
 use crate::e2e::{log_path, log_tail, start_emulator, Daemon};
 use crate::rsyslog::{ClientAuth, Rsyslog, RsyslogOptions, TlsListener};
-use crate::support::unused_tcp_port;
 use crate::tls::TestPki;
 use c42fwd::emulator::{EmulatorHandle, EmulatorOptions};
 use chrono::Utc;
@@ -51,7 +50,8 @@ fn emulator_options(seed: u64) -> EmulatorOptions {
 struct Setup {
     dir: tempfile::TempDir,
     config: PathBuf,
-    metrics_port: u16,
+    /// The daemon's metrics address, known once it started (it listens on port 0).
+    metrics: String,
 }
 
 /// A config that reads the emulator's Audit Log and sends it, as raw JSON in
@@ -62,14 +62,13 @@ fn write_config(emu: &EmulatorHandle, opts: &EmulatorOptions, port: u16, tls: &s
     let config = dir.path().join("c42fwd.toml");
     let secret = dir.path().join("secret");
     std::fs::write(&secret, format!("{}\n", opts.client_secret)).expect("secret");
-    let metrics_port = unused_tcp_port();
     let text = format!(
         r#"
 state_dir = "{state}"
 shutdown_grace = "10s"
 
 [metrics]
-listen = "127.0.0.1:{metrics_port}"
+listen = "127.0.0.1:0"
 
 [tenants.emu]
 api = "incydr"
@@ -111,13 +110,13 @@ sinks = ["tcp"]
     Setup {
         dir,
         config,
-        metrics_port,
+        metrics: String::new(),
     }
 }
 
 /// One counter of the daemon's `/metrics`, 0 when it has no sample yet.
-async fn metric(port: u16, sample: &str) -> u64 {
-    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+async fn metric(addr: &str, sample: &str) -> u64 {
+    let text = reqwest::get(format!("http://{addr}/metrics"))
         .await
         .and_then(|r| r.error_for_status())
         .expect("GET /metrics")
@@ -185,12 +184,8 @@ async fn assert_nothing_lost(
     got: HashMap<String, usize>,
     deaths: usize,
 ) {
-    let resent = metric(setup.metrics_port, "c42fwd_sink_resent_total{sink=\"tcp\"}").await;
-    let reconnects = metric(
-        setup.metrics_port,
-        "c42fwd_sink_reconnects_total{sink=\"tcp\"}",
-    )
-    .await;
+    let resent = metric(&setup.metrics, "c42fwd_sink_resent_total{sink=\"tcp\"}").await;
+    let reconnects = metric(&setup.metrics, "c42fwd_sink_reconnects_total{sink=\"tcp\"}").await;
     assert!(daemon.terminate().await.success(), "c42fwd exits 0");
     let all = truth_all(emu);
     let dups = duplicates(&all, &got);
@@ -423,8 +418,9 @@ async fn a_receiver_that_dies_after_reading_ten_times_loses_nothing() {
         None,
     )
     .await;
-    let setup = write_config(&emu, &opts, receiver.port, "");
+    let mut setup = write_config(&emu, &opts, receiver.port, "");
     let daemon = Daemon::start(&setup.config).await;
+    setup.metrics = daemon.metrics_addr().await;
     let truth = truth(&emu);
     assert!(truth.values().sum::<usize>() > 20_000);
     receiver.wait_for_all(&truth, KILLS, &setup).await;
@@ -477,8 +473,9 @@ async fn a_tls_receiver_that_ends_its_sessions_mid_stream_loses_nothing() {
         Some(acceptor(&pki)),
     )
     .await;
-    let setup = write_config(&emu, &opts, receiver.port, &tls_table(&pki));
+    let mut setup = write_config(&emu, &opts, receiver.port, &tls_table(&pki));
     let daemon = Daemon::start(&setup.config).await;
+    setup.metrics = daemon.metrics_addr().await;
     let truth = truth(&emu);
     receiver.wait_for_all(&truth, KILLS, &setup).await;
     assert_nothing_lost(&setup, &emu, daemon, receiver.frames(), KILLS).await;
@@ -509,11 +506,7 @@ async fn kill_rsyslog_repeatedly(
         let want = k * every;
         let deadline = tokio::time::Instant::now() + ARRIVAL;
         while rs.lines().len() < want
-            || metric(
-                setup.metrics_port,
-                "c42fwd_sink_reconnects_total{sink=\"tcp\"}",
-            )
-            .await
+            || metric(&setup.metrics, "c42fwd_sink_reconnects_total{sink=\"tcp\"}").await
                 < (k - 1) as u64
         {
             assert!(
@@ -555,8 +548,9 @@ async fn rsyslog_killed_ten_times_mid_stream_loses_nothing() {
         ..Default::default()
     })
     .await;
-    let setup = write_config(&emu, &opts, rs.tcp_port(), "");
+    let mut setup = write_config(&emu, &opts, rs.tcp_port(), "");
     let daemon = Daemon::start(&setup.config).await;
+    setup.metrics = daemon.metrics_addr().await;
     kill_rsyslog_repeatedly(&mut rs, &setup, &emu, KILLS, 1_000).await;
     let got = rsyslog_events(&rs);
     assert_nothing_lost(&setup, &emu, daemon, got, KILLS).await;
@@ -579,8 +573,9 @@ async fn rsyslog_over_tls_killed_mid_stream_loses_nothing() {
         ..Default::default()
     })
     .await;
-    let setup = write_config(&emu, &opts, rs.tls_port("anon"), &tls_table(&pki));
+    let mut setup = write_config(&emu, &opts, rs.tls_port("anon"), &tls_table(&pki));
     let daemon = Daemon::start(&setup.config).await;
+    setup.metrics = daemon.metrics_addr().await;
     // A killed rsyslog never sends close_notify: the session ends with a bare FIN (or a
     // reset when it had data unread).
     kill_rsyslog_repeatedly(&mut rs, &setup, &emu, 5, 2_000).await;
