@@ -10,7 +10,8 @@
 //! `cargo bench --bench throughput` runs 1,000,000 Audit Log events;
 //! `C42FWD_BENCH_EVENTS=N` changes the count, `C42FWD_BENCH_SOURCE=alerts` (or
 //! `sync_log`) reads that source instead, `C42FWD_BENCH_FORMAT=json|leef` changes the
-//! body, `C42FWD_BENCH_QUEUE=N` the sink's queue (batches), `C42FWD_BENCH_PAGE=N` the page size. Under `cargo test` (no
+//! body, `C42FWD_BENCH_QUEUE=N` the sink's queue (batches), `C42FWD_BENCH_PAGE=N` the page size, `C42FWD_BENCH_SOURCE_KEYS` adds TOML lines to the
+//! source (for example `reconcile = false`). Under `cargo test` (no
 //! `--bench` argument) it runs a small smoke size, so the harness itself stays tested.
 
 // Benches measure real elapsed time, outside any tokio clock: std's `Instant` is the
@@ -169,6 +170,7 @@ start = "3h"
 lag = "1s"
 poll_interval = "1s"
 page_size = {page_size}
+{source_keys}
 
 [sinks.tcp]
 type = "tcp"
@@ -181,6 +183,7 @@ queue_batches = {queue}
 sources = ["audit"]
 sinks = ["tcp"]
 "#,
+        source_keys = std::env::var("C42FWD_BENCH_SOURCE_KEYS").unwrap_or_default(),
         state = dir.path().join("state").display(),
         base = emu.base_url(),
         id = opts.client_id,
