@@ -10,7 +10,7 @@
 //! bodies that would exhaust memory, the daemon's peak RSS (`VmHWM`) stays under
 //! [`RSS_BOUND`].
 
-use crate::e2e::{log_path, log_tail, Daemon};
+use crate::support::daemon::{log_path, log_tail, Daemon};
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::StatusCode;

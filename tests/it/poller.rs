@@ -49,7 +49,7 @@ fn opts(backlog: u64, rate: f64) -> EmulatorOptions {
 
 // The emulator tenant of every poller test: Incydr with API client credentials, legacy
 // with a user login and TOTP code (and service discovery).
-use crate::alerts::harness::{client, tenant};
+use crate::support::source::{client, tenant};
 
 fn source(start: DateTime<Utc>, page_size: u32) -> Source {
     Source {

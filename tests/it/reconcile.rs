@@ -4,7 +4,7 @@
 //! future is refused; a source that keeps failing keeps its start edge across restarts
 //! of the source and of the process; checkpoints are private whatever the umask.
 
-use crate::e2e::{c42fwd, log_path, log_tail, start_emulator, Daemon};
+use crate::support::daemon::{c42fwd, log_path, log_tail, start_emulator, Daemon};
 use crate::support::wait_for;
 use c42fwd::emulator::{EmulatorHandle, EmulatorOptions};
 use chrono::{DateTime, Utc};
@@ -441,8 +441,8 @@ async fn the_alert_count_reconciliation_asks_for_agrees_with_the_tenant() {
     };
     let emu = start_emulator(opts.clone()).await;
     for api in [ApiGeneration::Incydr, ApiGeneration::Legacy] {
-        let tenant = crate::alerts::harness::tenant(api, &emu, &opts);
-        let client = crate::alerts::harness::client(&tenant, &Arc::new(Metrics::new()));
+        let tenant = crate::support::source::tenant(api, &emu, &opts);
+        let client = crate::support::source::client(&tenant, &Arc::new(Metrics::new()));
         let end = emu.started_at();
         for span in [chrono::Duration::minutes(10), chrono::Duration::hours(2)] {
             let start = end - span;
@@ -468,7 +468,7 @@ async fn the_alert_count_reconciliation_asks_for_agrees_with_the_tenant() {
 /// brings every alert exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn late_alerts_are_reconciled_exactly_once() {
-    use crate::alerts::harness::{client, counter, in_range, run_source, tenant, test_sink};
+    use crate::support::source::{client, counter, in_range, run_source, tenant, test_sink};
     use c42fwd::api::expand_observation_data;
     use c42fwd::checkpoint::Store;
     use c42fwd::config::{ApiGeneration, Source, SourceSpec, StartAt};

@@ -6,7 +6,7 @@
 //! record arrives exactly once or, after a broken connection, at least once; intact; in
 //! order), not the format, which has its own golden tests.
 
-use crate::rsyslog::Rsyslog;
+use crate::support::rsyslog::Rsyslog;
 use crate::support::{
     event, event_at, lf_records, octet_frames, sink_batch, unused_tcp_port, wait_for, TcpReceiver,
     PATIENCE,

@@ -7,7 +7,7 @@
 //! The harness (emulator, client, recording sink, poller run) is the one of
 //! `alerts.rs`.
 
-use crate::alerts::harness::*;
+use crate::support::source::*;
 use c42fwd::api::{SyncLogQuery, MAX_SYNC_LOG_PAGE_SIZE};
 use c42fwd::checkpoint::Store;
 use c42fwd::config::{ApiGeneration, Source, SourceSpec, StartAt};

@@ -15,9 +15,9 @@
 //! octet-counted) so that what arrived can be compared with the emulator's ground
 //! truth, and a frame torn by a re-send would show as a framing error.
 
-use crate::e2e::{log_path, log_tail, start_emulator, Daemon};
-use crate::rsyslog::{ClientAuth, Rsyslog, RsyslogOptions, TlsListener};
-use crate::tls::TestPki;
+use crate::support::daemon::{log_path, log_tail, start_emulator, Daemon};
+use crate::support::pki::TestPki;
+use crate::support::rsyslog::{ClientAuth, Rsyslog, RsyslogOptions, TlsListener};
 use c42fwd::emulator::{EmulatorHandle, EmulatorOptions};
 use chrono::Utc;
 use std::collections::HashMap;

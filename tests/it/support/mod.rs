@@ -1,9 +1,25 @@
-//! Shared test helpers: plain receivers that record raw bytes, event and batch builders,
-//! and small parsers for what the receivers saw.
+//! The one home of integration-test helpers: test files import helpers only from here,
+//! never from each other.
 //!
-//! Kept generic on purpose: nothing here knows about a particular sink or source. The
-//! real rsyslog receiver is in `rsyslog.rs`.
+//! This file holds the generic pieces: plain receivers that record raw bytes, event and
+//! batch builders, small parsers for what the receivers saw, and polling with a
+//! deadline. The submodules hold:
+//! - [`daemon`]: the `c42fwd` binary, its log and metrics address, the emulator;
+//! - [`http`]: a sink fed through its queue, for the HEC and HTTP sink tests;
+//! - [`metrics`]: a daemon's `/metrics` and `/health`, samples of a Prometheus text;
+//! - [`rsyslog`]: a real rsyslogd as a receiver;
+//! - [`pki`]: test certificates;
+//! - [`sink`]: a sink task fed by hand and numbered events;
+//! - [`source`]: a source poller run against the emulator with a recording sink.
 #![allow(dead_code)] // each test module uses its own subset
+
+pub mod daemon;
+pub mod http;
+pub mod metrics;
+pub mod pki;
+pub mod rsyslog;
+pub mod sink;
+pub mod source;
 
 use c42fwd::ack::{ack_set, AckWaiter};
 use c42fwd::event::{Batch, Event, SourceKind};
