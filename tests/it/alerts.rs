@@ -4,7 +4,7 @@
 //! restarts from the checkpoint, the configured filter groups as the emulator applies
 //! them, and a filter the service cannot apply reported instead of read as "no alerts".
 //!
-//! `harness` (shared with `sync_log.rs`) runs any [`WindowPoller`] against an in-test
+//! `support::source` (shared with `sync_log.rs`) runs any [`WindowPoller`] against an in-test
 //! `mpsc` sink that records each batch's events and resolves its ack token. Waits are on
 //! conditions with a deadline, never fixed sleeps.
 

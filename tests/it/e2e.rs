@@ -8,6 +8,7 @@
 //! may arrive more often than that, ever, in normal operation.
 
 use crate::support::daemon::{log_tail, start_emulator, Daemon};
+use crate::support::multiset;
 use crate::support::rsyslog::{Rsyslog, RsyslogOptions};
 use c42fwd::emulator::{EmulatorHandle, EmulatorOptions, FaultOptions};
 use chrono::{DateTime, Utc};
@@ -27,14 +28,6 @@ pub fn rfc5424_parts(line: &str) -> (String, String) {
     let _msgid = it.next();
     let _sd = it.next();
     (app, it.next().unwrap_or_default().to_string())
-}
-
-fn multiset<I: IntoIterator<Item = String>>(items: I) -> HashMap<String, usize> {
-    let mut m = HashMap::new();
-    for i in items {
-        *m.entry(i).or_insert(0) += 1;
-    }
-    m
 }
 
 fn occurred(json: &str) -> DateTime<Utc> {

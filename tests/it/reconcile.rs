@@ -5,7 +5,9 @@
 //! of the source and of the process; checkpoints are private whatever the umask.
 
 use crate::support::daemon::{c42fwd, log_path, log_tail, start_emulator, Daemon};
+use crate::support::metrics::{self, scrape};
 use crate::support::wait_for;
+use crate::support::{file_records, multiset};
 use c42fwd::emulator::{EmulatorHandle, EmulatorOptions};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
@@ -35,12 +37,7 @@ impl Setup {
 
     /// The events written by the file sink, as a multiset of their JSON texts.
     fn received(&self) -> HashMap<String, usize> {
-        multiset(
-            std::fs::read_to_string(&self.out)
-                .unwrap_or_default()
-                .lines()
-                .map(str::to_string),
-        )
+        file_records(&self.out)
     }
 
     fn write_secret(&self, secret: &str) {
@@ -137,23 +134,9 @@ fn strip_ansi(s: &str) -> String {
     out
 }
 
-fn multiset<I: IntoIterator<Item = String>>(items: I) -> HashMap<String, usize> {
-    let mut m = HashMap::new();
-    for i in items {
-        *m.entry(i).or_insert(0) += 1;
-    }
-    m
-}
-
 /// The value of one metric line (`name{labels}`), 0 when absent.
 async fn metric(addr: &str, series: &str) -> f64 {
-    let Ok(r) = reqwest::get(format!("http://{addr}/metrics")).await else {
-        return 0.0;
-    };
-    let text = r.text().await.unwrap_or_default();
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0.0)
+    metrics::metric(&scrape(addr).await.unwrap_or_default(), series)
 }
 
 fn assert_exactly_once(

@@ -4,8 +4,8 @@
 //! truth: the log has byte-identical entries and many equal millisecond timestamps),
 //! and a restart in the middle from the checkpoint.
 //!
-//! The harness (emulator, client, recording sink, poller run) is the one of
-//! `alerts.rs`.
+//! The harness (emulator, client, recording sink, poller run) is `support::source`,
+//! shared with `alerts.rs`.
 
 use crate::support::source::*;
 use c42fwd::api::{SyncLogQuery, MAX_SYNC_LOG_PAGE_SIZE};

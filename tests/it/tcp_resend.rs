@@ -16,6 +16,8 @@
 //! truth, and a frame torn by a re-send would show as a framing error.
 
 use crate::support::daemon::{log_path, log_tail, start_emulator, Daemon};
+use crate::support::metrics::{self, scrape};
+use crate::support::multiset;
 use crate::support::pki::TestPki;
 use crate::support::rsyslog::{ClientAuth, Rsyslog, RsyslogOptions, TlsListener};
 use c42fwd::emulator::{EmulatorHandle, EmulatorOptions};
@@ -116,25 +118,8 @@ sinks = ["tcp"]
 
 /// One counter of the daemon's `/metrics`, 0 when it has no sample yet.
 async fn metric(addr: &str, sample: &str) -> u64 {
-    let text = reqwest::get(format!("http://{addr}/metrics"))
-        .await
-        .and_then(|r| r.error_for_status())
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("metrics body");
-    text.lines()
-        .find_map(|l| l.strip_prefix(sample)?.trim().parse::<f64>().ok())
-        .map(|v| v as u64)
-        .unwrap_or(0)
-}
-
-fn multiset(items: impl IntoIterator<Item = String>) -> HashMap<String, usize> {
-    let mut m = HashMap::new();
-    for i in items {
-        *m.entry(i).or_insert(0) += 1;
-    }
-    m
+    let text = scrape(addr).await.expect("GET /metrics");
+    metrics::metric(&text, sample) as u64
 }
 
 /// The events that occurred up to a few seconds after the emulator started (the

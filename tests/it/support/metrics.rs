@@ -50,3 +50,21 @@ pub fn metric(text: &str, name_and_labels: &str) -> f64 {
         .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
         .unwrap_or(0.0)
 }
+
+/// `GET http://addr/metrics`: the Prometheus text, `None` when the endpoint does not
+/// answer or answers with an error status.
+pub async fn scrape(addr: &str) -> Option<String> {
+    let resp = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .and_then(|r| r.error_for_status())
+        .ok()?;
+    resp.text().await.ok()
+}
+
+/// The sum of the samples of `name` whose line holds every one of `labels`.
+pub fn metric_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && labels.iter().all(|x| l.contains(x)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}

@@ -26,6 +26,7 @@ use c42fwd::event::{Batch, Event, SourceKind};
 use c42fwd::sinks::SinkBatch;
 use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -335,4 +336,20 @@ pub async fn wait_for(what: &str, within: Duration, mut cond: impl FnMut() -> bo
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// Counts each item: what arrived, compared with the ground truth as multisets (the
+/// tenant may hold byte-identical events).
+pub fn multiset<I: IntoIterator<Item = String>>(items: I) -> HashMap<String, usize> {
+    let mut m = HashMap::new();
+    for i in items {
+        *m.entry(i).or_insert(0) += 1;
+    }
+    m
+}
+
+/// The records a file sink wrote (one per line), as a multiset of their texts.
+pub fn file_records(path: &std::path::Path) -> HashMap<String, usize> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    multiset(text.lines().filter(|l| !l.is_empty()).map(str::to_string))
 }
