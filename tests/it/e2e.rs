@@ -7,9 +7,10 @@
 //! exactly as often as the tenant has it (byte-identical events exist), and no event
 //! may arrive more often than that, ever, in normal operation.
 
+use crate::support::config::{emu_tenant, head};
 use crate::support::daemon::{log_tail, start_emulator, Daemon};
-use crate::support::multiset;
 use crate::support::rsyslog::{Rsyslog, RsyslogOptions};
+use crate::support::{multiset, unused_tcp_port, wait_for};
 use c42fwd::emulator::{EmulatorHandle, EmulatorOptions, FaultOptions};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
@@ -394,24 +395,14 @@ async fn a_dead_receiver_stalls_the_route_and_commits_nothing() {
     };
     let emu = start_emulator(opts.clone()).await;
     // A port nobody listens on.
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = unused_tcp_port();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("c.toml");
     std::fs::write(
         &config,
         format!(
             r#"
-state_dir = "{state}"
-shutdown_grace = "2s"
-[tenants.emu]
-api = "incydr"
-base_url = "{base}"
-client_id = "{id}"
-client_secret = "{secret}"
-[sources.audit]
+{head}{tenant}[sources.audit]
 type = "audit_log"
 tenant = "emu"
 start = "1h"
@@ -426,16 +417,14 @@ max = "200ms"
 sources = ["audit"]
 sinks = ["dead"]
 "#,
-            state = dir.path().join("state").display(),
-            base = emu.base_url(),
-            id = opts.client_id,
-            secret = opts.client_secret,
+            head = head(dir.path(), "2s"),
+            tenant = emu_tenant(&emu, &opts),
         ),
     )
     .unwrap();
     let daemon = Daemon::start(&config).await;
     // The source reads the backlog (one page) and hands it over; wait for that signal.
-    crate::support::wait_for(
+    wait_for(
         "the emulator to serve a search",
         Duration::from_secs(30),
         || {

@@ -8,11 +8,12 @@
 
 pub mod server;
 
+use crate::support::config::{emu_tenant, head};
 use crate::support::http::{
     audit_event, dead_letters, encoding, fast_retry, outcome, plain_tls, Running,
 };
 use crate::support::metrics::{get, metric, poll_endpoint};
-use crate::support::PATIENCE;
+use crate::support::{multiset, PATIENCE};
 use c42fwd::ack::Outcome;
 use c42fwd::config::{HecOptions, HttpBatching, Sink, SinkKind, TlsOptions, TlsVersion};
 use c42fwd::encode::{Encoder, Format};
@@ -719,12 +720,7 @@ mod tls {
         let text = format!(
             r#"
 state_dir = "{state}"
-[tenants.emu]
-api = "incydr"
-base_url = "{base}"
-client_id = "{id}"
-client_secret = "{secret}"
-[sources.a]
+{tenant}[sources.a]
 type = "audit_log"
 tenant = "emu"
 [sinks.hec_good]
@@ -748,9 +744,7 @@ sources = ["a"]
 sinks = ["hec_good", "hec_bad", "https_untrusted", "https_trusted"]
 "#,
             state = dir.path().join("state").display(),
-            base = emu.base_url(),
-            id = opts.client_id,
-            secret = opts.client_secret,
+            tenant = emu_tenant(&emu, &opts),
             hec = hec.endpoint(),
             good = HecServerOptions::default().token,
             port = https.addr().port(),
@@ -839,15 +833,8 @@ async fn the_daemon_indexes_every_emulated_event_exactly_once_in_hec() {
         &config,
         format!(
             r#"
-state_dir = "{state}"
-shutdown_grace = "10s"
-
-[tenants.emu]
-api = "incydr"
-base_url = "{base}"
-client_id = "{id}"
-client_secret = "{secret}"
-
+{head}
+{tenant}
 [sources.audit]
 type = "audit_log"
 tenant = "emu"
@@ -875,10 +862,8 @@ max = "200ms"
 sources = ["audit"]
 sinks = ["splunk"]
 "#,
-            state = dir.path().join("state").display(),
-            base = emu.base_url(),
-            id = opts.client_id,
-            secret = opts.client_secret,
+            head = head(dir.path(), "10s"),
+            tenant = emu_tenant(&emu, &opts),
             endpoint = hec.endpoint(),
             token = dir.path().join("hec-token").display(),
         ),
@@ -888,10 +873,7 @@ sinks = ["splunk"]
     let first = emu.started_at() - chrono::Duration::hours(2);
     let truth = emu.events_between(first, emu.started_at() + chrono::Duration::seconds(1));
     assert!(truth.len() >= 2_000, "the emulator has its backlog");
-    let mut want: HashMap<String, usize> = HashMap::new();
-    for t in &truth {
-        *want.entry(t.clone()).or_insert(0) += 1;
-    }
+    let want = multiset(truth.iter().cloned());
     let total = truth.len();
     let all_indexed = hec
         .wait_for(Duration::from_secs(90), |_, r| {
@@ -948,18 +930,11 @@ fn daemon_config(
         &config,
         format!(
             r#"
-state_dir = "{state}"
-shutdown_grace = "10s"
-
+{head}
 [metrics]
 listen = "{metrics}"
 
-[tenants.emu]
-api = "incydr"
-base_url = "{base}"
-client_id = "{id}"
-client_secret = "{secret}"
-
+{tenant}
 [sources.audit]
 type = "audit_log"
 tenant = "emu"
@@ -986,10 +961,8 @@ max = "200ms"
 sources = ["audit"]
 sinks = ["splunk"]
 "#,
-            state = dir.join("state").display(),
-            base = emu.base_url(),
-            id = opts.client_id,
-            secret = opts.client_secret,
+            head = head(dir, "10s"),
+            tenant = emu_tenant(emu, opts),
             token_file = dir.join("hec-token").display(),
         ),
     )
@@ -1096,10 +1069,7 @@ async fn a_refused_token_stalls_the_daemon_and_once_fixed_every_event_is_indexed
         1.0
     );
     assert!(daemon.terminate().await.success());
-    let mut want: HashMap<String, usize> = HashMap::new();
-    for t in &truth {
-        *want.entry(t.clone()).or_insert(0) += 1;
-    }
+    let want = multiset(truth.iter().cloned());
     let mut got: HashMap<String, usize> = HashMap::new();
     for i in hec.indexed() {
         *got.entry(i.event_raw.clone()).or_insert(0) += 1;

@@ -10,6 +10,7 @@
 //! bodies that would exhaust memory, the daemon's peak RSS (`VmHWM`) stays under
 //! [`RSS_BOUND`].
 
+use crate::support::config::{file_sink_from_audit, head, METRICS_ON_A_FREE_PORT};
 use crate::support::daemon::{log_path, log_tail, Daemon};
 use crate::support::metrics::{metric_sum, scrape};
 use crate::support::{file_records, multiset};
@@ -240,12 +241,8 @@ fn write_config(base: &str, extra_tenant: &str) -> Setup {
         &config,
         format!(
             r#"
-state_dir = "{state}"
-shutdown_grace = "5s"
-
-[metrics]
-listen = "127.0.0.1:0"
-
+{head}
+{METRICS_ON_A_FREE_PORT}
 [tenants.hostile]
 api = "incydr"
 base_url = "{base}"
@@ -262,18 +259,9 @@ lag = "1s"
 poll_interval = "300ms"
 page_size = {PAGE}
 
-[sinks.out]
-type = "file"
-path = "{out}"
-format = "json"
-syslog = "none"
-
-[[routes]]
-sources = ["audit"]
-sinks = ["out"]
-"#,
-            state = dir.path().join("state").display(),
-            out = out.display(),
+{file_sink}"#,
+            head = head(dir.path(), "5s"),
+            file_sink = file_sink_from_audit(&out),
         ),
     )
     .unwrap();

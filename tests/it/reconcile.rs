@@ -4,6 +4,7 @@
 //! future is refused; a source that keeps failing keeps its start edge across restarts
 //! of the source and of the process; checkpoints are private whatever the umask.
 
+use crate::support::config::{file_sink_from_audit, head, METRICS_ON_A_FREE_PORT};
 use crate::support::daemon::{c42fwd, log_path, log_tail, start_emulator, Daemon};
 use crate::support::metrics::{self, scrape};
 use crate::support::wait_for;
@@ -65,12 +66,8 @@ fn setup_api(emu: &EmulatorHandle, opts: &EmulatorOptions, api: Api, source: &st
     let out = dir.path().join("out.ndjson");
     let text = format!(
         r#"
-state_dir = "{state}"
-shutdown_grace = "10s"
-
-[metrics]
-listen = "127.0.0.1:0"
-
+{head}
+{METRICS_ON_A_FREE_PORT}
 [tenants.emu]
 base_url = "{base}"
 {credentials}
@@ -81,17 +78,8 @@ tenant = "emu"
 poll_interval = "200ms"
 {source}
 
-[sinks.out]
-type = "file"
-path = "{out}"
-format = "json"
-syslog = "none"
-
-[[routes]]
-sources = ["audit"]
-sinks = ["out"]
-"#,
-        state = dir.path().join("state").display(),
+{file_sink}"#,
+        head = head(dir.path(), "10s"),
         base = emu.base_url(),
         credentials = match api {
             Api::Incydr => format!(
@@ -105,7 +93,7 @@ sinks = ["out"]
                 dir.path().join("secret").display()
             ),
         },
-        out = out.display(),
+        file_sink = file_sink_from_audit(&out),
     );
     std::fs::write(&config, text).unwrap();
     let s = Setup { dir, config, out };

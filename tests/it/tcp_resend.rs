@@ -15,6 +15,7 @@
 //! octet-counted) so that what arrived can be compared with the emulator's ground
 //! truth, and a frame torn by a re-send would show as a framing error.
 
+use crate::support::config::{head, METRICS_ON_A_FREE_PORT};
 use crate::support::daemon::{log_path, log_tail, start_emulator, Daemon};
 use crate::support::metrics::{self, scrape};
 use crate::support::multiset;
@@ -66,12 +67,8 @@ fn write_config(emu: &EmulatorHandle, opts: &EmulatorOptions, port: u16, tls: &s
     std::fs::write(&secret, format!("{}\n", opts.client_secret)).expect("secret");
     let text = format!(
         r#"
-state_dir = "{state}"
-shutdown_grace = "10s"
-
-[metrics]
-listen = "127.0.0.1:0"
-
+{head}
+{METRICS_ON_A_FREE_PORT}
 [tenants.emu]
 api = "incydr"
 base_url = "{base}"
@@ -103,7 +100,7 @@ max = "500ms"
 sources = ["audit"]
 sinks = ["tcp"]
 "#,
-        state = dir.path().join("state").display(),
+        head = head(dir.path(), "10s"),
         base = emu.base_url(),
         id = opts.client_id,
         secret = secret.display(),

@@ -4,6 +4,7 @@
 //! This file holds the generic pieces: plain receivers that record raw bytes, event and
 //! batch builders, small parsers for what the receivers saw, and polling with a
 //! deadline. The submodules hold:
+//! - [`config`]: pieces of daemon configs many tests write alike;
 //! - [`daemon`]: the `c42fwd` binary, its log and metrics address, the emulator;
 //! - [`http`]: a sink fed through its queue, for the HEC and HTTP sink tests;
 //! - [`metrics`]: a daemon's `/metrics` and `/health`, samples of a Prometheus text;
@@ -13,6 +14,7 @@
 //! - [`source`]: a source poller run against the emulator with a recording sink.
 #![allow(dead_code)] // each test module uses its own subset
 
+pub mod config;
 pub mod daemon;
 pub mod http;
 pub mod metrics;
