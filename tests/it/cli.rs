@@ -2,6 +2,7 @@
 //! `checkpoint`, `emulate`.
 
 use crate::support::daemon::c42fwd;
+use crate::support::unused_tcp_port;
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -290,10 +291,7 @@ async fn validate_connect_logs_in_and_checks_sinks() {
     let emu = crate::support::daemon::start_emulator(opts.clone()).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let live = listener.local_addr().unwrap().port();
-    let dead = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let dead = unused_tcp_port();
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
         r#"

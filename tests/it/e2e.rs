@@ -7,7 +7,7 @@
 //! exactly as often as the tenant has it (byte-identical events exist), and no event
 //! may arrive more often than that, ever, in normal operation.
 
-use crate::support::config::{emu_tenant, head};
+use crate::support::config::{emu_tenant, emu_tenant_secret_file, head};
 use crate::support::daemon::{log_tail, start_emulator, Daemon};
 use crate::support::rsyslog::{Rsyslog, RsyslogOptions};
 use crate::support::{multiset, unused_tcp_port, wait_for};
@@ -60,12 +60,7 @@ fn write_config(
 state_dir = "{state}"
 shutdown_grace = "20s"
 
-[tenants.emu]
-api = "incydr"
-base_url = "{base}"
-client_id = "{id}"
-client_secret = {{ file = "{secret_file}" }}
-
+{tenant}
 [sources.audit]
 type = "audit_log"
 tenant = "emu"
@@ -105,13 +100,7 @@ sources = ["audit"]
 sinks = ["octet", "lf", "udp"]
 "#,
         state = dir.path().join("state").display(),
-        base = emu.base_url(),
-        id = opts.client_id,
-        secret_file = {
-            let f = dir.path().join("secret");
-            std::fs::write(&f, format!("{}\n", opts.client_secret)).unwrap();
-            f.display().to_string()
-        },
+        tenant = emu_tenant_secret_file(dir.path(), emu, opts),
         tcp = rs.tcp_port(),
         udp = rs.udp_port(),
     );

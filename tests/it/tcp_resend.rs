@@ -15,7 +15,7 @@
 //! octet-counted) so that what arrived can be compared with the emulator's ground
 //! truth, and a frame torn by a re-send would show as a framing error.
 
-use crate::support::config::{head, METRICS_ON_A_FREE_PORT};
+use crate::support::config::{emu_tenant_secret_file, head, METRICS_ON_A_FREE_PORT};
 use crate::support::daemon::{log_path, log_tail, start_emulator, Daemon};
 use crate::support::metrics::{self, scrape};
 use crate::support::multiset;
@@ -63,18 +63,11 @@ struct Setup {
 fn write_config(emu: &EmulatorHandle, opts: &EmulatorOptions, port: u16, tls: &str) -> Setup {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("c42fwd.toml");
-    let secret = dir.path().join("secret");
-    std::fs::write(&secret, format!("{}\n", opts.client_secret)).expect("secret");
     let text = format!(
         r#"
 {head}
 {METRICS_ON_A_FREE_PORT}
-[tenants.emu]
-api = "incydr"
-base_url = "{base}"
-client_id = "{id}"
-client_secret = {{ file = "{secret}" }}
-
+{tenant}
 [sources.audit]
 type = "audit_log"
 tenant = "emu"
@@ -101,9 +94,7 @@ sources = ["audit"]
 sinks = ["tcp"]
 "#,
         head = head(dir.path(), "10s"),
-        base = emu.base_url(),
-        id = opts.client_id,
-        secret = secret.display(),
+        tenant = emu_tenant_secret_file(dir.path(), emu, opts),
     );
     std::fs::write(&config, text).expect("write config");
     Setup {

@@ -43,3 +43,16 @@ sinks = ["out"]
         path.display()
     )
 }
+
+/// The tenant `emu` as [`emu_tenant`], its client secret read from `dir/secret`, which
+/// this writes.
+pub fn emu_tenant_secret_file(dir: &Path, emu: &EmulatorHandle, opts: &EmulatorOptions) -> String {
+    let secret = dir.join("secret");
+    std::fs::write(&secret, format!("{}\n", opts.client_secret)).expect("write the secret file");
+    format!(
+        "[tenants.emu]\napi = \"incydr\"\nbase_url = \"{}\"\nclient_id = \"{}\"\nclient_secret = {{ file = \"{}\" }}\n",
+        emu.base_url(),
+        opts.client_id,
+        secret.display()
+    )
+}

@@ -137,12 +137,7 @@ pub fn committed_watermark(store: &Store, source: &str) -> Option<DateTime<Utc>>
 
 /// The sum of a counter over all its label sets.
 pub fn counter(metrics: &Metrics, name: &str) -> u64 {
-    metrics
-        .render()
-        .lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
+    super::metrics::metric_sum(&metrics.render(), name, &[]) as u64
 }
 
 pub struct Run {
