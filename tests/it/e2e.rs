@@ -57,9 +57,7 @@ fn write_config(
     let config = dir.path().join("c42fwd.toml");
     let text = format!(
         r#"
-state_dir = "{state}"
-shutdown_grace = "20s"
-
+{head}
 {tenant}
 [sources.audit]
 type = "audit_log"
@@ -99,7 +97,7 @@ max_datagram = 65000
 sources = ["audit"]
 sinks = ["octet", "lf", "udp"]
 "#,
-        state = dir.path().join("state").display(),
+        head = head(dir.path(), "20s"),
         tenant = emu_tenant_secret_file(dir.path(), emu, opts),
         tcp = rs.tcp_port(),
         udp = rs.udp_port(),

@@ -111,3 +111,10 @@ impl Daemon {
         let _ = self.child.wait().await;
     }
 }
+
+/// The events of the emulator's backlog: from two hours before it started to a second
+/// after (the tests that use it have no live stream, or ignore it).
+pub fn backlog(emu: &EmulatorHandle) -> Vec<String> {
+    let first = emu.started_at() - chrono::Duration::hours(2);
+    emu.events_between(first, emu.started_at() + chrono::Duration::seconds(1))
+}
