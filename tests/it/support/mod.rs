@@ -10,7 +10,7 @@
 //! - [`metrics`]: a daemon's `/metrics` and `/health`, samples of a Prometheus text;
 //! - [`rsyslog`]: a real rsyslogd as a receiver;
 //! - [`pki`]: test certificates;
-//! - [`sink`]: a sink task fed by hand and numbered events;
+//! - [`sink`]: a sink task fed by hand, numbered events, waiting for delivery;
 //! - [`source`]: a source poller run against the emulator with a recording sink.
 #![allow(dead_code)] // each test module uses its own subset
 
