@@ -1,7 +1,8 @@
 //! The command line as a user meets it: `validate`, `run` with a bad file, `demo`,
 //! `checkpoint`, `emulate`.
 
-use crate::e2e::c42fwd;
+use crate::support::daemon::c42fwd;
+use crate::support::unused_tcp_port;
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -287,13 +288,10 @@ async fn validate_connect_logs_in_and_checks_sinks() {
         rate: 0.0,
         ..Default::default()
     };
-    let emu = crate::e2e::start_emulator(opts.clone()).await;
+    let emu = crate::support::daemon::start_emulator(opts.clone()).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let live = listener.local_addr().unwrap().port();
-    let dead = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let dead = unused_tcp_port();
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
         r#"

@@ -7,29 +7,15 @@
 //! exactly as often as the tenant has it (byte-identical events exist), and no event
 //! may arrive more often than that, ever, in normal operation.
 
-use crate::rsyslog::{Rsyslog, RsyslogOptions};
-use c42fwd::emulator::{self, EmulatorHandle, EmulatorOptions, FaultOptions};
+use crate::support::config::{emu_tenant, emu_tenant_secret_file, head};
+use crate::support::daemon::{log_tail, start_emulator, Daemon};
+use crate::support::rsyslog::{Rsyslog, RsyslogOptions};
+use crate::support::{multiset, unused_tcp_port, wait_for};
+use c42fwd::emulator::{EmulatorHandle, EmulatorOptions, FaultOptions};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
-use tokio::process::{Child, Command};
-
-pub fn c42fwd() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_c42fwd"));
-    c.kill_on_drop(true);
-    c
-}
-
-pub async fn start_emulator(opts: EmulatorOptions) -> EmulatorHandle {
-    emulator::start(
-        opts,
-        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-    )
-    .await
-    .expect("start emulator")
-}
 
 /// The body of an RFC 5424 message as rsyslog's `%rawmsg%` shows it:
 /// `<PRI>1 TIMESTAMP HOST APP PROCID MSGID SD MSG`, with `SD` = `-`.
@@ -45,14 +31,6 @@ pub fn rfc5424_parts(line: &str) -> (String, String) {
     (app, it.next().unwrap_or_default().to_string())
 }
 
-fn multiset<I: IntoIterator<Item = String>>(items: I) -> HashMap<String, usize> {
-    let mut m = HashMap::new();
-    for i in items {
-        *m.entry(i).or_insert(0) += 1;
-    }
-    m
-}
-
 fn occurred(json: &str) -> DateTime<Utc> {
     let v: serde_json::Value = serde_json::from_str(json).expect("event is JSON");
     v["timestamp"]
@@ -60,96 +38,6 @@ fn occurred(json: &str) -> DateTime<Utc> {
         .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
         .map(|t| t.with_timezone(&Utc))
         .expect("event has a timestamp")
-}
-
-pub struct Daemon {
-    pub child: Child,
-    /// Its log, and where in it this run's lines begin (the log is appended across
-    /// restarts).
-    log: PathBuf,
-    log_from: u64,
-}
-
-/// Where a daemon started with `config` writes its log (appended across restarts).
-pub fn log_path(config: &Path) -> PathBuf {
-    config.with_extension("log")
-}
-
-/// The last lines of that log, for failure messages.
-pub fn log_tail(config: &Path) -> String {
-    let text = std::fs::read_to_string(log_path(config)).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(30)..].join("\n")
-}
-
-impl Daemon {
-    pub async fn start(config: &Path) -> Daemon {
-        let mut cmd = c42fwd();
-        cmd.args(["--log", "info", "run", "--config"]).arg(config);
-        Daemon::spawn(config, cmd)
-    }
-
-    /// Starts `cmd` (a `c42fwd run` of `config`), its stderr appended to the config's log.
-    pub fn spawn(config: &Path, mut cmd: Command) -> Daemon {
-        let log = log_path(config);
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .expect("daemon log file");
-        let log_from = file.metadata().expect("daemon log file").len();
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .expect("start c42fwd");
-        Daemon {
-            child,
-            log,
-            log_from,
-        }
-    }
-
-    /// The address (`127.0.0.1:PORT`) this run says its metrics endpoint listens on:
-    /// a config with `metrics.listen` on port 0 gets a free port, with no race.
-    pub async fn metrics_addr(&self) -> String {
-        const SAYS: &str = "metrics on http://";
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let bytes = std::fs::read(&self.log).unwrap_or_default();
-            let run = String::from_utf8_lossy(bytes.get(self.log_from as usize..).unwrap_or(&[]));
-            if let Some(addr) = run
-                .split(SAYS)
-                .nth(1)
-                .and_then(|rest| rest.split("/metrics").next())
-            {
-                return addr.to_string();
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the daemon did not log its metrics address:\n{run}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    pub fn pid(&self) -> nix::unistd::Pid {
-        nix::unistd::Pid::from_raw(self.child.id().expect("running") as i32)
-    }
-
-    /// SIGTERM, then the exit status (it must drain and exit on its own).
-    pub async fn terminate(mut self) -> std::process::ExitStatus {
-        nix::sys::signal::kill(self.pid(), nix::sys::signal::Signal::SIGTERM).unwrap();
-        tokio::time::timeout(Duration::from_secs(60), self.child.wait())
-            .await
-            .expect("c42fwd exits within 60 s of SIGTERM")
-            .unwrap()
-    }
-
-    pub async fn kill9(mut self) {
-        nix::sys::signal::kill(self.pid(), nix::sys::signal::Signal::SIGKILL).unwrap();
-        let _ = self.child.wait().await;
-    }
 }
 
 struct Setup {
@@ -169,15 +57,8 @@ fn write_config(
     let config = dir.path().join("c42fwd.toml");
     let text = format!(
         r#"
-state_dir = "{state}"
-shutdown_grace = "20s"
-
-[tenants.emu]
-api = "incydr"
-base_url = "{base}"
-client_id = "{id}"
-client_secret = {{ file = "{secret_file}" }}
-
+{head}
+{tenant}
 [sources.audit]
 type = "audit_log"
 tenant = "emu"
@@ -216,14 +97,8 @@ max_datagram = 65000
 sources = ["audit"]
 sinks = ["octet", "lf", "udp"]
 "#,
-        state = dir.path().join("state").display(),
-        base = emu.base_url(),
-        id = opts.client_id,
-        secret_file = {
-            let f = dir.path().join("secret");
-            std::fs::write(&f, format!("{}\n", opts.client_secret)).unwrap();
-            f.display().to_string()
-        },
+        head = head(dir.path(), "20s"),
+        tenant = emu_tenant_secret_file(dir.path(), emu, opts),
         tcp = rs.tcp_port(),
         udp = rs.udp_port(),
     );
@@ -507,24 +382,14 @@ async fn a_dead_receiver_stalls_the_route_and_commits_nothing() {
     };
     let emu = start_emulator(opts.clone()).await;
     // A port nobody listens on.
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = unused_tcp_port();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("c.toml");
     std::fs::write(
         &config,
         format!(
             r#"
-state_dir = "{state}"
-shutdown_grace = "2s"
-[tenants.emu]
-api = "incydr"
-base_url = "{base}"
-client_id = "{id}"
-client_secret = "{secret}"
-[sources.audit]
+{head}{tenant}[sources.audit]
 type = "audit_log"
 tenant = "emu"
 start = "1h"
@@ -539,16 +404,14 @@ max = "200ms"
 sources = ["audit"]
 sinks = ["dead"]
 "#,
-            state = dir.path().join("state").display(),
-            base = emu.base_url(),
-            id = opts.client_id,
-            secret = opts.client_secret,
+            head = head(dir.path(), "2s"),
+            tenant = emu_tenant(&emu, &opts),
         ),
     )
     .unwrap();
     let daemon = Daemon::start(&config).await;
     // The source reads the backlog (one page) and hands it over; wait for that signal.
-    crate::support::wait_for(
+    wait_for(
         "the emulator to serve a search",
         Duration::from_secs(30),
         || {

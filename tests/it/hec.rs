@@ -8,53 +8,23 @@
 
 pub mod server;
 
-use crate::support::{event_at, sink_batch, PATIENCE};
-use c42fwd::ack::{AckWaiter, Outcome};
+use crate::support::config::{emu_tenant, head};
+use crate::support::http::{
+    audit_event, dead_letters, encoding, fast_retry, outcome, plain_tls, Running,
+};
+use crate::support::metrics::{get, metric, poll_endpoint};
+use crate::support::{multiset, PATIENCE};
+use c42fwd::ack::Outcome;
 use c42fwd::config::{HecOptions, HttpBatching, Sink, SinkKind, TlsOptions, TlsVersion};
-use c42fwd::encode::{Encoder, EncoderOptions, Format, Framing, SyslogStyle};
+use c42fwd::encode::{Encoder, Format};
 use c42fwd::event::Event;
 use c42fwd::metrics::{label, Metrics};
-use c42fwd::retry::BackoffPolicy;
 use c42fwd::secret::Secret;
-use c42fwd::sinks::{self, SinkBatch, SinkContext, SinkError};
+use c42fwd::sinks::{self};
 use server::{HecServer, HecServerOptions, Indexed};
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
-
-pub fn fast_retry() -> BackoffPolicy {
-    BackoffPolicy {
-        initial: Duration::from_millis(10),
-        max: Duration::from_millis(100),
-        max_retries: None,
-    }
-}
-
-pub fn plain_tls() -> TlsOptions {
-    TlsOptions {
-        ca_file: None,
-        client_cert: None,
-        client_key: None,
-        server_name: None,
-        min_version: TlsVersion::Tls12,
-        insecure_skip_verify: false,
-    }
-}
-
-pub fn encoding(format: Format) -> EncoderOptions {
-    EncoderOptions {
-        format,
-        syslog: SyslogStyle::None,
-        framing: Framing::None,
-        facility: 13,
-        hostname: "c42fwd-test".into(),
-        app_name: "c42fwd".into(),
-    }
-}
 
 fn hec_options(endpoint: &str, token: &str) -> HecOptions {
     HecOptions {
@@ -88,99 +58,6 @@ fn hec_sink(name: &str, o: HecOptions, format: Format) -> Sink {
         queue_batches: 4,
         retry: fast_retry(),
     }
-}
-
-/// A sink task fed by a queue, with its own metrics and shutdown token.
-pub struct Running {
-    pub tx: Option<mpsc::Sender<SinkBatch>>,
-    pub ctx: SinkContext,
-    pub task: JoinHandle<Result<(), SinkError>>,
-    pub name: String,
-}
-
-impl Running {
-    pub fn start(cfg: Sink, dead_letter_dir: &Path) -> Running {
-        let (tx, rx) = mpsc::channel(cfg.queue_batches);
-        let ctx = SinkContext {
-            metrics: Arc::new(Metrics::new()),
-            dead_letter_dir: dead_letter_dir.to_path_buf(),
-            shutdown: CancellationToken::new(),
-        };
-        let name = cfg.name.clone();
-        let task = tokio::spawn(sinks::run(cfg, rx, ctx.clone()));
-        Running {
-            tx: Some(tx),
-            ctx,
-            task,
-            name,
-        }
-    }
-
-    pub async fn send(&self, events: Vec<Event>) -> AckWaiter {
-        let (sb, waiter) = sink_batch("audit", events);
-        self.tx
-            .as_ref()
-            .expect("queue open")
-            .send(sb)
-            .await
-            .expect("sink queue open");
-        waiter
-    }
-
-    pub fn counter(&self, family: &str, extra: Option<(&'static str, &str)>) -> u64 {
-        let m = &self.ctx.metrics;
-        let mut l = label("sink", &self.name);
-        if let Some((k, v)) = extra {
-            l.push((k, v.to_string()));
-        }
-        match family {
-            "events" => m.sink_events.get_or_create(&l).get(),
-            "resent" => m.sink_resent.get_or_create(&l).get(),
-            "errors" => m.sink_errors.get_or_create(&l).get(),
-            "discarded" => m.sink_discarded.get_or_create(&l).get(),
-            other => panic!("no counter {other}"),
-        }
-    }
-
-    /// Closes the queue and waits for the sink to drain it and stop.
-    pub async fn finish(mut self) -> SinkContext {
-        drop(self.tx.take());
-        tokio::time::timeout(PATIENCE, self.task)
-            .await
-            .expect("sink drains and stops")
-            .expect("sink task")
-            .expect("sink ends without error");
-        self.ctx
-    }
-}
-
-pub async fn outcome(waiter: AckWaiter) -> Outcome {
-    tokio::time::timeout(PATIENCE, waiter.wait())
-        .await
-        .expect("batch resolved in time")
-}
-
-/// An Audit Log event with a unique `seq`; `marker` is put in its `note` when given.
-pub fn audit_event(seq: usize, marker: Option<&str>) -> Event {
-    let ts = format!(
-        "2024-05-01T12:{:02}:{:02}.{:03}Z",
-        (seq / 60) % 60,
-        seq % 60,
-        seq % 1000
-    );
-    let json = serde_json::json!({
-        "type$": "audit_log::logged_in/1",
-        "actorId": format!("9{seq:08}"),
-        "actorName": format!("user{seq}@example.com"),
-        "actorIpAddress": "10.0.0.1",
-        "timestamp": ts,
-        "seq": seq,
-        "note": marker.unwrap_or("line one\nline two \"quoted\" | pipe = equals"),
-    });
-    let occurred = chrono::DateTime::parse_from_rfc3339(&ts)
-        .expect("rfc 3339")
-        .with_timezone(&chrono::Utc);
-    event_at(&json.to_string(), occurred)
 }
 
 fn seq_of(i: &Indexed) -> u64 {
@@ -347,15 +224,6 @@ async fn a_lost_acknowledgement_makes_the_request_go_again() {
     assert_eq!(sink.counter("errors", Some(("kind", "ack_timeout"))), 1);
     assert_eq!(sink.counter("events", None), 5);
     sink.finish().await;
-}
-
-/// Reads a dead-letter file: one JSON object per line.
-pub fn dead_letters(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("dead-letter line is json"))
-        .collect()
 }
 
 #[tokio::test]
@@ -843,7 +711,7 @@ mod tls {
             rate: 0.0,
             ..Default::default()
         };
-        let emu = crate::e2e::start_emulator(opts.clone()).await;
+        let emu = crate::support::daemon::start_emulator(opts.clone()).await;
         let hec = HecServer::start(HecServerOptions::default()).await;
         let pki = Pki::new();
         let https = tls_hec(&pki, false).await;
@@ -852,12 +720,7 @@ mod tls {
         let text = format!(
             r#"
 state_dir = "{state}"
-[tenants.emu]
-api = "incydr"
-base_url = "{base}"
-client_id = "{id}"
-client_secret = "{secret}"
-[sources.a]
+{tenant}[sources.a]
 type = "audit_log"
 tenant = "emu"
 [sinks.hec_good]
@@ -881,9 +744,7 @@ sources = ["a"]
 sinks = ["hec_good", "hec_bad", "https_untrusted", "https_trusted"]
 "#,
             state = dir.path().join("state").display(),
-            base = emu.base_url(),
-            id = opts.client_id,
-            secret = opts.client_secret,
+            tenant = emu_tenant(&emu, &opts),
             hec = hec.endpoint(),
             good = HecServerOptions::default().token,
             port = https.addr().port(),
@@ -891,7 +752,7 @@ sinks = ["hec_good", "hec_bad", "https_untrusted", "https_trusted"]
         );
         let cfg = dir.path().join("c.toml");
         std::fs::write(&cfg, text).unwrap();
-        let out = crate::e2e::c42fwd()
+        let out = crate::support::daemon::c42fwd()
             .args(["validate", "--connect", "--config"])
             .arg(&cfg)
             .output()
@@ -943,7 +804,7 @@ sinks = ["hec_good", "hec_bad", "https_untrusted", "https_trusted"]
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_indexes_every_emulated_event_exactly_once_in_hec() {
-    use crate::e2e::{log_tail, start_emulator, Daemon};
+    use crate::support::daemon::{log_tail, start_emulator, Daemon};
     use c42fwd::emulator::EmulatorOptions;
     let opts = EmulatorOptions {
         seed: 31,
@@ -972,15 +833,8 @@ async fn the_daemon_indexes_every_emulated_event_exactly_once_in_hec() {
         &config,
         format!(
             r#"
-state_dir = "{state}"
-shutdown_grace = "10s"
-
-[tenants.emu]
-api = "incydr"
-base_url = "{base}"
-client_id = "{id}"
-client_secret = "{secret}"
-
+{head}
+{tenant}
 [sources.audit]
 type = "audit_log"
 tenant = "emu"
@@ -1008,23 +862,17 @@ max = "200ms"
 sources = ["audit"]
 sinks = ["splunk"]
 "#,
-            state = dir.path().join("state").display(),
-            base = emu.base_url(),
-            id = opts.client_id,
-            secret = opts.client_secret,
+            head = head(dir.path(), "10s"),
+            tenant = emu_tenant(&emu, &opts),
             endpoint = hec.endpoint(),
             token = dir.path().join("hec-token").display(),
         ),
     )
     .unwrap();
     let daemon = Daemon::start(&config).await;
-    let first = emu.started_at() - chrono::Duration::hours(2);
-    let truth = emu.events_between(first, emu.started_at() + chrono::Duration::seconds(1));
+    let truth = crate::support::daemon::backlog(&emu);
     assert!(truth.len() >= 2_000, "the emulator has its backlog");
-    let mut want: HashMap<String, usize> = HashMap::new();
-    for t in &truth {
-        *want.entry(t.clone()).or_insert(0) += 1;
-    }
+    let want = multiset(truth.iter().cloned());
     let total = truth.len();
     let all_indexed = hec
         .wait_for(Duration::from_secs(90), |_, r| {
@@ -1062,53 +910,6 @@ sinks = ["splunk"]
 // ---------------------------------------------------------------------------------
 // Stalls, refused events and the dead-letter cap, through the binary
 
-/// `GET http://addr/path`: the status and the body.
-pub async fn get(addr: &str, path: &str) -> (u16, String) {
-    let resp = reqwest::get(format!("http://{addr}{path}"))
-        .await
-        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
-    let status = resp.status().as_u16();
-    (status, resp.text().await.unwrap_or_default())
-}
-
-/// Polls `GET addr/path` until `done` holds for (status, body); panics after `within`
-/// with the last answer and the daemon's log.
-pub async fn poll_endpoint(
-    addr: &str,
-    path: &str,
-    config: &Path,
-    what: &str,
-    mut done: impl FnMut(u16, &str) -> bool,
-) -> String {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let last = match reqwest::get(format!("http://{addr}{path}")).await {
-            Ok(r) => {
-                let status = r.status().as_u16();
-                let body = r.text().await.unwrap_or_default();
-                if done(status, &body) {
-                    return body;
-                }
-                format!("{status} {body}")
-            }
-            Err(e) => e.to_string(),
-        };
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what} on {path}; last answer: {last}\nc42fwd log:\n{}",
-            crate::e2e::log_tail(config)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// A metric's value in a Prometheus text (0 when the line is absent).
-pub fn metric(text: &str, name_and_labels: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 /// A daemon config: the emulated tenant's Audit Log to one HEC sink, metrics on
 /// `metrics`; `sink_extra` goes into the sink's table.
 #[allow(clippy::too_many_arguments)]
@@ -1128,18 +929,11 @@ fn daemon_config(
         &config,
         format!(
             r#"
-state_dir = "{state}"
-shutdown_grace = "10s"
-
+{head}
 [metrics]
 listen = "{metrics}"
 
-[tenants.emu]
-api = "incydr"
-base_url = "{base}"
-client_id = "{id}"
-client_secret = "{secret}"
-
+{tenant}
 [sources.audit]
 type = "audit_log"
 tenant = "emu"
@@ -1166,10 +960,8 @@ max = "200ms"
 sources = ["audit"]
 sinks = ["splunk"]
 "#,
-            state = dir.join("state").display(),
-            base = emu.base_url(),
-            id = opts.client_id,
-            secret = opts.client_secret,
+            head = head(dir, "10s"),
+            tenant = emu_tenant(emu, opts),
             token_file = dir.join("hec-token").display(),
         ),
     )
@@ -1190,7 +982,7 @@ fn quiet_tenant(backlog: u64, seed: u64) -> c42fwd::emulator::EmulatorOptions {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_token_stalls_the_daemon_and_once_fixed_every_event_is_indexed_once() {
-    use crate::e2e::{log_path, start_emulator, Daemon};
+    use crate::support::daemon::{log_path, start_emulator, Daemon};
     let opts = quiet_tenant(1_500, 41);
     let emu = start_emulator(opts.clone()).await;
     // HEC knows another token than the one c42fwd has (rotated on the HEC side).
@@ -1241,8 +1033,7 @@ async fn a_refused_token_stalls_the_daemon_and_once_fixed_every_event_is_indexed
     );
     // The token works again: no restart, every event exactly once, nothing lost.
     hec.set_token(token);
-    let first = emu.started_at() - chrono::Duration::hours(2);
-    let truth = emu.events_between(first, emu.started_at() + chrono::Duration::seconds(1));
+    let truth = crate::support::daemon::backlog(&emu);
     let total = truth.len();
     assert!(total >= 1_500);
     let all = hec
@@ -1254,7 +1045,7 @@ async fn a_refused_token_stalls_the_daemon_and_once_fixed_every_event_is_indexed
         all,
         "not every event indexed: {:?}\n{}",
         hec.stats(),
-        crate::e2e::log_tail(&config)
+        crate::support::daemon::log_tail(&config)
     );
     poll_endpoint(&metrics, "/health", &config, "health ok", |s, b| {
         s == 200 && b == "ok\n"
@@ -1276,10 +1067,7 @@ async fn a_refused_token_stalls_the_daemon_and_once_fixed_every_event_is_indexed
         1.0
     );
     assert!(daemon.terminate().await.success());
-    let mut want: HashMap<String, usize> = HashMap::new();
-    for t in &truth {
-        *want.entry(t.clone()).or_insert(0) += 1;
-    }
+    let want = multiset(truth.iter().cloned());
     let mut got: HashMap<String, usize> = HashMap::new();
     for i in hec.indexed() {
         *got.entry(i.event_raw.clone()).or_insert(0) += 1;
@@ -1297,23 +1085,22 @@ async fn a_refused_token_stalls_the_daemon_and_once_fixed_every_event_is_indexed
 }
 
 /// Starts the daemon under `umask 000`, the most permissive there is.
-async fn daemon_with_open_umask(config: &Path) -> crate::e2e::Daemon {
+async fn daemon_with_open_umask(config: &Path) -> crate::support::daemon::Daemon {
     let mut cmd = tokio::process::Command::new("sh");
     cmd.arg("-c")
         .arg("umask 000 && exec \"$0\" --log info run --config \"$1\"")
         .arg(env!("CARGO_BIN_EXE_c42fwd"))
         .arg(config)
         .kill_on_drop(true);
-    crate::e2e::Daemon::spawn(config, cmd)
+    crate::support::daemon::Daemon::spawn(config, cmd)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_refused_event_in_a_request_of_500_is_the_only_one_dead_lettered() {
-    use crate::e2e::start_emulator;
+    use crate::support::daemon::start_emulator;
     let opts = quiet_tenant(500, 43);
     let emu = start_emulator(opts.clone()).await;
-    let first = emu.started_at() - chrono::Duration::hours(2);
-    let truth = emu.events_between(first, emu.started_at() + chrono::Duration::seconds(1));
+    let truth = crate::support::daemon::backlog(&emu);
     assert_eq!(truth.len(), 500);
     // An event that occurs once: HEC refuses it (and names it).
     let bad = truth
@@ -1346,7 +1133,12 @@ async fn one_refused_event_in_a_request_of_500_is_the_only_one_dead_lettered() {
             r.iter().filter(|i| i.confirmed).count() >= 499
         })
         .await;
-    assert!(done, "{:?}\n{}", hec.stats(), crate::e2e::log_tail(&config));
+    assert!(
+        done,
+        "{:?}\n{}",
+        hec.stats(),
+        crate::support::daemon::log_tail(&config)
+    );
     poll_endpoint(&metrics, "/metrics", &config, "the commit", |_, t| {
         metric(t, "c42fwd_source_batches_committed_total{source=\"audit\"}") >= 1.0
     })
@@ -1395,7 +1187,7 @@ async fn one_refused_event_in_a_request_of_500_is_the_only_one_dead_lettered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_dead_letter_file_stalls_the_route_and_nothing_more_is_committed() {
-    use crate::e2e::{log_path, start_emulator};
+    use crate::support::daemon::{log_path, start_emulator};
     let opts = quiet_tenant(200, 47);
     let emu = start_emulator(opts.clone()).await;
     // HEC refuses every event.
@@ -1415,7 +1207,7 @@ async fn a_full_dead_letter_file_stalls_the_route_and_nothing_more_is_committed(
         "max_events = 5\ndead_letter_max_bytes = 8192",
         5,
     );
-    let daemon = crate::e2e::Daemon::start(&config).await;
+    let daemon = crate::support::daemon::Daemon::start(&config).await;
     let metrics = daemon.metrics_addr().await;
     let full = "c42fwd_sink_stalled{sink=\"splunk\",reason=\"dead_letter_full\"}";
     let errors = "c42fwd_sink_errors_total{sink=\"splunk\",kind=\"dead_letter_full\"}";
@@ -1508,7 +1300,7 @@ sinks = ["splunk"]
             ),
         )
         .unwrap();
-        let out = crate::e2e::c42fwd()
+        let out = crate::support::daemon::c42fwd()
             .args(["validate", "--config"])
             .arg(&cfg)
             .output()

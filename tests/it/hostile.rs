@@ -10,7 +10,10 @@
 //! bodies that would exhaust memory, the daemon's peak RSS (`VmHWM`) stays under
 //! [`RSS_BOUND`].
 
-use crate::e2e::{log_path, log_tail, Daemon};
+use crate::support::config::{file_sink_from_audit, head, METRICS_ON_A_FREE_PORT};
+use crate::support::daemon::{log_path, log_tail, Daemon};
+use crate::support::metrics::{metric_sum, scrape};
+use crate::support::{file_records, multiset};
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -19,7 +22,7 @@ use axum::routing::post;
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use futures_util::StreamExt as _;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -116,11 +119,7 @@ impl Hostile {
 
     /// Every event the tenant has, as a multiset of JSON texts.
     fn truth(&self) -> HashMap<String, usize> {
-        let mut m = HashMap::new();
-        for (_, e) in &self.events {
-            *m.entry(e.clone()).or_insert(0) += 1;
-        }
-        m
+        multiset(self.events.iter().map(|(_, e)| e.clone()))
     }
 }
 
@@ -242,12 +241,8 @@ fn write_config(base: &str, extra_tenant: &str) -> Setup {
         &config,
         format!(
             r#"
-state_dir = "{state}"
-shutdown_grace = "5s"
-
-[metrics]
-listen = "127.0.0.1:0"
-
+{head}
+{METRICS_ON_A_FREE_PORT}
 [tenants.hostile]
 api = "incydr"
 base_url = "{base}"
@@ -264,18 +259,9 @@ lag = "1s"
 poll_interval = "300ms"
 page_size = {PAGE}
 
-[sinks.out]
-type = "file"
-path = "{out}"
-format = "json"
-syslog = "none"
-
-[[routes]]
-sources = ["audit"]
-sinks = ["out"]
-"#,
-            state = dir.path().join("state").display(),
-            out = out.display(),
+{file_sink}"#,
+            head = head(dir.path(), "5s"),
+            file_sink = file_sink_from_audit(&out),
         ),
     )
     .unwrap();
@@ -286,25 +272,9 @@ sinks = ["out"]
     }
 }
 
-fn received(out: &Path) -> HashMap<String, usize> {
-    let text = std::fs::read_to_string(out).unwrap_or_default();
-    let mut m = HashMap::new();
-    for line in text.lines().filter(|l| !l.is_empty()) {
-        *m.entry(line.to_string()).or_insert(0) += 1;
-    }
-    m
-}
-
 /// The sum of a counter's samples whose line holds every one of `labels`.
-async fn metric(url: &str, name: &str, labels: &[&str]) -> u64 {
-    let Ok(resp) = reqwest::get(url).await else {
-        return 0;
-    };
-    let text = resp.text().await.unwrap_or_default();
-    text.lines()
-        .filter(|l| l.starts_with(name) && labels.iter().all(|x| l.contains(x)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
+async fn metric(addr: &str, name: &str, labels: &[&str]) -> u64 {
+    metric_sum(&scrape(addr).await.unwrap_or_default(), name, labels) as u64
 }
 
 fn peak_rss(daemon: &Daemon) -> u64 {
@@ -331,11 +301,11 @@ async fn every_event_once(
     let base = serve(h.clone()).await;
     let setup = write_config(&base, extra_tenant);
     let daemon = Daemon::start(&setup.config).await;
-    let url = format!("http://{}/metrics", daemon.metrics_addr().await);
+    let addr = daemon.metrics_addr().await;
     let truth = h.truth();
     let deadline = tokio::time::Instant::now() + DEADLINE;
     loop {
-        let got = received(&setup.out);
+        let got = file_records(&setup.out);
         if truth.iter().all(|(k, n)| got.get(k) >= Some(n)) {
             break;
         }
@@ -352,7 +322,7 @@ async fn every_event_once(
     let mut counted = 0;
     let give_up = tokio::time::Instant::now() + Duration::from_secs(20);
     while counted == 0 && tokio::time::Instant::now() < give_up {
-        counted = metric(&url, metric_name, labels).await;
+        counted = metric(&addr, metric_name, labels).await;
         if counted == 0 {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -363,9 +333,9 @@ async fn every_event_once(
         log_tail(&setup.config)
     );
     // A few more polls: nothing may come twice.
-    let polled = metric(&url, "c42fwd_api_requests_total", &["search-audit-log"]).await;
+    let polled = metric(&addr, "c42fwd_api_requests_total", &["search-audit-log"]).await;
     let until = tokio::time::Instant::now() + Duration::from_secs(20);
-    while metric(&url, "c42fwd_api_requests_total", &["search-audit-log"]).await < polled + 3 {
+    while metric(&addr, "c42fwd_api_requests_total", &["search-audit-log"]).await < polled + 3 {
         assert!(
             tokio::time::Instant::now() < until,
             "the source stopped polling"
@@ -374,7 +344,7 @@ async fn every_event_once(
     }
     let rss = peak_rss(&daemon);
     assert!(daemon.terminate().await.success(), "c42fwd exits 0");
-    let got = received(&setup.out);
+    let got = file_records(&setup.out);
     for (k, n) in &got {
         assert_eq!(
             Some(n),
@@ -490,7 +460,7 @@ async fn an_api_that_keeps_contradicting_its_count_stops_the_source_with_an_erro
     let base = serve(h.clone()).await;
     let setup = write_config(&base, "");
     let daemon = Daemon::start(&setup.config).await;
-    let url = format!("http://{}/metrics", daemon.metrics_addr().await);
+    let addr = daemon.metrics_addr().await;
     let says = "the source stops rather than guess where the data ends";
     let deadline = tokio::time::Instant::now() + DEADLINE;
     while !std::fs::read_to_string(log_path(&setup.config))
@@ -504,7 +474,7 @@ async fn an_api_that_keeps_contradicting_its_count_stops_the_source_with_an_erro
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(metric(&url, "c42fwd_source_short_pages_total", &[]).await >= 3);
+    assert!(metric(&addr, "c42fwd_source_short_pages_total", &[]).await >= 3);
     assert!(daemon.terminate().await.success());
     let log = std::fs::read_to_string(log_path(&setup.config)).unwrap();
     let line = log.lines().find(|l| l.contains(says)).unwrap();
@@ -516,7 +486,7 @@ async fn an_api_that_keeps_contradicting_its_count_stops_the_source_with_an_erro
         "{line}"
     );
     // What the short pages held went out, each once, and nothing was guessed beyond.
-    let got = received(&setup.out);
+    let got = file_records(&setup.out);
     assert!(got.values().all(|n| *n == 1), "an event went out twice");
     assert_eq!(got.len(), PAGE * 3 / 4, "the events of the short page");
 }

@@ -3,7 +3,9 @@
 //! refused record, which goes to the dead-letter file; 401 / 403 / 404 / 405 -> stall;
 //! 5xx and 429 -> retried; the HEAD probe of `validate --connect` through TLS.
 
-use crate::hec::{audit_event, dead_letters, encoding, fast_retry, outcome, plain_tls, Running};
+use crate::support::http::{
+    audit_event, dead_letters, encoding, fast_retry, outcome, plain_tls, Running,
+};
 use crate::support::PATIENCE;
 use axum::body::Bytes;
 use axum::extract::State;

@@ -9,12 +9,13 @@
 use c42fwd::api::ApiClient;
 use c42fwd::checkpoint::Store;
 use c42fwd::config::{ApiGeneration, AuditFilters, Credentials, Source, SourceSpec, StartAt};
-use c42fwd::emulator::{self, EmulatorHandle, EmulatorOptions, FaultOptions};
+use c42fwd::emulator::{EmulatorHandle, EmulatorOptions, FaultOptions};
 use c42fwd::metrics::Metrics;
 use c42fwd::pipeline::Route;
 use c42fwd::retry::BackoffPolicy;
 use c42fwd::secret::Secret;
 use c42fwd::sinks::SinkBatch;
+use c42fwd::sources::audit::AuditLogFetch;
 use c42fwd::sources::{AuditLogPoller, SourceError};
 use chrono::{DateTime, TimeDelta, Utc};
 use std::sync::{Arc, Mutex};
@@ -22,18 +23,6 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-
-/// Generous: debug builds on a shared 2-core machine.
-const DEADLINE: Duration = Duration::from_secs(120);
-
-async fn emulator(opts: EmulatorOptions) -> EmulatorHandle {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind 127.0.0.1:0");
-    emulator::start(opts, listener)
-        .await
-        .expect("emulator starts")
-}
 
 fn opts(backlog: u64, rate: f64) -> EmulatorOptions {
     EmulatorOptions {
@@ -49,7 +38,7 @@ fn opts(backlog: u64, rate: f64) -> EmulatorOptions {
 
 // The emulator tenant of every poller test: Incydr with API client credentials, legacy
 // with a user login and TOTP code (and service discovery).
-use crate::alerts::harness::{client, tenant};
+use crate::support::source::{client, counter, emulator, run_source, tenant, DEADLINE};
 
 fn source(start: DateTime<Utc>, page_size: u32) -> Source {
     Source {
@@ -115,61 +104,6 @@ fn committed_watermark(store: &Store) -> Option<DateTime<Utc>> {
     store.load("audit").ok().flatten().map(|c| c.watermark)
 }
 
-fn counter(metrics: &Metrics, name: &str) -> u64 {
-    metrics
-        .render()
-        .lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
-}
-
-struct Run {
-    shutdown: CancellationToken,
-    task: JoinHandle<Result<(), SourceError>>,
-}
-
-fn run_poller(
-    src: &Source,
-    client: Arc<ApiClient>,
-    store: &Store,
-    metrics: Arc<Metrics>,
-    route: Route,
-) -> Run {
-    let poller = AuditLogPoller::new(src, client, store.clone(), metrics).expect("poller");
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn(poller.run(route, shutdown.clone()));
-    Run { shutdown, task }
-}
-
-impl Run {
-    /// Waits until `cond` holds, checking every 50 ms; fails at the deadline, or at once
-    /// with the poller's error if the poller stops.
-    async fn wait_for(&mut self, what: &str, mut cond: impl FnMut() -> bool) {
-        let give_up = tokio::time::Instant::now() + DEADLINE;
-        while !cond() {
-            if self.task.is_finished() {
-                let r = (&mut self.task).await.expect("poller task");
-                panic!("the poller stopped while waiting for {what}: {r:?}");
-            }
-            assert!(
-                tokio::time::Instant::now() < give_up,
-                "timed out waiting for {what}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn stop(self) {
-        self.shutdown.cancel();
-        let r = tokio::time::timeout(DEADLINE, self.task)
-            .await
-            .expect("poller stops after shutdown")
-            .expect("poller task");
-        r.expect("poller returns ok on shutdown");
-    }
-}
-
 /// A backlog larger than two result windows plus a live stream with ingestion lag:
 /// every event that occurred before `cut` arrives exactly once.
 async fn backlog_and_live_exactly_once(api: ApiGeneration) {
@@ -183,7 +117,7 @@ async fn backlog_and_live_exactly_once(api: ApiGeneration) {
     let cut = emu.started_at() + TimeDelta::seconds(3);
     let src = source(start, 2_000);
     let (route, seen, _sink) = test_sink(None);
-    let mut run = run_poller(&src, client, &store, metrics.clone(), route);
+    let mut run = run_source::<AuditLogFetch>(&src, client, &store, metrics.clone(), route);
 
     // The watermark past `cut` means the poller will never look before it again.
     run.wait_for("the committed watermark to pass the cut", || {
@@ -242,7 +176,7 @@ async fn expired_tokens_and_401s(api: ApiGeneration) {
     let cut = emu.started_at() + TimeDelta::seconds(5);
     let src = source(start, 500);
     let (route, seen, _sink) = test_sink(None);
-    let mut run = run_poller(&src, client, &store, metrics.clone(), route);
+    let mut run = run_source::<AuditLogFetch>(&src, client, &store, metrics.clone(), route);
     run.wait_for("the committed watermark to pass the cut", || {
         committed_watermark(&store).is_some_and(|w| w >= cut)
     })
@@ -291,7 +225,7 @@ async fn rate_limits_and_server_errors(api: ApiGeneration) {
     let cut = emu.started_at() + TimeDelta::seconds(2);
     let src = source(start, 1_000);
     let (route, seen, _sink) = test_sink(None);
-    let mut run = run_poller(&src, client, &store, metrics.clone(), route);
+    let mut run = run_source::<AuditLogFetch>(&src, client, &store, metrics.clone(), route);
     run.wait_for("the committed watermark to pass the cut", || {
         committed_watermark(&store).is_some_and(|w| w >= cut)
     })
@@ -336,7 +270,7 @@ async fn restart_from_checkpoint(api: ApiGeneration) {
 
     // Run 1: stopped by shutdown somewhere in the backlog.
     let (route, seen1, _s1) = test_sink(None);
-    let mut run = run_poller(&src, client.clone(), &store, metrics.clone(), route);
+    let mut run = run_source::<AuditLogFetch>(&src, client.clone(), &store, metrics.clone(), route);
     run.wait_for("part of the backlog", || {
         seen1.lock().unwrap().len() >= 4_000
     })
@@ -366,7 +300,7 @@ async fn restart_from_checkpoint(api: ApiGeneration) {
 
     // Run 3: a good sink, from the checkpoint, up to the cut.
     let (route, seen3, _s3) = test_sink(None);
-    let mut run = run_poller(&src, client, &store, metrics.clone(), route);
+    let mut run = run_source::<AuditLogFetch>(&src, client, &store, metrics.clone(), route);
     run.wait_for("the committed watermark to pass the cut", || {
         committed_watermark(&store).is_some_and(|w| w >= cut)
     })
@@ -464,7 +398,7 @@ async fn shutdown_while_caught_up_returns_ok_promptly() {
     let mut src = source(emu.started_at() - TimeDelta::seconds(700), 100);
     src.poll_interval = Duration::from_secs(3600);
     let (route, seen, _sink) = test_sink(None);
-    let mut run = run_poller(&src, client, &store, metrics, route);
+    let mut run = run_source::<AuditLogFetch>(&src, client, &store, metrics, route);
     run.wait_for("the backlog", || seen.lock().unwrap().len() >= 100)
         .await;
     run.wait_for("a checkpoint", || committed_watermark(&store).is_some())
@@ -615,7 +549,7 @@ async fn ties_beyond_the_window_go_through_export(api: ApiGeneration) {
     let cut = emu.started_at();
     let src = source(start, 1);
     let (route, seen, _sink) = test_sink(None);
-    let mut run = run_poller(&src, client, &store, metrics.clone(), route);
+    let mut run = run_source::<AuditLogFetch>(&src, client, &store, metrics.clone(), route);
     run.wait_for("the committed watermark to pass the cut", || {
         committed_watermark(&store).is_some_and(|w| w >= cut)
     })

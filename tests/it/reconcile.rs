@@ -4,8 +4,11 @@
 //! future is refused; a source that keeps failing keeps its start edge across restarts
 //! of the source and of the process; checkpoints are private whatever the umask.
 
-use crate::e2e::{c42fwd, log_path, log_tail, start_emulator, Daemon};
+use crate::support::config::{file_sink_from_audit, head, METRICS_ON_A_FREE_PORT};
+use crate::support::daemon::{c42fwd, log_path, log_tail, start_emulator, Daemon};
+use crate::support::metrics::{self, scrape};
 use crate::support::wait_for;
+use crate::support::{file_records, multiset};
 use c42fwd::emulator::{EmulatorHandle, EmulatorOptions};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
@@ -35,12 +38,7 @@ impl Setup {
 
     /// The events written by the file sink, as a multiset of their JSON texts.
     fn received(&self) -> HashMap<String, usize> {
-        multiset(
-            std::fs::read_to_string(&self.out)
-                .unwrap_or_default()
-                .lines()
-                .map(str::to_string),
-        )
+        file_records(&self.out)
     }
 
     fn write_secret(&self, secret: &str) {
@@ -68,12 +66,8 @@ fn setup_api(emu: &EmulatorHandle, opts: &EmulatorOptions, api: Api, source: &st
     let out = dir.path().join("out.ndjson");
     let text = format!(
         r#"
-state_dir = "{state}"
-shutdown_grace = "10s"
-
-[metrics]
-listen = "127.0.0.1:0"
-
+{head}
+{METRICS_ON_A_FREE_PORT}
 [tenants.emu]
 base_url = "{base}"
 {credentials}
@@ -84,17 +78,8 @@ tenant = "emu"
 poll_interval = "200ms"
 {source}
 
-[sinks.out]
-type = "file"
-path = "{out}"
-format = "json"
-syslog = "none"
-
-[[routes]]
-sources = ["audit"]
-sinks = ["out"]
-"#,
-        state = dir.path().join("state").display(),
+{file_sink}"#,
+        head = head(dir.path(), "10s"),
         base = emu.base_url(),
         credentials = match api {
             Api::Incydr => format!(
@@ -108,7 +93,7 @@ sinks = ["out"]
                 dir.path().join("secret").display()
             ),
         },
-        out = out.display(),
+        file_sink = file_sink_from_audit(&out),
     );
     std::fs::write(&config, text).unwrap();
     let s = Setup { dir, config, out };
@@ -137,23 +122,9 @@ fn strip_ansi(s: &str) -> String {
     out
 }
 
-fn multiset<I: IntoIterator<Item = String>>(items: I) -> HashMap<String, usize> {
-    let mut m = HashMap::new();
-    for i in items {
-        *m.entry(i).or_insert(0) += 1;
-    }
-    m
-}
-
 /// The value of one metric line (`name{labels}`), 0 when absent.
 async fn metric(addr: &str, series: &str) -> f64 {
-    let Ok(r) = reqwest::get(format!("http://{addr}/metrics")).await else {
-        return 0.0;
-    };
-    let text = r.text().await.unwrap_or_default();
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0.0)
+    metrics::metric(&scrape(addr).await.unwrap_or_default(), series)
 }
 
 fn assert_exactly_once(
@@ -441,8 +412,8 @@ async fn the_alert_count_reconciliation_asks_for_agrees_with_the_tenant() {
     };
     let emu = start_emulator(opts.clone()).await;
     for api in [ApiGeneration::Incydr, ApiGeneration::Legacy] {
-        let tenant = crate::alerts::harness::tenant(api, &emu, &opts);
-        let client = crate::alerts::harness::client(&tenant, &Arc::new(Metrics::new()));
+        let tenant = crate::support::source::tenant(api, &emu, &opts);
+        let client = crate::support::source::client(&tenant, &Arc::new(Metrics::new()));
         let end = emu.started_at();
         for span in [chrono::Duration::minutes(10), chrono::Duration::hours(2)] {
             let start = end - span;
@@ -468,7 +439,7 @@ async fn the_alert_count_reconciliation_asks_for_agrees_with_the_tenant() {
 /// brings every alert exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn late_alerts_are_reconciled_exactly_once() {
-    use crate::alerts::harness::{client, counter, in_range, run_source, tenant, test_sink};
+    use crate::support::source::{client, counter, in_range, run_source, tenant, test_sink};
     use c42fwd::api::expand_observation_data;
     use c42fwd::checkpoint::Store;
     use c42fwd::config::{ApiGeneration, Source, SourceSpec, StartAt};

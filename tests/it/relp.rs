@@ -6,12 +6,12 @@
 //! number wrap) are unit-tested against scripted servers in `src/sinks/relp.rs`; here the
 //! peer is the real librelp.
 
-use crate::rsyslog::{ClientAuth, RelpListener, RelpTlsLib, Rsyslog, RsyslogOptions};
-use crate::support::{wait_for, PATIENCE};
-use crate::tls::{
-    delivered, expected_lines, fast_retry, produce, seq_events, sink_config, Tally, TestPki,
-    TestSink, CLIENT_NAME,
+use crate::support::pki::{TestPki, CLIENT_NAME};
+use crate::support::rsyslog::{ClientAuth, RelpListener, RelpTlsLib, Rsyslog, RsyslogOptions};
+use crate::support::sink::{
+    delivered, expected_lines, fast_retry, produce, seq_events, sink_config, Tally, TestSink,
 };
+use crate::support::{wait_for, PATIENCE};
 use c42fwd::ack::Outcome;
 use c42fwd::config::{SinkKind, TlsOptions};
 use c42fwd::encode::Framing;

@@ -6,7 +6,8 @@
 //! record arrives exactly once or, after a broken connection, at least once; intact; in
 //! order), not the format, which has its own golden tests.
 
-use crate::rsyslog::Rsyslog;
+use crate::support::rsyslog::Rsyslog;
+use crate::support::sink::delivered;
 use crate::support::{
     event, event_at, lf_records, octet_frames, sink_batch, unused_tcp_port, wait_for, TcpReceiver,
     PATIENCE,
@@ -223,13 +224,6 @@ impl RunningSink {
             .expect("sink ends without error");
         self.ctx
     }
-}
-
-async fn delivered(waiter: AckWaiter) {
-    let outcome = tokio::time::timeout(PATIENCE, waiter.wait())
-        .await
-        .expect("batch acknowledged in time");
-    assert_eq!(outcome, Outcome::Delivered);
 }
 
 /// Sends `batches` of `per_batch` events to a TCP sink with `framing` and checks that

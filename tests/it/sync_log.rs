@@ -4,10 +4,10 @@
 //! truth: the log has byte-identical entries and many equal millisecond timestamps),
 //! and a restart in the middle from the checkpoint.
 //!
-//! The harness (emulator, client, recording sink, poller run) is the one of
-//! `alerts.rs`.
+//! The harness (emulator, client, recording sink, poller run) is `support::source`,
+//! shared with `alerts.rs`.
 
-use crate::alerts::harness::*;
+use crate::support::source::*;
 use c42fwd::api::{SyncLogQuery, MAX_SYNC_LOG_PAGE_SIZE};
 use c42fwd::checkpoint::Store;
 use c42fwd::config::{ApiGeneration, Source, SourceSpec, StartAt};

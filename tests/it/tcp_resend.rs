@@ -15,9 +15,12 @@
 //! octet-counted) so that what arrived can be compared with the emulator's ground
 //! truth, and a frame torn by a re-send would show as a framing error.
 
-use crate::e2e::{log_path, log_tail, start_emulator, Daemon};
-use crate::rsyslog::{ClientAuth, Rsyslog, RsyslogOptions, TlsListener};
-use crate::tls::TestPki;
+use crate::support::config::{emu_tenant_secret_file, head, METRICS_ON_A_FREE_PORT};
+use crate::support::daemon::{log_path, log_tail, start_emulator, Daemon};
+use crate::support::metrics::{self, scrape};
+use crate::support::multiset;
+use crate::support::pki::TestPki;
+use crate::support::rsyslog::{ClientAuth, Rsyslog, RsyslogOptions, TlsListener};
 use c42fwd::emulator::{EmulatorHandle, EmulatorOptions};
 use chrono::Utc;
 use std::collections::HashMap;
@@ -60,22 +63,11 @@ struct Setup {
 fn write_config(emu: &EmulatorHandle, opts: &EmulatorOptions, port: u16, tls: &str) -> Setup {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("c42fwd.toml");
-    let secret = dir.path().join("secret");
-    std::fs::write(&secret, format!("{}\n", opts.client_secret)).expect("secret");
     let text = format!(
         r#"
-state_dir = "{state}"
-shutdown_grace = "10s"
-
-[metrics]
-listen = "127.0.0.1:0"
-
-[tenants.emu]
-api = "incydr"
-base_url = "{base}"
-client_id = "{id}"
-client_secret = {{ file = "{secret}" }}
-
+{head}
+{METRICS_ON_A_FREE_PORT}
+{tenant}
 [sources.audit]
 type = "audit_log"
 tenant = "emu"
@@ -101,10 +93,8 @@ max = "500ms"
 sources = ["audit"]
 sinks = ["tcp"]
 "#,
-        state = dir.path().join("state").display(),
-        base = emu.base_url(),
-        id = opts.client_id,
-        secret = secret.display(),
+        head = head(dir.path(), "10s"),
+        tenant = emu_tenant_secret_file(dir.path(), emu, opts),
     );
     std::fs::write(&config, text).expect("write config");
     Setup {
@@ -116,25 +106,8 @@ sinks = ["tcp"]
 
 /// One counter of the daemon's `/metrics`, 0 when it has no sample yet.
 async fn metric(addr: &str, sample: &str) -> u64 {
-    let text = reqwest::get(format!("http://{addr}/metrics"))
-        .await
-        .and_then(|r| r.error_for_status())
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("metrics body");
-    text.lines()
-        .find_map(|l| l.strip_prefix(sample)?.trim().parse::<f64>().ok())
-        .map(|v| v as u64)
-        .unwrap_or(0)
-}
-
-fn multiset(items: impl IntoIterator<Item = String>) -> HashMap<String, usize> {
-    let mut m = HashMap::new();
-    for i in items {
-        *m.entry(i).or_insert(0) += 1;
-    }
-    m
+    let text = scrape(addr).await.expect("GET /metrics");
+    metrics::metric(&text, sample) as u64
 }
 
 /// The events that occurred up to a few seconds after the emulator started (the

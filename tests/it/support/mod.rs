@@ -1,15 +1,34 @@
-//! Shared test helpers: plain receivers that record raw bytes, event and batch builders,
-//! and small parsers for what the receivers saw.
+//! The one home of integration-test helpers: test files import helpers only from here,
+//! never from each other.
 //!
-//! Kept generic on purpose: nothing here knows about a particular sink or source. The
-//! real rsyslog receiver is in `rsyslog.rs`.
+//! This file holds the generic pieces: plain receivers that record raw bytes, event and
+//! batch builders, small parsers for what the receivers saw, and polling with a
+//! deadline. The submodules hold:
+//! - [`config`]: pieces of daemon configs many tests write alike;
+//! - [`daemon`]: the `c42fwd` binary, its log and metrics address, the emulator;
+//! - [`http`]: a sink fed through its queue, for the HEC and HTTP sink tests;
+//! - [`metrics`]: a daemon's `/metrics` and `/health`, samples of a Prometheus text;
+//! - [`rsyslog`]: a real rsyslogd as a receiver;
+//! - [`pki`]: test certificates;
+//! - [`sink`]: a sink task fed by hand, numbered events, waiting for delivery;
+//! - [`source`]: a source poller run against the emulator with a recording sink.
 #![allow(dead_code)] // each test module uses its own subset
+
+pub mod config;
+pub mod daemon;
+pub mod http;
+pub mod metrics;
+pub mod pki;
+pub mod rsyslog;
+pub mod sink;
+pub mod source;
 
 use c42fwd::ack::{ack_set, AckWaiter};
 use c42fwd::event::{Batch, Event, SourceKind};
 use c42fwd::sinks::SinkBatch;
 use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -319,4 +338,20 @@ pub async fn wait_for(what: &str, within: Duration, mut cond: impl FnMut() -> bo
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// Counts each item: what arrived, compared with the ground truth as multisets (the
+/// tenant may hold byte-identical events).
+pub fn multiset<I: IntoIterator<Item = String>>(items: I) -> HashMap<String, usize> {
+    let mut m = HashMap::new();
+    for i in items {
+        *m.entry(i).or_insert(0) += 1;
+    }
+    m
+}
+
+/// The records a file sink wrote (one per line), as a multiset of their texts.
+pub fn file_records(path: &std::path::Path) -> HashMap<String, usize> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    multiset(text.lines().filter(|l| !l.is_empty()).map(str::to_string))
 }

@@ -1,0 +1,58 @@
+//! Pieces of daemon configs (TOML text) that many tests write the same way; a test
+//! puts them into its own config with `format!`.
+
+use c42fwd::emulator::{EmulatorHandle, EmulatorOptions};
+use std::path::Path;
+
+/// The top of a config: state in `dir/state`, the given shutdown grace.
+pub fn head(dir: &Path, shutdown_grace: &str) -> String {
+    format!(
+        "state_dir = \"{}\"\nshutdown_grace = \"{shutdown_grace}\"\n",
+        dir.join("state").display()
+    )
+}
+
+/// The metrics endpoint on a port the kernel picks (the daemon logs the address, see
+/// `Daemon::metrics_addr`).
+pub const METRICS_ON_A_FREE_PORT: &str = "[metrics]\nlisten = \"127.0.0.1:0\"\n";
+
+/// The tenant `emu`: the emulator, Incydr API, its client secret inline.
+pub fn emu_tenant(emu: &EmulatorHandle, opts: &EmulatorOptions) -> String {
+    format!(
+        "[tenants.emu]\napi = \"incydr\"\nbase_url = \"{}\"\nclient_id = \"{}\"\nclient_secret = \"{}\"\n",
+        emu.base_url(),
+        opts.client_id,
+        opts.client_secret
+    )
+}
+
+/// The file sink `out` writing the events to `path` as JSON without a syslog header,
+/// and the route from the source `audit` to it.
+pub fn file_sink_from_audit(path: &Path) -> String {
+    format!(
+        r#"[sinks.out]
+type = "file"
+path = "{}"
+format = "json"
+syslog = "none"
+
+[[routes]]
+sources = ["audit"]
+sinks = ["out"]
+"#,
+        path.display()
+    )
+}
+
+/// The tenant `emu` as [`emu_tenant`], its client secret read from `dir/secret`, which
+/// this writes.
+pub fn emu_tenant_secret_file(dir: &Path, emu: &EmulatorHandle, opts: &EmulatorOptions) -> String {
+    let secret = dir.join("secret");
+    std::fs::write(&secret, format!("{}\n", opts.client_secret)).expect("write the secret file");
+    format!(
+        "[tenants.emu]\napi = \"incydr\"\nbase_url = \"{}\"\nclient_id = \"{}\"\nclient_secret = {{ file = \"{}\" }}\n",
+        emu.base_url(),
+        opts.client_id,
+        secret.display()
+    )
+}
