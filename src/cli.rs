@@ -351,7 +351,7 @@ fn show_checkpoints(
                 if let Some(ahead) = crate::checkpoint::in_the_future(&cp, chrono::Utc::now()) {
                     let _ = writeln!(
                         out,
-                        "  WARNING:      watermark is IN THE FUTURE (by {}): the source will refuse to start; if the clock is right, run `c42fwd checkpoint reset {name}`",
+                        "  WARNING:      watermark is IN THE FUTURE (by {}): the source will refuse to start; if the clock is right, run `c42fwd checkpoint reset --config <config file> {name}`",
                         crate::checkpoint::ahead_text(ahead)
                     );
                 }

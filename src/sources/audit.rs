@@ -286,7 +286,11 @@ mod tests {
         };
         p.store.save("audit", &old).unwrap();
         let err = p.initial_state(now).unwrap_err();
-        assert!(err.to_string().contains("checkpoint reset audit"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("checkpoint reset --config <config file> audit"),
+            "{err}"
+        );
 
         // ... or of another kind
         let other = Checkpoint {
@@ -330,7 +334,7 @@ mod tests {
             "2024-05-01 03:00:00 UTC",
             "3h",
             "in the future",
-            "c42fwd checkpoint reset audit",
+            "c42fwd checkpoint reset --config <config file> audit",
         ] {
             assert!(msg.contains(part), "{part:?} in {msg}");
         }

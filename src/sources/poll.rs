@@ -98,14 +98,14 @@ pub enum SourceError {
     )]
     StartTooOld { name: String, start: DateTime<Utc> },
     #[error(
-        "source {name}: checkpoint watermark {watermark} is more than 90 days old, events since then are no longer in the api; run `c42fwd checkpoint reset {name}` to start over from the configured start"
+        "source {name}: checkpoint watermark {watermark} is more than 90 days old, events since then are no longer in the api; run `c42fwd checkpoint reset --config <config file> {name}` to start over from the configured start"
     )]
     CheckpointTooOld {
         name: String,
         watermark: DateTime<Utc>,
     },
     #[error(
-        "source {name}: checkpoint {path} has its watermark {watermark} in the future (now {now}, {ahead} ahead); starting from it would skip every event until then; if the clock is right, run `c42fwd checkpoint reset {name}` to start over from the configured start"
+        "source {name}: checkpoint {path} has its watermark {watermark} in the future (now {now}, {ahead} ahead); starting from it would skip every event until then; if the clock is right, run `c42fwd checkpoint reset --config <config file> {name}` to start over from the configured start"
     )]
     CheckpointInFuture {
         name: String,

@@ -265,7 +265,7 @@ async fn a_checkpoint_in_the_future_is_refused_and_marked_by_checkpoint_show() {
     assert!(
         shown.contains("IN THE FUTURE (by 2h 59m")
             && shown.contains("the source will refuse to start")
-            && shown.contains("c42fwd checkpoint reset audit"),
+            && shown.contains("c42fwd checkpoint reset --config <config file> audit"),
         "{shown}"
     );
 
@@ -279,7 +279,7 @@ async fn a_checkpoint_in_the_future_is_refused_and_marked_by_checkpoint_show() {
     assert!(
         line.contains("ERROR")
             && line.contains(&s.checkpoint().display().to_string())
-            && line.contains("c42fwd checkpoint reset audit"),
+            && line.contains("c42fwd checkpoint reset --config <config file> audit"),
         "{line}"
     );
     assert!(daemon.terminate().await.success());
