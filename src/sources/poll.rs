@@ -1330,6 +1330,38 @@ mod tests {
         }
     }
 
+    /// A poller over `fetch` that reconciles 5-minute buckets, with the in-flight state
+    /// of a run whose ledger is `ledger` and whose window is `state`.
+    fn reconciling_poller(
+        fetch: Picky,
+        source: &config::Source,
+        metrics: &Arc<Metrics>,
+        dir: &std::path::Path,
+        ledger: Ledger,
+        state: &WindowState,
+    ) -> (WindowPoller<Picky>, Commits) {
+        let poller = WindowPoller {
+            name: Arc::from("audit"),
+            fetch,
+            lag: source.lag,
+            poll_interval: source.poll_interval,
+            start: source.start,
+            page_size: 100,
+            reconcile_after: Some(Duration::from_secs(300)),
+            tenant: "t".into(),
+            store: Store::open(dir).unwrap(),
+            metrics: metrics.clone(),
+        };
+        let flight = Commits {
+            queue: VecDeque::new(),
+            next_seq: 0,
+            committed_watermark: state.watermark(),
+            start_edge: None,
+            ledger: Some(ledger),
+        };
+        (poller, flight)
+    }
+
     #[tokio::test]
     async fn a_reconciliation_re_read_refused_as_oversized_is_read_again_in_slices() {
         let metrics = Arc::new(Metrics::new());
@@ -1343,25 +1375,14 @@ mod tests {
         ledger.begin_cycle(end + TimeDelta::seconds(1));
         ledger.cover(end + TimeDelta::seconds(1));
         let state = WindowState::new(end + TimeDelta::seconds(1));
-        let poller = WindowPoller {
-            name: Arc::from("audit"),
-            fetch: Picky::new(key),
-            lag: source.lag,
-            poll_interval: source.poll_interval,
-            start: source.start,
-            page_size: 100,
-            reconcile_after: Some(Duration::from_secs(300)),
-            tenant: "t".into(),
-            store: Store::open(dir.path()).unwrap(),
-            metrics: metrics.clone(),
-        };
-        let mut flight = Commits {
-            queue: VecDeque::new(),
-            next_seq: 0,
-            committed_watermark: state.watermark(),
-            start_edge: None,
-            ledger: Some(ledger),
-        };
+        let (poller, mut flight) = reconciling_poller(
+            Picky::new(key),
+            &source,
+            &metrics,
+            dir.path(),
+            ledger,
+            &state,
+        );
         let (tx, mut rx) = tokio::sync::mpsc::channel::<crate::sinks::SinkBatch>(4);
         let sink = tokio::spawn(async move {
             let mut got = 0;
@@ -1408,25 +1429,8 @@ mod tests {
         ledger.record(2, key);
         ledger.cover(end + TimeDelta::seconds(1));
         let state = WindowState::new(end + TimeDelta::seconds(1));
-        let poller = WindowPoller {
-            name: Arc::from("audit"),
-            fetch: picky,
-            lag: source.lag,
-            poll_interval: source.poll_interval,
-            start: source.start,
-            page_size: 100,
-            reconcile_after: Some(Duration::from_secs(300)),
-            tenant: "t".into(),
-            store: Store::open(dir.path()).unwrap(),
-            metrics: metrics.clone(),
-        };
-        let mut flight = Commits {
-            queue: VecDeque::new(),
-            next_seq: 0,
-            committed_watermark: state.watermark(),
-            start_edge: None,
-            ledger: Some(ledger),
-        };
+        let (poller, mut flight) =
+            reconciling_poller(picky, &source, &metrics, dir.path(), ledger, &state);
         let (tx, mut rx) = tokio::sync::mpsc::channel::<crate::sinks::SinkBatch>(4);
         let sink = tokio::spawn(async move {
             let mut got = Vec::new();
