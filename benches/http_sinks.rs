@@ -30,8 +30,9 @@ use c42fwd::config::{
 use c42fwd::encode::{EncoderOptions, Format, Framing, SyslogStyle};
 use c42fwd::event::{Batch, Event, SourceKind};
 use c42fwd::metrics::Metrics;
+use c42fwd::route::SinkBatch;
 use c42fwd::secret::Secret;
-use c42fwd::sinks::{self, SinkBatch, SinkContext};
+use c42fwd::sinks::{self, SinkContext};
 use hec_server::{HecServer, HecServerOptions};
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};

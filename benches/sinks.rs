@@ -23,12 +23,13 @@
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
 use c42fwd::ack::{ack_set, AckWaiter, Outcome};
-use c42fwd::config::{Sink, SinkKind, TlsOptions, TlsVersion};
+use c42fwd::config::{RelpOptions, Sink, SinkKind, TcpOptions, TlsOptions, TlsVersion};
 use c42fwd::encode::{EncoderOptions, Format, Framing, SyslogStyle};
 use c42fwd::event::{Batch, Event, SourceKind};
 use c42fwd::metrics::Metrics;
 use c42fwd::retry::BackoffPolicy;
-use c42fwd::sinks::{self, SinkBatch, SinkContext};
+use c42fwd::route::SinkBatch;
+use c42fwd::sinks::{self, SinkContext};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::Path;
@@ -144,22 +145,22 @@ async fn run(which: &str, events: usize, window: usize) -> Report {
     tokio::spawn(serve(listener, acceptor, relp));
 
     let kind = if relp {
-        SinkKind::Relp {
+        SinkKind::Relp(RelpOptions {
             host: "127.0.0.1".into(),
             port,
             connect_timeout: Duration::from_secs(5),
             window,
             ack_timeout: Duration::from_secs(30),
             tls,
-        }
+        })
     } else {
-        SinkKind::Tcp {
+        SinkKind::Tcp(TcpOptions {
             host: "127.0.0.1".into(),
             port,
             connect_timeout: Duration::from_secs(5),
             keepalive: None,
             tls,
-        }
+        })
     };
     let cfg = Sink {
         name: which.to_string(),

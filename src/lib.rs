@@ -25,10 +25,11 @@
 //!   (with a resend tail) and UDP, RELP, Splunk HEC (with indexer acknowledgements),
 //!   generic HTTP, stdout and file; the stall / health state of a sink held back by a
 //!   set-up fault, and the dead-letter file.
+//! - [`route`]: the contract between sources and sinks (`Route`, `SinkBatch`).
 //! - [`ack`]: delivery acknowledgements from sinks back to sources.
 //! - [`checkpoint`]: the per-source checkpoint files (window state, start edge,
 //!   reconciliation ledger), replaced atomically.
-//! - [`pipeline`]: builds and runs the whole thing: routes, supervision with backoff,
+//! - [`pipeline`]: builds and runs the whole thing: wires routes, supervision with backoff,
 //!   shutdown with a grace period; the only place that spawns the daemon's tasks.
 //! - [`emulator`]: an emulated Code42 tenant (both API generations) for tests, benches,
 //!   `demo` and `emulate`.
@@ -49,6 +50,7 @@ pub mod metrics;
 pub mod normalize;
 pub mod pipeline;
 pub mod retry;
+pub mod route;
 pub mod secret;
 pub mod sinks;
 pub mod sources;

@@ -22,14 +22,13 @@
 //! A sink that fails for good (a permanent error it reported) stops the whole pipeline
 //! with an error, so that the service manager sees it.
 
-use crate::ack::{ack_set, AckWaiter};
 use crate::api::ApiClient;
 use crate::checkpoint::Store;
 use crate::config::{Config, SourceSpec};
-use crate::event::Batch;
 use crate::metrics::Metrics;
 use crate::retry::BackoffPolicy;
-use crate::sinks::{self, SinkBatch, SinkContext};
+use crate::route::{Route, SinkBatch};
+use crate::sinks::{self, SinkContext};
 use crate::sources::alerts::AlertsFetch;
 use crate::sources::audit::AuditLogFetch;
 use crate::sources::sync_log::SyncLogFetch;
@@ -45,54 +44,6 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-
-/// A source's handle on the sinks of its route.
-///
-/// `send` hands the batch to every sink's bounded queue (waiting while a queue is full:
-/// this is the backpressure of ARCHITECTURE.md invariant 3) and returns the waiter that resolves
-/// when every sink has reported on the batch.
-#[derive(Clone)]
-pub struct Route {
-    sinks: Vec<mpsc::Sender<SinkBatch>>,
-    /// Test builds: panic in `send`, once, to prove that source panics are supervised.
-    #[cfg(test)]
-    panic_once: Option<Arc<std::sync::atomic::AtomicBool>>,
-}
-
-/// Every sink of the route has stopped; nothing more can be delivered.
-#[derive(Debug, thiserror::Error)]
-#[error("the sinks of this route have stopped")]
-pub struct RouteClosed;
-
-impl Route {
-    pub fn new(sinks: Vec<mpsc::Sender<SinkBatch>>) -> Self {
-        Route {
-            sinks,
-            #[cfg(test)]
-            panic_once: None,
-        }
-    }
-
-    pub async fn send(&self, batch: Batch) -> Result<AckWaiter, RouteClosed> {
-        #[cfg(test)]
-        if let Some(armed) = &self.panic_once {
-            if armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
-                panic!("injected source panic (test build)");
-            }
-        }
-        let batch = Arc::new(batch);
-        let (tokens, waiter) = ack_set(self.sinks.len());
-        for (tx, ack) in self.sinks.iter().zip(tokens) {
-            tx.send(SinkBatch {
-                batch: batch.clone(),
-                ack,
-            })
-            .await
-            .map_err(|_| RouteClosed)?;
-        }
-        Ok(waiter)
-    }
-}
 
 /// Resolves on SIGTERM or SIGINT (Ctrl-C).
 pub async fn shutdown_signal() {
@@ -249,11 +200,10 @@ async fn run_with_faults(
         let metrics = metrics.clone();
         let stop = stop_sources.clone();
         #[cfg(test)]
-        let route = Route {
-            panic_once: faults
-                .take(&task_label("source", name))
-                .then(|| Arc::new(std::sync::atomic::AtomicBool::new(true))),
-            ..route
+        let route = if faults.take(&task_label("source", name)) {
+            route.panicking_once()
+        } else {
+            route
         };
         tracker.spawn(supervise_source(
             source, client, store, metrics, route, stop,

@@ -271,39 +271,56 @@ pub struct Sink {
 #[derive(Debug, Clone)]
 pub enum SinkKind {
     Stdout,
-    File {
-        path: PathBuf,
-    },
-    Tcp {
-        host: String,
-        port: u16,
-        connect_timeout: Duration,
-        keepalive: Option<Duration>,
-        /// Syslog over TLS (RFC 5425) when set.
-        tls: Option<TlsOptions>,
-    },
+    File(FileOptions),
+    /// Syslog over TCP, or over TLS (RFC 5425).
+    Tcp(TcpOptions),
     /// RELP (acknowledged syslog, as rsyslog's librelp speaks it).
-    Relp {
-        host: String,
-        port: u16,
-        connect_timeout: Duration,
-        /// Largest number of `syslog` frames sent but not yet answered by `rsp`.
-        window: usize,
-        /// How long a frame may wait for its `rsp` before the session counts as broken.
-        ack_timeout: Duration,
-        tls: Option<TlsOptions>,
-    },
+    Relp(RelpOptions),
     /// Splunk HTTP Event Collector.
     Hec(HecOptions),
     /// A generic HTTP endpoint taking batches of JSON.
     Http(HttpOptions),
-    Udp {
-        host: String,
-        port: u16,
-        /// Largest datagram sent; larger records follow `oversize`.
-        max_datagram: usize,
-        oversize: OversizePolicy,
-    },
+    Udp(UdpOptions),
+}
+
+/// A file sink: records appended to one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileOptions {
+    pub path: PathBuf,
+}
+
+/// Syslog over TCP (RFC 6587 framing), plain or TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpOptions {
+    pub host: String,
+    pub port: u16,
+    pub connect_timeout: Duration,
+    pub keepalive: Option<Duration>,
+    /// Syslog over TLS (RFC 5425) when set.
+    pub tls: Option<TlsOptions>,
+}
+
+/// RELP: every record one `syslog` frame, acknowledged by the receiver's `rsp`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelpOptions {
+    pub host: String,
+    pub port: u16,
+    pub connect_timeout: Duration,
+    /// Largest number of `syslog` frames sent but not yet answered by `rsp`.
+    pub window: usize,
+    /// How long a frame may wait for its `rsp` before the session counts as broken.
+    pub ack_timeout: Duration,
+    pub tls: Option<TlsOptions>,
+}
+
+/// Syslog over UDP: one record per datagram.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UdpOptions {
+    pub host: String,
+    pub port: u16,
+    /// Largest datagram sent; larger records follow `oversize`.
+    pub max_datagram: usize,
+    pub oversize: OversizePolicy,
 }
 
 /// TLS client settings (rustls). Verification is on unless `insecure_skip_verify`.

@@ -1074,7 +1074,7 @@ fn sink(name: &str, s: RawSink, p: &mut Problems) -> Option<Sink> {
         "stdout" => Some(SinkKind::Stdout),
         "file" => match &s.path {
             Some(path) if !path.as_os_str().is_empty() => {
-                Some(SinkKind::File { path: path.clone() })
+                Some(SinkKind::File(FileOptions { path: path.clone() }))
             }
             _ => {
                 p.add(at("path"), "is required");
@@ -1088,13 +1088,13 @@ fn sink(name: &str, s: RawSink, p: &mut Problems) -> Option<Sink> {
             }
             let port = port(p);
             let tls = stream_tls(p);
-            Some(SinkKind::Tcp {
+            Some(SinkKind::Tcp(TcpOptions {
                 host: h?,
                 port: port?,
                 connect_timeout,
                 keepalive: s.keepalive,
                 tls,
-            })
+            }))
         }
         "relp" => {
             let h = host();
@@ -1109,14 +1109,14 @@ fn sink(name: &str, s: RawSink, p: &mut Problems) -> Option<Sink> {
             }
             let ack_timeout = s.ack_timeout.unwrap_or(Duration::from_secs(30));
             p.duration(at("ack_timeout"), ack_timeout, ACK_TIMEOUT);
-            Some(SinkKind::Relp {
+            Some(SinkKind::Relp(RelpOptions {
                 host: h?,
                 port: port?,
                 connect_timeout,
                 window: window.max(1) as usize,
                 ack_timeout,
                 tls,
-            })
+            }))
         }
         "udp" => {
             let h = host();
@@ -1142,12 +1142,12 @@ fn sink(name: &str, s: RawSink, p: &mut Problems) -> Option<Sink> {
                     None
                 }
             };
-            Some(SinkKind::Udp {
+            Some(SinkKind::Udp(UdpOptions {
                 host: h?,
                 port: port?,
                 max_datagram: max_datagram as usize,
                 oversize: oversize?,
-            })
+            }))
         }
         "hec" => {
             let endpoint = match &s.endpoint {
@@ -2187,7 +2187,7 @@ gzip = true
             .replace("sinks = [\"siem\"]", "sinks = [\"siem\", \"relp\", \"hec\", \"web\"]");
         let c = parse_str(&text).unwrap();
         match &c.sinks["siem"].kind {
-            SinkKind::Tcp { tls: Some(t), .. } => {
+            SinkKind::Tcp(TcpOptions { tls: Some(t), .. }) => {
                 assert_eq!(t.server_name.as_deref(), Some("siem.internal"));
                 assert_eq!(t.min_version, TlsVersion::Tls13);
                 assert!(!t.insecure_skip_verify);
@@ -2196,7 +2196,7 @@ gzip = true
         }
         assert!(matches!(
             c.sinks["relp"].kind,
-            SinkKind::Relp { window: 64, .. }
+            SinkKind::Relp(RelpOptions { window: 64, .. })
         ));
         assert_eq!(c.sinks["relp"].encoding.framing, Framing::None);
         match &c.sinks["hec"].kind {

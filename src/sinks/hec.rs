@@ -58,12 +58,13 @@ use super::http_common::{
     build_client, classify_status, error_chain, read_limited, server_text, sleep_until,
     status_detail, AckLedger, Batcher, BodyWriter, Courier, Embedding, SealedChunk, Span, Verdict,
 };
-use super::{DeadLetterFile, SinkBatch, SinkContext, SinkError, SinkMetrics};
+use super::{DeadLetterFile, SinkContext, SinkError, SinkMetrics};
 use crate::config::{HecOptions, Sink, SinkKind};
 use crate::encode::Encoder;
 use crate::event::{Batch, Event};
 use crate::metrics::label;
 use crate::retry::deadline_after;
+use crate::route::SinkBatch;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
 use reqwest::StatusCode;
 use std::collections::{BTreeMap, HashMap};

@@ -26,10 +26,11 @@ use super::http_common::{
     build_client, classify_status, error_chain, server_text, sleep_until, status_detail, AckLedger,
     Batcher, BodyWriter, Courier, Embedding, SealedChunk, Span, Verdict,
 };
-use super::{DeadLetterFile, SinkBatch, SinkContext, SinkError, SinkMetrics};
+use super::{DeadLetterFile, SinkContext, SinkError, SinkMetrics};
 use crate::config::{HttpAuth, HttpBody, Sink, SinkKind};
 use crate::encode::Encoder;
 use crate::event::Event;
+use crate::route::SinkBatch;
 use base64::Engine;
 use reqwest::header::{
     HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE,

@@ -37,7 +37,7 @@
 //! [`Courier::redact`], and URLs are shown through `config::redacted_url`.
 
 use super::stall::Stall;
-use super::{DeadLetterFile, SinkBatch, SinkError, SinkMetrics};
+use super::{DeadLetterFile, SinkError, SinkMetrics};
 use crate::ack::AckToken;
 use crate::config::{HttpBatching, TlsOptions, TlsVersion};
 use crate::encode::{Encoder, EncoderOptions, Format, SyslogStyle};
@@ -45,6 +45,7 @@ use crate::event::{Batch, Event};
 use crate::metrics::label;
 use crate::retry::retry_after;
 use crate::retry::BackoffPolicy;
+use crate::route::SinkBatch;
 use bytes::Bytes;
 use reqwest::header::HeaderMap;
 use reqwest::StatusCode;

@@ -40,10 +40,11 @@ pub use dead_letter::{DeadLetterFile, DEFAULT_MAX_BYTES as DEAD_LETTER_MAX_BYTES
 pub use udp::{truncate_record, TRUNCATION_MARKER};
 
 use crate::ack::AckToken;
-use crate::config::{Sink, SinkKind};
+use crate::config::{FileOptions, RelpOptions, Sink, SinkKind, TcpOptions, UdpOptions};
 use crate::encode::Encoder;
 use crate::event::{Batch, Event};
 use crate::metrics::{label, Metrics};
+use crate::route::SinkBatch;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use std::io;
@@ -52,13 +53,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-
-/// One batch on its way to one sink.
-#[derive(Debug)]
-pub struct SinkBatch {
-    pub batch: Arc<Batch>,
-    pub ack: AckToken,
-}
 
 /// What every sink gets from the pipeline besides its config.
 #[derive(Clone)]
@@ -415,18 +409,18 @@ impl Transport {
     ) -> Result<Option<Self>, SinkError> {
         Ok(Some(match &cfg.kind {
             SinkKind::Stdout => Transport::Stdout(stdout::StdoutWriter::new()),
-            SinkKind::File { path } => Transport::File(file::FileWriter::new(
+            SinkKind::File(FileOptions { path }) => Transport::File(file::FileWriter::new(
                 &cfg.name,
                 path.clone(),
                 metrics.clone(),
             )),
-            SinkKind::Tcp {
+            SinkKind::Tcp(TcpOptions {
                 host,
                 port,
                 connect_timeout,
                 keepalive,
                 tls,
-            } => Transport::Tcp(tcp::TcpWriter::new(
+            }) => Transport::Tcp(tcp::TcpWriter::new(
                 &cfg.name,
                 host.clone(),
                 *port,
@@ -437,12 +431,12 @@ impl Transport {
                     .transpose()?,
                 metrics.clone(),
             )),
-            SinkKind::Udp {
+            SinkKind::Udp(UdpOptions {
                 host,
                 port,
                 max_datagram,
                 oversize,
-            } => Transport::Udp(udp::UdpWriter::new(
+            }) => Transport::Udp(udp::UdpWriter::new(
                 &cfg.name,
                 host.clone(),
                 *port,
@@ -451,7 +445,9 @@ impl Transport {
                 DeadLetterFile::for_sink(cfg, ctx),
                 metrics.clone(),
             )),
-            SinkKind::Relp { .. } | SinkKind::Hec(_) | SinkKind::Http(_) => return Ok(None),
+            SinkKind::Relp(RelpOptions { .. }) | SinkKind::Hec(_) | SinkKind::Http(_) => {
+                return Ok(None)
+            }
         }))
     }
 
@@ -519,7 +515,7 @@ pub async fn run(
     // unacknowledged frames, batching by size and time); the stream and file sinks
     // share `run_with_encoder`.
     match &cfg.kind {
-        SinkKind::Relp { .. } => relp::run(cfg, rx, ctx, encoder).await,
+        SinkKind::Relp(RelpOptions { .. }) => relp::run(cfg, rx, ctx, encoder).await,
         SinkKind::Hec(_) => hec::run(cfg, rx, ctx, encoder).await,
         SinkKind::Http(_) => http::run(cfg, rx, ctx, encoder).await,
         _ => run_with_encoder(cfg, rx, ctx, encoder).await,
@@ -709,14 +705,14 @@ impl Delivery<'_> {
 pub async fn healthcheck(cfg: &Sink) -> Result<(), SinkError> {
     match &cfg.kind {
         SinkKind::Stdout => Ok(()),
-        SinkKind::File { path } => file::open_append(path).await.map(drop),
-        SinkKind::Tcp {
+        SinkKind::File(FileOptions { path }) => file::open_append(path).await.map(drop),
+        SinkKind::Tcp(TcpOptions {
             host,
             port,
             connect_timeout,
             tls,
             ..
-        } => {
+        }) => {
             let client = tls
                 .as_ref()
                 .map(|t| tls::TlsClient::new(&cfg.name, host, t))
@@ -725,8 +721,8 @@ pub async fn healthcheck(cfg: &Sink) -> Result<(), SinkError> {
                 .await
                 .map(drop)
         }
-        SinkKind::Udp { host, port, .. } => udp::connect(host, *port).await.map(drop),
-        SinkKind::Relp { .. } => relp::healthcheck(cfg).await,
+        SinkKind::Udp(UdpOptions { host, port, .. }) => udp::connect(host, *port).await.map(drop),
+        SinkKind::Relp(RelpOptions { .. }) => relp::healthcheck(cfg).await,
         SinkKind::Hec(_) => hec::healthcheck(cfg).await,
         SinkKind::Http(_) => http::healthcheck(cfg).await,
     }

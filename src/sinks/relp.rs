@@ -46,12 +46,11 @@
 //! Not done here: the backoff (`crate::retry`), TLS settings (`tls.rs`), encoding.
 
 use super::tls::{SinkStream, TlsClient};
-use super::{
-    host_port, EncodedBatch, RecordEncoder, SinkBatch, SinkContext, SinkError, SinkMetrics,
-};
+use super::{host_port, EncodedBatch, RecordEncoder, SinkContext, SinkError, SinkMetrics};
 use crate::ack::AckToken;
-use crate::config::{Sink, SinkKind};
+use crate::config::{RelpOptions, Sink, SinkKind};
 use crate::retry::Backoff;
+use crate::route::SinkBatch;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -373,14 +372,14 @@ struct Settings {
 
 impl Settings {
     fn from_config(cfg: &Sink) -> Result<Settings, SinkError> {
-        let SinkKind::Relp {
+        let SinkKind::Relp(RelpOptions {
             host,
             port,
             connect_timeout,
             window,
             ack_timeout,
             tls,
-        } = &cfg.kind
+        }) = &cfg.kind
         else {
             return Err(SinkError::Unsupported {
                 sink: cfg.name.clone(),
@@ -1094,14 +1093,14 @@ mod tests {
     fn relp_sink(port: u16, window: usize, ack_timeout: Duration, retries: Option<u32>) -> Sink {
         Sink {
             name: "relp".into(),
-            kind: SinkKind::Relp {
+            kind: SinkKind::Relp(RelpOptions {
                 host: "127.0.0.1".into(),
                 port,
                 connect_timeout: Duration::from_secs(5),
                 window,
                 ack_timeout,
                 tls: None,
-            },
+            }),
             encoding: EncoderOptions {
                 format: Format::JsonRaw,
                 syslog: SyslogStyle::None,

@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::ack::{ack_set, AckWaiter, Outcome};
-use crate::config::OversizePolicy;
+use crate::config::{FileOptions, OversizePolicy, TcpOptions, UdpOptions};
 use crate::encode::{EncoderOptions, Format, Framing, SyslogStyle};
 use crate::event::SourceKind;
 use crate::retry::BackoffPolicy;
@@ -56,13 +56,13 @@ fn sink(name: &str, kind: SinkKind) -> Sink {
 }
 
 fn tcp_kind(port: u16) -> SinkKind {
-    SinkKind::Tcp {
+    SinkKind::Tcp(TcpOptions {
         host: "127.0.0.1".into(),
         port,
         connect_timeout: Duration::from_secs(5),
         keepalive: Some(Duration::from_secs(30)),
         tls: None,
-    }
+    })
 }
 
 fn context(dead_letter_dir: &std::path::Path) -> SinkContext {
@@ -234,7 +234,7 @@ async fn file_sink_appends_creates_directories_and_acks() {
         tx.send(b2).await.expect("queue");
         drop(tx);
         run_with_encoder(
-            sink("file", SinkKind::File { path: path.clone() }),
+            sink("file", SinkKind::File(FileOptions { path: path.clone() })),
             rx,
             ctx.clone(),
             JsonLines,
@@ -272,7 +272,7 @@ async fn file_sink_that_cannot_open_retries_and_holds_the_ack() {
     let (b, mut w) = batch("x", 1);
     tx.send(b).await.expect("queue");
     let task = tokio::spawn(run_with_encoder(
-        sink("f", SinkKind::File { path }),
+        sink("f", SinkKind::File(FileOptions { path })),
         rx,
         ctx.clone(),
         JsonLines,
@@ -462,12 +462,12 @@ async fn tcp_sink_with_its_peer_down_holds_the_ack_until_cancelled() {
 }
 
 fn udp_kind(port: u16, max_datagram: usize, oversize: OversizePolicy) -> SinkKind {
-    SinkKind::Udp {
+    SinkKind::Udp(UdpOptions {
         host: "127.0.0.1".into(),
         port,
         max_datagram,
         oversize,
-    }
+    })
 }
 
 async fn recv_datagrams(socket: &UdpSocket, n: usize) -> Vec<Vec<u8>> {
@@ -618,9 +618,12 @@ async fn healthcheck_connects_resolves_and_opens() {
         .expect("udp resolves");
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("x/y.log");
-    healthcheck(&sink("f", SinkKind::File { path: path.clone() }))
-        .await
-        .expect("file");
+    healthcheck(&sink(
+        "f",
+        SinkKind::File(FileOptions { path: path.clone() }),
+    ))
+    .await
+    .expect("file");
     assert!(path.exists());
 }
 

@@ -510,6 +510,7 @@ pub(crate) async fn connect(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{RelpOptions, TcpOptions};
     use std::path::PathBuf;
 
     fn opts() -> TlsOptions {
@@ -708,7 +709,8 @@ mod tests {
         use crate::config::{Sink, SinkKind};
         use crate::encode::{EncoderOptions, Format, Framing, SyslogStyle};
         use crate::event::{Batch, Event, SourceKind};
-        use crate::sinks::{run, SinkBatch, SinkContext};
+        use crate::route::SinkBatch;
+        use crate::sinks::{run, SinkContext};
         let dir = tempfile::tempdir().expect("tempdir");
         let missing = dir.path().join("no-such-ca.pem");
         let tls = Some(TlsOptions {
@@ -716,21 +718,21 @@ mod tests {
             ..opts()
         });
         for kind in [
-            SinkKind::Tcp {
+            SinkKind::Tcp(TcpOptions {
                 host: "127.0.0.1".into(),
                 port: 9,
                 connect_timeout: Duration::from_secs(1),
                 keepalive: None,
                 tls: tls.clone(),
-            },
-            SinkKind::Relp {
+            }),
+            SinkKind::Relp(RelpOptions {
                 host: "127.0.0.1".into(),
                 port: 9,
                 connect_timeout: Duration::from_secs(1),
                 window: 8,
                 ack_timeout: Duration::from_secs(1),
                 tls: tls.clone(),
-            },
+            }),
         ] {
             let cfg = Sink {
                 name: "s".into(),

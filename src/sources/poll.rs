@@ -47,7 +47,7 @@ use crate::checkpoint::{self as cp_store, Checkpoint, CheckpointError, Reconcile
 use crate::config::{self, StartAt};
 use crate::event::{Batch, Event, SourceKind};
 use crate::metrics::{label, Metrics};
-use crate::pipeline::Route;
+use crate::route::Route;
 use crate::sources::reconcile::Ledger;
 use crate::sources::window::{
     fingerprint, Anomaly, Next, PageEvent, PageVerdict, PollCycle, QueryWindow, WindowState,
@@ -1383,7 +1383,7 @@ mod tests {
             ledger,
             &state,
         );
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<crate::sinks::SinkBatch>(4);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<crate::route::SinkBatch>(4);
         let sink = tokio::spawn(async move {
             let mut got = 0;
             while let Some(sb) = rx.recv().await {
@@ -1431,7 +1431,7 @@ mod tests {
         let state = WindowState::new(end + TimeDelta::seconds(1));
         let (poller, mut flight) =
             reconciling_poller(picky, &source, &metrics, dir.path(), ledger, &state);
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<crate::sinks::SinkBatch>(4);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<crate::route::SinkBatch>(4);
         let sink = tokio::spawn(async move {
             let mut got = Vec::new();
             while let Some(sb) = rx.recv().await {

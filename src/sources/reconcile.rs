@@ -37,7 +37,7 @@
 
 use crate::checkpoint::{BucketRecord, ReconcileRecord, SeenEvent};
 use crate::metrics::label;
-use crate::pipeline::Route;
+use crate::route::Route;
 use crate::sources::poll::{Commits, PageRead, SourceError, WindowFetch, WindowPoller};
 use crate::sources::window::{Next, PageVerdict, WindowState};
 use chrono::{DateTime, TimeDelta, Utc};

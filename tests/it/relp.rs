@@ -13,20 +13,20 @@ use crate::support::sink::{
 };
 use crate::support::{wait_for, PATIENCE};
 use c42fwd::ack::Outcome;
-use c42fwd::config::{SinkKind, TlsOptions};
+use c42fwd::config::{RelpOptions, SinkKind, TlsOptions};
 use c42fwd::encode::Framing;
 use c42fwd::sinks;
 use std::time::Duration;
 
 fn relp_kind(port: u16, window: usize, tls: Option<TlsOptions>) -> SinkKind {
-    SinkKind::Relp {
+    SinkKind::Relp(RelpOptions {
         host: "127.0.0.1".into(),
         port,
         connect_timeout: Duration::from_secs(5),
         window,
         ack_timeout: Duration::from_secs(10),
         tls,
-    }
+    })
 }
 
 async fn rsyslog_with_relp(relp: RelpListener, direct_queue: bool) -> Rsyslog {
@@ -164,9 +164,9 @@ async fn relp_healthcheck_opens_a_session_and_tells_a_non_relp_listener_apart() 
     sinks::healthcheck(&ok).await.expect("relp session opens");
     // imtcp takes our `open` as a syslog line and answers nothing.
     let mut wrong = relp_kind(rsyslog.tcp_port(), 4, None);
-    if let SinkKind::Relp {
+    if let SinkKind::Relp(RelpOptions {
         connect_timeout, ..
-    } = &mut wrong
+    }) = &mut wrong
     {
         *connect_timeout = Duration::from_millis(500);
     }

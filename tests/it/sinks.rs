@@ -13,12 +13,13 @@ use crate::support::{
     PATIENCE,
 };
 use c42fwd::ack::{AckWaiter, Outcome};
-use c42fwd::config::{OversizePolicy, Sink, SinkKind};
+use c42fwd::config::{FileOptions, OversizePolicy, Sink, SinkKind, TcpOptions, UdpOptions};
 use c42fwd::encode::{Encoder, EncoderOptions, Format, Framing, SyslogStyle};
 use c42fwd::event::{Batch, Event};
 use c42fwd::metrics::{label, Metrics};
 use c42fwd::retry::BackoffPolicy;
-use c42fwd::sinks::{self, SinkBatch, SinkContext, SinkError, TRUNCATION_MARKER};
+use c42fwd::route::SinkBatch;
+use c42fwd::sinks::{self, SinkContext, SinkError, TRUNCATION_MARKER};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,22 +58,22 @@ fn sink_config(name: &str, kind: SinkKind, encoding: EncoderOptions) -> Sink {
 }
 
 fn tcp(port: u16) -> SinkKind {
-    SinkKind::Tcp {
+    SinkKind::Tcp(TcpOptions {
         host: "127.0.0.1".into(),
         port,
         connect_timeout: Duration::from_secs(5),
         keepalive: Some(Duration::from_secs(60)),
         tls: None,
-    }
+    })
 }
 
 fn udp(port: u16, max_datagram: usize, oversize: OversizePolicy) -> SinkKind {
-    SinkKind::Udp {
+    SinkKind::Udp(UdpOptions {
         host: "127.0.0.1".into(),
         port,
         max_datagram,
         oversize,
-    }
+    })
 }
 
 /// Values that stress escaping and framing: LF and CR inside values, CEF and JSON
@@ -615,7 +616,7 @@ async fn a_full_queue_makes_the_route_wait_until_the_sink_catches_up() {
     let mut cfg = sink_config("slow", tcp(port), opts.clone());
     cfg.queue_batches = 1;
     let sink = RunningSink::start(cfg, dl.path());
-    let route = c42fwd::pipeline::Route::new(vec![sink.tx.clone()]);
+    let route = c42fwd::route::Route::new(vec![sink.tx.clone()]);
     let batch = |r: std::ops::Range<usize>| Batch {
         source: Arc::from("audit"),
         events: audit_events(r),
@@ -672,7 +673,11 @@ async fn file_sink_appends_across_restarts() {
     let events = audit_events(0..40);
     for half in [&events[..20], &events[20..]] {
         let sink = RunningSink::start(
-            sink_config("file", SinkKind::File { path: path.clone() }, opts.clone()),
+            sink_config(
+                "file",
+                SinkKind::File(FileOptions { path: path.clone() }),
+                opts.clone(),
+            ),
             dir.path(),
         );
         delivered(sink.send(half[..10].to_vec()).await).await;

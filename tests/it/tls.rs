@@ -12,7 +12,7 @@ use crate::support::rsyslog::{ClientAuth, Rsyslog, RsyslogOptions, ServerTls, Tl
 use crate::support::sink::*;
 use crate::support::{event, wait_for, PATIENCE};
 use c42fwd::ack::Outcome;
-use c42fwd::config::{SinkKind, TlsOptions};
+use c42fwd::config::{SinkKind, TcpOptions, TlsOptions};
 use c42fwd::encode::Framing;
 use c42fwd::sinks::{self, SinkError};
 use std::time::Duration;
@@ -200,14 +200,14 @@ async fn tls_to_a_plaintext_listener_says_so() {
     let pki = TestPki::generate();
     let mut rsyslog = rsyslog_with_tls(Vec::new()).await;
     let port = rsyslog.tcp_port();
-    let kind = SinkKind::Tcp {
+    let kind = SinkKind::Tcp(TcpOptions {
         host: "127.0.0.1".into(),
         port,
         // The handshake is bounded by the connect timeout.
         connect_timeout: Duration::from_millis(500),
         keepalive: None,
         tls: Some(pki.client(false)),
-    };
+    });
     let (err, _) = refused(&mut rsyslog, kind, "tls_handshake").await;
     let msg = err.to_string();
     assert!(

@@ -25,7 +25,7 @@ pub mod source;
 
 use c42fwd::ack::{ack_set, AckWaiter};
 use c42fwd::event::{Batch, Event, SourceKind};
-use c42fwd::sinks::SinkBatch;
+use c42fwd::route::SinkBatch;
 use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
 use std::collections::HashMap;

@@ -3,12 +3,13 @@
 
 use super::{event, sink_batch, PATIENCE};
 use c42fwd::ack::{AckWaiter, Outcome};
-use c42fwd::config::{Sink, SinkKind, TlsOptions};
+use c42fwd::config::{Sink, SinkKind, TcpOptions, TlsOptions};
 use c42fwd::encode::{Encoder, EncoderOptions, Format, Framing, SyslogStyle};
 use c42fwd::event::Event;
 use c42fwd::metrics::{label, Metrics};
 use c42fwd::retry::BackoffPolicy;
-use c42fwd::sinks::{self, SinkBatch, SinkContext, SinkError};
+use c42fwd::route::SinkBatch;
+use c42fwd::sinks::{self, SinkContext, SinkError};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,13 +50,13 @@ pub fn sink_config(name: &str, kind: SinkKind, framing: Framing, retry: BackoffP
 }
 
 pub fn tcp_kind(port: u16, tls: Option<TlsOptions>) -> SinkKind {
-    SinkKind::Tcp {
+    SinkKind::Tcp(TcpOptions {
         host: "127.0.0.1".into(),
         port,
         connect_timeout: Duration::from_secs(5),
         keepalive: Some(Duration::from_secs(60)),
         tls,
-    }
+    })
 }
 
 /// A sink task fed through its queue by the test.
