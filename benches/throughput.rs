@@ -67,7 +67,7 @@ struct Report {
 async fn run(events: u64, format: &str, source: &str, queue: u32) -> Report {
     // The backlog occurred over the last two hours and is fully visible (no live
     // stream); only the measured source has one.
-    let mut opts = c42fwd::emulator::EmulatorOptions {
+    let mut opts = c42fwd_emulator::EmulatorOptions {
         backlog: 0,
         backlog_span: Duration::from_secs(2 * 3600),
         rate: 0.0,
@@ -98,7 +98,7 @@ async fn run(events: u64, format: &str, source: &str, queue: u32) -> Report {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(page_size);
-    let emu = c42fwd::emulator::start(
+    let emu = c42fwd_emulator::start(
         opts.clone(),
         tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
     )

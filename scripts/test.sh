@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as the README gives it: installs the real receivers the
 # integration tests start (rsyslog with TLS and RELP modules) when they are missing,
-# then runs formatting, lints, unit, property, golden and integration tests.
+# then runs formatting, lints, unit, property, golden and integration tests of every
+# crate of the workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,7 +18,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# The whole workspace: the product, the catalog crate and the emulator crate (its own
+# tests included). The product without its default `emulator` feature must build too.
 cargo fmt --all --check
-cargo clippy --all-targets --locked -- -D warnings
-cargo test --all-targets --locked
-cargo test --doc --locked
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --no-default-features --locked -- -D warnings
+cargo test --workspace --all-targets --locked
+cargo test --workspace --doc --locked

@@ -6,11 +6,13 @@
 
 use crate::checkpoint::Store;
 use crate::config::{self, Config, ConfigError};
-use crate::emulator::{self, EmulateArgs};
 use crate::pipeline;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+#[cfg(feature = "emulator")]
+mod emulated;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -43,9 +45,11 @@ enum Command {
     /// With --connect, also log in to every tenant and check every sink; exit 1 if one fails.
     Validate(ValidateArgs),
     /// Forward a live stream from a built-in emulated tenant to stdout as CEF, no config needed.
-    Demo(DemoArgs),
+    #[cfg(feature = "emulator")]
+    Demo(emulated::DemoArgs),
     /// Serve an emulated Code42 tenant (both API generations) for tests and trials.
-    Emulate(EmulateArgs),
+    #[cfg(feature = "emulator")]
+    Emulate(c42fwd_emulator::EmulateArgs),
     /// Show or reset the per-source checkpoints.
     #[command(subcommand)]
     Checkpoint(CheckpointCommand),
@@ -85,26 +89,6 @@ enum CheckpointCommand {
     },
 }
 
-#[derive(Args, Debug)]
-struct DemoArgs {
-    /// Body format.
-    #[arg(long, value_enum, default_value_t = DemoFormat::Cef)]
-    format: DemoFormat,
-    /// Live audit events per second from the emulated tenant.
-    #[arg(long, default_value_t = 2.0)]
-    rate: f64,
-    /// Events that already happened in the last hour, forwarded first.
-    #[arg(long, default_value_t = 25)]
-    backlog: u64,
-}
-
-#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
-enum DemoFormat {
-    Cef,
-    Json,
-    JsonNormalized,
-}
-
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -122,16 +106,10 @@ pub fn main() -> ExitCode {
             Ok(cfg) => runtime_then(|| pipeline::run_until_signal(cfg)),
             Err(code) => code,
         },
-        Command::Demo(a) => runtime_then(|| demo(a)),
-        Command::Emulate(a) => runtime_then(|| async move {
-            let listener = tokio::net::TcpListener::bind(a.listen()).await?;
-            let addr = listener.local_addr()?;
-            eprintln!(
-                "c42fwd emulator on http://{addr} (incydr: /v1/..., legacy: /api/v3/..., discovery: /api/v1/ServerEnv)"
-            );
-            emulator::serve(listener, a.options(), pipeline::shutdown_signal()).await?;
-            Ok(())
-        }),
+        #[cfg(feature = "emulator")]
+        Command::Demo(a) => runtime_then(|| emulated::demo(a)),
+        #[cfg(feature = "emulator")]
+        Command::Emulate(a) => runtime_then(|| emulated::emulate(a)),
         Command::Checkpoint(c) => checkpoint(c),
     }
 }
@@ -376,83 +354,4 @@ fn show_checkpoints(
         }
     }
     Ok(out)
-}
-
-/// `c42fwd demo`: the emulator on loopback, a live stream, CEF on stdout, no config.
-async fn demo(a: DemoArgs) -> anyhow::Result<()> {
-    use crate::config::*;
-    use crate::encode::{EncoderOptions, Format, Framing, SyslogStyle};
-    use std::collections::BTreeMap;
-    use std::time::Duration;
-
-    let opts = emulator::EmulatorOptions {
-        backlog: a.backlog,
-        backlog_span: Duration::from_secs(3600),
-        rate: a.rate,
-        lag: Duration::from_secs(2),
-        ..Default::default()
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let emu = emulator::start(opts.clone(), listener).await?;
-    let state = tempfile::tempdir()?;
-    tracing::info!(
-        emulator = %emu.base_url(),
-        "demo: forwarding the emulated tenant's Audit Log to stdout; Ctrl-C to stop"
-    );
-
-    let tenant = Tenant {
-        name: "demo".into(),
-        api: ApiGeneration::Incydr,
-        base_url: emu.base_url().parse()?,
-        services: ServiceUrls::default(),
-        credentials: Credentials::ApiClient {
-            client_id: opts.client_id.clone(),
-            secret: crate::secret::Secret::new(opts.client_secret.clone()),
-        },
-        proxy: None,
-        request_timeout: Duration::from_secs(30),
-        ca_file: None,
-        max_response_bytes: crate::config::DEFAULT_MAX_RESPONSE_BYTES,
-    };
-    let source = Source {
-        name: "audit".into(),
-        tenant: "demo".into(),
-        kind: SourceSpec::AuditLog(AuditFilters::default()),
-        lag: Duration::from_secs(3),
-        poll_interval: Duration::from_secs(1),
-        start: StartAt::Ago(Duration::from_secs(2 * 3600)),
-        page_size: 1000,
-        reconcile_after: Some(config::validate::DEFAULT_RECONCILE_AFTER),
-    };
-    let sink = Sink {
-        name: "stdout".into(),
-        kind: SinkKind::Stdout,
-        encoding: EncoderOptions {
-            format: match a.format {
-                DemoFormat::Cef => Format::Cef,
-                DemoFormat::Json => Format::JsonRaw,
-                DemoFormat::JsonNormalized => Format::JsonNormalized,
-            },
-            syslog: SyslogStyle::Rfc5424,
-            framing: Framing::Lf,
-            facility: 13,
-            hostname: config::validate::default_hostname(),
-            app_name: "c42fwd".into(),
-        },
-        dead_letter_max_bytes: crate::sinks::DEAD_LETTER_MAX_BYTES,
-        queue_batches: 4,
-        retry: crate::retry::BackoffPolicy::default(),
-    };
-    let cfg = Config {
-        state_dir: state.path().to_path_buf(),
-        metrics_listen: None,
-        shutdown_grace: Duration::from_secs(5),
-        tenants: BTreeMap::from([("demo".into(), tenant)]),
-        sources: BTreeMap::from([("audit".into(), source)]),
-        sinks: BTreeMap::from([("stdout".into(), sink)]),
-        routes: BTreeMap::from([("audit".into(), vec!["stdout".into()])]),
-    };
-    let result = pipeline::run_until_signal(cfg).await;
-    emu.shutdown().await;
-    result
 }

@@ -31,11 +31,12 @@
 //!   reconciliation ledger), replaced atomically.
 //! - [`pipeline`]: builds and runs the whole thing: wires routes, supervision with backoff,
 //!   shutdown with a grace period; the only place that spawns the daemon's tasks.
-//! - [`emulator`]: an emulated Code42 tenant (both API generations) for tests, benches,
-//!   `demo` and `emulate`.
 //! - [`metrics`] (counters, gauges, `/metrics` and `/health`), [`retry`] (the one backoff
 //!   mechanism), [`secret`] (a string that never prints): shared pieces.
-//! - [`cli`]: the command-line interface; `main.rs` only calls it.
+//! - [`cli`]: the command-line interface; `main.rs` only calls it. Its `demo` and
+//!   `emulate` subcommands (the default `emulator` feature) serve the emulated Code42
+//!   tenant of the workspace's `c42fwd-emulator` crate, which the tests and benches also
+//!   use; the product's library does not contain it.
 #![forbid(unsafe_code)]
 
 pub mod ack;
@@ -43,7 +44,6 @@ pub mod api;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
-pub mod emulator;
 pub mod encode;
 pub mod event;
 pub mod metrics;

@@ -535,7 +535,7 @@ mod test_faults {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::emulator::{self, EmulatorHandle, EmulatorOptions};
+    use c42fwd_emulator::{self as emulator, EmulatorHandle, EmulatorOptions};
     use std::collections::HashMap;
     use std::path::Path;
 

@@ -2064,7 +2064,7 @@ url = "https://collector.example.com/ingest"
     #[test]
     fn the_emulator_example_lag_covers_the_emulators_lag() {
         let c = parse_str(include_str!("../../examples/emulator.toml")).unwrap();
-        let emulated = crate::emulator::EmulatorOptions::default();
+        let emulated = c42fwd_emulator::EmulatorOptions::default();
         for (name, s) in &c.sources {
             assert!(
                 s.lag >= emulated.lag,

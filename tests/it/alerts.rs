@@ -15,11 +15,11 @@ use c42fwd::config::{
     AlertFilter, AlertFilterGroup, AlertOperator, ApiGeneration, FilterClause, Source, SourceSpec,
     StartAt,
 };
-use c42fwd::emulator::{EmulatorHandle, EmulatorOptions};
 use c42fwd::event::SourceKind;
 use c42fwd::metrics::Metrics;
 use c42fwd::sources::alerts::AlertsFetch;
 use c42fwd::sources::{AlertsPoller, SourceError};
+use c42fwd_emulator::{EmulatorHandle, EmulatorOptions};
 use chrono::{DateTime, TimeDelta, Utc};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

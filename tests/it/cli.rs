@@ -283,7 +283,7 @@ async fn checkpoint_show_and_reset_name_the_source() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn validate_connect_logs_in_and_checks_sinks() {
-    let opts = c42fwd::emulator::EmulatorOptions {
+    let opts = c42fwd_emulator::EmulatorOptions {
         backlog: 0,
         rate: 0.0,
         ..Default::default()

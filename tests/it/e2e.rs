@@ -11,7 +11,7 @@ use crate::support::config::{emu_tenant, emu_tenant_secret_file, head};
 use crate::support::daemon::{log_tail, start_emulator, Daemon};
 use crate::support::rsyslog::{Rsyslog, RsyslogOptions};
 use crate::support::{multiset, unused_tcp_port, wait_for};
-use c42fwd::emulator::{EmulatorHandle, EmulatorOptions, FaultOptions};
+use c42fwd_emulator::{EmulatorHandle, EmulatorOptions, FaultOptions};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -706,7 +706,7 @@ mod tls {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn validate_connect_refuses_a_bad_hec_token_and_a_certificate_the_sink_would_refuse() {
-        let opts = c42fwd::emulator::EmulatorOptions {
+        let opts = c42fwd_emulator::EmulatorOptions {
             backlog: 0,
             rate: 0.0,
             ..Default::default()
@@ -805,7 +805,7 @@ sinks = ["hec_good", "hec_bad", "https_untrusted", "https_trusted"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_indexes_every_emulated_event_exactly_once_in_hec() {
     use crate::support::daemon::{log_tail, start_emulator, Daemon};
-    use c42fwd::emulator::EmulatorOptions;
+    use c42fwd_emulator::EmulatorOptions;
     let opts = EmulatorOptions {
         seed: 31,
         backlog: 2_000,
@@ -915,8 +915,8 @@ sinks = ["splunk"]
 #[allow(clippy::too_many_arguments)]
 fn daemon_config(
     dir: &Path,
-    emu: &c42fwd::emulator::EmulatorHandle,
-    opts: &c42fwd::emulator::EmulatorOptions,
+    emu: &c42fwd_emulator::EmulatorHandle,
+    opts: &c42fwd_emulator::EmulatorOptions,
     endpoint: &str,
     token: &str,
     metrics: &str,
@@ -969,8 +969,8 @@ sinks = ["splunk"]
     config
 }
 
-fn quiet_tenant(backlog: u64, seed: u64) -> c42fwd::emulator::EmulatorOptions {
-    c42fwd::emulator::EmulatorOptions {
+fn quiet_tenant(backlog: u64, seed: u64) -> c42fwd_emulator::EmulatorOptions {
+    c42fwd_emulator::EmulatorOptions {
         seed,
         backlog,
         backlog_span: Duration::from_secs(600),

@@ -9,7 +9,6 @@
 use c42fwd::api::ApiClient;
 use c42fwd::checkpoint::Store;
 use c42fwd::config::{ApiGeneration, AuditFilters, Credentials, Source, SourceSpec, StartAt};
-use c42fwd::emulator::{EmulatorHandle, EmulatorOptions, FaultOptions};
 use c42fwd::metrics::Metrics;
 use c42fwd::retry::BackoffPolicy;
 use c42fwd::route::Route;
@@ -17,6 +16,7 @@ use c42fwd::route::SinkBatch;
 use c42fwd::secret::Secret;
 use c42fwd::sources::audit::AuditLogFetch;
 use c42fwd::sources::{AuditLogPoller, SourceError};
+use c42fwd_emulator::{EmulatorHandle, EmulatorOptions, FaultOptions};
 use chrono::{DateTime, TimeDelta, Utc};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

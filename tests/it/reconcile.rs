@@ -9,7 +9,7 @@ use crate::support::daemon::{c42fwd, log_path, log_tail, start_emulator, Daemon}
 use crate::support::metrics::{self, scrape};
 use crate::support::wait_for;
 use crate::support::{file_records, multiset};
-use c42fwd::emulator::{EmulatorHandle, EmulatorOptions};
+use c42fwd_emulator::{EmulatorHandle, EmulatorOptions};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

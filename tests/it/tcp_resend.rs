@@ -21,7 +21,7 @@ use crate::support::metrics::{self, scrape};
 use crate::support::multiset;
 use crate::support::pki::TestPki;
 use crate::support::rsyslog::{ClientAuth, Rsyslog, RsyslogOptions, TlsListener};
-use c42fwd::emulator::{EmulatorHandle, EmulatorOptions};
+use c42fwd_emulator::{EmulatorHandle, EmulatorOptions};
 use chrono::Utc;
 use std::collections::HashMap;
 use std::path::PathBuf;

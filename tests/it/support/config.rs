@@ -1,7 +1,7 @@
 //! Pieces of daemon configs (TOML text) that many tests write the same way; a test
 //! puts them into its own config with `format!`.
 
-use c42fwd::emulator::{EmulatorHandle, EmulatorOptions};
+use c42fwd_emulator::{EmulatorHandle, EmulatorOptions};
 use std::path::Path;
 
 /// The top of a config: state in `dir/state`, the given shutdown grace.

@@ -1,7 +1,7 @@
 //! The real `c42fwd` binary as a test runs it, and the emulator it reads: a daemon
 //! whose stderr goes to a log next to its config, its metrics address, its signals.
 
-use c42fwd::emulator::{self, EmulatorHandle, EmulatorOptions};
+use c42fwd_emulator::{self as emulator, EmulatorHandle, EmulatorOptions};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;

@@ -4,7 +4,6 @@
 use c42fwd::api::ApiClient;
 use c42fwd::checkpoint::Store;
 use c42fwd::config::{ApiGeneration, Credentials, ServiceUrls, Tenant};
-use c42fwd::emulator::{self, EmulatorHandle, EmulatorOptions};
 use c42fwd::event::SourceKind;
 use c42fwd::metrics::Metrics;
 use c42fwd::retry::BackoffPolicy;
@@ -12,6 +11,7 @@ use c42fwd::route::Route;
 use c42fwd::route::SinkBatch;
 use c42fwd::secret::Secret;
 use c42fwd::sources::{SourceError, WindowFetch, WindowPoller};
+use c42fwd_emulator::{self as emulator, EmulatorHandle, EmulatorOptions};
 use chrono::{DateTime, Utc};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

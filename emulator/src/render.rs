@@ -211,9 +211,9 @@ pub(crate) fn fixed_suffix(text: &'static str) -> Suffix {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::emulator::events::Generator;
-    use crate::emulator::query::parse_query;
-    use crate::emulator::timeline::{Timeline, NANOS_PER_SEC};
+    use crate::events::Generator;
+    use crate::query::parse_query;
+    use crate::timeline::{Timeline, NANOS_PER_SEC};
     use std::sync::Arc;
 
     fn selection(n: u64) -> Selection {

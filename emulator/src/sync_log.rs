@@ -505,7 +505,7 @@ impl SyncLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::emulator::timeline::NANOS_PER_SEC;
+    use crate::timeline::NANOS_PER_SEC;
 
     const T0: i64 = 1_709_251_200 * NANOS_PER_SEC; // 2024-03-01T00:00:00Z
 

@@ -1,7 +1,7 @@
 //! What emulated Audit Log event number `i` says.
 //!
 //! Owns the deterministic content of events: the event type (every type of
-//! [`crate::normalize::catalog::AUDIT_EVENT_TYPES`]), the actor, user agent and IP
+//! [`c42fwd_catalog::AUDIT_EVENT_TYPES`]), the actor, user agent and IP
 //! address, and the type-specific details of Code42's article "Audit Log event details"
 //! (`docs/api.md`), rendered straight to JSON text. Content is a pure function of
 //! `(seed, i)`; a duplicate event (see `timeline`) renders its predecessor's content.
@@ -12,7 +12,7 @@
 
 use super::json::{self, escape_into, key, kv_bool, kv_str, kv_str_array, kv_u64, push_str};
 use super::timeline::{hash3, Precision, Rng, Timeline};
-use crate::normalize::catalog::AUDIT_EVENT_TYPES;
+use c42fwd_catalog::AUDIT_EVENT_TYPES;
 
 const SALT_CONTENT: u64 = 101;
 const SALT_POOL: u64 = 102;
@@ -1516,7 +1516,7 @@ pub(crate) fn pascal_case(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::emulator::timeline::NANOS_PER_SEC;
+    use crate::timeline::NANOS_PER_SEC;
     use std::collections::HashSet;
 
     fn generator(seed: u64) -> Generator {
@@ -1592,8 +1592,7 @@ mod tests {
         for i in 0..40_000u64 {
             let text = render(&g, i);
             let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-            let name = crate::normalize::catalog::audit_type_name(v["type$"].as_str().unwrap())
-                .to_string();
+            let name = c42fwd_catalog::audit_type_name(v["type$"].as_str().unwrap()).to_string();
             if v.as_object().unwrap().len() > 8 {
                 with_details.insert(name.clone());
             }
@@ -1611,8 +1610,7 @@ mod tests {
         let mut found = std::collections::HashMap::new();
         for i in 0..40_000u64 {
             let v: serde_json::Value = serde_json::from_str(&render(&g, i)).unwrap();
-            let name = crate::normalize::catalog::audit_type_name(v["type$"].as_str().unwrap())
-                .to_string();
+            let name = c42fwd_catalog::audit_type_name(v["type$"].as_str().unwrap()).to_string();
             found.entry(name).or_insert(v);
         }
         let ev = |n: &str| &found[n];

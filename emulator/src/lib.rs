@@ -1,7 +1,7 @@
-//! An emulated Code42 / Incydr tenant, for tests, benchmarks, `c42fwd demo` and
+//! An emulated Code42 / Incydr tenant, for c42fwd's tests, benchmarks, `c42fwd demo` and
 //! `c42fwd emulate`.
 //!
-//! The real API cannot be reached from here, so this module serves both API
+//! The real API cannot be reached from here, so this crate serves both API
 //! generations the way the real service behaves (see `docs/api.md`), quirks included:
 //! the Incydr gateway (`/v1/oauth`, `/v1/customer`, `/v1/audit/*`: the 10,000-result
 //! window answered with `totalResultCount` only, epoch-float dates, download tokens) and
@@ -27,6 +27,18 @@
 //! - `faults`: injected 429 / 500 / 401 and the statistics tests read.
 //! - `server`: the shared state, and the auth, discovery and Audit Log routes.
 //! - `args`: the `c42fwd emulate` command-line options.
+//! - `tests/http`: the crate's tests, over real HTTP against its public API.
+//!
+//! # Dependencies
+//! A crate of its own in c42fwd's workspace, so the product's library holds no test
+//! tool: the `c42fwd` binary pulls it in through its default `emulator` feature (for
+//! `demo` and `emulate`), the product's tests and benches through a dev-dependency.
+//! The dependency points one way only: the emulator depends on the product's Audit Log
+//! event catalog (`c42fwd-catalog`: which event types exist and how their `type$` is
+//! spelled, so it generates exactly what c42fwd maps) and never on the `c42fwd`
+//! package, which Cargo could not build anyway (the binary needs the emulator). It
+//! keeps what else it needs to itself: its secret flags print as `[redacted]` through
+//! its own [`SecretArg`].
 //!
 //! Where Code42's documentation leaves behaviour open, the choice is written down where
 //! it is made: alert filters in `alert_query`, alert endpoints in `service_routes`, the
@@ -47,6 +59,7 @@
 //! It is a test and development tool, not part of the daemon's pipeline, so it spawns
 //! its own server task ([`start`]). It does not emulate sessions, file events, or the
 //! rule-management endpoints beyond rule metadata.
+#![forbid(unsafe_code)]
 
 mod alert_query;
 mod alerts;
@@ -60,13 +73,9 @@ mod render;
 mod server;
 mod service_routes;
 mod sync_log;
-#[cfg(test)]
-mod tests;
-#[cfg(test)]
-mod tests_services;
 mod timeline;
 
-pub use args::{EmulateArgs, ServiceArgs};
+pub use args::{EmulateArgs, LateArgs, SecretArg, ServiceArgs};
 pub use faults::{EmulatorStats, FaultOptions};
 
 use chrono::{DateTime, Utc};

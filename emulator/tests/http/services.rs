@@ -5,11 +5,13 @@
 //! `advance`. Expected results come from the ground-truth methods of the handle
 //! (`alert_summaries_between`, `alerts_between`, `sync_log_between`).
 
-use super::tests::{emulator, t0, v1_token, v2_token};
-use super::*;
+use crate::audit_log::{emulator, t0, v1_token, v2_token};
+use c42fwd_emulator::*;
+use chrono::{DateTime, Utc};
 use reqwest::{Client, StatusCode};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
+use std::time::Duration;
 
 const HOUR: Duration = Duration::from_secs(3_600);
 const DAY: Duration = Duration::from_secs(86_400);

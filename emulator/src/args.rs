@@ -5,12 +5,25 @@
 //! stay out of process listings, and print as `[redacted]` in `Debug`.
 
 use super::{EmulatorOptions, FaultOptions};
-use crate::secret::Secret;
+use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-fn secret(s: &str) -> Result<Secret, String> {
-    Ok(Secret::new(s))
+/// The value of a secret flag (client secret, password, TOTP code). Its `Debug` shows
+/// `[redacted]`, so the parsed arguments can be printed; only [`EmulateArgs::options`]
+/// reads the value. The emulator's own type: it does not depend on the product, so the
+/// product's `Secret` is out of reach, and this needs nothing more than a hidden `Debug`.
+#[derive(Clone)]
+pub struct SecretArg(String);
+
+impl fmt::Debug for SecretArg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+fn secret(s: &str) -> Result<SecretArg, String> {
+    Ok(SecretArg(s.to_owned()))
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -102,16 +115,16 @@ pub struct EmulateArgs {
     pub client_id: String,
     /// API client secret.
     #[arg(long, env = "C42_EMULATOR_CLIENT_SECRET", value_parser = secret, default_value = "emulator-secret", hide_default_value = true, hide_env_values = true)]
-    pub client_secret: Secret,
+    pub client_secret: SecretArg,
     /// User name accepted by /api/v3/auth/jwt.
     #[arg(long, default_value = "admin@example.com")]
     pub username: String,
     /// Password of that user.
     #[arg(long, env = "C42_EMULATOR_PASSWORD", value_parser = secret, default_value = "emulator-password", hide_default_value = true, hide_env_values = true)]
-    pub password: Secret,
+    pub password: SecretArg,
     /// Require this TOTP code in a `totp-auth` header on /api/v3/auth/jwt.
     #[arg(long, env = "C42_EMULATOR_TOTP", value_parser = secret, hide_env_values = true)]
-    pub totp: Option<Secret>,
+    pub totp: Option<SecretArg>,
     /// Answer every Nth request with 429 (0 = never).
     #[arg(long, default_value_t = 0)]
     pub rate_limit_every: u32,
@@ -139,10 +152,10 @@ impl EmulateArgs {
             late_by: self.services.late.late_by,
             token_ttl: self.token_ttl,
             client_id: self.client_id.clone(),
-            client_secret: self.client_secret.expose().to_string(),
+            client_secret: self.client_secret.0.clone(),
             username: self.username.clone(),
-            password: self.password.expose().to_string(),
-            totp: self.totp.as_ref().map(|t| t.expose().to_string()),
+            password: self.password.0.clone(),
+            totp: self.totp.as_ref().map(|t| t.0.clone()),
             faults: FaultOptions {
                 rate_limit_every: self.rate_limit_every,
                 retry_after: self.retry_after,

@@ -3,15 +3,17 @@
 //! Each test starts its own emulator, so they run in parallel. Time never passes by
 //! sleeping: tests move the emulator's clock with `advance`.
 
-use super::*;
 use base64::Engine;
+use c42fwd_emulator::*;
+use chrono::{DateTime, Utc};
 use reqwest::{Client, StatusCode};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
+use std::time::Duration;
 
 const T0: &str = "2024-03-01T00:00:00Z";
 
-pub(super) fn t0() -> DateTime<Utc> {
+pub(crate) fn t0() -> DateTime<Utc> {
     T0.parse().unwrap()
 }
 
@@ -28,12 +30,12 @@ fn options() -> EmulatorOptions {
     }
 }
 
-pub(super) async fn emulator(opts: EmulatorOptions) -> (EmulatorHandle, Client) {
+pub(crate) async fn emulator(opts: EmulatorOptions) -> (EmulatorHandle, Client) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     (start(opts, listener).await.unwrap(), Client::new())
 }
 
-pub(super) async fn v2_token(h: &EmulatorHandle, c: &Client) -> String {
+pub(crate) async fn v2_token(h: &EmulatorHandle, c: &Client) -> String {
     let r = c
         .post(format!("{}/v1/oauth", h.base_url()))
         .basic_auth("key-emulator", Some("emulator-secret"))
@@ -457,7 +459,7 @@ async fn discover_audit_url(h: &EmulatorHandle, c: &Client, token: &str) -> Stri
         .unwrap()
 }
 
-pub(super) async fn v1_token(h: &EmulatorHandle, c: &Client) -> String {
+pub(crate) async fn v1_token(h: &EmulatorHandle, c: &Client) -> String {
     let v: Value = c
         .get(format!("{}/api/v3/auth/jwt?useBody=true", h.base_url()))
         .basic_auth("admin@example.com", Some("emulator-password"))

@@ -225,7 +225,7 @@ pub(crate) fn parse_query(body: &[u8], g: &Generator) -> Result<Query, String> {
 
 /// `logged_in`, `audit_log::logged_in/1` and `LoggedIn` all name the same type.
 fn type_filter_name(n: &str) -> String {
-    let n = crate::normalize::catalog::audit_type_name(n.trim());
+    let n = c42fwd_catalog::audit_type_name(n.trim());
     if n.bytes().any(|b| b.is_ascii_uppercase()) {
         let mut out = String::new();
         for (k, c) in n.chars().enumerate() {
@@ -398,7 +398,7 @@ impl Selection {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::emulator::timeline::Timeline;
+    use crate::timeline::Timeline;
 
     const T0: i64 = 1_700_000_000 * NANOS_PER_SEC;
 

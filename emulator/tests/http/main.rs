@@ -1,0 +1,9 @@
+//! The emulator's tests: each starts an emulator on 127.0.0.1:0 and talks to it over
+//! real HTTP (reqwest) through the crate's public API only, as c42fwd's client would.
+//!
+//! - `audit_log`: authentication, discovery, the Audit Log search and export, faults;
+//!   it also holds the helpers the other file shares (start, tokens).
+//! - `services`: alerts, rule metadata and the Directory Sync Log.
+
+mod audit_log;
+mod services;
