@@ -38,7 +38,8 @@
 //! spelled, so it generates exactly what c42fwd maps) and never on the `c42fwd`
 //! package, which Cargo could not build anyway (the binary needs the emulator). It
 //! keeps what else it needs to itself: its secret flags print as `[redacted]` through
-//! its own [`SecretArg`].
+//! its own [`SecretArg`], and the Sync Log actions it generates are its own list
+//! ([`SYNC_LOG_ACTIONS`]), since Code42 publishes none for the product to own.
 //!
 //! Where Code42's documentation leaves behaviour open, the choice is written down where
 //! it is made: alert filters in `alert_query`, alert endpoints in `service_routes`, the
@@ -77,6 +78,7 @@ mod timeline;
 
 pub use args::{EmulateArgs, LateArgs, SecretArg, ServiceArgs};
 pub use faults::{EmulatorStats, FaultOptions};
+pub use sync_log::SYNC_LOG_ACTIONS;
 
 use chrono::{DateTime, Utc};
 use std::fmt;

@@ -7,6 +7,11 @@
 //! pure function of `(seed, i)` on their own [`Timeline`], like Audit Log events; it does
 //! not speak HTTP (`service_routes`).
 //!
+//! The `action` values are the emulator's own ([`SYNC_LOG_ACTIONS`]): Code42 publishes no
+//! list of them (`docs/api.md`, Sync Log), so these are plausible provisioning actions a
+//! test tenant sends, not facts about the API. The product knows none of them by name
+//! (`c42fwd::normalize::sync_log`); every one takes its generic mapping.
+//!
 //! Behaviour choices (Code42's article leaves them open; the OpenAPI has only the response
 //! object `DirectorySyncLogResponse`, no path):
 //! - JSON body: the legacy v3 envelope around the OpenAPI object, keys as the OpenAPI
@@ -74,6 +79,20 @@ const FAILURES: &[&str] = &[
     "Unable to create user: username already exists",
     "Missing required attribute: email",
     "User is on legal hold; deactivation skipped",
+];
+
+/// Every `action` the emulator generates, in the order of `SyncLog::entry`'s cases: an
+/// attribute change, a user added, a role assigned or removed, a user deactivated or
+/// reactivated, a user moved to another organization, a failed sync of a user.
+pub const SYNC_LOG_ACTIONS: &[&str] = &[
+    "USER_UPDATED",
+    "USER_ADDED",
+    "ROLE_ASSIGNED",
+    "ROLE_REMOVED",
+    "USER_DEACTIVATED",
+    "USER_REACTIVATED",
+    "USER_MOVED",
+    "USER_SYNC_FAILED",
 ];
 
 /// Which column a request sorts on.
@@ -611,7 +630,11 @@ mod tests {
                 nulls += 1;
             }
         }
-        assert!(actions.len() >= 8, "{actions:?}");
+        assert_eq!(
+            actions,
+            SYNC_LOG_ACTIONS.iter().copied().collect(),
+            "the generated actions are the listed ones"
+        );
         assert!(ties > 100, "{ties} equal timestamps");
         assert!(dups >= 1, "{dups} duplicates");
         assert!(hostile > 500 && nulls > 1_000, "{hostile} {nulls}");

@@ -912,6 +912,9 @@ pub fn render_alert_severities() -> String {
 
 /// The sync log action table of `docs/formats.md`.
 pub fn render_sync_log_actions() -> String {
+    if SYNC_LOG_ACTIONS.is_empty() {
+        return "No action has a row of its own: Code42 documents none.\n".to_owned();
+    }
     let mut out = String::from(
         "| Device Event Class ID (`action`) | Name | Severity | Category |\n|---|---|---|---|\n",
     );

@@ -12,7 +12,6 @@ use super::{Format, Framing, SyslogStyle};
 use crate::event::SourceKind;
 use crate::normalize::alerts::ALERT_TYPES;
 use crate::normalize::catalog::AUDIT_EVENT_TYPES;
-use crate::normalize::sync_log::SYNC_LOG_ACTIONS;
 use crate::normalize::{normalize, Record};
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
@@ -471,7 +470,7 @@ prop_compose! {
 prop_compose! {
     fn arb_sync_object()(
         action in prop_oneof![
-            5 => prop::sample::select(SYNC_LOG_ACTIONS.iter().map(|a| a.name).collect::<Vec<_>>())
+            5 => prop::sample::select(c42fwd_emulator::SYNC_LOG_ACTIONS)
                 .prop_map(|n| json!(n)),
             1 => arb_value(),
         ],

@@ -1148,10 +1148,11 @@ mod tests {
             r#"{"username":"ops|oncall=1@example.com","action":"ROLE_ASSIGNED","field":"role","oldValue":null,"newValue":"Security Center User","providerName":"Okta","logEventTimeStamp":"2024-03-01T10:00:00.123Z"}"#,
         );
         let r = normalize(&ev);
+        // Code42 documents no action (sync_log's module doc): the generic mapping.
         assert_eq!(r.class_id, "ROLE_ASSIGNED");
         assert_eq!(r.name, "Role assigned");
-        assert_eq!(r.category, "roles");
-        assert_eq!(r.severity, 5);
+        assert_eq!(r.category, sync_log::SYNC_LOG_CATEGORY);
+        assert_eq!(r.severity, sync_log::SYNC_LOG_DEFAULT_SEVERITY);
         assert_eq!(r.time.timestamp_subsec_millis(), 123);
         assert_eq!(r.actor, Actor::default());
         let keys: Vec<_> = r.fields.iter().map(|f| f.key.as_ref()).collect();

@@ -1,14 +1,18 @@
-//! The Directory Sync Log data set: the `action`s c42fwd knows, with a display name, a
-//! category and a CEF / LEEF severity.
+//! The Directory Sync Log data set: the `action`s whose meaning Code42 documents, each
+//! with a display name, a category and a CEF / LEEF severity; and the generic mapping of
+//! every other action.
 //!
-//! Owned here: the table of actions. Code42's article (`docs/api.md`) names the entry's
-//! columns (`username`, `action`, `field`, `oldValue`, `newValue`, `providerName`,
-//! `logEventTimeStamp`) but not the values `action` takes; the table lists the
-//! provisioning actions the emulator generates (user added / updated / deactivated /
-//! reactivated / moved, role assigned / removed, sync failure), which is where an
-//! operator's SIEM rules will look. An action the table does not know keeps its own text
-//! as class id, a humanized name, category [`SYNC_LOG_CATEGORY`] and severity
-//! [`SYNC_LOG_DEFAULT_SEVERITY`]: nothing depends on the table being complete.
+//! Owned here: the table of actions and the values of the generic mapping. Code42
+//! publishes no list of the values `action` takes (`docs/api.md`, "Directory Sync Log"):
+//! its article names the entry's columns (`username`, `action`, `field`, `oldValue`,
+//! `newValue`, `providerName`, `logEventTimeStamp`) and lets a client sort on `action`,
+//! nothing more. So [`SYNC_LOG_ACTIONS`] holds only documented actions, which today is
+//! none, and c42fwd does not pretend to know what an action means: every action keeps
+//! its own text as class id (what an operator's SIEM rules match on), a humanized name,
+//! category [`SYNC_LOG_CATEGORY`] and severity [`SYNC_LOG_DEFAULT_SEVERITY`]. A row
+//! belongs in the table only with the Code42 source that documents it, written in
+//! `docs/api.md`. The actions the emulator generates are the emulator's own (the
+//! `c42fwd-emulator` crate), not facts about the API.
 //! Deliberately not here: output keys (`crate::encode`).
 
 /// One Sync Log action.
@@ -22,38 +26,8 @@ pub struct SyncLogAction {
     pub severity: u8,
 }
 
-const fn a(
-    name: &'static str,
-    display: &'static str,
-    category: &'static str,
-    severity: u8,
-) -> SyncLogAction {
-    SyncLogAction {
-        name,
-        display,
-        category,
-        severity,
-    }
-}
-
-/// The actions c42fwd knows. Severities follow the Audit Log catalog's habits: routine
-/// attribute changes 3, changes of access (roles, (de)activation) 5, a provisioning
-/// failure (a user the directory meant to change is not changed) 7.
-pub const SYNC_LOG_ACTIONS: &[SyncLogAction] = &[
-    a("USER_ADDED", "User added", "provisioning", 3),
-    a("USER_UPDATED", "User updated", "provisioning", 3),
-    a(
-        "USER_MOVED",
-        "User moved to another organization",
-        "provisioning",
-        3,
-    ),
-    a("USER_DEACTIVATED", "User deactivated", "provisioning", 5),
-    a("USER_REACTIVATED", "User reactivated", "provisioning", 5),
-    a("ROLE_ASSIGNED", "Role assigned", "roles", 5),
-    a("ROLE_REMOVED", "Role removed", "roles", 5),
-    a("USER_SYNC_FAILED", "User sync failed", "sync_errors", 7),
-];
+/// The actions Code42 documents: none yet (module doc).
+pub const SYNC_LOG_ACTIONS: &[SyncLogAction] = &[];
 
 /// Class id of an entry without a readable `action`.
 pub const SYNC_LOG_CLASS_ID: &str = "sync_log_entry";
@@ -61,7 +35,7 @@ pub const SYNC_LOG_CLASS_ID: &str = "sync_log_entry";
 pub const SYNC_LOG_NAME: &str = "Directory sync log entry";
 /// Category of actions the table does not know.
 pub const SYNC_LOG_CATEGORY: &str = "sync_log";
-/// Severity of actions the table does not know.
+/// Severity of actions the table does not know: the Audit Log catalog's routine level.
 pub const SYNC_LOG_DEFAULT_SEVERITY: u8 = 3;
 
 /// The action's row, by the API's name.
