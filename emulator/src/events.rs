@@ -602,14 +602,7 @@ impl Generator {
             .chain(HOSTILE_AGENTS)
             .copied()
             .collect();
-        let agents_json = agents
-            .iter()
-            .map(|a| {
-                let mut s = String::new();
-                kv_str(&mut s, "actorAgent", a);
-                s
-            })
-            .collect();
+        let agents_json = key_values("actorAgent", &agents);
 
         // Addresses: mostly IPv4, some IPv6, some proxy chains, one empty.
         let mut ips = vec![String::new()];
@@ -640,14 +633,7 @@ impl Generator {
                 (h >> 16) & 0xfff
             ));
         }
-        let ips_json = ips
-            .iter()
-            .map(|ip| {
-                let mut s = String::new();
-                kv_str(&mut s, "actorIpAddress", ip);
-                s
-            })
-            .collect();
+        let ips_json = key_values("actorIpAddress", &ips);
 
         Generator {
             timeline,
@@ -1513,6 +1499,17 @@ pub(crate) fn pascal_case(name: &str) -> String {
     name.split('_').map(capitalize).collect()
 }
 
+/// `"key":"value"` for each value, rendered once so that events only copy them.
+fn key_values(key: &str, values: &[impl AsRef<str>]) -> Vec<String> {
+    values
+        .iter()
+        .map(|v| {
+            let mut s = String::new();
+            kv_str(&mut s, key, v.as_ref());
+            s
+        })
+        .collect()
+}
 #[cfg(test)]
 mod tests {
     use super::*;

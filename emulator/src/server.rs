@@ -536,32 +536,39 @@ fn export_selection(st: &Emulator, q: &Query, now_ns: i64) -> Result<Selection, 
     Ok(sel)
 }
 
+/// An export request let in and its selection within the export limit, now.
+fn admit_export(
+    st: &Emulator,
+    route: &'static str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(Query, Selection), Refused> {
+    let q = admit_query(st, route, headers, body)?;
+    let sel = export_selection(st, &q, st.clock.now_ns())?;
+    Ok((q, sel))
+}
+
+/// Every selected event as one streamed body, between `prefix` and `suffix`.
+fn stream_all(
+    st: &Arc<Emulator>,
+    sel: Selection,
+    format: Format,
+    prefix: String,
+    suffix: &'static str,
+) -> Response {
+    let suffix = counted(st, render::fixed_suffix(suffix));
+    st.stream(sel, 0, u64::MAX, format, prefix, suffix)
+}
+
 async fn v2_export(State(st): St, headers: HeaderMap, body: Bytes) -> Response {
-    let q = match admit_query(&st, "/v1/audit/search-results-export", &headers, &body) {
-        Ok(q) => q,
-        Err(r) => return *r,
-    };
-    let sel = match export_selection(&st, &q, st.clock.now_ns()) {
-        Ok(s) => s,
+    let route = "/v1/audit/search-results-export";
+    let (_, sel) = match admit_export(&st, route, &headers, &body) {
+        Ok(admitted) => admitted,
         Err(r) => return *r,
     };
     match Format::from_accept(header_str(&headers, header::ACCEPT.as_str())) {
-        Format::Json => st.stream(
-            sel,
-            0,
-            u64::MAX,
-            Format::Json,
-            "{\"events\":[".into(),
-            counted(&st, render::fixed_suffix("]}")),
-        ),
-        _ => st.stream(
-            sel,
-            0,
-            u64::MAX,
-            Format::Csv,
-            render::CSV_HEADER.into(),
-            counted(&st, render::fixed_suffix("")),
-        ),
+        Format::Json => stream_all(&st, sel, Format::Json, "{\"events\":[".into(), "]}"),
+        _ => stream_all(&st, sel, Format::Csv, render::CSV_HEADER.into(), ""),
     }
 }
 
@@ -837,28 +844,13 @@ async fn v1_search(State(st): St, headers: HeaderMap, body: Bytes) -> Response {
 /// Legacy export: JSON (default), CSV or CEF. As documented (`docs/api.md`): page and
 /// pageSize apply to CSV output and are ignored for CEF and JSON.
 async fn v1_export(State(st): St, headers: HeaderMap, body: Bytes) -> Response {
-    let q = match admit_query(
-        &st,
-        "/audit-log/rpc/search/search-results-export",
-        &headers,
-        &body,
-    ) {
-        Ok(q) => q,
-        Err(r) => return *r,
-    };
-    let sel = match export_selection(&st, &q, st.clock.now_ns()) {
-        Ok(s) => s,
+    let route = "/audit-log/rpc/search/search-results-export";
+    let (q, sel) = match admit_export(&st, route, &headers, &body) {
+        Ok(admitted) => admitted,
         Err(r) => return *r,
     };
     match Format::from_accept(header_str(&headers, header::ACCEPT.as_str())) {
-        Format::Json => st.stream(
-            sel,
-            0,
-            u64::MAX,
-            Format::Json,
-            LEGACY_RESPONSE_PREFIX.into(),
-            counted(&st, render::fixed_suffix("]}")),
-        ),
+        Format::Json => stream_all(&st, sel, Format::Json, LEGACY_RESPONSE_PREFIX.into(), "]}"),
         Format::Csv => {
             let (skip, limit) = if q.paged {
                 (q.page.saturating_mul(q.page_size), q.page_size)
@@ -874,14 +866,7 @@ async fn v1_export(State(st): St, headers: HeaderMap, body: Bytes) -> Response {
                 counted(&st, render::fixed_suffix("")),
             )
         }
-        Format::Cef => st.stream(
-            sel,
-            0,
-            u64::MAX,
-            Format::Cef,
-            String::new(),
-            counted(&st, render::fixed_suffix("")),
-        ),
+        Format::Cef => stream_all(&st, sel, Format::Cef, String::new(), ""),
     }
 }
 

@@ -301,13 +301,18 @@ fn select_alerts(st: &Emulator, s: &Search, now: i64) -> Vec<u64> {
             matched.push((SortKey::from(view.field(s.sort_term)), i));
         }
     }
-    // Stable: equal keys keep creation order in both directions.
-    if s.sort_desc {
+    in_sort_order(matched, s.sort_desc)
+}
+
+/// The matches' ids by their sort keys. Stable: equal keys keep the matches' order (of
+/// creation) in both directions.
+fn in_sort_order<T>(mut matched: Vec<(SortKey, T)>, desc: bool) -> Vec<T> {
+    if desc {
         matched.sort_by(|a, b| b.0.cmp(&a.0));
     } else {
         matched.sort_by(|a, b| a.0.cmp(&b.0));
     }
-    matched.into_iter().map(|(_, i)| i).collect()
+    matched.into_iter().map(|(_, id)| id).collect()
 }
 
 /// The closing `],"totalCount":n,"problems":[...]}` of a search response.
@@ -671,12 +676,7 @@ fn query_rules(st: &Emulator, _: &HeaderMap, body: &[u8]) -> Response {
             }
         }
     }
-    if s.sort_desc {
-        matched.sort_by(|a, b| b.0.cmp(&a.0));
-    } else {
-        matched.sort_by(|a, b| a.0.cmp(&b.0));
-    }
-    let all: Vec<usize> = matched.into_iter().map(|(_, n)| n).collect();
+    let all: Vec<usize> = in_sort_order(matched, s.sort_desc);
     let mut out = String::from("{\"type$\":\"RULE_METADATA_SEARCH_RESPONSE\",\"ruleMetadata\":[");
     for (k, n) in page_of(&all, &s).into_iter().enumerate() {
         if k > 0 {
