@@ -382,19 +382,25 @@ async fn v2_oauth(State(st): St, headers: HeaderMap, body: Bytes) -> Response {
         ))
     });
     match creds {
-        Some((id, secret)) if st.credentials_ok(&id, &secret) => {
-            let token = st.issue_token(&id);
-            json_response(
-                StatusCode::OK,
-                serde_json::json!({
-                    "access_token": token,
-                    "token_type": "bearer",
-                    "expires_in": st.opts.token_ttl.as_secs().max(1),
-                }),
-            )
-        }
-        _ => st.unauthorized("invalid client credentials"),
+        Some((id, secret)) => client_token(&st, &id, &secret),
+        None => st.unauthorized("invalid client credentials"),
     }
+}
+
+/// The OAuth answer of both generations to a client's credentials: a bearer token, or
+/// 401 when they are wrong.
+fn client_token(st: &Emulator, id: &str, secret: &str) -> Response {
+    if !st.credentials_ok(id, secret) {
+        return st.unauthorized("invalid client credentials");
+    }
+    json_response(
+        StatusCode::OK,
+        serde_json::json!({
+            "access_token": st.issue_token(id),
+            "token_type": "bearer",
+            "expires_in": st.opts.token_ttl.as_secs().max(1),
+        }),
+    )
 }
 
 /// Parses an `application/x-www-form-urlencoded` body (no dependency for one form).
@@ -713,18 +719,8 @@ async fn v1_oauth(
         return bad_request("unsupported grant_type; expected client_credentials");
     }
     match auth::basic(header_str(&headers, header::AUTHORIZATION.as_str())) {
-        Some((id, secret)) if st.credentials_ok(&id, &secret) => {
-            let token = st.issue_token(&id);
-            json_response(
-                StatusCode::OK,
-                serde_json::json!({
-                    "access_token": token,
-                    "token_type": "bearer",
-                    "expires_in": st.opts.token_ttl.as_secs().max(1),
-                }),
-            )
-        }
-        _ => st.unauthorized("invalid client credentials"),
+        Some((id, secret)) => client_token(&st, &id, &secret),
+        None => st.unauthorized("invalid client credentials"),
     }
 }
 
