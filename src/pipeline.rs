@@ -921,131 +921,155 @@ sinks = ["out"]
     /// The paused clock rounds a timer up to the millisecond.
     const SLACK: Duration = Duration::from_millis(50);
 
-    /// A sink that cannot deliver holds every batch when shutdown is asked for (its
-    /// file's path is a directory: every open fails, with an error worth retrying). The
-    /// sources wait for their acknowledgements for the grace period and no longer: then
-    /// the sink is abandoned and `run` returns. Nothing is committed, so a restart
-    /// delivers every event, once.
+    /// The grace period of [`Held`] pipelines.
+    const GRACE: Duration = Duration::from_secs(10);
+
+    /// A pipeline of [`run`] whose sink holds every batch undelivered: the path of the
+    /// sink's file is a directory, so every open fails, with an error worth retrying.
     ///
     /// The clock: reading the emulator is real I/O, which tokio's paused clock cannot
     /// wait for (with a socket still pending and no task to run it jumps to the next
-    /// timer, firing the HTTP client's timeouts), so the test waits on the real clock
-    /// until every batch is in the sink's hands (the source's counter says when), then
-    /// pauses it: from the shutdown request on, only timers are left to run (the
-    /// sink's retries, the grace period), and the grace period passes in no real time.
+    /// timer, firing the HTTP client's timeouts), so [`Held::start`] waits on the real
+    /// clock until every batch is in the sink's hands (the source's counter says when),
+    /// and [`Held::shut_down`] pauses it: from the shutdown request on, only timers are
+    /// left to run (the sink's retries, the grace period), and the grace period passes
+    /// in no real time.
+    struct Held {
+        emu: EmulatorHandle,
+        dir: tempfile::TempDir,
+        out: std::path::PathBuf,
+        cfg: Config,
+        truth: HashMap<String, usize>,
+        metrics: Arc<Metrics>,
+        logs: Logs,
+        stop: CancellationToken,
+        pipeline: tokio::task::JoinHandle<anyhow::Result<()>>,
+    }
+
+    impl Held {
+        /// Starts the pipeline, its sink's keys `more` added, and returns once all 240
+        /// events are sent.
+        async fn start(more: &str) -> Held {
+            let logs = Logs::capture();
+            let (emu, opts) = start_emulator().await;
+            let dir = tempfile::tempdir().unwrap();
+            let out = dir.path().join("out.ndjson");
+            std::fs::create_dir(&out).unwrap();
+            let cfg = config_with(&emu, &opts, dir.path(), "10s", &file_sink(&out, more));
+            assert_eq!(cfg.shutdown_grace, GRACE);
+            let truth = truth_of(&emu);
+            let metrics = Arc::new(Metrics::new());
+            let stop = CancellationToken::new();
+            let pipeline = tokio::spawn(run(
+                cfg.clone(),
+                metrics.clone(),
+                stop.clone().cancelled_owned(),
+            ));
+            wait_until_sent(&metrics, 240, &pipeline).await;
+            assert_eq!(batches_committed(&metrics), 0, "delivered before shutdown");
+            Held {
+                emu,
+                dir,
+                out,
+                cfg,
+                truth,
+                metrics,
+                logs,
+                stop,
+                pipeline,
+            }
+        }
+
+        /// Asks for shutdown on the paused clock, runs `then` right after the request,
+        /// and returns how long `run` took to return (`Ok`; three grace periods at most).
+        /// The clock runs again afterwards.
+        async fn shut_down(&mut self, then: impl FnOnce(&Path)) -> Duration {
+            tokio::time::pause();
+            let asked = Instant::now();
+            self.stop.cancel();
+            then(&self.out);
+            tokio::time::timeout(3 * GRACE, &mut self.pipeline)
+                .await
+                .expect("run did not return after the grace period")
+                .unwrap()
+                .unwrap();
+            let took = asked.elapsed();
+            tokio::time::resume();
+            took
+        }
+
+        /// What the checkpoint counts as delivered of the tenant's events.
+        fn committed(&self) -> std::collections::BTreeSet<String> {
+            committed(&self.dir.path().join("state"), self.truth.keys())
+        }
+    }
+
+    /// A sink that cannot deliver holds every batch when shutdown is asked for. The
+    /// sources wait for their acknowledgements for the grace period and no longer: then
+    /// the sink is abandoned and `run` returns. Nothing is committed, so a restart
+    /// delivers every event, once.
     #[tokio::test]
     async fn shutdown_abandons_an_undeliverable_sink_after_the_grace_period_committing_nothing() {
         let _serial = SERIAL.lock().await;
-        let logs = Logs::capture();
-        let (emu, opts) = start_emulator().await;
-        let dir = tempfile::tempdir().unwrap();
-        let out = dir.path().join("out.ndjson");
-        std::fs::create_dir(&out).unwrap();
-        let grace = Duration::from_secs(10);
-        let cfg = config_with(&emu, &opts, dir.path(), "10s", &file_sink(&out, ""));
-        assert_eq!(cfg.shutdown_grace, grace);
-        let truth = truth_of(&emu);
-        let metrics = Arc::new(Metrics::new());
-        let stop = CancellationToken::new();
-        let pipeline = tokio::spawn(run(
-            cfg.clone(),
-            metrics.clone(),
-            stop.clone().cancelled_owned(),
-        ));
-        wait_until_sent(&metrics, 240, &pipeline).await;
-
-        tokio::time::pause();
-        let asked = Instant::now();
-        stop.cancel();
-        tokio::time::timeout(3 * grace, pipeline)
-            .await
-            .expect("run did not return after the grace period")
-            .unwrap()
-            .unwrap();
-        let took = asked.elapsed();
+        let mut held = Held::start("").await;
+        let took = held.shut_down(|_| {}).await;
         assert!(
-            took >= grace && took <= grace + SLACK,
+            took >= GRACE && took <= GRACE + SLACK,
             "returned after {took:?}"
         );
-        tokio::time::resume();
-        let log = logs.text();
+        let log = held.logs.text();
         assert!(
             log.contains("shutdown grace period over: abandoning undelivered batches"),
             "{log}"
         );
-        assert_eq!(batches_committed(&metrics), 0);
-        let state = dir.path().join("state");
+        assert_eq!(batches_committed(&held.metrics), 0);
         assert!(
-            committed(&state, truth.keys()).is_empty(),
+            held.committed().is_empty(),
             "committed what no sink delivered"
         );
-        assert!(!out.is_file());
+        assert!(!held.out.is_file());
 
         // The path fixed, a restart reads everything again from the checkpoint.
-        std::fs::remove_dir(&out).unwrap();
+        std::fs::remove_dir(&held.out).unwrap();
         let got = deliver_all(
-            cfg,
+            held.cfg.clone(),
             Faults::default(),
             Arc::new(Metrics::new()),
-            &out,
-            &truth,
+            &held.out,
+            &held.truth,
         )
         .await;
-        assert_eq!(got, truth, "every event exactly once");
-        emu.shutdown().await;
+        assert_eq!(got, held.truth, "every event exactly once");
+        held.emu.shutdown().await;
     }
 
     /// A delivering pipeline drains on shutdown. Asked to stop with every batch in its
-    /// sink's hands and none delivered yet (the file's path is a directory until then),
-    /// the sources stop reading, the sink delivers what it holds (its next retry finds
-    /// the path free), the source commits it, and `run` returns before the grace period
-    /// is over. The checkpoint then covers exactly the delivered events. The clock as in
-    /// the test above.
+    /// sink's hands and none delivered yet, the sources stop reading, the sink delivers
+    /// what it holds (its next retry, soon, finds the path free), the source commits
+    /// it, and `run` returns before the grace period is over. The checkpoint then
+    /// covers exactly the delivered events.
     #[tokio::test]
     async fn shutdown_drains_what_the_sink_holds_and_commits_exactly_that() {
         let _serial = SERIAL.lock().await;
-        let logs = Logs::capture();
-        let (emu, opts) = start_emulator().await;
-        let dir = tempfile::tempdir().unwrap();
-        let out = dir.path().join("out.ndjson");
-        std::fs::create_dir(&out).unwrap();
-        let grace = Duration::from_secs(10);
-        let retry = "[sinks.out.retry]\ninitial = \"10ms\"\nmax = \"20ms\"\n";
-        let cfg = config_with(&emu, &opts, dir.path(), "10s", &file_sink(&out, retry));
-        let truth = truth_of(&emu);
-        let metrics = Arc::new(Metrics::new());
-        let stop = CancellationToken::new();
-        let pipeline = tokio::spawn(run(cfg, metrics.clone(), stop.clone().cancelled_owned()));
-        wait_until_sent(&metrics, 240, &pipeline).await;
-        assert_eq!(
-            batches_committed(&metrics),
-            0,
-            "delivered before the shutdown"
-        );
-
-        tokio::time::pause();
-        let asked = Instant::now();
-        stop.cancel();
-        std::fs::remove_dir(&out).unwrap();
-        tokio::time::timeout(3 * grace, pipeline)
-            .await
-            .expect("run did not return")
-            .unwrap()
-            .unwrap();
-        let took = asked.elapsed();
-        assert!(took < grace, "returned after {took:?}: not by draining");
-        tokio::time::resume();
-        let log = logs.text();
+        let mut held = Held::start("[sinks.out.retry]\ninitial = \"10ms\"\nmax = \"20ms\"\n").await;
+        let took = held
+            .shut_down(|out| std::fs::remove_dir(out).unwrap())
+            .await;
+        assert!(took < GRACE, "returned after {took:?}: not by draining");
+        let log = held.logs.text();
         assert!(!log.contains("shutdown grace period over"), "{log}");
-        assert_eq!(file_counts(&out), truth, "every event delivered, once");
-        let delivered: std::collections::BTreeSet<String> = truth.keys().cloned().collect();
         assert_eq!(
-            committed(&dir.path().join("state"), truth.keys()),
-            delivered,
+            file_counts(&held.out),
+            held.truth,
+            "every event delivered, once"
+        );
+        assert_eq!(
+            held.committed(),
+            held.truth.keys().cloned().collect(),
             "the checkpoint covers exactly the delivered events"
         );
-        assert!(batches_committed(&metrics) > 0);
-        emu.shutdown().await;
+        assert!(batches_committed(&held.metrics) > 0);
+        held.emu.shutdown().await;
     }
 
     /// A sink that fails for good stops the pipeline (here a TLS sink whose CA file
