@@ -237,13 +237,23 @@ pub(crate) mod tests {
 
     const SEARCH: &str = r#"{"type$":"audit_log::search_issued/1","actorId":"910391548587130243","actorName":"","actorAgent":"Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_6)","actorIpAddress":"","timestamp":"2020-08-13T15:52:40.240585Z","success":true,"type":"query","requestJson":"{\"groups\":[],\"pgSize\":100}","resultCount":15}"#;
 
+    /// `SEARCH` as `format` behind an RFC 5424 header, octet-counted: the message after
+    /// the header (both checked).
+    fn search_in_rfc5424(format: Format) -> String {
+        let enc = encoder(format, SyslogStyle::Rfc5424, Framing::OctetCounting);
+        let record = encode(&enc, SEARCH);
+        let header =
+            "<108>1 2020-08-13T15:52:40.240585Z fwd01.example.com c42fwd - search_issued - ";
+        let msg = counted(&record).strip_prefix(header);
+        msg.unwrap_or_else(|| panic!("not behind {header:?}: {record}"))
+            .to_string()
+    }
+
     #[test]
     fn cef_with_rfc5424_and_octet_counting() {
-        let enc = encoder(Format::Cef, SyslogStyle::Rfc5424, Framing::OctetCounting);
         assert_eq!(
-            counted(&encode(&enc, SEARCH)),
-            "<108>1 2020-08-13T15:52:40.240585Z fwd01.example.com c42fwd - search_issued - \
-             CEF:0|Code42|Audit Log|1|search_issued|Forensic Search query|4|\
+            search_in_rfc5424(Format::Cef),
+            "CEF:0|Code42|Audit Log|1|search_issued|Forensic Search query|4|\
              rt=1597333960240 cat=investigation suid=910391548587130243 suser= \
              requestClientApplication=Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_6) \
              outcome=success cs3Label=type cs3=query \
@@ -312,11 +322,9 @@ pub(crate) mod tests {
 
     #[test]
     fn leef_with_rfc5424_and_octet_counting() {
-        let enc = encoder(Format::Leef2, SyslogStyle::Rfc5424, Framing::OctetCounting);
         assert_eq!(
-            counted(&encode(&enc, SEARCH)),
-            "<108>1 2020-08-13T15:52:40.240585Z fwd01.example.com c42fwd - search_issued - \
-             LEEF:2.0|Code42|Audit Log|1|search_issued|x09|\
+            search_in_rfc5424(Format::Leef2),
+            "LEEF:2.0|Code42|Audit Log|1|search_issued|x09|\
              devTimeFormat=yyyy-MM-dd'T'HH:mm:ss.SSSZ\tdevTime=2020-08-13T15:52:40.240+0000\t\
              cat=investigation\tsev=4\teventName=Forensic Search query\tusrName=\t\
              actorId=910391548587130243\t\
