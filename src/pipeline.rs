@@ -640,10 +640,37 @@ mod tests {
 
     /// The emulator's Audit Log, pages of 50, as raw JSON lines into a file sink.
     fn config(emu: &EmulatorHandle, opts: &EmulatorOptions, dir: &Path) -> Config {
+        config_with(
+            emu,
+            opts,
+            dir,
+            "5s",
+            &file_sink(&dir.join("out.ndjson"), ""),
+        )
+    }
+
+    /// The keys of a file sink writing raw JSON lines to `path`; `more`: further keys
+    /// or tables of the sink.
+    fn file_sink(path: &Path, more: &str) -> String {
+        format!(
+            "type = \"file\"\npath = \"{}\"\nformat = \"json\"\nsyslog = \"none\"\n{more}",
+            path.display()
+        )
+    }
+
+    /// The emulator's Audit Log, pages of 50, into the sink `out` made of `sink` (its
+    /// keys), with a shutdown grace period of `grace`.
+    fn config_with(
+        emu: &EmulatorHandle,
+        opts: &EmulatorOptions,
+        dir: &Path,
+        grace: &str,
+        sink: &str,
+    ) -> Config {
         crate::config::parse_str(&format!(
             r#"
 state_dir = "{state}"
-shutdown_grace = "5s"
+shutdown_grace = "{grace}"
 [tenants.emu]
 api = "incydr"
 base_url = "{base}"
@@ -657,10 +684,7 @@ lag = "0s"
 poll_interval = "200ms"
 page_size = 50
 [sinks.out]
-type = "file"
-path = "{out}"
-format = "json"
-syslog = "none"
+{sink}
 [[routes]]
 sources = ["audit"]
 sinks = ["out"]
@@ -669,7 +693,6 @@ sinks = ["out"]
             base = emu.base_url(),
             id = opts.client_id,
             secret = opts.client_secret,
-            out = dir.join("out.ndjson").display(),
         ))
         .unwrap()
     }
@@ -721,6 +744,23 @@ sinks = ["out"]
         }
     }
 
+    /// The tenant's truth: every event of the emulator's last hour, counted.
+    fn truth_of(emu: &EmulatorHandle) -> HashMap<String, usize> {
+        let truth = counts(emu.events_between(emu.now() - chrono::Duration::hours(1), emu.now()));
+        assert_eq!(truth.values().sum::<usize>(), 240);
+        truth
+    }
+
+    /// What the file sink's file `out` holds, per event.
+    fn file_counts(out: &Path) -> HashMap<String, usize> {
+        counts(
+            std::fs::read_to_string(out)
+                .unwrap_or_default()
+                .lines()
+                .map(str::to_string),
+        )
+    }
+
     /// Runs the pipeline with `faults` until every event of the emulator is in the
     /// file sink (or 30 s), stops it, and returns what the file holds per event and the
     /// tenant's truth.
@@ -731,8 +771,21 @@ sinks = ["out"]
         let (emu, opts) = start_emulator().await;
         let dir = tempfile::tempdir().unwrap();
         let cfg = config(&emu, &opts, dir.path());
-        let truth = counts(emu.events_between(emu.now() - chrono::Duration::hours(1), emu.now()));
-        assert_eq!(truth.values().sum::<usize>(), 240);
+        let truth = truth_of(&emu);
+        let got = deliver_all(cfg, faults, metrics, &dir.path().join("out.ndjson"), &truth).await;
+        emu.shutdown().await;
+        (got, truth)
+    }
+
+    /// Runs the pipeline of `cfg` with `faults` until every event of `truth` is in the
+    /// file `out` (or 30 s), stops it, and returns what the file holds per event.
+    async fn deliver_all(
+        cfg: Config,
+        faults: Faults,
+        metrics: Arc<Metrics>,
+        out: &Path,
+        truth: &HashMap<String, usize>,
+    ) -> HashMap<String, usize> {
         let stop = CancellationToken::new();
         let pipeline = tokio::spawn(run_with_faults(
             cfg,
@@ -740,25 +793,20 @@ sinks = ["out"]
             stop.clone().cancelled_owned(),
             faults,
         ));
-        let out = dir.path().join("out.ndjson");
-        let read = || {
-            counts(
-                std::fs::read_to_string(&out)
-                    .unwrap_or_default()
-                    .lines()
-                    .map(str::to_string),
-            )
-        };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !truth.keys().all(|k| read().contains_key(k)) {
+        loop {
+            // One read of the file a look, not one an event.
+            let got = file_counts(out);
+            if truth.keys().all(|k| got.contains_key(k)) {
+                break;
+            }
             assert!(Instant::now() < deadline, "not every event arrived in 30 s");
             assert!(!pipeline.is_finished(), "the pipeline stopped");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         stop.cancel();
         pipeline.await.unwrap().unwrap();
-        emu.shutdown().await;
-        (read(), truth)
+        file_counts(out)
     }
 
     /// A sink that panics on its first batch is restarted and counted. The batch in
@@ -814,5 +862,247 @@ sinks = ["out"]
         assert!(metrics
             .render()
             .contains("c42fwd_task_panics_total{task=\"source:audit\"} 1"));
+    }
+
+    /// Waits until source `audit` has sent `n` events into its route (30 s at most, on
+    /// the real clock).
+    async fn wait_until_sent(
+        metrics: &Metrics,
+        n: u64,
+        pipeline: &tokio::task::JoinHandle<anyhow::Result<()>>,
+    ) {
+        let sent = || {
+            metrics
+                .source_events
+                .get_or_create(&crate::metrics::label("source", "audit"))
+                .get()
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while sent() < n {
+            assert!(
+                Instant::now() < deadline,
+                "{} of {n} events sent in 30 s",
+                sent()
+            );
+            assert!(!pipeline.is_finished(), "the pipeline stopped");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The events of `events` that the checkpoint of source `audit` under `state_dir`
+    /// counts as delivered: those before its watermark and those among its fingerprints
+    /// (none without a checkpoint).
+    fn committed<'a>(
+        state_dir: &Path,
+        events: impl IntoIterator<Item = &'a String>,
+    ) -> std::collections::BTreeSet<String> {
+        let Some(cp) = Store::open(state_dir).unwrap().load("audit").unwrap() else {
+            return Default::default();
+        };
+        let window = crate::sources::window::WindowState::restore(cp.watermark, &cp.fingerprints);
+        events
+            .into_iter()
+            .filter(|raw| {
+                let occurred = crate::api::parse_event_time(raw).unwrap();
+                occurred < cp.watermark
+                    || window.forwarded_copies(crate::sources::window::fingerprint(raw)) > 0
+            })
+            .cloned()
+            .collect()
+    }
+
+    fn batches_committed(metrics: &Metrics) -> u64 {
+        metrics
+            .source_batches_committed
+            .get_or_create(&crate::metrics::label("source", "audit"))
+            .get()
+    }
+
+    /// The paused clock rounds a timer up to the millisecond.
+    const SLACK: Duration = Duration::from_millis(50);
+
+    /// The grace period of [`Held`] pipelines.
+    const GRACE: Duration = Duration::from_secs(10);
+
+    /// A pipeline of [`run`] whose sink holds every batch undelivered: the path of the
+    /// sink's file is a directory, so every open fails, with an error worth retrying.
+    ///
+    /// The clock: reading the emulator is real I/O, which tokio's paused clock cannot
+    /// wait for (with a socket still pending and no task to run it jumps to the next
+    /// timer, firing the HTTP client's timeouts), so [`Held::start`] waits on the real
+    /// clock until every batch is in the sink's hands (the source's counter says when),
+    /// and [`Held::shut_down`] pauses it: from the shutdown request on, only timers are
+    /// left to run (the sink's retries, the grace period), and the grace period passes
+    /// in no real time.
+    struct Held {
+        emu: EmulatorHandle,
+        dir: tempfile::TempDir,
+        out: std::path::PathBuf,
+        cfg: Config,
+        truth: HashMap<String, usize>,
+        metrics: Arc<Metrics>,
+        logs: Logs,
+        stop: CancellationToken,
+        pipeline: tokio::task::JoinHandle<anyhow::Result<()>>,
+    }
+
+    impl Held {
+        /// Starts the pipeline, its sink's keys `more` added, and returns once all 240
+        /// events are sent.
+        async fn start(more: &str) -> Held {
+            let logs = Logs::capture();
+            let (emu, opts) = start_emulator().await;
+            let dir = tempfile::tempdir().unwrap();
+            let out = dir.path().join("out.ndjson");
+            std::fs::create_dir(&out).unwrap();
+            let cfg = config_with(&emu, &opts, dir.path(), "10s", &file_sink(&out, more));
+            assert_eq!(cfg.shutdown_grace, GRACE);
+            let truth = truth_of(&emu);
+            let metrics = Arc::new(Metrics::new());
+            let stop = CancellationToken::new();
+            let pipeline = tokio::spawn(run(
+                cfg.clone(),
+                metrics.clone(),
+                stop.clone().cancelled_owned(),
+            ));
+            wait_until_sent(&metrics, 240, &pipeline).await;
+            assert_eq!(batches_committed(&metrics), 0, "delivered before shutdown");
+            Held {
+                emu,
+                dir,
+                out,
+                cfg,
+                truth,
+                metrics,
+                logs,
+                stop,
+                pipeline,
+            }
+        }
+
+        /// Asks for shutdown on the paused clock, runs `then` right after the request,
+        /// and returns how long `run` took to return (`Ok`; three grace periods at most).
+        /// The clock runs again afterwards.
+        async fn shut_down(&mut self, then: impl FnOnce(&Path)) -> Duration {
+            tokio::time::pause();
+            let asked = Instant::now();
+            self.stop.cancel();
+            then(&self.out);
+            tokio::time::timeout(3 * GRACE, &mut self.pipeline)
+                .await
+                .expect("run did not return after the grace period")
+                .unwrap()
+                .unwrap();
+            let took = asked.elapsed();
+            tokio::time::resume();
+            took
+        }
+
+        /// What the checkpoint counts as delivered of the tenant's events.
+        fn committed(&self) -> std::collections::BTreeSet<String> {
+            committed(&self.dir.path().join("state"), self.truth.keys())
+        }
+    }
+
+    /// A sink that cannot deliver holds every batch when shutdown is asked for. The
+    /// sources wait for their acknowledgements for the grace period and no longer: then
+    /// the sink is abandoned and `run` returns. Nothing is committed, so a restart
+    /// delivers every event, once.
+    #[tokio::test]
+    async fn shutdown_abandons_an_undeliverable_sink_after_the_grace_period_committing_nothing() {
+        let _serial = SERIAL.lock().await;
+        let mut held = Held::start("").await;
+        let took = held.shut_down(|_| {}).await;
+        assert!(
+            took >= GRACE && took <= GRACE + SLACK,
+            "returned after {took:?}"
+        );
+        let log = held.logs.text();
+        assert!(
+            log.contains("shutdown grace period over: abandoning undelivered batches"),
+            "{log}"
+        );
+        assert_eq!(batches_committed(&held.metrics), 0);
+        assert!(
+            held.committed().is_empty(),
+            "committed what no sink delivered"
+        );
+        assert!(!held.out.is_file());
+
+        // The path fixed, a restart reads everything again from the checkpoint.
+        std::fs::remove_dir(&held.out).unwrap();
+        let got = deliver_all(
+            held.cfg.clone(),
+            Faults::default(),
+            Arc::new(Metrics::new()),
+            &held.out,
+            &held.truth,
+        )
+        .await;
+        assert_eq!(got, held.truth, "every event exactly once");
+        held.emu.shutdown().await;
+    }
+
+    /// A delivering pipeline drains on shutdown. Asked to stop with every batch in its
+    /// sink's hands and none delivered yet, the sources stop reading, the sink delivers
+    /// what it holds (its next retry, soon, finds the path free), the source commits
+    /// it, and `run` returns before the grace period is over. The checkpoint then
+    /// covers exactly the delivered events.
+    #[tokio::test]
+    async fn shutdown_drains_what_the_sink_holds_and_commits_exactly_that() {
+        let _serial = SERIAL.lock().await;
+        let mut held = Held::start("[sinks.out.retry]\ninitial = \"10ms\"\nmax = \"20ms\"\n").await;
+        let took = held
+            .shut_down(|out| std::fs::remove_dir(out).unwrap())
+            .await;
+        assert!(took < GRACE, "returned after {took:?}: not by draining");
+        let log = held.logs.text();
+        assert!(!log.contains("shutdown grace period over"), "{log}");
+        assert_eq!(
+            file_counts(&held.out),
+            held.truth,
+            "every event delivered, once"
+        );
+        assert_eq!(
+            held.committed(),
+            held.truth.keys().cloned().collect(),
+            "the checkpoint covers exactly the delivered events"
+        );
+        assert!(batches_committed(&held.metrics) > 0);
+        held.emu.shutdown().await;
+    }
+
+    /// A sink that fails for good stops the pipeline (here a TLS sink whose CA file
+    /// holds no certificate: a permanent error when the sink starts). `run` returns an
+    /// error naming the sink, with no shutdown requested and without waiting out the
+    /// grace period (an hour): it returns once every task has, the sources included.
+    /// Nothing was delivered, so nothing is committed.
+    #[tokio::test]
+    async fn a_sink_that_fails_for_good_stops_the_pipeline_with_an_error_naming_it() {
+        let _serial = SERIAL.lock().await;
+        let (emu, opts) = start_emulator().await;
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "no certificate here\n").unwrap();
+        let sink = format!(
+            "type = \"tcp\"\nhost = \"127.0.0.1\"\nport = 6514\nformat = \"json\"\n[sinks.out.tls]\nca_file = \"{}\"\n",
+            ca.display()
+        );
+        let cfg = config_with(&emu, &opts, dir.path(), "1h", &sink);
+        let truth = truth_of(&emu);
+        let result = tokio::time::timeout(
+            Duration::from_secs(30),
+            run(cfg, Arc::new(Metrics::new()), std::future::pending()),
+        )
+        .await
+        .expect("the pipeline did not stop when its sink failed");
+        let err = result.expect_err("a failed sink is an error").to_string();
+        assert!(
+            err.starts_with("sink `out` failed: invalid tls settings: ca file "),
+            "{err}"
+        );
+        assert!(err.contains(&ca.display().to_string()), "{err}");
+        assert!(committed(&dir.path().join("state"), truth.keys()).is_empty());
+        emu.shutdown().await;
     }
 }

@@ -97,23 +97,16 @@ impl ApiClient {
     async fn log_in(&self) -> Result<AccessToken, ApiError> {
         let started = Instant::now();
         let (endpoint, body) = match (&self.api, &self.credentials) {
-            (ApiGeneration::Incydr, Credentials::ApiClient { client_id, secret }) => {
-                let endpoint = "POST /v1/oauth";
-                let url = join(&self.base_url, "/v1/oauth");
-                let body = self
-                    .call(endpoint, CallAuth::Login, |c| {
-                        c.post(url.clone())
-                            .basic_auth(client_id, Some(secret.expose()))
-                    })
-                    .await?;
-                (endpoint, body)
-            }
-            (ApiGeneration::Legacy, Credentials::ApiClient { client_id, secret }) => {
-                let endpoint = "POST /api/v3/oauth/token";
-                let url = join(
-                    &self.base_url,
-                    "/api/v3/oauth/token?grant_type=client_credentials",
-                );
+            (api, Credentials::ApiClient { client_id, secret }) => {
+                // Both generations: the client id and secret as HTTP basic authentication.
+                let (endpoint, path) = match api {
+                    ApiGeneration::Incydr => ("POST /v1/oauth", "/v1/oauth"),
+                    ApiGeneration::Legacy => (
+                        "POST /api/v3/oauth/token",
+                        "/api/v3/oauth/token?grant_type=client_credentials",
+                    ),
+                };
+                let url = join(&self.base_url, path);
                 let body = self
                     .call(endpoint, CallAuth::Login, |c| {
                         c.post(url.clone())

@@ -51,14 +51,12 @@ pub(super) struct PageSplitter {
     /// The key whose value is being read at the key depth.
     last_key: Vec<u8>,
     in_events: bool,
-    /// Capturing one element of `events`.
-    elem_active: bool,
-    elem: Vec<u8>,
+    /// One element of `events`.
+    elem: Capture,
     in_total: bool,
     total: Vec<u8>,
-    /// Capturing the top-level `problems` value.
-    problems_active: bool,
-    problems: Vec<u8>,
+    /// The top-level `problems` value.
+    problems: Capture,
     started: bool,
     done: bool,
     out: SplitPage,
@@ -73,6 +71,59 @@ pub(super) fn record_cap(asked: usize) -> usize {
 
 fn is_ws(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+/// A value being copied out of the body as it arrives, byte for byte.
+#[derive(Debug, Default)]
+struct Capture {
+    active: bool,
+    text: Vec<u8>,
+}
+
+impl Capture {
+    /// Starts the capture at `b`, the first byte of the value.
+    fn start(&mut self, b: u8) {
+        self.active = true;
+        self.text.clear();
+        self.text.push(b);
+    }
+
+    /// Takes `b` (outside strings: the splitter's `depth` follows the nesting),
+    /// unless it is the `,` or `close` at depth `end_depth` that ends the value:
+    /// whether it ended it.
+    fn take(
+        &mut self,
+        b: u8,
+        end_depth: u32,
+        close: u8,
+        depth: &mut u32,
+        in_string: &mut bool,
+    ) -> bool {
+        if *depth == end_depth && (b == b',' || b == close) {
+            return true;
+        }
+        self.text.push(b);
+        match b {
+            b'{' | b'[' => *depth += 1,
+            b'}' | b']' => *depth -= 1,
+            b'"' => *in_string = true,
+            _ => {}
+        }
+        false
+    }
+
+    /// The value captured (trailing white space trimmed), validated as JSON; `what`
+    /// names it in the error.
+    fn finish(&mut self, what: &str) -> Result<Box<RawValue>, String> {
+        while self.text.last().is_some_and(|b| is_ws(*b)) {
+            self.text.pop();
+        }
+        let text = String::from_utf8(std::mem::take(&mut self.text))
+            .map_err(|_| format!("{what} is not valid utf-8"))?;
+        let raw = RawValue::from_string(text).map_err(|e| format!("{what} is not json: {e}"))?;
+        self.active = false;
+        Ok(raw)
+    }
 }
 
 impl PageSplitter {
@@ -160,36 +211,10 @@ impl PageSplitter {
         Ok(self.out)
     }
 
-    fn end_elem(&mut self) -> Result<(), String> {
-        while self.elem.last().is_some_and(|b| is_ws(*b)) {
-            self.elem.pop();
-        }
-        let text = String::from_utf8(std::mem::take(&mut self.elem))
-            .map_err(|_| "an event is not valid utf-8".to_string())?;
-        let raw = RawValue::from_string(text).map_err(|e| format!("an event is not json: {e}"))?;
-        self.out.events.get_or_insert_with(Vec::new).push(raw);
-        self.elem_active = false;
-        Ok(())
-    }
-
-    fn end_problems(&mut self) -> Result<(), String> {
-        while self.problems.last().is_some_and(|b| is_ws(*b)) {
-            self.problems.pop();
-        }
-        let text = String::from_utf8(std::mem::take(&mut self.problems))
-            .map_err(|_| "problems is not valid utf-8".to_string())?;
-        let raw = RawValue::from_string(text).map_err(|e| format!("problems is not json: {e}"))?;
-        self.out.problems = Some(raw);
-        self.problems_active = false;
-        Ok(())
-    }
-
     /// Starts capturing the top-level `problems` value at `b`, if that is where we are.
     fn starts_problems(&mut self, b: u8) {
         if self.depth == 1 && !self.expect_key && self.last_key == b"problems" {
-            self.problems_active = true;
-            self.problems.clear();
-            self.problems.push(b);
+            self.problems.start(b);
         }
     }
 
@@ -217,11 +242,10 @@ impl PageSplitter {
             };
         }
         if self.in_string {
-            if self.elem_active {
-                self.elem.push(b);
-            }
-            if self.problems_active {
-                self.problems.push(b);
+            for capture in [&mut self.elem, &mut self.problems] {
+                if capture.active {
+                    capture.text.push(b);
+                }
             }
             if self.escaped {
                 self.escaped = false;
@@ -242,35 +266,26 @@ impl PageSplitter {
             return Ok(());
         }
         let array_depth = self.array_depth();
-        if self.elem_active {
-            if self.depth == array_depth && (b == b',' || b == b']') {
-                self.end_elem()?;
-                // fall through: the separator / end of array is structural
-            } else {
-                self.elem.push(b);
-                match b {
-                    b'{' | b'[' => self.depth += 1,
-                    b'}' | b']' => self.depth -= 1,
-                    b'"' => self.in_string = true,
-                    _ => {}
-                }
+        if self.elem.active {
+            if !self
+                .elem
+                .take(b, array_depth, b']', &mut self.depth, &mut self.in_string)
+            {
                 return Ok(());
             }
+            let raw = self.elem.finish("an event")?;
+            self.out.events.get_or_insert_with(Vec::new).push(raw);
+            // fall through: the separator / end of array is structural
         }
-        if self.problems_active {
-            if self.depth == 1 && (b == b',' || b == b'}') {
-                self.end_problems()?;
-                // fall through: the separator / end of object is structural
-            } else {
-                self.problems.push(b);
-                match b {
-                    b'{' | b'[' => self.depth += 1,
-                    b'}' | b']' => self.depth -= 1,
-                    b'"' => self.in_string = true,
-                    _ => {}
-                }
+        if self.problems.active {
+            if !self
+                .problems
+                .take(b, 1, b'}', &mut self.depth, &mut self.in_string)
+            {
                 return Ok(());
             }
+            self.out.problems = Some(self.problems.finish("problems")?);
+            // fall through: the separator / end of object is structural
         }
         if self.in_total {
             if b == b',' || b == b'}' {
@@ -309,9 +324,7 @@ impl PageSplitter {
                     }
                     self.depth += 1;
                 } else if self.depth == array_depth && self.in_events {
-                    self.elem_active = true;
-                    self.elem.clear();
-                    self.elem.push(b);
+                    self.elem.start(b);
                     self.depth = array_depth + 1;
                 } else {
                     // A value that is not kept, unless it is the `problems` value.
@@ -342,9 +355,7 @@ impl PageSplitter {
                     self.in_key = true;
                     self.key.clear();
                 } else if self.depth == array_depth && self.in_events {
-                    self.elem_active = true;
-                    self.elem.clear();
-                    self.elem.push(b);
+                    self.elem.start(b);
                 } else if self.at_count() {
                     return Err(format!("{} is a string, not a count", self.count_name()));
                 } else {
@@ -362,9 +373,7 @@ impl PageSplitter {
                     return Err("the response is not a json object".to_string());
                 }
                 if self.depth == array_depth && self.in_events {
-                    self.elem_active = true;
-                    self.elem.clear();
-                    self.elem.push(b);
+                    self.elem.start(b);
                 } else if self.at_count() {
                     self.in_total = true;
                     self.total.clear();
@@ -383,11 +392,25 @@ mod tests {
     use super::*;
 
     fn split_in_chunks(body: &[u8], chunk: usize) -> Result<SplitPage, String> {
-        let mut s = PageSplitter::new();
+        split_with(PageSplitter::new(), body, chunk)
+    }
+
+    /// What `s` makes of `body` fed in chunks of `chunk` bytes.
+    fn split_with(mut s: PageSplitter, body: &[u8], chunk: usize) -> Result<SplitPage, String> {
         for c in body.chunks(chunk.max(1)) {
             s.feed(c)?;
         }
         s.finish()
+    }
+
+    /// The kept elements' texts.
+    fn texts(events: Option<Vec<Box<RawValue>>>) -> Option<Vec<String>> {
+        events.map(|v| v.into_iter().map(|e| e.get().to_string()).collect())
+    }
+
+    /// The kept elements' texts and the count, as [`reference`] gives them.
+    fn events_and_count(page: SplitPage) -> (Option<Vec<String>>, Option<u64>) {
+        (texts(page.events), page.total_result_count)
     }
 
     /// The reference: what serde_json makes of the same body.
@@ -400,22 +423,13 @@ mod tests {
             total: Option<u64>,
         }
         let r: R = serde_json::from_slice(body).unwrap();
-        (
-            r.events
-                .map(|v| v.into_iter().map(|e| e.get().to_string()).collect()),
-            r.total,
-        )
+        (texts(r.events), r.total)
     }
 
     fn check(body: &str) {
         let want = reference(body.as_bytes());
         for chunk in [1, 2, 3, 7, 64, body.len()] {
-            let got = split_in_chunks(body.as_bytes(), chunk).unwrap();
-            let got = (
-                got.events
-                    .map(|v| v.into_iter().map(|e| e.get().to_string()).collect()),
-                got.total_result_count,
-            );
+            let got = events_and_count(split_in_chunks(body.as_bytes(), chunk).unwrap());
             assert_eq!(got, want, "chunk {chunk}: {body}");
         }
     }
@@ -522,16 +536,8 @@ mod tests {
     fn check_nested(body: &str) {
         let want = nested_reference(body.as_bytes());
         for chunk in [1, 2, 5, 64, body.len()] {
-            let mut s = PageSplitter::for_path(NESTED);
-            for c in body.as_bytes().chunks(chunk.max(1)) {
-                s.feed(c).unwrap();
-            }
-            let got = s
-                .finish()
-                .unwrap()
-                .events
-                .map(|v| v.into_iter().map(|e| e.get().to_string()).collect());
-            assert_eq!(got, want, "chunk {chunk}: {body}");
+            let got = split_with(PageSplitter::for_path(NESTED), body.as_bytes(), chunk);
+            assert_eq!(texts(got.unwrap().events), want, "chunk {chunk}: {body}");
         }
     }
 
@@ -581,16 +587,9 @@ mod tests {
                 entries.join(&format!("{ws},{ws}"))
             );
             let want = nested_reference(body.as_bytes());
-            let mut s = PageSplitter::for_path(NESTED);
-            for c in body.as_bytes().chunks(rng.usize(1..40)) {
-                s.feed(c).unwrap();
-            }
-            let got = s
-                .finish()
-                .unwrap()
-                .events
-                .map(|v| v.into_iter().map(|e| e.get().to_string()).collect());
-            assert_eq!(got, want);
+            let chunk = rng.usize(1..40);
+            let got = split_with(PageSplitter::for_path(NESTED), body.as_bytes(), chunk);
+            assert_eq!(texts(got.unwrap().events), want);
         }
     }
 
@@ -683,14 +682,7 @@ mod tests {
             );
             let want = reference(body.as_bytes());
             let got = split_in_chunks(body.as_bytes(), rng.usize(1..50)).unwrap();
-            assert_eq!(
-                (
-                    got.events
-                        .map(|v| v.into_iter().map(|e| e.get().to_string()).collect()),
-                    got.total_result_count
-                ),
-                want
-            );
+            assert_eq!(events_and_count(got), want);
         }
     }
 }

@@ -165,28 +165,36 @@ mod tests {
 
     #[test]
     fn query_times_widen_outwards_to_whole_milliseconds() {
-        let at = t("2024-05-01T10:00:00.123456789Z");
-        assert_eq!(
-            sync_log_time_param(at, SyncLogTimeBound::After),
-            "2024-05-01T10:00:00.122Z"
-        );
-        assert_eq!(
-            sync_log_time_param(at, SyncLogTimeBound::Before),
-            "2024-05-01T10:00:00.124Z"
-        );
-        let exact = t("2024-05-01T10:00:00.123Z");
-        assert_eq!(
-            sync_log_time_param(exact, SyncLogTimeBound::After),
-            "2024-05-01T10:00:00.122Z"
-        );
-        assert_eq!(
-            sync_log_time_param(exact, SyncLogTimeBound::Before),
-            "2024-05-01T10:00:00.123Z"
-        );
-        assert_eq!(
-            sync_log_time_param(t("2024-05-01T23:59:59.9995Z"), SyncLogTimeBound::Before),
-            "2024-05-02T00:00:00.000Z"
-        );
+        use SyncLogTimeBound::{After, Before};
+        for (at, bound, want) in [
+            (
+                "2024-05-01T10:00:00.123456789Z",
+                After,
+                "2024-05-01T10:00:00.122Z",
+            ),
+            (
+                "2024-05-01T10:00:00.123456789Z",
+                Before,
+                "2024-05-01T10:00:00.124Z",
+            ),
+            (
+                "2024-05-01T10:00:00.123Z",
+                After,
+                "2024-05-01T10:00:00.122Z",
+            ),
+            (
+                "2024-05-01T10:00:00.123Z",
+                Before,
+                "2024-05-01T10:00:00.123Z",
+            ),
+            (
+                "2024-05-01T23:59:59.9995Z",
+                Before,
+                "2024-05-02T00:00:00.000Z",
+            ),
+        ] {
+            assert_eq!(sync_log_time_param(t(at), bound), want, "{at} {bound:?}");
+        }
     }
 
     #[test]

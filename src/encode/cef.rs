@@ -21,7 +21,8 @@
 
 use super::cef_map::{self, label_limit, AlertKey, AlertValue, CefKey, KeyValue, ALERT_KEYS};
 use super::json::{
-    compact_len, put, write_bounded, write_compact, write_str, write_str_limited, Count, Emit,
+    compact_len, put, write_bounded, write_compact, write_problems, write_str, write_str_limited,
+    Count, Emit,
 };
 use crate::event::SourceKind;
 use crate::normalize::json::{self, decode_str, read_i64};
@@ -583,7 +584,7 @@ fn write_details(ext: &mut Ext<'_>, rec: &Record<'_>, mapped: u64) {
         match value {
             DetailValue::Raw(raw) => c.0 += compact_len(raw),
             DetailValue::Text(t) => write_str(&mut c, t),
-            DetailValue::Problems => write_problems(&mut c, rec),
+            DetailValue::Problems => write_problems(&mut c, rec.problems),
         }
         c.0
     };
@@ -610,7 +611,7 @@ fn write_details(ext: &mut Ext<'_>, rec: &Record<'_>, mapped: u64) {
             match value {
                 DetailValue::Raw(raw) => write_compact(&mut v, raw),
                 DetailValue::Text(t) => write_str(&mut v, t),
-                DetailValue::Problems => write_problems(&mut v, rec),
+                DetailValue::Problems => write_problems(&mut v, rec.problems),
             }
         }
         v.emit(b"}");
@@ -688,7 +689,7 @@ fn write_details(ext: &mut Ext<'_>, rec: &Record<'_>, mapped: u64) {
             match (room, &e.value) {
                 (None, DetailValue::Raw(raw)) => write_compact(&mut v, raw),
                 (None, DetailValue::Text(t)) => write_str(&mut v, t),
-                (None, DetailValue::Problems) => write_problems(&mut v, rec),
+                (None, DetailValue::Problems) => write_problems(&mut v, rec.problems),
                 (Some(room), value) => {
                     left_out += 1;
                     let text = match value {
@@ -712,28 +713,13 @@ fn write_details(ext: &mut Ext<'_>, rec: &Record<'_>, mapped: u64) {
     v.emit(b"}");
 }
 
-fn write_problems<E: Emit>(e: &mut E, rec: &Record<'_>) {
-    e.emit(b"[");
-    for (i, p) in rec.problems.names().enumerate() {
-        if i > 0 {
-            e.emit(b",");
-        }
-        write_str(e, p);
-    }
-    e.emit(b"]");
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn header_prefix_spells_out_the_constants() {
-        for kind in [
-            SourceKind::AuditLog,
-            SourceKind::Alerts,
-            SourceKind::SyncLog,
-        ] {
+        for kind in super::super::tests::KINDS {
             let mut v = b"CEF:0|".to_vec();
             for (s, limit) in [(VENDOR, 63), (product(kind), 63), (MAPPING_VERSION, 31)] {
                 assert!(s.len() <= limit);

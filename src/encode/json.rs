@@ -16,7 +16,7 @@
 use crate::normalize::json::{decode_str, scan_array, scan_object};
 use crate::normalize::scan;
 use crate::normalize::time::{write_rfc3339, Civil};
-use crate::normalize::Record;
+use crate::normalize::{Problems, Record};
 use smallvec::SmallVec;
 
 /// A byte sink for the writers in this module.
@@ -54,6 +54,27 @@ impl Emit for Count {
     fn emit(&mut self, bytes: &[u8]) {
         self.0 += bytes.len();
     }
+}
+
+/// Writes the names of `problems` as a JSON array of strings (the JSON record's
+/// `problems`, CEF's and LEEF's detail value).
+pub(crate) fn write_problems<E: Emit + ?Sized>(e: &mut E, problems: Problems) {
+    write_strings(e, problems.names());
+}
+
+/// Writes `items` as a JSON array of strings.
+pub(crate) fn write_strings<E: Emit + ?Sized, S: AsRef<str>>(
+    e: &mut E,
+    items: impl IntoIterator<Item = S>,
+) {
+    e.emit(b"[");
+    for (i, s) in items.into_iter().enumerate() {
+        if i > 0 {
+            e.emit(b",");
+        }
+        write_str(e, s.as_ref());
+    }
+    e.emit(b"]");
 }
 
 /// Writes `s` as a JSON string token. Every run of bytes passed to `e` is valid UTF-8
@@ -372,14 +393,7 @@ pub(crate) fn write_normalized(out: &mut Vec<u8>, rec: &Record<'_>) {
     if let Some(o) = rec.observations.as_deref() {
         let list = |out: &mut Vec<u8>, key: &[u8], items: &[std::borrow::Cow<'_, str>]| {
             out.extend_from_slice(key);
-            out.push(b'[');
-            for (i, v) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_str(out, v);
-            }
-            out.push(b']');
+            write_strings(out, items);
         };
         let int = |out: &mut Vec<u8>, key: &[u8], v: i64| {
             out.extend_from_slice(key);
@@ -397,14 +411,8 @@ pub(crate) fn write_normalized(out: &mut Vec<u8>, rec: &Record<'_>) {
         out.push(b'}');
     }
     if !rec.problems.is_empty() {
-        out.extend_from_slice(b",\"problems\":[");
-        for (i, p) in rec.problems.names().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            write_str(out, p);
-        }
-        out.push(b']');
+        out.extend_from_slice(b",\"problems\":");
+        write_problems(out, rec.problems);
     }
     out.push(b'}');
 }

@@ -29,7 +29,7 @@
 //!
 //! **Invariant:** the output holds no CR or LF byte, and a TAB only between attributes.
 
-use super::json::{put, write_compact, write_str, Emit};
+use super::json::{put, write_compact, write_problems, write_str, Emit};
 use crate::event::SourceKind;
 use crate::normalize::json::unescape_with;
 use crate::normalize::scan;
@@ -481,14 +481,8 @@ fn write_details(a: &mut Attrs<'_>, rec: &Record<'_>, own: &[bool], consumed: Op
     if !rec.problems.is_empty() {
         v.emit(sep);
         write_str(&mut v, super::cef::DETAILS_PROBLEMS_KEY);
-        v.emit(b":[");
-        for (i, p) in rec.problems.names().enumerate() {
-            if i > 0 {
-                v.emit(b",");
-            }
-            write_str(&mut v, p);
-        }
-        v.emit(b"]");
+        v.emit(b":");
+        write_problems(&mut v, rec.problems);
     }
     v.emit(b"}");
     v.finish();
@@ -497,31 +491,9 @@ fn write_details(a: &mut Attrs<'_>, rec: &Record<'_>, own: &[bool], consumed: Op
 #[cfg(test)]
 mod tests {
     use super::super::cef::product;
+    // The reference decoder of the module docs' value escaping.
+    use super::super::props::leef_unescape as unescape;
     use super::*;
-
-    /// The reference decoder of the module docs' value escaping.
-    fn unescape(v: &str) -> String {
-        let mut out = String::new();
-        let mut chars = v.chars().peekable();
-        while let Some(c) = chars.next() {
-            if c != '\\' {
-                out.push(c);
-                continue;
-            }
-            match chars.peek() {
-                Some('\\') => out.push('\\'),
-                Some('t') => out.push('\t'),
-                Some('n') => out.push('\n'),
-                Some('r') => out.push('\r'),
-                _ => {
-                    out.push('\\');
-                    continue;
-                }
-            }
-            chars.next();
-        }
-        out
-    }
 
     fn escaped(pieces: &[&str]) -> String {
         let mut out = Vec::new();
@@ -573,11 +545,7 @@ mod tests {
 
     #[test]
     fn header_prefix_spells_out_the_constants() {
-        for kind in [
-            SourceKind::AuditLog,
-            SourceKind::Alerts,
-            SourceKind::SyncLog,
-        ] {
+        for kind in super::super::tests::KINDS {
             for (version, tag) in [(LeefVersion::V1, "1.0"), (LeefVersion::V2, "2.0")] {
                 let want = format!(
                     "LEEF:{tag}|{}|{}|{MAPPING_VERSION}|",

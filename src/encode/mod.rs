@@ -192,6 +192,13 @@ pub(crate) mod tests {
     use chrono::DateTime;
     use serde_json::value::RawValue;
 
+    /// Every kind of source, for the tests that go through each.
+    pub(crate) const KINDS: [SourceKind; 3] = [
+        SourceKind::AuditLog,
+        SourceKind::Alerts,
+        SourceKind::SyncLog,
+    ];
+
     pub(crate) fn event(json: &str) -> Event {
         event_of(SourceKind::AuditLog, json)
     }
@@ -219,18 +226,34 @@ pub(crate) mod tests {
         String::from_utf8(out).unwrap()
     }
 
+    /// The message of an octet-counted record, its count checked: the message's length
+    /// in bytes, without leading zeros.
+    fn counted(record: &str) -> &str {
+        let (len, msg) = record.split_once(' ').unwrap();
+        assert!(!len.starts_with('0'), "{record}");
+        assert_eq!(len.parse::<usize>().unwrap(), msg.len(), "{record}");
+        msg
+    }
+
     const SEARCH: &str = r#"{"type$":"audit_log::search_issued/1","actorId":"910391548587130243","actorName":"","actorAgent":"Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_6)","actorIpAddress":"","timestamp":"2020-08-13T15:52:40.240585Z","success":true,"type":"query","requestJson":"{\"groups\":[],\"pgSize\":100}","resultCount":15}"#;
+
+    /// `SEARCH` as `format` behind an RFC 5424 header, octet-counted: the message after
+    /// the header (both checked).
+    fn search_in_rfc5424(format: Format) -> String {
+        let enc = encoder(format, SyslogStyle::Rfc5424, Framing::OctetCounting);
+        let record = encode(&enc, SEARCH);
+        let header =
+            "<108>1 2020-08-13T15:52:40.240585Z fwd01.example.com c42fwd - search_issued - ";
+        let msg = counted(&record).strip_prefix(header);
+        msg.unwrap_or_else(|| panic!("not behind {header:?}: {record}"))
+            .to_string()
+    }
 
     #[test]
     fn cef_with_rfc5424_and_octet_counting() {
-        let enc = encoder(Format::Cef, SyslogStyle::Rfc5424, Framing::OctetCounting);
-        let s = encode(&enc, SEARCH);
-        let (len, msg) = s.split_once(' ').unwrap();
-        assert_eq!(len.parse::<usize>().unwrap(), msg.len());
         assert_eq!(
-            msg,
-            "<108>1 2020-08-13T15:52:40.240585Z fwd01.example.com c42fwd - search_issued - \
-             CEF:0|Code42|Audit Log|1|search_issued|Forensic Search query|4|\
+            search_in_rfc5424(Format::Cef),
+            "CEF:0|Code42|Audit Log|1|search_issued|Forensic Search query|4|\
              rt=1597333960240 cat=investigation suid=910391548587130243 suser= \
              requestClientApplication=Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_6) \
              outcome=success cs3Label=type cs3=query \
@@ -291,10 +314,7 @@ pub(crate) mod tests {
             ] {
                 for syslog in [SyslogStyle::Rfc5424, SyslogStyle::None] {
                     let enc = encoder(format, syslog, Framing::OctetCounting);
-                    let s = encode(&enc, json);
-                    let (len, msg) = s.split_once(' ').unwrap();
-                    assert!(!len.starts_with('0'));
-                    assert_eq!(len.parse::<usize>().unwrap(), msg.len(), "{format:?}");
+                    counted(&encode(&enc, json));
                 }
             }
         }
@@ -302,14 +322,9 @@ pub(crate) mod tests {
 
     #[test]
     fn leef_with_rfc5424_and_octet_counting() {
-        let enc = encoder(Format::Leef2, SyslogStyle::Rfc5424, Framing::OctetCounting);
-        let s = encode(&enc, SEARCH);
-        let (len, msg) = s.split_once(' ').unwrap();
-        assert_eq!(len.parse::<usize>().unwrap(), msg.len());
         assert_eq!(
-            msg,
-            "<108>1 2020-08-13T15:52:40.240585Z fwd01.example.com c42fwd - search_issued - \
-             LEEF:2.0|Code42|Audit Log|1|search_issued|x09|\
+            search_in_rfc5424(Format::Leef2),
+            "LEEF:2.0|Code42|Audit Log|1|search_issued|x09|\
              devTimeFormat=yyyy-MM-dd'T'HH:mm:ss.SSSZ\tdevTime=2020-08-13T15:52:40.240+0000\t\
              cat=investigation\tsev=4\teventName=Forensic Search query\tusrName=\t\
              actorId=910391548587130243\t\
@@ -328,10 +343,8 @@ pub(crate) mod tests {
         let enc = encoder(Format::Cef, SyslogStyle::None, Framing::OctetCounting);
         let mut out = b"previous".to_vec();
         enc.encode(&event(SEARCH), &mut out);
-        let tail = std::str::from_utf8(&out[8..]).unwrap();
-        let (len, msg) = tail.split_once(' ').unwrap();
         assert!(out.starts_with(b"previous"));
-        assert_eq!(len.parse::<usize>().unwrap(), msg.len());
+        let msg = counted(std::str::from_utf8(&out[8..]).unwrap());
         assert!(msg.starts_with("CEF:0|"));
     }
 }

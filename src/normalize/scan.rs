@@ -47,71 +47,52 @@ fn find_by(b: &[u8], mask: impl Fn(u64) -> u64, byte: impl Fn(u8) -> bool) -> Op
         .map(|i| base + i)
 }
 
+/// First byte of `set` (a constant at every call: the fold unrolls into one mask per
+/// byte).
+#[inline(always)]
+fn find_any<const N: usize>(b: &[u8], set: [u8; N]) -> Option<usize> {
+    find_by(
+        b,
+        |x| set.iter().fold(0, |m, &c| m | eq_mask(x, c)),
+        |c| set.contains(&c),
+    )
+}
+
 /// First `"` or `\`: where a JSON string ends or has an escape.
 #[inline]
 pub(crate) fn find_quote_or_backslash(b: &[u8]) -> Option<usize> {
-    find_by(
-        b,
-        |x| eq_mask(x, b'"') | eq_mask(x, b'\\'),
-        |c| c == b'"' || c == b'\\',
-    )
+    find_any(b, [b'"', b'\\'])
 }
 
 /// First `\` or `=`: what needs attention when a JSON string's inside (which holds no
 /// raw CR or LF) is written as a CEF extension value.
 #[inline]
 pub(crate) fn find_backslash_or_eq(b: &[u8]) -> Option<usize> {
-    find_by(
-        b,
-        |x| eq_mask(x, b'\\') | eq_mask(x, b'='),
-        |c| c == b'\\' || c == b'=',
-    )
+    find_any(b, [b'\\', b'='])
 }
 
 /// First `\`, `=`, LF or CR: what a CEF extension value escapes.
 #[inline]
 pub(crate) fn find_cef_value_special(b: &[u8]) -> Option<usize> {
-    find_by(
-        b,
-        |x| eq_mask(x, b'\\') | eq_mask(x, b'=') | eq_mask(x, b'\n') | eq_mask(x, b'\r'),
-        |c| matches!(c, b'\\' | b'=' | b'\n' | b'\r'),
-    )
+    find_any(b, [b'\\', b'=', b'\n', b'\r'])
 }
 
 /// First `\`, `|`, LF or CR: what a CEF header field escapes or replaces.
 #[inline]
 pub(crate) fn find_cef_header_special(b: &[u8]) -> Option<usize> {
-    find_by(
-        b,
-        |x| eq_mask(x, b'\\') | eq_mask(x, b'|') | eq_mask(x, b'\n') | eq_mask(x, b'\r'),
-        |c| matches!(c, b'\\' | b'|' | b'\n' | b'\r'),
-    )
+    find_any(b, [b'\\', b'|', b'\n', b'\r'])
 }
 
 /// First `\`, TAB, LF or CR: what a LEEF attribute value escapes.
 #[inline]
 pub(crate) fn find_leef_value_special(b: &[u8]) -> Option<usize> {
-    find_by(
-        b,
-        |x| eq_mask(x, b'\\') | eq_mask(x, b'\t') | eq_mask(x, b'\n') | eq_mask(x, b'\r'),
-        |c| matches!(c, b'\\' | b'\t' | b'\n' | b'\r'),
-    )
+    find_any(b, [b'\\', b'\t', b'\n', b'\r'])
 }
 
 /// First `\`, `|`, TAB, LF or CR: what a LEEF header field escapes or replaces.
 #[inline]
 pub(crate) fn find_leef_header_special(b: &[u8]) -> Option<usize> {
-    find_by(
-        b,
-        |x| {
-            eq_mask(x, b'\\')
-                | eq_mask(x, b'|')
-                | eq_mask(x, b'\t')
-                | eq_mask(x, b'\n')
-                | eq_mask(x, b'\r')
-        },
-        |c| matches!(c, b'\\' | b'|' | b'\t' | b'\n' | b'\r'),
-    )
+    find_any(b, [b'\\', b'|', b'\t', b'\n', b'\r'])
 }
 
 /// First `"`, `\` or control character below 0x20: what a JSON string escapes.
@@ -129,7 +110,35 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn naive(b: &[u8], f: impl Fn(u8) -> bool) -> Option<usize> {
+    /// A finder, its name, and the bytes it looks for, one at a time.
+    type Finder = (&'static str, fn(&[u8]) -> Option<usize>, fn(u8) -> bool);
+
+    const FINDERS: [Finder; 7] = [
+        ("cef value", find_cef_value_special, |c| {
+            matches!(c, b'\\' | b'=' | b'\n' | b'\r')
+        }),
+        ("cef header", find_cef_header_special, |c| {
+            matches!(c, b'\\' | b'|' | b'\n' | b'\r')
+        }),
+        ("json", find_json_special, |c| {
+            c < 0x20 || c == b'"' || c == b'\\'
+        }),
+        ("quote or backslash", find_quote_or_backslash, |c| {
+            c == b'"' || c == b'\\'
+        }),
+        ("backslash or eq", find_backslash_or_eq, |c| {
+            c == b'=' || c == b'\\'
+        }),
+        ("leef value", find_leef_value_special, |c| {
+            matches!(c, b'\\' | b'\t' | b'\n' | b'\r')
+        }),
+        ("leef header", find_leef_header_special, |c| {
+            matches!(c, b'\\' | b'|' | b'\t' | b'\n' | b'\r')
+        }),
+    ];
+
+    /// The reference: a byte loop.
+    fn naive(b: &[u8], f: fn(u8) -> bool) -> Option<usize> {
         b.iter().position(|&c| f(c))
     }
 
@@ -142,34 +151,9 @@ mod tests {
                     if pos < len {
                         v[pos] = special;
                     }
-                    assert_eq!(
-                        find_cef_value_special(&v),
-                        naive(&v, |c| matches!(c, b'\\' | b'=' | b'\n' | b'\r'))
-                    );
-                    assert_eq!(
-                        find_cef_header_special(&v),
-                        naive(&v, |c| matches!(c, b'\\' | b'|' | b'\n' | b'\r'))
-                    );
-                    assert_eq!(
-                        find_json_special(&v),
-                        naive(&v, |c| c < 0x20 || c == b'"' || c == b'\\')
-                    );
-                    assert_eq!(
-                        find_quote_or_backslash(&v),
-                        naive(&v, |c| c == b'"' || c == b'\\')
-                    );
-                    assert_eq!(
-                        find_backslash_or_eq(&v),
-                        naive(&v, |c| c == b'=' || c == b'\\')
-                    );
-                    assert_eq!(
-                        find_leef_value_special(&v),
-                        naive(&v, |c| matches!(c, b'\\' | b'\t' | b'\n' | b'\r'))
-                    );
-                    assert_eq!(
-                        find_leef_header_special(&v),
-                        naive(&v, |c| matches!(c, b'\\' | b'|' | b'\t' | b'\n' | b'\r'))
-                    );
+                    for (name, find, looks_for) in FINDERS {
+                        assert_eq!(find(&v), naive(&v, looks_for), "{name}: {v:?}");
+                    }
                 }
             }
         }
@@ -178,22 +162,9 @@ mod tests {
     proptest! {
         #[test]
         fn agrees_with_a_byte_loop(v in prop::collection::vec(any::<u8>(), 0..64)) {
-            prop_assert_eq!(
-                find_cef_value_special(&v),
-                naive(&v, |c| matches!(c, b'\\' | b'=' | b'\n' | b'\r'))
-            );
-            prop_assert_eq!(
-                find_cef_header_special(&v),
-                naive(&v, |c| matches!(c, b'\\' | b'|' | b'\n' | b'\r'))
-            );
-            prop_assert_eq!(
-                find_json_special(&v),
-                naive(&v, |c| c < 0x20 || c == b'"' || c == b'\\')
-            );
-            prop_assert_eq!(
-                find_leef_value_special(&v),
-                naive(&v, |c| matches!(c, b'\\' | b'\t' | b'\n' | b'\r'))
-            );
+            for (name, find, looks_for) in FINDERS {
+                prop_assert_eq!(find(&v), naive(&v, looks_for), "{}", name);
+            }
         }
     }
 }

@@ -1158,37 +1158,89 @@ mod tests {
     use super::*;
     use crate::config::{ApiGeneration, AuditFilters, Credentials, ServiceUrls, SourceSpec};
 
-    /// A server that answers every page "past the result window", as a gateway response
-    /// without its `events` would read.
-    struct Refusing;
+    /// What a test tenant's Audit Log answers: the part of [`WindowFetch`] the tests
+    /// vary ([`Fake`] is the rest).
+    trait Tenant: Send + Sync + Sized + 'static {
+        /// The most results one query serves.
+        const RESULT_LIMIT: u64 = 100;
 
-    impl WindowFetch for Refusing {
+        /// The tenant of a configured source; `None`: the test builds its poller itself.
+        fn for_source() -> Option<Self> {
+            None
+        }
+
+        fn page(&self, q: QueryWindow) -> Result<FetchedPage<Event>, SourceError>;
+
+        fn instant(&self) -> FetchedPage<Event> {
+            FetchedPage::default()
+        }
+
+        fn count(&self) -> Option<u64> {
+            None
+        }
+    }
+
+    /// An Audit Log endpoint that answers as its [`Tenant`] says.
+    struct Fake<T>(T);
+
+    impl<T: Tenant> WindowFetch for Fake<T> {
         type Item = Event;
         const KIND: SourceKind = SourceKind::AuditLog;
         const RETENTION: Option<Duration> = None;
         const MAX_PAGE_SIZE: u32 = 100;
-        const RESULT_LIMIT: u64 = 100;
+        const RESULT_LIMIT: u64 = T::RESULT_LIMIT;
         const UNIQUE_KEYS: bool = false;
         const ALWAYS_RE_ANCHOR: bool = false;
 
         fn from_source(
-            _: &config::Source,
+            source: &config::Source,
             _: Arc<ApiClient>,
             _: Arc<Metrics>,
         ) -> Result<Self, SourceError> {
-            Ok(Refusing)
+            T::for_source()
+                .map(Fake)
+                .ok_or_else(|| SourceError::WrongSourceType {
+                    name: source.name.clone(),
+                    expected: "test",
+                })
         }
 
-        async fn fetch_page(&self, _: QueryWindow) -> Result<FetchedPage<Event>, SourceError> {
-            Ok(FetchedPage::past_result_window())
+        async fn fetch_page(&self, q: QueryWindow) -> Result<FetchedPage<Event>, SourceError> {
+            self.0.page(q)
         }
 
         async fn fetch_instant(&self, _: DateTime<Utc>) -> Result<FetchedPage<Event>, SourceError> {
-            Ok(FetchedPage::past_result_window())
+            Ok(self.0.instant())
         }
 
         async fn make_events(&self, items: Vec<Event>) -> Result<Vec<Event>, SourceError> {
             Ok(items)
+        }
+
+        async fn count(
+            &self,
+            _: DateTime<Utc>,
+            _: DateTime<Utc>,
+        ) -> Result<Option<u64>, SourceError> {
+            Ok(self.0.count())
+        }
+    }
+
+    /// A server that answers every page "past the result window", as a gateway response
+    /// without its `events` would read.
+    struct Refusing;
+
+    impl Tenant for Refusing {
+        fn for_source() -> Option<Self> {
+            Some(Refusing)
+        }
+
+        fn page(&self, _: QueryWindow) -> Result<FetchedPage<Event>, SourceError> {
+            Ok(FetchedPage::past_result_window())
+        }
+
+        fn instant(&self) -> FetchedPage<Event> {
+            FetchedPage::past_result_window()
         }
     }
 
@@ -1230,7 +1282,7 @@ mod tests {
         let source = source();
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let poller = WindowPoller::<Refusing>::new(&source, client, store, metrics).unwrap();
+        let poller = WindowPoller::<Fake<Refusing>>::new(&source, client, store, metrics).unwrap();
         let (tx, _rx) = tokio::sync::mpsc::channel(1);
         let run = poller.run(Route::new(vec![tx]), CancellationToken::new());
         // Halving a refused first page reaches one record after a few steps; then the
@@ -1270,24 +1322,10 @@ mod tests {
         }
     }
 
-    impl WindowFetch for Picky {
-        type Item = Event;
-        const KIND: SourceKind = SourceKind::AuditLog;
-        const RETENTION: Option<Duration> = None;
-        const MAX_PAGE_SIZE: u32 = 100;
+    impl Tenant for Picky {
         const RESULT_LIMIT: u64 = 10_000;
-        const UNIQUE_KEYS: bool = false;
-        const ALWAYS_RE_ANCHOR: bool = false;
 
-        fn from_source(
-            _: &config::Source,
-            _: Arc<ApiClient>,
-            _: Arc<Metrics>,
-        ) -> Result<Self, SourceError> {
-            unreachable!("built by the test")
-        }
-
-        async fn fetch_page(&self, q: QueryWindow) -> Result<FetchedPage<Event>, SourceError> {
+        fn page(&self, q: QueryWindow) -> Result<FetchedPage<Event>, SourceError> {
             if q.end - q.start > TimeDelta::minutes(1) {
                 return Err(SourceError::Api {
                     name: "audit".into(),
@@ -1313,20 +1351,8 @@ mod tests {
             ))
         }
 
-        async fn fetch_instant(&self, _: DateTime<Utc>) -> Result<FetchedPage<Event>, SourceError> {
-            Ok(FetchedPage::default())
-        }
-
-        async fn make_events(&self, items: Vec<Event>) -> Result<Vec<Event>, SourceError> {
-            Ok(items)
-        }
-
-        async fn count(
-            &self,
-            _: DateTime<Utc>,
-            _: DateTime<Utc>,
-        ) -> Result<Option<u64>, SourceError> {
-            Ok(Some(self.count))
+        fn count(&self) -> Option<u64> {
+            Some(self.count)
         }
     }
 
@@ -1339,10 +1365,10 @@ mod tests {
         dir: &std::path::Path,
         ledger: Ledger,
         state: &WindowState,
-    ) -> (WindowPoller<Picky>, Commits) {
+    ) -> (WindowPoller<Fake<Picky>>, Commits) {
         let poller = WindowPoller {
             name: Arc::from("audit"),
-            fetch,
+            fetch: Fake(fetch),
             lag: source.lag,
             poll_interval: source.poll_interval,
             start: source.start,
@@ -1362,17 +1388,39 @@ mod tests {
         (poller, flight)
     }
 
-    #[tokio::test]
-    async fn a_reconciliation_re_read_refused_as_oversized_is_read_again_in_slices() {
-        let metrics = Arc::new(Metrics::new());
-        let source = source();
-        let dir = tempfile::tempdir().unwrap();
-        // A 5-minute bucket that closed an hour ago, read while live, nothing recorded.
+    /// A 5-minute bucket that closed an hour ago (its start and end), and the ledger of
+    /// a source that read it while live, in the cycle just after it.
+    fn bucket_an_hour_ago(source: &config::Source) -> (DateTime<Utc>, DateTime<Utc>, Ledger) {
         let hour_ago = (Utc::now() - TimeDelta::hours(1)).timestamp();
         let key = DateTime::from_timestamp(hour_ago - hour_ago.rem_euclid(300), 0).unwrap();
         let end = key + TimeDelta::minutes(5);
         let mut ledger = Ledger::restore(None, key, source.lag, Duration::from_secs(300));
         ledger.begin_cycle(end + TimeDelta::seconds(1));
+        (key, end, ledger)
+    }
+
+    /// A route to one sink that acknowledges every batch as delivered; its task returns
+    /// the events' JSON once the route is dropped.
+    fn delivering_route() -> (Route, tokio::task::JoinHandle<Vec<String>>) {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<crate::route::SinkBatch>(4);
+        let sink = tokio::spawn(async move {
+            let mut got = Vec::new();
+            while let Some(sb) = rx.recv().await {
+                got.extend(sb.batch.events.iter().map(|e| e.json().to_string()));
+                sb.ack.delivered();
+            }
+            got
+        });
+        (Route::new(vec![tx]), sink)
+    }
+
+    #[tokio::test]
+    async fn a_reconciliation_re_read_refused_as_oversized_is_read_again_in_slices() {
+        let metrics = Arc::new(Metrics::new());
+        let source = source();
+        let dir = tempfile::tempdir().unwrap();
+        // Read while live, nothing recorded.
+        let (key, end, mut ledger) = bucket_an_hour_ago(&source);
         ledger.cover(end + TimeDelta::seconds(1));
         let state = WindowState::new(end + TimeDelta::seconds(1));
         let (poller, mut flight) = reconciling_poller(
@@ -1383,23 +1431,14 @@ mod tests {
             ledger,
             &state,
         );
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<crate::route::SinkBatch>(4);
-        let sink = tokio::spawn(async move {
-            let mut got = 0;
-            while let Some(sb) = rx.recv().await {
-                got += sb.batch.events.len();
-                sb.ack.delivered();
-            }
-            got
-        });
-        let route = Route::new(vec![tx]);
+        let (route, sink) = delivering_route();
         let stop = poller
             .reconcile_due(&route, &CancellationToken::new(), &state, &mut flight)
             .await
             .expect("the refused page is asked again in slices, not an error");
         assert!(stop.is_continue());
         drop(route);
-        assert_eq!(sink.await.unwrap(), PICKY_EVENTS);
+        assert_eq!(sink.await.unwrap().len(), PICKY_EVENTS);
         let src = label("source", "audit");
         assert_eq!(
             metrics.source_reconciled.get_or_create(&src).get(),
@@ -1413,12 +1452,8 @@ mod tests {
         let metrics = Arc::new(Metrics::new());
         let source = source();
         let dir = tempfile::tempdir().unwrap();
-        let hour_ago = (Utc::now() - TimeDelta::hours(1)).timestamp();
-        let key = DateTime::from_timestamp(hour_ago - hour_ago.rem_euclid(300), 0).unwrap();
-        let end = key + TimeDelta::minutes(5);
+        let (key, end, mut ledger) = bucket_an_hour_ago(&source);
         let picky = Picky::new(key);
-        let mut ledger = Ledger::restore(None, key, source.lag, Duration::from_secs(300));
-        ledger.begin_cycle(end + TimeDelta::seconds(1));
         // Forwarded live: every event but the last, and two records whose time could
         // not be read (they stand at the query start, in this bucket; the API counts
         // them elsewhere). The API counts the 20 events: fewer than the 21 recorded.
@@ -1431,23 +1466,14 @@ mod tests {
         let state = WindowState::new(end + TimeDelta::seconds(1));
         let (poller, mut flight) =
             reconciling_poller(picky, &source, &metrics, dir.path(), ledger, &state);
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<crate::route::SinkBatch>(4);
-        let sink = tokio::spawn(async move {
-            let mut got = Vec::new();
-            while let Some(sb) = rx.recv().await {
-                got.extend(sb.batch.events.iter().map(|e| e.json().to_string()));
-                sb.ack.delivered();
-            }
-            got
-        });
-        let route = Route::new(vec![tx]);
+        let (route, sink) = delivering_route();
         let stop = poller
             .reconcile_due(&route, &CancellationToken::new(), &state, &mut flight)
             .await
             .unwrap();
         assert!(stop.is_continue());
         drop(route);
-        let last = &poller.fetch.events[PICKY_EVENTS - 1].1;
+        let last = &poller.fetch.0.events[PICKY_EVENTS - 1].1;
         assert_eq!(
             sink.await.unwrap(),
             vec![last.clone()],
@@ -1468,38 +1494,11 @@ mod tests {
         asked: tokio::sync::mpsc::UnboundedSender<tokio::time::Instant>,
     }
 
-    impl WindowFetch for Quiet {
-        type Item = Event;
-        const KIND: SourceKind = SourceKind::AuditLog;
-        const RETENTION: Option<Duration> = None;
-        const MAX_PAGE_SIZE: u32 = 100;
-        const RESULT_LIMIT: u64 = 100;
-        const UNIQUE_KEYS: bool = false;
-        const ALWAYS_RE_ANCHOR: bool = false;
-
-        fn from_source(
-            source: &config::Source,
-            _: Arc<ApiClient>,
-            _: Arc<Metrics>,
-        ) -> Result<Self, SourceError> {
-            // The test builds its poller itself, with the channel it reads.
-            Err(SourceError::WrongSourceType {
-                name: source.name.clone(),
-                expected: "test",
-            })
-        }
-
-        async fn fetch_page(&self, _: QueryWindow) -> Result<FetchedPage<Event>, SourceError> {
+    // The test builds its poller itself, with the channel it reads.
+    impl Tenant for Quiet {
+        fn page(&self, _: QueryWindow) -> Result<FetchedPage<Event>, SourceError> {
             let _ = self.asked.send(tokio::time::Instant::now());
             Ok(FetchedPage::default())
-        }
-
-        async fn fetch_instant(&self, _: DateTime<Utc>) -> Result<FetchedPage<Event>, SourceError> {
-            Ok(FetchedPage::default())
-        }
-
-        async fn make_events(&self, items: Vec<Event>) -> Result<Vec<Event>, SourceError> {
-            Ok(items)
         }
     }
 
@@ -1516,7 +1515,7 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let poller = WindowPoller {
             name: Arc::from("audit"),
-            fetch: Quiet { asked },
+            fetch: Fake(Quiet { asked }),
             lag: Duration::from_secs(1),
             poll_interval: INTERVAL,
             start: StartAt::Ago(Duration::from_secs(60)),

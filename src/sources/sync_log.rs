@@ -18,7 +18,6 @@ use crate::sources::poll::{
 };
 use crate::sources::window::{QueryWindow, SEARCH_RESULT_LIMIT};
 use chrono::{DateTime, Utc};
-use serde_json::value::RawValue;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,11 +28,6 @@ pub type SyncLogPoller = WindowPoller<SyncLogFetch>;
 pub struct SyncLogFetch {
     name: Arc<str>,
     client: Arc<ApiClient>,
-}
-
-/// One page of raw entries as the loop takes it.
-fn page_of(raws: Vec<Box<RawValue>>, window_start: DateTime<Utc>) -> FetchedPage<Event> {
-    FetchedPage::by_content(SourceKind::SyncLog, raws, window_start, sync_log_entry_time)
 }
 
 impl WindowFetch for SyncLogFetch {
@@ -79,7 +73,7 @@ impl WindowFetch for SyncLogFetch {
             .map_err(|e| api_err(&self.name, e))?;
         Ok(FetchedPage {
             reported_total: page.total_results,
-            ..page_of(page.entries, q.start)
+            ..FetchedPage::by_content(Self::KIND, page.entries, q.start, sync_log_entry_time)
         })
     }
 
@@ -101,6 +95,7 @@ impl WindowFetch for SyncLogFetch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::value::RawValue;
     use crate::sources::window::fingerprint;
 
     #[test]
@@ -114,7 +109,7 @@ mod tests {
             RawValue::from_string(a.into()).unwrap(),
             RawValue::from_string(r#"{"action":"no time"}"#.into()).unwrap(),
         ];
-        let page = page_of(raws, start);
+        let page = FetchedPage::by_content(SourceKind::SyncLog, raws, start, sync_log_entry_time);
         assert_eq!(page.items.len(), 3);
         assert_eq!(page.marks[0], page.marks[1], "identical entries, same mark");
         assert_eq!(page.marks[0].fingerprint, fingerprint(a));

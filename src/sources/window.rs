@@ -941,6 +941,14 @@ mod tests {
     }
 
     impl Server {
+        /// A server of `events`, each visible from when it occurred.
+        fn of(events: &[PageEvent], limit: u64) -> Server {
+            Server {
+                events: events.iter().map(|e| (*e, e.occurred)).collect(),
+                limit,
+            }
+        }
+
         fn visible(
             &self,
             now: DateTime<Utc>,
@@ -1200,10 +1208,7 @@ mod tests {
         let evs: Vec<PageEvent> = (0..25_000u32)
             .map(|i| ev(i, base + TimeDelta::milliseconds(i64::from(i))))
             .collect();
-        let server = Server {
-            events: evs.iter().map(|e| (*e, e.occurred)).collect(),
-            limit: SEARCH_RESULT_LIMIT,
-        };
+        let server = Server::of(&evs, SEARCH_RESULT_LIMIT);
         let mut state = WindowState::new(base);
         let r = poll(
             &mut state,
@@ -1232,10 +1237,7 @@ mod tests {
         for i in 12..30 {
             evs.push(ev(i, secs(i64::from(i) + 10)));
         }
-        let server = Server {
-            events: evs.iter().map(|e| (*e, e.occurred)).collect(),
-            limit: 10,
-        };
+        let server = Server::of(&evs, 10);
         let mut state = WindowState::new(secs(0));
         let r = poll(&mut state, &server, secs(1000), 5, 5, 10);
         assert_eq!(sorted(r.forwarded), sorted(evs));
@@ -1245,10 +1247,7 @@ mod tests {
     #[test]
     fn a_smaller_server_limit_is_learned_from_its_refusal() {
         let evs: Vec<PageEvent> = (0..100u32).map(|i| ev(i, secs(i64::from(i)))).collect();
-        let server = Server {
-            events: evs.iter().map(|e| (*e, e.occurred)).collect(),
-            limit: 25,
-        };
+        let server = Server::of(&evs, 25);
         let mut state = WindowState::new(secs(0));
         let r = poll(&mut state, &server, secs(1000), 5, 10, SEARCH_RESULT_LIMIT);
         assert_eq!(sorted(r.forwarded), sorted(evs.clone()));
@@ -1265,10 +1264,7 @@ mod tests {
         let mut evs: Vec<PageEvent> = (0..50u32).map(|i| ev(i, at)).collect();
         evs.push(ev(99, secs(31)));
         evs.insert(0, ev(98, secs(29)));
-        let server = Server {
-            events: evs.iter().map(|e| (*e, e.occurred)).collect(),
-            limit: 10,
-        };
+        let server = Server::of(&evs, 10);
         let mut state = WindowState::new(secs(0));
         let r = poll(&mut state, &server, secs(1000), 5, 5, 10);
         assert_eq!(sorted(r.forwarded), sorted(evs));
@@ -1302,10 +1298,7 @@ mod tests {
         // Poll, "crash" after saving the state of the first batch only, restart: every
         // event exactly once over both runs.
         let evs: Vec<PageEvent> = (0..40u32).map(|i| ev(i, secs(i64::from(i / 3)))).collect();
-        let server = Server {
-            events: evs.iter().map(|e| (*e, e.occurred)).collect(),
-            limit: SEARCH_RESULT_LIMIT,
-        };
+        let server = Server::of(&evs, SEARCH_RESULT_LIMIT);
         let mut state = WindowState::new(secs(0));
         let mut cycle = PollCycle::new(
             &state,
@@ -1453,10 +1446,7 @@ mod tests {
             if re_anchor {
                 cycle = cycle.with_re_anchoring();
             }
-            let mut server = Server {
-                events: evs.iter().map(|e| (*e, e.occurred)).collect(),
-                limit: SEARCH_RESULT_LIMIT,
-            };
+            let mut server = Server::of(&evs, SEARCH_RESULT_LIMIT);
             let mut out = Vec::new();
             let mut next = Next::Fetch(cycle.current());
             let mut requests = 0;
