@@ -10,7 +10,13 @@
 //! Every problem is reported with the key path it belongs to (`sinks.siem.port: ...`),
 //! all of them at once, so that `c42fwd validate` shows the whole list.
 
+mod check;
 pub mod raw;
+mod sink;
+mod source;
+mod tenant;
+#[cfg(test)]
+mod test_support;
 pub mod validate;
 
 use crate::secret::Secret;
@@ -21,7 +27,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use validate::{load, parse_str, ConfigError, Problem};
+pub use check::{ConfigError, Problem};
+pub use validate::{load, parse_str};
 
 /// The whole validated configuration.
 #[derive(Debug, Clone)]

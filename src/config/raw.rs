@@ -292,3 +292,28 @@ impl<'de> Deserialize<'de> for SecretRef {
         d.deserialize_any(V)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::test_support::*;
+
+    #[test]
+    fn unknown_key_is_an_error_with_its_path() {
+        let text = MINIMAL.replace("port = 6514", "port = 6514\nprot = 1");
+        let p = problems(&text);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].starts_with("sinks.siem.prot: "), "{p:?}");
+        assert!(p[0].contains("unknown field"), "{p:?}");
+    }
+
+    #[test]
+    fn bad_duration_names_the_key() {
+        let text = MINIMAL.replace(
+            "type = \"audit_log\"",
+            "type = \"audit_log\"\nlag = \"5 parsecs\"",
+        );
+        let p = problems(&text);
+        assert_eq!(p.len(), 1);
+        assert!(p[0].starts_with("sources.audit.lag: "), "{p:?}");
+    }
+}
