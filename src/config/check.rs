@@ -30,55 +30,24 @@ const fn secs(n: u64) -> Duration {
 const HOUR: Duration = secs(3600);
 const DAY: Duration = secs(24 * 3600);
 
-pub const SHUTDOWN_GRACE: Bounds = Bounds {
-    min: secs(1),
-    max: HOUR,
-};
-pub const TENANT_REQUEST_TIMEOUT: Bounds = Bounds {
-    min: secs(1),
-    max: HOUR,
-};
-pub const LAG: Bounds = Bounds {
-    min: Duration::ZERO,
-    max: DAY,
-};
-pub const POLL_INTERVAL: Bounds = Bounds {
-    min: ms(100),
-    max: DAY,
-};
-pub const RECONCILE_AFTER: Bounds = Bounds {
-    min: secs(1),
-    max: DAY,
-};
-pub const CONNECT_TIMEOUT: Bounds = Bounds {
-    min: ms(100),
-    max: secs(600),
-};
+/// `min..=max`, for the table below.
+const fn between(min: Duration, max: Duration) -> Bounds {
+    Bounds { min, max }
+}
+
+pub const SHUTDOWN_GRACE: Bounds = between(secs(1), HOUR);
+pub const TENANT_REQUEST_TIMEOUT: Bounds = between(secs(1), HOUR);
+pub const LAG: Bounds = between(Duration::ZERO, DAY);
+pub const POLL_INTERVAL: Bounds = between(ms(100), DAY);
+pub const RECONCILE_AFTER: Bounds = between(secs(1), DAY);
+pub const CONNECT_TIMEOUT: Bounds = between(ms(100), secs(600));
 /// Linux refuses a keepalive idle time above 32767 s; the kernel default is 2 h.
-pub const KEEPALIVE: Bounds = Bounds {
-    min: secs(1),
-    max: secs(7200),
-};
-pub const ACK_TIMEOUT: Bounds = Bounds {
-    min: secs(1),
-    max: HOUR,
-};
-pub const ACK_POLL_INTERVAL: Bounds = Bounds {
-    min: ms(10),
-    max: secs(300),
-};
-pub const MAX_WAIT: Bounds = Bounds {
-    min: ms(1),
-    max: secs(600),
-};
-pub const SINK_REQUEST_TIMEOUT: Bounds = Bounds {
-    min: secs(1),
-    max: HOUR,
-};
-pub const RETRY: Bounds = Bounds {
-    min: ms(1),
-    max: HOUR,
-};
+pub const KEEPALIVE: Bounds = between(secs(1), secs(7200));
+pub const ACK_TIMEOUT: Bounds = between(secs(1), HOUR);
+pub const ACK_POLL_INTERVAL: Bounds = between(ms(10), secs(300));
+pub const MAX_WAIT: Bounds = between(ms(1), secs(600));
+pub const SINK_REQUEST_TIMEOUT: Bounds = between(secs(1), HOUR);
+pub const RETRY: Bounds = between(ms(1), HOUR);
 
 /// Source, sink and tenant names become file names (`checkpoints/<source>.json`,
 /// `dead-letter/<sink>.ndjson`) and metric labels.

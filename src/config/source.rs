@@ -4,7 +4,7 @@
 //! validated, and routes are `validate`'s.
 
 use super::check::*;
-use super::raw::RawSource;
+use super::raw::{RawAlerts, RawAuditLog, RawSource, RawSourceKind, RawSyncLog};
 use super::*;
 
 /// Code42 keeps events for 90 days; a start position further back reads nothing.
@@ -88,140 +88,13 @@ pub(super) fn source(
 ) -> Option<Source> {
     let at = |k: &str| format!("sources.{name}.{k}");
     let before = p.0.len();
-    let filters_given = s.filters.is_some();
-    let mut s = s;
-    let kind = match s.kind.as_str() {
-        "audit_log" => {
-            let f = s.filters.take().unwrap_or_default();
-            for (i, t) in f.event_types.iter().enumerate() {
-                if !t
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-                    || t.is_empty()
-                {
-                    p.add(
-                        format!("sources.{name}.filters.event_types[{i}]"),
-                        format!("`{t}` is not an event type name such as \"logged_in\""),
-                    );
-                }
-            }
-            for (i, t) in f.user_types.iter().enumerate() {
-                if !["USER", "SUPPORT_USER", "API_CLIENT", "SYSTEM", "UNKNOWN"]
-                    .contains(&t.as_str())
-                {
-                    p.add(
-                        format!("sources.{name}.filters.user_types[{i}]"),
-                        format!(
-                            "`{t}` is not one of USER, SUPPORT_USER, API_CLIENT, SYSTEM, UNKNOWN"
-                        ),
-                    );
-                }
-            }
-            Some(SourceSpec::AuditLog(AuditFilters {
-                event_types: f.event_types,
-                actor_ids: f.actor_ids,
-                actor_names: f.actor_names,
-                actor_ip_addresses: f.actor_ip_addresses,
-                user_types: f.user_types,
-                affected_user_ids: f.affected_user_ids,
-                affected_user_names: f.affected_user_names,
-            }))
-        }
-        "alerts" => {
-            let mut groups = Vec::new();
-            for (g, raw) in s.filter_groups.iter().flatten().enumerate() {
-                let gat = format!("sources.{name}.filter_groups[{g}]");
-                let clause = match raw
-                    .clause
-                    .as_deref()
-                    .map(str::to_ascii_uppercase)
-                    .as_deref()
-                {
-                    None | Some("AND") => FilterClause::And,
-                    Some("OR") => FilterClause::Or,
-                    Some(other) => {
-                        p.add(
-                            format!("{gat}.clause"),
-                            format!("`{other}` is not AND or OR"),
-                        );
-                        FilterClause::And
-                    }
-                };
-                if raw.filters.is_empty() {
-                    p.add(format!("{gat}.filters"), "must have at least one filter");
-                }
-                let mut filters = Vec::new();
-                for (i, f) in raw.filters.iter().enumerate() {
-                    let fat = format!("{gat}.filters[{i}]");
-                    let Some(term) = alert_term(&f.term) else {
-                        p.add(
-                            format!("{fat}.term"),
-                            format!(
-                                "`{}` is not an alert filter term: use one of {}",
-                                f.term,
-                                ALERT_TERMS.join(", ")
-                            ),
-                        );
-                        continue;
-                    };
-                    let Some(operator) = AlertOperator::parse(&f.operator) else {
-                        p.add(
-                            format!("{fat}.operator"),
-                            format!(
-                                "`{}` is not an operator: use IS, IS_NOT, CONTAINS, DOES_NOT_CONTAIN, ON, ON_OR_AFTER or ON_OR_BEFORE",
-                                f.operator
-                            ),
-                        );
-                        continue;
-                    };
-                    let date_term = term == "CreatedAt";
-                    let date_op = matches!(
-                        operator,
-                        AlertOperator::On | AlertOperator::OnOrAfter | AlertOperator::OnOrBefore
-                    );
-                    if date_term != date_op {
-                        p.add(
-                            format!("{fat}.operator"),
-                            format!(
-                                "{} does not apply to {term}: dates take ON, ON_OR_AFTER, ON_OR_BEFORE; other terms IS, IS_NOT, CONTAINS, DOES_NOT_CONTAIN",
-                                operator.as_str()
-                            ),
-                        );
-                        continue;
-                    }
-                    filters.push(AlertFilter {
-                        term: term.to_string(),
-                        operator,
-                        value: f.value.clone(),
-                    });
-                }
-                groups.push(AlertFilterGroup { clause, filters });
-            }
-            Some(SourceSpec::Alerts(groups))
-        }
-        "sync_log" => Some(SourceSpec::SyncLog),
-        other => {
-            p.add(
-                at("type"),
-                format!(
-                    "`{other}` is not a source type: use \"audit_log\", \"alerts\" or \"sync_log\""
-                ),
-            );
-            None
-        }
+    // query-alerts pages at most 500 alerts; the other endpoints 10,000 records.
+    let (kind, default_page, max_page) = match s.kind {
+        RawSourceKind::AuditLog(a) => (audit_log(name, a, p), 1000, MAX_PAGE_SIZE),
+        RawSourceKind::Alerts(a) => (alerts(name, a, p), 100, MAX_ALERT_PAGE_SIZE),
+        RawSourceKind::SyncLog(RawSyncLog {}) => (SourceSpec::SyncLog, 1000, MAX_PAGE_SIZE),
     };
-    if filters_given && s.kind != "audit_log" {
-        p.add(
-            at("filters"),
-            format!("does not apply to a {} source", s.kind),
-        );
-    }
-    if s.filter_groups.is_some() && s.kind != "alerts" {
-        p.add(
-            at("filter_groups"),
-            format!("does not apply to a {} source", s.kind),
-        );
-    }
+    let s = s.shared;
     if !tenants.contains_key(&s.tenant) {
         let failed =
             p.0.iter()
@@ -249,15 +122,7 @@ pub(super) fn source(
             None
         }
     };
-    // query-alerts pages at most 500 alerts; the other endpoints 10,000 records.
-    let max_page = if s.kind == "alerts" {
-        MAX_ALERT_PAGE_SIZE
-    } else {
-        MAX_PAGE_SIZE
-    };
-    let page_size = s
-        .page_size
-        .unwrap_or(if s.kind == "alerts" { 100 } else { 1000 });
+    let page_size = s.page_size.unwrap_or(default_page);
     if !(1..=max_page).contains(&page_size) {
         p.add(
             at("page_size"),
@@ -270,13 +135,121 @@ pub(super) fn source(
     Some(Source {
         name: name.to_string(),
         tenant: s.tenant,
-        kind: kind?,
+        kind,
         lag,
         poll_interval,
         start: start?,
         page_size: page_size as u32,
         reconcile_after: (s.reconcile != Some(false)).then_some(reconcile_after),
     })
+}
+
+/// An `audit_log` source: its filters' event and user types are checked.
+fn audit_log(name: &str, a: RawAuditLog, p: &mut Problems) -> SourceSpec {
+    let f = a.filters.unwrap_or_default();
+    for (i, t) in f.event_types.iter().enumerate() {
+        if !t
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            || t.is_empty()
+        {
+            p.add(
+                format!("sources.{name}.filters.event_types[{i}]"),
+                format!("`{t}` is not an event type name such as \"logged_in\""),
+            );
+        }
+    }
+    for (i, t) in f.user_types.iter().enumerate() {
+        if !["USER", "SUPPORT_USER", "API_CLIENT", "SYSTEM", "UNKNOWN"].contains(&t.as_str()) {
+            p.add(
+                format!("sources.{name}.filters.user_types[{i}]"),
+                format!("`{t}` is not one of USER, SUPPORT_USER, API_CLIENT, SYSTEM, UNKNOWN"),
+            );
+        }
+    }
+    SourceSpec::AuditLog(AuditFilters {
+        event_types: f.event_types,
+        actor_ids: f.actor_ids,
+        actor_names: f.actor_names,
+        actor_ip_addresses: f.actor_ip_addresses,
+        user_types: f.user_types,
+        affected_user_ids: f.affected_user_ids,
+        affected_user_names: f.affected_user_names,
+    })
+}
+
+/// An `alerts` source: every filter group's clause, terms and operators are checked.
+fn alerts(name: &str, a: RawAlerts, p: &mut Problems) -> SourceSpec {
+    let mut groups = Vec::new();
+    for (g, raw) in a.filter_groups.iter().flatten().enumerate() {
+        let gat = format!("sources.{name}.filter_groups[{g}]");
+        let clause = match raw
+            .clause
+            .as_deref()
+            .map(str::to_ascii_uppercase)
+            .as_deref()
+        {
+            None | Some("AND") => FilterClause::And,
+            Some("OR") => FilterClause::Or,
+            Some(other) => {
+                p.add(
+                    format!("{gat}.clause"),
+                    format!("`{other}` is not AND or OR"),
+                );
+                FilterClause::And
+            }
+        };
+        if raw.filters.is_empty() {
+            p.add(format!("{gat}.filters"), "must have at least one filter");
+        }
+        let mut filters = Vec::new();
+        for (i, f) in raw.filters.iter().enumerate() {
+            let fat = format!("{gat}.filters[{i}]");
+            let Some(term) = alert_term(&f.term) else {
+                p.add(
+                    format!("{fat}.term"),
+                    format!(
+                        "`{}` is not an alert filter term: use one of {}",
+                        f.term,
+                        ALERT_TERMS.join(", ")
+                    ),
+                );
+                continue;
+            };
+            let Some(operator) = AlertOperator::parse(&f.operator) else {
+                p.add(
+                    format!("{fat}.operator"),
+                    format!(
+                        "`{}` is not an operator: use IS, IS_NOT, CONTAINS, DOES_NOT_CONTAIN, ON, ON_OR_AFTER or ON_OR_BEFORE",
+                        f.operator
+                    ),
+                );
+                continue;
+            };
+            let date_term = term == "CreatedAt";
+            let date_op = matches!(
+                operator,
+                AlertOperator::On | AlertOperator::OnOrAfter | AlertOperator::OnOrBefore
+            );
+            if date_term != date_op {
+                p.add(
+                    format!("{fat}.operator"),
+                    format!(
+                        "{} does not apply to {term}: dates take ON, ON_OR_AFTER, ON_OR_BEFORE; other terms IS, IS_NOT, CONTAINS, DOES_NOT_CONTAIN",
+                        operator.as_str()
+                    ),
+                );
+                continue;
+            }
+            filters.push(AlertFilter {
+                term: term.to_string(),
+                operator,
+                value: f.value.clone(),
+            });
+        }
+        groups.push(AlertFilterGroup { clause, filters });
+    }
+    SourceSpec::Alerts(groups)
 }
 
 /// How long past `lag` a closed window waits before it is compared with the API's count.
@@ -416,10 +389,18 @@ tenant = "acme"
             "type = \"sync_log\"\ntenant = \"acme\"",
             "type = \"sync_log\"\ntenant = \"acme\"\n[sources.sync.filters]",
         );
-        let p = problems(&bad);
-        assert!(
-            p.contains(&"sources.sync.filters: does not apply to a sync_log source".to_string()),
-            "{p:?}"
+        let line = bad
+            .lines()
+            .position(|l| l == "[sources.sync.filters]")
+            .unwrap()
+            + 1;
+        assert_eq!(
+            problems(&bad),
+            vec![format!(
+                "sources.sync.filters: line {line}: `filters` does not apply to a sync_log source \
+                 (only audit_log sources take it); a sync_log source takes `type`, `tenant`, \
+                 `lag`, `poll_interval`, `start`, `page_size`, `reconcile`, `reconcile_after`"
+            )]
         );
         let bad = text.replace("type = \"alerts\"", "type = \"alerts\"\npage_size = 501");
         assert!(problems(&bad).contains(

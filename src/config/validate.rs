@@ -39,33 +39,11 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 
 /// Parses and validates configuration text.
 pub fn parse_str(text: &str) -> Result<Config, ConfigError> {
-    let de = toml::Deserializer::new(text);
-    let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        // toml's message carries the line and column and a snippet; keep only the
-        // first line of its message proper, prefixed with the location.
-        let message = toml_error_message(&inner, text);
-        ConfigError {
-            file: None,
-            problems: vec![Problem {
-                path: if path == "." { String::new() } else { path },
-                message,
-            }],
-        }
+    let raw = super::raw::parse(text).map_err(|problems| ConfigError {
+        file: None,
+        problems,
     })?;
     validate(raw, chrono::Utc::now())
-}
-
-fn toml_error_message(e: &toml::de::Error, text: &str) -> String {
-    let msg = e.message().trim().to_string();
-    match e.span() {
-        Some(span) => {
-            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
-            format!("line {line}: {msg}")
-        }
-        None => msg,
-    }
 }
 
 /// Validates a raw config. `now` is a parameter so that tests are deterministic.
