@@ -8,6 +8,12 @@
 //! credentials complete for the tenant's API generation, and that every secret can be
 //! read (environment variable set, file readable). It does not touch the network and
 //! opens no socket; `run` uses this same path before it starts anything.
+//!
+//! This module owns the file as a whole (the top-level keys, routes, the references
+//! between sections) and the entry points [`load`] and [`parse_str`]; each section's
+//! checks are in `tenant`, `source` and `sink`, their shared tools in `check`, and
+//! which keys a table may hold is settled by `raw`. The public constants and helpers
+//! of those modules are re-exported here, where callers have always found them.
 
 use super::check::Problems;
 use super::raw::RawConfig;

@@ -45,9 +45,14 @@ pub(super) type Keys = BTreeMap<Spanned<String>, toml::Value>;
 /// `"a", "b" or "c"`: the valid types of a section.
 fn type_list<K: Kind>() -> String {
     let names: Vec<String> = K::ALL.iter().map(|k| format!("\"{}\"", k.name())).collect();
-    match names.split_last() {
+    join(&names, "or")
+}
+
+/// `a, b and c` (with `word` before the last).
+fn join(items: &[String], word: &str) -> String {
+    match items.split_last() {
         Some((last, [])) => last.clone(),
-        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        Some((last, rest)) => format!("{} {word} {last}", rest.join(", ")),
         None => String::new(),
     }
 }
@@ -127,10 +132,10 @@ pub(super) fn kinds_of<K: Kind>(
 fn not_taken<K: Kind>(kind: K, key: &str) -> String {
     let (what, name) = (K::WHAT, kind.name());
     let takes = format!("a {name} {what} takes {}", key_list(kind.keys()));
-    let others: Vec<&str> = K::ALL
+    let others: Vec<String> = K::ALL
         .iter()
         .filter(|k| k.keys().contains(&key))
-        .map(|k| k.name())
+        .map(|k| k.name().to_string())
         .collect();
     if others.is_empty() {
         return format!("unknown field `{key}` for a {name} {what}; {takes}");
@@ -140,11 +145,7 @@ fn not_taken<K: Kind>(kind: K, key: &str) -> String {
         .find(|(k, _)| *k == key)
         .map(|(_, h)| format!(": {h}"))
         .unwrap_or_default();
-    let by = match others.split_last() {
-        Some((last, [])) => last.to_string(),
-        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
-        None => String::new(),
-    };
+    let by = join(&others, "and");
     format!("`{key}` does not apply to a {name} {what}{hint} (only {by} {what}s take it); {takes}")
 }
 
