@@ -417,12 +417,12 @@ mod tests {
 
     fn source_takes(kind: &str) -> String {
         let own = match kind {
-            "audit_log" => "`filters`, ",
-            "alerts" => "`filter_groups`, ",
-            "sync_log" => "",
+            "audit_log" => "an audit_log source takes `type`, `filters`, ",
+            "alerts" => "an alerts source takes `type`, `filter_groups`, ",
+            "sync_log" => "a sync_log source takes `type`, ",
             other => panic!("{other}"),
         };
-        format!("a {kind} source takes `type`, {own}{SOURCE_SHARED}")
+        format!("{own}{SOURCE_SHARED}")
     }
 
     #[test]
@@ -438,16 +438,16 @@ mod tests {
             );
             assert_eq!(problems(&text), vec![want], "{kind}");
         }
-        for (kind, table) in [
-            ("audit_log", "type = \"audit_log\"\ntenant = \"acme\""),
-            ("alerts", "type = \"alerts\"\ntenant = \"acme\""),
-            ("sync_log", "type = \"sync_log\"\ntenant = \"acme\""),
+        for (kind, a, table) in [
+            ("audit_log", "an", "type = \"audit_log\"\ntenant = \"acme\""),
+            ("alerts", "an", "type = \"alerts\"\ntenant = \"acme\""),
+            ("sync_log", "a", "type = \"sync_log\"\ntenant = \"acme\""),
         ] {
             let ok = with_audit(table);
             assert_eq!(problems(&ok), Vec::<String>::new(), "{kind}");
             let text = with_audit(&format!("{table}\ngroups = []"));
             let want = format!(
-                "sources.audit.groups: line {}: unknown field `groups` for a {kind} source; {}",
+                "sources.audit.groups: line {}: unknown field `groups` for {a} {kind} source; {}",
                 line_of(&text, "groups"),
                 source_takes(kind)
             );
@@ -514,7 +514,7 @@ mod tests {
         ] {
             let text = with_audit(table);
             let want = format!(
-                "sources.audit.{key}: line {}: `{key}` does not apply to a {kind} source \
+                "sources.audit.{key}: line {}: `{key}` does not apply to an {kind} source \
                  (only {by} sources take it); {}",
                 line_of(&text, key),
                 source_takes(kind)

@@ -131,14 +131,20 @@ pub(super) fn kinds_of<K: Kind>(
 /// keys this kind takes.
 fn not_taken<K: Kind>(kind: K, key: &str) -> String {
     let (what, name) = (K::WHAT, kind.name());
-    let takes = format!("a {name} {what} takes {}", key_list(kind.keys()));
+    // "an audit_log source", "an alerts source", "a udp sink".
+    let a = if name.starts_with(['a', 'e', 'i', 'o']) {
+        "an"
+    } else {
+        "a"
+    };
+    let takes = format!("{a} {name} {what} takes {}", key_list(kind.keys()));
     let others: Vec<String> = K::ALL
         .iter()
         .filter(|k| k.keys().contains(&key))
         .map(|k| k.name().to_string())
         .collect();
     if others.is_empty() {
-        return format!("unknown field `{key}` for a {name} {what}; {takes}");
+        return format!("unknown field `{key}` for {a} {name} {what}; {takes}");
     }
     let hint = K::HINTS
         .iter()
@@ -146,7 +152,9 @@ fn not_taken<K: Kind>(kind: K, key: &str) -> String {
         .map(|(_, h)| format!(": {h}"))
         .unwrap_or_default();
     let by = join(&others, "and");
-    format!("`{key}` does not apply to a {name} {what}{hint} (only {by} {what}s take it); {takes}")
+    format!(
+        "`{key}` does not apply to {a} {name} {what}{hint} (only {by} {what}s take it); {takes}"
+    )
 }
 
 /// Step two: the `sources` and `sinks` sections of the file, each table read as the
