@@ -1,16 +1,25 @@
 //! Configuration: one TOML file, read in two phases.
 //!
 //! Phase one (`raw`) is serde structs that mirror the file, with `deny_unknown_fields`
-//! everywhere. Phase two (`validate`) checks everything that can be checked without the
-//! network (references between sections, ranges, URLs, secrets that can be read) and
-//! produces the types in this file, in which illegal states cannot be written. Building
-//! running components from them (sockets, HTTP clients) is the pipeline's job, not this
-//! module's: nothing here opens a socket.
+//! everywhere; a source or sink is the struct of its `type`, so a key that its kind
+//! does not take is refused there. Phase two (`validate`, with `tenant`, `source` and
+//! `sink` for one section each and `check` for what they share) checks everything that
+//! can be checked without the network (references between sections, ranges, URLs,
+//! secrets that can be read) and produces the types in this file, in which illegal
+//! states cannot be written. Building running components from them (sockets, HTTP
+//! clients) is the pipeline's job, not this module's: nothing here opens a socket.
 //!
 //! Every problem is reported with the key path it belongs to (`sinks.siem.port: ...`),
-//! all of them at once, so that `c42fwd validate` shows the whole list.
+//! and the line where toml or the key check knows it; all of them at once where the
+//! reading can go on, so that `c42fwd validate` shows the whole list.
 
+mod check;
 pub mod raw;
+mod sink;
+mod source;
+mod tenant;
+#[cfg(test)]
+mod test_support;
 pub mod validate;
 
 use crate::secret::Secret;
@@ -21,7 +30,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use validate::{load, parse_str, ConfigError, Problem};
+pub use check::{ConfigError, Problem};
+pub use validate::{load, parse_str};
 
 /// The whole validated configuration.
 #[derive(Debug, Clone)]

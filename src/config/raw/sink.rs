@@ -1,0 +1,112 @@
+//! The sink tables, one struct per `type`. Keys that do not apply to a kind are not in
+//! its struct: a `window` on a tcp sink or a `path` on a udp sink is refused while the
+//! file is read, with the keys that kind takes.
+//!
+//! The ranges and meanings of the values are checked in `config::sink`, not here.
+
+use super::tagged::kinds;
+use super::{Facility, RawRetry, RawTls, SecretRef};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The sink kinds. The keys both HTTP-based kinds (hec, http) take come in as `$http`,
+/// so that they are written once.
+macro_rules! sink_kinds {
+    ($($http:tt)*) => {
+        kinds! {
+            section "sink", tag SinkType, table RawSink, kind RawSinkKind,
+            hints [
+                ("framing", "the transport delimits records"),
+            ],
+            /// The keys every sink takes: how records are encoded and how they are delivered.
+            shared RawSinkShared {
+                // encoding
+                format: Option<String>,
+                syslog: Option<String>,
+                facility: Option<Facility>,
+                hostname: Option<String>,
+                app_name: Option<String>,
+                // delivery
+                queue_batches: Option<i64>,
+                retry: Option<RawRetry>,
+                dead_letter_max_bytes: Option<i64>,
+            };
+            /// Records on standard output.
+            Stdout(RawStdout) = "stdout" {
+                framing: Option<String>,
+            }
+            /// Records appended to one file.
+            File(RawFileSink) = "file" {
+                path: Option<PathBuf>,
+                framing: Option<String>,
+            }
+            /// Syslog over TCP, or over TLS.
+            Tcp(RawTcp) = "tcp" {
+                host: Option<String>,
+                port: Option<i64>,
+                #[serde(default, with = "humantime_serde")]
+                connect_timeout: Option<Duration>,
+                #[serde(default, with = "humantime_serde")]
+                keepalive: Option<Duration>,
+                tls: Option<RawTls>,
+                framing: Option<String>,
+            }
+            /// Syslog over UDP.
+            Udp(RawUdp) = "udp" {
+                host: Option<String>,
+                port: Option<i64>,
+                max_datagram: Option<i64>,
+                oversize: Option<String>,
+            }
+            /// RELP, plain or over TLS.
+            Relp(RawRelp) = "relp" {
+                host: Option<String>,
+                port: Option<i64>,
+                #[serde(default, with = "humantime_serde")]
+                connect_timeout: Option<Duration>,
+                tls: Option<RawTls>,
+                window: Option<i64>,
+                #[serde(default, with = "humantime_serde")]
+                ack_timeout: Option<Duration>,
+            }
+            /// Splunk HTTP Event Collector.
+            Hec(RawHec) = "hec" {
+                endpoint: Option<String>,
+                token: Option<SecretRef>,
+                index: Option<String>,
+                source: Option<String>,
+                sourcetype: Option<String>,
+                channel: Option<String>,
+                indexer_ack: Option<bool>,
+                #[serde(default, with = "humantime_serde")]
+                ack_poll_interval: Option<Duration>,
+                #[serde(default, with = "humantime_serde")]
+                ack_timeout: Option<Duration>,
+                $($http)*
+            }
+            /// A generic HTTP endpoint taking batches of JSON.
+            Http(RawHttp) = "http" {
+                url: Option<String>,
+                body: Option<String>,
+                headers: Option<BTreeMap<String, String>>,
+                username: Option<String>,
+                password: Option<SecretRef>,
+                bearer_token: Option<SecretRef>,
+                $($http)*
+            }
+        }
+    };
+}
+
+sink_kinds! {
+    // TLS settings (CA, client certificate) for https URLs, batching, timeout.
+    tls: Option<RawTls>,
+    gzip: Option<bool>,
+    max_events: Option<i64>,
+    max_bytes: Option<i64>,
+    #[serde(default, with = "humantime_serde")]
+    max_wait: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    request_timeout: Option<Duration>,
+}
