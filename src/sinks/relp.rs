@@ -45,8 +45,11 @@
 //!
 //! Not done here: the backoff (`crate::retry`), TLS settings (`tls.rs`), encoding.
 
+use super::connect::{self, host_port};
+use super::delivery::{EncodedBatch, RecordEncoder, SinkContext};
+use super::error::SinkError;
+use super::metrics::SinkMetrics;
 use super::tls::{SinkStream, TlsClient};
-use super::{host_port, EncodedBatch, RecordEncoder, SinkContext, SinkError, SinkMetrics};
 use crate::ack::AckToken;
 use crate::config::{RelpOptions, Sink, SinkKind};
 use crate::retry::Backoff;
@@ -423,7 +426,7 @@ impl Session {
         let addr = host_port(&s.host, s.port);
         let opened = tokio::time::timeout(s.connect_timeout, async {
             let (stream, peer) =
-                super::tls::connect(&s.host, s.port, s.connect_timeout, s.tls.as_ref()).await?;
+                connect::connect(&s.host, s.port, s.connect_timeout, s.tls.as_ref()).await?;
             let addr = format!("{addr} ({peer})");
             let (reader, writer) = tokio::io::split(stream);
             let mut session = Session {
