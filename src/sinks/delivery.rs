@@ -98,6 +98,16 @@ impl EncodedBatch {
         self.ends.push(self.buf.len());
     }
 
+    /// A copy of the records (not of the batch they came from), for a transport that
+    /// keeps them after the loop reuses this buffer (RELP's window).
+    pub(crate) fn copy_records(&self) -> EncodedBatch {
+        EncodedBatch {
+            buf: self.buf.clone(),
+            ends: self.ends.clone(),
+            batch: None,
+        }
+    }
+
     pub fn clear(&mut self) {
         if self.buf.capacity() > KEEP_BUFFER_CAPACITY {
             self.buf = Vec::new();
@@ -318,7 +328,10 @@ pub(crate) async fn run<T: Transport>(
 async fn tick_at<T: Transport>(transport: &mut T, at: Option<Instant>) -> Result<(), SinkError> {
     match at {
         Some(at) => {
-            tokio::time::sleep_until(at).await;
+            // Due now (RELP reading its answers): no timer needed.
+            if at > Instant::now() {
+                tokio::time::sleep_until(at).await;
+            }
             transport.tick().await
         }
         None => std::future::pending().await,

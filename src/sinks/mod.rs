@@ -65,7 +65,6 @@ pub async fn run(
 ) -> Result<(), SinkError> {
     let encoder = Encoder::new(cfg.encoding.clone());
     match &cfg.kind {
-        SinkKind::Relp(_) => relp::run(cfg, rx, ctx, encoder).await,
         SinkKind::Hec(_) => hec::run(cfg, rx, ctx, encoder).await,
         SinkKind::Http(_) => http::run(cfg, rx, ctx, encoder).await,
         _ => run_with_encoder(cfg, rx, ctx, encoder).await,
@@ -101,7 +100,10 @@ pub async fn run_with_encoder(
             let t = udp::UdpWriter::new(sink, o, dead_letter, m());
             delivery::run(t, cfg, rx, ctx, metrics, encoder).await
         }
-        SinkKind::Relp(_) => relp::run(cfg.clone(), rx, ctx.clone(), encoder).await,
+        SinkKind::Relp(o) => {
+            let t = started(relp::RelpSink::new(sink, o, m()), sink, metrics)?;
+            delivery::run(t, cfg, rx, ctx, metrics, encoder).await
+        }
         SinkKind::Hec(_) | SinkKind::Http(_) => Err(SinkError::Unsupported {
             sink: sink.to_string(),
         }),
@@ -133,7 +135,7 @@ pub async fn healthcheck(cfg: &Sink) -> Result<(), SinkError> {
         SinkKind::File(o) => file::open_append(&o.path).await.map(drop),
         SinkKind::Tcp(o) => tcp::healthcheck(&cfg.name, o).await,
         SinkKind::Udp(o) => udp::connect(&o.host, o.port).await.map(drop),
-        SinkKind::Relp(_) => relp::healthcheck(cfg).await,
+        SinkKind::Relp(o) => relp::healthcheck(&cfg.name, o).await,
         SinkKind::Hec(_) => hec::healthcheck(cfg).await,
         SinkKind::Http(_) => http::healthcheck(cfg).await,
     }
