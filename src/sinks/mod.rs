@@ -38,6 +38,8 @@ mod relp;
 mod stall;
 mod stdout;
 mod tcp;
+#[cfg(test)]
+mod testkit;
 mod tls;
 mod udp;
 

@@ -6,11 +6,12 @@ use super::*;
 use crate::config::{Sink, SinkKind};
 use crate::route::SinkBatch;
 use crate::sinks::delivery::{self, RecordEncoder, SinkContext};
+use crate::sinks::testkit::{batch_of, event};
 use tokio::sync::mpsc;
 
-use crate::ack::{ack_set, AckWaiter, Outcome};
+use crate::ack::{AckWaiter, Outcome};
 use crate::encode::{EncoderOptions, Format, Framing, SyslogStyle};
-use crate::event::{Batch, Event, SourceKind};
+use crate::event::Event;
 use crate::metrics::{label, Metrics};
 use crate::retry::BackoffPolicy;
 use std::sync::{Arc, Mutex};
@@ -57,22 +58,11 @@ fn relp_sink(port: u16, window: usize, ack_timeout: Duration, retries: Option<u3
 }
 
 fn batch(n: usize) -> (SinkBatch, AckWaiter) {
-    let (mut tokens, waiter) = ack_set(1);
-    let events = (0..n)
-        .map(|i| {
-            let raw = serde_json::value::RawValue::from_string(format!(r#"{{"seq":{i}}}"#))
-                .expect("json");
-            Event::new(SourceKind::AuditLog, raw, chrono::Utc::now())
-        })
-        .collect();
-    let sb = SinkBatch {
-        batch: Arc::new(Batch {
-            source: Arc::from("audit"),
-            events,
-        }),
-        ack: tokens.pop().expect("one token"),
-    };
-    (sb, waiter)
+    batch_of(
+        (0..n)
+            .map(|i| event(&format!(r#"{{"seq":{i}}}"#)))
+            .collect(),
+    )
 }
 
 /// What a scripted server does with one frame.
