@@ -17,9 +17,12 @@
 //!   with timeout, the TLS handshake entry, socket options), `tls` (the rustls client
 //!   and the stream type), `dead_letter` ([`DeadLetterFile`]), `stall` (a sink held
 //!   back by a set-up fault);
-//! - the transports: `stdout`, `file`, `tcp` (plain or TLS, with its resend tail),
-//!   `udp`, `relp` (a window of frames acknowledged by the server), `hec` and `http`
-//!   on `http_common`.
+//! - the transports, each one constructor from its options struct and one
+//!   `delivery::Transport` impl: `stdout`, `file`, `tcp` (plain or TLS, with its
+//!   resend tail), `udp`, `relp/` (a window of frames acknowledged by the server);
+//!   `hec` and `http` on `http_common` still have their own loops (they move onto the
+//!   delivery model next).
+//! - `testkit` (tests only): events and sink batches for the unit tests.
 //!
 //! Not done here: spawning (the pipeline spawns one task per sink and hands it the
 //! queue), encoding rules (`crate::encode`), and deciding the backoff delays
