@@ -338,3 +338,21 @@ async fn serverclose_breaks_the_session() {
     assert!(err.to_string().contains("serverclose"), "{err}");
     assert!(err.is_retriable());
 }
+
+#[tokio::test]
+async fn sessions_that_open_but_never_answer_use_up_the_retries() {
+    // Every session opens fine and then stays silent: reopening is not progress, so
+    // the backoff goes on and `max_retries` ends it (one first try, two retries).
+    let (port, seen) = scripted_server(|_, _, _, _| Reply::Nothing).await;
+    let sink = start(relp_sink(port, 8, Duration::from_millis(100), Some(2)));
+    let w = sink.send(1).await;
+    let err = sink.ended().await.expect_err("retries used up");
+    assert_eq!(outcome(w).await, Outcome::NotDelivered);
+    assert!(err.to_string().contains("within the ack timeout"), "{err}");
+    let sessions: Vec<usize> = seen.lock().unwrap().iter().map(|(c, _, _)| *c).collect();
+    assert_eq!(
+        sessions,
+        vec![1, 2, 3],
+        "the frame on each of three sessions"
+    );
+}
