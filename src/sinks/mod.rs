@@ -1,6 +1,6 @@
 //! Sinks: where encoded records go. Each runs as one task fed by a bounded queue.
 //!
-//! Contract with the pipeline: a sink receives [`SinkBatch`](crate::route::SinkBatch)es
+//! Contract with the pipeline: a sink receives [`SinkBatch`]es
 //! from its queue in order, writes each batch's records, and resolves the batch's
 //! [`AckToken`](crate::ack::AckToken) from the real result of the write (ARCHITECTURE.md,
 //! invariant 1: the API is the buffer). On a retriable error it backs off and tries
