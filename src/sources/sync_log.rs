@@ -95,8 +95,8 @@ impl WindowFetch for SyncLogFetch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::value::RawValue;
     use crate::sources::window::fingerprint;
+    use serde_json::value::RawValue;
 
     #[test]
     fn entries_are_fingerprinted_by_content_and_bad_times_stand_at_the_window_start() {
