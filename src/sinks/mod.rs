@@ -26,9 +26,7 @@
 
 mod dead_letter;
 mod file;
-mod hec;
 mod http;
-mod http_common;
 mod relp;
 mod stall;
 mod stdout;
@@ -99,7 +97,7 @@ pub enum SinkError {
     /// An HTTP-based sink (HEC, HTTP): a failed request, an unexpected answer, or a
     /// client that cannot be built (TLS files). `url` never carries credentials;
     /// `kind` is the `sink_errors` label; `retriable` is decided by the sink's
-    /// classification (`http_common`).
+    /// classification (`http::verdict`).
     #[error("{url}: {detail}")]
     Http {
         url: String,
@@ -516,8 +514,8 @@ pub async fn run(
     // share `run_with_encoder`.
     match &cfg.kind {
         SinkKind::Relp(RelpOptions { .. }) => relp::run(cfg, rx, ctx, encoder).await,
-        SinkKind::Hec(_) => hec::run(cfg, rx, ctx, encoder).await,
-        SinkKind::Http(_) => http::run(cfg, rx, ctx, encoder).await,
+        SinkKind::Hec(_) => http::hec::run(cfg, rx, ctx, encoder).await,
+        SinkKind::Http(_) => http::generic::run(cfg, rx, ctx, encoder).await,
         _ => run_with_encoder(cfg, rx, ctx, encoder).await,
     }
 }
@@ -723,8 +721,8 @@ pub async fn healthcheck(cfg: &Sink) -> Result<(), SinkError> {
         }
         SinkKind::Udp(UdpOptions { host, port, .. }) => udp::connect(host, *port).await.map(drop),
         SinkKind::Relp(RelpOptions { .. }) => relp::healthcheck(cfg).await,
-        SinkKind::Hec(_) => hec::healthcheck(cfg).await,
-        SinkKind::Http(_) => http::healthcheck(cfg).await,
+        SinkKind::Hec(_) => http::hec::healthcheck(cfg).await,
+        SinkKind::Http(_) => http::generic::healthcheck(cfg).await,
     }
 }
 

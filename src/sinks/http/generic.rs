@@ -14,23 +14,28 @@
 //! the request is split in halves until each refused record is alone, those go to the
 //! dead-letter file with the status and the server's text, the rest is delivered. Any
 //! other status (401 and 403 credentials, 404 and 405 URL, ...) stalls the route until
-//! the endpoint takes requests again (`http_common`). One request is in flight at a
+//! the endpoint takes requests again (`verdict`, `courier`). One request is in flight at a
 //! time: a generic endpoint promises nothing about the order of concurrent requests.
 //!
 //! Credentials (basic, bearer) on a plain `http://` URL are logged as a WARN at start.
 //!
-//! Not done here: batching, gzip, the retry loop, stalls, splitting and dead-lettering
-//! (`http_common`).
+//! Owned here: the body format chosen by `body` (the writers are `body::NdJson` and
+//! `body::JsonArray`), the headers and credentials, the classification of an answer
+//! (the shared rule with the server's text), the health check and the delivery.
+//!
+//! Not done here: batching and gzip (`batcher`, `body`), the retry loop, stalls,
+//! splitting and dead-lettering (`courier`).
 
-use super::http_common::{
-    build_client, classify_status, error_chain, server_text, sleep_until, status_detail, AckLedger,
-    Batcher, BodyWriter, Courier, Embedding, SealedChunk, Span, Verdict,
-};
-use super::{DeadLetterFile, SinkContext, SinkError, SinkMetrics};
+use super::batcher::{sleep_until, Batcher};
+use super::body::{BodyWriter, JsonArray, NdJson, SealedChunk};
+use super::client::{build_client, error_chain, server_text};
+use super::courier::Courier;
+use super::ledger::AckLedger;
+use super::verdict::{classify_status, status_detail, Verdict};
 use crate::config::{HttpAuth, HttpBody, Sink, SinkKind};
 use crate::encode::Encoder;
-use crate::event::Event;
 use crate::route::SinkBatch;
+use crate::sinks::{DeadLetterFile, SinkContext, SinkError, SinkMetrics};
 use base64::Engine;
 use reqwest::header::{
     HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE,
@@ -39,36 +44,7 @@ use reqwest::StatusCode;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// One JSON document per line.
-pub(crate) struct NdJson;
-
-impl BodyWriter for NdJson {
-    fn write(&self, body: &mut Vec<u8>, _: &Event, record: &[u8], e: Embedding) -> Span {
-        let span = e.write(body, record);
-        body.push(b'\n');
-        span
-    }
-}
-
-/// One JSON array per request.
-pub(crate) struct JsonArray;
-
-impl BodyWriter for JsonArray {
-    fn open(&self, body: &mut Vec<u8>) {
-        body.push(b'[');
-    }
-    fn separator(&self, body: &mut Vec<u8>) {
-        body.push(b',');
-    }
-    fn close(&self, body: &mut Vec<u8>) {
-        body.push(b']');
-    }
-    fn write(&self, body: &mut Vec<u8>, _: &Event, record: &[u8], e: Embedding) -> Span {
-        e.write(body, record)
-    }
-}
-
-/// The classification of an answer (see `http_common::classify_status`); the detail
+/// The classification of an answer (see `verdict::classify_status`); the detail
 /// is the status and the start of the server's text.
 pub(crate) fn classify(status: StatusCode, body: &[u8], retry_after: Option<Duration>) -> Verdict {
     classify_status(
@@ -253,9 +229,10 @@ async fn run_with(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{HttpBatching, HttpOptions, TlsOptions, TlsVersion};
+    use crate::config::{HttpBatching, HttpOptions};
     use crate::encode::{EncoderOptions, Format, Framing, SyslogStyle};
     use crate::secret::Secret;
+    use crate::sinks::http::testkit::plain_tls;
     use url::Url;
 
     fn cfg(auth: HttpAuth, headers: Vec<(String, String)>) -> Sink {
@@ -273,14 +250,7 @@ mod tests {
                     max_wait: Duration::from_secs(1),
                 },
                 request_timeout: Duration::from_secs(5),
-                tls: TlsOptions {
-                    ca_file: None,
-                    client_cert: None,
-                    client_key: None,
-                    server_name: None,
-                    min_version: TlsVersion::Tls12,
-                    insecure_skip_verify: false,
-                },
+                tls: plain_tls(),
             }),
             encoding: EncoderOptions {
                 format: Format::JsonRaw,
