@@ -23,8 +23,9 @@
 //! Not done here: deciding what to reject (the transports do) and counting (the caller
 //! counts `sink_discarded{reason}` once the lines are written).
 
+use super::delivery::SinkContext;
+use super::error::SinkError;
 use super::stall::Stall;
-use super::SinkError;
 use crate::metrics::{label, Metrics};
 use chrono::{SecondsFormat, Utc};
 use prometheus_client::metrics::gauge::Gauge;
@@ -81,7 +82,7 @@ impl DeadLetterFile {
     }
 
     /// The file of the sink `cfg` in the pipeline's dead-letter directory.
-    pub fn for_sink(cfg: &crate::config::Sink, ctx: &super::SinkContext) -> Self {
+    pub fn for_sink(cfg: &crate::config::Sink, ctx: &SinkContext) -> Self {
         Self::with_limit(
             &ctx.dead_letter_dir,
             &cfg.name,

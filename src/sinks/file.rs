@@ -10,7 +10,10 @@
 //! Not done here: rotation (logrotate with `copytruncate`, or a rename followed by the
 //! reopen after the next error, is the operator's tool) and fsync (a later option).
 
-use super::{Attempt, EncodedBatch, SinkError, SinkMetrics, Written};
+use super::delivery::{Attempt, EncodedBatch, Transport, Written};
+use super::error::SinkError;
+use super::metrics::SinkMetrics;
+use crate::config::FileOptions;
 use std::path::{Path, PathBuf};
 use tokio::fs::{File, OpenOptions};
 use tokio::io::AsyncWriteExt;
@@ -44,18 +47,21 @@ pub(crate) async fn open_append(path: &Path) -> Result<File, SinkError> {
 }
 
 impl FileWriter {
-    pub(crate) fn new(sink: &str, path: PathBuf, metrics: SinkMetrics) -> Self {
+    /// Opens nothing yet: the first write opens (and creates) the file.
+    pub(crate) fn new(sink: &str, opts: &FileOptions, metrics: SinkMetrics) -> Self {
         FileWriter {
             sink: sink.to_string(),
-            path,
+            path: opts.path.clone(),
             file: None,
             opened_once: false,
             partial: 0,
             metrics,
         }
     }
+}
 
-    pub(crate) async fn write_batch(
+impl Transport for FileWriter {
+    async fn write(
         &mut self,
         records: &EncodedBatch,
         attempt: Attempt,

@@ -6,7 +6,8 @@
 //! Not done here: locking stdout against other writers. Logs go to stderr, so the
 //! records on stdout are not interleaved with them.
 
-use super::{EncodedBatch, SinkError, Written};
+use super::delivery::{Attempt, EncodedBatch, Transport, Written};
+use super::error::SinkError;
 use tokio::io::{AsyncWriteExt, Stdout};
 
 pub(crate) struct StdoutWriter {
@@ -19,10 +20,13 @@ impl StdoutWriter {
             out: tokio::io::stdout(),
         }
     }
+}
 
-    pub(crate) async fn write_batch(
+impl Transport for StdoutWriter {
+    async fn write(
         &mut self,
         records: &EncodedBatch,
+        _attempt: Attempt,
     ) -> Result<Written, SinkError> {
         // The batch is already one buffer: one write, then a flush so that a reader
         // sees each batch as soon as it is acknowledged.

@@ -81,15 +81,18 @@
 //! A peer that accepts but stops reading makes the write wait (the route stalls: that
 //! is the backpressure we want); only `shutdown` ends that wait.
 
+use super::connect::{self, host_port};
+use super::delivery::{Attempt, EncodedBatch, Transport, Written, KEEP_BUFFER_CAPACITY};
+use super::error::SinkError;
+use super::metrics::SinkMetrics;
 use super::tls::{Liveness, SinkStream, TlsClient};
-use super::{host_port, Attempt, EncodedBatch, SinkError, SinkMetrics, Written};
 use crate::ack::AckToken;
-use socket2::{SockRef, TcpKeepalive};
+use crate::config::TcpOptions;
+use socket2::SockRef;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncWriteExt, Interest};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 /// How long the peer must keep a new connection open after our first write before that
@@ -302,8 +305,7 @@ impl ResendTail {
         self.bytes -= s.bytes.len();
         self.records -= s.records;
         // Keep one buffer for the next batch, unless it is unusually large.
-        if s.bytes.capacity() > self.spare.capacity()
-            && s.bytes.capacity() <= super::KEEP_BUFFER_CAPACITY
+        if s.bytes.capacity() > self.spare.capacity() && s.bytes.capacity() <= KEEP_BUFFER_CAPACITY
         {
             self.spare = s.bytes;
         }
@@ -333,105 +335,41 @@ struct Connection {
     fresh: bool,
 }
 
-/// Resolves `host` and connects to the first address that answers within `timeout`
-/// (the timeout applies to each address).
-pub(crate) async fn connect(
-    host: &str,
-    port: u16,
-    timeout: Duration,
-) -> Result<(TcpStream, SocketAddr), SinkError> {
-    let addr = host_port(host, port);
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
-        .await
-        .map_err(|source| SinkError::Resolve {
-            addr: addr.clone(),
-            source,
-        })?
-        .collect();
-    let mut last = SinkError::NoAddress { addr: addr.clone() };
-    for peer in addrs {
-        match tokio::time::timeout(timeout, TcpStream::connect(peer)).await {
-            Ok(Ok(stream)) => return Ok((stream, peer)),
-            Ok(Err(source)) => {
-                last = SinkError::Connect {
-                    addr: format!("{addr} ({peer})"),
-                    source,
-                }
-            }
-            Err(_) => {
-                last = SinkError::ConnectTimeout {
-                    addr: format!("{addr} ({peer})"),
-                    timeout,
-                }
-            }
-        }
-    }
-    Err(last)
-}
-
 impl TcpWriter {
+    /// The writer of sink `sink`; loads the TLS settings (an unusable certificate file
+    /// is a permanent error: the sink cannot start). Connects on the first write.
     pub(crate) fn new(
         sink: &str,
-        host: String,
-        port: u16,
-        connect_timeout: Duration,
-        keepalive: Option<Duration>,
-        tls: Option<TlsClient>,
+        opts: &TcpOptions,
         metrics: SinkMetrics,
-    ) -> Self {
-        TcpWriter {
-            sink: sink.to_string(),
+    ) -> Result<Self, SinkError> {
+        let TcpOptions {
             host,
             port,
             connect_timeout,
             keepalive,
             tls,
+        } = opts;
+        Ok(TcpWriter {
+            sink: sink.to_string(),
+            host: host.clone(),
+            port: *port,
+            connect_timeout: *connect_timeout,
+            keepalive: *keepalive,
+            tls: tls
+                .as_ref()
+                .map(|t| TlsClient::new(sink, host, t))
+                .transpose()?,
             conn: None,
             connected_once: false,
             partial: 0,
             tail: ResendTail::default(),
             metrics,
-        }
+        })
     }
 
     fn addr(&self, peer: SocketAddr) -> String {
         format!("{} ({peer})", host_port(&self.host, self.port))
-    }
-
-    /// The token of the batch just written: resolved once the batch settles.
-    pub(crate) fn hold(&mut self, ack: AckToken) {
-        self.tail.hold(ack);
-    }
-
-    pub(crate) fn holds_acks(&self) -> bool {
-        self.tail.holds_acks()
-    }
-
-    /// Held tokens whose connection ended: the tail must be written again before they
-    /// can settle, without waiting for the next batch.
-    pub(crate) fn wants_resend(&self) -> bool {
-        self.conn.is_none() && self.tail.holds_acks()
-    }
-
-    /// When [`TcpWriter::tick`] should look at the connection next (`None`: no need).
-    pub(crate) fn next_tick(&self) -> Option<Instant> {
-        self.conn.as_ref().and(self.tail.next_due())
-    }
-
-    /// Looks at the connection between batches: settles what is due if it is open,
-    /// drops it if the peer ended it (the tail goes out on the next one).
-    pub(crate) fn tick(&mut self) {
-        let Some(conn) = self.conn.as_mut() else {
-            return;
-        };
-        match conn.stream.liveness() {
-            Liveness::Open => self.tail.seen_open(Instant::now()),
-            Liveness::Closed { why } => {
-                let peer = conn.peer;
-                self.conn = None;
-                self.ended(peer, &why);
-            }
-        }
     }
 
     /// The peer ended the connection (`why`); the next one starts with the tail.
@@ -457,7 +395,7 @@ impl TcpWriter {
                 Liveness::Closed { why } => self.ended(conn.peer, &why),
             }
         }
-        let (stream, peer) = super::tls::connect(
+        let (stream, peer) = connect::connect(
             &self.host,
             self.port,
             self.connect_timeout,
@@ -467,9 +405,11 @@ impl TcpWriter {
         // Batches are written whole; Nagle's algorithm has nothing to coalesce.
         let _ = stream.tcp().set_nodelay(false);
         if let Some(idle) = self.keepalive {
-            set_keepalive(stream.tcp(), idle, &self.sink, peer);
+            connect::set_keepalive(stream.tcp(), idle, &self.sink, peer);
         }
-        set_unacked_timeout(stream.tcp(), &self.sink, peer);
+        // Without it Linux retransmits for about 15 minutes, and batches would leave
+        // the tail by age while still in our send buffer (module docs).
+        connect::set_unacked_timeout(stream.tcp(), UNACKED_TIMEOUT, &self.sink, peer);
         let addr = host_port(&self.host, self.port);
         let tls = stream.is_tls();
         if self.connected_once {
@@ -485,10 +425,12 @@ impl TcpWriter {
             fresh: true,
         })
     }
+}
 
+impl Transport for TcpWriter {
     /// Writes one batch whole (an empty one: only what a new connection must carry
     /// first, the tail). Every new connection starts with the tail.
-    pub(crate) async fn write_batch(
+    async fn write(
         &mut self,
         records: &EncodedBatch,
         attempt: Attempt,
@@ -567,6 +509,56 @@ impl TcpWriter {
             bytes: bytes.len(),
         })
     }
+
+    /// The token of the batch just written: resolved once the batch settles.
+    fn hold(&mut self, ack: AckToken) {
+        self.tail.hold(ack);
+    }
+
+    fn holds_acks(&self) -> bool {
+        self.tail.holds_acks()
+    }
+
+    /// Held tokens whose connection ended: the tail must be written again before they
+    /// can settle, without waiting for the next batch.
+    fn wants_resend(&self) -> bool {
+        self.conn.is_none() && self.tail.holds_acks()
+    }
+
+    /// When [`Transport::tick`] should look at the connection next (`None`: no need).
+    fn next_tick(&self) -> Option<Instant> {
+        self.conn.as_ref().and(self.tail.next_due())
+    }
+
+    /// Looks at the connection between batches: settles what is due if it is open,
+    /// drops it if the peer ended it (the tail goes out on the next one).
+    async fn tick(&mut self) -> Result<(), SinkError> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Ok(());
+        };
+        match conn.stream.liveness() {
+            Liveness::Open => self.tail.seen_open(Instant::now()),
+            Liveness::Closed { why } => {
+                let peer = conn.peer;
+                self.conn = None;
+                self.ended(peer, &why);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks that the sink can work without sending anything: connects (with TLS: loads
+/// the certificates and completes a handshake) and closes.
+pub(crate) async fn healthcheck(sink: &str, opts: &TcpOptions) -> Result<(), SinkError> {
+    let client = opts
+        .tls
+        .as_ref()
+        .map(|t| TlsClient::new(sink, &opts.host, t))
+        .transpose()?;
+    connect::connect(&opts.host, opts.port, opts.connect_timeout, client.as_ref())
+        .await
+        .map(drop)
 }
 
 /// Waits up to [`FIRST_WRITE_LINGER`] for the peer to close a new connection after the
@@ -596,29 +588,6 @@ async fn first_write_linger(stream: &mut SinkStream) -> Liveness {
                 });
             }
         }
-    }
-}
-
-#[cfg(target_os = "linux")]
-fn set_unacked_timeout(stream: &TcpStream, sink: &str, peer: SocketAddr) {
-    if let Err(e) = SockRef::from(stream).set_tcp_user_timeout(Some(UNACKED_TIMEOUT)) {
-        // Not fatal: a receiver host that vanished is noticed later (module docs).
-        tracing::warn!(sink, peer = %peer, error = %e, "cannot set tcp_user_timeout");
-    }
-}
-
-/// Elsewhere the kernel's own retransmission timeout applies (module docs).
-#[cfg(not(target_os = "linux"))]
-fn set_unacked_timeout(_: &TcpStream, _: &str, _: SocketAddr) {}
-
-fn set_keepalive(stream: &TcpStream, idle: Duration, sink: &str, peer: SocketAddr) {
-    // Probe after `idle` of silence, then every third of it: with the kernel's default
-    // probe count a dead peer is noticed within about 4 x idle.
-    let interval = (idle / 3).max(Duration::from_secs(1));
-    let ka = TcpKeepalive::new().with_time(idle).with_interval(interval);
-    if let Err(e) = SockRef::from(stream).set_tcp_keepalive(&ka) {
-        // Not fatal: the connection works, only dead-peer detection is slower.
-        tracing::warn!(sink, peer = %peer, error = %e, "cannot set tcp keepalive");
     }
 }
 

@@ -4,15 +4,21 @@
 
 use super::*;
 use crate::ack::{ack_set, AckWaiter, Outcome};
-use crate::config::{FileOptions, OversizePolicy, TcpOptions, UdpOptions};
+use crate::config::{
+    FileOptions, OversizePolicy, RelpOptions, TcpOptions, TlsOptions, TlsVersion, UdpOptions,
+};
 use crate::encode::{EncoderOptions, Format, Framing, SyslogStyle};
 use crate::event::SourceKind;
+use crate::event::{Batch, Event};
+use crate::metrics::{label, Metrics};
 use crate::retry::BackoffPolicy;
 use chrono::Utc;
 use serde_json::value::RawValue;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, UdpSocket};
+use tokio_util::sync::CancellationToken;
 
 /// The event's JSON text followed by LF.
 struct JsonLines;
@@ -113,112 +119,6 @@ async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-}
-
-#[test]
-fn encoded_batch_knows_its_records() {
-    let mut b = EncodedBatch::default();
-    b.push_record(b"aa\n");
-    b.push_record(b"bbb\n");
-    b.push_record(b"c\n");
-    assert_eq!(b.len(), 3);
-    assert_eq!(b.bytes(), b"aa\nbbb\nc\n");
-    assert_eq!(b.record(1), b"bbb\n");
-    assert_eq!(
-        b.records().collect::<Vec<_>>(),
-        vec![&b"aa\n"[..], b"bbb\n", b"c\n"]
-    );
-    assert_eq!(b.records_started_before(0), 0);
-    assert_eq!(b.records_started_before(1), 1);
-    assert_eq!(b.records_started_before(3), 1);
-    assert_eq!(b.records_started_before(4), 2);
-    assert_eq!(b.records_started_before(7), 2);
-    assert_eq!(b.records_started_before(8), 3);
-    assert_eq!(b.records_started_before(9), 3);
-    b.clear();
-    assert!(b.is_empty());
-}
-
-#[test]
-fn truncation_cuts_on_a_char_boundary_and_marks_the_cut() {
-    let mut out = Vec::new();
-    truncate_record(b"short", 100, &mut out);
-    assert_eq!(out, b"short");
-
-    let record = "é".repeat(100); // 200 bytes of two-byte characters
-    for max in 20..40 {
-        truncate_record(record.as_bytes(), max, &mut out);
-        assert!(out.len() <= max, "{max}: {}", out.len());
-        assert!(out.ends_with(TRUNCATION_MARKER));
-        let text = std::str::from_utf8(&out).expect("valid utf-8 after the cut");
-        assert!(text.starts_with("éé"));
-    }
-}
-
-#[test]
-fn truncation_keeps_a_final_lf_and_does_not_end_on_an_escape() {
-    let mut out = Vec::new();
-    let record = format!("{}\n", "a".repeat(100));
-    truncate_record(record.as_bytes(), 50, &mut out);
-    assert_eq!(out.len(), 50);
-    assert!(out.ends_with(b"...[truncated]\n"));
-
-    // cut would fall right after the backslash of `\=`
-    let record = format!("{}\\={}", "x".repeat(35), "y".repeat(100));
-    truncate_record(record.as_bytes(), 50, &mut out);
-    let text = String::from_utf8(out.clone()).expect("utf-8");
-    assert_eq!(text, format!("{}...[truncated]", "x".repeat(35)));
-}
-
-#[test]
-fn network_trouble_is_retriable_and_a_broken_stdout_is_not() {
-    let io = |k: std::io::ErrorKind| std::io::Error::from(k);
-    let addr = || "h:1".to_string();
-    for kind in [
-        std::io::ErrorKind::ConnectionRefused,
-        std::io::ErrorKind::ConnectionReset,
-        std::io::ErrorKind::BrokenPipe,
-        std::io::ErrorKind::TimedOut,
-    ] {
-        assert!(SinkError::Connect {
-            addr: addr(),
-            source: io(kind)
-        }
-        .is_retriable());
-        assert!(SinkError::Write {
-            addr: addr(),
-            source: io(kind)
-        }
-        .is_retriable());
-    }
-    assert!(SinkError::ConnectTimeout {
-        addr: addr(),
-        timeout: Duration::from_secs(1)
-    }
-    .is_retriable());
-    assert!(!SinkError::Connect {
-        addr: addr(),
-        source: io(std::io::ErrorKind::PermissionDenied)
-    }
-    .is_retriable());
-    assert!(!SinkError::Stdout {
-        source: io(std::io::ErrorKind::BrokenPipe)
-    }
-    .is_retriable());
-    assert!(!SinkError::DeadLetter {
-        path: "/x".into(),
-        source: io(std::io::ErrorKind::PermissionDenied)
-    }
-    .is_retriable());
-    let e = SinkError::Connect {
-        addr: "siem.example:6514".into(),
-        source: io(std::io::ErrorKind::ConnectionRefused),
-    };
-    assert!(
-        e.to_string()
-            .starts_with("cannot connect to siem.example:6514: "),
-        "{e}"
-    );
 }
 
 #[tokio::test]
@@ -644,4 +544,80 @@ async fn an_empty_batch_is_delivered_without_touching_the_peer() {
     assert_eq!(w.wait().await, Outcome::Delivered);
     let errors = ctx.metrics.render();
     assert!(!errors.contains("c42fwd_sink_errors_total{"), "{errors}");
+}
+
+#[tokio::test]
+async fn a_sink_with_an_unusable_ca_file_stops_at_start_and_delivers_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("no-such-ca.pem");
+    let tls = Some(TlsOptions {
+        ca_file: Some(missing.clone()),
+        client_cert: None,
+        client_key: None,
+        server_name: None,
+        min_version: TlsVersion::Tls12,
+        insecure_skip_verify: false,
+    });
+    for kind in [
+        SinkKind::Tcp(TcpOptions {
+            host: "127.0.0.1".into(),
+            port: 9,
+            connect_timeout: Duration::from_secs(1),
+            keepalive: None,
+            tls: tls.clone(),
+        }),
+        SinkKind::Relp(RelpOptions {
+            host: "127.0.0.1".into(),
+            port: 9,
+            connect_timeout: Duration::from_secs(1),
+            window: 8,
+            ack_timeout: Duration::from_secs(1),
+            tls: tls.clone(),
+        }),
+    ] {
+        let cfg = Sink {
+            name: "s".into(),
+            kind,
+            encoding: EncoderOptions {
+                format: Format::JsonRaw,
+                syslog: SyslogStyle::None,
+                framing: Framing::Lf,
+                facility: 13,
+                hostname: "h".into(),
+                app_name: "a".into(),
+            },
+            dead_letter_max_bytes: crate::sinks::DEAD_LETTER_MAX_BYTES,
+            queue_batches: 2,
+            // Unbounded retries: the error must stop the sink by itself.
+            retry: crate::retry::BackoffPolicy::default(),
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
+        let (mut tokens, waiter) = ack_set(1);
+        let raw = serde_json::value::RawValue::from_string("{}".into()).expect("json");
+        tx.send(SinkBatch {
+            batch: Arc::new(Batch {
+                source: Arc::from("audit"),
+                events: vec![Event::new(SourceKind::AuditLog, raw, chrono::Utc::now())],
+            }),
+            ack: tokens.pop().expect("token"),
+        })
+        .await
+        .expect("queue");
+        let ctx = SinkContext {
+            metrics: Arc::new(crate::metrics::Metrics::new()),
+            dead_letter_dir: dir.path().to_path_buf(),
+            shutdown: tokio_util::sync::CancellationToken::new(),
+        };
+        let err = tokio::time::timeout(Duration::from_secs(5), run(cfg, rx, ctx))
+            .await
+            .expect("stops at once")
+            .expect_err("unusable ca file");
+        assert!(matches!(err, SinkError::TlsConfig { .. }), "{err}");
+        assert!(
+            err.to_string().contains(&missing.display().to_string()),
+            "{err}"
+        );
+        assert_eq!(waiter.wait().await, Outcome::NotDelivered);
+        drop(tx);
+    }
 }

@@ -35,7 +35,7 @@
 //! Not done here: reconnecting, batching, framing (the sinks do that); server-side TLS
 //! (tests and benches bring their own).
 
-use super::{host_port, SinkError};
+use super::error::SinkError;
 use crate::config::{TlsOptions, TlsVersion};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
@@ -44,7 +44,6 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use socket2::SockRef;
 use std::io::{self, Read};
-use std::net::SocketAddr;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -488,29 +487,9 @@ impl AsyncWrite for SinkStream {
     }
 }
 
-/// Connects to `host:port` (every resolved address in turn, each within `timeout`) and,
-/// with `tls`, runs the handshake within the same timeout.
-pub(crate) async fn connect(
-    host: &str,
-    port: u16,
-    timeout: Duration,
-    tls: Option<&TlsClient>,
-) -> Result<(SinkStream, SocketAddr), SinkError> {
-    let (tcp, peer) = super::tcp::connect(host, port, timeout).await?;
-    match tls {
-        None => Ok((SinkStream::Plain(tcp), peer)),
-        Some(client) => {
-            let addr = format!("{} ({peer})", host_port(host, port));
-            let stream = client.handshake(tcp, &addr, timeout).await?;
-            Ok((SinkStream::Tls(Box::new(stream)), peer))
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{RelpOptions, TcpOptions};
     use std::path::PathBuf;
 
     fn opts() -> TlsOptions {
@@ -701,83 +680,5 @@ mod tests {
         assert!(looks_like_tls(b"\x16\x03\x01\x02\x00"));
         assert!(!looks_like_tls(b"12 <13>1 hello"));
         assert!(!looks_like_tls(b"\x15"));
-    }
-
-    #[tokio::test]
-    async fn a_sink_with_an_unusable_ca_file_stops_at_start_and_delivers_nothing() {
-        use crate::ack::{ack_set, Outcome};
-        use crate::config::{Sink, SinkKind};
-        use crate::encode::{EncoderOptions, Format, Framing, SyslogStyle};
-        use crate::event::{Batch, Event, SourceKind};
-        use crate::route::SinkBatch;
-        use crate::sinks::{run, SinkContext};
-        let dir = tempfile::tempdir().expect("tempdir");
-        let missing = dir.path().join("no-such-ca.pem");
-        let tls = Some(TlsOptions {
-            ca_file: Some(missing.clone()),
-            ..opts()
-        });
-        for kind in [
-            SinkKind::Tcp(TcpOptions {
-                host: "127.0.0.1".into(),
-                port: 9,
-                connect_timeout: Duration::from_secs(1),
-                keepalive: None,
-                tls: tls.clone(),
-            }),
-            SinkKind::Relp(RelpOptions {
-                host: "127.0.0.1".into(),
-                port: 9,
-                connect_timeout: Duration::from_secs(1),
-                window: 8,
-                ack_timeout: Duration::from_secs(1),
-                tls: tls.clone(),
-            }),
-        ] {
-            let cfg = Sink {
-                name: "s".into(),
-                kind,
-                encoding: EncoderOptions {
-                    format: Format::JsonRaw,
-                    syslog: SyslogStyle::None,
-                    framing: Framing::Lf,
-                    facility: 13,
-                    hostname: "h".into(),
-                    app_name: "a".into(),
-                },
-                dead_letter_max_bytes: crate::sinks::DEAD_LETTER_MAX_BYTES,
-                queue_batches: 2,
-                // Unbounded retries: the error must stop the sink by itself.
-                retry: crate::retry::BackoffPolicy::default(),
-            };
-            let (tx, rx) = tokio::sync::mpsc::channel(2);
-            let (mut tokens, waiter) = ack_set(1);
-            let raw = serde_json::value::RawValue::from_string("{}".into()).expect("json");
-            tx.send(SinkBatch {
-                batch: Arc::new(Batch {
-                    source: Arc::from("audit"),
-                    events: vec![Event::new(SourceKind::AuditLog, raw, chrono::Utc::now())],
-                }),
-                ack: tokens.pop().expect("token"),
-            })
-            .await
-            .expect("queue");
-            let ctx = SinkContext {
-                metrics: Arc::new(crate::metrics::Metrics::new()),
-                dead_letter_dir: dir.path().to_path_buf(),
-                shutdown: tokio_util::sync::CancellationToken::new(),
-            };
-            let err = tokio::time::timeout(Duration::from_secs(5), run(cfg, rx, ctx))
-                .await
-                .expect("stops at once")
-                .expect_err("unusable ca file");
-            assert!(matches!(err, SinkError::TlsConfig { .. }), "{err}");
-            assert!(
-                err.to_string().contains(&missing.display().to_string()),
-                "{err}"
-            );
-            assert_eq!(waiter.wait().await, Outcome::NotDelivered);
-            drop(tx);
-        }
     }
 }

@@ -16,8 +16,12 @@
 //! Not done here: framing (UDP records come from the encoder unframed) and fragment
 //! avoidance beyond `max_datagram` (the operator sizes it for the path MTU).
 
-use super::{host_port, Attempt, DeadLetterFile, EncodedBatch, SinkError, SinkMetrics, Written};
-use crate::config::OversizePolicy;
+use super::connect::{host_port, resolve};
+use super::dead_letter::DeadLetterFile;
+use super::delivery::{Attempt, EncodedBatch, Transport, Written};
+use super::error::SinkError;
+use super::metrics::SinkMetrics;
+use crate::config::{OversizePolicy, UdpOptions};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use tokio::net::UdpSocket;
 
@@ -64,14 +68,7 @@ pub fn truncate_record(record: &[u8], max: usize, out: &mut Vec<u8>) {
 /// Resolves `host` and returns a socket connected to its first address.
 pub(crate) async fn connect(host: &str, port: u16) -> Result<(UdpSocket, SocketAddr), SinkError> {
     let addr = host_port(host, port);
-    let peer = tokio::net::lookup_host((host, port))
-        .await
-        .map_err(|source| SinkError::Resolve {
-            addr: addr.clone(),
-            source,
-        })?
-        .next()
-        .ok_or_else(|| SinkError::NoAddress { addr: addr.clone() })?;
+    let peer = resolve(host, port).await?[0];
     let local: SocketAddr = if peer.is_ipv4() {
         (Ipv4Addr::UNSPECIFIED, 0).into()
     } else {
@@ -108,21 +105,19 @@ pub(crate) struct UdpWriter {
 }
 
 impl UdpWriter {
+    /// Binds nothing yet: the first write resolves the host and connects a socket.
     pub(crate) fn new(
         sink: &str,
-        host: String,
-        port: u16,
-        max_datagram: usize,
-        oversize: OversizePolicy,
+        opts: &UdpOptions,
         dead_letter: DeadLetterFile,
         metrics: SinkMetrics,
     ) -> Self {
         UdpWriter {
             sink: sink.to_string(),
-            host,
-            port,
-            max_datagram,
-            oversize,
+            host: opts.host.clone(),
+            port: opts.port,
+            max_datagram: opts.max_datagram,
+            oversize: opts.oversize,
             socket: None,
             connected_once: false,
             dead_letter,
@@ -149,8 +144,10 @@ impl UdpWriter {
         }
         Ok((socket, peer))
     }
+}
 
-    pub(crate) async fn write_batch(
+impl Transport for UdpWriter {
+    async fn write(
         &mut self,
         records: &EncodedBatch,
         attempt: Attempt,
@@ -207,5 +204,41 @@ impl UdpWriter {
             );
         }
         Ok(self.sent)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncation_cuts_on_a_char_boundary_and_marks_the_cut() {
+        let mut out = Vec::new();
+        truncate_record(b"short", 100, &mut out);
+        assert_eq!(out, b"short");
+
+        let record = "é".repeat(100); // 200 bytes of two-byte characters
+        for max in 20..40 {
+            truncate_record(record.as_bytes(), max, &mut out);
+            assert!(out.len() <= max, "{max}: {}", out.len());
+            assert!(out.ends_with(TRUNCATION_MARKER));
+            let text = std::str::from_utf8(&out).expect("valid utf-8 after the cut");
+            assert!(text.starts_with("éé"));
+        }
+    }
+
+    #[test]
+    fn truncation_keeps_a_final_lf_and_does_not_end_on_an_escape() {
+        let mut out = Vec::new();
+        let record = format!("{}\n", "a".repeat(100));
+        truncate_record(record.as_bytes(), 50, &mut out);
+        assert_eq!(out.len(), 50);
+        assert!(out.ends_with(b"...[truncated]\n"));
+
+        // cut would fall right after the backslash of `\=`
+        let record = format!("{}\\={}", "x".repeat(35), "y".repeat(100));
+        truncate_record(record.as_bytes(), 50, &mut out);
+        let text = String::from_utf8(out.clone()).expect("utf-8");
+        assert_eq!(text, format!("{}...[truncated]", "x".repeat(35)));
     }
 }

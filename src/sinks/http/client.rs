@@ -10,7 +10,7 @@
 //! Not here: what an answer means (`verdict`), sending and retrying (`courier`).
 
 use crate::config::{TlsOptions, TlsVersion};
-use crate::sinks::SinkError;
+use crate::sinks::error::SinkError;
 use bytes::Bytes;
 use std::time::Duration;
 

@@ -35,7 +35,10 @@ use super::verdict::{classify_status, status_detail, Verdict};
 use crate::config::{HttpAuth, HttpBody, Sink, SinkKind};
 use crate::encode::Encoder;
 use crate::route::SinkBatch;
-use crate::sinks::{DeadLetterFile, SinkContext, SinkError, SinkMetrics};
+use crate::sinks::dead_letter::DeadLetterFile;
+use crate::sinks::delivery::SinkContext;
+use crate::sinks::error::SinkError;
+use crate::sinks::metrics::SinkMetrics;
 use base64::Engine;
 use reqwest::header::{
     HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE,
@@ -260,7 +263,7 @@ mod tests {
                 hostname: "h".into(),
                 app_name: "c42fwd".into(),
             },
-            dead_letter_max_bytes: crate::sinks::DEAD_LETTER_MAX_BYTES,
+            dead_letter_max_bytes: crate::sinks::dead_letter::DEFAULT_MAX_BYTES,
             queue_batches: 4,
             retry: Default::default(),
         }

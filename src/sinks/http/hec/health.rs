@@ -10,10 +10,10 @@
 
 use super::wire::{base_headers, classify, endpoint, uuid_v4, HecAnswer};
 use crate::config::{HecOptions, Sink, SinkKind};
+use crate::sinks::error::SinkError;
 use crate::sinks::http::client::{build_client, error_chain, read_limited, server_text};
 use crate::sinks::http::courier::Courier;
 use crate::sinks::http::verdict::status_detail;
-use crate::sinks::SinkError;
 use reqwest::StatusCode;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;

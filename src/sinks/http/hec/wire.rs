@@ -11,10 +11,10 @@
 
 use crate::config::HecOptions;
 use crate::event::{Batch, Event};
+use crate::sinks::error::SinkError;
 use crate::sinks::http::body::{BodyWriter, Embedding, Span};
 use crate::sinks::http::client::server_text;
 use crate::sinks::http::verdict::{classify_status, status_detail, Verdict};
-use crate::sinks::SinkError;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::StatusCode;
 use std::time::Duration;
