@@ -60,11 +60,7 @@ pub async fn run(
     ctx: SinkContext,
 ) -> Result<(), SinkError> {
     let encoder = Encoder::new(cfg.encoding.clone());
-    match &cfg.kind {
-        SinkKind::Hec(_) => http::hec::run(cfg, rx, ctx, encoder).await,
-        SinkKind::Http(_) => http::generic::run(cfg, rx, ctx, encoder).await,
-        _ => run_with_encoder(cfg, rx, ctx, encoder).await,
-    }
+    run_with_encoder(cfg, rx, ctx, encoder).await
 }
 
 /// [`run`] with a given encoder instead of the one `cfg.encoding` describes.
@@ -100,9 +96,15 @@ pub async fn run_with_encoder(
             let t = started(relp::RelpSink::new(sink, o, m()), sink, metrics)?;
             delivery::run(t, cfg, rx, ctx, metrics, encoder).await
         }
-        SinkKind::Hec(_) | SinkKind::Http(_) => Err(SinkError::Unsupported {
-            sink: sink.to_string(),
-        }),
+        SinkKind::Hec(o) => match http::hec::HecSink::start(cfg, o, ctx, m()).await? {
+            Some(t) => delivery::run(t, cfg, rx, ctx, metrics, encoder).await,
+            // Shutdown while waiting for HEC to be healthy.
+            None => Ok(()),
+        },
+        SinkKind::Http(o) => {
+            let t = http::generic::HttpSink::start(cfg, o, ctx, m()).await?;
+            delivery::run(t, cfg, rx, ctx, metrics, encoder).await
+        }
     }
 }
 
@@ -132,8 +134,8 @@ pub async fn healthcheck(cfg: &Sink) -> Result<(), SinkError> {
         SinkKind::Tcp(o) => tcp::healthcheck(&cfg.name, o).await,
         SinkKind::Udp(o) => udp::connect(&o.host, o.port).await.map(drop),
         SinkKind::Relp(o) => relp::healthcheck(&cfg.name, o).await,
-        SinkKind::Hec(_) => http::hec::healthcheck(cfg).await,
-        SinkKind::Http(_) => http::generic::healthcheck(cfg).await,
+        SinkKind::Hec(o) => http::hec::healthcheck(&cfg.name, o).await,
+        SinkKind::Http(o) => http::generic::healthcheck(&cfg.name, o).await,
     }
 }
 

@@ -1,19 +1,20 @@
-//! Batching: sink batches encoded and cut into request bodies.
+//! Batching: encoded batches cut into request bodies.
 //!
-//! A [`Batcher`] encodes the events of the [`SinkBatch`]es it is given and cuts them
-//! into request bodies ([`SealedChunk`]) bounded by `max_events` and `max_bytes`
+//! A [`Batcher`] takes the records of the batches the delivery loop encoded and cuts
+//! them into request bodies ([`SealedChunk`]) bounded by `max_events` and `max_bytes`
 //! (uncompressed body size; one record larger than that goes alone), and tells the
 //! caller when `max_wait` is up. Gzip happens when a chunk is sealed. Each batch's
-//! token goes into the [`AckLedger`], held once by every body that carries its records.
+//! entry in the [`AckLedger`] is held once by every body that carries its records.
 //!
-//! Not here: the body formats and gzip (`body`), sending (`courier`).
+//! Not here: the body formats and gzip (`body`), the hand-over of tokens and the
+//! bodies waiting to go (`outbox`), sending (`courier`).
 
 use super::body::{compress, BodyWriter, Embedding, Item, SealedChunk, Shape};
 use super::ledger::{AckId, AckLedger};
 use crate::config::HttpBatching;
-use crate::encode::Encoder;
-use crate::event::Event;
-use crate::route::SinkBatch;
+use crate::encode::EncoderOptions;
+use crate::event::{Batch, Event};
+use crate::sinks::delivery::EncodedBatch;
 use std::sync::Arc;
 use tokio::time::Instant;
 
@@ -25,60 +26,65 @@ struct Chunk {
     opened: Instant,
 }
 
-/// Encodes sink batches and cuts them into request bodies.
+/// Cuts encoded batches into request bodies.
 pub(crate) struct Batcher<W: BodyWriter> {
     writer: W,
-    encoder: Encoder,
     embedding: Embedding,
     limits: HttpBatching,
     gzip: bool,
     /// Bytes `close` adds (counted against `max_bytes` before it is written).
     close_len: usize,
     shape: Arc<Shape>,
-    record: Vec<u8>,
     current: Option<Chunk>,
 }
 
 impl<W: BodyWriter> Batcher<W> {
-    pub(crate) fn new(writer: W, encoder: Encoder, limits: HttpBatching, gzip: bool) -> Self {
+    /// `encoding` is how the records given to [`push`](Batcher::push) were encoded
+    /// (it decides how they go into a JSON body).
+    pub(crate) fn new(
+        writer: W,
+        encoding: &EncoderOptions,
+        limits: HttpBatching,
+        gzip: bool,
+    ) -> Self {
         let shape = Arc::new(Shape::of(&writer));
         Batcher {
             close_len: shape.close.len(),
             shape,
-            embedding: Embedding::for_encoding(encoder.options()),
+            embedding: Embedding::for_encoding(encoding),
             writer,
-            encoder,
             limits,
             gzip,
-            record: Vec::new(),
             current: None,
         }
     }
 
-    /// Takes one sink batch: its token goes into `ledger`, its records into bodies;
-    /// bodies that are full are sealed into `ready`, in order.
+    /// Takes one batch, whose events the delivery loop encoded into `records` (record
+    /// `i` is event `i`): it gets an entry in `ledger` (whose token comes later, see
+    /// [`AckLedger::attach`]), its records go into bodies, and bodies that are full are
+    /// sealed into `ready`, in order. Returns the batch's ledger entry.
     pub(crate) fn push(
         &mut self,
-        sb: SinkBatch,
+        batch: &Batch,
+        records: &EncodedBatch,
         ledger: &mut AckLedger,
         ready: &mut Vec<SealedChunk>,
-    ) {
-        let SinkBatch { batch, ack } = sb;
-        let id = ledger.open(ack);
-        self.writer.begin_batch(&batch);
-        for event in &batch.events {
-            self.record.clear();
-            self.encoder.encode(event, &mut self.record);
-            self.add(event, id, ledger, ready);
+    ) -> AckId {
+        let id = ledger.open();
+        self.writer.begin_batch(batch);
+        for (event, record) in batch.events.iter().zip(records.records()) {
+            self.add(event, record, id, ledger, ready);
         }
         // Every record of the batch is in some body now: from here on the token
         // resolves when the last of those bodies is delivered.
         ledger.release(id);
+        id
     }
 
     fn add(
         &mut self,
         event: &Event,
+        record: &[u8],
         id: AckId,
         ledger: &mut AckLedger,
         ready: &mut Vec<SealedChunk>,
@@ -92,7 +98,7 @@ impl<W: BodyWriter> Batcher<W> {
         let mut start = chunk.body.len();
         let mut span = self
             .writer
-            .write(&mut chunk.body, event, &self.record, self.embedding);
+            .write(&mut chunk.body, event, record, self.embedding);
         if !chunk.records.is_empty() && chunk.body.len() + self.close_len > limits.max_bytes {
             // It does not fit: the body goes as it was, the record starts the next.
             chunk.body.truncate(mark);
@@ -101,7 +107,7 @@ impl<W: BodyWriter> Batcher<W> {
             start = chunk.body.len();
             span = self
                 .writer
-                .write(&mut chunk.body, event, &self.record, self.embedding);
+                .write(&mut chunk.body, event, record, self.embedding);
         }
         chunk.records.push(Item {
             start,
@@ -167,20 +173,12 @@ impl<W: BodyWriter> Batcher<W> {
     }
 }
 
-/// Sleeps until `deadline`, or forever when there is none (for `select!` arms).
-pub(crate) async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ack::Outcome;
     use crate::encode::{Format, SyslogStyle};
-    use crate::sinks::http::body::{JsonArray, NdJson};
+    use crate::sinks::http::body::JsonBody;
     use crate::sinks::http::testkit::{batcher, encoder, event, events, limits, sink_batch};
     use std::io::Read;
     use std::time::Duration;
@@ -188,7 +186,7 @@ mod tests {
     #[test]
     fn batches_are_cut_by_events_and_tokens_wait_for_every_part() {
         let (mut b, mut ledger, mut ready) =
-            batcher(NdJson, Format::JsonRaw, limits(4, 1 << 20), false);
+            batcher(JsonBody::NdJson, Format::JsonRaw, limits(4, 1 << 20), false);
         let (sb1, mut w1) = sink_batch(events(6));
         let (sb2, mut w2) = sink_batch(events(3));
         b.push(sb1, &mut ledger, &mut ready);
@@ -234,7 +232,7 @@ mod tests {
     async fn a_max_wait_beyond_any_clock_gives_a_far_deadline_not_a_panic() {
         // A `Config` built in code skips the validation's bound on `max_wait`.
         let (mut b, mut ledger, mut ready) = batcher(
-            NdJson,
+            JsonBody::NdJson,
             Format::JsonRaw,
             HttpBatching {
                 max_wait: Duration::MAX,
@@ -251,7 +249,7 @@ mod tests {
     #[test]
     fn dropping_the_ledger_leaves_batches_not_delivered() {
         let (mut b, mut ledger, mut ready) =
-            batcher(NdJson, Format::JsonRaw, limits(2, 1 << 20), false);
+            batcher(JsonBody::NdJson, Format::JsonRaw, limits(2, 1 << 20), false);
         let (sb, w) = sink_batch(events(4));
         b.push(sb, &mut ledger, &mut ready);
         ledger.release_all(&ready[0].acks);
@@ -265,7 +263,7 @@ mod tests {
     #[test]
     fn empty_batches_resolve_at_once() {
         let (mut b, mut ledger, mut ready) =
-            batcher(NdJson, Format::JsonRaw, limits(2, 1 << 20), false);
+            batcher(JsonBody::NdJson, Format::JsonRaw, limits(2, 1 << 20), false);
         let (sb, mut w) = sink_batch(Vec::new());
         b.push(sb, &mut ledger, &mut ready);
         assert!(ready.is_empty() && b.is_empty());
@@ -276,7 +274,7 @@ mod tests {
     fn bodies_stay_within_max_bytes_and_big_records_go_alone() {
         let max = 1024;
         let (mut b, mut ledger, mut ready) =
-            batcher(JsonArray, Format::JsonRaw, limits(1000, max), false);
+            batcher(JsonBody::Array, Format::JsonRaw, limits(1000, max), false);
         let mut evs = events(100);
         evs.insert(50, event(&format!(r#"{{"big":"{}"}}"#, "z".repeat(3000))));
         let (sb, _w) = sink_batch(evs);
@@ -299,7 +297,7 @@ mod tests {
     #[test]
     fn gzip_bodies_give_their_records_back() {
         let (mut b, mut ledger, mut ready) =
-            batcher(JsonArray, Format::Cef, limits(10, 1 << 20), true);
+            batcher(JsonBody::Array, Format::Cef, limits(10, 1 << 20), true);
         let evs = events(5);
         let (sb, _w) = sink_batch(evs.clone());
         b.push(sb, &mut ledger, &mut ready);
@@ -327,7 +325,7 @@ mod tests {
     #[test]
     fn a_split_request_keeps_every_record_its_format_and_its_batches() {
         let (mut b, mut ledger, mut ready) =
-            batcher(JsonArray, Format::JsonRaw, limits(10, 1 << 20), true);
+            batcher(JsonBody::Array, Format::JsonRaw, limits(10, 1 << 20), true);
         let (sb1, mut w1) = sink_batch(events(4));
         let (sb2, mut w2) = sink_batch(events(6));
         b.push(sb1, &mut ledger, &mut ready);

@@ -2,8 +2,8 @@
 //! ready to go with the place of each of its records.
 //!
 //! Owned here: [`Embedding`] (a JSON record as a JSON value, anything else as a JSON
-//! string), the [`BodyWriter`] trait with the two plain formats ([`NdJson`],
-//! [`JsonArray`]; HEC's envelopes are `hec::wire::HecEnvelope`), [`SealedChunk`] (the
+//! string), the [`BodyWriter`] trait with the plain formats of the generic
+//! sink ([`JsonBody`]: NDJSON or a JSON array; HEC's envelopes are `hec::wire::HecEnvelope`), [`SealedChunk`] (the
 //! bytes on the wire, gzip-compressed or not, and where each record lies in them, so
 //! that a refused request can be split and its records dead-lettered as the encoder
 //! made them) and gzip.
@@ -90,32 +90,36 @@ pub(crate) trait BodyWriter: Send {
         -> Span;
 }
 
-/// One JSON document per line.
-pub(crate) struct NdJson;
-
-impl BodyWriter for NdJson {
-    fn write(&self, body: &mut Vec<u8>, _: &Event, record: &[u8], e: Embedding) -> Span {
-        let span = e.write(body, record);
-        body.push(b'\n');
-        span
-    }
+/// The generic HTTP sink's bodies: one JSON document per line (NDJSON), or one JSON
+/// array per request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum JsonBody {
+    NdJson,
+    Array,
 }
 
-/// One JSON array per request.
-pub(crate) struct JsonArray;
-
-impl BodyWriter for JsonArray {
+impl BodyWriter for JsonBody {
     fn open(&self, body: &mut Vec<u8>) {
-        body.push(b'[');
+        if *self == JsonBody::Array {
+            body.push(b'[');
+        }
     }
     fn separator(&self, body: &mut Vec<u8>) {
-        body.push(b',');
+        if *self == JsonBody::Array {
+            body.push(b',');
+        }
     }
     fn close(&self, body: &mut Vec<u8>) {
-        body.push(b']');
+        if *self == JsonBody::Array {
+            body.push(b']');
+        }
     }
     fn write(&self, body: &mut Vec<u8>, _: &Event, record: &[u8], e: Embedding) -> Span {
-        e.write(body, record)
+        let span = e.write(body, record);
+        if *self == JsonBody::NdJson {
+            body.push(b'\n');
+        }
+        span
     }
 }
 

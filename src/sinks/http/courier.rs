@@ -406,7 +406,7 @@ mod tests {
     use super::*;
     use crate::ack::Outcome;
     use crate::encode::Format;
-    use crate::sinks::http::body::JsonArray;
+    use crate::sinks::http::body::JsonBody;
     use crate::sinks::http::client::server_text;
     use crate::sinks::http::testkit::{batcher, events, limits, sink_batch};
     use crate::sinks::http::verdict::{classify_status, status_detail};
@@ -458,8 +458,12 @@ mod tests {
             DeadLetterFile::new(dir.path(), "s"),
             Vec::new(),
         );
-        let (mut b, mut ledger, mut ready) =
-            batcher(JsonArray, Format::JsonRaw, limits(100, 1 << 20), false);
+        let (mut b, mut ledger, mut ready) = batcher(
+            JsonBody::Array,
+            Format::JsonRaw,
+            limits(100, 1 << 20),
+            false,
+        );
         let (sb, mut w) = sink_batch(events(100));
         b.push(sb, &mut ledger, &mut ready);
         let chunk = ready.pop().unwrap();

@@ -18,20 +18,38 @@ pub(crate) type AckId = u64;
 ///
 /// An entry counts its holds: one while the batcher is still cutting the batch, plus
 /// one per request that carries records of it. The token resolves as delivered when
-/// the count reaches zero. Dropping the ledger drops the tokens left in it, and a
+/// the count reaches zero and the token is there: the delivery loop hands it over
+/// ([`attach`](AckLedger::attach)) after the batch was taken, and its requests may be
+/// delivered before that. Dropping the ledger drops the tokens left in it, and a
 /// dropped token counts as not delivered.
 #[derive(Debug, Default)]
 pub(crate) struct AckLedger {
     next: AckId,
-    open: HashMap<AckId, (AckToken, usize)>,
+    open: HashMap<AckId, (Option<AckToken>, usize)>,
 }
 
 impl AckLedger {
-    pub(crate) fn open(&mut self, token: AckToken) -> AckId {
+    /// A new entry, held once (by the batcher cutting the batch); its token comes with
+    /// [`attach`](AckLedger::attach).
+    pub(crate) fn open(&mut self) -> AckId {
         let id = self.next;
         self.next += 1;
-        self.open.insert(id, (token, 1));
+        self.open.insert(id, (None, 1));
         id
+    }
+
+    /// Gives entry `id` its token: resolved now if every request holding the batch's
+    /// records is settled already, else once the last of them is.
+    pub(crate) fn attach(&mut self, id: AckId, token: AckToken) {
+        match self.open.get_mut(&id) {
+            Some((slot, holds)) if *holds > 0 => *slot = Some(token),
+            Some(_) => {
+                self.open.remove(&id);
+                token.delivered();
+            }
+            // Not opened: not ours to resolve (dropped: not delivered).
+            None => drop(token),
+        }
     }
 
     pub(crate) fn retain(&mut self, id: AckId) {
@@ -41,10 +59,10 @@ impl AckLedger {
     }
 
     pub(crate) fn release(&mut self, id: AckId) {
-        if let Some((_, holds)) = self.open.get_mut(&id) {
-            *holds -= 1;
-            if *holds == 0 {
-                if let Some((token, _)) = self.open.remove(&id) {
+        if let Some((token, holds)) = self.open.get_mut(&id) {
+            *holds = holds.saturating_sub(1);
+            if *holds == 0 && token.is_some() {
+                if let Some((Some(token), _)) = self.open.remove(&id) {
                     token.delivered();
                 }
             }
@@ -55,6 +73,11 @@ impl AckLedger {
         for id in ids {
             self.release(*id);
         }
+    }
+
+    /// Whether every batch taken is resolved.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.open.is_empty()
     }
 
     /// Batches not yet resolved.

@@ -10,10 +10,12 @@
 //!   record, splitting);
 //! - `batcher`: sink batches encoded and cut into bodies by `max_events`, `max_bytes`
 //!   and `max_wait`;
+//! - `outbox`: what a sink holds between the delivery loop and its courier: the
+//!   batcher, the bodies ready to go, the ledger and the hand-over of tokens;
 //! - `courier`: one request sent with retries, stalls, splitting of refused data and
 //!   dead-lettering;
-//! - `hec` and `generic`: each sink's body format, headers, classification, health
-//!   check and delivery.
+//! - `hec` and `generic`: each sink's headers, classification, health check and its
+//!   transport of the delivery loop (`crate::sinks::delivery`).
 //!
 //! A lower layer never imports a higher one. Not here: the delivery contract with the
 //! pipeline (`crate::sinks`), the backoff delays (`crate::retry`).
@@ -25,6 +27,7 @@ mod courier;
 pub(super) mod generic;
 pub(super) mod hec;
 mod ledger;
+mod outbox;
 #[cfg(test)]
 mod testkit;
 mod verdict;

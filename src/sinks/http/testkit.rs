@@ -9,10 +9,12 @@ use crate::config::{HttpBatching, TlsOptions, TlsVersion};
 use crate::encode::{Encoder, EncoderOptions, Format, Framing, SyslogStyle};
 use crate::event::{Batch, Event, SourceKind};
 use crate::route::SinkBatch;
+use crate::sinks::delivery::EncodedBatch;
 use chrono::DateTime;
 use serde_json::value::RawValue;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::time::Instant;
 
 pub(crate) fn event(json: &str) -> Event {
     Event::new(
@@ -62,14 +64,53 @@ pub(crate) fn events(n: usize) -> Vec<Event> {
         .collect()
 }
 
-/// A batcher (records without a syslog header), an empty ledger, and no sealed body.
+/// A batcher that takes sink batches as the delivery loop hands them over: encoded
+/// with its encoder (records without a syslog header), then the token attached.
+pub(crate) struct TestBatcher<W: BodyWriter> {
+    inner: Batcher<W>,
+    encoder: Encoder,
+    records: EncodedBatch,
+}
+
+impl<W: BodyWriter> TestBatcher<W> {
+    pub(crate) fn push(
+        &mut self,
+        sb: SinkBatch,
+        ledger: &mut AckLedger,
+        ready: &mut Vec<SealedChunk>,
+    ) {
+        self.records.encode(&self.encoder, &sb.batch);
+        let id = self.inner.push(&sb.batch, &self.records, ledger, ready);
+        ledger.attach(id, sb.ack);
+    }
+
+    pub(crate) fn flush(&mut self) -> Option<SealedChunk> {
+        self.inner.flush()
+    }
+
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.inner.deadline()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.inner.is_empty()
+    }
+}
+
+/// A [`TestBatcher`], an empty ledger, and no sealed body.
 pub(crate) fn batcher<W: BodyWriter>(
     writer: W,
     format: Format,
     limits: HttpBatching,
     gzip: bool,
-) -> (Batcher<W>, AckLedger, Vec<SealedChunk>) {
-    let b = Batcher::new(writer, encoder(format, SyslogStyle::None), limits, gzip);
+) -> (TestBatcher<W>, AckLedger, Vec<SealedChunk>) {
+    let encoder = encoder(format, SyslogStyle::None);
+    let inner = Batcher::new(writer, encoder.options(), limits, gzip);
+    let b = TestBatcher {
+        inner,
+        encoder,
+        records: EncodedBatch::default(),
+    };
     (b, AckLedger::default(), Vec::new())
 }
 

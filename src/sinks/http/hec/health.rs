@@ -9,7 +9,7 @@
 //! Not here: the request format (`hec::wire`), the event requests (`hec`).
 
 use super::wire::{base_headers, classify, endpoint, uuid_v4, HecAnswer};
-use crate::config::{HecOptions, Sink, SinkKind};
+use crate::config::HecOptions;
 use crate::sinks::error::SinkError;
 use crate::sinks::http::client::{build_client, error_chain, read_limited, server_text};
 use crate::sinks::http::courier::Courier;
@@ -121,13 +121,10 @@ pub(super) async fn wait_until_healthy(
 /// health endpoint answers healthy (or is absent: a 4xx), and HEC accepts the token
 /// (an empty event request: 400 code 5 "No data" with a good token, 401 / 403 with a
 /// bad one).
-pub(crate) async fn healthcheck(cfg: &Sink) -> Result<(), SinkError> {
-    let SinkKind::Hec(opts) = &cfg.kind else {
-        return Ok(());
-    };
+pub(crate) async fn healthcheck(sink: &str, opts: &HecOptions) -> Result<(), SinkError> {
     let url = endpoint(&opts.endpoint, &["services", "collector", "health"]);
     let shown = crate::config::redacted_url(&url);
-    let client = build_client(&cfg.name, &shown, &opts.tls, opts.request_timeout)?;
+    let client = build_client(sink, &shown, &opts.tls, opts.request_timeout)?;
     if let Health::Unhealthy { detail, .. } = probe_health(&client, &url).await {
         return Err(SinkError::Http {
             url: shown,

@@ -65,26 +65,24 @@ mod wire;
 
 pub(crate) use health::healthcheck;
 
-use crate::config::{HecOptions, Sink, SinkKind};
-use crate::encode::Encoder;
+use crate::ack::AckToken;
+use crate::config::{HecOptions, Sink};
 use crate::metrics::label;
 use crate::retry::deadline_after;
-use crate::route::SinkBatch;
 use crate::sinks::dead_letter::DeadLetterFile;
-use crate::sinks::delivery::SinkContext;
+use crate::sinks::delivery::{Attempt, EncodedBatch, SinkContext, Transport, Written};
 use crate::sinks::error::SinkError;
-use crate::sinks::http::batcher::{sleep_until, Batcher};
 use crate::sinks::http::body::SealedChunk;
 use crate::sinks::http::client::{build_client, error_chain, read_limited, server_text};
 use crate::sinks::http::courier::Courier;
 use crate::sinks::http::ledger::AckLedger;
+use crate::sinks::http::outbox::Outbox;
 use crate::sinks::http::verdict::status_detail;
 use crate::sinks::metrics::SinkMetrics;
 use health::wait_until_healthy;
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_ENCODING};
 use reqwest::StatusCode;
 use std::collections::{BTreeMap, HashMap};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use url::Url;
@@ -101,137 +99,116 @@ struct Unacked {
     sent: Instant,
 }
 
-struct HecSink {
+/// The HEC sink as a transport of the delivery loop: a batch taken by
+/// [`write`](Transport::write) goes into the body being filled, every body that is full
+/// (or due on `max_wait`) is sent by the courier, and with indexer acknowledgement the
+/// accepted requests wait in `unacked` until [`tick`](Transport::tick) polls HEC and
+/// finds them indexed (or sends them again after `ack_timeout`). A batch's token
+/// resolves once every request holding its records was delivered (indexed) or
+/// dead-lettered.
+pub(crate) struct HecSink {
     courier: Courier,
     opts: HecOptions,
     ack_url: Url,
     ack_headers: HeaderMap,
-    ledger: AckLedger,
+    outbox: Outbox<HecEnvelope>,
     /// By `ackId`.
     unacked: BTreeMap<u64, Unacked>,
     acks_pending: prometheus_client::metrics::gauge::Gauge<i64, std::sync::atomic::AtomicI64>,
     warned_no_ack_id: bool,
     ack_poll_failing: bool,
-}
-
-pub(crate) async fn run(
-    cfg: Sink,
-    mut rx: mpsc::Receiver<SinkBatch>,
-    ctx: SinkContext,
-    encoder: Encoder,
-) -> Result<(), SinkError> {
-    let SinkKind::Hec(opts) = &cfg.kind else {
-        return Err(SinkError::Unsupported { sink: cfg.name });
-    };
-    let opts = opts.clone();
-    let sink = cfg.name.as_str();
-    let metrics = SinkMetrics::new(&ctx.metrics, sink);
-    let event_url = endpoint(&opts.endpoint, &["services", "collector", "event"]);
-    let shown = crate::config::redacted_url(&event_url);
-    let client = build_client(sink, &shown, &opts.tls, opts.request_timeout)?;
-    let channel = opts.channel.clone().unwrap_or_else(uuid_v4);
-    let ack_headers = base_headers(&opts, &channel, &shown)?;
-    let mut headers = ack_headers.clone();
-    if opts.gzip {
-        headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-    }
-    let mut courier = Courier::new(
-        sink,
-        client,
-        event_url,
-        headers,
-        cfg.retry,
-        metrics.clone(),
-        DeadLetterFile::for_sink(&cfg, &ctx),
-        vec![opts.token.expose().to_string()],
-    );
-    courier.dead_letter.prepare().await?;
-    tracing::info!(
-        sink,
-        url = %courier.shown,
-        channel = %channel,
-        indexer_ack = opts.indexer_ack,
-        gzip = opts.gzip,
-        "splunk hec sink starting"
-    );
-    courier.warn_if_plaintext_credentials("hec token");
-    let health_url = endpoint(&opts.endpoint, &["services", "collector", "health"]);
-    if !wait_until_healthy(&courier, &health_url, &ctx.shutdown).await {
-        return Ok(());
-    }
-    let mut hec = HecSink {
-        ack_url: endpoint(&opts.endpoint, &["services", "collector", "ack"]),
-        ack_headers,
-        ledger: AckLedger::default(),
-        unacked: BTreeMap::new(),
-        acks_pending: ctx
-            .metrics
-            .sink_hec_acks_pending
-            .get_or_create(&label("sink", sink))
-            .clone(),
-        warned_no_ack_id: false,
-        ack_poll_failing: false,
-        courier,
-        opts,
-    };
-    hec.run(&mut rx, encoder, &ctx.shutdown).await
+    /// When HEC is asked next about `unacked` (`None` while nothing waits).
+    next_poll: Option<Instant>,
+    shutdown: CancellationToken,
 }
 
 impl HecSink {
-    async fn run(
-        &mut self,
-        rx: &mut mpsc::Receiver<SinkBatch>,
-        encoder: Encoder,
-        shutdown: &CancellationToken,
-    ) -> Result<(), SinkError> {
-        let mut batcher = Batcher::new(
-            HecEnvelope::new(&self.opts),
-            encoder,
-            self.opts.batching,
-            self.opts.gzip,
+    /// Builds the client (TLS files, token and channel headers), prepares the
+    /// dead-letter file and waits until HEC is healthy. `Ok(None)` when `shutdown`
+    /// came first.
+    pub(crate) async fn start(
+        cfg: &Sink,
+        opts: &HecOptions,
+        ctx: &SinkContext,
+        metrics: SinkMetrics,
+    ) -> Result<Option<Self>, SinkError> {
+        let sink = cfg.name.as_str();
+        let event_url = endpoint(&opts.endpoint, &["services", "collector", "event"]);
+        let shown = crate::config::redacted_url(&event_url);
+        let client = build_client(sink, &shown, &opts.tls, opts.request_timeout)?;
+        let channel = opts.channel.clone().unwrap_or_else(uuid_v4);
+        let ack_headers = base_headers(opts, &channel, &shown)?;
+        let mut headers = ack_headers.clone();
+        if opts.gzip {
+            headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        }
+        let mut courier = Courier::new(
+            sink,
+            client,
+            event_url,
+            headers,
+            cfg.retry,
+            metrics,
+            DeadLetterFile::for_sink(cfg, ctx),
+            vec![opts.token.expose().to_string()],
         );
-        let mut ready: Vec<SealedChunk> = Vec::new();
-        let mut closed = false;
-        let mut next_poll: Option<Instant> = None;
-        loop {
-            if closed && batcher.is_empty() && self.unacked.is_empty() {
-                tracing::debug!(sink = %self.courier.sink, "queue closed and drained; sink stops");
-                return Ok(());
+        courier.dead_letter.prepare().await?;
+        tracing::info!(
+            sink,
+            url = %courier.shown,
+            channel = %channel,
+            indexer_ack = opts.indexer_ack,
+            gzip = opts.gzip,
+            "splunk hec sink starting"
+        );
+        courier.warn_if_plaintext_credentials("hec token");
+        let health_url = endpoint(&opts.endpoint, &["services", "collector", "health"]);
+        if !wait_until_healthy(&courier, &health_url, &ctx.shutdown).await {
+            return Ok(None);
+        }
+        Ok(Some(HecSink {
+            ack_url: endpoint(&opts.endpoint, &["services", "collector", "ack"]),
+            ack_headers,
+            outbox: Outbox::new(
+                HecEnvelope::new(opts),
+                &cfg.encoding,
+                opts.batching,
+                opts.gzip,
+            ),
+            unacked: BTreeMap::new(),
+            acks_pending: ctx
+                .metrics
+                .sink_hec_acks_pending
+                .get_or_create(&label("sink", sink))
+                .clone(),
+            warned_no_ack_id: false,
+            ack_poll_failing: false,
+            next_poll: None,
+            shutdown: ctx.shutdown.clone(),
+            courier,
+            opts: opts.clone(),
+        }))
+    }
+
+    /// Sends the bodies that are ready, in order. Stops early on shutdown (what was not
+    /// sent stays not delivered).
+    async fn send_ready(&mut self) -> Result<(), SinkError> {
+        let shutdown = self.shutdown.clone();
+        for chunk in self.outbox.take_ready() {
+            if !self.send(chunk, &shutdown).await? {
+                break;
             }
-            let deadline = batcher.deadline();
-            let take = !closed && self.unacked.len() < MAX_UNACKED;
-            if self.unacked.is_empty() {
-                next_poll = None;
-            } else if next_poll.is_none() {
-                next_poll = Some(deadline_after(Instant::now(), self.opts.ack_poll_interval));
-            }
-            tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => return Ok(()),
-                _ = sleep_until(next_poll), if next_poll.is_some() => {
-                    next_poll = Some(deadline_after(Instant::now(), self.opts.ack_poll_interval));
-                    if !self.poll_acks(shutdown).await {
-                        return Ok(());
-                    }
-                    ready.extend(self.take_timed_out());
-                }
-                _ = sleep_until(deadline), if deadline.is_some() => ready.extend(batcher.flush()),
-                next = rx.recv(), if take => {
-                    self.courier.metrics.queue.set(rx.len() as i64);
-                    match next {
-                        Some(sb) => batcher.push(sb, &mut self.ledger, &mut ready),
-                        None => {
-                            closed = true;
-                            ready.extend(batcher.flush());
-                        }
-                    }
-                }
-            }
-            for chunk in ready.drain(..) {
-                if !self.send(chunk, shutdown).await? {
-                    return Ok(());
-                }
-            }
+        }
+        self.schedule_poll();
+        Ok(())
+    }
+
+    /// Polls every `ack_poll_interval` while requests wait for their acknowledgement.
+    fn schedule_poll(&mut self) {
+        if self.unacked.is_empty() {
+            self.next_poll = None;
+        } else if self.next_poll.is_none() {
+            self.next_poll = Some(deadline_after(Instant::now(), self.opts.ack_poll_interval));
         }
     }
 
@@ -245,7 +222,7 @@ impl HecSink {
         let HecSink {
             courier,
             opts,
-            ledger,
+            outbox,
             unacked,
             acks_pending,
             warned_no_ack_id,
@@ -294,7 +271,7 @@ impl HecSink {
             }
         };
         courier
-            .send_all(chunk, classify, ledger, shutdown, accepted)
+            .send_all(chunk, classify, &mut outbox.ledger, shutdown, accepted)
             .await
     }
 
@@ -334,7 +311,7 @@ impl HecSink {
                             let Ok(id) = id.parse::<u64>() else { continue };
                             if indexed {
                                 if let Some(u) = self.unacked.remove(&id) {
-                                    self.courier.delivered(&u.chunk, &mut self.ledger);
+                                    self.courier.delivered(&u.chunk, &mut self.outbox.ledger);
                                 }
                             }
                         }
@@ -422,5 +399,71 @@ impl HecSink {
         }
         self.acks_pending.set(self.unacked.len() as i64);
         out
+    }
+}
+
+impl Transport for HecSink {
+    async fn write(
+        &mut self,
+        records: &EncodedBatch,
+        _attempt: Attempt,
+    ) -> Result<Written, SinkError> {
+        self.outbox.take(records);
+        self.send_ready().await?;
+        // Counted by the courier, request by request (with indexer acknowledgement:
+        // once indexed).
+        Ok(Written::default())
+    }
+
+    fn hold(&mut self, ack: AckToken) {
+        self.outbox.hold(ack);
+    }
+
+    fn holds_acks(&self) -> bool {
+        !self.outbox.is_settled() || !self.unacked.is_empty()
+    }
+
+    fn wants_resend(&self) -> bool {
+        self.outbox.has_ready()
+    }
+
+    fn next_tick(&self) -> Option<Instant> {
+        match (self.next_poll, self.outbox.deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    async fn tick(&mut self) -> Result<(), SinkError> {
+        // Cancel-safe: a poll cut short changes nothing but the time of the next one;
+        // what is due to go is only put aside here and sent by the loop's empty
+        // `write`, because `wants_resend` says so.
+        if self.next_poll.is_some_and(|at| at <= Instant::now()) {
+            self.next_poll = Some(deadline_after(Instant::now(), self.opts.ack_poll_interval));
+            let shutdown = self.shutdown.clone();
+            if !self.poll_acks(&shutdown).await {
+                return Ok(());
+            }
+            for chunk in self.take_timed_out() {
+                self.outbox.resend(chunk);
+            }
+            self.schedule_poll();
+        }
+        self.outbox.flush_due();
+        Ok(())
+    }
+
+    fn accepts_batches(&self) -> bool {
+        // Backpressure (ARCHITECTURE.md, invariant 3): no more batches while
+        // `MAX_UNACKED` requests wait for their acknowledgement.
+        self.unacked.len() < MAX_UNACKED
+    }
+
+    fn retries_inside(&self) -> bool {
+        true
+    }
+
+    fn queue_closed(&mut self) {
+        self.outbox.queue_closed();
     }
 }
