@@ -86,3 +86,31 @@ impl AckLedger {
         self.open.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ack::{ack_set, Outcome};
+
+    #[test]
+    fn a_token_attached_after_its_requests_settled_resolves_at_once() {
+        let (mut tokens, mut w) = ack_set(2);
+        let mut ledger = AckLedger::default();
+        // Batch 0: its one request is delivered before the loop hands over the token.
+        let early = ledger.open();
+        ledger.retain(early);
+        ledger.release(early); // the batcher is done with it
+        ledger.release(early); // its request was delivered
+        assert_eq!(ledger.len(), 1, "kept until the token comes");
+        ledger.attach(early, tokens.pop().unwrap());
+        // Batch 1: the token comes while its request is still out.
+        let late = ledger.open();
+        ledger.retain(late);
+        ledger.release(late);
+        ledger.attach(late, tokens.pop().unwrap());
+        assert_eq!(w.try_outcome(), None);
+        ledger.release(late);
+        assert_eq!(w.try_outcome(), Some(Outcome::Delivered));
+        assert!(ledger.is_empty());
+    }
+}

@@ -53,7 +53,7 @@
 //! does not.
 //!
 //! Owned here: the sink's set-up (client, headers, channel, courier, the wait for a
-//! healthy HEC) and its delivery, with the ledger of requests waiting for their
+//! healthy HEC) and its transport of the delivery loop ([`HecSink`]), with the ledger of requests waiting for their
 //! indexer acknowledgement and its polling. The request and answer formats are in
 //! `wire`, the health checks in `health`.
 //!
