@@ -1,6 +1,6 @@
 //! Sinks: where encoded records go. Each runs as one task fed by a bounded queue.
 //!
-//! Contract with the pipeline: a sink receives [`SinkBatch`](crate::route::SinkBatch)es
+//! Contract with the pipeline: a sink receives [`SinkBatch`]es
 //! from its queue in order, writes each batch's records, and resolves the batch's
 //! [`AckToken`](crate::ack::AckToken) from the real result of the write (ARCHITECTURE.md,
 //! invariant 1: the API is the buffer). On a retriable error it backs off and tries
@@ -17,9 +17,11 @@
 //!   with timeout, the TLS handshake entry, socket options), `tls` (the rustls client
 //!   and the stream type), `dead_letter` ([`DeadLetterFile`]), `stall` (a sink held
 //!   back by a set-up fault);
-//! - the transports: `stdout`, `file`, `tcp` (plain or TLS, with its resend tail),
-//!   `udp`, `relp` (a window of frames acknowledged by the server), `http` (Splunk
-//!   HEC and the generic HTTP sink, split by layer).
+//! - the transports, each one constructor from its options struct and one
+//!   `delivery::Transport` impl: `stdout`, `file`, `tcp` (plain or TLS, with its
+//!   resend tail), `udp`, `relp/` (a window of frames acknowledged by the server),
+//!   `http/` (Splunk HEC and the generic HTTP sink, split by layer).
+//! - `testkit` (tests only): events and sink batches for the unit tests.
 //!
 //! Not done here: spawning (the pipeline spawns one task per sink and hands it the
 //! queue), encoding rules (`crate::encode`), and deciding the backoff delays
@@ -36,6 +38,8 @@ mod relp;
 mod stall;
 mod stdout;
 mod tcp;
+#[cfg(test)]
+mod testkit;
 mod tls;
 mod udp;
 

@@ -2,18 +2,16 @@
 //! with a stand-in encoder (the raw JSON text plus LF) so that the bytes are known.
 //! The end-to-end tests with the real encoder and a real rsyslog are in `tests/it/sinks.rs`.
 
+use super::testkit::{batch_of, event};
 use super::*;
-use crate::ack::{ack_set, AckWaiter, Outcome};
+use crate::ack::{AckWaiter, Outcome};
 use crate::config::{
     FileOptions, OversizePolicy, RelpOptions, TcpOptions, TlsOptions, TlsVersion, UdpOptions,
 };
 use crate::encode::{EncoderOptions, Format, Framing, SyslogStyle};
-use crate::event::SourceKind;
-use crate::event::{Batch, Event};
+use crate::event::Event;
 use crate::metrics::{label, Metrics};
 use crate::retry::BackoffPolicy;
-use chrono::Utc;
-use serde_json::value::RawValue;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
@@ -79,29 +77,12 @@ fn context(dead_letter_dir: &std::path::Path) -> SinkContext {
     }
 }
 
-fn event(json: &str) -> Event {
-    let raw = RawValue::from_string(json.to_string()).expect("test json");
-    Event::new(SourceKind::AuditLog, raw, Utc::now())
-}
-
 /// A batch of `n` small events `{"seq":"<tag>-<i>"}` and its waiter.
 fn batch(tag: &str, n: usize) -> (SinkBatch, AckWaiter) {
     let events = (0..n)
         .map(|i| event(&format!(r#"{{"seq":"{tag}-{i}"}}"#)))
         .collect();
     batch_of(events)
-}
-
-fn batch_of(events: Vec<Event>) -> (SinkBatch, AckWaiter) {
-    let (mut tokens, waiter) = ack_set(1);
-    let sb = SinkBatch {
-        batch: Arc::new(Batch {
-            source: Arc::from("audit"),
-            events,
-        }),
-        ack: tokens.pop().expect("one token"),
-    };
-    (sb, waiter)
 }
 
 fn sink_label(name: &str) -> crate::metrics::Labels {
@@ -576,38 +557,15 @@ async fn a_sink_with_an_unusable_ca_file_stops_at_start_and_delivers_nothing() {
         }),
     ] {
         let cfg = Sink {
-            name: "s".into(),
-            kind,
-            encoding: EncoderOptions {
-                format: Format::JsonRaw,
-                syslog: SyslogStyle::None,
-                framing: Framing::Lf,
-                facility: 13,
-                hostname: "h".into(),
-                app_name: "a".into(),
-            },
-            dead_letter_max_bytes: crate::sinks::DEAD_LETTER_MAX_BYTES,
             queue_batches: 2,
             // Unbounded retries: the error must stop the sink by itself.
-            retry: crate::retry::BackoffPolicy::default(),
+            retry: BackoffPolicy::default(),
+            ..sink("s", kind)
         };
-        let (tx, rx) = tokio::sync::mpsc::channel(2);
-        let (mut tokens, waiter) = ack_set(1);
-        let raw = serde_json::value::RawValue::from_string("{}".into()).expect("json");
-        tx.send(SinkBatch {
-            batch: Arc::new(Batch {
-                source: Arc::from("audit"),
-                events: vec![Event::new(SourceKind::AuditLog, raw, chrono::Utc::now())],
-            }),
-            ack: tokens.pop().expect("token"),
-        })
-        .await
-        .expect("queue");
-        let ctx = SinkContext {
-            metrics: Arc::new(crate::metrics::Metrics::new()),
-            dead_letter_dir: dir.path().to_path_buf(),
-            shutdown: tokio_util::sync::CancellationToken::new(),
-        };
+        let (tx, rx) = mpsc::channel(2);
+        let (b, waiter) = batch("ca", 1);
+        tx.send(b).await.expect("queue");
+        let ctx = context(dir.path());
         let err = tokio::time::timeout(Duration::from_secs(5), run(cfg, rx, ctx))
             .await
             .expect("stops at once")

@@ -179,7 +179,7 @@ mod tests {
     use crate::ack::Outcome;
     use crate::encode::{Format, SyslogStyle};
     use crate::sinks::http::body::JsonBody;
-    use crate::sinks::http::testkit::{batcher, encoder, event, events, limits, sink_batch};
+    use crate::sinks::http::testkit::{batch_of, batcher, encoder, event, events, limits};
     use std::io::Read;
     use std::time::Duration;
 
@@ -187,8 +187,8 @@ mod tests {
     fn batches_are_cut_by_events_and_tokens_wait_for_every_part() {
         let (mut b, mut ledger, mut ready) =
             batcher(JsonBody::NdJson, Format::JsonRaw, limits(4, 1 << 20), false);
-        let (sb1, mut w1) = sink_batch(events(6));
-        let (sb2, mut w2) = sink_batch(events(3));
+        let (sb1, mut w1) = batch_of(events(6));
+        let (sb2, mut w2) = batch_of(events(3));
         b.push(sb1, &mut ledger, &mut ready);
         b.push(sb2, &mut ledger, &mut ready);
         // 9 events, 4 per request: two full requests, one in the making.
@@ -240,7 +240,7 @@ mod tests {
             },
             false,
         );
-        let (sb, _w) = sink_batch(events(1));
+        let (sb, _w) = batch_of(events(1));
         b.push(sb, &mut ledger, &mut ready);
         let deadline = b.deadline().expect("a body is being filled");
         assert!(deadline > Instant::now() + Duration::from_secs(300 * 24 * 3600));
@@ -250,7 +250,7 @@ mod tests {
     fn dropping_the_ledger_leaves_batches_not_delivered() {
         let (mut b, mut ledger, mut ready) =
             batcher(JsonBody::NdJson, Format::JsonRaw, limits(2, 1 << 20), false);
-        let (sb, w) = sink_batch(events(4));
+        let (sb, w) = batch_of(events(4));
         b.push(sb, &mut ledger, &mut ready);
         ledger.release_all(&ready[0].acks);
         drop(ledger);
@@ -264,7 +264,7 @@ mod tests {
     fn empty_batches_resolve_at_once() {
         let (mut b, mut ledger, mut ready) =
             batcher(JsonBody::NdJson, Format::JsonRaw, limits(2, 1 << 20), false);
-        let (sb, mut w) = sink_batch(Vec::new());
+        let (sb, mut w) = batch_of(Vec::new());
         b.push(sb, &mut ledger, &mut ready);
         assert!(ready.is_empty() && b.is_empty());
         assert_eq!(w.try_outcome(), Some(Outcome::Delivered));
@@ -277,7 +277,7 @@ mod tests {
             batcher(JsonBody::Array, Format::JsonRaw, limits(1000, max), false);
         let mut evs = events(100);
         evs.insert(50, event(&format!(r#"{{"big":"{}"}}"#, "z".repeat(3000))));
-        let (sb, _w) = sink_batch(evs);
+        let (sb, _w) = batch_of(evs);
         b.push(sb, &mut ledger, &mut ready);
         ready.extend(b.flush());
         let mut seen = 0;
@@ -299,7 +299,7 @@ mod tests {
         let (mut b, mut ledger, mut ready) =
             batcher(JsonBody::Array, Format::Cef, limits(10, 1 << 20), true);
         let evs = events(5);
-        let (sb, _w) = sink_batch(evs.clone());
+        let (sb, _w) = batch_of(evs.clone());
         b.push(sb, &mut ledger, &mut ready);
         let c = b.flush().unwrap();
         assert!(c.gzip);
@@ -326,8 +326,8 @@ mod tests {
     fn a_split_request_keeps_every_record_its_format_and_its_batches() {
         let (mut b, mut ledger, mut ready) =
             batcher(JsonBody::Array, Format::JsonRaw, limits(10, 1 << 20), true);
-        let (sb1, mut w1) = sink_batch(events(4));
-        let (sb2, mut w2) = sink_batch(events(6));
+        let (sb1, mut w1) = batch_of(events(4));
+        let (sb2, mut w2) = batch_of(events(6));
         b.push(sb1, &mut ledger, &mut ready);
         b.push(sb2, &mut ledger, &mut ready);
         let chunk = ready.pop().unwrap();

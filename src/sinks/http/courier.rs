@@ -408,7 +408,7 @@ mod tests {
     use crate::encode::Format;
     use crate::sinks::http::body::JsonBody;
     use crate::sinks::http::client::server_text;
-    use crate::sinks::http::testkit::{batcher, events, limits, sink_batch};
+    use crate::sinks::http::testkit::{batch_of, batcher, events, limits};
     use crate::sinks::http::verdict::{classify_status, status_detail};
     use std::sync::Arc;
 
@@ -464,7 +464,7 @@ mod tests {
             limits(100, 1 << 20),
             false,
         );
-        let (sb, mut w) = sink_batch(events(100));
+        let (sb, mut w) = batch_of(events(100));
         b.push(sb, &mut ledger, &mut ready);
         let chunk = ready.pop().unwrap();
         let classify = |status, body: &[u8], ra| {

@@ -1,28 +1,18 @@
-//! Test helpers shared by the unit tests of the HTTP layers: events, encoders, batch
-//! limits and sink batches with their waiters.
+//! Test helpers shared by the unit tests of the HTTP layers: encoders, batch limits,
+//! a batcher fed like the delivery loop feeds it, TLS settings; events and sink
+//! batches come from the sinks' `testkit`.
 
 use super::batcher::Batcher;
 use super::body::{BodyWriter, SealedChunk};
 use super::ledger::AckLedger;
-use crate::ack::ack_set;
 use crate::config::{HttpBatching, TlsOptions, TlsVersion};
 use crate::encode::{Encoder, EncoderOptions, Format, Framing, SyslogStyle};
-use crate::event::{Batch, Event, SourceKind};
+use crate::event::Event;
 use crate::route::SinkBatch;
 use crate::sinks::delivery::EncodedBatch;
-use chrono::DateTime;
-use serde_json::value::RawValue;
-use std::sync::Arc;
+pub(crate) use crate::sinks::testkit::{batch_of, event};
 use std::time::Duration;
 use tokio::time::Instant;
-
-pub(crate) fn event(json: &str) -> Event {
-    Event::new(
-        SourceKind::AuditLog,
-        RawValue::from_string(json.to_string()).unwrap(),
-        DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
-    )
-}
 
 pub(crate) fn encoder(format: Format, syslog: SyslogStyle) -> Encoder {
     Encoder::new(EncoderOptions {
@@ -41,21 +31,6 @@ pub(crate) fn limits(max_events: usize, max_bytes: usize) -> HttpBatching {
         max_bytes,
         max_wait: Duration::from_secs(1),
     }
-}
-
-pub(crate) fn sink_batch(events: Vec<Event>) -> (SinkBatch, crate::ack::AckWaiter) {
-    let (mut t, w) = ack_set(1);
-    let batch = Arc::new(Batch {
-        source: Arc::from("audit"),
-        events,
-    });
-    (
-        SinkBatch {
-            batch,
-            ack: t.pop().unwrap(),
-        },
-        w,
-    )
 }
 
 pub(crate) fn events(n: usize) -> Vec<Event> {

@@ -6,11 +6,12 @@ use super::*;
 use crate::config::{Sink, SinkKind};
 use crate::route::SinkBatch;
 use crate::sinks::delivery::{self, RecordEncoder, SinkContext};
+use crate::sinks::testkit::{batch_of, event};
 use tokio::sync::mpsc;
 
-use crate::ack::{ack_set, AckWaiter, Outcome};
+use crate::ack::{AckWaiter, Outcome};
 use crate::encode::{EncoderOptions, Format, Framing, SyslogStyle};
-use crate::event::{Batch, Event, SourceKind};
+use crate::event::Event;
 use crate::metrics::{label, Metrics};
 use crate::retry::BackoffPolicy;
 use std::sync::{Arc, Mutex};
@@ -57,22 +58,11 @@ fn relp_sink(port: u16, window: usize, ack_timeout: Duration, retries: Option<u3
 }
 
 fn batch(n: usize) -> (SinkBatch, AckWaiter) {
-    let (mut tokens, waiter) = ack_set(1);
-    let events = (0..n)
-        .map(|i| {
-            let raw = serde_json::value::RawValue::from_string(format!(r#"{{"seq":{i}}}"#))
-                .expect("json");
-            Event::new(SourceKind::AuditLog, raw, chrono::Utc::now())
-        })
-        .collect();
-    let sb = SinkBatch {
-        batch: Arc::new(Batch {
-            source: Arc::from("audit"),
-            events,
-        }),
-        ack: tokens.pop().expect("one token"),
-    };
-    (sb, waiter)
+    batch_of(
+        (0..n)
+            .map(|i| event(&format!(r#"{{"seq":{i}}}"#)))
+            .collect(),
+    )
 }
 
 /// What a scripted server does with one frame.
@@ -311,13 +301,26 @@ async fn a_broken_session_sends_the_unanswered_frames_again() {
     );
 }
 
+/// Runs a sink with a window of 8 against `script`, sends one batch of `records`, and
+/// waits for the sink to stop with an error, the batch not delivered.
+async fn stops_with(
+    script: impl Fn(usize, u32, &str, usize) -> Reply + Send + Sync + 'static,
+    ack_timeout: Duration,
+    retries: u32,
+    records: usize,
+) -> (SinkError, u16, Seen) {
+    let (port, seen) = scripted_server(script).await;
+    let sink = start(relp_sink(port, 8, ack_timeout, Some(retries)));
+    let w = sink.send(records).await;
+    let err = sink.ended().await.expect_err("the sink stops");
+    assert_eq!(outcome(w).await, Outcome::NotDelivered);
+    (err, port, seen)
+}
+
 #[tokio::test]
 async fn a_refused_frame_is_an_error_with_the_servers_text() {
-    let (port, _) = scripted_server(|_, _, _, _| Reply::Rsp("500 queue full, try later")).await;
-    let sink = start(relp_sink(port, 8, Duration::from_secs(5), Some(0)));
-    let w = sink.send(3).await;
-    let err = sink.ended().await.expect_err("refused");
-    assert_eq!(outcome(w).await, Outcome::NotDelivered);
+    let refuse = |_: usize, _: u32, _: &str, _: usize| Reply::Rsp("500 queue full, try later");
+    let (err, port, _) = stops_with(refuse, Duration::from_secs(5), 0, 3).await;
     let msg = err.to_string();
     assert!(msg.contains("500 queue full, try later"), "{msg}");
     assert!(msg.contains(&format!("127.0.0.1:{port}")), "{msg}");
@@ -326,11 +329,8 @@ async fn a_refused_frame_is_an_error_with_the_servers_text() {
 
 #[tokio::test]
 async fn no_rsp_within_the_ack_timeout_breaks_the_session() {
-    let (port, _) = scripted_server(|_, _, _, _| Reply::Nothing).await;
-    let sink = start(relp_sink(port, 8, Duration::from_millis(200), Some(0)));
-    let w = sink.send(2).await;
-    let err = sink.ended().await.expect_err("timeout");
-    assert_eq!(outcome(w).await, Outcome::NotDelivered);
+    let silent = |_: usize, _: u32, _: &str, _: usize| Reply::Nothing;
+    let (err, _, _) = stops_with(silent, Duration::from_millis(200), 0, 2).await;
     assert!(
         err.to_string()
             .contains("no rsp to frame 2 within the ack timeout"),
@@ -340,11 +340,23 @@ async fn no_rsp_within_the_ack_timeout_breaks_the_session() {
 
 #[tokio::test]
 async fn serverclose_breaks_the_session() {
-    let (port, _) = scripted_server(|_, _, _, _| Reply::Raw(b"0 serverclose 0\n")).await;
-    let sink = start(relp_sink(port, 8, Duration::from_secs(5), Some(0)));
-    let w = sink.send(2).await;
-    let err = sink.ended().await.expect_err("serverclose");
-    assert_eq!(outcome(w).await, Outcome::NotDelivered);
+    let close = |_: usize, _: u32, _: &str, _: usize| Reply::Raw(b"0 serverclose 0\n");
+    let (err, _, _) = stops_with(close, Duration::from_secs(5), 0, 2).await;
     assert!(err.to_string().contains("serverclose"), "{err}");
     assert!(err.is_retriable());
+}
+
+#[tokio::test]
+async fn sessions_that_open_but_never_answer_use_up_the_retries() {
+    // Every session opens fine and then stays silent: reopening is not progress, so
+    // the backoff goes on and `max_retries` ends it (one first try, two retries).
+    let silent = |_: usize, _: u32, _: &str, _: usize| Reply::Nothing;
+    let (err, _, seen) = stops_with(silent, Duration::from_millis(100), 2, 1).await;
+    assert!(err.to_string().contains("within the ack timeout"), "{err}");
+    let sessions: Vec<usize> = seen.lock().unwrap().iter().map(|(c, _, _)| *c).collect();
+    assert_eq!(
+        sessions,
+        vec![1, 2, 3],
+        "the frame on each of three sessions"
+    );
 }

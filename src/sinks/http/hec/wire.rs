@@ -217,7 +217,7 @@ mod tests {
     use crate::encode::Format;
     use crate::event::SourceKind;
     use crate::secret::Secret;
-    use crate::sinks::http::testkit::{batcher, event, plain_tls, sink_batch};
+    use crate::sinks::http::testkit::{batch_of, batcher, event, plain_tls};
     use serde_json::value::RawValue;
     use std::sync::Arc;
 
@@ -453,7 +453,7 @@ mod tests {
             opts().batching,
             true,
         );
-        let (sb, _w) = sink_batch(vec![event("{\n \"a\": 1\n}")]);
+        let (sb, _w) = batch_of(vec![event("{\n \"a\": 1\n}")]);
         b.push(sb, &mut ledger, &mut ready);
         let c = b.flush().unwrap();
         // The record as dead-lettered: the event, its line breaks made spaces.
