@@ -245,6 +245,22 @@ pub(crate) trait Transport {
         true
     }
 
+    /// Whether the loop may take the next batch from the queue now. `false` holds the
+    /// batches in the queue (backpressure: HEC with too many requests waiting for
+    /// their indexer acknowledgement) while ticks go on; `next_tick` must then be
+    /// `Some`.
+    fn accepts_batches(&self) -> bool {
+        true
+    }
+
+    /// Whether the transport retries inside `write` and `tick` itself (HTTP's
+    /// courier: `Retry-After`, stalls) and counts and logs its failures: an error it
+    /// returns then ends the sink as it is, without being counted, logged or retried
+    /// again by the loop.
+    fn retries_inside(&self) -> bool {
+        false
+    }
+
     /// The queue is closed and drained: nothing more will be written; send what is
     /// buffered (HTTP's open request body) on the next ticks.
     fn queue_closed(&mut self) {}
@@ -293,7 +309,7 @@ pub(crate) async fn run<T: Transport>(
                 }
                 continue;
             }
-            next = rx.recv() => next,
+            next = rx.recv(), if transport.accepts_batches() => next,
         };
         metrics.queue_len(rx.len());
         let Some(SinkBatch { batch, ack }) = next else {
@@ -470,6 +486,10 @@ impl Delivery<'_> {
                     }
                 }
             };
+            if transport.retries_inside() {
+                // Counted and logged where it happened; it ends the sink.
+                return Err(e);
+            }
             self.metrics.error(&e);
             // While we retry, the queue fills behind us: keep the gauge honest.
             self.metrics.queue_len(rx.len());

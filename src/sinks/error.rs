@@ -39,12 +39,10 @@ pub enum SinkError {
         size: u64,
         max_bytes: u64,
     },
-    #[error("sink {sink}: this transport is not available in this build")]
-    Unsupported { sink: String },
     /// An HTTP-based sink (HEC, HTTP): a failed request, an unexpected answer, or a
     /// client that cannot be built (TLS files). `url` never carries credentials;
     /// `kind` is the `sink_errors` label; `retriable` is decided by the sink's
-    /// classification (`http_common`).
+    /// classification (`http::verdict`).
     #[error("{url}: {detail}")]
     Http {
         url: String,
@@ -104,9 +102,7 @@ impl SinkError {
             SinkError::Open { source, .. } | SinkError::FileWrite { source, .. } => {
                 source.kind() != io::ErrorKind::PermissionDenied
             }
-            SinkError::Stdout { .. }
-            | SinkError::DeadLetter { .. }
-            | SinkError::Unsupported { .. } => false,
+            SinkError::Stdout { .. } | SinkError::DeadLetter { .. } => false,
             SinkError::Http { retriable, .. } => *retriable,
             // The sink holds its batch until the operator makes room (a stall).
             SinkError::DeadLetterFull { .. } => true,
@@ -138,7 +134,6 @@ impl SinkError {
             SinkError::Stdout { .. } => "stdout",
             SinkError::DeadLetter { .. } => "dead_letter",
             SinkError::DeadLetterFull { .. } => "dead_letter_full",
-            SinkError::Unsupported { .. } => "unsupported",
             SinkError::Http { kind, .. } => kind,
             SinkError::TlsConfig { .. } => "tls_config",
             SinkError::TlsHandshake {

@@ -19,9 +19,8 @@
 //!   back by a set-up fault);
 //! - the transports, each one constructor from its options struct and one
 //!   `delivery::Transport` impl: `stdout`, `file`, `tcp` (plain or TLS, with its
-//!   resend tail), `udp`, `relp/` (a window of frames acknowledged by the server);
-//!   `hec` and `http` on `http_common` still have their own loops (they move onto the
-//!   delivery model next).
+//!   resend tail), `udp`, `relp/` (a window of frames acknowledged by the server),
+//!   `http/` (Splunk HEC and the generic HTTP sink, split by layer).
 //! - `testkit` (tests only): events and sink batches for the unit tests.
 //!
 //! Not done here: spawning (the pipeline spawns one task per sink and hands it the
@@ -33,9 +32,7 @@ mod dead_letter;
 mod delivery;
 mod error;
 mod file;
-mod hec;
 mod http;
-mod http_common;
 mod metrics;
 mod relp;
 mod stall;
@@ -49,10 +46,8 @@ mod udp;
 pub use dead_letter::{DeadLetterFile, DEFAULT_MAX_BYTES as DEAD_LETTER_MAX_BYTES};
 pub use delivery::{EncodedBatch, RecordEncoder, SinkContext};
 pub use error::SinkError;
-pub use udp::{truncate_record, TRUNCATION_MARKER};
-// For `hec` and `http` until they are on the delivery model and import the kit
-// modules themselves.
 use metrics::SinkMetrics;
+pub use udp::{truncate_record, TRUNCATION_MARKER};
 
 use crate::config::{Sink, SinkKind};
 use crate::encode::Encoder;
@@ -69,11 +64,7 @@ pub async fn run(
     ctx: SinkContext,
 ) -> Result<(), SinkError> {
     let encoder = Encoder::new(cfg.encoding.clone());
-    match &cfg.kind {
-        SinkKind::Hec(_) => hec::run(cfg, rx, ctx, encoder).await,
-        SinkKind::Http(_) => http::run(cfg, rx, ctx, encoder).await,
-        _ => run_with_encoder(cfg, rx, ctx, encoder).await,
-    }
+    run_with_encoder(cfg, rx, ctx, encoder).await
 }
 
 /// [`run`] with a given encoder instead of the one `cfg.encoding` describes.
@@ -109,9 +100,15 @@ pub async fn run_with_encoder(
             let t = started(relp::RelpSink::new(sink, o, m()), sink, metrics)?;
             delivery::run(t, cfg, rx, ctx, metrics, encoder).await
         }
-        SinkKind::Hec(_) | SinkKind::Http(_) => Err(SinkError::Unsupported {
-            sink: sink.to_string(),
-        }),
+        SinkKind::Hec(o) => match http::hec::HecSink::start(cfg, o, ctx, m()).await? {
+            Some(t) => delivery::run(t, cfg, rx, ctx, metrics, encoder).await,
+            // Shutdown while waiting for HEC to be healthy.
+            None => Ok(()),
+        },
+        SinkKind::Http(o) => {
+            let t = http::generic::HttpSink::start(cfg, o, ctx, m()).await?;
+            delivery::run(t, cfg, rx, ctx, metrics, encoder).await
+        }
     }
 }
 
@@ -141,8 +138,8 @@ pub async fn healthcheck(cfg: &Sink) -> Result<(), SinkError> {
         SinkKind::Tcp(o) => tcp::healthcheck(&cfg.name, o).await,
         SinkKind::Udp(o) => udp::connect(&o.host, o.port).await.map(drop),
         SinkKind::Relp(o) => relp::healthcheck(&cfg.name, o).await,
-        SinkKind::Hec(_) => hec::healthcheck(cfg).await,
-        SinkKind::Http(_) => http::healthcheck(cfg).await,
+        SinkKind::Hec(o) => http::hec::healthcheck(&cfg.name, o).await,
+        SinkKind::Http(o) => http::generic::healthcheck(&cfg.name, o).await,
     }
 }
 

@@ -14,61 +14,40 @@
 //! the request is split in halves until each refused record is alone, those go to the
 //! dead-letter file with the status and the server's text, the rest is delivered. Any
 //! other status (401 and 403 credentials, 404 and 405 URL, ...) stalls the route until
-//! the endpoint takes requests again (`http_common`). One request is in flight at a
+//! the endpoint takes requests again (`verdict`, `courier`). One request is in flight at a
 //! time: a generic endpoint promises nothing about the order of concurrent requests.
 //!
 //! Credentials (basic, bearer) on a plain `http://` URL are logged as a WARN at start.
 //!
-//! Not done here: batching, gzip, the retry loop, stalls, splitting and dead-lettering
-//! (`http_common`).
+//! Owned here: the body format chosen by `body` (the writers are `body::NdJson` and
+//! `body::JsonArray`), the headers and credentials, the classification of an answer
+//! (the shared rule with the server's text), the health check and the delivery.
+//!
+//! Not done here: batching and gzip (`batcher`, `body`), the retry loop, stalls,
+//! splitting and dead-lettering (`courier`).
 
-use super::http_common::{
-    build_client, classify_status, error_chain, server_text, sleep_until, status_detail, AckLedger,
-    Batcher, BodyWriter, Courier, Embedding, SealedChunk, Span, Verdict,
-};
-use super::{DeadLetterFile, SinkContext, SinkError, SinkMetrics};
-use crate::config::{HttpAuth, HttpBody, Sink, SinkKind};
-use crate::encode::Encoder;
-use crate::event::Event;
-use crate::route::SinkBatch;
+use super::body::JsonBody;
+use super::client::{build_client, error_chain, server_text};
+use super::courier::Courier;
+use super::ledger::AckLedger;
+use super::outbox::Outbox;
+use super::verdict::{classify_status, status_detail, Verdict};
+use crate::ack::AckToken;
+use crate::config::{HttpAuth, HttpBody, HttpOptions, Sink};
+use crate::sinks::dead_letter::DeadLetterFile;
+use crate::sinks::delivery::{Attempt, EncodedBatch, SinkContext, Transport, Written};
+use crate::sinks::error::SinkError;
+use crate::sinks::metrics::SinkMetrics;
 use base64::Engine;
 use reqwest::header::{
     HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE,
 };
 use reqwest::StatusCode;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
-/// One JSON document per line.
-pub(crate) struct NdJson;
-
-impl BodyWriter for NdJson {
-    fn write(&self, body: &mut Vec<u8>, _: &Event, record: &[u8], e: Embedding) -> Span {
-        let span = e.write(body, record);
-        body.push(b'\n');
-        span
-    }
-}
-
-/// One JSON array per request.
-pub(crate) struct JsonArray;
-
-impl BodyWriter for JsonArray {
-    fn open(&self, body: &mut Vec<u8>) {
-        body.push(b'[');
-    }
-    fn separator(&self, body: &mut Vec<u8>) {
-        body.push(b',');
-    }
-    fn close(&self, body: &mut Vec<u8>) {
-        body.push(b']');
-    }
-    fn write(&self, body: &mut Vec<u8>, _: &Event, record: &[u8], e: Embedding) -> Span {
-        e.write(body, record)
-    }
-}
-
-/// The classification of an answer (see `http_common::classify_status`); the detail
+/// The classification of an answer (see `verdict::classify_status`); the detail
 /// is the status and the start of the server's text.
 pub(crate) fn classify(status: StatusCode, body: &[u8], retry_after: Option<Duration>) -> Verdict {
     classify_status(
@@ -83,13 +62,10 @@ pub(crate) fn classify(status: StatusCode, body: &[u8], retry_after: Option<Dura
 /// that client, so a certificate the sink would refuse (or a refused connection) is
 /// found here. A generic endpoint has no request that is safe to send as a probe of
 /// the credentials: any HTTP answer counts as reachable.
-pub(crate) async fn healthcheck(cfg: &Sink) -> Result<(), SinkError> {
-    let SinkKind::Http(opts) = &cfg.kind else {
-        return Ok(());
-    };
+pub(crate) async fn healthcheck(sink: &str, opts: &HttpOptions) -> Result<(), SinkError> {
     let shown = crate::config::redacted_url(&opts.url);
-    let client = build_client(&cfg.name, &shown, &opts.tls, opts.request_timeout)?;
-    let (headers, _) = headers(cfg, &shown)?;
+    let client = build_client(sink, &shown, &opts.tls, opts.request_timeout)?;
+    let (headers, _) = headers(opts, &shown)?;
     match client.head(opts.url.clone()).headers(headers).send().await {
         Ok(_) => Ok(()),
         Err(e) => Err(SinkError::Http {
@@ -101,27 +77,9 @@ pub(crate) async fn healthcheck(cfg: &Sink) -> Result<(), SinkError> {
     }
 }
 
-pub(crate) async fn run(
-    cfg: Sink,
-    rx: mpsc::Receiver<SinkBatch>,
-    ctx: SinkContext,
-    encoder: Encoder,
-) -> Result<(), SinkError> {
-    let SinkKind::Http(opts) = &cfg.kind else {
-        return Err(SinkError::Unsupported { sink: cfg.name });
-    };
-    match opts.body {
-        HttpBody::NdJson => run_with(NdJson, &cfg, rx, ctx, encoder).await,
-        HttpBody::JsonArray => run_with(JsonArray, &cfg, rx, ctx, encoder).await,
-    }
-}
-
 /// The request headers: content type and encoding, authentication, then the
 /// configured headers (which may replace the content type).
-fn headers(cfg: &Sink, shown: &str) -> Result<(HeaderMap, Vec<String>), SinkError> {
-    let SinkKind::Http(o) = &cfg.kind else {
-        return Ok((HeaderMap::new(), Vec::new()));
-    };
+fn headers(o: &HttpOptions, shown: &str) -> Result<(HeaderMap, Vec<String>), SinkError> {
     let bad = |what: String| SinkError::Http {
         url: shown.to_string(),
         kind: "config",
@@ -174,125 +132,145 @@ fn headers(cfg: &Sink, shown: &str) -> Result<(HeaderMap, Vec<String>), SinkErro
     Ok((h, secrets))
 }
 
-async fn run_with(
-    writer: impl BodyWriter,
-    cfg: &Sink,
-    mut rx: mpsc::Receiver<SinkBatch>,
-    ctx: SinkContext,
-    encoder: Encoder,
-) -> Result<(), SinkError> {
-    let SinkKind::Http(opts) = &cfg.kind else {
-        return Err(SinkError::Unsupported {
-            sink: cfg.name.clone(),
-        });
-    };
-    let sink = cfg.name.as_str();
-    let shown = crate::config::redacted_url(&opts.url);
-    let client = build_client(sink, &shown, &opts.tls, opts.request_timeout)?;
-    let (headers, secrets) = headers(cfg, &shown)?;
-    let mut courier = Courier::new(
-        sink,
-        client,
-        opts.url.clone(),
-        headers,
-        cfg.retry,
-        SinkMetrics::new(&ctx.metrics, sink),
-        DeadLetterFile::for_sink(cfg, &ctx),
-        secrets,
-    );
-    courier.dead_letter.prepare().await?;
-    tracing::info!(
-        sink,
-        url = %courier.shown,
-        body = ?opts.body,
-        gzip = opts.gzip,
-        "http sink starting"
-    );
-    courier.warn_if_plaintext_credentials("authorization header");
-    let shutdown = &ctx.shutdown;
-    let mut batcher = Batcher::new(writer, encoder, opts.batching, opts.gzip);
-    let mut ledger = AckLedger::default();
-    let mut ready: Vec<SealedChunk> = Vec::new();
-    let mut closed = false;
-    loop {
-        if closed && batcher.is_empty() {
-            tracing::debug!(sink, "queue closed and drained; sink stops");
-            return Ok(());
-        }
-        let deadline = batcher.deadline();
-        tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => return Ok(()),
-            _ = sleep_until(deadline), if deadline.is_some() => ready.extend(batcher.flush()),
-            next = rx.recv(), if !closed => {
-                courier.metrics.queue.set(rx.len() as i64);
-                match next {
-                    Some(sb) => batcher.push(sb, &mut ledger, &mut ready),
-                    None => {
-                        closed = true;
-                        ready.extend(batcher.flush());
-                    }
-                }
-            }
-        }
-        for chunk in ready.drain(..) {
-            let delivered = |c: &Courier, chunk: SealedChunk, _, ledger: &mut AckLedger| {
+/// The generic HTTP sink as a transport of the delivery loop: a batch taken by
+/// [`write`](Transport::write) goes into the body being filled, and every body that is
+/// full (or due: [`tick`](Transport::tick) on `max_wait`) is sent by the courier, which
+/// retries, stalls, splits and dead-letters inside; its token resolves once every
+/// request holding its records was delivered or dead-lettered.
+pub(crate) struct HttpSink {
+    courier: Courier,
+    outbox: Outbox<JsonBody>,
+    shutdown: CancellationToken,
+}
+
+impl HttpSink {
+    /// Builds the client (TLS files, headers) and prepares the dead-letter file.
+    pub(crate) async fn start(
+        cfg: &Sink,
+        opts: &HttpOptions,
+        ctx: &SinkContext,
+        metrics: SinkMetrics,
+    ) -> Result<Self, SinkError> {
+        let sink = cfg.name.as_str();
+        let shown = crate::config::redacted_url(&opts.url);
+        let client = build_client(sink, &shown, &opts.tls, opts.request_timeout)?;
+        let (headers, secrets) = headers(opts, &shown)?;
+        let mut courier = Courier::new(
+            sink,
+            client,
+            opts.url.clone(),
+            headers,
+            cfg.retry,
+            metrics,
+            DeadLetterFile::for_sink(cfg, ctx),
+            secrets,
+        );
+        courier.dead_letter.prepare().await?;
+        tracing::info!(
+            sink,
+            url = %courier.shown,
+            body = ?opts.body,
+            gzip = opts.gzip,
+            "http sink starting"
+        );
+        courier.warn_if_plaintext_credentials("authorization header");
+        let writer = match opts.body {
+            HttpBody::NdJson => JsonBody::NdJson,
+            HttpBody::JsonArray => JsonBody::Array,
+        };
+        Ok(HttpSink {
+            courier,
+            outbox: Outbox::new(writer, &cfg.encoding, opts.batching, opts.gzip),
+            shutdown: ctx.shutdown.clone(),
+        })
+    }
+}
+
+impl Transport for HttpSink {
+    async fn write(
+        &mut self,
+        records: &EncodedBatch,
+        _attempt: Attempt,
+    ) -> Result<Written, SinkError> {
+        self.outbox.take(records);
+        for chunk in self.outbox.take_ready() {
+            let delivered = |c: &Courier, chunk, _, ledger: &mut AckLedger| {
                 c.delivered(&chunk, ledger);
                 None
             };
-            if !courier
-                .send_all(chunk, classify, &mut ledger, shutdown, delivered)
-                .await?
-            {
-                return Ok(());
+            let sent = self
+                .courier
+                .send_all(
+                    chunk,
+                    classify,
+                    &mut self.outbox.ledger,
+                    &self.shutdown,
+                    delivered,
+                )
+                .await?;
+            if !sent {
+                // Shutdown: the loop stops; what was not sent stays not delivered.
+                break;
             }
         }
+        // Counted by the courier, request by request.
+        Ok(Written::default())
+    }
+
+    fn hold(&mut self, ack: AckToken) {
+        self.outbox.hold(ack);
+    }
+
+    fn holds_acks(&self) -> bool {
+        !self.outbox.is_settled()
+    }
+
+    fn wants_resend(&self) -> bool {
+        self.outbox.has_ready()
+    }
+
+    fn next_tick(&self) -> Option<Instant> {
+        self.outbox.deadline()
+    }
+
+    async fn tick(&mut self) -> Result<(), SinkError> {
+        // Only seals the due body (cancel-safe); the loop then sends it with an empty
+        // `write`, because `wants_resend` says a body is ready.
+        self.outbox.flush_due();
+        Ok(())
+    }
+
+    fn retries_inside(&self) -> bool {
+        true
+    }
+
+    fn queue_closed(&mut self) {
+        self.outbox.queue_closed();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{HttpBatching, HttpOptions, TlsOptions, TlsVersion};
-    use crate::encode::{EncoderOptions, Format, Framing, SyslogStyle};
+    use crate::config::HttpBatching;
     use crate::secret::Secret;
+    use crate::sinks::http::testkit::plain_tls;
     use url::Url;
 
-    fn cfg(auth: HttpAuth, headers: Vec<(String, String)>) -> Sink {
-        Sink {
-            name: "web".into(),
-            kind: SinkKind::Http(HttpOptions {
-                url: Url::parse("https://collector.example.com/ingest").unwrap(),
-                body: HttpBody::NdJson,
-                headers,
-                auth,
-                gzip: true,
-                batching: HttpBatching {
-                    max_events: 10,
-                    max_bytes: 4096,
-                    max_wait: Duration::from_secs(1),
-                },
-                request_timeout: Duration::from_secs(5),
-                tls: TlsOptions {
-                    ca_file: None,
-                    client_cert: None,
-                    client_key: None,
-                    server_name: None,
-                    min_version: TlsVersion::Tls12,
-                    insecure_skip_verify: false,
-                },
-            }),
-            encoding: EncoderOptions {
-                format: Format::JsonRaw,
-                syslog: SyslogStyle::None,
-                framing: Framing::None,
-                facility: 13,
-                hostname: "h".into(),
-                app_name: "c42fwd".into(),
+    fn cfg(auth: HttpAuth, headers: Vec<(String, String)>) -> HttpOptions {
+        HttpOptions {
+            url: Url::parse("https://collector.example.com/ingest").unwrap(),
+            body: HttpBody::NdJson,
+            headers,
+            auth,
+            gzip: true,
+            batching: HttpBatching {
+                max_events: 10,
+                max_bytes: 4096,
+                max_wait: Duration::from_secs(1),
             },
-            dead_letter_max_bytes: crate::sinks::DEAD_LETTER_MAX_BYTES,
-            queue_batches: 4,
-            retry: Default::default(),
+            request_timeout: Duration::from_secs(5),
+            tls: plain_tls(),
         }
     }
 
