@@ -25,7 +25,6 @@ mod hec_server;
 use c42fwd::ack::{ack_set, AckWaiter, Outcome};
 use c42fwd::config::{
     HecOptions, HttpAuth, HttpBatching, HttpBody, HttpOptions, Sink, SinkKind, TlsOptions,
-    TlsVersion,
 };
 use c42fwd::encode::{EncoderOptions, Format, Framing, SyslogStyle};
 use c42fwd::event::{Batch, Event, SourceKind};
@@ -103,14 +102,7 @@ struct Report {
 }
 
 fn tls() -> TlsOptions {
-    TlsOptions {
-        ca_file: None,
-        client_cert: None,
-        client_key: None,
-        server_name: None,
-        min_version: TlsVersion::Tls12,
-        insecure_skip_verify: false,
-    }
+    TlsOptions::default()
 }
 
 /// The config defaults (`max_events` 500, `max_bytes` 1 MiB, `max_wait` 1 s).

@@ -23,7 +23,7 @@
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
 use c42fwd::ack::{ack_set, AckWaiter, Outcome};
-use c42fwd::config::{RelpOptions, Sink, SinkKind, TcpOptions, TlsOptions, TlsVersion};
+use c42fwd::config::{RelpOptions, Sink, SinkKind, TcpOptions, TlsOptions};
 use c42fwd::encode::{EncoderOptions, Format, Framing, SyslogStyle};
 use c42fwd::event::{Batch, Event, SourceKind};
 use c42fwd::metrics::Metrics;
@@ -132,11 +132,7 @@ async fn run(which: &str, events: usize, window: usize) -> Report {
     let (ca_file, acceptor) = pki(dir.path());
     let tls = which.ends_with("tls").then_some(TlsOptions {
         ca_file: Some(ca_file),
-        client_cert: None,
-        client_key: None,
-        server_name: None,
-        min_version: TlsVersion::Tls12,
-        insecure_skip_verify: false,
+        ..TlsOptions::default()
     });
     let relp = which.starts_with("relp");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");

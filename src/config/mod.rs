@@ -348,6 +348,21 @@ pub struct TlsOptions {
     pub insecure_skip_verify: bool,
 }
 
+/// The settings of an empty `tls` table: the system's roots, verification on, the
+/// sink's host as the name to verify, TLS 1.2 or newer.
+impl Default for TlsOptions {
+    fn default() -> Self {
+        TlsOptions {
+            ca_file: None,
+            client_cert: None,
+            client_key: None,
+            server_name: None,
+            min_version: TlsVersion::Tls12,
+            insecure_skip_verify: false,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TlsVersion {
     Tls12,

@@ -584,6 +584,20 @@ mod tests {
         );
     }
 
+    /// `TlsOptions::default()` (what tests and code build by hand) is exactly what an
+    /// empty `tls` table validates to.
+    #[test]
+    fn an_empty_tls_table_is_the_default_tls_options() {
+        let text = MINIMAL.replace("port = 6514", "port = 6514\n[sinks.siem.tls]");
+        let c = crate::config::validate::parse_str(&text).unwrap();
+        match &c.sinks["siem"].kind {
+            SinkKind::Tcp(TcpOptions { tls: Some(t), .. }) => {
+                assert_eq!(t, &TlsOptions::default())
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn tls_relp_hec_and_http_sinks() {
         let dir = tempfile::tempdir().unwrap();

@@ -5,9 +5,7 @@
 use super::testkit::{batch_of, event};
 use super::*;
 use crate::ack::{AckWaiter, Outcome};
-use crate::config::{
-    FileOptions, OversizePolicy, RelpOptions, TcpOptions, TlsOptions, TlsVersion, UdpOptions,
-};
+use crate::config::{FileOptions, OversizePolicy, RelpOptions, TcpOptions, TlsOptions, UdpOptions};
 use crate::encode::{EncoderOptions, Format, Framing, SyslogStyle};
 use crate::event::Event;
 use crate::metrics::{label, Metrics};
@@ -533,11 +531,7 @@ async fn a_sink_with_an_unusable_ca_file_stops_at_start_and_delivers_nothing() {
     let missing = dir.path().join("no-such-ca.pem");
     let tls = Some(TlsOptions {
         ca_file: Some(missing.clone()),
-        client_cert: None,
-        client_key: None,
-        server_name: None,
-        min_version: TlsVersion::Tls12,
-        insecure_skip_verify: false,
+        ..TlsOptions::default()
     });
     for kind in [
         SinkKind::Tcp(TcpOptions {

@@ -493,14 +493,7 @@ mod tests {
     use std::path::PathBuf;
 
     fn opts() -> TlsOptions {
-        TlsOptions {
-            ca_file: None,
-            client_cert: None,
-            client_key: None,
-            server_name: None,
-            min_version: TlsVersion::Tls12,
-            insecure_skip_verify: false,
-        }
+        TlsOptions::default()
     }
 
     /// A CA and a client certificate signed by it, as PEM files.

@@ -145,7 +145,6 @@ pub(crate) async fn read_limited(mut resp: reqwest::Response) -> Result<Bytes, r
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sinks::http::testkit::plain_tls;
 
     #[test]
     fn server_text_is_one_short_line() {
@@ -160,7 +159,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let tls = |ca: Option<std::path::PathBuf>| TlsOptions {
             ca_file: ca,
-            ..plain_tls()
+            ..TlsOptions::default()
         };
         let t = Duration::from_secs(5);
         assert!(build_client("s", "https://x", &tls(None), t).is_ok());

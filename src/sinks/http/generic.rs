@@ -254,7 +254,6 @@ mod tests {
     use super::*;
     use crate::config::HttpBatching;
     use crate::secret::Secret;
-    use crate::sinks::http::testkit::plain_tls;
     use url::Url;
 
     fn cfg(auth: HttpAuth, headers: Vec<(String, String)>) -> HttpOptions {
@@ -270,7 +269,7 @@ mod tests {
                 max_wait: Duration::from_secs(1),
             },
             request_timeout: Duration::from_secs(5),
-            tls: plain_tls(),
+            tls: crate::config::TlsOptions::default(),
         }
     }
 

@@ -5,7 +5,7 @@
 use super::batcher::Batcher;
 use super::body::{BodyWriter, SealedChunk};
 use super::ledger::AckLedger;
-use crate::config::{HttpBatching, TlsOptions, TlsVersion};
+use crate::config::HttpBatching;
 use crate::encode::{Encoder, EncoderOptions, Format, Framing, SyslogStyle};
 use crate::event::Event;
 use crate::route::SinkBatch;
@@ -87,16 +87,4 @@ pub(crate) fn batcher<W: BodyWriter>(
         records: EncodedBatch::default(),
     };
     (b, AckLedger::default(), Vec::new())
-}
-
-/// TLS settings with no files: the built-in roots, verification on, TLS 1.2 or newer.
-pub(crate) fn plain_tls() -> TlsOptions {
-    TlsOptions {
-        ca_file: None,
-        client_cert: None,
-        client_key: None,
-        server_name: None,
-        min_version: TlsVersion::Tls12,
-        insecure_skip_verify: false,
-    }
 }

@@ -3,7 +3,7 @@
 
 use super::{event_at, sink_batch, PATIENCE};
 use c42fwd::ack::{AckWaiter, Outcome};
-use c42fwd::config::{Sink, TlsOptions, TlsVersion};
+use c42fwd::config::{Sink, TlsOptions};
 use c42fwd::encode::{EncoderOptions, Format, Framing, SyslogStyle};
 use c42fwd::event::Event;
 use c42fwd::metrics::{label, Metrics};
@@ -26,14 +26,7 @@ pub fn fast_retry() -> BackoffPolicy {
 }
 
 pub fn plain_tls() -> TlsOptions {
-    TlsOptions {
-        ca_file: None,
-        client_cert: None,
-        client_key: None,
-        server_name: None,
-        min_version: TlsVersion::Tls12,
-        insecure_skip_verify: false,
-    }
+    TlsOptions::default()
 }
 
 pub fn encoding(format: Format) -> EncoderOptions {

@@ -2,7 +2,7 @@
 //! one, one for the wrong name, and a CA nobody uses.
 
 use super::rsyslog::ServerTls;
-use c42fwd::config::{TlsOptions, TlsVersion};
+use c42fwd::config::TlsOptions;
 use rcgen::{
     date_time_ymd, BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose,
@@ -138,9 +138,7 @@ impl TestPki {
             ca_file: Some(self.ca.clone()),
             client_cert: with_certificate.then(|| self.client_cert.clone()),
             client_key: with_certificate.then(|| self.client_key.clone()),
-            server_name: None,
-            min_version: TlsVersion::Tls12,
-            insecure_skip_verify: false,
+            ..TlsOptions::default()
         }
     }
 }

@@ -217,7 +217,7 @@ mod tests {
     use crate::encode::Format;
     use crate::event::SourceKind;
     use crate::secret::Secret;
-    use crate::sinks::http::testkit::{batch_of, batcher, event, plain_tls};
+    use crate::sinks::http::testkit::{batch_of, batcher, event};
     use serde_json::value::RawValue;
     use std::sync::Arc;
 
@@ -240,7 +240,7 @@ mod tests {
             ack_poll_interval: Duration::from_secs(1),
             ack_timeout: Duration::from_secs(300),
             request_timeout: Duration::from_secs(30),
-            tls: plain_tls(),
+            tls: crate::config::TlsOptions::default(),
         }
     }
 
