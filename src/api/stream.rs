@@ -91,6 +91,7 @@ impl Capture {
     /// Takes `b` (outside strings: the splitter's `depth` follows the nesting),
     /// unless it is the `,` or `close` at depth `end_depth` that ends the value:
     /// whether it ended it.
+    #[inline]
     fn take(
         &mut self,
         b: u8,
@@ -242,10 +243,12 @@ impl PageSplitter {
             };
         }
         if self.in_string {
-            for capture in [&mut self.elem, &mut self.problems] {
-                if capture.active {
-                    capture.text.push(b);
-                }
+            // Per byte of every string: two plain tests, no loop over the captures.
+            if self.elem.active {
+                self.elem.text.push(b);
+            }
+            if self.problems.active {
+                self.problems.text.push(b);
             }
             if self.escaped {
                 self.escaped = false;
