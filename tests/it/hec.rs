@@ -874,11 +874,7 @@ sinks = ["splunk"]
     assert!(truth.len() >= 2_000, "the emulator has its backlog");
     let want = multiset(truth.iter().cloned());
     let total = truth.len();
-    let all_indexed = hec
-        .wait_for(Duration::from_secs(90), |_, r| {
-            r.iter().filter(|i| i.confirmed).count() >= total
-        })
-        .await;
+    let all_indexed = hec.wait_for_confirmed(total, Duration::from_secs(90)).await;
     assert!(
         all_indexed,
         "not every event was indexed; hec {:?}\nc42fwd log:\n{}",
@@ -1036,11 +1032,7 @@ async fn a_refused_token_stalls_the_daemon_and_once_fixed_every_event_is_indexed
     let truth = crate::support::daemon::backlog(&emu);
     let total = truth.len();
     assert!(total >= 1_500);
-    let all = hec
-        .wait_for(Duration::from_secs(90), |_, r| {
-            r.iter().filter(|i| i.confirmed).count() >= total
-        })
-        .await;
+    let all = hec.wait_for_confirmed(total, Duration::from_secs(90)).await;
     assert!(
         all,
         "not every event indexed: {:?}\n{}",
@@ -1128,11 +1120,7 @@ async fn one_refused_event_in_a_request_of_500_is_the_only_one_dead_lettered() {
     );
     let daemon = daemon_with_open_umask(&config).await;
     let metrics = daemon.metrics_addr().await;
-    let done = hec
-        .wait_for(Duration::from_secs(60), |_, r| {
-            r.iter().filter(|i| i.confirmed).count() >= 499
-        })
-        .await;
+    let done = hec.wait_for_confirmed(499, Duration::from_secs(60)).await;
     assert!(
         done,
         "{:?}\n{}",

@@ -7,25 +7,19 @@
 //! order), not the format, which has its own golden tests.
 
 use crate::support::rsyslog::Rsyslog;
-use crate::support::sink::delivered;
+use crate::support::sink::{delivered, TestSink};
 use crate::support::{
-    event, event_at, lf_records, octet_frames, sink_batch, unused_tcp_port, wait_for, TcpReceiver,
-    PATIENCE,
+    event, event_at, lf_records, octet_frames, unused_tcp_port, wait_for, TcpReceiver, PATIENCE,
 };
-use c42fwd::ack::{AckWaiter, Outcome};
+use c42fwd::ack::Outcome;
 use c42fwd::config::{FileOptions, OversizePolicy, Sink, SinkKind, TcpOptions, UdpOptions};
 use c42fwd::encode::{Encoder, EncoderOptions, Format, Framing, SyslogStyle};
 use c42fwd::event::{Batch, Event};
-use c42fwd::metrics::{label, Metrics};
+use c42fwd::metrics::label;
 use c42fwd::retry::BackoffPolicy;
-use c42fwd::route::SinkBatch;
-use c42fwd::sinks::{self, SinkContext, SinkError, TRUNCATION_MARKER};
-use std::path::Path;
+use c42fwd::sinks::{self, TRUNCATION_MARKER};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 fn options(format: Format, syslog: SyslogStyle, framing: Framing) -> EncoderOptions {
     EncoderOptions {
@@ -145,95 +139,13 @@ fn expected_messages(opts: &EncoderOptions, events: &[Event]) -> Vec<String> {
         .collect()
 }
 
-struct RunningSink {
-    tx: mpsc::Sender<SinkBatch>,
-    ctx: SinkContext,
-    task: JoinHandle<Result<(), SinkError>>,
-    name: String,
-}
-
-impl RunningSink {
-    fn start(cfg: Sink, dead_letter_dir: &Path) -> RunningSink {
-        let (tx, rx) = mpsc::channel(cfg.queue_batches);
-        let ctx = SinkContext {
-            metrics: Arc::new(Metrics::new()),
-            dead_letter_dir: dead_letter_dir.to_path_buf(),
-            shutdown: CancellationToken::new(),
-        };
-        let name = cfg.name.clone();
-        let task = tokio::spawn(sinks::run(cfg, rx, ctx.clone()));
-        RunningSink {
-            tx,
-            ctx,
-            task,
-            name,
-        }
-    }
-
-    async fn send(&self, events: Vec<Event>) -> AckWaiter {
-        let (sb, waiter) = sink_batch("audit", events);
-        self.tx.send(sb).await.expect("sink queue open");
-        waiter
-    }
-
-    fn counter(&self, pick: impl Fn(&Metrics) -> u64) -> u64 {
-        pick(&self.ctx.metrics)
-    }
-
-    fn events(&self) -> u64 {
-        self.counter(|m| {
-            m.sink_events
-                .get_or_create(&label("sink", &self.name))
-                .get()
-        })
-    }
-
-    fn reconnects(&self) -> u64 {
-        self.counter(|m| {
-            m.sink_reconnects
-                .get_or_create(&label("sink", &self.name))
-                .get()
-        })
-    }
-
-    fn resent(&self) -> u64 {
-        self.counter(|m| {
-            m.sink_resent
-                .get_or_create(&label("sink", &self.name))
-                .get()
-        })
-    }
-
-    fn errors(&self, kind: &str) -> u64 {
-        self.counter(|m| {
-            m.sink_errors
-                .get_or_create(&vec![
-                    ("sink", self.name.clone()),
-                    ("kind", kind.to_string()),
-                ])
-                .get()
-        })
-    }
-
-    /// Closes the queue and waits for the sink to drain it and stop.
-    async fn finish(self) -> SinkContext {
-        drop(self.tx);
-        tokio::time::timeout(PATIENCE, self.task)
-            .await
-            .expect("sink drains and stops")
-            .expect("sink task")
-            .expect("sink ends without error");
-        self.ctx
-    }
-}
-
 /// Sends `batches` of `per_batch` events to a TCP sink with `framing` and checks that
 /// rsyslog got every record exactly once, intact and in order.
 async fn tcp_to_rsyslog(format: Format, framing: Framing, batches: usize, per_batch: usize) {
     let mut rsyslog = Rsyslog::start_default().await;
     let opts = options(format, SyslogStyle::Rfc5424, framing);
     let dl = tempfile::tempdir().expect("tempdir");
-    let sink = RunningSink::start(
+    let sink = TestSink::start_in(
         sink_config("siem", tcp(rsyslog.tcp_port()), opts.clone()),
         dl.path(),
     );
@@ -279,7 +191,7 @@ async fn tcp_octet_counting_frames_are_exact_on_the_wire() {
     let receiver = TcpReceiver::bind().await;
     let opts = options(Format::Cef, SyslogStyle::Rfc5424, Framing::OctetCounting);
     let dl = tempfile::tempdir().expect("tempdir");
-    let sink = RunningSink::start(
+    let sink = TestSink::start_in(
         sink_config("wire", tcp(receiver.port()), opts.clone()),
         dl.path(),
     );
@@ -312,7 +224,7 @@ async fn udp_to_rsyslog_one_record_per_datagram() {
     let rsyslog = Rsyslog::start_default().await;
     let opts = options(Format::Cef, SyslogStyle::Rfc5424, Framing::None);
     let dl = tempfile::tempdir().expect("tempdir");
-    let sink = RunningSink::start(
+    let sink = TestSink::start_in(
         sink_config(
             "udp",
             udp(rsyslog.udp_port(), 8192, OversizePolicy::Truncate),
@@ -354,7 +266,7 @@ async fn udp_oversize_records_are_truncated_with_a_marker() {
     let opts = options(Format::JsonRaw, SyslogStyle::Rfc5424, Framing::None);
     let dl = tempfile::tempdir().expect("tempdir");
     let max = 1000;
-    let sink = RunningSink::start(
+    let sink = TestSink::start_in(
         sink_config(
             "udp-trunc",
             udp(rsyslog.udp_port(), max, OversizePolicy::Truncate),
@@ -392,7 +304,7 @@ async fn udp_oversize_records_go_to_the_dead_letter_file() {
     let opts = options(Format::JsonRaw, SyslogStyle::Rfc5424, Framing::None);
     let dl = tempfile::tempdir().expect("tempdir");
     let dl_dir = dl.path().join("dead-letter");
-    let sink = RunningSink::start(
+    let sink = TestSink::start_in(
         sink_config(
             "udp-dl",
             udp(rsyslog.udp_port(), 1000, OversizePolicy::DeadLetter),
@@ -438,7 +350,7 @@ async fn tcp_sink_survives_receiver_restart(hard_kill: bool) {
     let mut rsyslog = Rsyslog::start_default().await;
     let opts = options(Format::Cef, SyslogStyle::Rfc5424, Framing::OctetCounting);
     let dl = tempfile::tempdir().expect("tempdir");
-    let sink = RunningSink::start(
+    let sink = TestSink::start_in(
         sink_config("restart", tcp(rsyslog.tcp_port()), opts.clone()),
         dl.path(),
     );
@@ -546,7 +458,7 @@ async fn a_batch_cut_off_mid_write_is_sent_again_whole() {
 
     let opts = options(Format::JsonRaw, SyslogStyle::None, Framing::Lf);
     let dl = tempfile::tempdir().expect("tempdir");
-    let sink = RunningSink::start(sink_config("cut", tcp(port), opts.clone()), dl.path());
+    let sink = TestSink::start_in(sink_config("cut", tcp(port), opts.clone()), dl.path());
     let pad = "x".repeat(64 * 1024);
     let n = (2 * max_tcp_send_buffer()) / pad.len() + 16;
     let events: Vec<Event> = (0..n)
@@ -592,7 +504,7 @@ async fn a_batch_cut_off_mid_write_is_sent_again_whole() {
 async fn an_unresolved_batch_is_not_delivered_when_the_sink_is_cancelled() {
     let opts = options(Format::Cef, SyslogStyle::Rfc5424, Framing::OctetCounting);
     let dl = tempfile::tempdir().expect("tempdir");
-    let sink = RunningSink::start(
+    let mut sink = TestSink::start_in(
         sink_config("nobody", tcp(unused_tcp_port()), opts),
         dl.path(),
     );
@@ -600,10 +512,8 @@ async fn an_unresolved_batch_is_not_delivered_when_the_sink_is_cancelled() {
     wait_for("connect errors", PATIENCE, || sink.errors("connect") >= 2).await;
     assert_eq!(w.try_outcome(), None);
     sink.ctx.shutdown.cancel();
-    let result = tokio::time::timeout(PATIENCE, sink.task)
-        .await
-        .expect("a cancelled sink stops at once")
-        .expect("join");
+    // A cancelled sink stops at once (within `PATIENCE`).
+    let result = sink.ended().await;
     assert!(result.is_ok(), "cancellation is a clean stop: {result:?}");
     assert_eq!(w.wait().await, Outcome::NotDelivered);
 }
@@ -615,8 +525,8 @@ async fn a_full_queue_makes_the_route_wait_until_the_sink_catches_up() {
     let dl = tempfile::tempdir().expect("tempdir");
     let mut cfg = sink_config("slow", tcp(port), opts.clone());
     cfg.queue_batches = 1;
-    let sink = RunningSink::start(cfg, dl.path());
-    let route = c42fwd::route::Route::new(vec![sink.tx.clone()]);
+    let sink = TestSink::start_in(cfg, dl.path());
+    let route = c42fwd::route::Route::new(vec![sink.sender()]);
     let batch = |r: std::ops::Range<usize>| Batch {
         source: Arc::from("audit"),
         events: audit_events(r),
@@ -672,7 +582,7 @@ async fn file_sink_appends_across_restarts() {
     let opts = options(Format::Cef, SyslogStyle::Rfc5424, Framing::Lf);
     let events = audit_events(0..40);
     for half in [&events[..20], &events[20..]] {
-        let sink = RunningSink::start(
+        let sink = TestSink::start_in(
             sink_config(
                 "file",
                 SinkKind::File(FileOptions { path: path.clone() }),

@@ -262,6 +262,12 @@ impl HecServer {
         }
     }
 
+    /// Waits until at least `n` events were confirmed indexed (`wait_for`).
+    pub async fn wait_for_confirmed(&self, n: usize, within: Duration) -> bool {
+        self.wait_for(within, |_, r| r.iter().filter(|i| i.confirmed).count() >= n)
+            .await
+    }
+
     /// Waits until `done` holds for the server's state; `false` after `within`.
     pub async fn wait_for(
         &self,

@@ -181,29 +181,23 @@ impl TcpReceiver {
         within: Duration,
         mut done: impl FnMut(&TcpReceived) -> bool,
     ) -> TcpReceived {
-        let mut changed = self.changed.clone();
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let now = self.received();
-            if done(&now) {
-                return now;
-            }
-            let woke = tokio::time::timeout_at(deadline, changed.changed()).await;
-            assert!(
-                !matches!(woke, Ok(Err(_))),
-                "tcp receiver {} stopped while waiting for {what}",
-                self.addr
-            );
-            if woke.is_err() {
-                panic!(
+        wait_on_changes(
+            &self.changed,
+            within,
+            || self.received(),
+            &mut done,
+            || format!("tcp receiver {} stopped while waiting for {what}", self.addr),
+            |now| {
+                format!(
                     "tcp receiver {}: timed out after {within:?} waiting for {what}; got {} connection(s), {} bytes: {:?}",
                     self.addr,
                     now.connections.len(),
                     now.bytes().len(),
                     String::from_utf8_lossy(&now.bytes())
-                );
-            }
-        }
+                )
+            },
+        )
+        .await
     }
 
     /// Waits for at least `n` bytes in total.
@@ -297,26 +291,51 @@ impl UdpReceiver {
 
     /// Waits for at least `n` datagrams and returns all received so far.
     pub async fn wait_for_datagrams(&self, n: usize, within: Duration) -> Vec<Vec<u8>> {
-        let mut changed = self.changed.clone();
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let now = self.datagrams();
-            if now.len() >= n {
-                return now;
-            }
-            let woke = tokio::time::timeout_at(deadline, changed.changed()).await;
-            assert!(
-                !matches!(woke, Ok(Err(_))),
-                "udp receiver {} stopped while waiting for {n} datagrams",
-                self.addr
-            );
-            if woke.is_err() {
-                panic!(
+        wait_on_changes(
+            &self.changed,
+            within,
+            || self.datagrams(),
+            |now| now.len() >= n,
+            || {
+                format!(
+                    "udp receiver {} stopped while waiting for {n} datagrams",
+                    self.addr
+                )
+            },
+            |now| {
+                format!(
                     "udp receiver {}: timed out after {within:?} waiting for {n} datagrams; got {}",
                     self.addr,
                     now.len()
-                );
-            }
+                )
+            },
+        )
+        .await
+    }
+}
+
+/// Waits until `done` holds for `snapshot()`, looking again at every change `changed`
+/// announces; panics with `stopped()` when the receiver's task ends, or with
+/// `timed_out(last snapshot)` when `within` passes first.
+async fn wait_on_changes<T>(
+    changed: &watch::Receiver<u64>,
+    within: Duration,
+    snapshot: impl Fn() -> T,
+    mut done: impl FnMut(&T) -> bool,
+    stopped: impl Fn() -> String,
+    timed_out: impl Fn(&T) -> String,
+) -> T {
+    let mut changed = changed.clone();
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let now = snapshot();
+        if done(&now) {
+            return now;
+        }
+        let woke = tokio::time::timeout_at(deadline, changed.changed()).await;
+        assert!(!matches!(woke, Ok(Err(_))), "{}", stopped());
+        if woke.is_err() {
+            panic!("{}", timed_out(&now));
         }
     }
 }

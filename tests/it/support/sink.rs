@@ -11,6 +11,7 @@ use c42fwd::retry::BackoffPolicy;
 use c42fwd::route::SinkBatch;
 use c42fwd::sinks::{self, SinkContext, SinkError};
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tempfile::TempDir;
@@ -65,16 +66,24 @@ pub struct TestSink {
     pub ctx: SinkContext,
     task: Option<JoinHandle<Result<(), SinkError>>>,
     name: String,
-    _dead_letter: TempDir,
+    _dead_letter: Option<TempDir>,
 }
 
 impl TestSink {
+    /// A sink whose dead-letter file goes to a temporary directory of its own.
     pub fn start(cfg: Sink) -> TestSink {
         let dead_letter = tempfile::tempdir().expect("tempdir");
+        let mut sink = TestSink::start_in(cfg, dead_letter.path());
+        sink._dead_letter = Some(dead_letter);
+        sink
+    }
+
+    /// A sink whose dead-letter file goes to `dead_letter_dir`, for tests that read it.
+    pub fn start_in(cfg: Sink, dead_letter_dir: &Path) -> TestSink {
         let (tx, rx) = mpsc::channel(cfg.queue_batches);
         let ctx = SinkContext {
             metrics: Arc::new(Metrics::new()),
-            dead_letter_dir: dead_letter.path().to_path_buf(),
+            dead_letter_dir: dead_letter_dir.to_path_buf(),
             shutdown: CancellationToken::new(),
         };
         let name = cfg.name.clone();
@@ -84,7 +93,7 @@ impl TestSink {
             ctx,
             task: Some(task),
             name,
-            _dead_letter: dead_letter,
+            _dead_letter: None,
         }
     }
 
@@ -152,10 +161,12 @@ impl TestSink {
             .expect("sink task panicked")
     }
 
-    /// Closes the queue and waits for the sink to drain it and stop without error.
-    pub async fn finish(mut self) {
+    /// Closes the queue and waits for the sink to drain it and stop without error;
+    /// returns its context (metrics, dead-letter directory).
+    pub async fn finish(mut self) -> SinkContext {
         self.tx = None;
         self.ended().await.expect("sink ends without error");
+        self.ctx.clone()
     }
 }
 
