@@ -9,10 +9,9 @@
 pub mod server;
 
 use crate::support::config::{emu_tenant, head};
-use crate::support::http::{
-    audit_event, dead_letters, encoding, fast_retry, outcome, plain_tls, Running,
-};
+use crate::support::http::{audit_event, dead_letters, encoding, fast_retry, outcome, plain_tls};
 use crate::support::metrics::{get, metric, poll_endpoint};
+use crate::support::sink::TestSink;
 use crate::support::{multiset, PATIENCE};
 use c42fwd::ack::Outcome;
 use c42fwd::config::{HecOptions, HttpBatching, Sink, SinkKind, TlsOptions, TlsVersion};
@@ -83,7 +82,7 @@ async fn every_event_is_indexed_exactly_once_through_503_bursts_with_acks() {
     .await;
     let dl = tempfile::tempdir().unwrap();
     let o = hec_options(&hec.endpoint(), &HecServerOptions::default().token);
-    let sink = Running::start(hec_sink("splunk", o, Format::JsonRaw), dl.path());
+    let sink = TestSink::start_in(hec_sink("splunk", o, Format::JsonRaw), dl.path());
     // 12 batches of 23 events; requests of 7: most requests span two batches.
     let mut waiters = Vec::new();
     let mut next = 0;
@@ -147,7 +146,7 @@ async fn nothing_is_delivered_before_hec_says_indexed() {
     hec.hold_acks(true);
     let dl = tempfile::tempdir().unwrap();
     let o = hec_options(&hec.endpoint(), &HecServerOptions::default().token);
-    let sink = Running::start(hec_sink("splunk", o, Format::JsonRaw), dl.path());
+    let sink = TestSink::start_in(hec_sink("splunk", o, Format::JsonRaw), dl.path());
     let mut w = sink
         .send((0..20).map(|s| audit_event(s, None)).collect())
         .await;
@@ -171,7 +170,7 @@ async fn shutdown_with_unacknowledged_batches_leaves_them_not_delivered() {
     hec.hold_acks(true);
     let dl = tempfile::tempdir().unwrap();
     let o = hec_options(&hec.endpoint(), &HecServerOptions::default().token);
-    let sink = Running::start(hec_sink("splunk", o, Format::JsonRaw), dl.path());
+    let mut sink = TestSink::start_in(hec_sink("splunk", o, Format::JsonRaw), dl.path());
     let w1 = sink
         .send((0..10).map(|s| audit_event(s, None)).collect())
         .await;
@@ -185,10 +184,7 @@ async fn shutdown_with_unacknowledged_batches_leaves_them_not_delivered() {
     sink.ctx.shutdown.cancel();
     assert_eq!(outcome(w1).await, Outcome::NotDelivered);
     assert_eq!(outcome(w2).await, Outcome::NotDelivered);
-    let result = tokio::time::timeout(PATIENCE, sink.task)
-        .await
-        .expect("sink stops");
-    assert!(result.expect("task").is_ok());
+    assert!(sink.ended().await.is_ok());
     assert_eq!(
         sink.ctx
             .metrics
@@ -210,7 +206,7 @@ async fn a_lost_acknowledgement_makes_the_request_go_again() {
     let mut o = hec_options(&hec.endpoint(), &HecServerOptions::default().token);
     o.ack_timeout = Duration::from_millis(300);
     o.batching.max_events = 5;
-    let sink = Running::start(hec_sink("splunk", o, Format::JsonRaw), dl.path());
+    let sink = TestSink::start_in(hec_sink("splunk", o, Format::JsonRaw), dl.path());
     let w = sink
         .send((0..5).map(|s| audit_event(s, None)).collect())
         .await;
@@ -236,7 +232,7 @@ async fn a_refused_event_alone_is_dead_lettered_and_the_rest_indexed() {
     let dl = tempfile::tempdir().unwrap();
     let mut o = hec_options(&hec.endpoint(), &HecServerOptions::default().token);
     o.batching.max_events = 10;
-    let sink = Running::start(hec_sink("splunk", o, Format::JsonRaw), dl.path());
+    let sink = TestSink::start_in(hec_sink("splunk", o, Format::JsonRaw), dl.path());
     let mut waiters = Vec::new();
     let mut poisoned = None;
     for b in 0..5 {
@@ -286,7 +282,7 @@ async fn without_an_event_number_the_request_is_bisected_down_to_the_refused_eve
     let dl = tempfile::tempdir().unwrap();
     let mut o = hec_options(&hec.endpoint(), &HecServerOptions::default().token);
     o.batching.max_events = 64;
-    let sink = Running::start(hec_sink("splunk", o, Format::JsonRaw), dl.path());
+    let sink = TestSink::start_in(hec_sink("splunk", o, Format::JsonRaw), dl.path());
     let bad = [5u64, 6, 40];
     let events: Vec<Event> = (0..64)
         .map(|s| audit_event(s, bad.contains(&(s as u64)).then_some("POISON")))
@@ -345,7 +341,7 @@ async fn a_wrong_token_stalls_the_route_and_it_resumes_once_the_token_works() {
     let o = hec_options(&hec.endpoint(), secret);
     let cfg = hec_sink("splunk", o, Format::JsonRaw);
     assert!(!format!("{cfg:?}").contains(secret));
-    let sink = Running::start(cfg, dl.path());
+    let sink = TestSink::start_in(cfg, dl.path());
     let mut w = sink
         .send((0..3).map(|s| audit_event(s, None)).collect())
         .await;
@@ -393,7 +389,7 @@ async fn a_token_revoked_while_acks_are_pending_shows_as_a_stall_at_once() {
     let dl = tempfile::tempdir().unwrap();
     let token = HecServerOptions::default().token;
     let o = hec_options(&hec.endpoint(), &token);
-    let sink = Running::start(hec_sink("splunk", o, Format::JsonRaw), dl.path());
+    let sink = TestSink::start_in(hec_sink("splunk", o, Format::JsonRaw), dl.path());
     let mut w = sink
         .send((0..5).map(|s| audit_event(s, None)).collect())
         .await;
@@ -428,7 +424,7 @@ async fn health_is_checked_before_sending_and_waited_for() {
     let mut o = hec_options(&hec.endpoint(), &HecServerOptions::default().token);
     o.indexer_ack = false;
     o.gzip = false;
-    let sink = Running::start(hec_sink("splunk", o, Format::Cef), dl.path());
+    let sink = TestSink::start_in(hec_sink("splunk", o, Format::Cef), dl.path());
     let w = sink
         .send((0..3).map(|s| audit_event(s, None)).collect())
         .await;
@@ -459,7 +455,7 @@ async fn a_configured_channel_is_used() {
     let dl = tempfile::tempdir().unwrap();
     let mut o = hec_options(&hec.endpoint(), &HecServerOptions::default().token);
     o.channel = Some("0e8a6c5f-2d3b-4a1c-9f7e-1b2c3d4e5f60".into());
-    let sink = Running::start(hec_sink("splunk", o, Format::JsonNormalized), dl.path());
+    let sink = TestSink::start_in(hec_sink("splunk", o, Format::JsonNormalized), dl.path());
     let w = sink
         .send((0..3).map(|s| audit_event(s, None)).collect())
         .await;
@@ -479,7 +475,7 @@ async fn an_unreachable_hec_stalls_the_route_and_loses_nothing() {
     let port = crate::support::unused_tcp_port();
     let dl = tempfile::tempdir().unwrap();
     let o = hec_options(&format!("http://127.0.0.1:{port}"), "t0ken-value");
-    let sink = Running::start(hec_sink("splunk", o, Format::JsonRaw), dl.path());
+    let sink = TestSink::start_in(hec_sink("splunk", o, Format::JsonRaw), dl.path());
     let mut w = sink.send(vec![audit_event(0, None)]).await;
     crate::support::wait_for("the health check to fail twice", PATIENCE, || {
         sink.counter("errors", Some(("kind", "health"))) >= 2
@@ -654,7 +650,7 @@ mod tls {
             &HecServerOptions::default().token,
         );
         o.tls = tls;
-        let sink = Running::start(hec_sink("splunk", o, Format::JsonRaw), dl.path());
+        let sink = TestSink::start_in(hec_sink("splunk", o, Format::JsonRaw), dl.path());
         let mut w = sink.send(vec![audit_event(0, None)]).await;
         // Either delivered, or the connection keeps failing (certificate refused).
         let mut got = None;

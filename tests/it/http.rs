@@ -3,9 +3,8 @@
 //! refused record, which goes to the dead-letter file; 401 / 403 / 404 / 405 -> stall;
 //! 5xx and 429 -> retried; the HEAD probe of `validate --connect` through TLS.
 
-use crate::support::http::{
-    audit_event, dead_letters, encoding, fast_retry, outcome, plain_tls, Running,
-};
+use crate::support::http::{audit_event, dead_letters, encoding, fast_retry, outcome, plain_tls};
+use crate::support::sink::TestSink;
 use crate::support::PATIENCE;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -177,7 +176,7 @@ fn events(range: std::ops::Range<usize>) -> Vec<Event> {
 async fn round_trip(body: HttpBody, auth: HttpAuth, gzip: bool, expect_auth: Option<&str>) {
     let c = Collector::start(Script::default()).await;
     let dl = tempfile::tempdir().unwrap();
-    let sink = Running::start(
+    let sink = TestSink::start_in(
         http_sink(&c.url, body, auth, gzip, Format::JsonRaw),
         dl.path(),
     );
@@ -252,7 +251,7 @@ async fn ndjson_without_auth() {
 async fn cef_records_go_as_json_strings() {
     let c = Collector::start(Script::default()).await;
     let dl = tempfile::tempdir().unwrap();
-    let sink = Running::start(
+    let sink = TestSink::start_in(
         http_sink(
             &c.url,
             HttpBody::JsonArray,
@@ -291,7 +290,7 @@ async fn server_errors_and_rate_limits_are_retried() {
     })
     .await;
     let dl = tempfile::tempdir().unwrap();
-    let sink = Running::start(
+    let sink = TestSink::start_in(
         http_sink(
             &c.url,
             HttpBody::NdJson,
@@ -330,7 +329,7 @@ async fn a_bad_request_is_split_until_only_the_refused_record_is_dead_lettered()
     .await;
     let dl = tempfile::tempdir().unwrap();
     let secret = "bearer-secret-xyz";
-    let sink = Running::start(
+    let sink = TestSink::start_in(
         http_sink(
             &c.url,
             HttpBody::NdJson,
@@ -384,7 +383,7 @@ async fn refused_credentials_and_a_wrong_url_stall_and_dead_letter_nothing() {
     })
     .await;
     let dl = tempfile::tempdir().unwrap();
-    let sink = Running::start(
+    let sink = TestSink::start_in(
         http_sink(
             &c.url,
             HttpBody::JsonArray,
@@ -424,7 +423,7 @@ async fn refused_credentials_and_a_wrong_url_stall_and_dead_letter_nothing() {
 async fn max_wait_sends_a_partial_batch() {
     let c = Collector::start(Script::default()).await;
     let dl = tempfile::tempdir().unwrap();
-    let sink = Running::start(
+    let sink = TestSink::start_in(
         http_sink(
             &c.url,
             HttpBody::NdJson,

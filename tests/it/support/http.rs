@@ -1,21 +1,14 @@
-//! A sink task fed by hand through its queue ([`Running`]) and what the HEC and HTTP
-//! sink tests feed it and read back: audit events with a unique `seq`, dead letters.
+//! What the HEC and HTTP sink tests feed a sink (`support::sink::TestSink`) and read
+//! back: audit events with a unique `seq`, dead letters.
 
-use super::{event_at, sink_batch, PATIENCE};
+use super::{event_at, PATIENCE};
 use c42fwd::ack::{AckWaiter, Outcome};
-use c42fwd::config::{Sink, TlsOptions};
+use c42fwd::config::TlsOptions;
 use c42fwd::encode::{EncoderOptions, Format, Framing, SyslogStyle};
 use c42fwd::event::Event;
-use c42fwd::metrics::{label, Metrics};
 use c42fwd::retry::BackoffPolicy;
-use c42fwd::route::SinkBatch;
-use c42fwd::sinks::{self, SinkContext, SinkError};
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 pub fn fast_retry() -> BackoffPolicy {
     BackoffPolicy {
@@ -37,70 +30,6 @@ pub fn encoding(format: Format) -> EncoderOptions {
         facility: 13,
         hostname: "c42fwd-test".into(),
         app_name: "c42fwd".into(),
-    }
-}
-
-/// A sink task fed by a queue, with its own metrics and shutdown token.
-pub struct Running {
-    pub tx: Option<mpsc::Sender<SinkBatch>>,
-    pub ctx: SinkContext,
-    pub task: JoinHandle<Result<(), SinkError>>,
-    pub name: String,
-}
-
-impl Running {
-    pub fn start(cfg: Sink, dead_letter_dir: &Path) -> Running {
-        let (tx, rx) = mpsc::channel(cfg.queue_batches);
-        let ctx = SinkContext {
-            metrics: Arc::new(Metrics::new()),
-            dead_letter_dir: dead_letter_dir.to_path_buf(),
-            shutdown: CancellationToken::new(),
-        };
-        let name = cfg.name.clone();
-        let task = tokio::spawn(sinks::run(cfg, rx, ctx.clone()));
-        Running {
-            tx: Some(tx),
-            ctx,
-            task,
-            name,
-        }
-    }
-
-    pub async fn send(&self, events: Vec<Event>) -> AckWaiter {
-        let (sb, waiter) = sink_batch("audit", events);
-        self.tx
-            .as_ref()
-            .expect("queue open")
-            .send(sb)
-            .await
-            .expect("sink queue open");
-        waiter
-    }
-
-    pub fn counter(&self, family: &str, extra: Option<(&'static str, &str)>) -> u64 {
-        let m = &self.ctx.metrics;
-        let mut l = label("sink", &self.name);
-        if let Some((k, v)) = extra {
-            l.push((k, v.to_string()));
-        }
-        match family {
-            "events" => m.sink_events.get_or_create(&l).get(),
-            "resent" => m.sink_resent.get_or_create(&l).get(),
-            "errors" => m.sink_errors.get_or_create(&l).get(),
-            "discarded" => m.sink_discarded.get_or_create(&l).get(),
-            other => panic!("no counter {other}"),
-        }
-    }
-
-    /// Closes the queue and waits for the sink to drain it and stop.
-    pub async fn finish(mut self) -> SinkContext {
-        drop(self.tx.take());
-        tokio::time::timeout(PATIENCE, self.task)
-            .await
-            .expect("sink drains and stops")
-            .expect("sink task")
-            .expect("sink ends without error");
-        self.ctx
     }
 }
 

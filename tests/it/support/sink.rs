@@ -113,43 +113,38 @@ impl TestSink {
         self.tx.clone().expect("queue open")
     }
 
-    fn counter(&self, family: impl Fn(&Metrics) -> u64) -> u64 {
-        family(&self.ctx.metrics)
+    /// The sink's counter `family` (`events`, `resent`, `reconnects`, `errors`,
+    /// `discarded`), with one more label when `extra` is given.
+    pub fn counter(&self, family: &str, extra: Option<(&'static str, &str)>) -> u64 {
+        let m = &self.ctx.metrics;
+        let mut l = label("sink", &self.name);
+        if let Some((k, v)) = extra {
+            l.push((k, v.to_string()));
+        }
+        match family {
+            "events" => m.sink_events.get_or_create(&l).get(),
+            "resent" => m.sink_resent.get_or_create(&l).get(),
+            "reconnects" => m.sink_reconnects.get_or_create(&l).get(),
+            "errors" => m.sink_errors.get_or_create(&l).get(),
+            "discarded" => m.sink_discarded.get_or_create(&l).get(),
+            other => panic!("no counter {other}"),
+        }
     }
 
     pub fn events(&self) -> u64 {
-        self.counter(|m| {
-            m.sink_events
-                .get_or_create(&label("sink", &self.name))
-                .get()
-        })
+        self.counter("events", None)
     }
 
     pub fn resent(&self) -> u64 {
-        self.counter(|m| {
-            m.sink_resent
-                .get_or_create(&label("sink", &self.name))
-                .get()
-        })
+        self.counter("resent", None)
     }
 
     pub fn reconnects(&self) -> u64 {
-        self.counter(|m| {
-            m.sink_reconnects
-                .get_or_create(&label("sink", &self.name))
-                .get()
-        })
+        self.counter("reconnects", None)
     }
 
     pub fn errors(&self, kind: &str) -> u64 {
-        self.counter(|m| {
-            m.sink_errors
-                .get_or_create(&vec![
-                    ("sink", self.name.clone()),
-                    ("kind", kind.to_string()),
-                ])
-                .get()
-        })
+        self.counter("errors", Some(("kind", kind)))
     }
 
     /// Waits for the sink task to end by itself and returns how it ended.
