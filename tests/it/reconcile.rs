@@ -195,11 +195,35 @@ async fn lag_too_short_is_repaired(api: Api) {
             break;
         }
         if tokio::time::Instant::now() >= deadline {
-            let missing = truth_cut.keys().filter(|k| !got.contains_key(*k)).count();
+            // Everything that tells where they went: their times, what the emulator
+            // served, what the daemon counted, its whole log.
+            let mut missing: Vec<String> = truth_cut
+                .keys()
+                .filter(|k| !got.contains_key(*k))
+                .map(|k| {
+                    serde_json::from_str::<serde_json::Value>(k)
+                        .ok()
+                        .and_then(|v| v["timestamp"].as_str().map(str::to_string))
+                        .unwrap_or_else(|| k.clone())
+                })
+                .collect();
+            missing.sort();
+            let counted: Vec<String> = scrape(&daemon.metrics_addr().await)
+                .await
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.starts_with("c42fwd_source"))
+                .map(str::to_string)
+                .collect();
             panic!(
-                "{missing} of {} events never arrived within {within:?}\n{}",
+                "{} of {} events never arrived within {within:?}, occurred at {missing:?}\n\
+                 emulator started {} served {:?}\ndaemon metrics:\n{}\nlog:\n{}",
+                missing.len(),
                 truth_cut.len(),
-                log_tail(&s.config)
+                emu.started_at(),
+                emu.stats(),
+                counted.join("\n"),
+                s.log()
             );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
