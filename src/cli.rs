@@ -122,11 +122,22 @@ fn init_logging(filter: Option<&str>, format: LogFormat) {
         .unwrap_or_else(|| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour_on_stderr(
+            std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            std::env::var_os("NO_COLOR"),
+        ))
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+}
+
+/// Whether log lines on stderr get ANSI colours: only on a terminal, and not when
+/// `NO_COLOR` is set to anything but the empty string (no-color.org). So journald, a
+/// container runtime or a file redirect never receive escape codes.
+fn colour_on_stderr(is_terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    is_terminal && no_color.map_or(true, |v| v.is_empty())
 }
 
 fn print_config_error(e: &ConfigError) {
@@ -354,4 +365,20 @@ fn show_checkpoints(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::colour_on_stderr;
+    use std::ffi::OsString;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(colour_on_stderr(true, None));
+        assert!(!colour_on_stderr(false, None), "a pipe, a file, journald");
+        assert!(!colour_on_stderr(true, Some(OsString::from("1"))));
+        assert!(!colour_on_stderr(false, Some(OsString::from("1"))));
+        // NO_COLOR set to the empty string does not count (no-color.org).
+        assert!(colour_on_stderr(true, Some(OsString::new())));
+    }
 }

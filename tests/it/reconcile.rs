@@ -31,9 +31,14 @@ impl Setup {
         self.state().join("checkpoints/audit.json")
     }
 
-    /// The daemon's log, without the terminal colours.
+    /// The daemon's log. Its stderr is a file, not a terminal: no colour codes in it.
     fn log(&self) -> String {
-        strip_ansi(&std::fs::read_to_string(log_path(&self.config)).unwrap_or_default())
+        let log = std::fs::read_to_string(log_path(&self.config)).unwrap_or_default();
+        assert!(
+            !log.contains('\x1b'),
+            "ANSI escape codes in a log that is not a terminal:\n{log}"
+        );
+        log
     }
 
     /// The events written by the file sink, as a multiset of their JSON texts.
@@ -102,24 +107,6 @@ poll_interval = "200ms"
         Api::Legacy => &opts.password,
     });
     s
-}
-
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut it = s.chars();
-    while let Some(c) = it.next() {
-        if c == '\x1b' {
-            // CSI: ESC [ parameters final-byte
-            for c in it.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// The value of one metric line (`name{labels}`), 0 when absent.
