@@ -31,24 +31,36 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The emulator's clock: its start time plus the real time elapsed plus whatever tests
-/// added with `advance`. `tokio::time::Instant`, so a paused test runtime pauses it too.
+/// added with `advance`. It follows the wall clock (see [`Clock::now_ns`]): a paused
+/// tokio runtime does not pause it; tests move it with `advance`.
 pub(crate) struct Clock {
     start_ns: i64,
-    origin: tokio::time::Instant,
+    /// The wall clock when the emulator started.
+    origin_ns: i64,
     offset_ns: AtomicI64,
+}
+
+/// The wall clock, ns since the epoch.
+fn wall_ns() -> i64 {
+    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)
 }
 
 impl Clock {
     fn new(start_ns: i64) -> Self {
         Clock {
             start_ns,
-            origin: tokio::time::Instant::now(),
+            origin_ns: wall_ns(),
             offset_ns: AtomicI64::new(0),
         }
     }
 
+    /// `start + elapsed + offset`, the elapsed time read from the wall clock, not a
+    /// monotonic one: a real service and its clients share wall time (NTP), and when
+    /// the machine's wall clock steps (a fresh virtual machine whose time sync corrects
+    /// it) a monotonic emulator would drift from its clients by the whole step, hiding
+    /// events from a client that asks for "up to now minus the lag".
     pub(crate) fn now_ns(&self) -> i64 {
-        let elapsed = i64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(i64::MAX);
+        let elapsed = wall_ns().saturating_sub(self.origin_ns);
         self.start_ns
             .saturating_add(elapsed)
             .saturating_add(self.offset_ns.load(Ordering::SeqCst))
