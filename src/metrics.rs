@@ -89,6 +89,9 @@ pub struct Metrics {
     /// `c42fwd_task_panics_total{task}`: panics caught in a supervised task
     /// (`source:NAME`, `sink:NAME`, `metrics`); sources and sinks are restarted.
     pub task_panics: CounterFamily,
+    /// `c42fwd_task_failures_total{task}`: runs of a supervised task that ended with an
+    /// error (a source the API refused, a batch not delivered); the task is restarted.
+    pub task_failures: CounterFamily,
     /// `c42fwd_sink_stalled{sink,reason}`: 1 while the sink holds its route back for a
     /// fault that waiting alone does not fix (credentials refused, wrong URL, the
     /// dead-letter file full), 0 once it delivers again.
@@ -272,6 +275,11 @@ impl Metrics {
             task_panics: reg!(
                 "task_panics",
                 "Panics caught in a supervised task (restarted)",
+                CounterFamily
+            ),
+            task_failures: reg!(
+                "task_failures",
+                "Runs of a supervised task that ended with an error (restarted)",
                 CounterFamily
             ),
             sink_stalled: reg!(

@@ -231,6 +231,9 @@ impl Emulator {
             if let Err(e) = checked {
                 return Err(Box::new(self.unauthorized(e.message())));
             }
+            if !is_bearer {
+                self.faults.count_v3_user_token();
+            }
         }
         Ok(())
     }

@@ -6,9 +6,12 @@
 //!   gateway, `Authorization: Bearer <t>`;
 //! - legacy: `POST {alerts}/svc/api/v1/query-alerts` and `/query-details` on the alert
 //!   service (the configured `services.alerts`, else discovery key
-//!   `AlertService-API_URL`), `Authorization: v3_user_token <t>`.
+//!   `AlertService-API_URL`), `Authorization: Bearer <t>` as py42 sends it, falling back
+//!   to `Authorization: v3_user_token <t>` for an alert service that refuses `Bearer`
+//!   even with a fresh token (see `CallAuth::LegacyAlerts`).
 //!
-//! Both bodies carry the tenant id (`GET /v1/customer` or `GET /api/v3/customer/my`).
+//! Both bodies carry the tenant id: the access token's `tenantUid` claim, else
+//! `GET /v1/customer` or `GET /api/v3/customer/my` ([`ApiClient::tenant_id`]).
 //! Responses are cut into one `Box<RawValue>` per alert while they arrive
 //! ([`super::stream`]), keeping the exact text the API sent.
 //!
@@ -359,7 +362,7 @@ impl ApiClient {
             ApiGeneration::Legacy => (
                 format!("POST {{alerts}}/svc/api/v1/{call}"),
                 join(self.alerts_base().await?, &format!("/svc/api/v1/{call}")),
-                CallAuth::V3UserToken,
+                CallAuth::LegacyAlerts,
             ),
         })
     }

@@ -127,6 +127,7 @@ async fn the_legacy_alert_service_takes_bearer_unless_told_to_take_only_v3_user_
         legacy_alerts(&c, &h, &format!("v3_user_token {token}")).await,
         StatusCode::OK
     );
+    assert_eq!(h.stats().v3_user_token_requests, 1);
     h.shutdown().await;
 
     let (h, c) = emulator(options(Quirks {
@@ -144,6 +145,7 @@ async fn the_legacy_alert_service_takes_bearer_unless_told_to_take_only_v3_user_
         StatusCode::OK
     );
     assert_eq!(h.stats().unauthorized, 1);
+    assert_eq!(h.stats().v3_user_token_requests, 1);
     // The gateway is not the legacy alert service: Bearer still works there.
     let gateway = v2_token(&h, &c).await;
     let r = c
