@@ -62,7 +62,9 @@ pub struct Metrics {
     /// the tenant's `max_response_bytes`), `error_body` (a non-2xx body past its first
     /// KiBs).
     pub api_responses_cut: CounterFamily,
-    /// `c42fwd_api_retries_total{tenant,reason}`: 429, 5xx, timeout, connect, auth.
+    /// `c42fwd_api_retries_total{tenant,reason}`: 429, 5xx, timeout, connect, auth (a
+    /// 401 answered by logging in again), auth_scheme (the legacy alert service tried
+    /// with `v3_user_token`).
     pub api_retries: CounterFamily,
     /// `c42fwd_api_token_refreshes_total{tenant}`.
     pub api_token_refreshes: CounterFamily,

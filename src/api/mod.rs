@@ -2,8 +2,10 @@
 //!
 //! [`ApiClient`] owns the HTTP client (rustls, the configured proxy or none, the request
 //! timeout, an optional extra CA bundle), the access token (obtained on first use,
-//! refreshed shortly before it expires and once on a 401), the tenant id, and, for
-//! legacy tenants, the service discovery of the Audit Log and alert service URLs. Every
+//! refreshed shortly before it expires and once on a 401), the tenant id (the token's
+//! own `tenantUid` claim, else the customer endpoint), and, for legacy tenants, the
+//! service discovery of the Audit Log and alert service URLs and the authorization
+//! scheme their alert service takes (Bearer, or the `v3_user_token` fallback). Every
 //! call goes through one retry loop: 429 (honouring `Retry-After`), 5xx, timeouts and
 //! connection errors are retried with the shared [`crate::retry`] backoff; everything
 //! else is a typed [`ApiError`] that names the endpoint and carries the server's message.
