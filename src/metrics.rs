@@ -62,7 +62,9 @@ pub struct Metrics {
     /// the tenant's `max_response_bytes`), `error_body` (a non-2xx body past its first
     /// KiBs).
     pub api_responses_cut: CounterFamily,
-    /// `c42fwd_api_retries_total{tenant,reason}`: 429, 5xx, timeout, connect, auth.
+    /// `c42fwd_api_retries_total{tenant,reason}`: 429, 5xx, timeout, connect, auth (a
+    /// 401 answered by logging in again), auth_scheme (the legacy alert service tried
+    /// with `v3_user_token`).
     pub api_retries: CounterFamily,
     /// `c42fwd_api_token_refreshes_total{tenant}`.
     pub api_token_refreshes: CounterFamily,
@@ -89,6 +91,9 @@ pub struct Metrics {
     /// `c42fwd_task_panics_total{task}`: panics caught in a supervised task
     /// (`source:NAME`, `sink:NAME`, `metrics`); sources and sinks are restarted.
     pub task_panics: CounterFamily,
+    /// `c42fwd_task_failures_total{task}`: runs of a supervised task that ended with an
+    /// error (a source the API refused, a batch not delivered); the task is restarted.
+    pub task_failures: CounterFamily,
     /// `c42fwd_sink_stalled{sink,reason}`: 1 while the sink holds its route back for a
     /// fault that waiting alone does not fix (credentials refused, wrong URL, the
     /// dead-letter file full), 0 once it delivers again.
@@ -272,6 +277,11 @@ impl Metrics {
             task_panics: reg!(
                 "task_panics",
                 "Panics caught in a supervised task (restarted)",
+                CounterFamily
+            ),
+            task_failures: reg!(
+                "task_failures",
+                "Runs of a supervised task that ended with an error (restarted)",
                 CounterFamily
             ),
             sink_stalled: reg!(

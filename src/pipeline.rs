@@ -10,8 +10,9 @@
 //!   nothing undelivered is ever committed).
 //!
 //! Every source and sink task is supervised ([`Supervisor`]):
-//! - a source that fails (the API refused it, a batch was not delivered) is started
-//!   again from its checkpoint after a backoff;
+//! - a source that fails (the API refused it, a batch was not delivered) is logged as
+//!   an ERROR, counted in `c42fwd_task_failures_total{task}`, and started again from
+//!   its checkpoint after a backoff;
 //! - a panic in a source or a sink is caught, logged as an ERROR with its message,
 //!   counted in `c42fwd_task_panics_total{task}`, and the task is started again after a
 //!   backoff. A sink's queue outlives its runs (see [`supervise_sink`]): the batches a
@@ -362,6 +363,10 @@ impl Supervisor {
         match outcome {
             Ok(Ended::Done(v)) => return Next::Done(v),
             Ok(Ended::Failed(error)) => {
+                self.metrics
+                    .task_failures
+                    .get_or_create(&crate::metrics::label("task", task))
+                    .inc();
                 tracing::error!(task, error = %error, retry_in = ?delay, "task failed; it restarts from its checkpoint");
             }
             Err(panic) => {

@@ -4,7 +4,7 @@
 //! decides which subcommand embeds them. Secrets can come from the environment so they
 //! stay out of process listings, and print as `[redacted]` in `Debug`.
 
-use super::{EmulatorOptions, FaultOptions};
+use super::{EmulatorOptions, FaultOptions, QuirkArgs};
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -70,6 +70,9 @@ pub struct ServiceArgs {
     /// small).
     #[command(flatten)]
     pub late: LateArgs,
+    /// Behaviours of the real service that can be turned around.
+    #[command(flatten)]
+    pub quirks: QuirkArgs,
 }
 
 /// Events that show up later than the emulator's lag: a tenant slower than it says.
@@ -162,6 +165,7 @@ impl EmulateArgs {
                 server_error_every: self.server_error_every,
                 unauthorized_next: 0,
             },
+            quirks: self.services.quirks.quirks(),
             ..EmulatorOptions::default()
         }
     }
@@ -190,6 +194,7 @@ mod tests {
         assert_eq!(o.client_id, "key-emulator");
         assert_eq!(o.client_secret, "emulator-secret");
         assert_eq!(o.lag, Duration::from_secs(120));
+        assert_eq!(o.quirks, crate::Quirks::default());
         let cli = Cli::try_parse_from([
             "x",
             "--listen",
@@ -228,6 +233,9 @@ mod tests {
             "0.05",
             "--late-by",
             "3m",
+            "--keep-empty-events",
+            "--alerts-v3-user-token-only",
+            "--token-without-tenant-uid",
         ])
         .unwrap();
         let o = cli.args.options();
@@ -242,6 +250,14 @@ mod tests {
         assert_eq!(o.totp.as_deref(), Some("123456"));
         assert_eq!(o.faults.rate_limit_every, 5);
         assert_eq!(o.faults.server_error_every, 7);
+        assert_eq!(
+            o.quirks,
+            crate::Quirks {
+                omit_empty_events: false,
+                alerts_v3_user_token_only: true,
+                token_tenant_uid: false,
+            }
+        );
         let printed = format!("{:?} {:?}", cli.args, o);
         assert!(
             !printed.contains("s3cret-value") && !printed.contains("123456"),

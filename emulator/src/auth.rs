@@ -3,7 +3,7 @@
 //! Owns checking HTTP Basic credentials (API client id/secret, user name/password),
 //! and issuing and verifying bearer tokens. Tokens are JWT-shaped
 //! (`base64url(header).base64url(payload).base64url(signature)`, the payload carrying
-//! `sub`, `tenantUid`, `iat` and `exp`) and stateless: the signature is a keyed hash with
+//! `sub`, `tenantUid` (unless `Quirks::token_tenant_uid` is off), `iat` and `exp`) and stateless: the signature is a keyed hash with
 //! a key drawn at start-up, so verifying needs no token table and a token from another
 //! emulator instance is "unknown". The expiry is judged on the emulator's clock, which
 //! tests can advance. Nothing here logs; error texts never contain a credential.
@@ -49,17 +49,27 @@ impl TokenIssuer {
         URL_SAFE_NO_PAD.encode(h.to_be_bytes())
     }
 
-    /// A token for `subject`, valid from `now_s` for `ttl_s` seconds.
-    pub(crate) fn issue(&self, subject: &str, now_s: i64, ttl_s: i64, nonce: u64) -> String {
-        let payload = serde_json::json!({
+    /// A token for `subject`, valid from `now_s` for `ttl_s` seconds; its payload names
+    /// the tenant (`tenantUid`) unless `with_tenant` is false.
+    pub(crate) fn issue(
+        &self,
+        subject: &str,
+        now_s: i64,
+        ttl_s: i64,
+        nonce: u64,
+        with_tenant: bool,
+    ) -> String {
+        let mut payload = serde_json::json!({
             "sub": subject,
-            "tenantUid": self.tenant,
             "iat": now_s,
             "exp": now_s.saturating_add(ttl_s),
             "jti": format!("{nonce:016x}"),
             "iss": "c42fwd-emulator",
-        })
-        .to_string();
+        });
+        if with_tenant {
+            payload["tenantUid"] = self.tenant.clone().into();
+        }
+        let payload = payload.to_string();
         let mut t = URL_SAFE_NO_PAD.encode(HEADER);
         t.push('.');
         t.push_str(&URL_SAFE_NO_PAD.encode(payload));
@@ -89,8 +99,9 @@ impl TokenIssuer {
     }
 }
 
-/// The token of an `Authorization` header: `Bearer <t>`, or `v3_user_token <t>` as
-/// py42 sends to some legacy services.
+/// The token of an `Authorization` header: `Bearer <t>` (what py42 and the Incydr SDK
+/// send everywhere), or `v3_user_token <t>` (the scheme Code42's older examples show
+/// for the legacy alert service).
 pub(crate) fn bearer(header: Option<&str>) -> Result<&str, TokenError> {
     let h = header.ok_or(TokenError::Missing)?.trim();
     let (scheme, token) = h.split_once(' ').ok_or(TokenError::Malformed)?;
@@ -145,7 +156,7 @@ mod tests {
     #[test]
     fn tokens_verify_until_they_expire() {
         let issuer = TokenIssuer::new(42, "tenant-1".into());
-        let t = issuer.issue("key-abc", 1_000, 900, 7);
+        let t = issuer.issue("key-abc", 1_000, 900, 7, true);
         assert_eq!(t.split('.').count(), 3);
         let payload: serde_json::Value = serde_json::from_slice(
             &URL_SAFE_NO_PAD
@@ -159,6 +170,15 @@ mod tests {
         assert_eq!(subject(&t).as_deref(), Some("key-abc"));
         assert_eq!(subject("x.y"), None);
         assert_eq!(issuer.verify(&t, 1_899), Ok(()));
+        let anonymous = issuer.issue("key-abc", 1_000, 900, 8, false);
+        let payload: serde_json::Value = serde_json::from_slice(
+            &URL_SAFE_NO_PAD
+                .decode(anonymous.split('.').nth(1).unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(payload.get("tenantUid").is_none(), "{payload}");
+        assert_eq!(issuer.verify(&anonymous, 1_000), Ok(()));
         assert_eq!(issuer.verify(&t, 1_900), Err(TokenError::Expired));
         let other = TokenIssuer::new(43, "tenant-1".into());
         assert_eq!(other.verify(&t, 1_000), Err(TokenError::Unknown));

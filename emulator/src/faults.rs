@@ -52,6 +52,8 @@ pub struct EmulatorStats {
     pub tokens_issued: u64,
     /// Events written into response bodies (all formats).
     pub events_served: u64,
+    /// Requests let in with `Authorization: v3_user_token <t>` rather than `Bearer`.
+    pub v3_user_token_requests: u64,
 }
 
 impl EmulatorStats {
@@ -87,6 +89,7 @@ pub(crate) struct FaultState {
     unauthorized: AtomicU64,
     tokens_issued: AtomicU64,
     events_served: AtomicU64,
+    v3_user_token_requests: AtomicU64,
 }
 
 impl FaultState {
@@ -155,6 +158,10 @@ impl FaultState {
         self.events_served.fetch_add(n, Ordering::Relaxed);
     }
 
+    pub(crate) fn count_v3_user_token(&self) {
+        self.v3_user_token_requests.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn snapshot(&self) -> EmulatorStats {
         EmulatorStats {
             requests: self
@@ -169,6 +176,7 @@ impl FaultState {
             unauthorized: self.unauthorized.load(Ordering::Relaxed),
             tokens_issued: self.tokens_issued.load(Ordering::Relaxed),
             events_served: self.events_served.load(Ordering::Relaxed),
+            v3_user_token_requests: self.v3_user_token_requests.load(Ordering::Relaxed),
         }
     }
 }

@@ -4,7 +4,8 @@
 //! The real API cannot be reached from here, so this crate serves both API
 //! generations the way the real service behaves (see `docs/api.md`), quirks included:
 //! the Incydr gateway (`/v1/oauth`, `/v1/customer`, `/v1/audit/*`: the 10,000-result
-//! window answered with `totalResultCount` only, epoch-float dates, download tokens) and
+//! window answered with `totalResultCount` only, empty pages without `events`, epoch-float
+//! dates, download tokens, access tokens that are JWTs carrying `tenantUid`) and
 //! the legacy services (`/api/v3/auth/jwt` with TOTP, `/api/v3/oauth/token`, tenant,
 //! `ServerEnv` + key-value-store discovery, `/audit-log/rpc/search/*` with its
 //! Elasticsearch-style window error and server-side CSV/CEF). Both generations also
@@ -25,6 +26,8 @@
 //! - `service_routes`: the axum routes of alerts, rules and the Sync Log.
 //! - `auth`: credentials and stateless JWT-shaped tokens.
 //! - `faults`: injected 429 / 500 / 401 and the statistics tests read.
+//! - `quirks`: switchable behaviours of the real service (empty pages without
+//!   `events`, the legacy alert service's authorization scheme, the token's claims).
 //! - `server`: the shared state, and the auth, discovery and Audit Log routes.
 //! - `args`: the `c42fwd emulate` command-line options.
 //! - `tests/http`: the crate's tests, over real HTTP against its public API.
@@ -70,6 +73,7 @@ mod events;
 mod faults;
 mod json;
 mod query;
+mod quirks;
 mod render;
 mod server;
 mod service_routes;
@@ -78,6 +82,7 @@ mod timeline;
 
 pub use args::{EmulateArgs, LateArgs, SecretArg, ServiceArgs};
 pub use faults::{EmulatorStats, FaultOptions};
+pub use quirks::{QuirkArgs, Quirks};
 pub use sync_log::SYNC_LOG_ACTIONS;
 
 use chrono::{DateTime, Utc};
@@ -125,6 +130,8 @@ pub struct EmulatorOptions {
     /// The most results one export may return (100,000 in the real service).
     pub export_limit: usize,
     pub faults: FaultOptions,
+    /// Behaviours of the real service, each switchable (see [`Quirks`]).
+    pub quirks: Quirks,
     /// The fraction (0 to 1) of events, alerts and Sync Log entries that show up
     /// `late_by` later than `lag` would have them: a tenant slower than its stated lag.
     /// Chosen by index, so the same seed makes the same events late.
@@ -159,6 +166,7 @@ impl Default for EmulatorOptions {
             search_limit: 10_000,
             export_limit: 100_000,
             faults: FaultOptions::default(),
+            quirks: Quirks::default(),
             late_fraction: 0.0,
             late_by: Duration::ZERO,
             start_time: None,
@@ -190,6 +198,7 @@ impl fmt::Debug for EmulatorOptions {
             .field("search_limit", &self.search_limit)
             .field("export_limit", &self.export_limit)
             .field("faults", &self.faults)
+            .field("quirks", &self.quirks)
             .field("late_fraction", &self.late_fraction)
             .field("late_by", &self.late_by)
             .field("start_time", &self.start_time)

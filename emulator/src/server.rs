@@ -104,6 +104,9 @@ pub(crate) enum Auth {
     Token,
     /// `Bearer <t>` only: the Incydr gateway does not know the legacy scheme.
     BearerOnly,
+    /// The legacy alert service: both schemes, or only `v3_user_token <t>` when
+    /// `Quirks::alerts_v3_user_token_only` is on.
+    AlertService,
 }
 
 /// Salts that give the alert and sync-log timelines their own jitter, ties and delays.
@@ -167,7 +170,9 @@ impl Emulator {
         self.faults.count_token();
         let ttl = self.opts.token_ttl.as_secs().max(1) as i64;
         let nonce = self.nonce.fetch_add(1, Ordering::Relaxed);
-        self.tokens.issue(subject, self.now_s(), ttl, nonce)
+        let with_tenant = self.opts.quirks.token_tenant_uid;
+        self.tokens
+            .issue(subject, self.now_s(), ttl, nonce, with_tenant)
     }
 
     /// Counts the request, injects a fault if one is due, and checks the bearer token of
@@ -218,20 +223,28 @@ impl Emulator {
         }
         if protected {
             let value = header_str(headers, header::AUTHORIZATION.as_str());
-            if auth == Auth::BearerOnly
-                && value.is_some_and(|v| {
-                    !v.trim_start()
-                        .get(..7)
-                        .is_some_and(|s| s.eq_ignore_ascii_case("bearer "))
-                })
-            {
+            let is_bearer = value.is_some_and(|v| {
+                v.trim_start()
+                    .get(..7)
+                    .is_some_and(|s| s.eq_ignore_ascii_case("bearer "))
+            });
+            if auth == Auth::BearerOnly && value.is_some() && !is_bearer {
                 return Err(Box::new(self.unauthorized(
                     "unsupported authorization scheme; the incydr gateway expects Authorization: Bearer <token>",
+                )));
+            }
+            if auth == Auth::AlertService && self.opts.quirks.alerts_v3_user_token_only && is_bearer
+            {
+                return Err(Box::new(self.unauthorized(
+                    "unsupported authorization scheme; this alert service expects Authorization: v3_user_token <token>",
                 )));
             }
             let checked = auth::bearer(value).and_then(|t| self.tokens.verify(t, self.now_s()));
             if let Err(e) = checked {
                 return Err(Box::new(self.unauthorized(e.message())));
+            }
+            if !is_bearer {
+                self.faults.count_v3_user_token();
             }
         }
         Ok(())
@@ -503,6 +516,11 @@ async fn v2_search(State(st): St, headers: HeaderMap, body: Bytes) -> Response {
     }
     let start = q.page * q.page_size;
     let format = Format::from_accept(header_str(&headers, header::ACCEPT.as_str()));
+    if format == Format::Json {
+        if let Some(r) = empty_page(&st, &sel, start, None) {
+            return r;
+        }
+    }
     match format {
         Format::Json => st.stream(
             sel,
@@ -521,6 +539,36 @@ async fn v2_search(State(st): St, headers: HeaderMap, body: Bytes) -> Response {
             counted(&st, render::fixed_suffix("")),
         ),
     }
+}
+
+/// The answer to a search page that holds no event when the service leaves `events`
+/// out (`Quirks::omit_empty_events`, on by default as in the real service): only the
+/// pagination range and the total, like
+/// `{"paginationRangeStartIndex":10000,"paginationRangeEndIndex":10000,"totalResultCount":1593}`;
+/// `type_tag` is the legacy response's `type$`. `None`: the page has events, or the
+/// quirk is off (then the page is `"events":[]`).
+fn empty_page(
+    st: &Emulator,
+    sel: &Selection,
+    start: u64,
+    type_tag: Option<&str>,
+) -> Option<Response> {
+    if !st.opts.quirks.omit_empty_events {
+        return None;
+    }
+    let mut pos = sel.seek(start);
+    if sel.next(&mut pos).is_some() {
+        return None;
+    }
+    let mut body = serde_json::json!({
+        "paginationRangeStartIndex": start,
+        "paginationRangeEndIndex": start,
+        "totalResultCount": sel.count(),
+    });
+    if let Some(t) = type_tag {
+        body["type$"] = t.into();
+    }
+    Some(json_response(StatusCode::OK, body))
 }
 
 /// Wraps a suffix so the number of events written lands in the statistics.
@@ -785,6 +833,7 @@ async fn v1_kv(State(st): St, headers: HeaderMap, Path(key): Path<String>) -> Re
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], url).into_response()
 }
 
+const LEGACY_RESPONSE_TYPE: &str = "audit_log::audit_log_queries.search_audit_log.response/1";
 const LEGACY_RESPONSE_PREFIX: &str =
     "{\"type$\":\"audit_log::audit_log_queries.search_audit_log.response/1\",\"events\":[";
 
@@ -821,7 +870,13 @@ async fn v1_search(State(st): St, headers: HeaderMap, body: Bytes) -> Response {
     }
     let sel = st.selection(&q, st.clock.now_ns());
     let start = q.page * q.page_size;
-    match Format::from_accept(header_str(&headers, header::ACCEPT.as_str())) {
+    let format = Format::from_accept(header_str(&headers, header::ACCEPT.as_str()));
+    if format == Format::Json {
+        if let Some(r) = empty_page(&st, &sel, start, Some(LEGACY_RESPONSE_TYPE)) {
+            return r;
+        }
+    }
+    match format {
         Format::Json => st.stream(
             sel,
             start,

@@ -121,7 +121,12 @@ pub(crate) fn routes() -> Router<Arc<Emulator>> {
         r = r.route(route, op(route, Auth::BearerOnly, f));
     }
     for &(route, f) in legacy {
-        r = r.route(route, op(route, Auth::Token, f));
+        let auth = if route.starts_with("/alert-service/") {
+            Auth::AlertService
+        } else {
+            Auth::Token
+        };
+        r = r.route(route, op(route, auth, f));
     }
     r.route("/api/v3/DirectorySyncLog", get(sync_log_json))
         .route("/api/v3/DirectorySyncLog/csv", get(sync_log_csv))

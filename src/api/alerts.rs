@@ -6,9 +6,14 @@
 //!   gateway, `Authorization: Bearer <t>`;
 //! - legacy: `POST {alerts}/svc/api/v1/query-alerts` and `/query-details` on the alert
 //!   service (the configured `services.alerts`, else discovery key
-//!   `AlertService-API_URL`), `Authorization: v3_user_token <t>`.
+//!   `AlertService-API_URL`), `Authorization: Bearer <t>` as py42 sends it, falling back
+//!   to `Authorization: v3_user_token <t>` for an alert service that refuses `Bearer`
+//!   even with a fresh token (see `CallAuth::LegacyAlerts`).
 //!
-//! Both bodies carry the tenant id (`GET /v1/customer` or `GET /api/v3/customer/my`).
+//! The `query-alerts` body carries the tenant id, and so does the legacy `query-details`
+//! body (as py42 sends them; the Incydr SDK sends details only the ids): the access
+//! token's `tenantUid` claim, else `GET /v1/customer` or `GET /api/v3/customer/my`
+//! ([`ApiClient::tenant_id`]).
 //! Responses are cut into one `Box<RawValue>` per alert while they arrive
 //! ([`super::stream`]), keeping the exact text the API sent.
 //!
@@ -204,13 +209,17 @@ fn query_body(tenant_id: &str, q: &AlertQuery<'_>) -> serde_json::Value {
 }
 
 /// The `query-details` bodies for `ids`: each id once, in first-seen order, at most
-/// [`MAX_DETAILS_IDS`] per body.
-fn details_bodies(ids: &[String]) -> Vec<serde_json::Value> {
+/// [`MAX_DETAILS_IDS`] per body; with the tenant id when given (the legacy alert
+/// service, as py42 sends it; the Incydr SDK sends only the ids).
+fn details_bodies(ids: &[String], tenant_id: Option<&str>) -> Vec<serde_json::Value> {
     let mut seen = std::collections::HashSet::new();
     let unique: Vec<&String> = ids.iter().filter(|id| seen.insert(id.as_str())).collect();
     unique
         .chunks(MAX_DETAILS_IDS)
-        .map(|chunk| serde_json::json!({ "alertIds": chunk }))
+        .map(|chunk| match tenant_id {
+            Some(t) => serde_json::json!({ "tenantId": t, "alertIds": chunk }),
+            None => serde_json::json!({ "alertIds": chunk }),
+        })
         .collect()
 }
 
@@ -359,7 +368,7 @@ impl ApiClient {
             ApiGeneration::Legacy => (
                 format!("POST {{alerts}}/svc/api/v1/{call}"),
                 join(self.alerts_base().await?, &format!("/svc/api/v1/{call}")),
-                CallAuth::V3UserToken,
+                CallAuth::LegacyAlerts,
             ),
         })
     }
@@ -435,7 +444,11 @@ impl ApiClient {
             return Ok(details);
         }
         let (endpoint, url, auth) = self.alerts_endpoint("query-details").await?;
-        for body in details_bodies(ids) {
+        let tenant_id = match self.api {
+            ApiGeneration::Legacy => Some(self.tenant_id().await?),
+            ApiGeneration::Incydr => None,
+        };
+        for body in details_bodies(ids, tenant_id.as_deref()) {
             let cap = record_cap(body["alertIds"].as_array().map_or(0, Vec::len));
             let split = self
                 .call_reading(
@@ -550,7 +563,7 @@ mod tests {
     #[test]
     fn details_are_asked_in_chunks_of_at_most_100_unique_ids() {
         let ids: Vec<String> = (0..250).map(|i| format!("a{i}")).collect();
-        let bodies = details_bodies(&ids);
+        let bodies = details_bodies(&ids, None);
         let sizes: Vec<usize> = bodies
             .iter()
             .map(|b| b["alertIds"].as_array().unwrap().len())
@@ -560,12 +573,16 @@ mod tests {
         assert_eq!(bodies[2]["alertIds"][49], "a249");
         let mut twice = ids[..100].to_vec();
         twice.extend(ids[..101].iter().cloned());
-        let sizes: Vec<usize> = details_bodies(&twice)
+        let sizes: Vec<usize> = details_bodies(&twice, None)
             .iter()
             .map(|b| b["alertIds"].as_array().unwrap().len())
             .collect();
         assert_eq!(sizes, vec![100, 1], "repeated ids are asked once");
-        assert!(details_bodies(&[]).is_empty());
+        assert!(details_bodies(&[], None).is_empty());
+        assert!(bodies[0].get("tenantId").is_none());
+        let legacy = details_bodies(&ids[..3], Some("t-1"));
+        assert_eq!(legacy[0]["tenantId"], "t-1");
+        assert_eq!(legacy[0]["alertIds"].as_array().unwrap().len(), 3);
     }
 
     #[test]

@@ -31,7 +31,9 @@ pub struct AuditPage {
     /// The events, oldest first, each as the exact JSON text received.
     pub events: Vec<Box<RawValue>>,
     /// The server refused the page because it lies past its result window (Incydr: no
-    /// `events`, only `totalResultCount`; legacy: 400 "Result window is too large").
+    /// `events`, and a `totalResultCount` beyond what was read; legacy: 400 "Result
+    /// window is too large"). An answer without `events` whose count says nothing is
+    /// left is an empty page, not a refusal (see [`missing_events`]).
     pub past_result_window: bool,
     /// `totalResultCount`, when the server sent it.
     pub total_result_count: Option<u64>,
@@ -86,18 +88,41 @@ fn query_body(generation: ApiGeneration, q: &AuditQuery<'_>, paged: bool) -> ser
     body
 }
 
-fn page_of(split: SplitPage) -> AuditPage {
-    match split.events {
-        Some(events) => AuditPage {
-            events,
-            past_result_window: false,
-            total_result_count: split.total_result_count,
-        },
-        None => AuditPage {
-            events: Vec::new(),
-            past_result_window: true,
-            total_result_count: split.total_result_count,
-        },
+/// What an answer without an `events` key means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MissingEvents {
+    /// No records from this offset on: an empty page.
+    Empty,
+    /// Records exist past this offset that the server did not send: it refused the
+    /// page as past its result window.
+    PastResultWindow,
+}
+
+/// Classifies an answer without `events` for a page starting at result `offset`, by
+/// the `totalResultCount` it carries. Both generations leave `events` out when no
+/// records are found (`{"paginationRangeStartIndex":10000, "paginationRangeEndIndex":
+/// 10000, "totalResultCount":1593}`), and the gateway leaves it out of a page past its
+/// 10,000-result window, where the count is beyond the offset. So: no count, or a count
+/// at or below the offset (the range is exhausted) is an empty page; a count beyond the
+/// offset is the refusal, which makes the window logic learn the limit and split.
+pub(crate) fn missing_events(total_result_count: Option<u64>, offset: u64) -> MissingEvents {
+    match total_result_count {
+        Some(total) if total > offset => MissingEvents::PastResultWindow,
+        _ => MissingEvents::Empty,
+    }
+}
+
+/// The page of an answer to a query whose first result is number `offset`.
+fn page_of(split: SplitPage, offset: u64) -> AuditPage {
+    let total_result_count = split.total_result_count;
+    let past_result_window = match &split.events {
+        Some(_) => false,
+        None => missing_events(total_result_count, offset) == MissingEvents::PastResultWindow,
+    };
+    AuditPage {
+        events: split.events.unwrap_or_default(),
+        past_result_window,
+        total_result_count,
     }
 }
 
@@ -141,7 +166,10 @@ impl ApiClient {
             )
             .await;
         match result {
-            Ok(split) => Ok(page_of(split)),
+            Ok(split) => Ok(page_of(
+                split,
+                u64::from(q.page).saturating_mul(u64::from(q.page_size)),
+            )),
             // Legacy signals the 10,000-result window with a 400 (`docs/api.md`).
             Err(ApiError::Rejected {
                 status: 400,
@@ -208,11 +236,14 @@ impl ApiClient {
                 || PageSplitter::new().at_most(record_cap(MAX_EXPORT_RESULTS)),
             )
             .await?;
-        let page = page_of(split);
+        let page = page_of(split, 0);
         if page.past_result_window {
             return Err(ApiError::Decode {
                 endpoint: endpoint.to_string(),
-                reason: "no events in the export response".to_string(),
+                reason: format!(
+                    "no events in the export response, while its totalResultCount says {}",
+                    page.total_result_count.unwrap_or_default()
+                ),
             });
         }
         Ok(page.events)
@@ -258,9 +289,58 @@ mod tests {
     }
 
     fn parse_search(body: &[u8]) -> Result<AuditPage, String> {
+        parse_search_at(body, 0)
+    }
+
+    fn parse_search_at(body: &[u8], offset: u64) -> Result<AuditPage, String> {
         let mut s = PageSplitter::new();
         s.feed(body)?;
-        s.finish().map(page_of)
+        s.finish().map(|split| page_of(split, offset))
+    }
+
+    #[test]
+    fn missing_events_is_an_empty_page_unless_the_count_goes_beyond_the_offset() {
+        use MissingEvents::*;
+        assert_eq!(missing_events(None, 0), Empty);
+        assert_eq!(missing_events(None, 500), Empty);
+        assert_eq!(missing_events(Some(0), 0), Empty);
+        assert_eq!(missing_events(Some(0), 100), Empty);
+        // the range is exhausted: the count is at or below what was already read
+        assert_eq!(missing_events(Some(1593), 10_000), Empty);
+        assert_eq!(missing_events(Some(100), 100), Empty);
+        // records exist past the offset that were not sent
+        assert_eq!(missing_events(Some(101), 100), PastResultWindow);
+        assert_eq!(missing_events(Some(25_000), 10_000), PastResultWindow);
+        assert_eq!(missing_events(Some(1), 0), PastResultWindow);
+    }
+
+    #[test]
+    fn a_page_without_events_is_classified_by_its_count_and_offset() {
+        // The real service's answer when no records are found.
+        let idle =
+            br#"{"paginationRangeStartIndex":0,"paginationRangeEndIndex":0,"totalResultCount":0}"#;
+        let p = parse_search_at(idle, 0).unwrap();
+        assert!(!p.past_result_window && p.events.is_empty());
+        assert_eq!(p.total_result_count, Some(0));
+        let after_the_last = br#"{"paginationRangeStartIndex":10000,"paginationRangeEndIndex":10000,"totalResultCount":1593}"#;
+        assert!(
+            !parse_search_at(after_the_last, 10_000)
+                .unwrap()
+                .past_result_window
+        );
+        let legacy = br#"{"type$":"audit_log::audit_log_queries.search_audit_log.response/1"}"#;
+        let p = parse_search_at(legacy, 200).unwrap();
+        assert!(!p.past_result_window && p.events.is_empty());
+        assert_eq!(p.total_result_count, None);
+        // the gateway past its result window: a count beyond the offset
+        let refused = br#"{"totalResultCount":25000}"#;
+        assert!(parse_search_at(refused, 10_000).unwrap().past_result_window);
+        assert!(parse_search_at(refused, 0).unwrap().past_result_window);
+        // an empty array is an empty page whatever the count says (the window logic
+        // judges a count that contradicts it)
+        let p = parse_search_at(br#"{"events":[],"totalResultCount":50}"#, 0).unwrap();
+        assert!(!p.past_result_window);
+        assert_eq!(p.total_result_count, Some(50));
     }
 
     #[test]

@@ -53,13 +53,49 @@ fn lifetime(expires_in: Option<u64>, token: &str) -> Duration {
     }
 }
 
-/// Time left until the JWT's `exp`, to the millisecond.
-fn jwt_remaining(token: &str) -> Option<Duration> {
-    let payload = token.split('.').nth(1)?;
+/// The claims of a JWT (`header.payload.signature`, each part base64url, padded or
+/// not): its payload as JSON, or `None` when the token is not a decodable JWT (an
+/// opaque token is not an error: nothing is read from it then).
+///
+/// The signature is NOT verified, on purpose: the token came from the tenant's own
+/// login endpoint over TLS, and c42fwd reads from it only facts about its own session
+/// (when it expires, which tenant it belongs to); it grants nothing on the strength of
+/// them. The server checks the signature of every request that carries the token.
+fn jwt_claims(token: &str) -> Option<serde_json::Map<String, serde_json::Value>> {
+    let mut parts = token.split('.');
+    let (Some(_header), Some(payload), Some(_signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(payload.trim_end_matches('='))
         .ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    match serde_json::from_slice(&bytes).ok()? {
+        serde_json::Value::Object(claims) => Some(claims),
+        _ => None,
+    }
+}
+
+/// The tenant id a token names: its JWT payload's `tenantUid` (what the Incydr SDK
+/// reads), when the token is a decodable JWT and the claim a usable id.
+pub(super) fn jwt_tenant_uid(token: &str) -> Option<String> {
+    let claims = jwt_claims(token)?;
+    let id = claims.get("tenantUid")?.as_str()?;
+    usable_tenant_id(id).then(|| id.to_string())
+}
+
+/// Whether `id` can be a tenant id: not empty, at most 128 characters, no white space
+/// or control characters (it goes into every alert query body).
+pub(super) fn usable_tenant_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.chars().count() <= 128
+        && !id.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// Time left until the JWT's `exp`, to the millisecond.
+fn jwt_remaining(token: &str) -> Option<Duration> {
+    let v = jwt_claims(token)?;
     let exp_ms = v.get("exp")?.as_i64()?.checked_mul(1000)?;
     let remaining = exp_ms.checked_sub(chrono::Utc::now().timestamp_millis())?;
     (remaining > 0).then(|| Duration::from_millis(remaining as u64))
@@ -192,6 +228,53 @@ mod tests {
         let t = AccessToken::new(Secret::new("x"), t0, Duration::from_secs(10));
         assert!(!t.needs_refresh(t0 + Duration::from_secs(8)));
         assert!(t.needs_refresh(t0 + Duration::from_secs(9)));
+    }
+
+    fn jwt(payload: &str) -> String {
+        let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        format!("{}.{}.c2ln", b64(r#"{"alg":"HS256"}"#), b64(payload))
+    }
+
+    #[test]
+    fn the_tenant_id_is_read_from_the_tenant_uid_claim() {
+        assert_eq!(
+            jwt_tenant_uid(&jwt(r#"{"sub":"k","tenantUid":"t-1","exp":1}"#)).as_deref(),
+            Some("t-1")
+        );
+        // padded base64url, as some encoders write it, and the url-safe alphabet
+        let payload = r#"{"tenantUid":"c42e7a1b-0000-4000-8000-00000000e001","n":"??>"}"#;
+        let padded = base64::engine::general_purpose::URL_SAFE.encode(payload);
+        assert!(padded.ends_with('='), "{padded}");
+        assert!(padded.contains('_') || padded.contains('-'), "{padded}");
+        assert_eq!(
+            jwt_tenant_uid(&format!("eyJhbGciOiJub25lIn0.{padded}.sig")).as_deref(),
+            Some("c42e7a1b-0000-4000-8000-00000000e001")
+        );
+    }
+
+    #[test]
+    fn a_token_without_a_usable_tenant_uid_names_no_tenant() {
+        for token in [
+            jwt(r#"{"sub":"k","exp":1}"#),
+            jwt(r#"{"tenantUid":""}"#),
+            jwt(r#"{"tenantUid":"has space"}"#),
+            jwt(r#"{"tenantUid":42}"#),
+            jwt(r#"{"tenantUid":null}"#),
+            jwt(&format!(r#"{{"tenantUid":"{}"}}"#, "x".repeat(129))),
+            jwt(r#"["tenantUid"]"#),
+            jwt("not json"),
+            "opaque-token".to_string(),
+            "two.parts".to_string(),
+            "a.b.c.d".to_string(),
+            "a.!!!.c".to_string(),
+            String::new(),
+            "..".to_string(),
+        ] {
+            assert_eq!(jwt_tenant_uid(&token), None, "{token}");
+        }
+        // four parts are not a JWT, whatever the second holds
+        let four = format!("{}.x", jwt(r#"{"tenantUid":"t"}"#));
+        assert_eq!(jwt_tenant_uid(&four), None);
     }
 
     #[test]

@@ -2,8 +2,10 @@
 //!
 //! [`ApiClient`] owns the HTTP client (rustls, the configured proxy or none, the request
 //! timeout, an optional extra CA bundle), the access token (obtained on first use,
-//! refreshed shortly before it expires and once on a 401), the tenant id, and, for
-//! legacy tenants, the service discovery of the Audit Log and alert service URLs. Every
+//! refreshed shortly before it expires and once on a 401), the tenant id (the token's
+//! own `tenantUid` claim, else the customer endpoint), and, for legacy tenants, the
+//! service discovery of the Audit Log and alert service URLs and the authorization
+//! scheme their alert service takes (Bearer, or the `v3_user_token` fallback). Every
 //! call goes through one retry loop: 429 (honouring `Retry-After`), 5xx, timeouts and
 //! connection errors are retried with the shared [`crate::retry`] backoff; everything
 //! else is a typed [`ApiError`] that names the endpoint and carries the server's message.
@@ -45,6 +47,7 @@ use bytes::Bytes;
 use chrono::Utc;
 use reqwest::header::AUTHORIZATION;
 use reqwest::{StatusCode, Url};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Mutex, OnceCell};
@@ -137,15 +140,18 @@ enum CallAuth {
     Login,
     /// Bearer access token: a 401 refreshes the token and retries once.
     Bearer,
-    /// The same access token, sent as `Authorization: v3_user_token <t>` (the legacy
-    /// alert service, `docs/api.md`); a 401 is handled as for `Bearer`.
-    V3UserToken,
+    /// The legacy alert service: `Authorization: Bearer <t>` like every other call (what
+    /// py42 sends), handled as for `Bearer`; when it answers 401 even to a fresh token,
+    /// the same token is tried once as `Authorization: v3_user_token <t>` (the scheme
+    /// Code42's older examples show), and if that works the tenant's alert calls use it
+    /// from then on (`docs/api-compatibility.md`).
+    LegacyAlerts,
 }
 
 impl CallAuth {
     /// Whether the call carries the access token (and a 401 may refresh it).
     fn uses_token(self) -> bool {
-        matches!(self, CallAuth::Bearer | CallAuth::V3UserToken)
+        matches!(self, CallAuth::Bearer | CallAuth::LegacyAlerts)
     }
 }
 
@@ -171,6 +177,9 @@ pub struct ApiClient {
     tenant_id: OnceCell<String>,
     audit_base: OnceCell<Url>,
     alerts_base: OnceCell<Url>,
+    /// The legacy alert service refused `Bearer` and took `v3_user_token`: its calls
+    /// use that scheme from then on (see [`CallAuth::LegacyAlerts`]).
+    alerts_take_v3_user_token: AtomicBool,
 }
 
 impl std::fmt::Debug for ApiClient {
@@ -260,6 +269,7 @@ impl ApiClient {
             tenant_id: OnceCell::new(),
             audit_base: OnceCell::new(),
             alerts_base: OnceCell::new(),
+            alerts_take_v3_user_token: AtomicBool::new(false),
         })
     }
 
@@ -278,11 +288,19 @@ impl ApiClient {
         self.api
     }
 
-    /// The tenant id (Incydr `GET /v1/customer` -> `tenantId`; legacy
-    /// `GET /api/v3/customer/my` -> `data.tenantUid`), fetched once.
+    /// The tenant id, found once: the access token's own `tenantUid` claim when the
+    /// token is a JWT that has one (as the Incydr SDK reads it), else the customer
+    /// endpoint (Incydr `GET /v1/customer` -> `tenantId`; legacy
+    /// `GET /api/v3/customer/my` -> `data.tenantUid`). An answer without a usable id
+    /// is an error that names the endpoint (not retried: the source backs off).
     pub async fn tenant_id(&self) -> Result<String, ApiError> {
         self.tenant_id
             .get_or_try_init(|| async {
+                let (token, _) = self.access_token().await?;
+                if let Some(id) = auth::jwt_tenant_uid(token.expose()) {
+                    tracing::debug!(tenant = %self.tenant, tenant_id = %id, "tenant id from the access token");
+                    return Ok(id);
+                }
                 let (endpoint, path, pointers): (&str, &str, &[&str]) = match self.api {
                     ApiGeneration::Incydr => ("GET /v1/customer", "/v1/customer", &["/tenantId"]),
                     ApiGeneration::Legacy => (
@@ -291,11 +309,34 @@ impl ApiClient {
                         &["/data/tenantUid", "/tenantUid"],
                     ),
                 };
+                tracing::info!(
+                    tenant = %self.tenant,
+                    endpoint,
+                    "the access token names no tenant (no tenantUid claim); asking the customer endpoint"
+                );
                 let url = join(&self.base_url, path);
                 let body = self
                     .call(endpoint, CallAuth::Bearer, |c| c.get(url.clone()))
                     .await?;
-                json_string_at(endpoint, &body, pointers)
+                let id = json_string_at(endpoint, &body, pointers).map_err(|e| match e {
+                    ApiError::Decode { endpoint, reason } => ApiError::Decode {
+                        endpoint,
+                        reason: format!(
+                            "the access token names no tenant and this answer holds none either ({reason}); alert queries need the tenant id"
+                        ),
+                    },
+                    e => e,
+                })?;
+                if !auth::usable_tenant_id(&id) {
+                    return Err(ApiError::Decode {
+                        endpoint: endpoint.to_string(),
+                        reason: format!(
+                            "the tenant id in the answer ({}) is empty or not an id; alert queries need the tenant id",
+                            pointers.join(" or ")
+                        ),
+                    });
+                }
+                Ok(id)
             })
             .await
             .cloned()
@@ -333,13 +374,17 @@ impl ApiClient {
     {
         let mut backoff = self.backoff.backoff();
         let mut reauthenticated = false;
+        // This call tries `v3_user_token` after `Bearer` failed (CallAuth::LegacyAlerts).
+        let mut trying_v3_user_token = false;
         loop {
             let mut request = make(&self.http);
             let mut generation = 0;
+            let v3_user_token = auth == CallAuth::LegacyAlerts
+                && (trying_v3_user_token || self.alerts_take_v3_user_token.load(Ordering::Relaxed));
             if auth.uses_token() {
                 let (token, g) = self.access_token().await?;
                 generation = g;
-                let scheme = if auth == CallAuth::V3UserToken {
+                let scheme = if v3_user_token {
                     "v3_user_token"
                 } else {
                     "Bearer"
@@ -350,6 +395,9 @@ impl ApiClient {
                 Ok(resp) => {
                     let status = resp.status();
                     self.count_request(endpoint, status.as_str());
+                    if status.is_success() && trying_v3_user_token {
+                        self.remember_v3_user_token(endpoint);
+                    }
                     if status.is_success() {
                         let mut reader = new_reader();
                         match read_body(resp, &mut reader, self.max_response_bytes).await {
@@ -383,6 +431,15 @@ impl ApiClient {
                         self.discard_token(generation).await;
                         self.count_retry("auth");
                         tracing::info!(tenant = %self.tenant, endpoint, "401 with the current access token, logging in again");
+                        continue;
+                    } else if status == StatusCode::UNAUTHORIZED
+                        && auth == CallAuth::LegacyAlerts
+                        && !v3_user_token
+                    {
+                        // 401 to `Bearer` with a fresh token: the older scheme, once.
+                        trying_v3_user_token = true;
+                        self.count_retry("auth_scheme");
+                        tracing::debug!(tenant = %self.tenant, endpoint, "401 to Bearer with a fresh token, trying v3_user_token");
                         continue;
                     } else {
                         let retry_after = retry_after(resp.headers());
@@ -451,6 +508,18 @@ impl ApiClient {
                 }
                 None => return Err(failure),
             }
+        }
+    }
+
+    /// The legacy alert service took `v3_user_token` after refusing `Bearer`: its calls
+    /// use that scheme from now on; said once per tenant.
+    fn remember_v3_user_token(&self, endpoint: &str) {
+        if !self.alerts_take_v3_user_token.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                tenant = %self.tenant,
+                endpoint,
+                "the legacy alert service refused Authorization: Bearer and accepted Authorization: v3_user_token; this tenant's alert calls use v3_user_token from now on"
+            );
         }
     }
 

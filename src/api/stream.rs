@@ -21,7 +21,9 @@ use serde_json::value::RawValue;
 /// What a search response holds for us.
 #[derive(Debug, Default)]
 pub(super) struct SplitPage {
-    /// `None` when the response has no such array (Incydr past its result window).
+    /// `None` when the response has no such array: an Audit Log page with no records,
+    /// or one past the gateway's result window (the caller tells them apart by the
+    /// count, `audit::missing_events`).
     pub(super) events: Option<Vec<Box<RawValue>>>,
     /// The result count of the whole query, as the response reported it.
     pub(super) total_result_count: Option<u64>,

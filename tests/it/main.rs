@@ -9,6 +9,7 @@ mod hec;
 mod hostile;
 mod http;
 mod poller;
+mod quirks;
 mod reconcile;
 mod relp;
 mod rsyslog;

@@ -4,6 +4,8 @@
 //! - `audit_log`: authentication, discovery, the Audit Log search and export, faults;
 //!   it also holds the helpers the other file shares (start, tokens).
 //! - `services`: alerts, rule metadata and the Directory Sync Log.
+//! - `quirks`: the switchable behaviours of the real service.
 
 mod audit_log;
+mod quirks;
 mod services;
