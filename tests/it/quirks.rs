@@ -15,7 +15,7 @@
 //! The emulator's clock is moved with `advance`; waits are on the emulator's request
 //! counts and on the files the daemon writes, with a deadline.
 
-use crate::support::config::{head, METRICS_ON_A_FREE_PORT};
+use crate::support::config::{credentials, file_sink_from, head, Api, METRICS_ON_A_FREE_PORT};
 use crate::support::daemon::{c42fwd, log_path, log_tail, start_emulator, Daemon};
 use crate::support::metrics::{metric_sum, scrape};
 use crate::support::{file_records, multiset, PATIENCE};
@@ -23,12 +23,6 @@ use c42fwd_emulator::{EmulatorHandle, EmulatorOptions, Quirks};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
-
-#[derive(Clone, Copy, Debug)]
-enum Api {
-    Incydr,
-    Legacy,
-}
 
 /// A daemon reading one source of the emulator into a file of raw JSON lines, its log
 /// in JSON.
@@ -53,16 +47,7 @@ impl Run {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("c42fwd.toml");
         let out = dir.path().join("out.ndjson");
-        let credentials = match api {
-            Api::Incydr => format!(
-                "api = \"incydr\"\nclient_id = \"{}\"\nclient_secret = \"{}\"",
-                opts.client_id, opts.client_secret
-            ),
-            Api::Legacy => format!(
-                "api = \"legacy\"\nusername = \"{}\"\npassword = \"{}\"",
-                opts.username, opts.password
-            ),
-        };
+        let credentials = credentials(api, opts, None);
         let text = format!(
             r#"
 {head}
@@ -77,19 +62,10 @@ tenant = "emu"
 poll_interval = "200ms"
 {keys}
 
-[sinks.out]
-type = "file"
-path = "{out}"
-format = "json"
-syslog = "none"
-
-[[routes]]
-sources = ["src"]
-sinks = ["out"]
-"#,
+{file_sink}"#,
             head = head(dir.path(), "10s"),
             base = emu.base_url(),
-            out = out.display(),
+            file_sink = file_sink_from("src", &out),
         );
         std::fs::write(&config, text).unwrap();
         let mut cmd = c42fwd();

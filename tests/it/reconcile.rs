@@ -4,7 +4,9 @@
 //! future is refused; a source that keeps failing keeps its start edge across restarts
 //! of the source and of the process; checkpoints are private whatever the umask.
 
-use crate::support::config::{file_sink_from_audit, head, METRICS_ON_A_FREE_PORT};
+use crate::support::config::{
+    credentials, file_sink_from_audit, head, Api, METRICS_ON_A_FREE_PORT,
+};
 use crate::support::daemon::{c42fwd, log_path, log_tail, start_emulator, Daemon};
 use crate::support::metrics::{self, scrape};
 use crate::support::wait_for;
@@ -57,14 +59,6 @@ fn setup(emu: &EmulatorHandle, opts: &EmulatorOptions, source: &str) -> Setup {
     setup_api(emu, opts, Api::Incydr, source)
 }
 
-#[derive(Clone, Copy)]
-enum Api {
-    /// API client; the Audit Log has `search-results-count`.
-    Incydr,
-    /// User login; no count endpoint: reconciliation re-reads.
-    Legacy,
-}
-
 fn setup_api(emu: &EmulatorHandle, opts: &EmulatorOptions, api: Api, source: &str) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("c42fwd.toml");
@@ -86,18 +80,7 @@ poll_interval = "200ms"
 {file_sink}"#,
         head = head(dir.path(), "10s"),
         base = emu.base_url(),
-        credentials = match api {
-            Api::Incydr => format!(
-                "api = \"incydr\"\nclient_id = \"{}\"\nclient_secret = {{ file = \"{}\" }}",
-                opts.client_id,
-                dir.path().join("secret").display()
-            ),
-            Api::Legacy => format!(
-                "api = \"legacy\"\nusername = \"{}\"\npassword = {{ file = \"{}\" }}",
-                opts.username,
-                dir.path().join("secret").display()
-            ),
-        },
+        credentials = credentials(api, opts, Some(&dir.path().join("secret"))),
         file_sink = file_sink_from_audit(&out),
     );
     std::fs::write(&config, text).unwrap();

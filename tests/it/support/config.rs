@@ -29,6 +29,12 @@ pub fn emu_tenant(emu: &EmulatorHandle, opts: &EmulatorOptions) -> String {
 /// The file sink `out` writing the events to `path` as JSON without a syslog header,
 /// and the route from the source `audit` to it.
 pub fn file_sink_from_audit(path: &Path) -> String {
+    file_sink_from("audit", path)
+}
+
+/// The file sink `out` writing the events to `path` as JSON without a syslog header,
+/// and the route from the source `source` to it.
+pub fn file_sink_from(source: &str, path: &Path) -> String {
     format!(
         r#"[sinks.out]
 type = "file"
@@ -37,11 +43,41 @@ format = "json"
 syslog = "none"
 
 [[routes]]
-sources = ["audit"]
+sources = ["{source}"]
 sinks = ["out"]
 "#,
         path.display()
     )
+}
+
+/// Which API generation a test tenant speaks, and so how it logs in.
+#[derive(Clone, Copy, Debug)]
+pub enum Api {
+    /// An API client (`client_id` / `client_secret`) on the Incydr gateway.
+    Incydr,
+    /// A user (`username` / `password`) on a legacy console.
+    Legacy,
+}
+
+/// The `api` and credential keys of the emulator's tenant for `api`; the secret inline,
+/// or, with `secret_file`, read from that file (which the test writes).
+pub fn credentials(api: Api, opts: &EmulatorOptions, secret_file: Option<&Path>) -> String {
+    let secret = |inline: &str| match secret_file {
+        Some(f) => format!("{{ file = \"{}\" }}", f.display()),
+        None => format!("\"{inline}\""),
+    };
+    match api {
+        Api::Incydr => format!(
+            "api = \"incydr\"\nclient_id = \"{}\"\nclient_secret = {}",
+            opts.client_id,
+            secret(&opts.client_secret)
+        ),
+        Api::Legacy => format!(
+            "api = \"legacy\"\nusername = \"{}\"\npassword = {}",
+            opts.username,
+            secret(&opts.password)
+        ),
+    }
 }
 
 /// The tenant `emu` as [`emu_tenant`], its client secret read from `dir/secret`, which
