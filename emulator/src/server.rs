@@ -332,7 +332,9 @@ pub(crate) fn router(state: Arc<Emulator>) -> Router {
         .merge(super::service_routes::routes())
         // The emulator's own statistics (not part of any Code42 API, not counted).
         .route(STATS_PATH, get(stats))
+        // A path it does not know, or a method a known path does not take.
         .fallback(not_found)
+        .method_not_allowed_fallback(not_found)
         .with_state(state)
 }
 
@@ -403,7 +405,7 @@ pub(crate) fn bad_request(message: &str) -> Response {
 async fn not_found(State(st): St, method: axum::http::Method, uri: axum::http::Uri) -> Response {
     let what = format!("{method} {}", uri.path());
     st.faults.count_unknown(what.clone());
-    unknown_route(&method.to_string(), uri.path(), &what)
+    unknown_route(method.as_str(), uri.path(), &what)
 }
 
 /// The 404 of a request the emulator does not serve.
