@@ -622,3 +622,93 @@ async fn code42cli_reads_the_audit_log_with_a_user_login_and_totp() {
     assert_no_unknown_route(&emu);
     emu.shutdown().await;
 }
+
+/// c42fwd's own legacy client finds and calls the services where py42 does (the routes
+/// the code42cli tests above see): the key-value store at `/v1/{key}`, the search and the
+/// alert service at the root, never under the discovered URLs' paths, and no unknown
+/// route. Configured service URLs are appended to, path included. (Needs no Python.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn c42fwd_discovers_and_calls_the_legacy_services_where_py42_does() {
+    use c42fwd::api::{AlertQuery, ApiClient, AuditQuery};
+    use c42fwd::config::{ApiGeneration, AuditFilters, Credentials};
+    use c42fwd::metrics::Metrics;
+    use c42fwd::secret::Secret;
+    use std::sync::Arc;
+
+    let o = options();
+    let emu = emulator(o.clone()).await;
+    let (start, end) = range(&emu);
+    let mut t = crate::support::source::tenant(ApiGeneration::Legacy, &emu, &o);
+    t.credentials = Credentials::ApiClient {
+        client_id: o.client_id.clone(),
+        secret: Secret::new(o.client_secret.clone()),
+    };
+    let filters = AuditFilters::default();
+    let audit = |page| AuditQuery {
+        start,
+        end,
+        page,
+        page_size: 10_000,
+        filters: &filters,
+    };
+    let alerts = AlertQuery {
+        start,
+        end,
+        page: 0,
+        page_size: 500,
+        groups: &[],
+    };
+
+    let client = ApiClient::new(&t, Arc::new(Metrics::new())).unwrap();
+    let page = client.search_audit_log(&audit(0)).await.unwrap();
+    let got: Vec<Value> = page
+        .events
+        .iter()
+        .map(|e| serde_json::from_str(e.get()).unwrap())
+        .collect();
+    assert!(canonical(&got) == canonical(&events(&emu, start, end)));
+    let listed = client.query_alerts(&alerts).await.unwrap();
+    assert_eq!(listed.alerts.len(), alert_ids(&emu, start, end).len());
+    let s = emu.stats();
+    assert_eq!(
+        s.requests_to("/v1/{key}"),
+        2,
+        "one look-up per service: {s:?}"
+    );
+    assert_eq!(s.requests_to("/rpc/search/search-audit-log"), 1);
+    assert_eq!(s.requests_to("/svc/api/v1/query-alerts"), 1);
+    assert_eq!(
+        routes_beyond(
+            &emu,
+            &[
+                &LEGACY_AUDIT_ROUTES[..],
+                &["/api/v3/customer/my", "/svc/api/v1/query-alerts"]
+            ]
+            .concat()
+        ),
+        BTreeMap::new(),
+        "the routes code42cli calls, no others"
+    );
+    assert_no_unknown_route(&emu);
+
+    // URLs the user configures are used as written: paths appended.
+    t.services.audit_log = Some(format!("{}/audit-log", emu.base_url()).parse().unwrap());
+    t.services.alerts = Some(format!("{}/alert-service", emu.base_url()).parse().unwrap());
+    let client = ApiClient::new(&t, Arc::new(Metrics::new())).unwrap();
+    client.search_audit_log(&audit(0)).await.unwrap();
+    client.query_alerts(&alerts).await.unwrap();
+    let s = emu.stats();
+    assert_eq!(
+        s.requests_to("/audit-log/rpc/search/search-audit-log"),
+        1,
+        "{s:?}"
+    );
+    assert_eq!(s.requests_to("/alert-service/svc/api/v1/query-alerts"), 1);
+    assert_eq!(
+        s.requests_to("/v1/{key}"),
+        2,
+        "no discovery for configured urls"
+    );
+    assert_no_unknown_route(&emu);
+    emu.shutdown().await;
+}
