@@ -681,7 +681,7 @@ async fn c42fwd_discovers_and_calls_the_legacy_services_where_py42_does() {
         routes_beyond(
             &emu,
             &[
-                &LEGACY_AUDIT_ROUTES[..],
+                LEGACY_AUDIT_ROUTES,
                 &["/api/v3/customer/my", "/svc/api/v1/query-alerts"]
             ]
             .concat()
