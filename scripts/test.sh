@@ -20,9 +20,10 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # The official Code42 clients (the incydr CLI, code42cli) in Python virtual environments
-# under target/py, which tests/it/official_clients.rs runs against the emulator.
+# under target/py (or $C42FWD_PY_DIR), which tests/it/official_clients.rs runs against
+# the emulator.
+export C42FWD_PY_DIR="${C42FWD_PY_DIR:-$PWD/target/py}"
 ./scripts/python-clients.sh
-export C42FWD_PY_DIR="$PWD/target/py"
 
 # The whole workspace: the product, the catalog crate and the emulator crate (its own
 # tests included). The product without its default `emulator` feature must build too.
