@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as the README gives it: installs the real receivers the
 # integration tests start (rsyslog with TLS and RELP modules) when they are missing,
-# then runs formatting, lints, unit, property, golden and integration tests of every
+# creates the Python environments of the official Code42 clients (cached in target/py,
+# scripts/python-clients.sh), then runs formatting, lints, unit, property, golden and integration tests of every
 # crate of the workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+
+# The official Code42 clients (the incydr CLI, code42cli) in Python virtual environments
+# under target/py (or $C42FWD_PY_DIR), which tests/it/official_clients.rs runs against
+# the emulator.
+export C42FWD_PY_DIR="${C42FWD_PY_DIR:-$PWD/target/py}"
+./scripts/python-clients.sh
 
 # The whole workspace: the product, the catalog crate and the emulator crate (its own
 # tests included). The product without its default `emulator` feature must build too.

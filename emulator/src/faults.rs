@@ -36,12 +36,20 @@ impl Default for FaultOptions {
     }
 }
 
-/// What the emulator has served, for tests to assert on.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// What the emulator has served, for tests to assert on. Also served as JSON (these
+/// field names) at `GET /_emulator/stats`, which is itself not counted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct EmulatorStats {
     /// Requests per endpoint, keyed by route (`/v1/audit/search-audit-log`,
-    /// `/simple-key-value-store/v1/{key}`, ...), faulted ones included.
+    /// `/v1/{key}`, ...), faulted ones included. Only routes the emulator serves.
     pub requests: BTreeMap<String, u64>,
+    /// Records written into response bodies per route: Audit Log events (all
+    /// formats), alert summaries (query-alerts) and alert details (query-details).
+    pub events: BTreeMap<String, u64>,
+    /// Requests the emulator does not serve, keyed `METHOD /path` (the path as asked,
+    /// without its query; for the key-value store, `GET /v1/<KEY>` of a key it does not
+    /// know). Each was answered 404 with a JSON body naming it.
+    pub unknown: BTreeMap<String, u64>,
     /// 429 answers (injected).
     pub rate_limited: u64,
     /// 500 answers (injected).
@@ -50,7 +58,7 @@ pub struct EmulatorStats {
     pub unauthorized: u64,
     /// Tokens issued by every token endpoint.
     pub tokens_issued: u64,
-    /// Events written into response bodies (all formats).
+    /// Audit Log events written into response bodies (all formats, all routes).
     pub events_served: u64,
     /// Requests let in with `Authorization: v3_user_token <t>` rather than `Bearer`.
     pub v3_user_token_requests: u64,
@@ -62,9 +70,19 @@ impl EmulatorStats {
         self.requests.get(route).copied().unwrap_or(0)
     }
 
-    /// Requests to all routes.
+    /// Requests to all routes the emulator serves.
     pub fn total_requests(&self) -> u64 {
         self.requests.values().sum()
+    }
+
+    /// Records served by one route; 0 when it served none.
+    pub fn events_from(&self, route: &str) -> u64 {
+        self.events.get(route).copied().unwrap_or(0)
+    }
+
+    /// Requests to routes the emulator does not serve.
+    pub fn unknown_requests(&self) -> u64 {
+        self.unknown.values().sum()
     }
 }
 
@@ -84,6 +102,8 @@ pub(crate) struct FaultState {
     seen: AtomicU64,
     unauthorized_left: AtomicU32,
     requests: Mutex<BTreeMap<&'static str, u64>>,
+    events: Mutex<BTreeMap<&'static str, u64>>,
+    unknown: Mutex<BTreeMap<String, u64>>,
     rate_limited: AtomicU64,
     server_errors: AtomicU64,
     unauthorized: AtomicU64,
@@ -154,8 +174,30 @@ impl FaultState {
         self.tokens_issued.fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    pub(crate) fn count_events(&self, n: u64) {
+    /// Counts `n` Audit Log events served by `route`.
+    pub(crate) fn count_events(&self, route: &'static str, n: u64) {
         self.events_served.fetch_add(n, Ordering::Relaxed);
+        self.count_records(route, n);
+    }
+
+    /// Counts `n` records (of any kind) served by `route`.
+    pub(crate) fn count_records(&self, route: &'static str, n: u64) {
+        *self
+            .events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(route)
+            .or_default() += n;
+    }
+
+    /// Counts a request to a route the emulator does not serve (`METHOD /path`).
+    pub(crate) fn count_unknown(&self, what: String) {
+        *self
+            .unknown
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(what)
+            .or_default() += 1;
     }
 
     pub(crate) fn count_v3_user_token(&self) {
@@ -171,6 +213,18 @@ impl FaultState {
                 .iter()
                 .map(|(k, v)| (k.to_string(), *v))
                 .collect(),
+            events: self
+                .events
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
+            unknown: self
+                .unknown
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
             rate_limited: self.rate_limited.load(Ordering::Relaxed),
             server_errors: self.server_errors.load(Ordering::Relaxed),
             unauthorized: self.unauthorized.load(Ordering::Relaxed),

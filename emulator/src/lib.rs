@@ -7,8 +7,15 @@
 //! window answered with `totalResultCount` only, empty pages without `events`, epoch-float
 //! dates, download tokens, access tokens that are JWTs carrying `tenantUid`) and
 //! the legacy services (`/api/v3/auth/jwt` with TOTP, `/api/v3/oauth/token`, tenant,
-//! `ServerEnv` + key-value-store discovery, `/audit-log/rpc/search/*` with its
-//! Elasticsearch-style window error and server-side CSV/CEF). Both generations also
+//! `/api/v1/User/my`, `LoginConfiguration`, `ServerEnv` + key-value-store discovery,
+//! `/rpc/search/*` with its Elasticsearch-style window error and server-side CSV/CEF).
+//! The legacy services answer where the official clients call them (at the root: they
+//! join absolute paths onto the discovered URLs, which drops the URLs' paths) and under
+//! the paths those URLs carry (`/audit-log/...`, `/alert-service/...`), each route
+//! counted on its own. Any other method or path answers 404 with a JSON body naming it,
+//! and is counted as unknown: [`EmulatorStats`] (per-route requests and records, unknown
+//! routes) is what [`EmulatorHandle::stats`] returns and what `GET /_emulator/stats`
+//! serves. Both generations also
 //! serve alerts (query-alerts with the full filter language, query-details with its
 //! 100-id limit, query-details-aggregate, add-note, update-state, the legacy
 //! resolve-alert / reopen-alert, rule metadata) and the Directory Sync Log

@@ -340,16 +340,61 @@ pub(crate) fn router(state: Arc<Emulator>) -> Router {
         .route("/api/v3/oauth/token", post(v1_oauth))
         .route("/api/v3/customer/my", get(v1_customer))
         .route("/c42api/v3/customer/my", get(v1_customer_old))
+        .route("/api/v1/User/my", get(v1_user_my))
+        .route("/api/v1/LoginConfiguration", get(login_configuration_v1))
+        .route("/api/v3/LoginConfiguration", get(login_configuration_v3))
         .route("/api/v1/ServerEnv", get(v1_server_env))
-        .route("/simple-key-value-store/v1/{key}", get(v1_kv))
-        .route("/audit-log/rpc/search/search-audit-log", post(v1_search))
-        .route(
-            "/audit-log/rpc/search/search-results-export",
-            post(v1_export),
-        )
+        // The key-value store and the Audit Log service where the official client
+        // reaches them (their discovered URLs joined with absolute paths, which drops
+        // any path: `/v1/<KEY>`, `/rpc/search/...` at the root), and under the prefixes
+        // the discovered URLs carry, for clients that append to them.
+        .route("/v1/{key}", kv_at(KV_ROOT))
+        .route("/simple-key-value-store/v1/{key}", kv_at(KV_PREFIXED))
+        .route(SEARCH_ROOT, legacy_search_at(SEARCH_ROOT))
+        .route(SEARCH_PREFIXED, legacy_search_at(SEARCH_PREFIXED))
+        .route(EXPORT_ROOT, legacy_export_at(EXPORT_ROOT))
+        .route(EXPORT_PREFIXED, legacy_export_at(EXPORT_PREFIXED))
         .merge(super::service_routes::routes())
+        // The emulator's own statistics (not part of any Code42 API, not counted).
+        .route(STATS_PATH, get(stats))
+        // A path it does not know, or a method a known path does not take.
         .fallback(not_found)
+        .method_not_allowed_fallback(not_found)
         .with_state(state)
+}
+
+/// Where the emulator serves its statistics ([`super::EmulatorStats`] as JSON).
+pub(crate) const STATS_PATH: &str = "/_emulator/stats";
+
+const KV_ROOT: &str = "/v1/{key}";
+const KV_PREFIXED: &str = "/simple-key-value-store/v1/{key}";
+const SEARCH_ROOT: &str = "/rpc/search/search-audit-log";
+const SEARCH_PREFIXED: &str = "/audit-log/rpc/search/search-audit-log";
+const EXPORT_ROOT: &str = "/rpc/search/search-results-export";
+const EXPORT_PREFIXED: &str = "/audit-log/rpc/search/search-results-export";
+
+fn kv_at(route: &'static str) -> axum::routing::MethodRouter<Arc<Emulator>> {
+    get(
+        move |State(st): St, headers: HeaderMap, Path(key): Path<String>| async move {
+            v1_kv(&st, route, &headers, &key)
+        },
+    )
+}
+
+fn legacy_search_at(route: &'static str) -> axum::routing::MethodRouter<Arc<Emulator>> {
+    post(
+        move |State(st): St, headers: HeaderMap, body: Bytes| async move {
+            v1_search(st, route, headers, body).await
+        },
+    )
+}
+
+fn legacy_export_at(route: &'static str) -> axum::routing::MethodRouter<Arc<Emulator>> {
+    post(
+        move |State(st): St, headers: HeaderMap, body: Bytes| async move {
+            v1_export(st, route, headers, body).await
+        },
+    )
 }
 
 pub(crate) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -380,11 +425,34 @@ pub(crate) fn bad_request(message: &str) -> Response {
     error(StatusCode::BAD_REQUEST, message)
 }
 
-async fn not_found() -> Response {
-    error(
+/// Every method and path the emulator does not serve: 404 with a JSON body naming
+/// them, counted in [`super::EmulatorStats::unknown`].
+async fn not_found(State(st): St, method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    let what = format!("{method} {}", uri.path());
+    st.faults.count_unknown(what.clone());
+    unknown_route(method.as_str(), uri.path(), &what)
+}
+
+/// The 404 of a request the emulator does not serve.
+fn unknown_route(method: &str, path: &str, what: &str) -> Response {
+    json_response(
         StatusCode::NOT_FOUND,
-        "no such endpoint on the code42 emulator",
+        serde_json::json!({
+            "status": 404,
+            "error": "Not Found",
+            "message": format!("no such endpoint on the code42 emulator: {what}"),
+            "method": method,
+            "route": path,
+        }),
     )
+}
+
+/// `GET /_emulator/stats`: what [`super::EmulatorHandle::stats`] returns, as JSON.
+async fn stats(State(st): St) -> Response {
+    match serde_json::to_value(st.faults.snapshot()) {
+        Ok(v) => json_response(StatusCode::OK, v),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
 }
 
 // ---------------------------------------------------------------- generation 2
@@ -494,7 +562,8 @@ fn admit_query(
 }
 
 async fn v2_search(State(st): St, headers: HeaderMap, body: Bytes) -> Response {
-    let q = match admit_query(&st, "/v1/audit/search-audit-log", &headers, &body) {
+    let route = "/v1/audit/search-audit-log";
+    let q = match admit_query(&st, route, &headers, &body) {
         Ok(q) => q,
         Err(r) => return *r,
     };
@@ -528,7 +597,7 @@ async fn v2_search(State(st): St, headers: HeaderMap, body: Bytes) -> Response {
             q.page_size,
             format,
             "{\"events\":[".into(),
-            counted(&st, render::pagination_suffix(start)),
+            counted(&st, route, render::pagination_suffix(start)),
         ),
         _ => st.stream(
             sel,
@@ -536,7 +605,7 @@ async fn v2_search(State(st): St, headers: HeaderMap, body: Bytes) -> Response {
             q.page_size,
             Format::Csv,
             render::CSV_HEADER.into(),
-            counted(&st, render::fixed_suffix("")),
+            counted(&st, route, render::fixed_suffix("")),
         ),
     }
 }
@@ -571,11 +640,11 @@ fn empty_page(
     Some(json_response(StatusCode::OK, body))
 }
 
-/// Wraps a suffix so the number of events written lands in the statistics.
-fn counted(st: &Arc<Emulator>, inner: render::Suffix) -> render::Suffix {
+/// Wraps a suffix so the number of events written lands in the statistics of `route`.
+fn counted(st: &Arc<Emulator>, route: &'static str, inner: render::Suffix) -> render::Suffix {
     let st = st.clone();
     Box::new(move |n| {
-        st.faults.count_events(n);
+        st.faults.count_events(route, n);
         inner(n)
     })
 }
@@ -617,12 +686,13 @@ fn admit_export(
 /// Every selected event as one streamed body, between `prefix` and `suffix`.
 fn stream_all(
     st: &Arc<Emulator>,
+    route: &'static str,
     sel: Selection,
     format: Format,
     prefix: String,
     suffix: &'static str,
 ) -> Response {
-    let suffix = counted(st, render::fixed_suffix(suffix));
+    let suffix = counted(st, route, render::fixed_suffix(suffix));
     st.stream(sel, 0, u64::MAX, format, prefix, suffix)
 }
 
@@ -633,8 +703,8 @@ async fn v2_export(State(st): St, headers: HeaderMap, body: Bytes) -> Response {
         Err(r) => return *r,
     };
     match Format::from_accept(header_str(&headers, header::ACCEPT.as_str())) {
-        Format::Json => stream_all(&st, sel, Format::Json, "{\"events\":[".into(), "]}"),
-        _ => stream_all(&st, sel, Format::Csv, render::CSV_HEADER.into(), ""),
+        Format::Json => stream_all(&st, route, sel, Format::Json, "{\"events\":[".into(), "]}"),
+        _ => stream_all(&st, route, sel, Format::Csv, render::CSV_HEADER.into(), ""),
     }
 }
 
@@ -669,7 +739,8 @@ async fn v2_redeem(
     headers: HeaderMap,
     UrlQuery(p): UrlQuery<RedeemParams>,
 ) -> Response {
-    if let Err(r) = st.admit("/v1/audit/redeem-download-token", &headers, true) {
+    let route = "/v1/audit/redeem-download-token";
+    if let Err(r) = st.admit(route, &headers, true) {
         return *r;
     }
     let Some(token) = p.download_token else {
@@ -698,7 +769,7 @@ async fn v2_redeem(
         u64::MAX,
         Format::Csv,
         render::CSV_HEADER.into(),
-        counted(&st, render::fixed_suffix("")),
+        counted(&st, route, render::fixed_suffix("")),
     )
 }
 
@@ -802,6 +873,70 @@ fn legacy_customer(st: &Emulator, route: &'static str, headers: &HeaderMap) -> R
     )
 }
 
+/// `GET /api/v1/User/my`: the user the token was issued to (py42 calls it after a user
+/// login and fails the login without it).
+async fn v1_user_my(State(st): St, headers: HeaderMap) -> Response {
+    if let Err(r) = st.admit("/api/v1/User/my", &headers, true) {
+        return *r;
+    }
+    let who = st.caller(&headers);
+    json_response(
+        StatusCode::OK,
+        serde_json::json!({"data": {
+            "userId": 1,
+            "userUid": "c42e7a1b00000001",
+            "status": "Active",
+            "username": who,
+            "email": who,
+            "active": true,
+            "blocked": false,
+            "tenantId": st.opts.tenant_id,
+        }}),
+    )
+}
+
+async fn login_configuration_v1(
+    State(st): St,
+    headers: HeaderMap,
+    UrlQuery(p): UrlQuery<HashMap<String, String>>,
+) -> Response {
+    login_configuration(&st, "/api/v1/LoginConfiguration", &headers, &p)
+}
+
+async fn login_configuration_v3(
+    State(st): St,
+    headers: HeaderMap,
+    UrlQuery(p): UrlQuery<HashMap<String, String>>,
+) -> Response {
+    login_configuration(&st, "/api/v3/LoginConfiguration", &headers, &p)
+}
+
+/// How a user logs in (no token: asked before a login): `LOCAL`, or `LOCAL_2FA` when
+/// the tenant requires a one-time password. Like the real service, a user it does not
+/// know gets `LOCAL_2FA` too.
+fn login_configuration(
+    st: &Emulator,
+    route: &'static str,
+    headers: &HeaderMap,
+    params: &HashMap<String, String>,
+) -> Response {
+    if let Err(r) = st.admit(route, headers, false) {
+        return *r;
+    }
+    let known = params
+        .get("username")
+        .is_some_and(|u| u.eq_ignore_ascii_case(&st.opts.username));
+    let login_type = if st.opts.totp.is_some() || !known {
+        "LOCAL_2FA"
+    } else {
+        "LOCAL"
+    };
+    json_response(
+        StatusCode::OK,
+        serde_json::json!({"data": {"loginType": login_type}}),
+    )
+}
+
 /// Service discovery, step 1. Unauthenticated here: it reveals nothing but URLs.
 async fn v1_server_env(State(st): St, headers: HeaderMap) -> Response {
     if let Err(r) = st.admit("/api/v1/ServerEnv", &headers, false) {
@@ -818,17 +953,25 @@ async fn v1_server_env(State(st): St, headers: HeaderMap) -> Response {
     )
 }
 
-/// Service discovery, step 2: plain-text base URLs by key.
-async fn v1_kv(State(st): St, headers: HeaderMap, Path(key): Path<String>) -> Response {
-    if let Err(r) = st.admit("/simple-key-value-store/v1/{key}", &headers, false) {
+/// Service discovery, step 2: plain-text base URLs by key. Each carries a path
+/// (`/audit-log`, ...): the official client drops it when it joins its absolute paths
+/// onto it, and a client that appends finds the services under it too. A key the
+/// store does not hold is a 404 counted as an unknown route (`GET /v1/<KEY>`).
+fn v1_kv(st: &Emulator, route: &'static str, headers: &HeaderMap, key: &str) -> Response {
+    if let Err(r) = st.admit(route, headers, false) {
         return *r;
     }
-    let root = st.root(&headers);
-    let url = match key.as_str() {
+    let root = st.root(headers);
+    let url = match key {
         "AUDIT-LOG_API-URL" => format!("{root}/audit-log"),
         "AlertService-API_URL" => format!("{root}/alert-service"),
         "FedObserver-API_URL" => format!("{root}/fed-observer"),
-        _ => return error(StatusCode::NOT_FOUND, "no such key in the key-value store"),
+        _ => {
+            let path = route.replace("{key}", key);
+            let what = format!("GET {path}");
+            st.faults.count_unknown(what.clone());
+            return unknown_route("GET", &path, &what);
+        }
     };
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], url).into_response()
 }
@@ -853,13 +996,14 @@ fn window_error(limit: u64, asked: u64) -> Response {
     )
 }
 
-async fn v1_search(State(st): St, headers: HeaderMap, body: Bytes) -> Response {
-    let q = match admit_query(
-        &st,
-        "/audit-log/rpc/search/search-audit-log",
-        &headers,
-        &body,
-    ) {
+/// The legacy search, served at `route`.
+async fn v1_search(
+    st: Arc<Emulator>,
+    route: &'static str,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let q = match admit_query(&st, route, &headers, &body) {
         Ok(q) => q,
         Err(r) => return *r,
     };
@@ -883,7 +1027,7 @@ async fn v1_search(State(st): St, headers: HeaderMap, body: Bytes) -> Response {
             q.page_size,
             Format::Json,
             LEGACY_RESPONSE_PREFIX.into(),
-            counted(&st, render::fixed_suffix("]}")),
+            counted(&st, route, render::fixed_suffix("]}")),
         ),
         Format::Csv => st.stream(
             sel,
@@ -891,7 +1035,7 @@ async fn v1_search(State(st): St, headers: HeaderMap, body: Bytes) -> Response {
             q.page_size,
             Format::Csv,
             render::CSV_HEADER.into(),
-            counted(&st, render::fixed_suffix("")),
+            counted(&st, route, render::fixed_suffix("")),
         ),
         Format::Cef => st.stream(
             sel,
@@ -899,21 +1043,32 @@ async fn v1_search(State(st): St, headers: HeaderMap, body: Bytes) -> Response {
             q.page_size,
             Format::Cef,
             String::new(),
-            counted(&st, render::fixed_suffix("")),
+            counted(&st, route, render::fixed_suffix("")),
         ),
     }
 }
 
 /// Legacy export: JSON (default), CSV or CEF. As documented (`docs/api.md`): page and
 /// pageSize apply to CSV output and are ignored for CEF and JSON.
-async fn v1_export(State(st): St, headers: HeaderMap, body: Bytes) -> Response {
-    let route = "/audit-log/rpc/search/search-results-export";
+async fn v1_export(
+    st: Arc<Emulator>,
+    route: &'static str,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let (q, sel) = match admit_export(&st, route, &headers, &body) {
         Ok(admitted) => admitted,
         Err(r) => return *r,
     };
     match Format::from_accept(header_str(&headers, header::ACCEPT.as_str())) {
-        Format::Json => stream_all(&st, sel, Format::Json, LEGACY_RESPONSE_PREFIX.into(), "]}"),
+        Format::Json => stream_all(
+            &st,
+            route,
+            sel,
+            Format::Json,
+            LEGACY_RESPONSE_PREFIX.into(),
+            "]}",
+        ),
         Format::Csv => {
             let (skip, limit) = if q.paged {
                 (q.page.saturating_mul(q.page_size), q.page_size)
@@ -926,10 +1081,10 @@ async fn v1_export(State(st): St, headers: HeaderMap, body: Bytes) -> Response {
                 limit,
                 Format::Csv,
                 render::CSV_HEADER.into(),
-                counted(&st, render::fixed_suffix("")),
+                counted(&st, route, render::fixed_suffix("")),
             )
         }
-        Format::Cef => stream_all(&st, sel, Format::Cef, String::new(), ""),
+        Format::Cef => stream_all(&st, route, sel, Format::Cef, String::new(), ""),
     }
 }
 

@@ -11,9 +11,12 @@
 //!   `/v1/alerts/add-note`, `/v1/alerts/update-state`,
 //!   `/v1/alerts/rules/query-rule-metadata`.
 //! - Legacy, `Authorization: v3_user_token <t>` (or Bearer):
-//!   `/alert-service/svc/api/v1/{query-alerts, query-details, query-details-aggregate,
+//!   `/svc/api/v1/{query-alerts, query-details, query-details-aggregate,
 //!   add-note, update-state, resolve-alert, reopen-alert, rules/query-rule-metadata,
-//!   Rules/query-rule-metadata}` and `/fed-observer/svc/api/v1/{Rules,rules}/query-rule-metadata`.
+//!   Rules/query-rule-metadata}` at the root (where the official client calls them:
+//!   it joins these absolute paths onto the discovered URL, dropping its path), and the
+//!   same under `/alert-service` (with `/fed-observer/svc/api/v1/{Rules,rules}/query-rule-metadata`)
+//!   for clients that append to the discovered URL. Each route is counted on its own.
 //! - `GET /api/v3/DirectorySyncLog` and `GET /api/v3/DirectorySyncLog/csv` (Bearer).
 //!
 //! Behaviour choices:
@@ -61,16 +64,32 @@ type St = State<Arc<Emulator>>;
 type Handler = fn(&Emulator, &HeaderMap, &[u8]) -> Response;
 
 /// A POST route that is counted, faulted and authenticated like every other, then
-/// served by `f`.
+/// served by `f`; the records its answer holds ([`Served`]) are counted for `route`.
 fn op(route: &'static str, auth: Auth, f: Handler) -> MethodRouter<Arc<Emulator>> {
     post(
         move |State(st): St, headers: HeaderMap, body: Bytes| async move {
             match st.admit_as(route, &headers, auth) {
                 Err(r) => *r,
-                Ok(()) => f(&st, &headers, &body),
+                Ok(()) => {
+                    let r = f(&st, &headers, &body);
+                    if let Some(Served(n)) = r.extensions().get::<Served>() {
+                        st.faults.count_records(route, *n);
+                    }
+                    r
+                }
             }
         },
     )
+}
+
+/// How many records (alert summaries or details) an answer holds, for the statistics.
+#[derive(Debug, Clone, Copy)]
+struct Served(u64);
+
+/// `r`, marked as holding `n` records.
+fn served(mut r: Response, n: u64) -> Response {
+    r.extensions_mut().insert(Served(n));
+    r
 }
 
 /// The routes of this module, to be merged into the emulator's router.
@@ -120,6 +139,10 @@ pub(crate) fn routes() -> Router<Arc<Emulator>> {
     for &(route, f) in incydr {
         r = r.route(route, op(route, Auth::BearerOnly, f));
     }
+    // The legacy services under their prefixes (for clients that append paths to the
+    // discovered URLs) and at the root (where the official client reaches them: it joins
+    // `/svc/api/v1/...` onto the discovered URL, which drops the prefix).
+    let mut root = std::collections::BTreeSet::new();
     for &(route, f) in legacy {
         let auth = if route.starts_with("/alert-service/") {
             Auth::AlertService
@@ -127,6 +150,12 @@ pub(crate) fn routes() -> Router<Arc<Emulator>> {
             Auth::Token
         };
         r = r.route(route, op(route, auth, f));
+        let at_root = route
+            .trim_start_matches("/alert-service")
+            .trim_start_matches("/fed-observer");
+        if root.insert(at_root) {
+            r = r.route(at_root, op(at_root, auth, f));
+        }
     }
     r.route("/api/v3/DirectorySyncLog", get(sync_log_json))
         .route("/api/v3/DirectorySyncLog/csv", get(sync_log_csv))
@@ -351,7 +380,8 @@ fn query_alerts(st: &Emulator, _: &HeaderMap, body: &[u8]) -> Response {
     };
     let changes = st.alert_changes_snapshot();
     let mut out = String::from("{\"type$\":\"ALERT_QUERY_RESPONSE\",\"alerts\":[");
-    for (n, i) in page_of(&all, &s).into_iter().enumerate() {
+    let page = page_of(&all, &s);
+    for (n, &i) in page.iter().enumerate() {
         if n > 0 {
             out.push(',');
         }
@@ -359,7 +389,7 @@ fn query_alerts(st: &Emulator, _: &HeaderMap, body: &[u8]) -> Response {
             .render_summary(&st.alerts.alert(i, changes.get(&i)), &mut out);
     }
     close_search(&mut out, all.len() as u64, &s.problems);
-    json_text(out)
+    served(json_text(out), page.len() as u64)
 }
 
 /// The alert ids of a body's `alertIds`, at most 100.
@@ -423,7 +453,7 @@ fn query_details(st: &Emulator, _: &HeaderMap, body: &[u8]) -> Response {
         }
     }
     out.push_str("]}");
-    json_text(out)
+    served(json_text(out), seen.len() as u64)
 }
 
 fn query_details_aggregate(st: &Emulator, _: &HeaderMap, body: &[u8]) -> Response {

@@ -29,7 +29,6 @@ use super::stream::{record_cap, PageSplitter};
 use super::{join, ApiClient, ApiError, CallAuth};
 use crate::config::{AlertFilterGroup, ApiGeneration};
 use chrono::{DateTime, TimeDelta, Timelike, Utc};
-use reqwest::Url;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::collections::HashMap;
@@ -343,17 +342,9 @@ fn offset_in(outer: &str, inner: &str) -> Option<usize> {
 impl ApiClient {
     /// The base URL of the alert service: the gateway for Incydr; for legacy, the
     /// configured `services.alerts`, else service discovery (fetched once).
-    async fn alerts_base(&self) -> Result<&Url, ApiError> {
+    async fn alerts_base(&self) -> Result<&super::ServiceBase, ApiError> {
         self.alerts_base
-            .get_or_try_init(|| async {
-                if self.api == ApiGeneration::Incydr {
-                    return Ok(self.base_url.clone());
-                }
-                if let Some(u) = &self.services.alerts {
-                    return Ok(u.clone());
-                }
-                self.discover_service("AlertService-API_URL").await
-            })
+            .get_or_try_init(|| self.service_base(&self.services.alerts, "AlertService-API_URL"))
             .await
     }
 

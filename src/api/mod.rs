@@ -175,8 +175,8 @@ pub struct ApiClient {
     metrics: Arc<Metrics>,
     token: Mutex<TokenSlot>,
     tenant_id: OnceCell<String>,
-    audit_base: OnceCell<Url>,
-    alerts_base: OnceCell<Url>,
+    audit_base: OnceCell<ServiceBase>,
+    alerts_base: OnceCell<ServiceBase>,
     /// The legacy alert service refused `Bearer` and took `v3_user_token`: its calls
     /// use that scheme from then on (see [`CallAuth::LegacyAlerts`]).
     alerts_take_v3_user_token: AtomicBool,
@@ -675,9 +675,73 @@ pub(crate) fn parse_time_value(text: &str) -> Result<chrono::DateTime<Utc>, Stri
     }
 }
 
-/// `base` + `path`, whatever trailing slash `base` has.
-fn join(base: &Url, path: &str) -> String {
-    format!("{}{}", base.as_str().trim_end_matches('/'), path)
+/// The URL of `path` (absolute, starting with `/`) on `base`: appended to a URL the
+/// user wrote, joined like `urljoin` on a URL the API discovered (see [`ServiceBase`]).
+fn join<B: JoinPath + ?Sized>(base: &B, path: &str) -> String {
+    base.join_path(path)
+}
+
+/// How an absolute path is put on a base URL.
+trait JoinPath {
+    fn join_path(&self, path: &str) -> String;
+}
+
+/// A URL from the configuration (`base_url`, `services.*`): `path` is appended, whatever
+/// trailing slash it has, so a base URL with a path of its own (a gateway behind a
+/// prefix) keeps it.
+impl JoinPath for Url {
+    fn join_path(&self, path: &str) -> String {
+        format!("{}{}", self.as_str().trim_end_matches('/'), path)
+    }
+}
+
+/// The base URL of a legacy service: written in the configuration (appended to, like
+/// every configured URL), or discovered from the API (joined the way the official client
+/// joins it, `docs/api.md`: an absolute path replaces the base's path and query).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ServiceBase {
+    Configured(Url),
+    Discovered(Url),
+}
+
+impl JoinPath for ServiceBase {
+    fn join_path(&self, path: &str) -> String {
+        match self {
+            ServiceBase::Configured(u) => u.join_path(path),
+            ServiceBase::Discovered(u) => url_join_absolute(u, path).to_string(),
+        }
+    }
+}
+
+/// `urllib.parse.urljoin(base, path)` for an absolute `path` (starting with one `/`):
+/// the scheme, user info, host and port of `base`, the path and query of `path`; the
+/// path, query and fragment of `base` are dropped. `Url::join` has exactly these
+/// semantics for such a path, and cannot fail on a base that has a host.
+fn url_join_absolute(base: &Url, path: &str) -> Url {
+    debug_assert!(path.starts_with('/') && !path.starts_with("//"));
+    // Only a base without a host (`mailto:x`) cannot be joined, and `discovered_url`
+    // never yields one; such a base is kept as it is.
+    base.join(path).unwrap_or_else(|_| base.clone())
+}
+
+/// A URL as the official client reads it from the discovery answers: the text as it
+/// came (surrounding white space and quotes aside), with `https://` in front when it
+/// names neither `http://` nor `https://`. Only http(s) URLs with a host are taken.
+fn discovered_url(text: &str) -> Result<Url, String> {
+    let text = text.trim().trim_matches('"').trim();
+    if text.is_empty() {
+        return Err("the answer is empty".to_string());
+    }
+    let with_scheme = if text.starts_with("http://") || text.starts_with("https://") {
+        text.to_string()
+    } else {
+        format!("https://{text}")
+    };
+    let u = Url::parse(&with_scheme).map_err(|e| format!("{text:?} is not a url: {e}"))?;
+    if !matches!(u.host_str(), Some(h) if !h.is_empty()) {
+        return Err(format!("{text:?} names no host"));
+    }
+    Ok(u)
 }
 
 fn transport_error(endpoint: &str, e: &reqwest::Error) -> ApiError {
@@ -775,31 +839,49 @@ fn json_string_at(endpoint: &str, body: &[u8], pointers: &[&str]) -> Result<Stri
         })
 }
 
-/// Where the Audit Log service lives for a legacy tenant, given `stsBaseUrl`: py42's rule
-/// (replace the first `sts` with `simple-key-value-store`).
-fn key_value_store_url(sts_base_url: &str) -> String {
-    sts_base_url.replacen("sts", "simple-key-value-store", 1)
+/// The key-value store of a legacy tenant, given `stsBaseUrl`: the official client's rule
+/// (replace the first `sts` of the whole text with `simple-key-value-store`, then read it
+/// as [`discovered_url`] does).
+fn key_value_store_url(sts_base_url: &str) -> Result<Url, String> {
+    discovered_url(&sts_base_url.replacen("sts", "simple-key-value-store", 1))
+}
+
+/// The key-value store URL of `key`: `/v1/<key>` joined onto the store's URL.
+fn key_value_url(store: &Url, key: &str) -> Url {
+    url_join_absolute(store, &format!("/v1/{key}"))
 }
 
 impl ApiClient {
-    /// The base URL of the Audit Log service: the gateway for Incydr; for legacy, the
-    /// configured `services.audit_log`, else service discovery (fetched once).
-    async fn audit_base(&self) -> Result<&Url, ApiError> {
+    /// The base URL of the Audit Log service (legacy): the configured
+    /// `services.audit_log`, else service discovery (fetched once).
+    async fn audit_base(&self) -> Result<&ServiceBase, ApiError> {
         self.audit_base
-            .get_or_try_init(|| async {
-                if self.api == ApiGeneration::Incydr {
-                    return Ok(self.base_url.clone());
-                }
-                if let Some(u) = &self.services.audit_log {
-                    return Ok(u.clone());
-                }
-                self.discover_service("AUDIT-LOG_API-URL").await
-            })
+            .get_or_try_init(|| self.service_base(&self.services.audit_log, "AUDIT-LOG_API-URL"))
             .await
     }
 
-    /// Legacy service discovery: `GET /api/v1/ServerEnv` -> `stsBaseUrl`, then
-    /// `GET {kv}/v1/<key>` -> a plain-text base URL.
+    /// A legacy service's base: the URL configured for it (used as written: paths are
+    /// appended), else the one `key` discovers (paths are joined onto it).
+    async fn service_base(
+        &self,
+        configured: &Option<Url>,
+        key: &str,
+    ) -> Result<ServiceBase, ApiError> {
+        if self.api == ApiGeneration::Incydr {
+            return Ok(ServiceBase::Configured(self.base_url.clone()));
+        }
+        if let Some(u) = configured {
+            return Ok(ServiceBase::Configured(u.clone()));
+        }
+        self.discover_service(key)
+            .await
+            .map(ServiceBase::Discovered)
+    }
+
+    /// Legacy service discovery, as the official client does it (`docs/api.md`):
+    /// `GET /api/v1/ServerEnv` -> `stsBaseUrl`; its first `sts` replaced by
+    /// `simple-key-value-store` is the key-value store; `GET /v1/<key>` joined onto it
+    /// (no token, `Accept: */*`) answers the service's base URL in plain text.
     async fn discover_service(&self, key: &str) -> Result<Url, ApiError> {
         const ENV: &str = "GET /api/v1/ServerEnv";
         let url = join(&self.base_url, "/api/v1/ServerEnv");
@@ -807,18 +889,22 @@ impl ApiClient {
             .call(ENV, CallAuth::Bearer, |c| c.get(url.clone()))
             .await?;
         let sts = json_string_at(ENV, &body, &["/stsBaseUrl", "/data/stsBaseUrl"])?;
-        let kv = key_value_store_url(sts.trim_end_matches('/'));
-        let endpoint = format!("GET {{simple-key-value-store}}/v1/{key}");
-        let url = format!("{kv}/v1/{key}");
-        let body = self
-            .call(&endpoint, CallAuth::Bearer, |c| c.get(url.clone()))
-            .await?;
-        let text = String::from_utf8_lossy(&body);
-        let text = text.trim().trim_matches('"');
-        let found = Url::parse(text).map_err(|e| ApiError::Decode {
-            endpoint: endpoint.clone(),
-            reason: format!("{text:?} is not a url: {e}"),
+        let store = key_value_store_url(&sts).map_err(|reason| ApiError::Decode {
+            endpoint: ENV.to_string(),
+            reason: format!("stsBaseUrl: {reason}"),
         })?;
+        let endpoint = format!("GET {{simple-key-value-store}}/v1/{key}");
+        let url = key_value_url(&store, key);
+        let body = self
+            .call(&endpoint, CallAuth::Login, |c| {
+                c.get(url.clone()).header(reqwest::header::ACCEPT, "*/*")
+            })
+            .await?;
+        let found =
+            discovered_url(&String::from_utf8_lossy(&body)).map_err(|reason| ApiError::Decode {
+                endpoint: endpoint.clone(),
+                reason,
+            })?;
         tracing::info!(tenant = %self.tenant, service = key, url = %found, "discovered service url");
         Ok(found)
     }
@@ -840,24 +926,129 @@ mod tests {
         assert_eq!(server_message(long.as_bytes()).len(), 303);
     }
 
+    /// The key-value store URL of `key` for a `stsBaseUrl`, as text.
+    fn kv(sts: &str, key: &str) -> String {
+        key_value_url(&key_value_store_url(sts).unwrap(), key).to_string()
+    }
+
     #[test]
-    fn key_value_store_url_replaces_the_first_sts() {
+    fn key_value_store_replaces_the_first_sts_and_joins_v1_key() {
         assert_eq!(
-            key_value_store_url("https://sts-east.us.code42.com"),
-            "https://simple-key-value-store-east.us.code42.com"
+            kv("https://sts-east.us.code42.com", "AUDIT-LOG_API-URL"),
+            "https://simple-key-value-store-east.us.code42.com/v1/AUDIT-LOG_API-URL"
+        );
+        // A path in stsBaseUrl is replaced by `/v1/<key>`, with or without its `sts`.
+        assert_eq!(
+            kv("http://127.0.0.1:9/sts", "AlertService-API_URL"),
+            "http://127.0.0.1:9/v1/AlertService-API_URL"
         );
         assert_eq!(
-            key_value_store_url("http://127.0.0.1:9/sts"),
-            "http://127.0.0.1:9/simple-key-value-store"
+            kv("https://sts.example.com/some/path/", "FedObserver-API_URL"),
+            "https://simple-key-value-store.example.com/v1/FedObserver-API_URL"
+        );
+        // Only the first `sts`, wherever it is, as the official client does it: the
+        // host `hosts.example.com` loses its own `sts`, the path keeps its one.
+        assert_eq!(
+            key_value_store_url("http://hosts.example.com/sts")
+                .unwrap()
+                .as_str(),
+            "http://hosimple-key-value-store.example.com/sts"
+        );
+        // No scheme: https, as the official client assumes.
+        assert_eq!(
+            kv("sts-east.us.code42.com", "AUDIT-LOG_API-URL"),
+            "https://simple-key-value-store-east.us.code42.com/v1/AUDIT-LOG_API-URL"
+        );
+        // A query of the base goes away with its path.
+        assert_eq!(
+            kv("https://sts.example.com/x?a=b#f", "K"),
+            "https://simple-key-value-store.example.com/v1/K"
+        );
+        // No `sts` at all: the URL as it is.
+        assert_eq!(
+            kv("https://console.example.com:4285/", "K"),
+            "https://console.example.com:4285/v1/K"
         );
     }
 
     #[test]
-    fn join_ignores_trailing_slashes() {
+    fn discovered_service_urls_lose_their_path() {
+        let d = |text: &str, path: &str| {
+            join(
+                &ServiceBase::Discovered(discovered_url(text).unwrap()),
+                path,
+            )
+        };
+        let search = "/rpc/search/search-audit-log";
+        assert_eq!(
+            d("https://audit-log-east.us.code42.com", search),
+            "https://audit-log-east.us.code42.com/rpc/search/search-audit-log"
+        );
+        assert_eq!(
+            d("http://127.0.0.1:9/audit-log", search),
+            "http://127.0.0.1:9/rpc/search/search-audit-log"
+        );
+        assert_eq!(
+            d(
+                "http://127.0.0.1:9/alert-service/",
+                "/svc/api/v1/query-alerts"
+            ),
+            "http://127.0.0.1:9/svc/api/v1/query-alerts"
+        );
+        assert_eq!(
+            d("https://h.example.com/a/b?x=1#y", search),
+            "https://h.example.com/rpc/search/search-audit-log"
+        );
+        // Plain text as it comes: a line end, quotes, no scheme, a port, user info.
+        assert_eq!(
+            d("\"https://h.example.com\"\n", search),
+            "https://h.example.com/rpc/search/search-audit-log"
+        );
+        assert_eq!(
+            d(
+                "alert-service-east.us.code42.com",
+                "/svc/api/v1/query-alerts"
+            ),
+            "https://alert-service-east.us.code42.com/svc/api/v1/query-alerts"
+        );
+        assert_eq!(
+            d("https://u:p@h.example.com:8443/x", search),
+            "https://u:p@h.example.com:8443/rpc/search/search-audit-log"
+        );
+    }
+
+    #[test]
+    fn discovered_urls_must_name_a_host() {
+        for bad in ["", "  \n", "\"\"", "https://", "https://exa mple.com"] {
+            let err = discovered_url(bad).unwrap_err();
+            assert!(!err.is_empty(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn urljoin_of_an_absolute_path() {
+        let j = |b: &str, p: &str| url_join_absolute(&Url::parse(b).unwrap(), p).to_string();
+        assert_eq!(j("http://h", "/a"), "http://h/a");
+        assert_eq!(j("http://h/", "/a"), "http://h/a");
+        assert_eq!(j("http://h/x/y", "/a/b"), "http://h/a/b");
+        assert_eq!(j("http://h/x/y/", "/a"), "http://h/a");
+        assert_eq!(
+            j("http://h:81/x?q=1#f", "/a?grant=1"),
+            "http://h:81/a?grant=1"
+        );
+    }
+
+    #[test]
+    fn configured_urls_are_appended_to() {
         let u = Url::parse("http://127.0.0.1:8080").unwrap();
         assert_eq!(join(&u, "/v1/oauth"), "http://127.0.0.1:8080/v1/oauth");
         let u = Url::parse("http://h/base/").unwrap();
         assert_eq!(join(&u, "/rpc/x"), "http://h/base/rpc/x");
+        let c = ServiceBase::Configured(Url::parse("https://h/audit-log").unwrap());
+        assert_eq!(
+            join(&c, "/rpc/search/search-audit-log"),
+            "https://h/audit-log/rpc/search/search-audit-log"
+        );
     }
 
     fn tenant(api: ApiGeneration, credentials: Credentials) -> Tenant {

@@ -34,7 +34,7 @@ pub(super) async fn emulate(a: EmulateArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(a.listen()).await?;
     let addr = listener.local_addr()?;
     eprintln!(
-        "c42fwd emulator on http://{addr} (incydr: /v1/..., legacy: /api/v3/..., discovery: /api/v1/ServerEnv)"
+        "c42fwd emulator on http://{addr} (incydr: /v1/..., legacy: /api/v3/..., discovery: /api/v1/ServerEnv, statistics: /_emulator/stats)"
     );
     c42fwd_emulator::serve(listener, a.options(), pipeline::shutdown_signal()).await?;
     Ok(())

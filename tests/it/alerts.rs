@@ -80,7 +80,7 @@ fn field(alert: &str, key: &str) -> String {
 fn details_route(api: ApiGeneration) -> &'static str {
     match api {
         ApiGeneration::Incydr => "/v1/alerts/query-details",
-        ApiGeneration::Legacy => "/alert-service/svc/api/v1/query-details",
+        ApiGeneration::Legacy => "/svc/api/v1/query-details",
     }
 }
 
@@ -380,7 +380,7 @@ async fn query_alerts_and_details_agree_with_the_ground_truth() {
     }
     let stats = emu.stats();
     assert_eq!(
-        stats.requests_to("/simple-key-value-store/v1/{key}"),
+        stats.requests_to("/v1/{key}"),
         1,
         "discovery once, for the one legacy client without an explicit url: {stats:?}"
     );

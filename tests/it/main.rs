@@ -8,6 +8,7 @@ mod e2e;
 mod hec;
 mod hostile;
 mod http;
+mod official_clients;
 mod poller;
 mod quirks;
 mod reconcile;

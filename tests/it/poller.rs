@@ -562,7 +562,7 @@ async fn ties_beyond_the_window_go_through_export(api: ApiGeneration) {
     assert!(got == expected);
     let export_route = match api {
         ApiGeneration::Incydr => "/v1/audit/search-results-export",
-        ApiGeneration::Legacy => "/audit-log/rpc/search/search-results-export",
+        ApiGeneration::Legacy => "/rpc/search/search-results-export",
     };
     assert!(
         emu.stats().requests_to(export_route) >= 1,

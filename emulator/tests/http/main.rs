@@ -3,9 +3,12 @@
 //!
 //! - `audit_log`: authentication, discovery, the Audit Log search and export, faults;
 //!   it also holds the helpers the other file shares (start, tokens).
+//! - `routes`: where the official clients reach the services, the statistics (per
+//!   route, over HTTP too) and the answer to routes the emulator does not serve.
 //! - `services`: alerts, rule metadata and the Directory Sync Log.
 //! - `quirks`: the switchable behaviours of the real service.
 
 mod audit_log;
 mod quirks;
+mod routes;
 mod services;
