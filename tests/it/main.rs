@@ -8,6 +8,7 @@ mod e2e;
 mod hec;
 mod hostile;
 mod http;
+mod ops;
 mod poller;
 mod quirks;
 mod reconcile;
