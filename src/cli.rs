@@ -2,7 +2,8 @@
 //! codes. All real work is in the library modules; this file only decides which to call.
 //!
 //! Exit codes: 0 success (including a drained shutdown on SIGTERM / Ctrl-C), 1 a runtime
-//! failure, 2 an invalid configuration or command line.
+//! failure, 2 an invalid configuration or command line, or a state directory in use by
+//! another process (`crate::state_lock`).
 
 use crate::checkpoint::Store;
 use crate::config::{self, Config, ConfigError};
