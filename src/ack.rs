@@ -46,10 +46,18 @@ impl Shared {
     }
 }
 
+/// Told when a token is resolved: how the readiness of a sink learns of its deliveries
+/// (`crate::health`).
+pub trait AckObserver: Send + Sync {
+    /// The token was resolved: `delivered`, or failed / dropped unresolved.
+    fn resolved(&self, delivered: bool);
+}
+
 /// One sink's obligation to report on one batch. Resolve it exactly once.
 pub struct AckToken {
     shared: Arc<Shared>,
     done: bool,
+    observer: Option<Arc<dyn AckObserver>>,
 }
 
 impl std::fmt::Debug for AckToken {
@@ -64,21 +72,33 @@ impl AckToken {
     /// The sink has the batch: written and flushed, acknowledged by the peer, or
     /// handled by an explicit discard policy (dead-letter file).
     pub fn delivered(mut self) {
-        self.done = true;
-        self.shared.resolve_one(true);
+        self.finish(true);
     }
 
     /// The sink gives up on the batch; the route will not commit past it.
     pub fn failed(mut self) {
+        self.finish(false);
+    }
+
+    /// This token tells `observer` when it is resolved (replacing any earlier one).
+    pub fn observed_by(mut self, observer: Arc<dyn AckObserver>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    fn finish(&mut self, ok: bool) {
         self.done = true;
-        self.shared.resolve_one(false);
+        self.shared.resolve_one(ok);
+        if let Some(o) = self.observer.take() {
+            o.resolved(ok);
+        }
     }
 }
 
 impl Drop for AckToken {
     fn drop(&mut self) {
         if !self.done {
-            self.shared.resolve_one(false);
+            self.finish(false);
         }
     }
 }
@@ -130,6 +150,7 @@ pub fn ack_set(sinks: usize) -> (Vec<AckToken>, AckWaiter) {
         .map(|_| AckToken {
             shared: shared.clone(),
             done: false,
+            observer: None,
         })
         .collect();
     (tokens, AckWaiter { rx, seen: None })
@@ -171,6 +192,22 @@ mod tests {
         assert_eq!(w.try_outcome(), Some(Outcome::Delivered));
         assert_eq!(w.try_outcome(), Some(Outcome::Delivered));
         assert_eq!(w.wait().await, Outcome::Delivered);
+    }
+
+    #[tokio::test]
+    async fn an_observer_hears_each_resolution_once() {
+        struct Count(std::sync::Mutex<Vec<bool>>);
+        impl AckObserver for Count {
+            fn resolved(&self, delivered: bool) {
+                self.0.lock().unwrap().push(delivered);
+            }
+        }
+        let seen = Arc::new(Count(std::sync::Mutex::new(Vec::new())));
+        let (mut t, _w) = ack_set(3);
+        t.pop().unwrap().observed_by(seen.clone()).delivered();
+        t.pop().unwrap().observed_by(seen.clone()).failed();
+        drop(t.pop().unwrap().observed_by(seen.clone()));
+        assert_eq!(*seen.0.lock().unwrap(), vec![true, false, false]);
     }
 
     #[tokio::test]

@@ -2,7 +2,8 @@
 //! codes. All real work is in the library modules; this file only decides which to call.
 //!
 //! Exit codes: 0 success (including a drained shutdown on SIGTERM / Ctrl-C), 1 a runtime
-//! failure, 2 an invalid configuration or command line.
+//! failure, 2 an invalid configuration or command line, or a state directory in use by
+//! another process (`crate::state_lock`).
 
 use crate::checkpoint::Store;
 use crate::config::{self, Config, ConfigError};
@@ -50,7 +51,7 @@ enum Command {
     /// Serve an emulated Code42 tenant (both API generations) for tests and trials.
     #[cfg(feature = "emulator")]
     Emulate(c42fwd_emulator::EmulateArgs),
-    /// Show or reset the per-source checkpoints.
+    /// Show, reset or set the per-source checkpoints.
     #[command(subcommand)]
     Checkpoint(CheckpointCommand),
 }
@@ -82,10 +83,20 @@ enum CheckpointCommand {
         source: Option<String>,
     },
     /// Delete a source's checkpoint: it starts again from its `start` position.
+    /// Refused while a daemon runs on the state directory.
     Reset {
         #[command(flatten)]
         config: ConfigArg,
         source: String,
+    },
+    /// Start a source from TIME: an RFC 3339 time or a duration back from now ("2h"),
+    /// at most 90 days back and not in the future. Its events before TIME are not
+    /// forwarded. Refused while a daemon runs on the state directory.
+    Set {
+        #[command(flatten)]
+        config: ConfigArg,
+        source: String,
+        time: String,
     },
 }
 
@@ -103,7 +114,11 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Validate(a) => validate(&a.config.config, a.connect),
         Command::Run(a) => match load(&a.config) {
-            Ok(cfg) => runtime_then(|| pipeline::run_until_signal(cfg)),
+            Ok(cfg) => match lock_state(&cfg.state_dir) {
+                // Held until the process ends: one process per state directory.
+                Ok(_lock) => runtime_then(|| pipeline::run_until_signal(cfg)),
+                Err(code) => code,
+            },
             Err(code) => code,
         },
         #[cfg(feature = "emulator")]
@@ -252,14 +267,30 @@ where
     }
 }
 
+/// Takes the lock of the state directory; a held one is exit 2, with the holder's pid.
+fn lock_state(dir: &std::path::Path) -> Result<crate::state_lock::StateLock, ExitCode> {
+    crate::state_lock::acquire(dir).map_err(|e| {
+        eprintln!("error: {e}");
+        match e {
+            crate::state_lock::LockError::Held { .. } => ExitCode::from(2),
+            crate::state_lock::LockError::Io { .. } => ExitCode::from(1),
+        }
+    })
+}
+
 fn checkpoint(c: CheckpointCommand) -> ExitCode {
     let (cfg_path, source) = match &c {
         CheckpointCommand::Show { config, source } => (&config.config, source.clone()),
-        CheckpointCommand::Reset { config, source } => (&config.config, Some(source.clone())),
+        CheckpointCommand::Reset { config, source }
+        | CheckpointCommand::Set { config, source, .. } => (&config.config, Some(source.clone())),
     };
-    let cfg = match load(cfg_path) {
+    // Only the state directory and the sources: no secret has to be readable.
+    let cfg = match config::load_state(cfg_path) {
         Ok(c) => c,
-        Err(code) => return code,
+        Err(e) => {
+            print_config_error(&e);
+            return ExitCode::from(2);
+        }
     };
     if let Some(s) = &source {
         if !cfg.sources.contains_key(s) {
@@ -271,6 +302,14 @@ fn checkpoint(c: CheckpointCommand) -> ExitCode {
             return ExitCode::from(2);
         }
     }
+    // A change while a daemon runs would be undone by its next commit: refused.
+    let _lock = match &c {
+        CheckpointCommand::Show { .. } => None,
+        _ => match lock_state(&cfg.state_dir) {
+            Ok(l) => Some(l),
+            Err(code) => return code,
+        },
+    };
     let store = match Store::open(&cfg.state_dir) {
         Ok(s) => s,
         Err(e) => {
@@ -294,6 +333,25 @@ fn checkpoint(c: CheckpointCommand) -> ExitCode {
                 }
             })
         }
+        CheckpointCommand::Set { source, time, .. } => {
+            let now = chrono::Utc::now();
+            let at = match config::validate::parse_start(&time, now) {
+                Ok(config::StartAt::At(t)) => t,
+                Ok(config::StartAt::Ago(d)) => {
+                    now - chrono::TimeDelta::from_std(d).unwrap_or_default()
+                }
+                Err(m) => {
+                    eprintln!("error: {m}");
+                    return ExitCode::from(2);
+                }
+            };
+            let kind = match cfg.sources[&source].kind {
+                config::SourceSpec::AuditLog(_) => crate::event::SourceKind::AuditLog,
+                config::SourceSpec::Alerts(_) => crate::event::SourceKind::Alerts,
+                config::SourceSpec::SyncLog => crate::event::SourceKind::SyncLog,
+            };
+            set_checkpoint(&store, &source, kind, at, now)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -304,12 +362,47 @@ fn checkpoint(c: CheckpointCommand) -> ExitCode {
     }
 }
 
+/// Writes the checkpoint that starts `source` at `at`: the watermark and the start
+/// edge at `at`, no fingerprints, no reconciliation windows (nothing before `at` is
+/// read again).
+fn set_checkpoint(
+    store: &Store,
+    source: &str,
+    kind: crate::event::SourceKind,
+    at: chrono::DateTime<chrono::Utc>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), crate::checkpoint::CheckpointError> {
+    let before = store.load(source).ok().flatten();
+    store.save(
+        source,
+        &crate::checkpoint::Checkpoint {
+            source: source.to_string(),
+            kind,
+            watermark: at,
+            fingerprints: Vec::new(),
+            updated_at: now,
+            start: Some(at),
+            reconcile: None,
+        },
+    )?;
+    let at = at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+    match before {
+        Some(cp) => println!(
+            "checkpoint of `{source}` set: it starts from {at} (its watermark was {})",
+            cp.watermark
+                .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+        ),
+        None => println!("checkpoint of `{source}` set: it starts from {at}"),
+    }
+    Ok(())
+}
+
 /// One block per configured source: its checkpoint file, watermark, fingerprints kept
 /// and last update, or that it has none yet. Checkpoints hold no secrets, so all of it
 /// can be printed.
 fn show_checkpoints(
     store: &Store,
-    cfg: &Config,
+    cfg: &config::StateConfig,
     only: Option<&str>,
 ) -> Result<String, crate::checkpoint::CheckpointError> {
     use std::fmt::Write;

@@ -31,8 +31,10 @@
 //!   reconciliation ledger), replaced atomically.
 //! - [`pipeline`]: builds and runs the whole thing: wires routes, supervision with backoff,
 //!   shutdown with a grace period; the only place that spawns the daemon's tasks.
-//! - [`metrics`] (counters, gauges, `/metrics` and `/health`), [`retry`] (the one backoff
-//!   mechanism), [`secret`] (a string that never prints): shared pieces.
+//! - [`metrics`] (counters, gauges, `/metrics`, `/health` and `/ready`), [`health`]
+//!   (the readiness rules of `/ready`), [`state_lock`] (one process per state
+//!   directory), [`retry`] (the one backoff mechanism), [`secret`] (a string that
+//!   never prints): shared pieces.
 //! - [`cli`]: the command-line interface; `main.rs` only calls it. Its `demo` and
 //!   `emulate` subcommands (the default `emulator` feature) serve the emulated Code42
 //!   tenant of the workspace's `c42fwd-emulator` crate, which the tests and benches also
@@ -46,6 +48,7 @@ pub mod cli;
 pub mod config;
 pub mod encode;
 pub mod event;
+pub mod health;
 pub mod metrics;
 pub mod normalize;
 pub mod pipeline;
@@ -54,3 +57,4 @@ pub mod route;
 pub mod secret;
 pub mod sinks;
 pub mod sources;
+pub mod state_lock;

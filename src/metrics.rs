@@ -105,11 +105,42 @@ pub struct Metrics {
     pub sink_request_splits: CounterFamily,
     /// `c42fwd_sink_dead_letter_bytes{sink}`: the size of the sink's dead-letter file.
     pub sink_dead_letter_bytes: GaugeFamily,
-    /// What `/health` reports: the sinks that are stalled, and why.
+    /// `c42fwd_task_restarts_total{task}`: times a supervised task was started again
+    /// after it failed or panicked.
+    pub task_restarts: CounterFamily,
+    /// `c42fwd_source_last_poll_seconds{source}`: when the source last read a page from
+    /// the API successfully, Unix seconds.
+    pub source_last_poll: FloatGaugeFamily,
+    /// `c42fwd_source_last_commit_seconds{source}`: when the source last saved its
+    /// checkpoint, Unix seconds.
+    pub source_last_commit: FloatGaugeFamily,
+    /// `c42fwd_sink_last_delivery_seconds{sink}`: when the sink last delivered a batch,
+    /// Unix seconds.
+    pub sink_last_delivery: FloatGaugeFamily,
+    /// `c42fwd_build_info{version}`: always 1; the version is the label.
+    build_info: GaugeFamily,
+    /// `c42fwd_start_time_seconds`: when this process started, Unix seconds.
+    start_time: Gauge<f64, AtomicU64>,
+    /// `c42fwd_uptime_seconds`: how long this process has run, set at every scrape.
+    uptime: Gauge<f64, AtomicU64>,
+    started: tokio::time::Instant,
+    /// The stalled sinks, and why (part of `/ready`).
     pub health: SinkHealth,
+    /// What `/ready` reports ([`crate::health`]).
+    pub ready: crate::health::Readiness,
 }
 
-/// Why a sink is stalled, as `/health` shows it.
+/// Now, in Unix seconds (with fractions), for the time gauges.
+pub fn unix_now() -> f64 {
+    unix_seconds(chrono::Utc::now())
+}
+
+/// `t` in Unix seconds (with fractions).
+pub fn unix_seconds(t: chrono::DateTime<chrono::Utc>) -> f64 {
+    t.timestamp() as f64 + f64::from(t.timestamp_subsec_nanos()) / 1e9
+}
+
+/// Why a sink is stalled, as `/ready` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Stalled {
     pub sink: String,
@@ -121,7 +152,7 @@ pub struct Stalled {
     pub since: String,
 }
 
-/// The stalled sinks, set and cleared by the sinks themselves and read by `/health`.
+/// The stalled sinks, set and cleared by the sinks themselves and read by `/ready`.
 #[derive(Debug, Default)]
 pub struct SinkHealth {
     stalled: Mutex<BTreeMap<(String, &'static str), Stalled>>,
@@ -152,17 +183,6 @@ impl SinkHealth {
         let m = self.stalled.lock().unwrap_or_else(|p| p.into_inner());
         m.values().cloned().collect()
     }
-
-    /// The `/health` answer: 200 `ok` while no sink is stalled; otherwise 503 with a
-    /// JSON body `{"status":"stalled","stalled":[{"sink","reason","detail","since"}]}`.
-    pub fn report(&self) -> (u16, String) {
-        let stalled = self.stalled();
-        if stalled.is_empty() {
-            return (200, "ok\n".to_string());
-        }
-        let body = serde_json::json!({ "status": "stalled", "stalled": stalled });
-        (503, format!("{body}\n"))
-    }
 }
 
 impl Default for Metrics {
@@ -181,7 +201,7 @@ impl Metrics {
                 f
             }};
         }
-        Metrics {
+        let m = Metrics {
             source_events: reg!("source_events", "Events read and forwarded", CounterFamily),
             source_duplicates_skipped: reg!(
                 "source_duplicates_skipped",
@@ -304,13 +324,71 @@ impl Metrics {
                 "Size of the sink's dead-letter file",
                 GaugeFamily
             ),
+            task_restarts: reg!(
+                "task_restarts",
+                "Times a supervised task was started again after a failure or a panic",
+                CounterFamily
+            ),
+            source_last_poll: reg!(
+                "source_last_poll_seconds",
+                "When the source last read a page from the API successfully (Unix seconds)",
+                FloatGaugeFamily
+            ),
+            source_last_commit: reg!(
+                "source_last_commit_seconds",
+                "When the source last saved its checkpoint (Unix seconds)",
+                FloatGaugeFamily
+            ),
+            sink_last_delivery: reg!(
+                "sink_last_delivery_seconds",
+                "When the sink last delivered a batch (Unix seconds)",
+                FloatGaugeFamily
+            ),
+            build_info: reg!(
+                "build_info",
+                "Always 1; the version of this build is the label",
+                GaugeFamily
+            ),
+            start_time: reg!(
+                "start_time_seconds",
+                "When this process started (Unix seconds)",
+                Gauge<f64, AtomicU64>
+            ),
+            uptime: reg!(
+                "uptime_seconds",
+                "How long this process has run",
+                Gauge<f64, AtomicU64>
+            ),
+            started: tokio::time::Instant::now(),
             health: SinkHealth::default(),
+            ready: crate::health::Readiness::default(),
             registry,
-        }
+        };
+        m.build_info
+            .get_or_create(&label("version", env!("CARGO_PKG_VERSION")))
+            .set(1);
+        m.start_time.set(unix_now());
+        m
+    }
+
+    /// Source `source` read a page from the API: the gauge and `/ready`.
+    pub fn source_polled(&self, source: &str) {
+        self.source_last_poll
+            .get_or_create(&label("source", source))
+            .set(unix_now());
+        self.ready.source_polled(source);
+    }
+
+    /// Source `source` saved its checkpoint.
+    pub fn source_committed(&self, source: &str) {
+        self.source_last_commit
+            .get_or_create(&label("source", source))
+            .set(unix_now());
     }
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
+        self.uptime.set(self.started.elapsed().as_secs_f64());
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);
@@ -318,8 +396,9 @@ impl Metrics {
     }
 }
 
-/// Serves `GET /metrics` (Prometheus text format) and `GET /health` (see
-/// [`SinkHealth::report`]) until `stop`.
+/// Serves `GET /metrics` (Prometheus text format), `GET /health` (liveness: `200 ok`
+/// whenever the process and its runtime answer) and `GET /ready` (readiness, see
+/// [`crate::health`]) until `stop`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     metrics: Arc<Metrics>,
@@ -327,7 +406,7 @@ pub async fn serve(
 ) {
     use axum::http::header;
     use axum::routing::get;
-    let health = metrics.clone();
+    let ready = metrics.clone();
     let app = axum::Router::new()
         .route(
             "/metrics",
@@ -346,16 +425,22 @@ pub async fn serve(
         )
         .route(
             "/health",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                    "ok\n",
+                )
+            }),
+        )
+        .route(
+            "/ready",
             get(move || {
-                let (status, body) = health.health.report();
+                let (status, body) = ready
+                    .ready
+                    .report(tokio::time::Instant::now(), &ready.health.stalled());
                 let status = axum::http::StatusCode::from_u16(status)
                     .unwrap_or(axum::http::StatusCode::SERVICE_UNAVAILABLE);
-                let kind = if status.is_success() {
-                    "text/plain; charset=utf-8"
-                } else {
-                    "application/json"
-                };
-                async move { (status, [(header::CONTENT_TYPE, kind)], body) }
+                async move { (status, [(header::CONTENT_TYPE, "application/json")], body) }
             }),
         );
     if let Err(e) = axum::serve(listener, app)
@@ -375,27 +460,44 @@ pub fn label(key: &'static str, value: &str) -> Labels {
 mod tests {
     use super::*;
 
-    /// The README's list of metrics names every registered metric, once.
+    /// The README's table of metrics has one row for every registered metric, with
+    /// its type, and no row for a metric that does not exist.
     #[test]
-    fn readme_lists_every_metric_once() {
+    fn readme_lists_every_metric_once_with_its_type() {
         let readme = include_str!("../README.md");
-        let list = readme
+        let section = readme
             .split("\n## Metrics\n")
             .nth(1)
-            .and_then(|s| s.split("\n\n").find(|p| !p.trim().is_empty()))
+            .and_then(|s| s.split("\n## ").next())
             .expect("README has a Metrics section");
+        let rows: Vec<(String, String)> = section
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `"))
+            .filter_map(|l| {
+                let (name, rest) = l.split_once("` | ")?;
+                let kind = rest.split(" |").next()?;
+                Some((name.to_string(), kind.to_string()))
+            })
+            .collect();
         let text = Metrics::new().render();
         let mut n = 0;
         for line in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
             let (name, kind) = line.split_once(' ').expect("# TYPE name kind");
             let shown = match kind {
-                "counter" => format!("`{name}_total`"),
-                _ => format!("`{name}`"),
+                "counter" => format!("{name}_total"),
+                _ => name.to_string(),
             };
-            assert_eq!(list.matches(&shown).count(), 1, "{shown} in {list}");
+            let found: Vec<_> = rows.iter().filter(|(r, _)| *r == shown).collect();
+            assert_eq!(found.len(), 1, "{shown} in the README's table");
+            assert_eq!(found[0].1, kind, "the type of {shown}");
             n += 1;
         }
-        assert!(n >= 29, "only {n} metrics rendered");
+        assert_eq!(
+            rows.len(),
+            n,
+            "rows for metrics that do not exist: {rows:?}"
+        );
+        assert!(n >= 36, "only {n} metrics rendered");
     }
 
     #[test]
@@ -412,24 +514,45 @@ mod tests {
     }
 
     #[test]
-    fn health_lists_stalled_sinks_until_cleared() {
-        let h = SinkHealth::default();
-        assert_eq!(h.report(), (200, "ok\n".to_string()));
-        h.set_stalled(
+    fn stalled_sinks_show_in_ready_until_cleared() {
+        let m = Metrics::new();
+        let ready = |m: &Metrics| {
+            m.ready
+                .report(tokio::time::Instant::now(), &m.health.stalled())
+        };
+        assert_eq!(ready(&m).0, 200);
+        m.health.set_stalled(
             "splunk",
             "http_403",
             "http 403 Forbidden: Invalid token (code 4)",
         );
-        h.set_stalled("splunk", "http_403", "again");
-        let (status, body) = h.report();
+        m.health.set_stalled("splunk", "http_403", "again");
+        let (status, body) = ready(&m);
         assert_eq!(status, 503);
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-        assert_eq!(v["status"], "stalled");
-        assert_eq!(v["stalled"][0]["sink"], "splunk");
-        assert_eq!(v["stalled"][0]["reason"], "http_403");
-        assert_eq!(v["stalled"][0]["detail"], "again");
-        assert_eq!(v["stalled"].as_array().unwrap().len(), 1);
-        h.clear("splunk", "http_403");
-        assert_eq!(h.report().0, 200);
+        assert_eq!(v["status"], "not_ready");
+        assert_eq!(v["failing"][0]["sink"], "splunk");
+        assert_eq!(v["failing"][0]["reason"], "stalled");
+        assert!(v["failing"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .ends_with("(http_403): again"));
+        assert_eq!(v["failing"].as_array().unwrap().len(), 1);
+        m.health.clear("splunk", "http_403");
+        assert_eq!(ready(&m).0, 200);
+    }
+
+    #[test]
+    fn build_info_and_start_time_are_rendered() {
+        let text = Metrics::new().render();
+        assert!(
+            text.contains(&format!(
+                "c42fwd_build_info{{version=\"{}\"}} 1",
+                env!("CARGO_PKG_VERSION")
+            )),
+            "{text}"
+        );
+        assert!(text.contains("c42fwd_start_time_seconds 17"), "{text}");
+        assert!(text.contains("c42fwd_uptime_seconds "), "{text}");
     }
 }

@@ -118,6 +118,7 @@ async fn run_with_faults(
     shutdown: impl Future<Output = ()>,
     faults: Faults,
 ) -> anyhow::Result<()> {
+    metrics.ready.set_timeout(cfg.ready_timeout);
     let tracker = TaskTracker::new();
     let stop_sources = CancellationToken::new();
     let hard_stop = CancellationToken::new();
@@ -189,6 +190,7 @@ async fn run_with_faults(
     }
 
     for (name, source) in &cfg.sources {
+        metrics.ready.register_source(name, source.poll_interval);
         let route = Route::new(
             cfg.routes[name]
                 .iter()
@@ -379,7 +381,13 @@ impl Supervisor {
             }
         }
         tokio::select! {
-            _ = tokio::time::sleep(delay) => Next::Restart,
+            _ = tokio::time::sleep(delay) => {
+                self.metrics
+                    .task_restarts
+                    .get_or_create(&crate::metrics::label("task", task))
+                    .inc();
+                Next::Restart
+            }
             _ = self.stop.cancelled() => Next::Stopped,
         }
     }
@@ -422,7 +430,10 @@ async fn supervise_source(
                     tracing::error!(source = %source.name, error = %e, "source stopped with an error during shutdown");
                     Ended::Done(())
                 }
-                Err(e) => Ended::Failed(e),
+                Err(e) => {
+                    metrics.ready.source_failed(&source.name, &e);
+                    Ended::Failed(e)
+                }
             }
         };
         match supervisor.run(run).await {
@@ -451,15 +462,17 @@ async fn supervise_sink(
         ctx.metrics.clone(),
         ctx.shutdown.clone(),
     );
+    let progress = ctx.metrics.ready.sink(&sink.name, &ctx.metrics);
     loop {
         let (tx, rx) = mpsc::channel(sink.queue_batches);
         let delivery = run_sink(&sink, rx, ctx.clone(), &faults);
         let queue = &mut queue;
+        let progress = &progress;
         let run = async move {
             tokio::pin!(delivery);
             let result = tokio::select! {
                 r = &mut delivery => r,
-                () = forward(queue, tx) => delivery.await,
+                () = forward(queue, tx, progress) => delivery.await,
             };
             Ended::Done(result)
         };
@@ -476,14 +489,22 @@ async fn supervise_sink(
 /// one itself: a slot in `to` is reserved before a batch is taken, so that when the run
 /// ends (or panics) every batch is either in `queue` or was the run's. Returns when
 /// `queue` is closed and drained (dropping `to`, which lets the run drain and return)
-/// or when the run is gone.
-async fn forward(queue: &mut mpsc::Receiver<SinkBatch>, to: mpsc::Sender<SinkBatch>) {
+/// or when the run is gone. Each batch's token is tracked by `progress` from here on,
+/// for `/ready` ([`crate::health`]).
+async fn forward(
+    queue: &mut mpsc::Receiver<SinkBatch>,
+    to: mpsc::Sender<SinkBatch>,
+    progress: &Arc<crate::health::SinkProgress>,
+) {
     loop {
         let Ok(slot) = to.reserve().await else { return };
-        let Some(batch) = queue.recv().await else {
+        let Some(SinkBatch { batch, ack }) = queue.recv().await else {
             return;
         };
-        slot.send(batch);
+        slot.send(SinkBatch {
+            batch,
+            ack: progress.track(ack),
+        });
     }
 }
 

@@ -108,6 +108,7 @@ pub(super) async fn demo(a: DemoArgs) -> anyhow::Result<()> {
     let cfg = Config {
         state_dir: state.path().to_path_buf(),
         metrics_listen: None,
+        ready_timeout: config::validate::DEFAULT_READY_TIMEOUT,
         shutdown_grace: Duration::from_secs(5),
         tenants: BTreeMap::from([("demo".into(), tenant)]),
         sources: BTreeMap::from([("audit".into(), source)]),

@@ -36,6 +36,7 @@ const fn between(min: Duration, max: Duration) -> Bounds {
 }
 
 pub const SHUTDOWN_GRACE: Bounds = between(secs(1), HOUR);
+pub const READY_TIMEOUT: Bounds = between(secs(1), DAY);
 pub const TENANT_REQUEST_TIMEOUT: Bounds = between(secs(1), HOUR);
 pub const LAG: Bounds = between(Duration::ZERO, DAY);
 pub const POLL_INTERVAL: Bounds = between(ms(100), DAY);

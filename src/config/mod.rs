@@ -31,7 +31,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use check::{ConfigError, Problem};
-pub use validate::{load, parse_str};
+pub use validate::{load, load_state, parse_state_str, parse_str, StateConfig};
 
 /// The whole validated configuration.
 #[derive(Debug, Clone)]
@@ -40,6 +40,9 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// Address of the Prometheus `/metrics` endpoint, if enabled.
     pub metrics_listen: Option<SocketAddr>,
+    /// How long a source or sink may go without progress before `/ready` names it
+    /// (`metrics.ready_timeout`, see [`crate::health`]).
+    pub ready_timeout: Duration,
     /// How long shutdown waits for in-flight batches before giving up on them.
     pub shutdown_grace: Duration,
     pub tenants: BTreeMap<String, Tenant>,

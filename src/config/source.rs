@@ -82,7 +82,7 @@ pub fn parse_start(value: &str, now: DateTime<Utc>) -> Result<StartAt, String> {
 pub(super) fn source(
     name: &str,
     s: RawSource,
-    tenants: &BTreeMap<String, Tenant>,
+    has_tenant: &dyn Fn(&str) -> bool,
     now: DateTime<Utc>,
     p: &mut Problems,
 ) -> Option<Source> {
@@ -95,7 +95,7 @@ pub(super) fn source(
         RawSourceKind::SyncLog(RawSyncLog {}) => (SourceSpec::SyncLog, 1000, MAX_PAGE_SIZE),
     };
     let s = s.shared;
-    if !tenants.contains_key(&s.tenant) {
+    if !has_tenant(&s.tenant) {
         let failed =
             p.0.iter()
                 .any(|x| x.path.starts_with(&format!("tenants.{}.", s.tenant)));

@@ -21,6 +21,9 @@ use super::*;
 use super::{sink::sink, source::source, tenant::tenant};
 use std::path::Path;
 
+/// The default of `metrics.ready_timeout`.
+pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(60);
+
 pub use super::check::*;
 pub use super::sink::default_hostname;
 pub use super::source::{
@@ -30,13 +33,7 @@ pub use super::source::{
 
 /// Reads and validates a configuration file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-        file: Some(path.to_path_buf()),
-        problems: vec![Problem {
-            path: String::new(),
-            message: format!("cannot read {}: {e}", path.display()),
-        }],
-    })?;
+    let text = read(path)?;
     parse_str(&text).map_err(|mut e| {
         e.file = Some(path.to_path_buf());
         e
@@ -52,16 +49,81 @@ pub fn parse_str(text: &str) -> Result<Config, ConfigError> {
     validate(raw, chrono::Utc::now())
 }
 
+/// What the checkpoint commands need of a configuration: the state directory and the
+/// sources. Reading it resolves no secret and checks no tenant or sink beyond the
+/// file's syntax, so `c42fwd checkpoint` works where the daemon's secrets are not
+/// readable (another user, a shell without the service's environment).
+#[derive(Debug, Clone)]
+pub struct StateConfig {
+    pub state_dir: PathBuf,
+    pub sources: BTreeMap<String, Source>,
+}
+
+/// Reads a configuration file for the checkpoint commands (see [`StateConfig`]).
+pub fn load_state(path: &Path) -> Result<StateConfig, ConfigError> {
+    let text = read(path)?;
+    parse_state_str(&text).map_err(|mut e| {
+        e.file = Some(path.to_path_buf());
+        e
+    })
+}
+
+/// Parses configuration text into a [`StateConfig`]: the file's syntax, `state_dir`
+/// and every source are checked; tenants only by name, sinks and routes not at all.
+pub fn parse_state_str(text: &str) -> Result<StateConfig, ConfigError> {
+    let raw = super::raw::parse(text).map_err(|problems| ConfigError {
+        file: None,
+        problems,
+    })?;
+    let now = chrono::Utc::now();
+    let mut p = Problems::default();
+    let state_dir = state_dir(raw.state_dir, &mut p);
+    let tenants: std::collections::BTreeSet<String> = raw.tenants.into_keys().collect();
+    let mut sources = BTreeMap::new();
+    for (name, s) in raw.sources {
+        p.name("sources", &name);
+        if let Some(s) = source(&name, s, &|t| tenants.contains(t), now, &mut p) {
+            sources.insert(name, s);
+        }
+    }
+    if !p.0.is_empty() {
+        return Err(ConfigError {
+            file: None,
+            problems: p.0,
+        });
+    }
+    Ok(StateConfig { state_dir, sources })
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: Some(path.to_path_buf()),
+        problems: vec![Problem {
+            path: String::new(),
+            message: format!("cannot read {}: {e}", path.display()),
+        }],
+    })
+}
+
+fn state_dir(raw: Option<PathBuf>, p: &mut Problems) -> PathBuf {
+    let state_dir = raw.unwrap_or_else(|| PathBuf::from("/var/lib/c42fwd"));
+    if state_dir.as_os_str().is_empty() {
+        p.add("state_dir", "must not be empty");
+    }
+    state_dir
+}
+
 /// Validates a raw config. `now` is a parameter so that tests are deterministic.
 pub fn validate(raw: RawConfig, now: DateTime<Utc>) -> Result<Config, ConfigError> {
     let mut p = Problems::default();
 
-    let state_dir = raw
-        .state_dir
-        .unwrap_or_else(|| PathBuf::from("/var/lib/c42fwd"));
-    if state_dir.as_os_str().is_empty() {
-        p.add("state_dir", "must not be empty");
-    }
+    let state_dir = state_dir(raw.state_dir, &mut p);
+    let ready_timeout = raw
+        .metrics
+        .as_ref()
+        .and_then(|m| m.ready_timeout)
+        .unwrap_or(DEFAULT_READY_TIMEOUT);
+    p.duration("metrics.ready_timeout", ready_timeout, READY_TIMEOUT);
     let metrics_listen = raw.metrics.as_ref().and_then(|m| {
         m.listen
             .parse::<SocketAddr>()
@@ -91,7 +153,7 @@ pub fn validate(raw: RawConfig, now: DateTime<Utc>) -> Result<Config, ConfigErro
     let mut sources = BTreeMap::new();
     for (name, s) in raw.sources {
         p.name("sources", &name);
-        if let Some(s) = source(&name, s, &tenants, now, &mut p) {
+        if let Some(s) = source(&name, s, &|t| tenants.contains_key(t), now, &mut p) {
             sources.insert(name, s);
         }
     }
@@ -164,6 +226,7 @@ pub fn validate(raw: RawConfig, now: DateTime<Utc>) -> Result<Config, ConfigErro
     Ok(Config {
         state_dir,
         metrics_listen,
+        ready_timeout,
         shutdown_grace,
         tenants,
         sources,
@@ -351,6 +414,63 @@ mod tests {
                 "sources.{name}: reconciliation on"
             );
         }
+    }
+
+    /// The checkpoint commands' reading resolves no secret and checks no sink: a
+    /// secret from an unset variable, a missing secret file, a sink's missing CA file
+    /// are all fine; the state directory and the sources are still checked.
+    #[test]
+    fn the_state_view_reads_no_secret_and_checks_only_what_it_needs() {
+        let text = with_every_sink()
+            .replace(
+                "client_secret = \"s3cret\"",
+                "client_secret = { env = \"C42FWD_UNIT_TEST_NEVER_SET\" }",
+            )
+            .replace(
+                "port = 6514",
+                "port = 6514\n[sinks.siem.tls]\nca_file = \"/nonexistent/ca.pem\"",
+            );
+        let full = problems(&text);
+        assert!(
+            full.iter()
+                .any(|p| p.contains("C42FWD_UNIT_TEST_NEVER_SET")),
+            "{full:?}"
+        );
+        let state = parse_state_str(&text).unwrap();
+        assert_eq!(state.state_dir, PathBuf::from("/tmp/c42fwd-test"));
+        assert_eq!(state.sources.keys().collect::<Vec<_>>(), vec!["audit"]);
+        // A source problem is still one, and so is a tenant that does not exist.
+        let bad = text.replace("tenant = \"acme\"", "tenant = \"nope\"\nstart = \"120d\"");
+        let e = parse_state_str(&bad).unwrap_err().to_string();
+        assert!(
+            e.contains("sources.audit.tenant: no tenant named `nope`"),
+            "{e}"
+        );
+        assert!(e.contains("sources.audit.start"), "{e}");
+    }
+
+    #[test]
+    fn ready_timeout_defaults_to_a_minute_and_is_range_checked() {
+        assert_eq!(
+            parse_str(MINIMAL).unwrap().ready_timeout,
+            DEFAULT_READY_TIMEOUT
+        );
+        let with = |v: &str| {
+            MINIMAL.replace(
+                "[tenants.acme]",
+                &format!(
+                    "[metrics]\nlisten = \"127.0.0.1:0\"\nready_timeout = \"{v}\"\n[tenants.acme]"
+                ),
+            )
+        };
+        assert_eq!(
+            parse_str(&with("5s")).unwrap().ready_timeout,
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            problems(&with("500ms")),
+            vec!["metrics.ready_timeout: `500ms` is out of range 1s to 24h".to_string()]
+        );
     }
 
     #[test]

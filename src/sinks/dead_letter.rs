@@ -11,7 +11,7 @@
 //! past the cap are not written; `flush` fails with [`SinkError::DeadLetterFull`]
 //! (retriable), so the sink holds its batch and its route stalls (nothing is committed)
 //! instead of filling the disk. The stall shows as an ERROR (repeated every minute),
-//! `c42fwd_sink_stalled{reason="dead_letter_full"}` and `/health`. Every later flush
+//! `c42fwd_sink_stalled{reason="dead_letter_full"}` and `/ready`. Every later flush
 //! opens the file afresh, so moving the file away (or truncating it) lets the sink go
 //! on by itself. `c42fwd_sink_dead_letter_bytes` is the file's size.
 //!

@@ -6,7 +6,7 @@
 //! is fixed. What [`Stall`] owns is how that shows: an ERROR on the first failure and
 //! then once every [`LOG_EVERY`] while it lasts (not once per retry), the gauge
 //! `c42fwd_sink_stalled{sink,reason}`, the counter `c42fwd_sink_stalls_total`, the
-//! entry in `/health` ([`crate::metrics::SinkHealth`]), and an INFO when it is over.
+//! entry in `/ready` ([`crate::metrics::SinkHealth`]), and an INFO when it is over.
 //!
 //! Not here: deciding what is a stall (the sinks' classification) and the delays
 //! (`crate::retry`).

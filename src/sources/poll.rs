@@ -692,6 +692,7 @@ impl<F: WindowFetch> WindowPoller<F> {
             Err(e) => return Err(e),
         };
         if !page.past_result_window {
+            self.metrics.source_polled(&self.name);
             return Ok(PageRead::Page(page));
         }
         if q.page == 0 && q.page_size == 1 {
@@ -732,7 +733,11 @@ impl<F: WindowFetch> WindowPoller<F> {
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => Ok(None),
-            r = self.fetch.fetch_instant(at) => r.map(Some),
+            r = self.fetch.fetch_instant(at) => {
+                let page = r?;
+                self.metrics.source_polled(&self.name);
+                Ok(Some(page))
+            }
         }
     }
 
@@ -1029,6 +1034,7 @@ impl<F: WindowFetch> WindowPoller<F> {
             }),
         };
         saved.map_err(|e| self.cp_err(e))?;
+        self.metrics.source_committed(&self.name);
         flight.committed_watermark = state.watermark();
         let src = label("source", &self.name);
         if batches > 0 {

@@ -362,7 +362,12 @@ async fn a_wrong_token_stalls_the_route_and_it_resumes_once_the_token_works() {
         stalled[0].detail.contains("Invalid token (code 4)"),
         "{stalled:?}"
     );
-    assert_eq!(m.health.report().0, 503);
+    assert_eq!(
+        m.ready
+            .report(tokio::time::Instant::now(), &m.health.stalled())
+            .0,
+        503
+    );
     // The token is fixed on the HEC side: the sink goes on by itself.
     hec.set_token(secret);
     assert_eq!(outcome(w).await, Outcome::Delivered);
@@ -371,7 +376,12 @@ async fn a_wrong_token_stalls_the_route_and_it_resumes_once_the_token_works() {
     assert!(counts.values().all(|&n| n == 1));
     assert_eq!(stalled_gauge(m, "splunk", "http_401"), 0);
     assert!(m.health.stalled().is_empty());
-    assert_eq!(m.health.report().0, 200);
+    assert_eq!(
+        m.ready
+            .report(tokio::time::Instant::now(), &m.health.stalled())
+            .0,
+        200
+    );
     assert_eq!(sink.counter("discarded", Some(("reason", "http_401"))), 0);
     let ctx = sink.finish().await;
     let text = ctx.metrics.render();
@@ -402,7 +412,12 @@ async fn a_token_revoked_while_acks_are_pending_shows_as_a_stall_at_once() {
     })
     .await;
     assert_eq!(w.try_outcome(), None);
-    assert_eq!(m.health.report().0, 503);
+    assert_eq!(
+        m.ready
+            .report(tokio::time::Instant::now(), &m.health.stalled())
+            .0,
+        503
+    );
     hec.set_token(&token);
     hec.hold_acks(false);
     assert_eq!(outcome(w).await, Outcome::Delivered);
@@ -1007,11 +1022,25 @@ async fn a_refused_token_stalls_the_daemon_and_once_fixed_every_event_is_indexed
         ),
         0.0
     );
-    let (status, body) = get(&metrics, "/health").await;
+    let (status, body) = get(&metrics, "/ready").await;
     assert_eq!(status, 503, "{body}");
-    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(health["stalled"][0]["sink"], "splunk");
-    assert_eq!(health["stalled"][0]["reason"], "http_403");
+    let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let stalled: Vec<_> = ready["failing"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["sink"] == "splunk" && f["reason"] == "stalled")
+        .collect();
+    assert_eq!(stalled.len(), 1, "{body}");
+    assert!(
+        stalled[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("(http_403)"),
+        "{body}"
+    );
+    // Liveness is not readiness: the process answers.
+    assert_eq!(get(&metrics, "/health").await, (200, "ok\n".to_string()));
     assert!(hec.received().is_empty());
     let log = std::fs::read_to_string(log_path(&config)).unwrap();
     assert!(
@@ -1035,10 +1064,7 @@ async fn a_refused_token_stalls_the_daemon_and_once_fixed_every_event_is_indexed
         hec.stats(),
         crate::support::daemon::log_tail(&config)
     );
-    poll_endpoint(&metrics, "/health", &config, "health ok", |s, b| {
-        s == 200 && b == "ok\n"
-    })
-    .await;
+    poll_endpoint(&metrics, "/ready", &config, "ready", |s, _| s == 200).await;
     let text = get(&metrics, "/metrics").await.1;
     assert_eq!(
         metric(
@@ -1225,7 +1251,7 @@ async fn a_full_dead_letter_file_stalls_the_route_and_nothing_more_is_committed(
         committed,
         "nothing committed while the dead-letter file is full"
     );
-    let (status, body) = get(&metrics, "/health").await;
+    let (status, body) = get(&metrics, "/ready").await;
     assert_eq!(status, 503);
     assert!(body.contains("dead_letter_full"), "{body}");
     let path = dir.path().join("state/dead-letter/splunk.ndjson");

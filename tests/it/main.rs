@@ -9,6 +9,7 @@ mod hec;
 mod hostile;
 mod http;
 mod official_clients;
+mod ops;
 mod poller;
 mod quirks;
 mod reconcile;

@@ -120,6 +120,8 @@ fn line(text: &str, span: std::ops::Range<usize>) -> String {
 #[serde(deny_unknown_fields)]
 pub struct RawMetrics {
     pub listen: String,
+    #[serde(default, with = "humantime_serde")]
+    pub ready_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -8,7 +8,7 @@
 //! - weather (busy, unreachable, timed out) retries the same request, a WARN each time;
 //! - stalls: a status that says the set-up is wrong (401, 403, 404, 405, ...) holds the
 //!   request and retries it with backoff; the route waits, nothing is dead-lettered, and
-//!   `stall` reports it (ERROR every minute, `sink_stalled`, `/health`) until the
+//!   `stall` reports it (ERROR every minute, `sink_stalled`, `/ready`) until the
 //!   receiver takes a request again.
 //! - refused data ([`Courier::send_all`]): a request whose data is refused is split
 //!   (around the record the receiver names, else in halves) until each refused record

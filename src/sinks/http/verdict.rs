@@ -29,7 +29,7 @@ pub(crate) enum Verdict {
     /// A fault of the set-up that no record is to blame for and that waiting alone does
     /// not fix (credentials refused, wrong URL or method): the route stalls, the same
     /// request is tried again with backoff, and the stall shows in logs, metrics and
-    /// `/health` (`stall`). Nothing is dead-lettered.
+    /// `/ready` (`stall`). Nothing is dead-lettered.
     Stall {
         /// The `sink_errors{kind}` and `sink_stalled{reason}` label.
         kind: &'static str,

@@ -1,4 +1,4 @@
-//! Reading a running daemon's HTTP endpoints (`/metrics`, `/health`) and the samples in
+//! Reading a running daemon's HTTP endpoints (`/metrics`, `/health`, `/ready`) and the samples in
 //! a Prometheus text.
 
 use std::path::Path;

@@ -7,7 +7,7 @@
 //! - [`config`]: pieces of daemon configs many tests write alike;
 //! - [`daemon`]: the `c42fwd` binary, its log and metrics address, the emulator;
 //! - [`http`]: a sink fed through its queue, for the HEC and HTTP sink tests;
-//! - [`metrics`]: a daemon's `/metrics` and `/health`, samples of a Prometheus text;
+//! - [`metrics`]: a daemon's `/metrics`, `/health` and `/ready`, samples of a Prometheus text;
 //! - [`rsyslog`]: a real rsyslogd as a receiver;
 //! - [`pki`]: test certificates;
 //! - [`sink`]: a sink task fed by hand, numbered events, waiting for delivery;

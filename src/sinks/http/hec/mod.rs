@@ -36,7 +36,7 @@
 //! a 400 that blames the set-up rather than the data (code 7 incorrect index, 10 and
 //! 11 the channel, 14 acknowledgement disabled, 16 query-string authorization) stall
 //! the route: the request is held and retried with backoff, nothing is dead-lettered,
-//! and the stall shows in logs, `c42fwd_sink_stalled` and `/health` until HEC takes a
+//! and the stall shows in logs, `c42fwd_sink_stalled` and `/ready` until HEC takes a
 //! request again (a fixed or re-enabled token needs no restart). Any other 400 (code 5
 //! no data, 6 invalid data format, 12 and 13 event field missing or blank, 15 indexed
 //! fields) and 413 refuse the data: when HEC names the event (`invalid-event-number`)
