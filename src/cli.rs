@@ -2,7 +2,8 @@
 //! codes. All real work is in the library modules; this file only decides which to call.
 //!
 //! Exit codes: 0 success (including a drained shutdown on SIGTERM / Ctrl-C), 1 a runtime
-//! failure, 2 an invalid configuration or command line.
+//! failure, 2 an invalid configuration or command line. `replay` (`cli/replay.rs`) also
+//! exits 1 when records were rejected or an input file could not be read.
 
 use crate::checkpoint::Store;
 use crate::config::{self, Config, ConfigError};
@@ -13,6 +14,7 @@ use std::process::ExitCode;
 
 #[cfg(feature = "emulator")]
 mod emulated;
+pub mod replay;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -53,6 +55,8 @@ enum Command {
     /// Show or reset the per-source checkpoints.
     #[command(subcommand)]
     Checkpoint(CheckpointCommand),
+    /// Replay archived Code42 exports (files, directories, `-`) into the sinks; resumable.
+    Replay(Box<replay::ReplayArgs>),
 }
 
 #[derive(Args, Debug)]
@@ -111,6 +115,7 @@ pub fn main() -> ExitCode {
         #[cfg(feature = "emulator")]
         Command::Emulate(a) => runtime_then(|| emulated::emulate(a)),
         Command::Checkpoint(c) => checkpoint(c),
+        Command::Replay(a) => replay::replay(*a),
     }
 }
 

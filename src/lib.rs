@@ -49,6 +49,7 @@ pub mod event;
 pub mod metrics;
 pub mod normalize;
 pub mod pipeline;
+pub mod replay;
 pub mod retry;
 pub mod route;
 pub mod secret;
