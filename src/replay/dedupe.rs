@@ -6,24 +6,38 @@
 //! send it once. The same event in two different formats (a CSV row and its JSON) has
 //! two texts and is not recognized as one.
 //!
-//! Memory is bounded: the fingerprints are kept in one set per UTC day of event time,
-//! at most `cap` fingerprints in all (each costs about 9 to 18 bytes in a hash set, so
-//! the default [`DEFAULT_CAP`] of 2,097,152 stays under about 40 MiB). When the cap is
+//! Copies, like the live window's multiset: the tenant itself can hold byte-identical
+//! events, which one export then lists more than once. They are kept: a fingerprint is
+//! a duplicate only when it was already sent as many times as the current file has
+//! listed it so far (so the k identical copies of one export go out k times, and a
+//! second export holding them again sends none).
+//!
+//! Memory is bounded: the fingerprints are kept in one map per UTC day of event time,
+//! at most `cap` fingerprints in all (each costs about 20 to 40 bytes in a hash map, so
+//! the default [`DEFAULT_CAP`] of 1,048,576 stays under about 40 MiB). When the cap is
 //! reached the set of the oldest day held is dropped, with a WARN naming that day:
 //! records of that day seen again later in the replay are sent again (at least once
 //! stays true, only duplicates become possible). Dropped days are counted in the
 //! summary.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 /// The default most fingerprints held.
-pub const DEFAULT_CAP: usize = 2 * 1024 * 1024;
+pub const DEFAULT_CAP: usize = 1024 * 1024;
+
+/// How often one fingerprint was sent, and listed by the file read last that had it.
+#[derive(Debug, Clone, Copy)]
+struct Copies {
+    sent: u16,
+    file: u32,
+    listed: u16,
+}
 
 /// The fingerprints of one replay.
 #[derive(Debug)]
 pub struct Dedupe {
-    days: BTreeMap<i64, HashSet<u64>>,
+    days: BTreeMap<i64, HashMap<u64, Copies>>,
     held: usize,
     cap: usize,
     /// Days whose set was dropped to stay under the cap.
@@ -40,16 +54,25 @@ impl Dedupe {
         }
     }
 
-    /// Records `fingerprint` of an event that occurred at `at`; `false` when it was
-    /// already seen (a duplicate to skip).
-    pub fn first_sight(&mut self, fingerprint: u64, at: DateTime<Utc>) -> bool {
+    /// Records `fingerprint` of an event that occurred at `at`, listed by file number
+    /// `file`; `false` when it is a duplicate to skip (see the module docs on copies).
+    pub fn first_sight(&mut self, fingerprint: u64, at: DateTime<Utc>, file: u32) -> bool {
         let day = at.timestamp().div_euclid(86_400);
-        if self
+        if let Some(c) = self
             .days
-            .get(&day)
-            .is_some_and(|s| s.contains(&fingerprint))
+            .get_mut(&day)
+            .and_then(|m| m.get_mut(&fingerprint))
         {
-            return false;
+            if c.file != file {
+                c.file = file;
+                c.listed = 0;
+            }
+            c.listed = c.listed.saturating_add(1);
+            if c.listed <= c.sent {
+                return false;
+            }
+            c.sent = c.sent.saturating_add(1);
+            return true;
         }
         while self.held >= self.cap {
             let Some((&oldest, _)) = self.days.iter().next() else {
@@ -71,7 +94,14 @@ impl Dedupe {
                 self.dropped_days.push(date);
             }
         }
-        self.days.entry(day).or_default().insert(fingerprint);
+        self.days.entry(day).or_default().insert(
+            fingerprint,
+            Copies {
+                sent: 1,
+                file,
+                listed: 1,
+            },
+        );
         self.held += 1;
         true
     }
@@ -91,25 +121,35 @@ mod tests {
     }
 
     #[test]
-    fn a_second_sight_is_a_duplicate() {
+    fn a_second_sight_in_another_file_is_a_duplicate_and_copies_in_one_file_are_kept() {
         let mut d = Dedupe::new(10);
-        assert!(d.first_sight(1, at(0)));
-        assert!(!d.first_sight(1, at(0)));
-        assert!(d.first_sight(2, at(0)));
+        assert!(d.first_sight(1, at(0), 0));
+        assert!(
+            d.first_sight(1, at(0), 0),
+            "a second identical copy in one export"
+        );
+        assert!(d.first_sight(2, at(0), 0));
+        assert!(
+            !d.first_sight(1, at(0), 1),
+            "the next export lists it again"
+        );
+        assert!(!d.first_sight(1, at(0), 1));
+        assert!(d.first_sight(1, at(0), 1), "a third copy, more than sent");
+        assert!(!d.first_sight(2, at(0), 2));
         assert_eq!(d.held(), 2);
     }
 
     #[test]
     fn the_cap_drops_the_oldest_day_and_says_which() {
         let mut d = Dedupe::new(3);
-        assert!(d.first_sight(1, at(5)));
-        assert!(d.first_sight(2, at(5)));
-        assert!(d.first_sight(3, at(6)));
-        assert!(d.first_sight(4, at(7)));
+        assert!(d.first_sight(1, at(5), 0));
+        assert!(d.first_sight(2, at(5), 0));
+        assert!(d.first_sight(3, at(6), 0));
+        assert!(d.first_sight(4, at(7), 0));
         assert_eq!(d.held(), 2, "day 5 (two fingerprints) dropped");
         assert_eq!(d.dropped_days, vec![at(5).date_naive()]);
-        assert!(d.first_sight(1, at(5)), "its records are sent again");
-        assert!(!d.first_sight(4, at(7)));
+        assert!(d.first_sight(1, at(5), 1), "its records are sent again");
+        assert!(!d.first_sight(4, at(7), 1));
         assert!(d.held() <= 3);
     }
 }

@@ -576,10 +576,13 @@ impl Reader {
                     last_line = rec.line;
                     let ev = rec.event;
                     if settled_before {
-                        if let Some(d) = self.dedupe.as_mut() {
+                        // Sent by an earlier run: known to the dedupe set again.
+                        let kept = self.keep(&ev);
+                        if let (Some(d), true) = (self.dedupe.as_mut(), kept) {
                             d.first_sight(
                                 crate::sources::window::fingerprint(ev.json()),
                                 ev.occurred,
+                                file as u32,
                             );
                         }
                         continue;
@@ -591,7 +594,11 @@ impl Reader {
                     if !self.keep(&ev) {
                         self.counters.filtered.fetch_add(1, Ordering::Relaxed);
                     } else if self.dedupe.as_mut().is_some_and(|d| {
-                        !d.first_sight(crate::sources::window::fingerprint(ev.json()), ev.occurred)
+                        !d.first_sight(
+                            crate::sources::window::fingerprint(ev.json()),
+                            ev.occurred,
+                            file as u32,
+                        )
                     }) {
                         self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
                     } else {

@@ -11,6 +11,7 @@ mod http;
 mod poller;
 mod reconcile;
 mod relp;
+mod replay;
 mod rsyslog;
 mod sinks;
 mod support;
