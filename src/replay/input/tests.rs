@@ -424,3 +424,247 @@ async fn sync_log_json_exports_and_lines_are_the_live_entries() {
         assert_same_as_live(&records(&items), &live, SourceKind::SyncLog);
     }
 }
+
+/// The JSON value of an event's text (key order aside).
+fn value(s: &str) -> serde_json::Value {
+    serde_json::from_str(s).unwrap()
+}
+
+#[tokio::test]
+async fn the_api_csv_export_reads_back_into_the_live_events() {
+    let t = tenant(11, 3_000).await;
+    let live = t.audit();
+    let csv = t.export(ExportFormat::Csv);
+    let dir = tempfile::tempdir().unwrap();
+    let (o, items, err) = read_all(&write(&dir, "export.csv", csv.as_bytes()), KindHint::Auto);
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(o.format, Format::AuditApiCsv);
+    assert!(rejects(&items).is_empty(), "{:?}", rejects(&items).first());
+    let got = records(&items);
+    assert_eq!(got.len(), live.len());
+    let mut same_bytes = 0;
+    for (r, raw) in got.iter().zip(&live) {
+        let want = super::tests::live(SourceKind::AuditLog, raw);
+        assert_eq!(value(r.event.json()), value(want.json()), "line {}", r.line);
+        assert_eq!(r.event.occurred, want.occurred);
+        assert_eq!(encoded(&r.event), encoded(&want), "line {}", r.line);
+        same_bytes += usize::from(r.event.json() == want.json());
+    }
+    // Same key order and number text; only string escapes may be spelled otherwise.
+    assert!(
+        same_bytes * 10 > live.len() * 9,
+        "{same_bytes} of {}",
+        live.len()
+    );
+    // The header is line 1.
+    assert_eq!(got[0].line, 2);
+}
+
+#[tokio::test]
+async fn a_corrupted_row_in_the_middle_of_a_csv_is_rejected_with_its_exact_line() {
+    let t = tenant(12, 400).await;
+    let csv = t.export(ExportFormat::Csv);
+    // Rows as the csv crate sees them, with the physical line each starts on.
+    let mut rdr = ::csv::Reader::from_reader(csv.as_bytes());
+    let mut starts = Vec::new();
+    let mut rec = ::csv::ByteRecord::new();
+    while rdr.read_byte_record(&mut rec).unwrap() {
+        let p = rec.position().unwrap();
+        starts.push((p.byte() as usize, p.line()));
+    }
+    let n = starts.len();
+    let (at, line) = starts[n / 2];
+    let next = starts[n / 2 + 1].0;
+    let mut broken = String::new();
+    broken.push_str(&csv[..at]);
+    broken.push_str("SearchIssued,not a time,,1,,,USER,true,{}\n");
+    broken.push_str(&csv[next..]);
+    let (at2, line2) = starts[n / 2 + 5];
+    let mut broken2 = broken.clone();
+    let shift = broken.len() as isize - csv.len() as isize;
+    let at2 = (at2 as isize + shift) as usize;
+    broken2.insert_str(at2, "LoggedIn,2024-01-01T00:00:00Z,only,four\n");
+    let dir = tempfile::tempdir().unwrap();
+    let (_, items, err) = read_all(&write(&dir, "bad.csv", broken2.as_bytes()), KindHint::Auto);
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(records(&items).len(), n - 1);
+    let bad = rejects(&items);
+    assert_eq!(bad.len(), 2, "{bad:?}");
+    assert_eq!(bad[0].line, line);
+    assert!(bad[0].reason.contains("not a time"), "{}", bad[0].reason);
+    assert_eq!(bad[0].raw, "SearchIssued,not a time,,1,,,USER,true,{}");
+    // The replaced row had as many lines as the new one? Line numbers after it shift.
+    let old_lines = csv[at..next].matches('\n').count() as u64;
+    assert_eq!(bad[1].line, line2 - old_lines + 1);
+    assert_eq!(bad[1].reason, "has 4 fields, the header has 9");
+    assert_eq!(bad[1].raw, "LoggedIn,2024-01-01T00:00:00Z,only,four");
+}
+
+#[test]
+fn bad_fields_of_a_csv_row_are_named() {
+    let text =
+        "Type,Timestamp,ActorName,ActorId,ActorIpAddress,ActorAgent,ActorType,Success,Details\n\
+                LoggedIn,2024-01-01T00:00:00Z,a,1,,,USER,maybe,{}\n\
+                LoggedIn,2024-01-01T00:00:00Z,a,1,,,USER,true,\"[1]\"\n\
+                LoggedIn,2024-01-01T00:00:00Z,a,1,,,USER,true,\"{\"\"x\"\":\"\n\
+                ,2024-01-01T00:00:00Z,a,1,,,USER,true,{}\n\
+                LoggedIn,2024-01-01T00:00:00Z,a,1,,,USER,true,\"{\"\"k\"\": 1.50}\"\n";
+    let dir = tempfile::tempdir().unwrap();
+    let (_, items, err) = read_all(&write(&dir, "f.csv", text.as_bytes()), KindHint::Auto);
+    assert!(err.is_none());
+    let bad: Vec<(u64, &str)> = rejects(&items)
+        .iter()
+        .map(|r| (r.line, r.reason.as_str()))
+        .collect();
+    assert_eq!(bad.len(), 4, "{bad:?}");
+    assert_eq!(bad[0], (2, "Success: \"maybe\" is not true or false"));
+    assert_eq!(bad[1], (3, "Details: not a json object"));
+    assert_eq!(bad[2].0, 4);
+    assert!(bad[2].1.starts_with("Details: not json"), "{}", bad[2].1);
+    assert_eq!(bad[3], (5, "Type: empty"));
+    let ok = records(&items);
+    assert_eq!(ok.len(), 1);
+    assert_eq!(
+        ok[0].event.json(),
+        r#"{"type$":"audit_log::logged_in/1","actorId":"1","actorName":"a","actorAgent":"","actorIpAddress":"","actorType":"USER","timestamp":"2024-01-01T00:00:00Z","success":true,"k": 1.50}"#
+    );
+}
+
+/// The console's export as the console names its columns, from the live events: what
+/// it keeps of each, its display names and its `YYYY-MM-DD HH:MM:SS` times.
+fn console_csv(live: &[String]) -> String {
+    let mut w = ::csv::Writer::from_writer(Vec::new());
+    w.write_record([
+        "Date observed",
+        "Username",
+        "Event type",
+        "IP address",
+        "User agent",
+        "User type",
+    ])
+    .unwrap();
+    for raw in live {
+        let v = value(raw);
+        let ty =
+            crate::normalize::catalog::audit_type_name(v["type$"].as_str().unwrap()).to_string();
+        let display = crate::normalize::catalog::audit_event_type(&ty)
+            .unwrap()
+            .display;
+        let ts = v["timestamp"]
+            .as_str()
+            .unwrap()
+            .replace('T', " ")
+            .replace('Z', "");
+        let user_type = match v["actorType"].as_str().unwrap() {
+            "SUPPORT_USER" => "Code42 support user",
+            "API_CLIENT" => "API client",
+            "USER" => "User",
+            other => other,
+        };
+        let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+        w.write_record([
+            ts,
+            s("actorName"),
+            display.to_string(),
+            s("actorIpAddress"),
+            s("actorAgent"),
+            user_type.to_string(),
+        ])
+        .unwrap();
+    }
+    String::from_utf8(w.into_inner().unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn the_console_csv_export_reads_back_into_the_live_events_less_what_it_lacks() {
+    let t = tenant(13, 1_000).await;
+    let live = t.audit();
+    let csv = console_csv(&live);
+    let dir = tempfile::tempdir().unwrap();
+    let (o, items, err) = read_all(&write(&dir, "console.csv", csv.as_bytes()), KindHint::Auto);
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(o.format, Format::AuditConsoleCsv);
+    assert!(rejects(&items).is_empty(), "{:?}", rejects(&items).first());
+    let got = records(&items);
+    assert_eq!(got.len(), live.len());
+    for (r, raw) in got.iter().zip(&live) {
+        // The live event without what the console export does not carry.
+        let mut v = value(raw);
+        let keep = [
+            "type$",
+            "actorName",
+            "actorAgent",
+            "actorIpAddress",
+            "actorType",
+            "timestamp",
+        ];
+        v.as_object_mut()
+            .unwrap()
+            .retain(|k, _| keep.contains(&k.as_str()));
+        let want = super::tests::live(SourceKind::AuditLog, &v.to_string());
+        assert_eq!(value(r.event.json()), value(want.json()), "line {}", r.line);
+        assert_eq!(r.event.occurred, want.occurred);
+        assert_eq!(encoded(&r.event), encoded(&want), "line {}", r.line);
+    }
+}
+
+#[tokio::test]
+async fn the_sync_log_csv_export_reads_back_into_the_live_entries() {
+    let t = tenant(14, 10).await;
+    let live = t.emu.sync_log_between(t.start, t.end);
+    let csv = t
+        .emu
+        .sync_log_export_between(t.start, t.end, ExportFormat::Csv);
+    let dir = tempfile::tempdir().unwrap();
+    let (o, items, err) = read_all(&write(&dir, "sync.csv", csv.as_bytes()), KindHint::Auto);
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(o.format, Format::SyncLogCsv);
+    assert!(rejects(&items).is_empty(), "{:?}", rejects(&items).first());
+    let got = records(&items);
+    assert_eq!(got.len(), live.len());
+    for (r, raw) in got.iter().zip(&live) {
+        let want = super::tests::live(SourceKind::SyncLog, raw);
+        assert_eq!(value(r.event.json()), value(want.json()), "line {}", r.line);
+        assert_eq!(encoded(&r.event), encoded(&want), "line {}", r.line);
+    }
+}
+
+mod csv_quoting {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+        /// Any text in any column (commas, quotes, line breaks, non-ASCII) comes back as
+        /// it was, whatever the CSV writer quoted.
+        #[test]
+        fn fields_round_trip(
+            name in "[a-z ,\"\r\n\\\\é=|]{0,20}",
+            agent in "[A-Za-z0-9 ,;\"()\n/.]{0,40}",
+            detail in "[a-z ,\"\n{}\\[\\]:]{0,20}",
+            rows in 1usize..4,
+        ) {
+            let mut w = ::csv::WriterBuilder::new().from_writer(Vec::new());
+            w.write_record(["Type", "Timestamp", "ActorName", "ActorId", "ActorIpAddress", "ActorAgent", "ActorType", "Success", "Details"]).unwrap();
+            let details = serde_json::json!({"note": detail}).to_string();
+            for i in 0..rows {
+                w.write_record(["LoggedIn", "2024-01-01T00:00:00.5Z", &name, &i.to_string(), "10.0.0.1", &agent, "USER", "false", &details]).unwrap();
+            }
+            let bytes = w.into_inner().unwrap();
+            let o = open_reader("p.csv", Box::new(std::io::Cursor::new(bytes)), KindHint::Auto).unwrap();
+            prop_assert_eq!(o.format, Format::AuditApiCsv);
+            let items: Vec<Item> = o.map(|i| i.unwrap()).collect();
+            prop_assert_eq!(items.len(), rows);
+            for (i, it) in items.iter().enumerate() {
+                let Item::Record(r) = it else { panic!("{it:?}") };
+                let v = value(r.event.json());
+                prop_assert_eq!(v["actorName"].as_str(), Some(name.as_str()));
+                prop_assert_eq!(v["actorAgent"].as_str(), Some(agent.as_str()));
+                prop_assert_eq!(v["note"].as_str(), Some(detail.as_str()));
+                let id = i.to_string();
+                prop_assert_eq!(v["actorId"].as_str(), Some(id.as_str()));
+                prop_assert_eq!(v["success"].as_bool(), Some(false));
+            }
+        }
+    }
+}
