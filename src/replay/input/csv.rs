@@ -350,7 +350,7 @@ fn build_sync_log(
 /// (`SearchIssued`), the console's display name (`Search issued`) or the snake_case
 /// name (`search_issued`) of a catalog type; an unknown PascalCase name is turned into
 /// snake_case by its capitals.
-fn type_tag(v: &str) -> String {
+pub(super) fn type_tag(v: &str) -> String {
     struct Names {
         /// PascalCase and snake_case names, exactly.
         exact: HashMap<String, &'static str>,

@@ -668,3 +668,65 @@ mod csv_quoting {
         }
     }
 }
+
+#[tokio::test]
+async fn the_server_side_cef_export_reads_back_into_the_live_events_less_what_it_lacks() {
+    let t = tenant(15, 2_000).await;
+    let live = t.audit();
+    let cef_text = t.export(ExportFormat::Cef);
+    let dir = tempfile::tempdir().unwrap();
+    let (o, items, err) = read_all(
+        &write(&dir, "export.txt", cef_text.as_bytes()),
+        KindHint::Auto,
+    );
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(o.format, Format::AuditCef);
+    assert!(rejects(&items).is_empty(), "{:?}", rejects(&items).first());
+    let got = records(&items);
+    assert_eq!(got.len(), live.len());
+    for (r, raw) in got.iter().zip(&live) {
+        let mut v = value(raw);
+        let keep = [
+            "type$",
+            "actorId",
+            "actorName",
+            "actorAgent",
+            "actorIpAddress",
+            "timestamp",
+        ];
+        v.as_object_mut()
+            .unwrap()
+            .retain(|k, _| keep.contains(&k.as_str()));
+        let want = super::tests::live(SourceKind::AuditLog, &v.to_string());
+        assert_eq!(value(r.event.json()), value(want.json()), "line {}", r.line);
+        assert_eq!(r.event.occurred, want.occurred);
+        assert_eq!(encoded(&r.event), encoded(&want), "line {}", r.line);
+    }
+}
+
+#[test]
+fn cef_lines_that_cannot_be_read_are_rejected_with_their_line() {
+    let text = "CEF:0|N/A|N/A|N/A|LoggedIn|[]|0| ActorId=1 EventTime=2024-01-01T00:00:00Z\n\
+                CEF:0|N/A|N/A|N/A|LoggedIn|[]|0| ActorId=2 EventTime=later\n\
+                CEF:0|N/A|N/A\n\
+                CEF:0|N/A|N/A|N/A|LoggedIn|[]|0| ActorId=3\n";
+    let dir = tempfile::tempdir().unwrap();
+    let (_, items, err) = read_all(&write(&dir, "c.cef", text.as_bytes()), KindHint::Auto);
+    assert!(err.is_none());
+    assert_eq!(records(&items).len(), 1);
+    let bad: Vec<(u64, &str)> = rejects(&items)
+        .iter()
+        .map(|r| (r.line, r.reason.as_str()))
+        .collect();
+    assert_eq!(bad[0].0, 2);
+    assert!(bad[0].1.contains("later"), "{}", bad[0].1);
+    assert_eq!(
+        bad[1],
+        (3, "the CEF header has 3 of its 8 |-separated parts")
+    );
+    assert_eq!(bad[2], (4, "no EventTime in the CEF extension"));
+    assert_eq!(
+        rejects(&items)[2].raw,
+        "CEF:0|N/A|N/A|N/A|LoggedIn|[]|0| ActorId=3"
+    );
+}
