@@ -99,7 +99,7 @@ impl Reader {
     /// Opens `path` for a sink encoding with `format` and `syslog`.
     pub fn open(path: &Path, format: Format, syslog: SyslogStyle) -> Result<Reader, InputError> {
         let f = std::fs::File::open(path).map_err(|e| InputError {
-            path: path.to_path_buf(),
+            name: path.display().to_string(),
             line: None,
             reason: format!("cannot open: {e}"),
         })?;
@@ -179,7 +179,7 @@ impl Iterator for Reader {
                 }
                 Err(e) => {
                     return Some(Err(InputError {
-                        path: self.path.clone(),
+                        name: self.path.display().to_string(),
                         line: Some(self.line + 1),
                         reason: e.to_string(),
                     }))

@@ -1,11 +1,13 @@
-//! `c42fwd replay`: archived Code42 exports (and dead-letter files) sent through the
-//! same normalize -> encode -> sink path as the live sources.
+//! `c42fwd replay`: archived Code42 exports sent through the same normalize -> encode ->
+//! sink path as the live sources, so a replayed event looks exactly like the same event
+//! forwarded live.
 //!
-//! - `input/`: detecting a file's format and compression and reading its records
-//!   (streaming, synchronous `std::io`).
+//! - [`input`]: reading the files. Detects each file's format and compression from its
+//!   content and turns it, streaming, into [`crate::event::Event`]s in the shape the live
+//!   API returns, or rejects that name their line and reason (`docs/replay-formats.md`).
 //! - [`run`]: the engine (reader, pacing, sending through the real sinks, ordered
 //!   acknowledgements and checkpoints, summary).
-//! - [`checkpoint`]: the per-file replay checkpoints; [`dedupe`]: the fingerprint sets
+//! - [`checkpoint`]: the per-file replay checkpoints; [`dedupe`]: the fingerprint maps
 //!   of `--dedupe`; [`progress`]: bar, log lines and counters; [`dead_letter`]: the
 //!   re-drive of a sink's dead-letter file.
 
