@@ -124,7 +124,7 @@ impl Reader {
             (Some(kind), Some(raw)) => {
                 let occurred = l
                     .occurred
-                    .and_then(|t| crate::normalize::parse_rfc3339(t))
+                    .and_then(crate::normalize::parse_rfc3339)
                     .ok_or_else(|| {
                         "the line has an event but no valid `occurred` time".to_string()
                     })?;

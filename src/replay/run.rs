@@ -662,7 +662,7 @@ impl Reader {
         if !self.types.is_empty() {
             let rec = crate::normalize::normalize(ev);
             let id = rec.class_id.to_ascii_lowercase();
-            return self.types.iter().any(|t| *t == id);
+            return self.types.contains(&id);
         }
         true
     }
