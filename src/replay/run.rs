@@ -49,8 +49,10 @@ use tokio::time::Instant;
 
 /// The most records of one chunk (one `Batch` to the sinks).
 pub const CHUNK_RECORDS: usize = 1024;
-/// The most chunks sent and not yet acknowledged.
-pub const WINDOW: usize = 8;
+/// The most chunks sent and not yet acknowledged. A TCP sink acknowledges a batch once
+/// its connection was seen open 100 ms after the write (`sinks::tcp::ACK_SETTLE`), so
+/// this bounds a replay to TCP at about `WINDOW * CHUNK_RECORDS` records per 100 ms.
+pub const WINDOW: usize = 32;
 /// Settled items after which a file's checkpoint is written again.
 pub const CHECKPOINT_EVERY: u64 = 16_384;
 /// The most records of one file a run after a SIGKILL sends again.
@@ -781,14 +783,15 @@ pub async fn replay(
         Tick,
     }
     let mut grace_over: Option<Instant> = None;
+    let mut sinks_gone = false;
     loop {
         if reader_done && in_flight.is_empty() {
             break;
         }
         let sink_failed = async {
             match sinks.as_mut() {
-                Some(s) => s.failed().await,
-                None => std::future::pending().await,
+                Some(s) if !sinks_gone => s.failed().await,
+                _ => std::future::pending().await,
             }
         };
         let ev = tokio::select! {
@@ -815,8 +818,10 @@ pub async fn replay(
                 reader_done = true;
                 rx.close();
             }
-            Ev::SinkFailed(f) => {
-                let (sink, error) = f.unwrap_or_else(|| ("?".to_string(), "stopped".to_string()));
+            // Every sink task ended without an error: what is in flight resolves (as
+            // not delivered if they dropped it) and a later send fails.
+            Ev::SinkFailed(None) => sinks_gone = true,
+            Ev::SinkFailed(Some((sink, error))) => {
                 summary.sink_failure = Some(format!("sink `{sink}` failed: {error}"));
                 break;
             }
