@@ -114,7 +114,7 @@ pub struct ReplayArgs {
     /// Send every record, duplicates included.
     #[arg(long)]
     pub no_dedupe: bool,
-    /// The most fingerprints --dedupe holds (about 20-40 bytes each); past it the oldest
+    /// The most fingerprints --dedupe holds (about 50 MiB per million at the peak); past it the oldest
     /// day's are dropped, with a warning.
     #[arg(long, value_name = "N", default_value_t = crate::replay::dedupe::DEFAULT_CAP)]
     pub dedupe_cap: usize,
