@@ -297,15 +297,12 @@ impl Store {
         bytes.push(b'\n');
         // The temp file lives in the same directory so that the rename is atomic; its
         // name starts with a dot so that `list` never mistakes it for a checkpoint.
-        let tmp = self.dir.join(format!(".{source}.json.tmp"));
-        let werr = |source| CheckpointError::Write {
-            path: path.clone(),
-            source,
-        };
-        write_synced(&tmp, &bytes).map_err(werr)?;
-        fs::rename(&tmp, &path).map_err(werr)?;
-        sync_dir(&self.dir).map_err(werr)?;
-        Ok(())
+        replace_atomically(&self.dir, &format!("{source}.json"), &bytes).map_err(|source| {
+            CheckpointError::Write {
+                path: path.clone(),
+                source,
+            }
+        })
     }
 
     /// The names of the sources that have a checkpoint, sorted.
@@ -455,6 +452,17 @@ pub fn create_private_dir(dir: &Path) -> io::Result<()> {
     {
         fs::create_dir_all(dir)
     }
+}
+
+/// Replaces the file `dir/name` by `bytes` atomically (the module invariant): a temp
+/// file `dir/.name.tmp` (0600) written and fsynced, renamed over `name`, the directory
+/// fsynced. After a crash the file holds either the old or the new bytes. Also used for
+/// the replay checkpoints (`crate::replay::checkpoint`).
+pub(crate) fn replace_atomically(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    write_synced(&tmp, bytes)?;
+    fs::rename(&tmp, dir.join(name))?;
+    sync_dir(dir)
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {

@@ -3,7 +3,8 @@
 //!
 //! Exit codes: 0 success (including a drained shutdown on SIGTERM / Ctrl-C), 1 a runtime
 //! failure, 2 an invalid configuration or command line, or a state directory in use by
-//! another process (`crate::state_lock`).
+//! another process (`crate::state_lock`). `replay` (`cli/replay.rs`) also exits 1 when
+//! records were rejected or an input file could not be read.
 
 use crate::checkpoint::Store;
 use crate::config::{self, Config, ConfigError};
@@ -14,6 +15,7 @@ use std::process::ExitCode;
 
 #[cfg(feature = "emulator")]
 mod emulated;
+pub mod replay;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -54,6 +56,8 @@ enum Command {
     /// Show, reset or set the per-source checkpoints.
     #[command(subcommand)]
     Checkpoint(CheckpointCommand),
+    /// Replay archived Code42 exports (files, directories, `-`) into the sinks; resumable.
+    Replay(Box<replay::ReplayArgs>),
 }
 
 #[derive(Args, Debug)]
@@ -126,6 +130,7 @@ pub fn main() -> ExitCode {
         #[cfg(feature = "emulator")]
         Command::Emulate(a) => runtime_then(|| emulated::emulate(a)),
         Command::Checkpoint(c) => checkpoint(c),
+        Command::Replay(a) => replay::replay(*a),
     }
 }
 

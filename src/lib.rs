@@ -31,6 +31,9 @@
 //!   reconciliation ledger), replaced atomically.
 //! - [`pipeline`]: builds and runs the whole thing: wires routes, supervision with backoff,
 //!   shutdown with a grace period; the only place that spawns the daemon's tasks.
+//! - [`replay`]: `c42fwd replay`, archived export files sent into the sinks; its
+//!   [`replay::input`] reads every export format (JSON bodies and lines, CSV, CEF,
+//!   gzip / zstd) into the same events the live sources produce.
 //! - [`metrics`] (counters, gauges, `/metrics`, `/health` and `/ready`), [`health`]
 //!   (the readiness rules of `/ready`), [`state_lock`] (one process per state
 //!   directory), [`retry`] (the one backoff mechanism), [`secret`] (a string that
@@ -52,6 +55,7 @@ pub mod health;
 pub mod metrics;
 pub mod normalize;
 pub mod pipeline;
+pub mod replay;
 pub mod retry;
 pub mod route;
 pub mod secret;

@@ -1,7 +1,7 @@
 //! The pipeline: builds the running parts from a validated [`Config`] and runs them.
 //!
 //! Invariant: this is the only module that spawns the daemon's tasks (ARCHITECTURE.md,
-//! invariant 7). It owns the task tracker and the two stop signals:
+//! invariant 7), and the sink tasks of `c42fwd replay` too ([`SinkSet`]). It owns the task tracker and the two stop signals:
 //! - `stop_sources`: sources stop reading, wait for the acknowledgements of what they
 //!   sent, commit the delivered prefix and return. Their [`Route`]s drop, the sinks'
 //!   queues close, and each sink drains its queue and returns.
@@ -155,32 +155,17 @@ async fn run_with_faults(
         .with_context(|| format!("cannot open checkpoints in {}", cfg.state_dir.display()))?;
 
     // Sinks first, so that every route has somewhere to send.
-    let (sink_failed_tx, mut sink_failed_rx) = mpsc::channel::<(String, String)>(8);
-    let mut senders = BTreeMap::new();
-    for (name, sink) in &cfg.sinks {
-        // One slot: the sink's real queue of `queue_batches` is the channel of its
-        // current run, filled from this one (see `supervise_sink`).
-        let (tx, rx) = mpsc::channel(1);
-        senders.insert(name.clone(), tx);
-        let ctx = SinkContext {
-            metrics: metrics.clone(),
-            dead_letter_dir: cfg.state_dir.join("dead-letter"),
-            shutdown: hard_stop.clone(),
-        };
-        let sink = sink.clone();
-        let failed = sink_failed_tx.clone();
-        let faults = faults.clone();
-        tracker.spawn(async move {
-            let name = sink.name.clone();
-            if let Err(e) = supervise_sink(sink, rx, ctx, faults).await {
-                tracing::error!(sink = %name, error = %e, "sink stopped");
-                // Never wait here: after the first failure nobody reads this channel,
-                // and a sink task must not outlive the shutdown because of it.
-                let _ = failed.try_send((name, e.to_string()));
-            }
-        });
-    }
-    drop(sink_failed_tx);
+    let StartedSinks {
+        senders,
+        failed: mut sink_failed_rx,
+    } = start_sinks(
+        cfg.sinks.values(),
+        &cfg.state_dir,
+        &metrics,
+        &hard_stop,
+        &tracker,
+        &faults,
+    );
 
     let mut clients = BTreeMap::new();
     for (name, tenant) in &cfg.tenants {
@@ -244,6 +229,118 @@ async fn run_with_faults(
         None => {
             tracing::info!("stopped");
             Ok(())
+        }
+    }
+}
+
+/// The sinks of a run, started: each a supervised task under the run's tracker.
+struct StartedSinks {
+    /// Each sink's queue (its one-slot hand-off, see [`supervise_sink`]), by name.
+    senders: BTreeMap<String, mpsc::Sender<SinkBatch>>,
+    /// `(sink, error)` of a sink that failed for good.
+    failed: mpsc::Receiver<(String, String)>,
+}
+
+/// Starts one supervised task per sink of `sinks` under `tracker`; their dead-letter
+/// files go to `<state_dir>/dead-letter/`. `hard_stop` abandons what they hold.
+fn start_sinks<'a>(
+    sinks: impl IntoIterator<Item = &'a crate::config::Sink>,
+    state_dir: &std::path::Path,
+    metrics: &Arc<Metrics>,
+    hard_stop: &CancellationToken,
+    tracker: &TaskTracker,
+    faults: &Faults,
+) -> StartedSinks {
+    let (sink_failed_tx, failed) = mpsc::channel::<(String, String)>(8);
+    let mut senders = BTreeMap::new();
+    for sink in sinks {
+        // One slot: the sink's real queue of `queue_batches` is the channel of its
+        // current run, filled from this one (see `supervise_sink`).
+        let (tx, rx) = mpsc::channel(1);
+        senders.insert(sink.name.clone(), tx);
+        let ctx = SinkContext {
+            metrics: metrics.clone(),
+            dead_letter_dir: state_dir.join("dead-letter"),
+            shutdown: hard_stop.clone(),
+        };
+        let sink = sink.clone();
+        let failed = sink_failed_tx.clone();
+        let faults = faults.clone();
+        tracker.spawn(async move {
+            let name = sink.name.clone();
+            if let Err(e) = supervise_sink(sink, rx, ctx, faults).await {
+                tracing::error!(sink = %name, error = %e, "sink stopped");
+                // Never wait here: after the first failure nobody reads this channel,
+                // and a sink task must not outlive the shutdown because of it.
+                let _ = failed.try_send((name, e.to_string()));
+            }
+        });
+    }
+    StartedSinks { senders, failed }
+}
+
+/// Running sinks for a caller other than the daemon (`c42fwd replay`): the same
+/// supervised sink tasks as [`run`] starts, spawned here so that this module stays the
+/// only one that spawns them (ARCHITECTURE.md, invariant 7). The caller sends through
+/// [`SinkSet::route`] and ends with [`SinkSet::finish`].
+pub struct SinkSet {
+    tracker: TaskTracker,
+    hard_stop: CancellationToken,
+    senders: BTreeMap<String, mpsc::Sender<SinkBatch>>,
+    failed: mpsc::Receiver<(String, String)>,
+}
+
+impl SinkSet {
+    /// Starts `sinks`; their dead-letter files go to `<state_dir>/dead-letter/`.
+    pub fn start(
+        sinks: &[crate::config::Sink],
+        state_dir: &std::path::Path,
+        metrics: &Arc<Metrics>,
+    ) -> SinkSet {
+        let tracker = TaskTracker::new();
+        let hard_stop = CancellationToken::new();
+        let StartedSinks { senders, failed } = start_sinks(
+            sinks,
+            state_dir,
+            metrics,
+            &hard_stop,
+            &tracker,
+            &Faults::default(),
+        );
+        tracker.close();
+        SinkSet {
+            tracker,
+            hard_stop,
+            senders,
+            failed,
+        }
+    }
+
+    /// A route to every sink of the set: each batch sent goes to all of them.
+    pub fn route(&self) -> Route {
+        Route::new(self.senders.values().cloned().collect())
+    }
+
+    /// Resolves with `(sink, error)` when a sink failed for good; never otherwise
+    /// while the set's own senders are held.
+    pub async fn failed(&mut self) -> Option<(String, String)> {
+        self.failed.recv().await
+    }
+
+    /// Closes the queues (every route the caller made must be dropped by now), lets the
+    /// sinks drain what they hold for `grace` at most, then abandons the rest.
+    pub async fn finish(self, grace: Duration) {
+        drop(self.senders);
+        if tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                ?grace,
+                "grace period over: abandoning what the sinks still hold"
+            );
+            self.hard_stop.cancel();
+            self.tracker.wait().await;
         }
     }
 }

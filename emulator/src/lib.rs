@@ -99,6 +99,15 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// An export format of [`EmulatorHandle::audit_export_between`] and
+/// [`EmulatorHandle::sync_log_export_between`] (the Sync Log has no CEF: JSON instead).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    Json,
+    Csv,
+    Cef,
+}
+
 /// How the emulated tenant behaves. `Default` gives a small, quiet tenant.
 #[derive(Clone)]
 pub struct EmulatorOptions {
@@ -370,6 +379,66 @@ impl EmulatorHandle {
                 s
             })
             .collect()
+    }
+
+    /// Ground truth for tests: the Audit Log export of every event that OCCURRED in
+    /// `[start, end)`, as `search-results-export` renders it in `format` (JSON: the
+    /// Incydr body `{"events":[...]}`; CSV with its header line; server-side CEF), whole.
+    pub fn audit_export_between(
+        &self,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        format: ExportFormat,
+    ) -> String {
+        let tl = &self.state.gen.timeline;
+        let lo = tl.first_at_or_after(to_ns(start));
+        let hi = tl.first_at_or_after(to_ns(end)).max(lo);
+        let format = match format {
+            ExportFormat::Json => render::Format::Json,
+            ExportFormat::Csv => render::Format::Csv,
+            ExportFormat::Cef => render::Format::Cef,
+        };
+        let mut out = match format {
+            render::Format::Json => "{\"events\":[".to_string(),
+            render::Format::Csv => render::CSV_HEADER.to_string(),
+            render::Format::Cef => String::new(),
+        };
+        for i in lo..hi {
+            if format == render::Format::Json && i > lo {
+                out.push(',');
+            }
+            render::write_event(&self.state.gen, i, format, &mut out);
+        }
+        if format == render::Format::Json {
+            out.push_str("]}");
+        }
+        out
+    }
+
+    /// Ground truth for tests: the Sync Log export of every entry that OCCURRED in
+    /// `[start, end)`, oldest first, as `/api/v3/DirectorySyncLog/csv` renders it (CSV,
+    /// header line included) or `/api/v3/DirectorySyncLog` without paging (JSON).
+    pub fn sync_log_export_between(
+        &self,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        format: ExportFormat,
+    ) -> String {
+        let log = &self.state.sync_log;
+        let entries: Vec<_> = log
+            .index_range(to_ns(start), to_ns(end))
+            .map(|i| log.entry(i))
+            .collect();
+        match format {
+            ExportFormat::Csv => {
+                let mut out = sync_log::CSV_HEADER.to_string();
+                for e in &entries {
+                    log.render_csv(e, &mut out);
+                }
+                out
+            }
+            _ => log.render_page(&entries, None),
+        }
     }
 
     /// Stops accepting, lets open responses finish for a short grace period, and waits

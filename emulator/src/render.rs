@@ -118,7 +118,7 @@ impl Iterator for EventChunks {
     }
 }
 
-fn write_event(g: &super::events::Generator, i: u64, format: Format, out: &mut String) {
+pub(crate) fn write_event(g: &super::events::Generator, i: u64, format: Format, out: &mut String) {
     match format {
         Format::Json => g.render(i, out),
         Format::Csv => {

@@ -3,7 +3,11 @@
 //!
 //! Format: `<dead_letter_dir>/<sink>.ndjson`, append-only, one JSON object per line:
 //! `{"time": RFC 3339 UTC, "sink": name, "reason": fixed string, "record": the full
-//! record as text}`. The file and its directory are created on first use, not before,
+//! record as text, "kind": "audit_log" | "alerts" | "sync_log", "occurred": RFC 3339
+//! UTC, "event": the event's raw JSON}`. The last three (written since the replay
+//! command exists, absent in the lines of earlier builds) say what the record was
+//! made from, so that `c42fwd replay --dead-letter SINK` can encode the event again
+//! through the fixed configuration (`crate::replay::dead_letter`). The file and its directory are created on first use, not before,
 //! so a sink that never rejects anything leaves no file behind. They hold full security
 //! records: the file is created 0600 and the directory 0700, whatever the umask.
 //!
@@ -73,6 +77,12 @@ struct Line<'a> {
     sink: &'a str,
     reason: &'a str,
     record: std::borrow::Cow<'a, str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kind: Option<crate::event::SourceKind>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    occurred: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event: Option<&'a serde_json::value::RawValue>,
 }
 
 impl DeadLetterFile {
@@ -137,15 +147,18 @@ impl DeadLetterFile {
         }
     }
 
-    /// Queues one record for the next [`flush`](Self::flush). Records are text in
-    /// every format we produce; anything else is kept with replacement characters
-    /// rather than lost.
-    pub fn push(&mut self, reason: &str, record: &[u8]) {
+    /// Queues one record for the next [`flush`](Self::flush), with the event it was
+    /// encoded from when known. Records are text in every format we produce; anything
+    /// else is kept with replacement characters rather than lost.
+    pub fn push(&mut self, reason: &str, record: &[u8], origin: Option<&crate::event::Event>) {
         let line = Line {
             time: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
             sink: &self.sink,
             reason,
             record: String::from_utf8_lossy(record),
+            kind: origin.map(|e| e.kind),
+            occurred: origin.map(|e| e.occurred.to_rfc3339_opts(SecondsFormat::Nanos, true)),
+            event: origin.map(|e| &*e.raw),
         };
         // Serializing a struct of strings into a Vec cannot fail.
         let _ = serde_json::to_writer(&mut self.pending, &line);
@@ -312,8 +325,8 @@ mod tests {
     async fn a_torn_last_line_is_cut_on_the_next_start() {
         let dir = tempfile::tempdir().unwrap();
         let mut dl = DeadLetterFile::new(dir.path(), "s");
-        dl.push("r", b"one");
-        dl.push("r", b"two");
+        dl.push("r", b"one", None);
+        dl.push("r", b"two", None);
         assert_eq!(dl.flush().await.unwrap(), 2);
         let good = std::fs::metadata(dl.path()).unwrap().len();
         // A write cut short: half a line, no newline.
@@ -323,7 +336,7 @@ mod tests {
         let mut again = DeadLetterFile::new(dir.path(), "s");
         again.prepare().await.unwrap();
         assert_eq!(std::fs::metadata(again.path()).unwrap().len(), good);
-        again.push("r", b"three");
+        again.push("r", b"three", None);
         again.flush().await.unwrap();
         let l = lines(again.path());
         assert_eq!(l.len(), 3);
@@ -357,7 +370,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let dl_dir = dir.path().join("state").join("dead-letter");
         let mut dl = DeadLetterFile::new(&dl_dir, "s");
-        dl.push("r", b"secret record");
+        dl.push("r", b"secret record", None);
         dl.flush().await.unwrap();
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(dl.path()), 0o600);
@@ -376,7 +389,7 @@ mod tests {
         std::fs::write(&path, b"{}\n").unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let mut dl = DeadLetterFile::new(&dl_dir, "s");
-        dl.push("r", b"secret record");
+        dl.push("r", b"secret record", None);
         dl.flush().await.unwrap();
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&path), 0o600);
@@ -389,11 +402,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let metrics = Arc::new(Metrics::new());
         let mut dl = DeadLetterFile::with_limit(dir.path(), "s", 400, &metrics);
-        dl.push("r", &[b'a'; 100]);
+        dl.push("r", &[b'a'; 100], None);
         assert_eq!(dl.flush().await.unwrap(), 1);
         let first = std::fs::metadata(dl.path()).unwrap().len();
-        dl.push("r", &[b'b'; 100]);
-        dl.push("r", &[b'c'; 100]);
+        dl.push("r", &[b'b'; 100], None);
+        dl.push("r", &[b'c'; 100], None);
         let e = dl.flush().await.unwrap_err();
         assert!(matches!(e, SinkError::DeadLetterFull { .. }), "{e}");
         assert!(e.is_retriable());

@@ -92,6 +92,16 @@ impl EncodedBatch {
         self.batch.as_deref()
     }
 
+    /// The shared batch these records were encoded from, if any.
+    pub fn shared_batch(&self) -> Option<&Arc<Batch>> {
+        self.batch.as_ref()
+    }
+
+    /// The event record `i` was encoded from, when the records came from a batch.
+    pub fn event(&self, i: usize) -> Option<&crate::event::Event> {
+        self.batch.as_ref().and_then(|b| b.events.get(i))
+    }
+
     /// Appends one already-encoded record (tests, and callers with their own encoding).
     pub fn push_record(&mut self, record: &[u8]) {
         self.buf.extend_from_slice(record);

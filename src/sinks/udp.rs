@@ -170,7 +170,8 @@ impl Transport for UdpWriter {
                             &self.scratch[..]
                         }
                         OversizePolicy::DeadLetter => {
-                            self.dead_letter.push("oversize", record);
+                            self.dead_letter
+                                .push("oversize", record, records.event(self.next));
                             self.next += 1;
                             continue;
                         }

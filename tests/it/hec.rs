@@ -1328,3 +1328,161 @@ sinks = ["splunk"]
         }
     }
 }
+
+/// A replay config for HEC endpoint `endpoint` (sink `splunk`, plain JSON events) with
+/// its state in `state`; the tenant and source are never contacted by `replay`.
+fn replay_hec_config(dir: &Path, state: &Path, endpoint: &str) -> std::path::PathBuf {
+    let config = dir.join("replay.toml");
+    std::fs::write(
+        dir.join("hec-token"),
+        format!("{}\n", HecServerOptions::default().token),
+    )
+    .unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            r#"state_dir = "{state}"
+
+[tenants.idle]
+api = "incydr"
+base_url = "https://127.0.0.1:9"
+client_id = "replay-test"
+client_secret = "not-used"
+
+[sources.idle]
+type = "audit_log"
+tenant = "idle"
+
+[sinks.splunk]
+type = "hec"
+endpoint = "{endpoint}"
+token = {{ file = "{token_file}" }}
+format = "cef"
+indexer_ack = true
+ack_poll_interval = "50ms"
+max_wait = "100ms"
+
+[sinks.splunk.retry]
+initial = "20ms"
+max = "200ms"
+
+[[routes]]
+sources = ["idle"]
+sinks = ["splunk"]
+"#,
+            state = state.display(),
+            token_file = dir.join("hec-token").display(),
+        ),
+    )
+    .unwrap();
+    config
+}
+
+async fn run_replay(args: &[&std::ffi::OsStr]) -> (i32, String, String) {
+    let mut cmd = crate::support::daemon::c42fwd();
+    cmd.args(["--log", "info", "replay", "--progress", "none"])
+        .args(args)
+        .stdin(std::process::Stdio::null());
+    let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
+        .await
+        .expect("replay ends within 120 s")
+        .expect("run c42fwd replay");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A record HEC refused for good goes to the sink's dead-letter file with the event it
+/// was made from. Once the receiver is fixed, `replay --dead-letter splunk` encodes
+/// that event again through the (fixed) configuration, HEC indexes it, and the file is
+/// moved aside as re-driven, so a second re-drive finds nothing to send.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_lettered_record_is_re_driven_once_the_receiver_was_fixed() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let events: Vec<String> = (0..20)
+        .map(|i| {
+            let who = if i == 7 { "poison-pill".to_string() } else { format!("user{i}") };
+            format!(
+                r#"{{"type$":"audit_log::SearchIssued/1","actorName":"{who}@example.com","timestamp":"2024-05-01T10:00:{i:02}.000Z"}}"#
+            )
+        })
+        .collect();
+    let file = dir.path().join("audit.jsonl");
+    std::fs::write(&file, format!("{}\n", events.join("\n"))).unwrap();
+
+    // The receiver as it was: it refuses the record of one event for good.
+    let broken = HecServer::start(HecServerOptions {
+        reject_marker: Some("poison-pill".into()),
+        ..Default::default()
+    })
+    .await;
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let cfg = replay_hec_config(cfg_dir.path(), &state, &broken.endpoint());
+    let (code, out, err) =
+        run_replay(&["--config".as_ref(), cfg.as_os_str(), file.as_os_str()]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("20 records read, 20 sent, 20 delivered"),
+        "{out}"
+    );
+    assert_eq!(broken.indexed().len(), 19);
+    let dl = state.join("dead-letter").join("splunk.ndjson");
+    let lines = dead_letters(&dl);
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["kind"], "audit_log");
+    // The event's text byte for byte (a JSON value in the line, not a string).
+    let text = std::fs::read_to_string(&dl).unwrap();
+    assert!(text.contains(&format!("\"event\":{}", events[7])), "{text}");
+    assert_eq!(lines[0]["occurred"], "2024-05-01T10:00:07.000000000Z");
+    assert!(lines[0]["record"]
+        .as_str()
+        .unwrap()
+        .contains("CEF:0|Code42|Audit Log|"));
+
+    // Fixed (here: a receiver that takes it); the config points at it now.
+    let fixed = HecServer::start(HecServerOptions::default()).await;
+    let cfg_dir2 = tempfile::tempdir().unwrap();
+    let cfg2 = replay_hec_config(cfg_dir2.path(), &state, &fixed.endpoint());
+    let (code, out, err) = run_replay(&[
+        "--config".as_ref(),
+        cfg2.as_os_str(),
+        "--dead-letter".as_ref(),
+        "splunk".as_ref(),
+    ])
+    .await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("1 records read, 1 sent, 1 delivered"), "{out}");
+    assert!(out.contains("re-delivered whole, moved to "), "{out}");
+    let indexed = fixed.indexed();
+    assert_eq!(indexed.len(), 1);
+    assert!(
+        indexed[0]
+            .event_raw
+            .contains("suser=poison-pill@example.com"),
+        "{}",
+        indexed[0].event_raw
+    );
+    assert!(indexed[0].confirmed, "indexed (acknowledged)");
+    assert!(!dl.exists(), "the dead-letter file is still there");
+    let moved: Vec<String> = std::fs::read_dir(state.join("dead-letter"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(moved.len(), 1, "{moved:?}");
+    assert!(moved[0].starts_with("splunk.ndjson.redriven-"), "{moved:?}");
+
+    // Nothing is sent twice.
+    let (code, out, err) = run_replay(&[
+        "--config".as_ref(),
+        cfg2.as_os_str(),
+        "--dead-letter".as_ref(),
+        "splunk".as_ref(),
+    ])
+    .await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("nothing to re-drive"), "{out}");
+    assert_eq!(fixed.indexed().len(), 1);
+}

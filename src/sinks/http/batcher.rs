@@ -9,7 +9,7 @@
 //! Not here: the body formats and gzip (`body`), the hand-over of tokens and the
 //! bodies waiting to go (`outbox`), sending (`courier`).
 
-use super::body::{compress, BodyWriter, Embedding, Item, SealedChunk, Shape};
+use super::body::{compress, BodyWriter, Embedding, Item, Origin, SealedChunk, Shape};
 use super::ledger::{AckId, AckLedger};
 use crate::config::HttpBatching;
 use crate::encode::EncoderOptions;
@@ -65,15 +65,22 @@ impl<W: BodyWriter> Batcher<W> {
     /// sealed into `ready`, in order. Returns the batch's ledger entry.
     pub(crate) fn push(
         &mut self,
-        batch: &Batch,
+        batch: &Arc<Batch>,
         records: &EncodedBatch,
         ledger: &mut AckLedger,
         ready: &mut Vec<SealedChunk>,
     ) -> AckId {
         let id = ledger.open();
         self.writer.begin_batch(batch);
-        for (event, record) in batch.events.iter().zip(records.records()) {
-            self.add(event, record, id, ledger, ready);
+        for (index, record) in records.records().enumerate() {
+            let Some(event) = batch.events.get(index) else {
+                break;
+            };
+            let origin = Origin {
+                batch: batch.clone(),
+                index,
+            };
+            self.add(event, record, id, origin, ledger, ready);
         }
         // Every record of the batch is in some body now: from here on the token
         // resolves when the last of those bodies is delivered.
@@ -86,6 +93,7 @@ impl<W: BodyWriter> Batcher<W> {
         event: &Event,
         record: &[u8],
         id: AckId,
+        origin: Origin,
         ledger: &mut AckLedger,
         ready: &mut Vec<SealedChunk>,
     ) {
@@ -114,6 +122,7 @@ impl<W: BodyWriter> Batcher<W> {
             end: chunk.body.len(),
             span,
             ack: id,
+            origin: Some(origin),
         });
         if chunk.acks.last() != Some(&id) {
             chunk.acks.push(id);

@@ -124,13 +124,23 @@ impl BodyWriter for JsonBody {
 }
 
 /// One record in a body: where the writer's bytes for it lie (`item`, e.g. a whole HEC
-/// envelope), where the record itself lies in them (`span`), and its batch.
-#[derive(Debug, Clone, Copy)]
+/// envelope), where the record itself lies in them (`span`), its batch, and the event
+/// it was encoded from (for the dead-letter file).
+#[derive(Debug, Clone)]
 pub(crate) struct Item {
     pub(super) start: usize,
     pub(super) end: usize,
     pub(super) span: Span,
     pub(super) ack: AckId,
+    pub(super) origin: Option<Origin>,
+}
+
+/// Event `index` of `batch`: what a record was encoded from (an `Arc` and an index,
+/// no copy of the event).
+#[derive(Debug, Clone)]
+pub(crate) struct Origin {
+    pub(super) batch: Arc<Batch>,
+    pub(super) index: usize,
 }
 
 /// The fixed parts of a sink's body format, to rebuild a body from some of its items.
@@ -185,6 +195,13 @@ impl SealedChunk {
     }
 
     /// The records, as the encoder made them (for the dead-letter file).
+    /// The event each record was encoded from, when known, in record order.
+    pub(crate) fn origins(&self) -> impl Iterator<Item = Option<&Event>> + '_ {
+        self.records
+            .iter()
+            .map(|it| it.origin.as_ref().and_then(|o| o.batch.events.get(o.index)))
+    }
+
     pub(crate) fn records(&self) -> std::io::Result<Vec<Vec<u8>>> {
         let body = self.plain()?;
         self.records
@@ -241,6 +258,7 @@ impl SealedChunk {
                         quoted: it.span.quoted,
                     },
                     ack: it.ack,
+                    origin: it.origin.clone(),
                 });
                 if acks.last() != Some(&it.ack) {
                     acks.push(it.ack);

@@ -362,8 +362,8 @@ impl Courier {
                 &format!("cannot recover the records of a rejected request: {e}"),
             )
         })?;
-        for r in &records {
-            self.dead_letter.push(detail, r);
+        for (r, origin) in records.iter().zip(chunk.origins()) {
+            self.dead_letter.push(detail, r, origin);
         }
         let mut backoff = None;
         let n = loop {

@@ -50,7 +50,7 @@ impl<W: BodyWriter> Outbox<W> {
     /// Takes the records of one batch (an empty `records`, the loop's "write again what
     /// you hold", takes nothing).
     pub(crate) fn take(&mut self, records: &EncodedBatch) {
-        if let Some(batch) = records.batch() {
+        if let Some(batch) = records.shared_batch() {
             let id = self
                 .batcher
                 .push(batch, records, &mut self.ledger, &mut self.ready);

@@ -1,0 +1,274 @@
+//! Replay throughput harness: an archived export -> `c42fwd replay` -> TCP receiver.
+//!
+//! Writes a JSON-lines file and an API CSV export of the emulator's events (1,000,000
+//! each under `cargo bench --bench replay`), replays each with the real `c42fwd`
+//! binary as CEF + RFC 5424, octet-counted, to a TCP receiver in this process, and
+//! prints records/s, the child's CPU time (user + system, from /proc, read when it has
+//! exited and not yet been reaped) and its peak RSS (`VmHWM`, sampled while it runs).
+//! Each file runs twice: with `--dedupe` (the default) and with `--no-dedupe`. It
+//! measures; it asserts nothing about speed.
+//!
+//! `C42FWD_BENCH_EVENTS=N` changes the count. Under `cargo test` (no `--bench`
+//! argument) it runs a small smoke size, so the harness itself stays tested.
+
+// Benches measure real elapsed time, outside any tokio clock: std's `Instant` is the
+// right tool here; the product's ban on it (clippy.toml) is for code tests must pause.
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
+
+use c42fwd_emulator::ExportFormat;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+
+fn main() {
+    let bench_mode = std::env::args().any(|a| a == "--bench");
+    let events: u64 = std::env::var("C42FWD_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if bench_mode { 1_000_000 } else { 5_000 });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let (jsonl, csv, n) = write_exports(dir.path(), events).await;
+        for (name, file) in [("json lines", &jsonl), ("api csv", &csv)] {
+            for dedupe in ["--dedupe", "--no-dedupe"] {
+                let r = run(dir.path(), file, n, dedupe).await;
+                println!(
+                    "replay: {n} records, {name} ({} MiB), {dedupe}, CEF + RFC 5424 over TCP: {:.2} s, {:.0} records/s, c42fwd CPU {:.2} s ({:.2} CPU-s per million records), peak RSS {:.1} MiB",
+                    std::fs::metadata(file).map_or(0, |m| m.len()) >> 20,
+                    r.elapsed.as_secs_f64(),
+                    n as f64 / r.elapsed.as_secs_f64(),
+                    r.cpu_secs,
+                    r.cpu_secs * 1e6 / n.max(1) as f64,
+                    r.peak_rss_kib as f64 / 1024.0
+                );
+            }
+        }
+    });
+}
+
+/// Writes `events` Audit Log events as JSON lines and as an API CSV export; returns
+/// both paths and the count written.
+async fn write_exports(dir: &Path, events: u64) -> (std::path::PathBuf, std::path::PathBuf, u64) {
+    let opts = c42fwd_emulator::EmulatorOptions {
+        backlog: events,
+        backlog_span: Duration::from_secs(2 * 3600),
+        rate: 0.0,
+        alert_backlog: 0,
+        alert_rate: 0.0,
+        sync_log_backlog: 0,
+        sync_log_rate: 0.0,
+        lag: Duration::from_millis(0),
+        ..Default::default()
+    };
+    let emu = c42fwd_emulator::start(
+        opts,
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+    )
+    .await
+    .expect("emulator");
+    let end = emu.started_at() + chrono::Duration::seconds(1);
+    let start = end - chrono::Duration::hours(3);
+    let jsonl = dir.join("audit.jsonl");
+    let csv = dir.join("audit.csv");
+    let mut j = std::io::BufWriter::new(std::fs::File::create(&jsonl).unwrap());
+    let mut c = std::io::BufWriter::new(std::fs::File::create(&csv).unwrap());
+    let mut n = 0u64;
+    // In slices of ten minutes: never the whole export in memory.
+    let mut at = start;
+    let mut first = true;
+    while at < end {
+        let to = (at + chrono::Duration::minutes(10)).min(end);
+        for e in emu.events_between(at, to) {
+            j.write_all(e.as_bytes()).unwrap();
+            j.write_all(b"\n").unwrap();
+            n += 1;
+        }
+        let part = emu.audit_export_between(at, to, ExportFormat::Csv);
+        let body = if first {
+            &part[..]
+        } else {
+            // Every slice starts with the header line.
+            part.split_once('\n').map_or("", |(_, rest)| rest)
+        };
+        c.write_all(body.as_bytes()).unwrap();
+        first = false;
+        at = to;
+    }
+    j.flush().unwrap();
+    c.flush().unwrap();
+    emu.shutdown().await;
+    (jsonl, csv, n)
+}
+
+struct Report {
+    elapsed: Duration,
+    cpu_secs: f64,
+    peak_rss_kib: u64,
+}
+
+async fn run(dir: &Path, file: &Path, n: u64, dedupe: &str) -> Report {
+    let receiver = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = receiver.local_addr().unwrap().port();
+    let received = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(tokio::sync::Notify::new());
+    let rx_task = {
+        let received = received.clone();
+        let done = done.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((sock, _)) = receiver.accept().await else {
+                    return;
+                };
+                let mut r = BufReader::with_capacity(1 << 20, sock);
+                let mut len = Vec::with_capacity(8);
+                let mut body = vec![0u8; 64 * 1024];
+                loop {
+                    len.clear();
+                    match r.read_until(b' ', &mut len).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {}
+                    }
+                    let m: usize = std::str::from_utf8(&len[..len.len() - 1])
+                        .ok()
+                        .and_then(|s| s.parse().ok())
+                        .expect("octet-counted frame");
+                    if body.len() < m {
+                        body.resize(m, 0);
+                    }
+                    if r.read_exact(&mut body[..m]).await.is_err() {
+                        break;
+                    }
+                    if received.fetch_add(1, Ordering::Relaxed) + 1 == n {
+                        done.notify_one();
+                    }
+                }
+            }
+        })
+    };
+    let run_dir = tempfile::tempdir_in(dir).unwrap();
+    let config = run_dir.path().join("replay.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"state_dir = "{state}"
+
+[tenants.idle]
+api = "incydr"
+base_url = "https://127.0.0.1:9"
+client_id = "bench"
+client_secret = "not-used"
+
+[sources.idle]
+type = "audit_log"
+tenant = "idle"
+
+[sinks.tcp]
+type = "tcp"
+host = "127.0.0.1"
+port = {port}
+format = "cef"
+
+[[routes]]
+sources = ["idle"]
+sinks = ["tcp"]
+"#,
+            state = run_dir.path().join("state").display()
+        ),
+    )
+    .unwrap();
+    let start = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_c42fwd"))
+        .args([
+            "--log",
+            "warn",
+            "replay",
+            "--progress",
+            "none",
+            dedupe,
+            "--config",
+        ])
+        .arg(&config)
+        .arg(file)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start c42fwd");
+    let pid = child.id();
+    let peak = Arc::new(AtomicU64::new(0));
+    let sampler = {
+        let peak = peak.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Some(kib) = vm_hwm_kib(pid) {
+                    peak.fetch_max(kib, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    let waited = tokio::time::timeout(Duration::from_secs(1800), done.notified()).await;
+    // Until it is reaped, an exited child's /proc/<pid>/stat keeps its CPU times.
+    let (elapsed, cpu) = loop {
+        if state(pid) == Some('Z') {
+            break (start.elapsed(), cpu_secs(pid).unwrap_or(f64::NAN));
+        }
+        if let Some(kib) = vm_hwm_kib(pid) {
+            peak.fetch_max(kib, Ordering::Relaxed);
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    sampler.abort();
+    rx_task.abort();
+    let status = child.wait().expect("wait for c42fwd");
+    assert!(
+        waited.is_ok(),
+        "only {} of {n} records arrived",
+        received.load(Ordering::Relaxed)
+    );
+    assert!(status.success(), "c42fwd replay exited with {status}");
+    Report {
+        elapsed,
+        cpu_secs: cpu,
+        peak_rss_kib: peak.load(Ordering::Relaxed),
+    }
+}
+
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: count from after it.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    Some(rest.split_whitespace().map(str::to_string).collect())
+}
+
+/// The process state (field 3 of `/proc/<pid>/stat`).
+fn state(pid: u32) -> Option<char> {
+    stat_fields(pid)?.first()?.chars().next()
+}
+
+/// User + system CPU time: fields 14 and 15 of `/proc/<pid>/stat`, in clock ticks of
+/// USER_HZ, which Linux fixes at 100 for everything it shows userspace.
+fn cpu_secs(pid: u32) -> Option<f64> {
+    let fields = stat_fields(pid)?;
+    let ticks = |i: usize| fields.get(i)?.parse::<u64>().ok();
+    // The fields start at field 3, so fields 14 and 15 are at 11 and 12.
+    Some((ticks(11)? + ticks(12)?) as f64 / 100.0)
+}
+
+fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}

@@ -1,0 +1,541 @@
+//! JSON inputs: one record per line, and response bodies split into their records as
+//! they are read.
+//!
+//! The body splitter is a byte state machine like the API client's page splitter
+//! (`crate::api::stream`), with what a file needs and a response does not: the line
+//! where each record starts, a broken record rejected while the reading goes on, and
+//! several documents one after the other (pages saved into one file). It tracks object
+//! keys only along the path to the kept array and copies only that array's elements.
+
+use super::{Format, Item, Parser, Record, Rejected, Source};
+use crate::api::{parse_event_time, sync_log_entry_time, AlertSummary};
+use crate::event::{Event, SourceKind};
+use chrono::{DateTime, Utc};
+use serde_json::value::RawValue;
+use std::collections::VecDeque;
+use std::io::BufRead;
+
+/// When the record of JSON text `raw` occurred, read by the live source's own code.
+pub(super) fn occurred(kind: SourceKind, raw: &str) -> Result<DateTime<Utc>, String> {
+    if !raw.starts_with('{') {
+        return Err("not a json object".to_string());
+    }
+    match kind {
+        SourceKind::AuditLog => parse_event_time(raw),
+        SourceKind::SyncLog => sync_log_entry_time(raw),
+        SourceKind::Alerts => AlertSummary::parse(raw).created_at,
+    }
+}
+
+/// The event of a record: its text as the live source hands it on (alerts: observation
+/// data expanded, as the alerts source does).
+pub(super) fn event(kind: SourceKind, raw: Box<RawValue>, t: DateTime<Utc>) -> Event {
+    if kind != SourceKind::Alerts {
+        return Event::new(kind, raw, t);
+    }
+    let expanded = crate::api::expand_observation_data(raw.get());
+    let raw = if expanded.expanded == 0 {
+        raw
+    } else {
+        // Valid JSON by construction; the text as read if not.
+        RawValue::from_string(expanded.text).unwrap_or(raw)
+    };
+    Event::new(kind, raw, t)
+}
+
+/// The item of one record's JSON text, starting at `line`.
+pub(super) fn item_of(kind: SourceKind, text: String, line: u64) -> Item {
+    match RawValue::from_string(text) {
+        Ok(raw) => match occurred(kind, raw.get()) {
+            Ok(t) => Item::Record(Record {
+                event: event(kind, raw, t),
+                line,
+            }),
+            Err(reason) => Item::Rejected(Rejected {
+                line,
+                reason,
+                raw: raw.get().to_string(),
+            }),
+        },
+        Err(e) => Item::Rejected(Rejected {
+            line,
+            reason: format!("not json: {e}"),
+            raw: String::new(),
+        }),
+    }
+}
+
+/// One record per line; blank lines are skipped.
+pub(super) struct Lines {
+    src: Source,
+    kind: SourceKind,
+    line: u64,
+    buf: Vec<u8>,
+}
+
+impl Lines {
+    pub(super) fn new(src: Source, kind: SourceKind) -> Self {
+        Lines {
+            src,
+            kind,
+            line: 0,
+            buf: Vec::with_capacity(4096),
+        }
+    }
+}
+
+impl Parser for Lines {
+    fn next_item(&mut self) -> Option<Result<Item, (Option<u64>, String)>> {
+        loop {
+            self.buf.clear();
+            match self.src.read_until(b'\n', &mut self.buf) {
+                Ok(0) => return None,
+                Ok(_) => {}
+                Err(e) => {
+                    return Some(Err((
+                        Some(self.line + 1),
+                        format!("cannot read past line {}: {e}", self.line),
+                    )))
+                }
+            }
+            self.line += 1;
+            let mut end = self.buf.len();
+            while end > 0 && matches!(self.buf[end - 1], b'\n' | b'\r') {
+                end -= 1;
+            }
+            let bytes = &self.buf[..end];
+            if bytes.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let line = self.line;
+            let text = match std::str::from_utf8(bytes) {
+                Ok(t) => t.to_string(),
+                Err(e) => {
+                    return Some(Ok(Item::Rejected(Rejected {
+                        line,
+                        reason: format!("not valid utf-8: {e}"),
+                        raw: String::from_utf8_lossy(bytes).into_owned(),
+                    })))
+                }
+            };
+            return Some(Ok(match item_of(self.kind, text, line) {
+                Item::Rejected(mut r) if r.raw.is_empty() => {
+                    r.raw = String::from_utf8_lossy(bytes).into_owned();
+                    Item::Rejected(r)
+                }
+                item => item,
+            }));
+        }
+    }
+}
+
+/// The object keys leading from the top-level object to the array of records.
+fn path_of(format: Format) -> &'static [&'static [u8]] {
+    match format {
+        Format::AlertsDetailsBody => &[b"alerts"],
+        Format::SyncLogJson => &[b"data", b"Directory Sync Logs"],
+        _ => &[b"events"],
+    }
+}
+
+/// A response body (or several, one after the other), split into its records.
+pub(super) struct Body {
+    src: Source,
+    state: BodyState,
+    finished: bool,
+}
+
+impl Body {
+    pub(super) fn new(src: Source, format: Format) -> Self {
+        Body {
+            src,
+            state: BodyState {
+                kind: format.kind(),
+                path: path_of(format),
+                line: 1,
+                depth: 0,
+                in_string: false,
+                escaped: false,
+                key_string: false,
+                frames: Vec::new(),
+                capture: None,
+                pending: VecDeque::new(),
+            },
+            finished: false,
+        }
+    }
+}
+
+impl Parser for Body {
+    fn next_item(&mut self) -> Option<Result<Item, (Option<u64>, String)>> {
+        loop {
+            if let Some(item) = self.state.pending.pop_front() {
+                return Some(Ok(item));
+            }
+            if self.finished {
+                return None;
+            }
+            let line = self.state.line;
+            let buf = match self.src.fill_buf() {
+                Ok(b) => b,
+                Err(e) => {
+                    self.finished = true;
+                    return Some(Err((
+                        Some(line),
+                        format!("cannot read past line {line}: {e}"),
+                    )));
+                }
+            };
+            if buf.is_empty() {
+                self.finished = true;
+                if self.state.depth > 0 {
+                    return Some(Err((
+                        Some(line),
+                        format!("the json document ends early, at line {line}"),
+                    )));
+                }
+                return None;
+            }
+            let mut used = 0;
+            for &b in buf {
+                used += 1;
+                if let Err(reason) = self.state.byte(b) {
+                    self.finished = true;
+                    let line = self.state.line;
+                    self.src.consume(used);
+                    return Some(Err((Some(line), reason)));
+                }
+                if !self.state.pending.is_empty() {
+                    break;
+                }
+            }
+            self.src.consume(used);
+        }
+    }
+}
+
+/// An object or array along the path to the kept array.
+struct Frame {
+    obj: bool,
+    /// This container is on the path: the top-level object, or the value of the path's
+    /// next key in an object on the path.
+    on_path: bool,
+    expect_key: bool,
+    key: Vec<u8>,
+}
+
+/// One record being copied out.
+struct Capture {
+    text: Vec<u8>,
+    line: u64,
+    /// Nesting inside the record.
+    depth: u32,
+}
+
+struct BodyState {
+    kind: SourceKind,
+    path: &'static [&'static [u8]],
+    /// The line of the byte being read (1-based).
+    line: u64,
+    depth: usize,
+    in_string: bool,
+    escaped: bool,
+    /// The string being read is a key of the innermost tracked object.
+    key_string: bool,
+    /// The containers from the top level down, as long as they are on the path.
+    frames: Vec<Frame>,
+    capture: Option<Capture>,
+    pending: VecDeque<Item>,
+}
+
+impl BodyState {
+    /// Whether the innermost container is the kept array.
+    fn in_target(&self) -> bool {
+        self.depth == self.frames.len()
+            && self.frames.len() == self.path.len() + 1
+            && self.frames.last().is_some_and(|f| f.on_path && !f.obj)
+    }
+
+    fn byte(&mut self, b: u8) -> Result<(), String> {
+        if b == b'\n' {
+            self.line += 1;
+        }
+        if let Some(c) = &mut self.capture {
+            if self.in_string {
+                c.text.push(b);
+                if self.escaped {
+                    self.escaped = false;
+                } else if b == b'\\' {
+                    self.escaped = true;
+                } else if b == b'"' {
+                    self.in_string = false;
+                }
+                return Ok(());
+            }
+            match b {
+                b'"' => self.in_string = true,
+                b'{' | b'[' => c.depth += 1,
+                b'}' | b']' if c.depth > 0 => c.depth -= 1,
+                b',' | b']' if c.depth == 0 => {
+                    let c = self.capture.take().expect("capturing");
+                    self.finish(c);
+                    if b == b',' {
+                        return Ok(());
+                    }
+                    return self.structural(b);
+                }
+                b'}' if c.depth == 0 => {
+                    return Err(format!("unbalanced json at line {}", self.line))
+                }
+                _ => {}
+            }
+            c.text.push(b);
+            return Ok(());
+        }
+        if self.in_string {
+            if self.escaped {
+                self.escaped = false;
+            } else if b == b'\\' {
+                self.escaped = true;
+            } else if b == b'"' {
+                self.in_string = false;
+                if self.key_string {
+                    self.key_string = false;
+                    if let Some(f) = self.frames.last_mut() {
+                        f.expect_key = false;
+                    }
+                }
+                return Ok(());
+            }
+            if self.key_string {
+                if let Some(f) = self.frames.last_mut() {
+                    f.key.push(b);
+                }
+            }
+            return Ok(());
+        }
+        self.structural(b)
+    }
+
+    /// A byte outside strings and records.
+    fn structural(&mut self, b: u8) -> Result<(), String> {
+        if b.is_ascii_whitespace() {
+            return Ok(());
+        }
+        if self.depth == 0 {
+            if b != b'{' {
+                return Err(format!(
+                    "not a json object at line {} (a response body is one)",
+                    self.line
+                ));
+            }
+            self.frames.clear();
+            self.frames.push(Frame {
+                obj: true,
+                on_path: true,
+                expect_key: true,
+                key: Vec::new(),
+            });
+            self.depth = 1;
+            return Ok(());
+        }
+        if self.in_target() && b != b']' {
+            if b == b',' {
+                return Ok(());
+            }
+            let mut text = Vec::with_capacity(1024);
+            text.push(b);
+            let depth = match b {
+                b'{' | b'[' => 1,
+                b'"' => {
+                    self.in_string = true;
+                    0
+                }
+                _ => 0,
+            };
+            self.capture = Some(Capture {
+                text,
+                line: self.line,
+                depth,
+            });
+            return Ok(());
+        }
+        let tracked = self.depth == self.frames.len();
+        match b {
+            b'{' | b'[' => {
+                if tracked && self.frames.len() <= self.path.len() {
+                    let parent = self.frames.last().expect("tracked");
+                    let on_path = parent.on_path
+                        && parent.obj
+                        && self.path.get(self.frames.len() - 1) == Some(&parent.key.as_slice());
+                    if on_path {
+                        self.frames.push(Frame {
+                            obj: b == b'{',
+                            on_path,
+                            expect_key: b == b'{',
+                            key: Vec::new(),
+                        });
+                    }
+                }
+                self.depth += 1;
+            }
+            b'}' | b']' => {
+                if tracked {
+                    self.frames.pop();
+                }
+                self.depth -= 1;
+            }
+            b'"' => {
+                self.in_string = true;
+                if let Some(f) = self.frames.last_mut() {
+                    if tracked && f.obj && f.expect_key {
+                        self.key_string = true;
+                        f.key.clear();
+                    }
+                }
+            }
+            b',' => {
+                if let Some(f) = self.frames.last_mut() {
+                    if tracked && f.obj {
+                        f.expect_key = true;
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// A record copied out: its event, or why not.
+    fn finish(&mut self, mut c: Capture) {
+        while c.text.last().is_some_and(u8::is_ascii_whitespace) {
+            c.text.pop();
+        }
+        let line = c.line;
+        let item = match String::from_utf8(c.text) {
+            Ok(text) => {
+                // A copy for the reject of a record that is not json (one memcpy; the
+                // parse costs far more).
+                let copy = text.clone();
+                match item_of(self.kind, text, line) {
+                    Item::Rejected(mut r) if r.raw.is_empty() => {
+                        r.raw = copy;
+                        Item::Rejected(r)
+                    }
+                    item => item,
+                }
+            }
+            Err(e) => Item::Rejected(Rejected {
+                line,
+                reason: format!("not valid utf-8: {}", e.utf8_error()),
+                raw: String::from_utf8_lossy(e.as_bytes()).into_owned(),
+            }),
+        };
+        self.pending.push_back(item);
+    }
+}
+
+/// What detection needs to know of the first JSON object of a file: its top-level keys
+/// and its `type$` value (as far as the first bytes go).
+pub(super) struct TopLevel {
+    keys: Vec<Vec<u8>>,
+    type_tag: Option<Vec<u8>>,
+}
+
+impl TopLevel {
+    pub(super) fn has(&self, key: &str) -> bool {
+        self.keys.iter().any(|k| k == key.as_bytes())
+    }
+
+    /// The data set of a record of this shape, when its keys tell.
+    pub(super) fn record_kind(&self) -> Option<SourceKind> {
+        if let Some(tag) = &self.type_tag {
+            if tag.starts_with(b"audit_log::") {
+                return Some(SourceKind::AuditLog);
+            }
+            if tag.starts_with(b"ALERT") {
+                return Some(SourceKind::Alerts);
+            }
+        }
+        if self.has("logEventTimeStamp") {
+            Some(SourceKind::SyncLog)
+        } else if self.has("createdAt") && (self.has("ruleId") || self.has("observations")) {
+            Some(SourceKind::Alerts)
+        } else if self.has("timestamp") && (self.has("actorId") || self.has("actorName")) {
+            Some(SourceKind::AuditLog)
+        } else {
+            None
+        }
+    }
+}
+
+/// Reads the top-level keys of the JSON object `t` starts with (up to its end or the
+/// end of `t`). Not a validating parser.
+pub(super) fn top_level(t: &[u8]) -> TopLevel {
+    let mut out = TopLevel {
+        keys: Vec::new(),
+        type_tag: None,
+    };
+    let (mut depth, mut in_string, mut escaped) = (0u32, false, false);
+    let mut expect_key = false;
+    let mut string: Option<Vec<u8>> = None; // a key or the `type$` value being read
+    let mut want_tag = false;
+    let mut reading_tag = false;
+    for &b in t {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+                if let Some(s) = string.take() {
+                    if reading_tag {
+                        out.type_tag = Some(s);
+                        reading_tag = false;
+                    } else {
+                        want_tag = s == b"type$";
+                        out.keys.push(s);
+                        expect_key = false;
+                    }
+                }
+                continue;
+            }
+            if let Some(s) = &mut string {
+                s.push(b);
+            }
+            continue;
+        }
+        match b {
+            b'"' => {
+                in_string = true;
+                if depth == 1 && expect_key {
+                    string = Some(Vec::new());
+                } else if depth == 1 && want_tag {
+                    string = Some(Vec::new());
+                    reading_tag = true;
+                    want_tag = false;
+                }
+            }
+            b'{' | b'[' => {
+                depth += 1;
+                if depth == 1 {
+                    expect_key = true;
+                }
+                want_tag = false;
+            }
+            b'}' | b']' => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    break;
+                }
+            }
+            b',' if depth == 1 => {
+                expect_key = true;
+                want_tag = false;
+            }
+            _ => {}
+        }
+    }
+    out
+}
