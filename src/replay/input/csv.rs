@@ -299,8 +299,14 @@ fn push_str_member(out: &mut String, key: &str, value: &str) {
 }
 
 fn push_json_string(out: &mut String, value: &str) {
+    if !value.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.push('"');
+        out.push_str(value);
+        out.push('"');
+        return;
+    }
     // serde_json's own escaping, as the API's JSON would have it.
-    let mut buf = Vec::with_capacity(value.len() + 2);
+    let mut buf = Vec::with_capacity(value.len() + 8);
     serde_json::to_writer(&mut buf, value).expect("a string serializes");
     out.push_str(std::str::from_utf8(&buf).expect("serde_json writes utf-8"));
 }

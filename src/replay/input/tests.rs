@@ -730,3 +730,21 @@ fn cef_lines_that_cannot_be_read_are_rejected_with_their_line() {
         "CEF:0|N/A|N/A|N/A|LoggedIn|[]|0| ActorId=3"
     );
 }
+
+#[test]
+fn every_format_is_documented_in_the_order_detection_tries_them() {
+    let doc = include_str!("../../../docs/replay-formats.md");
+    for f in FORMATS {
+        assert!(
+            doc.contains(&format!("### `{}`:", f.name())),
+            "docs/replay-formats.md has no section for {}",
+            f.name()
+        );
+    }
+    let tried: Vec<String> = FORMATS.iter().map(|f| format!("`{}`", f.name())).collect();
+    let flat = doc.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        flat.contains(&tried.join(", ")),
+        "the tried list differs from FORMATS"
+    );
+}
