@@ -748,3 +748,26 @@ fn every_format_is_documented_in_the_order_detection_tries_them() {
         "the tried list differs from FORMATS"
     );
 }
+
+#[tokio::test]
+async fn a_small_truncated_gzip_csv_gives_its_rows_then_the_error() {
+    // Smaller than what detection reads ahead: the error waits behind the rows.
+    let t = tenant(16, 60).await;
+    let csv = t.export(ExportFormat::Csv);
+    assert!(csv.len() < 64 * 1024, "{}", csv.len());
+    let gz = gzip(csv.as_bytes());
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(&dir, "small.csv.gz", &gz[..gz.len() - 40]);
+    let (o, items, err) = read_all(&path, KindHint::Auto);
+    assert_eq!(
+        (o.format, o.compression),
+        (Format::AuditApiCsv, Compression::Gzip)
+    );
+    let got = records(&items);
+    assert!(!got.is_empty() && got.len() < 60, "{}", got.len());
+    let err = err.expect("the truncation is reported");
+    assert_eq!(err.name, path.display().to_string());
+    let line = err.line.expect("a line");
+    assert!(line > got.last().unwrap().line, "{err}");
+    assert!(err.reason.contains("cannot read past line"), "{err}");
+}
