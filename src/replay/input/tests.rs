@@ -771,3 +771,21 @@ async fn a_small_truncated_gzip_csv_gives_its_rows_then_the_error() {
     assert!(line > got.last().unwrap().line, "{err}");
     assert!(err.reason.contains("cannot read past line"), "{err}");
 }
+
+#[test]
+fn details_that_would_close_the_event_early_are_rejected_as_details() {
+    let text = "Type,Timestamp,ActorId,Details\n\
+                LoggedIn,2024-01-01T00:00:00Z,1,\"{\"\"a\"\":1},\"\"b\"\":{\"\"c\"\":2}\"\n\
+                LoggedIn,2024-01-01T00:00:00Z,1,\"{\"\"a\"\":{\"\"x\"\":1}},\"\"b\"\":{\"\"c\"\":2}\"\n\
+                LoggedIn,2024-01-01T00:00:00Z,1,\"{\"\"a\"\":1,}\"\n\
+                LoggedIn,2024-01-01T00:00:00Z,1,{}\n";
+    let dir = tempfile::tempdir().unwrap();
+    let (_, items, err) = read_all(&write(&dir, "d.csv", text.as_bytes()), KindHint::Auto);
+    assert!(err.is_none());
+    let bad = rejects(&items);
+    assert_eq!(bad.iter().map(|r| r.line).collect::<Vec<_>>(), [2, 3, 4]);
+    for r in &bad {
+        assert!(r.reason.starts_with("Details: not json"), "{}", r.reason);
+    }
+    assert_eq!(records(&items).len(), 1);
+}
