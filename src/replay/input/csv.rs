@@ -264,6 +264,9 @@ impl Parser for CsvParser {
                     let text = std::mem::take(&mut self.json);
                     match item_of(self.kind, text, line) {
                         Item::Rejected(mut r) => {
+                            if let Some(fault) = self.details_fault() {
+                                r.reason = fault;
+                            }
                             r.raw = self.verbatim(pos.byte(), end);
                             Item::Rejected(r)
                         }
@@ -299,13 +302,32 @@ fn push_str_member(out: &mut String, key: &str, value: &str) {
 }
 
 fn push_json_string(out: &mut String, value: &str) {
+    if !value.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.push('"');
+        out.push_str(value);
+        out.push('"');
+        return;
+    }
     // serde_json's own escaping, as the API's JSON would have it.
-    let mut buf = Vec::with_capacity(value.len() + 2);
+    let mut buf = Vec::with_capacity(value.len() + 8);
     serde_json::to_writer(&mut buf, value).expect("a string serializes");
     out.push_str(std::str::from_utf8(&buf).expect("serde_json writes utf-8"));
 }
 
 impl CsvParser {
+    /// Why the row's `Details` column is not a JSON object, if it is the fault.
+    fn details_fault(&self) -> Option<String> {
+        let Layout::Audit(cols) = &self.layout else {
+            return None;
+        };
+        let i = cols.iter().position(|c| *c == Some(AuditField::Details))?;
+        let v = std::str::from_utf8(self.rec.get(i)?).ok()?.trim();
+        if v.is_empty() {
+            return None;
+        }
+        details_fault(v)
+    }
+
     /// Builds the row's JSON object into `self.json`.
     fn build(&mut self) -> Result<(), String> {
         self.json.clear();
@@ -492,7 +514,9 @@ fn build_audit(
     if let Some(i) = find(AuditField::Details) {
         let v = text(rec, i, "Details")?.trim();
         if !v.is_empty() {
-            let members = details_members(v)?;
+            let members = details_members(v)
+                .map_err(|e| details_fault(v).unwrap_or(e))?
+                .trim();
             if !members.is_empty() {
                 out.push(',');
                 out.push_str(members);
@@ -503,15 +527,23 @@ fn build_audit(
 }
 
 /// The members of the `Details` JSON object, as written (`"k":v,...`, without braces).
+/// Not validated here: the event they are put into is (`item_of`), and `{`, valid
+/// members, `,`, the text between these braces and `}` is one valid object only if that
+/// text is a valid member list itself (an unmatched `}` in it would end the object before
+/// the last brace). When the event is not valid, [`details_fault`] names the column.
 fn details_members(v: &str) -> Result<&str, String> {
-    let raw: &serde_json::value::RawValue =
-        serde_json::from_str(v).map_err(|e| format!("Details: not json: {e}"))?;
-    let t = raw.get();
-    let inner = t
-        .strip_prefix('{')
+    v.strip_prefix('{')
         .and_then(|t| t.strip_suffix('}'))
-        .ok_or_else(|| "Details: not a json object".to_string())?;
-    Ok(inner.trim())
+        .ok_or_else(|| "Details: not a json object".to_string())
+}
+
+/// Why the `Details` text `v` is not a JSON object, if it is not.
+fn details_fault(v: &str) -> Option<String> {
+    match serde_json::from_str::<&serde_json::value::RawValue>(v) {
+        Err(e) => Some(format!("Details: not json: {e}")),
+        Ok(raw) if !raw.get().starts_with('{') => Some("Details: not a json object".into()),
+        Ok(_) => None,
+    }
 }
 
 #[cfg(test)]

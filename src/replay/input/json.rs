@@ -10,15 +10,35 @@
 use super::{Format, Item, Parser, Record, Rejected, Source};
 use crate::api::{parse_event_time, sync_log_entry_time, AlertSummary};
 use crate::event::{Event, SourceKind};
+use crate::normalize::json::scan_object_until;
 use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
 use std::collections::VecDeque;
 use std::io::BufRead;
 
-/// When the record of JSON text `raw` occurred, read by the live source's own code.
+/// When the record of JSON text `raw` occurred, read as the live source reads it: the
+/// value of its time field (found by the normalizer's one-pass reader of the top-level
+/// members, `raw` being valid JSON already) parsed by the API client's own time parser;
+/// when the field is not there, the live source's reader itself gives the reason.
 pub(super) fn occurred(kind: SourceKind, raw: &str) -> Result<DateTime<Utc>, String> {
     if !raw.starts_with('{') {
         return Err("not a json object".to_string());
+    }
+    let key = match kind {
+        SourceKind::AuditLog => "timestamp",
+        SourceKind::SyncLog => "logEventTimeStamp",
+        SourceKind::Alerts => "createdAt",
+    };
+    let mut value = None;
+    scan_object_until(raw, |m| {
+        if !m.key_escaped && m.key == key {
+            value = Some(m.value);
+            return false;
+        }
+        true
+    });
+    if let Some(v) = value {
+        return crate::api::parse_time_value(v);
     }
     match kind {
         SourceKind::AuditLog => parse_event_time(raw),

@@ -730,3 +730,62 @@ fn cef_lines_that_cannot_be_read_are_rejected_with_their_line() {
         "CEF:0|N/A|N/A|N/A|LoggedIn|[]|0| ActorId=3"
     );
 }
+
+#[test]
+fn every_format_is_documented_in_the_order_detection_tries_them() {
+    let doc = include_str!("../../../docs/replay-formats.md");
+    for f in FORMATS {
+        assert!(
+            doc.contains(&format!("### `{}`:", f.name())),
+            "docs/replay-formats.md has no section for {}",
+            f.name()
+        );
+    }
+    let tried: Vec<String> = FORMATS.iter().map(|f| format!("`{}`", f.name())).collect();
+    let flat = doc.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        flat.contains(&tried.join(", ")),
+        "the tried list differs from FORMATS"
+    );
+}
+
+#[tokio::test]
+async fn a_small_truncated_gzip_csv_gives_its_rows_then_the_error() {
+    // Smaller than what detection reads ahead: the error waits behind the rows.
+    let t = tenant(16, 60).await;
+    let csv = t.export(ExportFormat::Csv);
+    assert!(csv.len() < 64 * 1024, "{}", csv.len());
+    let gz = gzip(csv.as_bytes());
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(&dir, "small.csv.gz", &gz[..gz.len() - 40]);
+    let (o, items, err) = read_all(&path, KindHint::Auto);
+    assert_eq!(
+        (o.format, o.compression),
+        (Format::AuditApiCsv, Compression::Gzip)
+    );
+    let got = records(&items);
+    assert!(!got.is_empty() && got.len() < 60, "{}", got.len());
+    let err = err.expect("the truncation is reported");
+    assert_eq!(err.name, path.display().to_string());
+    let line = err.line.expect("a line");
+    assert!(line > got.last().unwrap().line, "{err}");
+    assert!(err.reason.contains("cannot read past line"), "{err}");
+}
+
+#[test]
+fn details_that_would_close_the_event_early_are_rejected_as_details() {
+    let text = "Type,Timestamp,ActorId,Details\n\
+                LoggedIn,2024-01-01T00:00:00Z,1,\"{\"\"a\"\":1},\"\"b\"\":{\"\"c\"\":2}\"\n\
+                LoggedIn,2024-01-01T00:00:00Z,1,\"{\"\"a\"\":{\"\"x\"\":1}},\"\"b\"\":{\"\"c\"\":2}\"\n\
+                LoggedIn,2024-01-01T00:00:00Z,1,\"{\"\"a\"\":1,}\"\n\
+                LoggedIn,2024-01-01T00:00:00Z,1,{}\n";
+    let dir = tempfile::tempdir().unwrap();
+    let (_, items, err) = read_all(&write(&dir, "d.csv", text.as_bytes()), KindHint::Auto);
+    assert!(err.is_none());
+    let bad = rejects(&items);
+    assert_eq!(bad.iter().map(|r| r.line).collect::<Vec<_>>(), [2, 3, 4]);
+    for r in &bad {
+        assert!(r.reason.starts_with("Details: not json"), "{}", r.reason);
+    }
+    assert_eq!(records(&items).len(), 1);
+}
