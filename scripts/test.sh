@@ -3,7 +3,8 @@
 # integration tests start (rsyslog with TLS and RELP modules) when they are missing,
 # creates the Python environments of the official Code42 clients (cached in target/py,
 # scripts/python-clients.sh), then runs formatting, lints, unit, property, golden and integration tests of every
-# crate of the workspace.
+# crate of the workspace, and the packaging checks (the .deb installed and purged with
+# dpkg, the Dockerfile and Kubernetes manifests parsed and checked).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,10 +12,12 @@ missing=()
 command -v rsyslogd >/dev/null 2>&1 || missing+=(rsyslog)
 dpkg-query -W -f='${Status}' rsyslog-gnutls 2>/dev/null | grep -q "ok installed" || missing+=(rsyslog-gnutls)
 dpkg-query -W -f='${Status}' rsyslog-relp 2>/dev/null | grep -q "ok installed" || missing+=(rsyslog-relp)
+# PyYAML, for scripts/check-deploy.py.
+python3 -c 'import yaml' 2>/dev/null || missing+=(python3-yaml)
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
 if [ ${#missing[@]} -gt 0 ]; then
-  echo "installing test receivers: ${missing[*]}"
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "installing test receivers and tools: ${missing[*]}"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
@@ -32,3 +35,11 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo clippy --no-default-features --locked -- -D warnings
 cargo test --workspace --all-targets --locked
 cargo test --workspace --doc --locked
+
+# Packaging and deployment (README.md, "Installing"), with the binary the tests built:
+# the Kubernetes manifests and the Dockerfile parsed and checked, and their
+# configurations validated (no image is built, nothing is applied to a cluster); the
+# .deb built from target/debug/c42fwd (cargo-deb installed once into target/tools/),
+# installed with dpkg, checked without systemd, removed and purged.
+./scripts/check-deploy.py target/debug/c42fwd
+$sudo ./scripts/check-deb.sh

@@ -9,12 +9,13 @@
 use crate::checkpoint::Store;
 use crate::config::{self, Config, ConfigError};
 use crate::pipeline;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[cfg(feature = "emulator")]
 mod emulated;
+mod manual;
 pub mod replay;
 
 #[derive(Parser, Debug)]
@@ -58,6 +59,18 @@ enum Command {
     Checkpoint(CheckpointCommand),
     /// Replay archived Code42 exports (files, directories, `-`) into the sinks; resumable.
     Replay(Box<replay::ReplayArgs>),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
+    #[command(hide = true)]
+    Completions(manual::CompletionsArgs),
+    /// Print the man page (roff) on stdout, or write one page per subcommand with --dir.
+    #[command(hide = true)]
+    Manpage(manual::ManpageArgs),
+}
+
+/// The clap definition of the whole command line, for the generated completions and
+/// man page.
+fn command() -> clap::Command {
+    Cli::command()
 }
 
 #[derive(Args, Debug)]
@@ -131,6 +144,8 @@ pub fn main() -> ExitCode {
         Command::Emulate(a) => runtime_then(|| emulated::emulate(a)),
         Command::Checkpoint(c) => checkpoint(c),
         Command::Replay(a) => replay::replay(*a),
+        Command::Completions(a) => manual::run_completions(command(), a),
+        Command::Manpage(a) => manual::run_manpage(command(), a),
     }
 }
 
