@@ -17,5 +17,6 @@ mod rsyslog;
 mod sinks;
 mod support;
 mod sync_log;
+mod syslog_ng;
 mod tcp_resend;
 mod tls;
