@@ -676,6 +676,78 @@ mod tests {
     }
 
     #[test]
+    fn unix_sinks_stream_by_default_and_datagram_with_its_own_keys() {
+        let unix = |keys: &str| {
+            MINIMAL.replace(
+                "type = \"tcp\"\nhost = \"siem.example.com\"\nport = 6514",
+                &format!("type = \"unix\"\n{keys}"),
+            )
+        };
+        let c = parse_str(&unix("path = \"/run/collector.sock\"")).expect("stream");
+        let s = &c.sinks["siem"];
+        match &s.kind {
+            SinkKind::Unix(o) => {
+                assert_eq!(o.path, PathBuf::from("/run/collector.sock"));
+                assert_eq!(o.mode, UnixMode::Stream);
+                assert_eq!(o.connect_timeout, Duration::from_secs(10));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(s.encoding.framing, Framing::Lf);
+        let c = parse_str(&unix("path = \"/s\"\nframing = \"octet_counting\""))
+            .expect("octet counting");
+        assert_eq!(c.sinks["siem"].encoding.framing, Framing::OctetCounting);
+
+        let c = parse_str(&unix(
+            "path = \"/s\"\nmode = \"datagram\"\noversize = \"dead_letter\"",
+        ))
+        .expect("datagram");
+        let s = &c.sinks["siem"];
+        assert!(
+            matches!(
+                &s.kind,
+                SinkKind::Unix(UnixOptions {
+                    mode: UnixMode::Datagram {
+                        max_datagram: 8192,
+                        oversize: OversizePolicy::DeadLetter
+                    },
+                    ..
+                })
+            ),
+            "{:?}",
+            s.kind
+        );
+        assert_eq!(s.encoding.framing, Framing::None);
+
+        assert_eq!(
+            problems(&unix("mode = \"stream\"")),
+            vec!["sinks.siem.path: is required"]
+        );
+        assert_eq!(
+            problems(&unix("path = \"/s\"\nmode = \"seqpacket\"")),
+            vec!["sinks.siem.mode: `seqpacket` is not a mode: use \"stream\" or \"datagram\""]
+        );
+        assert_eq!(
+            problems(&unix(
+                "path = \"/s\"\nmax_datagram = 4096\noversize = \"truncate\""
+            )),
+            vec![
+                "sinks.siem.max_datagram: `max_datagram` applies to mode = \"datagram\" only",
+                "sinks.siem.oversize: `oversize` applies to mode = \"datagram\" only",
+            ]
+        );
+        assert_eq!(
+            problems(&unix(
+                "path = \"/s\"\nmode = \"datagram\"\nframing = \"lf\"\nmax_datagram = 300000"
+            )),
+            vec![
+                "sinks.siem.framing: `framing` applies to mode = \"stream\" only",
+                "sinks.siem.max_datagram: 300000 is out of range 480-200000 bytes",
+            ]
+        );
+    }
+
+    #[test]
     fn tls_relp_hec_and_http_sinks() {
         let dir = tempfile::tempdir().unwrap();
         let ca = dir.path().join("ca.pem");
@@ -760,7 +832,7 @@ gzip = true"#,
             vec![
                 format!(
                     "sinks.relp.framing: line {}: `framing` does not apply to a relp sink: \
-                     the transport delimits records (only stdout, file and tcp sinks take it); \
+                     the transport delimits records (only stdout, file, tcp and unix sinks take it); \
                      {takes}",
                     line("framing")
                 ),

@@ -325,3 +325,84 @@ async fn unix_datagram_to_syslog_ng_one_record_per_datagram_exactly_once() {
     got.iter().for_each(assert_header);
     assert_exactly_once(got, expected(&opts, &events));
 }
+
+#[tokio::test]
+async fn unix_datagram_oversize_records_are_truncated_with_a_marker_and_counted() {
+    let mut ng = SyslogNg::start(SyslogNgOptions::default()).await;
+    let opts = options(Format::Cef, Framing::None);
+    let mode = UnixMode::Datagram {
+        max_datagram: 480,
+        oversize: OversizePolicy::Truncate,
+    };
+    let s = TestSink::start(sink(
+        "small",
+        unix(&ng.unix_dgram_path(), mode),
+        opts.clone(),
+    ));
+    // Records of more than 480 bytes: a long actor name (`suser` in CEF).
+    let events: Vec<Event> = (0..10)
+        .map(|i| {
+            let json = serde_json::json!({
+                "type$": "audit_log::logged_in/1",
+                "actorName": format!("{}{i}@example.com", "x".repeat(600)),
+                "timestamp": "2024-05-01T12:00:00.123Z",
+            });
+            event_at(&json.to_string(), chrono::Utc::now())
+        })
+        .collect();
+    delivered(s.send(events.clone()).await).await;
+    ng.wait_for(events.len(), PATIENCE).await;
+    let ctx = s.finish().await;
+    let truncated = ctx
+        .metrics
+        .sink_truncated
+        .get_or_create(&c42fwd::metrics::label("sink", "small"))
+        .get();
+    ng.stop().await;
+    let got = ng.received();
+    assert_eq!(got.len(), events.len(), "one datagram per record");
+    assert_eq!(
+        truncated,
+        events.len() as u64,
+        "every record was larger than 480 bytes"
+    );
+    for p in &got {
+        assert_header(p);
+        assert!(
+            p.msg
+                .ends_with(std::str::from_utf8(c42fwd::sinks::TRUNCATION_MARKER).unwrap()),
+            "{p:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn unix_healthcheck_connects_and_names_a_missing_socket() {
+    let ng = SyslogNg::start(SyslogNgOptions::default()).await;
+    let dgram = UnixMode::Datagram {
+        max_datagram: 8192,
+        oversize: OversizePolicy::Truncate,
+    };
+    let cfg = |path: &Path, mode| sink("h", unix(path, mode), options(Format::Cef, Framing::Lf));
+    c42fwd::sinks::healthcheck(&cfg(&ng.unix_stream_path(), UnixMode::Stream))
+        .await
+        .expect("stream socket");
+    c42fwd::sinks::healthcheck(&cfg(&ng.unix_dgram_path(), dgram))
+        .await
+        .expect("datagram socket");
+    let missing = ng.unix_stream_path().with_file_name("missing.sock");
+    for mode in [UnixMode::Stream, dgram] {
+        let e = c42fwd::sinks::healthcheck(&cfg(&missing, mode))
+            .await
+            .expect_err("no socket there");
+        assert!(
+            e.to_string().contains(&missing.display().to_string()),
+            "{e}"
+        );
+        assert!(e.is_retriable(), "{e}");
+    }
+    // A stream sink pointed at the datagram socket is refused by the kernel.
+    c42fwd::sinks::healthcheck(&cfg(&ng.unix_dgram_path(), UnixMode::Stream))
+        .await
+        .expect_err("wrong socket type");
+}

@@ -266,11 +266,18 @@ impl SyslogNg {
             .arg(format!("--pidfile={}", d.join("pid").display()))
             .arg(format!("--control={}", d.join("ctl").display()));
         if let Some(root) = &root {
-            cmd.env("LD_LIBRARY_PATH", root.join("usr/lib/syslog-ng"))
-                .arg(format!(
-                    "--module-path={}",
-                    root.join("usr/lib/syslog-ng/3.38").display()
-                ));
+            // Its libraries, and its modules in the one versioned directory beside them.
+            let lib = root.join("usr/lib/syslog-ng");
+            let modules = std::fs::read_dir(&lib)
+                .ok()
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .find(|p| p.is_dir())
+                .unwrap_or_else(|| panic!("no module directory in {}", lib.display()));
+            cmd.env("LD_LIBRARY_PATH", &lib)
+                .arg(format!("--module-path={}", modules.display()));
         }
         let mut child = cmd
             .stdin(Stdio::null())
