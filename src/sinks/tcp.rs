@@ -1,6 +1,10 @@
 //! The TCP syslog sink, plain or over TLS (RFC 5425): one connection, each batch
 //! written whole; what was written recently is kept and written again on the next
-//! connection when the receiver goes away.
+//! connection when the receiver goes away. The same writer ([`StreamWriter`]) serves the
+//! unix sink in stream mode (`unix.rs`): a Unix stream socket has the same life (a
+//! receiver that restarts closes it, and what it had not read is lost with it), so the
+//! tail and the settling below apply unchanged; host resolution, keepalive, TLS and
+//! `TCP_USER_TIMEOUT` are TCP's only.
 //!
 //! The host is resolved again on every (re)connect, so a collector that moved (DNS
 //! fail-over) is found; each address is tried in turn within the connect timeout (which
