@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as the README gives it: installs the real receivers the
 # integration tests start (rsyslog with TLS and RELP modules) when they are missing,
+# unpacks syslog-ng into target/syslog-ng when it is not there,
 # creates the Python environments of the official Code42 clients (cached in target/py,
 # scripts/python-clients.sh), then runs formatting, lints, unit, property, golden and integration tests of every
 # crate of the workspace, and the packaging checks (the .deb installed and purged with
@@ -20,6 +21,25 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "installing test receivers and tools: ${missing[*]}"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# syslog-ng, the second real receiver (tests/it/syslog_ng.rs). The Debian package
+# syslog-ng-core conflicts with rsyslog (both are the system log daemon), so it is not
+# installed: its libraries are, and the package itself is unpacked into
+# target/syslog-ng, where the test harness runs it from.
+syslog_ng_dir="$PWD/target/syslog-ng"
+if [ ! -x "$syslog_ng_dir/usr/sbin/syslog-ng" ] && [ -z "${SYSLOG_NG:-}" ]; then
+  echo "unpacking syslog-ng-core into $syslog_ng_dir"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+    libivykis0 libnet1 libpcre3 libwrap0 libjson-c5 libglib2.0-0 libcap2 libssl3 libsystemd0
+  tmp="$(mktemp -d)"
+  (cd "$tmp" && apt-get download syslog-ng-core)
+  mkdir -p "$syslog_ng_dir"
+  dpkg-deb -x "$tmp"/syslog-ng-core_*.deb "$syslog_ng_dir"
+  rm -rf "$tmp"
 fi
 
 # The official Code42 clients (the incydr CLI, code42cli) in Python virtual environments

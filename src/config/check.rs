@@ -403,7 +403,10 @@ mod tests {
             ("`sources.NAME.lag`", LAG),
             ("`sources.NAME.poll_interval`", POLL_INTERVAL),
             ("`sources.NAME.reconcile_after`", RECONCILE_AFTER),
-            ("`sinks.NAME.connect_timeout` (tcp, relp)", CONNECT_TIMEOUT),
+            (
+                "`sinks.NAME.connect_timeout` (tcp, relp, unix)",
+                CONNECT_TIMEOUT,
+            ),
             ("`sinks.NAME.keepalive` (tcp)", KEEPALIVE),
             ("`sinks.NAME.ack_timeout` (relp; hec)", ACK_TIMEOUT),
             ("`sinks.NAME.ack_poll_interval` (hec)", ACK_POLL_INTERVAL),

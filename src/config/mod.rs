@@ -294,6 +294,8 @@ pub enum SinkKind {
     /// A generic HTTP endpoint taking batches of JSON.
     Http(HttpOptions),
     Udp(UdpOptions),
+    /// A Unix-domain socket on this host (a local collector), stream or datagram.
+    Unix(UnixOptions),
 }
 
 /// A file sink: records appended to one file.
@@ -334,6 +336,28 @@ pub struct UdpOptions {
     /// Largest datagram sent; larger records follow `oversize`.
     pub max_datagram: usize,
     pub oversize: OversizePolicy,
+}
+
+/// A Unix-domain socket sink: the socket's path and how records travel on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnixOptions {
+    pub path: PathBuf,
+    pub mode: UnixMode,
+    /// Bounds a connect (stream) or the set-up of the socket (datagram).
+    pub connect_timeout: Duration,
+}
+
+/// How a Unix-domain socket sink carries records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnixMode {
+    /// `SOCK_STREAM`: framed records (octet counting or LF), written again after a
+    /// connection end like the TCP sink's.
+    Stream,
+    /// `SOCK_DGRAM`: one record per datagram; larger ones follow `oversize`.
+    Datagram {
+        max_datagram: usize,
+        oversize: OversizePolicy,
+    },
 }
 
 /// TLS client settings (rustls). Verification is on unless `insecure_skip_verify`.

@@ -7,7 +7,7 @@
 use super::check::*;
 use super::raw::{
     Facility, RawFileSink, RawHec, RawHttp, RawRelp, RawSink, RawSinkKind, RawSinkShared,
-    RawStdout, RawTcp, RawTls, RawUdp,
+    RawStdout, RawTcp, RawTls, RawUdp, RawUnix,
 };
 use super::*;
 use crate::encode::{EncoderOptions, Format, Framing, SyslogStyle};
@@ -114,6 +114,10 @@ pub(super) fn sink(name: &str, s: RawSink, p: &mut Problems) -> Option<Sink> {
         }
         RawSinkKind::Relp(r) => (relp(&at, r, p), Some(Framing::None), SyslogStyle::Rfc5424),
         RawSinkKind::Udp(u) => (udp(&at, u, p), Some(Framing::None), SyslogStyle::Rfc5424),
+        RawSinkKind::Unix(u) => {
+            let (kind, framing) = unix(&at, u, p);
+            (kind, framing, SyslogStyle::Rfc5424)
+        }
         RawSinkKind::Hec(h) => (
             hec(&at, h, s.shared.hostname.as_deref(), p),
             Some(Framing::None),
@@ -137,7 +141,7 @@ pub(super) fn sink(name: &str, s: RawSink, p: &mut Problems) -> Option<Sink> {
     })
 }
 
-/// `framing` of a byte-stream sink (stdout, file, tcp), `default` when not set.
+/// `framing` of a byte-stream sink (stdout, file, tcp, unix stream), `default` when not set.
 fn stream_framing(
     at: &At,
     framing: Option<&str>,
@@ -237,14 +241,31 @@ fn relp(at: &At, r: RawRelp, p: &mut Problems) -> Option<SinkKind> {
 
 fn udp(at: &At, u: RawUdp, p: &mut Problems) -> Option<SinkKind> {
     let (host, port) = address(at, u.host, u.port, p);
-    let max_datagram = u.max_datagram.unwrap_or(2048);
-    if !(480..=65507).contains(&max_datagram) {
+    let max_datagram = max_datagram(at, u.max_datagram, 2048, 65507, p);
+    let oversize = oversize(at, u.oversize.as_deref(), p);
+    Some(SinkKind::Udp(UdpOptions {
+        host: host?,
+        port: port?,
+        max_datagram,
+        oversize: oversize?,
+    }))
+}
+
+/// `max_datagram` of a datagram sink: `default` when not set, at most `max` bytes.
+fn max_datagram(at: &At, n: Option<i64>, default: i64, max: i64, p: &mut Problems) -> usize {
+    let n = n.unwrap_or(default);
+    if !(480..=max).contains(&n) {
         p.add(
             at("max_datagram"),
-            format!("{max_datagram} is out of range 480-65507 bytes"),
+            format!("{n} is out of range 480-{max} bytes"),
         );
     }
-    let oversize = match u.oversize.as_deref().unwrap_or("truncate") {
+    n.max(0) as usize
+}
+
+/// `oversize` of a datagram sink: what happens to a record larger than `max_datagram`.
+fn oversize(at: &At, policy: Option<&str>, p: &mut Problems) -> Option<OversizePolicy> {
+    match policy.unwrap_or("truncate") {
         "truncate" => Some(OversizePolicy::Truncate),
         "dead_letter" => Some(OversizePolicy::DeadLetter),
         other => {
@@ -254,13 +275,69 @@ fn udp(at: &At, u: RawUdp, p: &mut Problems) -> Option<SinkKind> {
             );
             None
         }
+    }
+}
+
+/// The largest datagram a unix sink may send: the kernel's default socket send buffer
+/// (`net.core.wmem_default`, 212992 bytes) less room for its bookkeeping.
+const UNIX_MAX_DATAGRAM: i64 = 200_000;
+
+/// A unix sink and its framing: `framing` applies to stream mode only, `max_datagram`
+/// and `oversize` to datagram mode only.
+fn unix(at: &At, u: RawUnix, p: &mut Problems) -> (Option<SinkKind>, Option<Framing>) {
+    let path = match u.path {
+        Some(path) if !path.as_os_str().is_empty() => Some(path),
+        _ => {
+            p.add(at("path"), "is required");
+            None
+        }
     };
-    Some(SinkKind::Udp(UdpOptions {
-        host: host?,
-        port: port?,
-        max_datagram: max_datagram as usize,
-        oversize: oversize?,
-    }))
+    let connect_timeout = connect_timeout(at, u.connect_timeout, p);
+    let only = |key: &str, mode: &str, p: &mut Problems| {
+        p.add(
+            at(key),
+            format!("`{key}` applies to mode = \"{mode}\" only"),
+        );
+    };
+    let (mode, framing) = match u.mode.as_deref().unwrap_or("stream") {
+        "stream" => {
+            if u.max_datagram.is_some() {
+                only("max_datagram", "datagram", p);
+            }
+            if u.oversize.is_some() {
+                only("oversize", "datagram", p);
+            }
+            let framing = stream_framing(at, u.framing.as_deref(), Framing::Lf, p);
+            (Some(UnixMode::Stream), framing)
+        }
+        "datagram" => {
+            if u.framing.is_some() {
+                only("framing", "stream", p);
+            }
+            let max_datagram = max_datagram(at, u.max_datagram, 8192, UNIX_MAX_DATAGRAM, p);
+            let oversize = oversize(at, u.oversize.as_deref(), p);
+            let mode = oversize.map(|oversize| UnixMode::Datagram {
+                max_datagram,
+                oversize,
+            });
+            (mode, Some(Framing::None))
+        }
+        other => {
+            p.add(
+                at("mode"),
+                format!("`{other}` is not a mode: use \"stream\" or \"datagram\""),
+            );
+            (None, None)
+        }
+    };
+    let kind = (|| {
+        Some(SinkKind::Unix(UnixOptions {
+            path: path?,
+            mode: mode?,
+            connect_timeout,
+        }))
+    })();
+    (kind, framing)
 }
 
 /// The keys of either HTTP-based sink's raw struct (`RawHec`, `RawHttp`) that both take.
@@ -599,6 +676,78 @@ mod tests {
     }
 
     #[test]
+    fn unix_sinks_stream_by_default_and_datagram_with_its_own_keys() {
+        let unix = |keys: &str| {
+            MINIMAL.replace(
+                "type = \"tcp\"\nhost = \"siem.example.com\"\nport = 6514",
+                &format!("type = \"unix\"\n{keys}"),
+            )
+        };
+        let c = parse_str(&unix("path = \"/run/collector.sock\"")).expect("stream");
+        let s = &c.sinks["siem"];
+        match &s.kind {
+            SinkKind::Unix(o) => {
+                assert_eq!(o.path, PathBuf::from("/run/collector.sock"));
+                assert_eq!(o.mode, UnixMode::Stream);
+                assert_eq!(o.connect_timeout, Duration::from_secs(10));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(s.encoding.framing, Framing::Lf);
+        let c = parse_str(&unix("path = \"/s\"\nframing = \"octet_counting\""))
+            .expect("octet counting");
+        assert_eq!(c.sinks["siem"].encoding.framing, Framing::OctetCounting);
+
+        let c = parse_str(&unix(
+            "path = \"/s\"\nmode = \"datagram\"\noversize = \"dead_letter\"",
+        ))
+        .expect("datagram");
+        let s = &c.sinks["siem"];
+        assert!(
+            matches!(
+                &s.kind,
+                SinkKind::Unix(UnixOptions {
+                    mode: UnixMode::Datagram {
+                        max_datagram: 8192,
+                        oversize: OversizePolicy::DeadLetter
+                    },
+                    ..
+                })
+            ),
+            "{:?}",
+            s.kind
+        );
+        assert_eq!(s.encoding.framing, Framing::None);
+
+        assert_eq!(
+            problems(&unix("mode = \"stream\"")),
+            vec!["sinks.siem.path: is required"]
+        );
+        assert_eq!(
+            problems(&unix("path = \"/s\"\nmode = \"seqpacket\"")),
+            vec!["sinks.siem.mode: `seqpacket` is not a mode: use \"stream\" or \"datagram\""]
+        );
+        assert_eq!(
+            problems(&unix(
+                "path = \"/s\"\nmax_datagram = 4096\noversize = \"truncate\""
+            )),
+            vec![
+                "sinks.siem.max_datagram: `max_datagram` applies to mode = \"datagram\" only",
+                "sinks.siem.oversize: `oversize` applies to mode = \"datagram\" only",
+            ]
+        );
+        assert_eq!(
+            problems(&unix(
+                "path = \"/s\"\nmode = \"datagram\"\nframing = \"lf\"\nmax_datagram = 300000"
+            )),
+            vec![
+                "sinks.siem.framing: `framing` applies to mode = \"stream\" only",
+                "sinks.siem.max_datagram: 300000 is out of range 480-200000 bytes",
+            ]
+        );
+    }
+
+    #[test]
     fn tls_relp_hec_and_http_sinks() {
         let dir = tempfile::tempdir().unwrap();
         let ca = dir.path().join("ca.pem");
@@ -683,7 +832,7 @@ gzip = true"#,
             vec![
                 format!(
                     "sinks.relp.framing: line {}: `framing` does not apply to a relp sink: \
-                     the transport delimits records (only stdout, file and tcp sinks take it); \
+                     the transport delimits records (only stdout, file, tcp and unix sinks take it); \
                      {takes}",
                     line("framing")
                 ),

@@ -1,4 +1,4 @@
-//! Reaching a stream receiver: resolve the host (again on every connect, so a collector
+//! Reaching a stream receiver (a Unix-domain socket: [`connect_unix`]): resolve the host (again on every connect, so a collector
 //! that moved is found), connect to each address in turn within the connect timeout,
 //! and with TLS run the handshake within the same timeout. Used by the TCP sink (plain
 //! or TLS) and by RELP; also the socket options a long-lived sink connection gets
@@ -12,8 +12,9 @@ use super::error::SinkError;
 use super::tls::{SinkStream, TlsClient};
 use socket2::{SockRef, TcpKeepalive};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::Duration;
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 
 /// `host:port` as it appears in messages (IPv6 literals in brackets).
 pub(crate) fn host_port(host: &str, port: u16) -> String {
@@ -85,6 +86,16 @@ pub(crate) async fn connect(
             let stream = client.handshake(tcp, &addr, timeout).await?;
             Ok((SinkStream::Tls(Box::new(stream)), peer))
         }
+    }
+}
+
+/// Connects to the Unix-domain stream socket at `path` within `timeout`.
+pub(crate) async fn connect_unix(path: &Path, timeout: Duration) -> Result<UnixStream, SinkError> {
+    let addr = path.display().to_string();
+    match tokio::time::timeout(timeout, UnixStream::connect(path)).await {
+        Ok(Ok(stream)) => Ok(stream),
+        Ok(Err(source)) => Err(SinkError::Connect { addr, source }),
+        Err(_) => Err(SinkError::ConnectTimeout { addr, timeout }),
     }
 }
 

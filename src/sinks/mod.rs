@@ -19,7 +19,8 @@
 //!   back by a set-up fault);
 //! - the transports, each one constructor from its options struct and one
 //!   `delivery::Transport` impl: `stdout`, `file`, `tcp` (plain or TLS, with its
-//!   resend tail), `udp`, `relp/` (a window of frames acknowledged by the server),
+//!   resend tail; also the unix sink's stream mode), `udp` (also its datagram mode),
+//!   `unix` (the unix sink: picks one of those two by mode), `relp/` (a window of frames acknowledged by the server),
 //!   `http/` (Splunk HEC and the generic HTTP sink, split by layer).
 //! - `testkit` (tests only): events and sink batches for the unit tests.
 //!
@@ -42,6 +43,7 @@ mod tcp;
 mod testkit;
 mod tls;
 mod udp;
+mod unix;
 
 pub use dead_letter::{DeadLetterFile, DEFAULT_MAX_BYTES as DEAD_LETTER_MAX_BYTES};
 pub use delivery::{EncodedBatch, RecordEncoder, SinkContext};
@@ -88,7 +90,7 @@ pub async fn run_with_encoder(
             delivery::run(t, cfg, rx, ctx, metrics, encoder).await
         }
         SinkKind::Tcp(o) => {
-            let t = started(tcp::TcpWriter::new(sink, o, m()), sink, metrics)?;
+            let t = started(tcp::StreamWriter::tcp(sink, o, m()), sink, metrics)?;
             delivery::run(t, cfg, rx, ctx, metrics, encoder).await
         }
         SinkKind::Udp(o) => {
@@ -96,6 +98,10 @@ pub async fn run_with_encoder(
             let t = udp::UdpWriter::new(sink, o, dead_letter, m());
             delivery::run(t, cfg, rx, ctx, metrics, encoder).await
         }
+        SinkKind::Unix(o) => match unix::UnixWriter::new(cfg, o, ctx, m()) {
+            unix::UnixWriter::Stream(t) => delivery::run(t, cfg, rx, ctx, metrics, encoder).await,
+            unix::UnixWriter::Datagram(t) => delivery::run(t, cfg, rx, ctx, metrics, encoder).await,
+        },
         SinkKind::Relp(o) => {
             let t = started(relp::RelpSink::new(sink, o, m()), sink, metrics)?;
             delivery::run(t, cfg, rx, ctx, metrics, encoder).await
@@ -127,7 +133,8 @@ fn started<T>(
 
 /// Checks that a sink can work, without sending anything: TCP connects (and closes;
 /// with TLS it also loads the certificates and completes a handshake), RELP opens a
-/// session and closes it, UDP resolves its host and binds a socket, a file sink opens its file for appending
+/// session and closes it, UDP resolves its host and binds a socket, a unix sink connects
+/// to its socket (and closes a stream connection again), a file sink opens its file for appending
 /// (creating it and its directories, as the sink itself would on start), stdout is
 /// always fine. HEC answers its health endpoint and accepts the token; an HTTP sink
 /// answers a HEAD request through the TLS settings the sink uses.
@@ -137,6 +144,7 @@ pub async fn healthcheck(cfg: &Sink) -> Result<(), SinkError> {
         SinkKind::File(o) => file::open_append(&o.path).await.map(drop),
         SinkKind::Tcp(o) => tcp::healthcheck(&cfg.name, o).await,
         SinkKind::Udp(o) => udp::connect(&o.host, o.port).await.map(drop),
+        SinkKind::Unix(o) => unix::healthcheck(o).await,
         SinkKind::Relp(o) => relp::healthcheck(&cfg.name, o).await,
         SinkKind::Hec(o) => http::hec::healthcheck(&cfg.name, o).await,
         SinkKind::Http(o) => http::generic::healthcheck(&cfg.name, o).await,

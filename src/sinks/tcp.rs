@@ -1,6 +1,10 @@
 //! The TCP syslog sink, plain or over TLS (RFC 5425): one connection, each batch
 //! written whole; what was written recently is kept and written again on the next
-//! connection when the receiver goes away.
+//! connection when the receiver goes away. The same writer ([`StreamWriter`]) serves the
+//! unix sink in stream mode (`unix.rs`): a Unix stream socket has the same life (a
+//! receiver that restarts closes it, and what it had not read is lost with it), so the
+//! tail and the settling below apply unchanged; host resolution, keepalive, TLS and
+//! `TCP_USER_TIMEOUT` are TCP's only.
 //!
 //! The host is resolved again on every (re)connect, so a collector that moved (DNS
 //! fail-over) is found; each address is tried in turn within the connect timeout (which
@@ -88,11 +92,10 @@ use super::metrics::SinkMetrics;
 use super::tls::{Liveness, SinkStream, TlsClient};
 use crate::ack::AckToken;
 use crate::config::TcpOptions;
-use socket2::SockRef;
 use std::collections::VecDeque;
-use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tokio::io::{AsyncWriteExt, Interest};
+use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 
 /// How long the peer must keep a new connection open after our first write before that
@@ -312,13 +315,37 @@ impl ResendTail {
     }
 }
 
-pub(crate) struct TcpWriter {
+/// Where a stream writer connects: a TCP host (plain or TLS), or a Unix-domain stream
+/// socket (the unix sink in stream mode; the same tail and settling apply: a receiver
+/// that restarts closes the connection, and what it had not read is lost with it).
+enum Endpoint {
+    Tcp {
+        host: String,
+        port: u16,
+        keepalive: Option<Duration>,
+        tls: Option<TlsClient>,
+    },
+    Unix {
+        path: PathBuf,
+    },
+}
+
+impl Endpoint {
+    /// How the receiver is named in messages.
+    fn name(&self) -> String {
+        match self {
+            Endpoint::Tcp { host, port, .. } => host_port(host, *port),
+            Endpoint::Unix { path } => path.display().to_string(),
+        }
+    }
+}
+
+/// The writer of a stream sink (TCP, TLS, unix stream): one connection, the resend
+/// tail, acknowledgements once a batch settled (module docs).
+pub(crate) struct StreamWriter {
     sink: String,
-    host: String,
-    port: u16,
+    endpoint: Endpoint,
     connect_timeout: Duration,
-    keepalive: Option<Duration>,
-    tls: Option<TlsClient>,
     conn: Option<Connection>,
     connected_once: bool,
     /// Records of the current batch that a failed attempt may have written.
@@ -330,15 +357,16 @@ pub(crate) struct TcpWriter {
 
 struct Connection {
     stream: SinkStream,
-    peer: SocketAddr,
+    /// The address connected to (TCP), or the socket's path.
+    peer: String,
     /// No batch was written on it yet.
     fresh: bool,
 }
 
-impl TcpWriter {
-    /// The writer of sink `sink`; loads the TLS settings (an unusable certificate file
-    /// is a permanent error: the sink cannot start). Connects on the first write.
-    pub(crate) fn new(
+impl StreamWriter {
+    /// The writer of TCP sink `sink`; loads the TLS settings (an unusable certificate
+    /// file is a permanent error: the sink cannot start). Connects on the first write.
+    pub(crate) fn tcp(
         sink: &str,
         opts: &TcpOptions,
         metrics: SinkMetrics,
@@ -350,30 +378,59 @@ impl TcpWriter {
             keepalive,
             tls,
         } = opts;
-        Ok(TcpWriter {
-            sink: sink.to_string(),
+        let tls = tls
+            .as_ref()
+            .map(|t| TlsClient::new(sink, host, t))
+            .transpose()?;
+        let endpoint = Endpoint::Tcp {
             host: host.clone(),
             port: *port,
-            connect_timeout: *connect_timeout,
             keepalive: *keepalive,
-            tls: tls
-                .as_ref()
-                .map(|t| TlsClient::new(sink, host, t))
-                .transpose()?,
+            tls,
+        };
+        Ok(Self::new(sink, endpoint, *connect_timeout, metrics))
+    }
+
+    /// The writer of a unix sink in stream mode, connecting to the socket at `path`.
+    pub(crate) fn unix(
+        sink: &str,
+        path: &Path,
+        connect_timeout: Duration,
+        metrics: SinkMetrics,
+    ) -> Self {
+        let endpoint = Endpoint::Unix {
+            path: path.to_path_buf(),
+        };
+        Self::new(sink, endpoint, connect_timeout, metrics)
+    }
+
+    fn new(
+        sink: &str,
+        endpoint: Endpoint,
+        connect_timeout: Duration,
+        metrics: SinkMetrics,
+    ) -> Self {
+        StreamWriter {
+            sink: sink.to_string(),
+            endpoint,
+            connect_timeout,
             conn: None,
             connected_once: false,
             partial: 0,
             tail: ResendTail::default(),
             metrics,
-        })
+        }
     }
 
-    fn addr(&self, peer: SocketAddr) -> String {
-        format!("{} ({peer})", host_port(&self.host, self.port))
+    fn addr(&self, peer: &str) -> String {
+        match &self.endpoint {
+            Endpoint::Tcp { .. } => format!("{} ({peer})", self.endpoint.name()),
+            Endpoint::Unix { .. } => peer.to_string(),
+        }
     }
 
     /// The peer ended the connection (`why`); the next one starts with the tail.
-    fn ended(&self, peer: SocketAddr, why: &str) {
+    fn ended(&self, peer: &str, why: &str) {
         tracing::warn!(
             sink = %self.sink,
             peer = %peer,
@@ -381,6 +438,35 @@ impl TcpWriter {
             tail_bytes = self.tail.bytes(),
             "connection {why}; reconnecting, and writing the records the receiver may not have read again first"
         );
+    }
+
+    /// Connects to the endpoint, with the socket options a long-lived connection gets.
+    async fn connect(&self) -> Result<(SinkStream, String), SinkError> {
+        match &self.endpoint {
+            Endpoint::Tcp {
+                host,
+                port,
+                keepalive,
+                tls,
+            } => {
+                let (stream, peer) =
+                    connect::connect(host, *port, self.connect_timeout, tls.as_ref()).await?;
+                let tcp = stream.tcp().expect("a tcp connection");
+                // Batches are written whole; Nagle's algorithm has nothing to coalesce.
+                let _ = tcp.set_nodelay(false);
+                if let Some(idle) = keepalive {
+                    connect::set_keepalive(tcp, *idle, &self.sink, peer);
+                }
+                // Without it Linux retransmits for about 15 minutes, and batches would
+                // leave the tail by age while still in our send buffer (module docs).
+                connect::set_unacked_timeout(tcp, UNACKED_TIMEOUT, &self.sink, peer);
+                Ok((stream, peer.to_string()))
+            }
+            Endpoint::Unix { path } => {
+                let stream = connect::connect_unix(path, self.connect_timeout).await?;
+                Ok((SinkStream::Unix(stream), path.display().to_string()))
+            }
+        }
     }
 
     /// Takes the open connection out of `self` (the caller puts it back after a
@@ -392,25 +478,11 @@ impl TcpWriter {
                     self.tail.seen_open(Instant::now());
                     return Ok(conn);
                 }
-                Liveness::Closed { why } => self.ended(conn.peer, &why),
+                Liveness::Closed { why } => self.ended(&conn.peer, &why),
             }
         }
-        let (stream, peer) = connect::connect(
-            &self.host,
-            self.port,
-            self.connect_timeout,
-            self.tls.as_ref(),
-        )
-        .await?;
-        // Batches are written whole; Nagle's algorithm has nothing to coalesce.
-        let _ = stream.tcp().set_nodelay(false);
-        if let Some(idle) = self.keepalive {
-            connect::set_keepalive(stream.tcp(), idle, &self.sink, peer);
-        }
-        // Without it Linux retransmits for about 15 minutes, and batches would leave
-        // the tail by age while still in our send buffer (module docs).
-        connect::set_unacked_timeout(stream.tcp(), UNACKED_TIMEOUT, &self.sink, peer);
-        let addr = host_port(&self.host, self.port);
+        let (stream, peer) = self.connect().await?;
+        let addr = self.endpoint.name();
         let tls = stream.is_tls();
         if self.connected_once {
             self.metrics.reconnected();
@@ -427,7 +499,7 @@ impl TcpWriter {
     }
 }
 
-impl Transport for TcpWriter {
+impl Transport for StreamWriter {
     /// Writes one batch whole (an empty one: only what a new connection must carry
     /// first, the tail). Every new connection starts with the tail.
     async fn write(
@@ -480,14 +552,16 @@ impl Transport for TcpWriter {
         if let Err(source) = result {
             // The connection is dropped here; the retry makes a new one, which starts
             // with the tail.
-            let addr = self.addr(conn.peer);
+            let addr = self.addr(&conn.peer);
             return Err(SinkError::Write { addr, source });
         }
         if conn.fresh {
             if let Liveness::Closed { why: reason } = first_write_linger(&mut conn.stream).await {
-                let addr = self.addr(conn.peer);
+                let addr = self.addr(&conn.peer);
                 let hint = if conn.stream.is_tls() {
                     "does the server accept this client (its certificate, its name)? see the server's log"
+                } else if conn.stream.tcp().is_none() {
+                    "does the process listening on the socket accept a stream connection? see its log"
                 } else {
                     "is it a TLS listener? (this sink has no tls settings)"
                 };
@@ -497,7 +571,7 @@ impl Transport for TcpWriter {
             self.tail.new_connection(resend, Instant::now());
         }
         self.partial = 0;
-        if let Ok(size) = SockRef::from(conn.stream.tcp()).send_buffer_size() {
+        if let Ok(size) = conn.stream.socket().send_buffer_size() {
             self.tail.saw_send_buffer(size);
         }
         if !records.is_empty() {
@@ -539,9 +613,9 @@ impl Transport for TcpWriter {
         match conn.stream.liveness() {
             Liveness::Open => self.tail.seen_open(Instant::now()),
             Liveness::Closed { why } => {
-                let peer = conn.peer;
+                let peer = std::mem::take(&mut conn.peer);
                 self.conn = None;
-                self.ended(peer, &why);
+                self.ended(&peer, &why);
             }
         }
         Ok(())
@@ -567,7 +641,7 @@ pub(crate) async fn healthcheck(sink: &str, opts: &TcpOptions) -> Result<(), Sin
 async fn first_write_linger(stream: &mut SinkStream) -> Liveness {
     let deadline = tokio::time::Instant::now() + FIRST_WRITE_LINGER;
     loop {
-        match tokio::time::timeout_at(deadline, stream.tcp().readable()).await {
+        match tokio::time::timeout_at(deadline, stream.readable()).await {
             Err(_) => return Liveness::Open,
             Ok(Err(e)) => {
                 return Liveness::Closed {
@@ -583,9 +657,7 @@ async fn first_write_linger(stream: &mut SinkStream) -> Liveness {
                 // I/O through it says WouldBlock. Say it without reading anything: the
                 // bytes belong to the TLS session. (A close in that very instant is
                 // seen by the check before the next batch.)
-                let _ = stream.tcp().try_io(Interest::READABLE, || {
-                    Err::<(), _>(std::io::ErrorKind::WouldBlock.into())
-                });
+                stream.clear_readable();
             }
         }
     }

@@ -32,6 +32,9 @@
 //! not close, after which it writes its recent tail again (`tcp.rs`): what it wrote
 //! after the peer's `close_notify` or death was never read.
 //!
+//! A Unix-domain stream socket (the unix sink in stream mode) is a third kind of
+//! [`SinkStream`], so that the TCP sink's writer serves it unchanged.
+//!
 //! Not done here: reconnecting, batching, framing (the sinks do that); server-side TLS
 //! (tests and benches bring their own).
 
@@ -49,8 +52,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
+use tokio::net::{TcpStream, UnixStream};
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
@@ -341,20 +344,55 @@ fn handshake_error(addr: &str, e: io::Error) -> SinkError {
     }
 }
 
-/// A connection of a stream sink: plain TCP or TLS over TCP. One type so that the
-/// sinks' writing and reading code is the same for both.
+/// A connection of a stream sink: plain TCP, TLS over TCP, or a Unix-domain stream
+/// socket. One type so that the sinks' writing and reading code is the same for all.
 pub(crate) enum SinkStream {
     Plain(TcpStream),
     // Boxed: a TLS session is a few kilobytes of state, a TcpStream a few words.
     Tls(Box<TlsStream<TcpStream>>),
+    Unix(UnixStream),
 }
 
 impl SinkStream {
-    pub(crate) fn tcp(&self) -> &TcpStream {
+    /// The TCP socket under a TCP or TLS connection (`None` for a Unix socket).
+    pub(crate) fn tcp(&self) -> Option<&TcpStream> {
         match self {
-            SinkStream::Plain(s) => s,
-            SinkStream::Tls(s) => s.get_ref().0,
+            SinkStream::Plain(s) => Some(s),
+            SinkStream::Tls(s) => Some(s.get_ref().0),
+            SinkStream::Unix(_) => None,
         }
+    }
+
+    /// The socket itself, for socket options and raw reads.
+    pub(crate) fn socket(&self) -> SockRef<'_> {
+        match self {
+            SinkStream::Plain(s) => SockRef::from(s),
+            SinkStream::Tls(s) => SockRef::from(s.get_ref().0),
+            SinkStream::Unix(s) => SockRef::from(s),
+        }
+    }
+
+    /// Waits until the runtime reports the socket readable.
+    pub(crate) async fn readable(&self) -> io::Result<()> {
+        match self {
+            SinkStream::Unix(s) => s.readable().await,
+            _ => self.tcp().expect("a tcp socket").readable().await,
+        }
+    }
+
+    /// Tells the runtime the socket is not readable any more (after [`liveness`] read
+    /// from it behind the runtime's back), without reading anything.
+    ///
+    /// [`liveness`]: SinkStream::liveness
+    pub(crate) fn clear_readable(&self) {
+        let would_block = || Err::<(), _>(io::ErrorKind::WouldBlock.into());
+        let _ = match self {
+            SinkStream::Unix(s) => s.try_io(Interest::READABLE, would_block),
+            _ => self
+                .tcp()
+                .expect("a tcp socket")
+                .try_io(Interest::READABLE, would_block),
+        };
     }
 
     pub(crate) fn is_tls(&self) -> bool {
@@ -370,7 +408,7 @@ impl SinkStream {
         let mut buf = [0u8; 4096];
         loop {
             // `Read for &Socket` is a plain `recv(2)` on the non-blocking socket.
-            let n = match (&*SockRef::from(self.tcp())).read(&mut buf) {
+            let n = match (&*self.socket()).read(&mut buf) {
                 // The words say which end it was; the TCP sink writes its tail again
                 // after each of them (`tcp.rs`: a FIN comes from a receiver that was
                 // killed right after it read as much as from one that closed).
@@ -385,7 +423,7 @@ impl SinkStream {
             };
             let bytes = &buf[..n];
             match self {
-                SinkStream::Plain(_) => {
+                SinkStream::Plain(_) | SinkStream::Unix(_) => {
                     if looks_like_tls(bytes) {
                         return Liveness::closed(
                             "the peer answered with a TLS record: is it a TLS listener?",
@@ -456,6 +494,7 @@ impl AsyncRead for SinkStream {
         match self.get_mut() {
             SinkStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             SinkStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            SinkStream::Unix(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
 }
@@ -469,6 +508,7 @@ impl AsyncWrite for SinkStream {
         match self.get_mut() {
             SinkStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             SinkStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            SinkStream::Unix(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
 
@@ -476,6 +516,7 @@ impl AsyncWrite for SinkStream {
         match self.get_mut() {
             SinkStream::Plain(s) => Pin::new(s).poll_flush(cx),
             SinkStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            SinkStream::Unix(s) => Pin::new(s).poll_flush(cx),
         }
     }
 
@@ -483,6 +524,7 @@ impl AsyncWrite for SinkStream {
         match self.get_mut() {
             SinkStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
             SinkStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            SinkStream::Unix(s) => Pin::new(s).poll_shutdown(cx),
         }
     }
 }

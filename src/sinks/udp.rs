@@ -13,6 +13,12 @@
 //! sink then backs off, resolves the host again and goes on from the record that was
 //! refused (the kernel did not send it); records already sent are not sent again.
 //!
+//! The unix sink in datagram mode is this writer with a Unix-domain datagram socket
+//! ([`Target::Unix`]): a receiver that is down (nothing bound at the path, or the
+//! socket left behind by a stopped one) refuses the connect or the send, and the same
+//! back-off and going on from the refused record apply. A full receive queue makes the
+//! send wait (backpressure), which UDP cannot do.
+//!
 //! Not done here: framing (UDP records come from the encoder unframed) and fragment
 //! avoidance beyond `max_datagram` (the operator sizes it for the path MTU).
 
@@ -23,7 +29,8 @@ use super::error::SinkError;
 use super::metrics::SinkMetrics;
 use crate::config::{OversizePolicy, UdpOptions};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use tokio::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use tokio::net::{UdpSocket, UnixDatagram};
 
 /// Ends every truncated record, so that a reader sees that something was cut.
 pub const TRUNCATION_MARKER: &[u8] = b"...[truncated]";
@@ -86,13 +93,58 @@ pub(crate) async fn connect(host: &str, port: u16) -> Result<(UdpSocket, SocketA
     Ok((socket, peer))
 }
 
+/// Where a datagram writer sends: a UDP host, or a Unix-domain datagram socket (the
+/// unix sink in datagram mode: the same size policy and the same going on from the
+/// refused record).
+pub(crate) enum Target {
+    Udp { host: String, port: u16 },
+    Unix { path: PathBuf },
+}
+
+impl Target {
+    fn name(&self) -> String {
+        match self {
+            Target::Udp { host, port } => host_port(host, *port),
+            Target::Unix { path } => path.display().to_string(),
+        }
+    }
+}
+
+/// A connected datagram socket.
+enum Socket {
+    Udp(UdpSocket),
+    Unix(UnixDatagram),
+}
+
+impl Socket {
+    async fn send(&self, datagram: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Socket::Udp(s) => s.send(datagram).await,
+            Socket::Unix(s) => s.send(datagram).await,
+        }
+    }
+}
+
+/// Returns an unbound datagram socket connected to the socket at `path`.
+pub(crate) fn connect_unix(path: &Path) -> Result<UnixDatagram, SinkError> {
+    let setup = || {
+        let socket = UnixDatagram::unbound()?;
+        socket.connect(path)?;
+        Ok(socket)
+    };
+    setup().map_err(|source| SinkError::Connect {
+        addr: path.display().to_string(),
+        source,
+    })
+}
+
+/// The writer of a datagram sink (UDP, unix datagram).
 pub(crate) struct UdpWriter {
     sink: String,
-    host: String,
-    port: u16,
+    target: Target,
     max_datagram: usize,
     oversize: OversizePolicy,
-    socket: Option<(UdpSocket, SocketAddr)>,
+    socket: Option<(Socket, String)>,
     connected_once: bool,
     dead_letter: DeadLetterFile,
     metrics: SinkMetrics,
@@ -112,12 +164,34 @@ impl UdpWriter {
         dead_letter: DeadLetterFile,
         metrics: SinkMetrics,
     ) -> Self {
-        UdpWriter {
-            sink: sink.to_string(),
+        let target = Target::Udp {
             host: opts.host.clone(),
             port: opts.port,
-            max_datagram: opts.max_datagram,
-            oversize: opts.oversize,
+        };
+        Self::to(
+            sink,
+            target,
+            opts.max_datagram,
+            opts.oversize,
+            dead_letter,
+            metrics,
+        )
+    }
+
+    /// A writer to `target`, with the size policy of its sink.
+    pub(crate) fn to(
+        sink: &str,
+        target: Target,
+        max_datagram: usize,
+        oversize: OversizePolicy,
+        dead_letter: DeadLetterFile,
+        metrics: SinkMetrics,
+    ) -> Self {
+        UdpWriter {
+            sink: sink.to_string(),
+            target,
+            max_datagram,
+            oversize,
             socket: None,
             connected_once: false,
             dead_letter,
@@ -129,17 +203,26 @@ impl UdpWriter {
         }
     }
 
-    async fn take_socket(&mut self) -> Result<(UdpSocket, SocketAddr), SinkError> {
+    async fn take_socket(&mut self) -> Result<(Socket, String), SinkError> {
         if let Some(s) = self.socket.take() {
             return Ok(s);
         }
-        let (socket, peer) = connect(&self.host, self.port).await?;
-        let addr = host_port(&self.host, self.port);
+        let (socket, peer) = match &self.target {
+            Target::Udp { host, port } => {
+                let (socket, peer) = connect(host, *port).await?;
+                (Socket::Udp(socket), peer.to_string())
+            }
+            Target::Unix { path } => (
+                Socket::Unix(connect_unix(path)?),
+                path.display().to_string(),
+            ),
+        };
+        let addr = self.target.name();
         if self.connected_once {
             self.metrics.reconnected();
-            tracing::info!(sink = %self.sink, addr = %addr, peer = %peer, "udp socket reconnected");
+            tracing::info!(sink = %self.sink, addr = %addr, peer = %peer, "datagram socket reconnected");
         } else {
-            tracing::info!(sink = %self.sink, addr = %addr, peer = %peer, "udp socket connected");
+            tracing::info!(sink = %self.sink, addr = %addr, peer = %peer, "datagram socket connected");
             self.connected_once = true;
         }
         Ok((socket, peer))
@@ -179,7 +262,10 @@ impl Transport for UdpWriter {
                 };
                 if let Err(source) = socket.send(datagram).await {
                     // The kernel did not take this datagram: the retry starts with it.
-                    let addr = format!("{} ({peer})", host_port(&self.host, self.port));
+                    let addr = match &self.target {
+                        Target::Udp { .. } => format!("{} ({peer})", self.target.name()),
+                        Target::Unix { .. } => peer,
+                    };
                     return Err(SinkError::Send { addr, source });
                 }
                 if record.len() > self.max_datagram {

@@ -1,4 +1,4 @@
-//! The one integration-test binary: real sockets, the emulator, real rsyslog.
+//! The one integration-test binary: real sockets, the emulator, real rsyslog and syslog-ng.
 //!
 //! Modules follow the system's boundaries; `support` holds shared harnesses.
 
@@ -19,5 +19,6 @@ mod rsyslog;
 mod sinks;
 mod support;
 mod sync_log;
+mod syslog_ng;
 mod tcp_resend;
 mod tls;

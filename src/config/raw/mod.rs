@@ -476,7 +476,7 @@ mod tests {
                 "type = \"udp\"\nhost = \"h\"\nport = 1\npath = \"/tmp/x\"",
                 "path",
                 "udp",
-                "(only file sinks take it)",
+                "(only file and unix sinks take it)",
             ),
             (
                 "type = \"udp\"\nhost = \"h\"\nport = 1\ntls = {}",
@@ -488,7 +488,7 @@ mod tests {
                 "type = \"http\"\nurl = \"https://h\"\nframing = \"lf\"",
                 "framing",
                 "http",
-                ": the transport delimits records (only stdout, file and tcp sinks take it)",
+                ": the transport delimits records (only stdout, file, tcp and unix sinks take it)",
             ),
         ] {
             let text = with_siem(table);
@@ -532,7 +532,7 @@ mod tests {
             problems(&text),
             vec![format!(
                 "sinks.siem.type: line {}: `kafka` is not a sink type: use \"stdout\", \
-                 \"file\", \"tcp\", \"udp\", \"relp\", \"hec\" or \"http\"",
+                 \"file\", \"tcp\", \"udp\", \"unix\", \"relp\", \"hec\" or \"http\"",
                 line_of(&text, "type = \"kafka\"")
             )]
         );
@@ -541,7 +541,7 @@ mod tests {
             problems(&text),
             vec![format!(
                 "sinks.siem: line {}: missing field `type`: a sink's type is one of \"stdout\", \
-                 \"file\", \"tcp\", \"udp\", \"relp\", \"hec\" or \"http\"",
+                 \"file\", \"tcp\", \"udp\", \"unix\", \"relp\", \"hec\" or \"http\"",
                 line_of(&text, "[sinks.siem]")
             )]
         );

@@ -59,6 +59,16 @@ macro_rules! sink_kinds {
                 max_datagram: Option<i64>,
                 oversize: Option<String>,
             }
+            /// A Unix-domain socket on this host, stream or datagram.
+            Unix(RawUnix) = "unix" {
+                path: Option<PathBuf>,
+                mode: Option<String>,
+                #[serde(default, with = "humantime_serde")]
+                connect_timeout: Option<Duration>,
+                framing: Option<String>,
+                max_datagram: Option<i64>,
+                oversize: Option<String>,
+            }
             /// RELP, plain or over TLS.
             Relp(RawRelp) = "relp" {
                 host: Option<String>,

@@ -22,6 +22,7 @@ pub mod pki;
 pub mod rsyslog;
 pub mod sink;
 pub mod source;
+pub mod syslog_ng;
 
 use c42fwd::ack::{ack_set, AckWaiter};
 use c42fwd::event::{Batch, Event, SourceKind};
