@@ -23,7 +23,11 @@ CARGO_DEB_VERSION=3.8.0
 if ! cargo deb --version >/dev/null 2>&1; then
   if [ ! -x target/tools/bin/cargo-deb ]; then
     echo "installing cargo-deb $CARGO_DEB_VERSION into target/tools"
-    cargo install cargo-deb --locked --version "$CARGO_DEB_VERSION" --root target/tools
+    # A tool run once per package, not a product: built without LTO and at opt-level 1,
+    # which takes a fraction of cargo-deb's own release profile on two cores.
+    CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_OPT_LEVEL=1 \
+      CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 CARGO_PROFILE_RELEASE_DEBUG=false \
+      cargo install cargo-deb --locked --version "$CARGO_DEB_VERSION" --root target/tools
   fi
   export PATH="$PWD/target/tools/bin:$PATH"
 fi

@@ -31,7 +31,9 @@ expect_stat() {
 purge() { dpkg --purge c42fwd >/dev/null 2>&1 || true; }
 trap purge EXIT
 
-dpkg-deb --info "$deb" | grep -q "Package: c42fwd" || fail "$deb is not the c42fwd package"
+# (Fields read whole, not piped into `grep -q`: under pipefail a grep that stops at the
+# first match makes the writer die of SIGPIPE and the check fail.)
+[ "$(dpkg-deb --field "$deb" Package)" = c42fwd ] || fail "$deb is not the c42fwd package"
 dpkg -i "$deb"
 
 # The system user and group, without a login shell.
@@ -81,9 +83,10 @@ subcommands=$(/usr/bin/c42fwd --help | sed -n '/^Commands:/,/^$/p' | awk 'NR > 1
 [ -n "$subcommands" ] || fail "no subcommands in c42fwd --help"
 main_page=/usr/share/man/man1/c42fwd.1.gz
 if [ -f "$main_page" ]; then
-  zcat "$main_page" | grep -q '^\.TH c42fwd 1' || fail "$main_page is not a section-1 man page"
+  page_text=$(zcat "$main_page")
+  grep -q '^\.TH c42fwd 1' <<<"$page_text" || fail "$main_page is not a section-1 man page"
   for s in $subcommands; do
-    zcat "$main_page" | grep -qF "c42fwd\\-$s" || fail "$main_page does not mention $s"
+    grep -qF "c42fwd\\-$s" <<<"$page_text" || fail "$main_page does not mention $s"
     [ -f "/usr/share/man/man1/c42fwd-$s.1.gz" ] || fail "no man page for c42fwd $s"
   done
 else
