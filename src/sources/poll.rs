@@ -1307,7 +1307,11 @@ mod tests {
         let source = source();
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let poller = WindowPoller::<Fake<Refusing>>::new(&source, client, store, metrics).unwrap();
+        let mut poller =
+            WindowPoller::<Fake<Refusing>>::new(&source, client, store, metrics).unwrap();
+        // The fake answers the pages; the client behind it points nowhere, and reading
+        // the API's clock through it would wait for a server that never comes.
+        poller.api = None;
         let (tx, _rx) = tokio::sync::mpsc::channel(1);
         let run = poller.run(Route::new(vec![tx]), CancellationToken::new());
         // Halving a refused first page reaches one record after a few steps; then the
