@@ -68,6 +68,10 @@ pub struct Metrics {
     pub api_retries: CounterFamily,
     /// `c42fwd_api_token_refreshes_total{tenant}`.
     pub api_token_refreshes: CounterFamily,
+    /// `c42fwd_api_clock_offset_seconds{tenant}`: the API's clock minus this host's, as
+    /// estimated from the responses' `Date` headers (the lower bound; see
+    /// [`crate::api::clock`]). Query windows follow the API's clock.
+    pub api_clock_offset: FloatGaugeFamily,
     /// `c42fwd_sink_events_total{sink}`: records the sink delivered.
     pub sink_events: CounterFamily,
     /// `c42fwd_sink_bytes_total{sink}`.
@@ -264,6 +268,11 @@ impl Metrics {
                 "api_token_refreshes",
                 "Access tokens obtained",
                 CounterFamily
+            ),
+            api_clock_offset: reg!(
+                "api_clock_offset_seconds",
+                "The API's clock minus this host's, from the responses' Date headers",
+                FloatGaugeFamily
             ),
             sink_events: reg!("sink_events", "Records delivered by a sink", CounterFamily),
             sink_bytes: reg!("sink_bytes", "Bytes written by a sink", CounterFamily),

@@ -360,7 +360,23 @@ pub(crate) fn router(state: Arc<Emulator>) -> Router {
         // A path it does not know, or a method a known path does not take.
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
+        .layer(axum::middleware::map_response_with_state(
+            state.clone(),
+            date_header,
+        ))
         .with_state(state)
+}
+
+/// Every response says the time by the emulator's clock (`Date`, as a real server
+/// does by its own), not by the machine's: a test that sets the emulator's clock off
+/// the wall clock gets a tenant whose clock is off, `Date` included.
+async fn date_header(State(st): St, mut resp: Response) -> Response {
+    let now = chrono::DateTime::from_timestamp_nanos(st.clock.now_ns());
+    let text = now.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+    if let Ok(v) = HeaderValue::from_str(&text) {
+        resp.headers_mut().insert(header::DATE, v);
+    }
+    resp
 }
 
 /// Where the emulator serves its statistics ([`super::EmulatorStats`] as JSON).

@@ -25,6 +25,7 @@
 mod alerts;
 mod audit;
 mod auth;
+pub mod clock;
 mod stream;
 mod sync_log;
 
@@ -180,6 +181,8 @@ pub struct ApiClient {
     /// The legacy alert service refused `Bearer` and took `v3_user_token`: its calls
     /// use that scheme from then on (see [`CallAuth::LegacyAlerts`]).
     alerts_take_v3_user_token: AtomicBool,
+    /// The API's clock, from the responses' `Date` headers: the sources' "now".
+    clock: Arc<clock::ApiClock>,
 }
 
 impl std::fmt::Debug for ApiClient {
@@ -270,6 +273,7 @@ impl ApiClient {
             audit_base: OnceCell::new(),
             alerts_base: OnceCell::new(),
             alerts_take_v3_user_token: AtomicBool::new(false),
+            clock: Arc::new(clock::ApiClock::new()),
         })
     }
 
@@ -286,6 +290,12 @@ impl ApiClient {
 
     pub fn generation(&self) -> ApiGeneration {
         self.api
+    }
+
+    /// The tenant API's clock as estimated from its responses; the sources' windows
+    /// end at its "now minus the lag".
+    pub fn clock(&self) -> Arc<clock::ApiClock> {
+        self.clock.clone()
     }
 
     /// The tenant id, found once: the access token's own `tenantUid` claim when the
@@ -391,8 +401,10 @@ impl ApiClient {
                 };
                 request = request.header(AUTHORIZATION, format!("{scheme} {}", token.expose()));
             }
+            let sent = Utc::now();
             let failure = match request.send().await {
                 Ok(resp) => {
+                    self.observe_date(sent, resp.headers());
                     let status = resp.status();
                     self.count_request(endpoint, status.as_str());
                     if status.is_success() && trying_v3_user_token {
@@ -520,6 +532,38 @@ impl ApiClient {
                 endpoint,
                 "the legacy alert service refused Authorization: Bearer and accepted Authorization: v3_user_token; this tenant's alert calls use v3_user_token from now on"
             );
+        }
+    }
+
+    /// Takes the response's `Date` into the clock estimate; logs a skew that appears or
+    /// goes.
+    fn observe_date(&self, sent: chrono::DateTime<Utc>, headers: &reqwest::header::HeaderMap) {
+        let Some(date) = headers
+            .get(reqwest::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(clock::parse_http_date)
+        else {
+            return;
+        };
+        let skew = self.clock.observe(sent, Utc::now(), date);
+        let offset = self.clock.offset();
+        self.metrics
+            .api_clock_offset
+            .get_or_create(&vec![("tenant", self.tenant.clone())])
+            .set(offset.num_milliseconds() as f64 / 1000.0);
+        match skew {
+            clock::Skew::Unchanged => {}
+            clock::Skew::Appeared(o) => tracing::warn!(
+                tenant = %self.tenant,
+                offset_s = o.num_milliseconds() as f64 / 1000.0,
+                "the api's clock is {} this host's (from its Date headers): query windows follow the api's clock, so no event is skipped, but this host's time is wrong or the api's is; check time sync (NTP)",
+                clock::describe(o)
+            ),
+            clock::Skew::Gone(o) => tracing::info!(
+                tenant = %self.tenant,
+                offset_s = o.num_milliseconds() as f64 / 1000.0,
+                "the api's clock agrees with this host's again"
+            ),
         }
     }
 

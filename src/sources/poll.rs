@@ -42,6 +42,7 @@
 //! endpoint: that is the [`WindowFetch`] of each source.
 
 use crate::ack::Outcome;
+use crate::api::clock::ApiClock;
 use crate::api::{ApiClient, ApiError};
 use crate::checkpoint::{self as cp_store, Checkpoint, CheckpointError, ReconcileRecord, Store};
 use crate::config::{self, StartAt};
@@ -322,6 +323,12 @@ pub struct WindowPoller<F: WindowFetch> {
     tenant: String,
     pub(super) store: Store,
     pub(super) metrics: Arc<Metrics>,
+    /// The tenant API's clock: every "now" of the window (its end, reconciliation's
+    /// due times) is the API's, so that a host clock running ahead skips nothing.
+    pub(super) clock: Arc<ApiClock>,
+    /// The tenant's client, to read the API's clock before the first window is cut
+    /// (`None` in unit tests with fake fetchers).
+    api: Option<Arc<ApiClient>>,
 }
 
 impl<F: WindowFetch> std::fmt::Debug for WindowPoller<F> {
@@ -373,6 +380,8 @@ impl<F: WindowFetch> WindowPoller<F> {
             page_size: source.page_size.clamp(1, F::MAX_PAGE_SIZE),
             reconcile_after: source.reconcile_after,
             tenant: client.tenant().to_string(),
+            clock: client.clock(),
+            api: Some(client.clone()),
             store,
             metrics,
         })
@@ -380,7 +389,7 @@ impl<F: WindowFetch> WindowPoller<F> {
 
     /// Runs until `shutdown` is cancelled (then `Ok`) or an error stops the source.
     pub async fn run(self, route: Route, shutdown: CancellationToken) -> Result<(), SourceError> {
-        let initial = self.initial(Utc::now())?;
+        let initial = self.initial(self.clock.now())?;
         let mut state = initial.window;
         let ledger = self.reconcile_after.map(|after| {
             Ledger::restore(initial.ledger.as_ref(), state.watermark(), self.lag, after)
@@ -529,7 +538,17 @@ impl<F: WindowFetch> WindowPoller<F> {
                 return Ok(());
             }
             let started = tokio::time::Instant::now();
-            let poll_time = Utc::now();
+            // The API's clock is known from any response (the login's is enough); before
+            // the first one this host's would cut the window, and a host clock running
+            // ahead would move the watermark past events the API does not list yet.
+            // Errors here are the first page's too, and reported there.
+            if let Some(api) = self.api.as_ref().filter(|_| !self.clock.is_known()) {
+                tokio::select! {
+                    _ = api.check_login() => {}
+                    _ = shutdown.cancelled() => return Ok(()),
+                }
+            }
+            let poll_time = self.clock.now();
             if let Some(l) = flight.ledger.as_mut() {
                 l.begin_cycle(poll_time);
             }
@@ -1288,7 +1307,11 @@ mod tests {
         let source = source();
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let poller = WindowPoller::<Fake<Refusing>>::new(&source, client, store, metrics).unwrap();
+        let mut poller =
+            WindowPoller::<Fake<Refusing>>::new(&source, client, store, metrics).unwrap();
+        // The fake answers the pages; the client behind it points nowhere, and reading
+        // the API's clock through it would wait for a server that never comes.
+        poller.api = None;
         let (tx, _rx) = tokio::sync::mpsc::channel(1);
         let run = poller.run(Route::new(vec![tx]), CancellationToken::new());
         // Halving a refused first page reaches one record after a few steps; then the
@@ -1383,6 +1406,8 @@ mod tests {
             tenant: "t".into(),
             store: Store::open(dir).unwrap(),
             metrics: metrics.clone(),
+            clock: Arc::new(ApiClock::new()),
+            api: None,
         };
         let flight = Commits {
             queue: VecDeque::new(),
@@ -1530,6 +1555,8 @@ mod tests {
             tenant: "t".into(),
             store: store.clone(),
             metrics: Arc::new(Metrics::new()),
+            clock: Arc::new(ApiClock::new()),
+            api: None,
         };
         let (tx, _rx) = tokio::sync::mpsc::channel(1);
         let stop = CancellationToken::new();

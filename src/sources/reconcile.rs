@@ -302,7 +302,7 @@ impl<F: WindowFetch> WindowPoller<F> {
             let Some(w) = flight
                 .ledger
                 .as_ref()
-                .and_then(|l| l.due(Utc::now(), state.watermark()))
+                .and_then(|l| l.due(self.clock.now(), state.watermark()))
             else {
                 return Ok(ControlFlow::Continue(()));
             };
@@ -416,7 +416,7 @@ impl<F: WindowFetch> WindowPoller<F> {
                     f && m.occurred < w.end && (m.time_known || !known_elsewhere())
                 })
                 .collect();
-            let now = Utc::now();
+            let now = self.clock.now();
             for (m, _) in page.marks.iter().zip(&forward).filter(|(_, f)| **f) {
                 found.missing += 1;
                 found.lateness = found.lateness.max(now.signed_duration_since(m.occurred));

@@ -230,6 +230,95 @@ async fn lag_too_short_is_repaired(api: Api) {
     assert!(warn.contains(counted), "{warn}");
 }
 
+/// This host's clock runs 6 s ahead of the tenant's (a fresh virtual machine whose time
+/// sync has not stepped its clock yet, a host without NTP), with a lag of 2 s against a
+/// tenant that lists its events within 1 s and no reconciliation: by this host's clock
+/// every event shows up 7 s late, past the lag, and a window on this host's clock would
+/// skip them all for good. The window follows the API's clock (its `Date` headers):
+/// every event arrives, by the poll, exactly once; the skew is logged and exported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_clock_ahead_of_the_apis_skips_nothing() {
+    for api in [Api::Incydr, Api::Legacy] {
+        host_clock_ahead_skips_nothing(api).await;
+    }
+}
+
+async fn host_clock_ahead_skips_nothing(api: Api) {
+    let ahead = chrono::Duration::seconds(6);
+    let opts = EmulatorOptions {
+        seed: 29,
+        backlog: 0,
+        rate: 40.0,
+        lag: Duration::from_secs(1),
+        start_time: Some(Utc::now() - ahead),
+        ..Default::default()
+    };
+    let emu = start_emulator(opts.clone()).await;
+    let s = setup_api(&emu, &opts, api, "start = \"1h\"\nlag = \"2s\"");
+    let daemon = Daemon::start(&s.config).await;
+
+    let first = emu.started_at() - chrono::Duration::hours(1);
+    let cut = emu.started_at() + chrono::Duration::seconds(6);
+    let truth_cut = multiset(emu.events_between(first, cut));
+    assert!(truth_cut.values().sum::<usize>() > 150);
+    let all_in = |got: &HashMap<String, usize>| {
+        truth_cut
+            .iter()
+            .all(|(k, n)| got.get(k).copied().unwrap_or(0) >= *n)
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut got = s.received();
+    while !all_in(&got) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        got = s.received();
+    }
+    let arrived = all_in(&got);
+    let ts = |k: &String| {
+        serde_json::from_str::<serde_json::Value>(k)
+            .ok()
+            .and_then(|v| v["timestamp"].as_str().map(str::to_string))
+            .unwrap_or_default()
+    };
+    let mut missing_at: Vec<String> = truth_cut
+        .keys()
+        .filter(|k| !got.contains_key(*k))
+        .map(ts)
+        .collect();
+    missing_at.sort();
+    let mut got_at: Vec<String> = got.keys().map(ts).collect();
+    got_at.sort();
+    let missing = missing_at.len();
+    assert!(
+        arrived,
+        "{api:?}: {missing} of {} events never arrived (occurred {:?} to {:?}; received {:?} to {:?}; emulator started {}); log:\n{}",
+        truth_cut.len(),
+        missing_at.first(),
+        missing_at.last(),
+        got_at.first(),
+        got_at.last(),
+        emu.started_at(),
+        s.log()
+    );
+    let text = scrape(&daemon.metrics_addr().await)
+        .await
+        .unwrap_or_default();
+    let offset = metrics::metric(&text, "c42fwd_api_clock_offset_seconds{tenant=\"emu\"}");
+    assert!(daemon.terminate().await.success());
+    // The lower bound of the true -6 s: within the Date header's second and a round trip.
+    assert!((-7.5..=-6.0).contains(&offset), "{api:?}: offset {offset}");
+    let truth_all = multiset(emu.events_between(first, Utc::now() + chrono::Duration::seconds(1)));
+    assert_exactly_once(&s.received(), &truth_cut, &truth_all);
+    let log = s.log();
+    let warn = log
+        .lines()
+        .find(|l| l.contains("the api's clock is"))
+        .unwrap_or_else(|| panic!("{api:?}: no WARN about the clock:\n{log}"));
+    assert!(
+        warn.contains("WARN") && warn.contains("behind this host's"),
+        "{warn}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_checkpoint_in_the_future_is_refused_and_marked_by_checkpoint_show() {
     let opts = EmulatorOptions {

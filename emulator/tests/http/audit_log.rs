@@ -798,3 +798,42 @@ async fn late_events_stay_out_of_searches_and_counts_until_their_late_delay_pass
     h.advance(Duration::from_secs(60));
     assert_eq!(count(token).await, truth.len() as u64);
 }
+
+/// Every response's `Date` is the emulator's clock, set off the wall clock here, and
+/// follows it when it moves: a tenant whose clock is off says so in its headers.
+#[tokio::test]
+async fn the_date_header_follows_the_emulator_clock() {
+    let behind = chrono::Duration::hours(2);
+    let (h, c) = emulator(EmulatorOptions {
+        start_time: Some(Utc::now() - behind),
+        ..EmulatorOptions::default()
+    })
+    .await;
+    let date = |r: &reqwest::Response| {
+        let v = r.headers()[reqwest::header::DATE]
+            .to_str()
+            .unwrap()
+            .to_string();
+        DateTime::parse_from_rfc2822(&v)
+            .unwrap()
+            .with_timezone(&Utc)
+    };
+    for path in ["/v1/oauth", "/no/such/route"] {
+        let r = c
+            .post(format!("{}{path}", h.base_url()))
+            .basic_auth("key-emulator", Some("emulator-secret"))
+            .send()
+            .await
+            .unwrap();
+        let off = date(&r).signed_duration_since(Utc::now() - behind);
+        assert!(off.num_seconds().abs() <= 2, "{path}: {off}");
+    }
+    h.advance(Duration::from_secs(600));
+    let r = c
+        .get(format!("{}/v1/customer", h.base_url()))
+        .send()
+        .await
+        .unwrap();
+    let off = date(&r).signed_duration_since(Utc::now() - behind + chrono::Duration::seconds(600));
+    assert!(off.num_seconds().abs() <= 2, "after advance: {off}");
+}

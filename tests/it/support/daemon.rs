@@ -45,7 +45,13 @@ pub fn log_tail(config: &Path) -> String {
 impl Daemon {
     pub async fn start(config: &Path) -> Daemon {
         let mut cmd = c42fwd();
-        cmd.args(["--log", "info", "run", "--config"]).arg(config);
+        // C42_TEST_DEBUG=1 in the environment of a test run: the daemons log at debug.
+        let level = if std::env::var_os("C42_TEST_DEBUG").is_some() {
+            "c42fwd=debug"
+        } else {
+            "info"
+        };
+        cmd.args(["--log", level, "run", "--config"]).arg(config);
         Daemon::spawn(config, cmd)
     }
 
