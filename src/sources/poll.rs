@@ -48,6 +48,7 @@ use crate::config::{self, StartAt};
 use crate::event::{Batch, Event, SourceKind};
 use crate::metrics::{label, Metrics};
 use crate::route::Route;
+use crate::sources::catch_up::{self, CatchUp, Report};
 use crate::sources::reconcile::Ledger;
 use crate::sources::window::{
     fingerprint, Anomaly, Next, PageEvent, PageVerdict, PollCycle, QueryWindow, WindowState,
@@ -391,6 +392,7 @@ impl<F: WindowFetch> WindowPoller<F> {
             committed_watermark: state.watermark(),
             start_edge: initial.start,
             ledger,
+            forwarded: 0,
         };
         if initial.fresh {
             // The start edge is fixed before the first poll: a source that fails and is
@@ -398,6 +400,9 @@ impl<F: WindowFetch> WindowPoller<F> {
             // later one computed from a later "now".
             self.save(&mut flight, &state, 0).await?;
         }
+        self.metrics
+            .source_started(&self.name, F::KIND.as_str(), &self.tenant, self.lag);
+        self.metrics.source_position(&self.name, state.watermark());
         tracing::info!(
             source = %self.name,
             kind = F::KIND.as_str(),
@@ -524,10 +529,12 @@ impl<F: WindowFetch> WindowPoller<F> {
         flight: &mut Commits,
     ) -> Result<(), SourceError> {
         let mut limit = F::RESULT_LIMIT;
+        let mut catch_up = CatchUp::new(self.poll_interval);
         loop {
             if shutdown.is_cancelled() {
                 return Ok(());
             }
+            self.observe(&mut catch_up, state, flight);
             let started = tokio::time::Instant::now();
             let poll_time = Utc::now();
             if let Some(l) = flight.ledger.as_mut() {
@@ -586,7 +593,7 @@ impl<F: WindowFetch> WindowPoller<F> {
                         }
                         if verdict.split {
                             self.count_split();
-                            tracing::info!(
+                            tracing::debug!(
                                 source = %self.name,
                                 limit = cycle.limit(),
                                 "query window reached the result limit, continuing from its newest event"
@@ -612,6 +619,7 @@ impl<F: WindowFetch> WindowPoller<F> {
                     return Ok(());
                 }
                 self.commit_resolved(flight).await?;
+                self.observe(&mut catch_up, state, flight);
             }
             limit = cycle.limit();
             if self
@@ -621,6 +629,7 @@ impl<F: WindowFetch> WindowPoller<F> {
             {
                 return Ok(());
             }
+            self.observe(&mut catch_up, state, flight);
             // Caught up to the poll time: wait for the next poll, committing as the
             // acknowledgements arrive.
             let deadline = crate::retry::deadline_after(started, self.poll_interval);
@@ -632,6 +641,66 @@ impl<F: WindowFetch> WindowPoller<F> {
                     _ = tokio::time::sleep_until(deadline) => break,
                     _ = flight.front_outcome() => {}
                 }
+            }
+        }
+    }
+
+    /// Where the source is now: its position gauge, and the catch-up lines
+    /// ([`super::catch_up`]) while it is behind the lag window.
+    fn observe(&self, catch_up: &mut CatchUp, state: &WindowState, flight: &Commits) {
+        let position = state.watermark();
+        self.metrics.source_position(&self.name, position);
+        let behind = catch_up::behind(Utc::now(), self.lag, position);
+        let report = catch_up.observe(
+            tokio::time::Instant::now(),
+            behind,
+            position,
+            flight.forwarded,
+        );
+        let position = position.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        match report {
+            None => {}
+            Some(Report::Behind(p)) => {
+                let behind = catch_up::seconds_text(p.behind);
+                let rate = format!("{:.1}", p.rate);
+                let eta = p
+                    .eta
+                    .map_or_else(|| "unknown".to_string(), catch_up::seconds_text);
+                if p.first {
+                    tracing::info!(
+                        source = %self.name,
+                        behind = %behind,
+                        position = %position,
+                        lag = %catch_up::seconds_text(self.lag),
+                        "source is behind the lag window, catching up"
+                    );
+                } else {
+                    tracing::info!(
+                        source = %self.name,
+                        behind = %behind,
+                        position = %position,
+                        events = p.events,
+                        rate = %rate,
+                        eta = %eta,
+                        "source catching up"
+                    );
+                }
+            }
+            Some(Report::CaughtUp { took, events }) => {
+                let secs = took.as_secs_f64();
+                let rate = if secs > 0.0 {
+                    events as f64 / secs
+                } else {
+                    0.0
+                };
+                tracing::info!(
+                    source = %self.name,
+                    position = %position,
+                    events,
+                    took = %catch_up::seconds_text(took),
+                    rate = %format!("{rate:.1}"),
+                    "source caught up with the lag window"
+                );
             }
         }
     }
@@ -905,6 +974,7 @@ impl<F: WindowFetch> WindowPoller<F> {
             .source_events
             .get_or_create(&src)
             .inc_by(n as u64);
+        flight.forwarded += n as u64;
         flight.push(Some(waiter.wait().boxed()), n, state.clone());
         Ok(ControlFlow::Continue(()))
     }
@@ -1089,6 +1159,8 @@ pub(super) struct Commits {
     /// The current reconciliation ledger (`None`: reconciliation is off); each entry
     /// pushed takes a snapshot of it.
     pub(super) ledger: Option<Ledger>,
+    /// Events sent in this run (for the catch-up lines).
+    forwarded: u64,
 }
 
 impl Commits {
@@ -1390,6 +1462,7 @@ mod tests {
             committed_watermark: state.watermark(),
             start_edge: None,
             ledger: Some(ledger),
+            forwarded: 0,
         };
         (poller, flight)
     }
