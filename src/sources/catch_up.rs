@@ -13,7 +13,9 @@
 //! the catch-up began, their rate, and an estimate of the time left when one is honest
 //! (see [`Progress::eta`]). It is **caught up** once it is behind by at most half the
 //! threshold (the margin keeps a source that hovers at the threshold from alternating);
-//! then exactly one INFO line, and again for every later catch-up.
+//! then exactly one INFO line, and again for every later catch-up. The state lives in
+//! one run of the source: a source the supervisor starts again after a failure says
+//! once more that it is behind, if it still is.
 
 use chrono::{DateTime, Utc};
 use std::time::Duration;
