@@ -196,6 +196,10 @@ pub struct Status {
     pub rate_interval_seconds: Option<f64>,
     pub sources: Vec<SourceStatus>,
     pub sinks: Vec<SinkStatus>,
+    /// Sources of the configuration the daemon does not report (not started, or it runs
+    /// another configuration); set by the caller, which knows the configuration.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_reported: Vec<String>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -355,6 +359,7 @@ pub fn status(addr: &str, prev: Option<&Scrape>, cur: &Scrape, now: DateTime<Utc
         rate_interval_seconds: interval,
         sources,
         sinks,
+        not_reported: Vec::new(),
     }
 }
 
@@ -462,6 +467,13 @@ pub fn render(s: &Status) -> String {
             ],
             &rows,
         ));
+    }
+    if !s.not_reported.is_empty() {
+        let _ = writeln!(
+            out,
+            "not reported by the daemon (not started, or it runs another configuration): {}",
+            s.not_reported.join(", ")
+        );
     }
     out.push('\n');
     if s.sinks.is_empty() {
@@ -642,6 +654,11 @@ splunk  -        0          0.0/s    0       0          never          STALLED (
         let json = serde_json::to_value(&s).unwrap();
         assert_eq!(json["sources"][1]["behind_seconds"], 2400.2);
         assert_eq!(json["sinks"][0]["pending_batches"], 3);
+        let mut s = s;
+        s.not_reported = vec!["sync".into()];
+        assert!(render(&s).contains(
+            "\nnot reported by the daemon (not started, or it runs another configuration): sync\n\nSINK"
+        ));
         let empty = render(&status("x", None, &Scrape::default(), now()));
         assert!(empty.contains("no sources reported\n"), "{empty}");
         assert!(empty.contains("no sinks reported\n"), "{empty}");

@@ -69,8 +69,8 @@ fn parse_interval(s: &str) -> Result<Duration, String> {
 }
 
 pub fn status(a: StatusArgs) -> ExitCode {
-    let addr = match endpoint(&a) {
-        Ok(addr) => addr,
+    let (addr, configured) = match endpoint(&a) {
+        Ok(found) => found,
         Err(message) => {
             eprintln!("error: {message}");
             return ExitCode::from(2);
@@ -106,6 +106,7 @@ pub fn status(a: StatusArgs) -> ExitCode {
             client,
             addr,
             from: failed_where,
+            configured,
         };
         match a.watch {
             None => once(&scraper, a.json).await,
@@ -116,9 +117,10 @@ pub fn status(a: StatusArgs) -> ExitCode {
 
 /// Where to scrape: `--addr`, or the configuration's `metrics.listen` (a wildcard
 /// address asked on loopback).
-fn endpoint(a: &StatusArgs) -> Result<String, String> {
+/// Also the sources of the configuration, when one was read.
+fn endpoint(a: &StatusArgs) -> Result<(String, Vec<String>), String> {
     if let Some(addr) = &a.addr {
-        return Ok(addr.clone());
+        return Ok((addr.clone(), Vec::new()));
     }
     let Some(path) = &a.config else {
         return Err("give --config FILE or --addr HOST:PORT".to_string());
@@ -130,7 +132,8 @@ fn endpoint(a: &StatusArgs) -> Result<String, String> {
             path.display()
         ));
     };
-    local(listen).map(|a| a.to_string()).ok_or_else(|| {
+    let sources = cfg.sources.into_keys().collect();
+    local(listen).map(|a| (a.to_string(), sources)).ok_or_else(|| {
         format!(
             "metrics.listen in {} is {listen}, port 0 (a free port at each start): the daemon logs its address (`metrics on http://...`); give it with --addr HOST:PORT",
             path.display()
@@ -156,6 +159,8 @@ struct Scraper {
     addr: String,
     /// Where the address came from, for errors.
     from: String,
+    /// The sources of the configuration read (none with `--addr`).
+    configured: Vec<String>,
 }
 
 impl Scraper {
@@ -193,7 +198,14 @@ impl Scraper {
     }
 
     fn status(&self, prev: Option<&Scrape>, cur: &Scrape) -> status::Status {
-        status::status(&self.addr, prev, cur, chrono::Utc::now())
+        let mut s = status::status(&self.addr, prev, cur, chrono::Utc::now());
+        s.not_reported = self
+            .configured
+            .iter()
+            .filter(|name| !s.sources.iter().any(|x| &x.name == *name))
+            .cloned()
+            .collect();
+        s
     }
 }
 
@@ -342,7 +354,7 @@ mod tests {
     fn the_endpoint_comes_from_the_configuration_without_its_secrets() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
-        let base = "[tenants.acme]\napi = \"incydr\"\nbase_url = \"https://api.us.code42.com\"\nclient_id = \"key-1\"\nclient_secret = { env = \"C42FWD_TEST_STATUS_UNSET\" }\n";
+        let base = "[tenants.acme]\napi = \"incydr\"\nbase_url = \"https://api.us.code42.com\"\nclient_id = \"key-1\"\nclient_secret = { env = \"C42FWD_TEST_STATUS_UNSET\" }\n[sources.audit]\ntype = \"audit_log\"\ntenant = \"acme\"\n";
         std::fs::write(
             &path,
             format!("[metrics]\nlisten = \"0.0.0.0:9842\"\n{base}"),
@@ -350,7 +362,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             endpoint(&args(Some(path.clone()))).unwrap(),
-            "127.0.0.1:9842"
+            ("127.0.0.1:9842".to_string(), vec!["audit".to_string()])
         );
         std::fs::write(&path, base).unwrap();
         let e = endpoint(&args(Some(path.clone()))).unwrap_err();
@@ -370,7 +382,7 @@ mod tests {
             addr: Some("10.0.0.1:1".into()),
             ..args(Some(path))
         };
-        assert_eq!(endpoint(&with_addr).unwrap(), "10.0.0.1:1");
+        assert_eq!(endpoint(&with_addr).unwrap().0, "10.0.0.1:1");
     }
 
     #[test]

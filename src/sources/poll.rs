@@ -381,6 +381,10 @@ impl<F: WindowFetch> WindowPoller<F> {
 
     /// Runs until `shutdown` is cancelled (then `Ok`) or an error stops the source.
     pub async fn run(self, route: Route, shutdown: CancellationToken) -> Result<(), SourceError> {
+        // Before anything can fail: a source that cannot start still shows (`c42fwd
+        // status`, `c42fwd_source_info`).
+        self.metrics
+            .source_started(&self.name, F::KIND.as_str(), &self.tenant, self.lag);
         let initial = self.initial(Utc::now())?;
         let mut state = initial.window;
         let ledger = self.reconcile_after.map(|after| {
@@ -400,8 +404,6 @@ impl<F: WindowFetch> WindowPoller<F> {
             // later one computed from a later "now".
             self.save(&mut flight, &state, 0).await?;
         }
-        self.metrics
-            .source_started(&self.name, F::KIND.as_str(), &self.tenant, self.lag);
         self.metrics.source_position(&self.name, state.watermark());
         tracing::info!(
             source = %self.name,

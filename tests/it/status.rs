@@ -191,6 +191,7 @@ async fn a_catch_up_is_reported_and_status_shows_the_running_daemon() {
         )),
         "{table}"
     );
+    assert!(!table.contains("not reported"), "{table}");
     let row = table
         .lines()
         .find(|l| l.starts_with("audit "))
