@@ -1643,4 +1643,89 @@ mod tests {
             .expect("the polls were committed");
         assert!(cp.watermark > cp.start.unwrap(), "{cp:?}");
     }
+
+    /// The log lines of the current thread, captured (tests on the current-thread
+    /// runtime see the lines of the tasks they spawn).
+    fn capture_logs() -> (
+        tracing::subscriber::DefaultGuard,
+        Arc<std::sync::Mutex<Vec<u8>>>,
+    ) {
+        #[derive(Clone)]
+        struct Buffer(Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Buffer {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let writer = Buffer(buf.clone());
+        let sub = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(move || writer.clone())
+            .finish();
+        (tracing::subscriber::set_default(sub), buf)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_source_far_back_says_once_it_is_behind_and_once_it_caught_up() {
+        let (_guard, logs) = capture_logs();
+        let (asked, mut polls) = tokio::sync::mpsc::unbounded_channel();
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let poller = WindowPoller {
+            name: Arc::from("audit"),
+            fetch: Fake(Quiet { asked }),
+            lag: Duration::from_secs(1),
+            poll_interval: Duration::from_secs(30),
+            start: StartAt::Ago(Duration::from_secs(7200)),
+            page_size: 100,
+            reconcile_after: None,
+            tenant: "t".into(),
+            store: Store::open(dir.path()).unwrap(),
+            metrics: metrics.clone(),
+        };
+        let (tx, _rx) = tokio::sync::mpsc::channel(1);
+        let stop = CancellationToken::new();
+        let run = tokio::spawn(poller.run(Route::new(vec![tx]), stop.clone()));
+        for _ in 0..4 {
+            polls.recv().await.unwrap();
+        }
+        stop.cancel();
+        run.await.unwrap().unwrap();
+        let text = String::from_utf8(logs.lock().unwrap().clone()).unwrap();
+        let behind: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("source is behind the lag window, catching up"))
+            .collect();
+        assert_eq!(behind.len(), 1, "{text}");
+        assert!(behind[0].contains("source=audit behind=1h 59m"), "{text}");
+        assert_eq!(
+            text.matches("source caught up with the lag window").count(),
+            1,
+            "{text}"
+        );
+        assert!(!text.contains("source catching up"), "{text}");
+        // The position is the last poll's edge; within the lag window, so not behind.
+        let m = metrics.render();
+        assert!(
+            m.contains("c42fwd_source_info{source=\"audit\",kind=\"audit_log\",tenant=\"t\"} 1"),
+            "{m}"
+        );
+        let position: f64 = m
+            .lines()
+            .find_map(|l| l.strip_prefix("c42fwd_source_position_seconds{source=\"audit\"} "))
+            .and_then(|v| v.parse().ok())
+            .expect("the position gauge");
+        let age = crate::metrics::unix_now() - position;
+        assert!((0.5..60.0).contains(&age), "{age}");
+        assert!(
+            m.contains("c42fwd_source_behind_seconds{source=\"audit\"} "),
+            "{m}"
+        );
+    }
 }
