@@ -277,6 +277,27 @@ async fn a_catch_up_is_reported_and_status_shows_the_running_daemon() {
         .unwrap();
     assert!(ended.success(), "{ended:?}");
 
+    // `--watch --json`: one object per line.
+    let mut child = c42fwd()
+        .args(["status", "--json", "--watch", "500ms", "--config"])
+        .arg(&bound)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines =
+        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(child.stdout.take().unwrap()));
+    for _ in 0..2 {
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("a JSON line of --watch within 30 s")
+            .unwrap()
+            .expect("--watch --json goes on");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["sources"][0]["name"], "audit", "{line}");
+        assert!(v["rate_interval_seconds"].as_f64().is_some(), "{line}");
+    }
+    child.kill().await.unwrap();
+
     let stopped = daemon.terminate().await;
     assert!(stopped.success(), "{stopped:?}\n{}", log_tail(&config));
     // No daemon: exit 1, naming the address and where it came from.
