@@ -4,7 +4,8 @@
 //! Exit codes: 0 success (including a drained shutdown on SIGTERM / Ctrl-C), 1 a runtime
 //! failure, 2 an invalid configuration or command line, or a state directory in use by
 //! another process (`crate::state_lock`). `replay` (`cli/replay.rs`) also exits 1 when
-//! records were rejected or an input file could not be read.
+//! records were rejected or an input file could not be read; `status` (`cli/status.rs`)
+//! exits 1 when no daemon answers at the metrics address.
 
 use crate::checkpoint::Store;
 use crate::config::{self, Config, ConfigError};
@@ -17,6 +18,7 @@ use std::process::ExitCode;
 mod emulated;
 mod manual;
 pub mod replay;
+pub mod status;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -59,6 +61,9 @@ enum Command {
     Checkpoint(CheckpointCommand),
     /// Replay archived Code42 exports (files, directories, `-`) into the sinks; resumable.
     Replay(Box<replay::ReplayArgs>),
+    /// Show a running daemon's sources (position, behind, rate, errors) and sinks
+    /// (pending, delivered, last delivery), from its metrics endpoint; --watch refreshes.
+    Status(status::StatusArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
     #[command(hide = true)]
     Completions(manual::CompletionsArgs),
@@ -144,6 +149,7 @@ pub fn main() -> ExitCode {
         Command::Emulate(a) => runtime_then(|| emulated::emulate(a)),
         Command::Checkpoint(c) => checkpoint(c),
         Command::Replay(a) => replay::replay(*a),
+        Command::Status(a) => status::status(a),
         Command::Completions(a) => manual::run_completions(command(), a),
         Command::Manpage(a) => manual::run_manpage(command(), a),
     }

@@ -140,6 +140,10 @@ impl Readiness {
                         .sink_last_delivery
                         .get_or_create(&label("sink", name))
                         .clone(),
+                    pending: metrics
+                        .sink_pending
+                        .get_or_create(&label("sink", name))
+                        .clone(),
                 })
             })
             .clone()
@@ -237,11 +241,13 @@ struct SinkState {
     last_delivery: Option<Instant>,
 }
 
-/// One sink's deliveries, for `/ready` and `c42fwd_sink_last_delivery_seconds`.
+/// One sink's deliveries, for `/ready`, `c42fwd_sink_last_delivery_seconds` and
+/// `c42fwd_sink_pending_batches`.
 #[derive(Debug)]
 pub struct SinkProgress {
     state: Mutex<SinkState>,
     last_delivery: Gauge<f64, AtomicU64>,
+    pending: Gauge<i64, std::sync::atomic::AtomicI64>,
 }
 
 impl SinkProgress {
@@ -254,6 +260,7 @@ impl SinkProgress {
                 st.busy_since = Some(Instant::now());
             }
             st.outstanding += 1;
+            self.pending.set(st.outstanding as i64);
         }
         token.observed_by(self.clone())
     }
@@ -263,6 +270,7 @@ impl AckObserver for SinkProgress {
     fn resolved(&self, delivered: bool) {
         let mut st = lock(&self.state);
         st.outstanding = st.outstanding.saturating_sub(1);
+        self.pending.set(st.outstanding as i64);
         if st.outstanding == 0 {
             st.busy_since = None;
         }
@@ -360,6 +368,11 @@ mod tests {
         let t2 = p.track(tokens.pop().unwrap());
         tokio::time::advance(T).await;
         assert!(r.failing(Instant::now(), &[]).is_empty(), "at the timeout");
+        assert!(
+            m.render()
+                .contains("c42fwd_sink_pending_batches{sink=\"siem\"} 2\n"),
+            "two batches held"
+        );
         tokio::time::advance(Duration::from_secs(1)).await;
         let f = r.failing(Instant::now(), &[]);
         assert_eq!(names(&f), vec![("siem".into(), "not_delivering")]);
@@ -384,6 +397,9 @@ mod tests {
         // The last batch given up (dropped): idle, ready.
         drop(t2);
         assert!(r.failing(Instant::now(), &[]).is_empty());
+        assert!(m
+            .render()
+            .contains("c42fwd_sink_pending_batches{sink=\"siem\"} 0\n"));
         // A stall is a failure whatever the queue.
         let stalled = crate::metrics::Stalled {
             sink: "siem".into(),

@@ -38,6 +38,7 @@
 //!   (the readiness rules of `/ready`), [`state_lock`] (one process per state
 //!   directory), [`retry`] (the one backoff mechanism), [`secret`] (a string that
 //!   never prints): shared pieces.
+//! - [`status`]: `c42fwd status`, a running daemon's metrics read and shown as tables.
 //! - [`cli`]: the command-line interface; `main.rs` only calls it. Its `demo` and
 //!   `emulate` subcommands (the default `emulator` feature) serve the emulated Code42
 //!   tenant of the workspace's `c42fwd-emulator` crate, which the tests and benches also
@@ -62,3 +63,4 @@ pub mod secret;
 pub mod sinks;
 pub mod sources;
 pub mod state_lock;
+pub mod status;

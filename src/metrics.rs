@@ -31,6 +31,14 @@ pub struct Metrics {
     pub source_batches_committed: CounterFamily,
     /// `c42fwd_source_watermark_seconds{source}`: the committed watermark, Unix seconds.
     pub source_watermark: FloatGaugeFamily,
+    /// `c42fwd_source_position_seconds{source}`: the watermark the source has read up to
+    /// (sent, maybe not yet acknowledged and committed), Unix seconds.
+    pub source_position: FloatGaugeFamily,
+    /// `c42fwd_source_behind_seconds{source}`: how far the position is behind the lag
+    /// window (`now - lag - position`, at least 0), computed at each scrape.
+    source_behind: FloatGaugeFamily,
+    /// `c42fwd_source_info{source,kind,tenant}`: always 1 for each running source.
+    source_info: GaugeFamily,
     /// `c42fwd_source_window_splits_total{source}`: query windows split because the
     /// result count exceeded the per-query limit.
     pub source_window_splits: CounterFamily,
@@ -89,6 +97,9 @@ pub struct Metrics {
     pub sink_truncated: CounterFamily,
     /// `c42fwd_sink_queue_batches{sink}`: batches waiting in the sink's queue.
     pub sink_queue: GaugeFamily,
+    /// `c42fwd_sink_pending_batches{sink}`: batches handed to the sink and not settled
+    /// yet (queued, being written, or waiting for the receiver's acknowledgement).
+    pub sink_pending: GaugeFamily,
     /// `c42fwd_sink_hec_acks_pending{sink}`: HEC requests accepted by Splunk whose
     /// indexer acknowledgement has not come yet (their batches are not Delivered yet).
     pub sink_hec_acks_pending: GaugeFamily,
@@ -128,10 +139,19 @@ pub struct Metrics {
     /// `c42fwd_uptime_seconds`: how long this process has run, set at every scrape.
     uptime: Gauge<f64, AtomicU64>,
     started: tokio::time::Instant,
+    /// The running sources: their lag (for `c42fwd_source_behind_seconds`) and the
+    /// labels of their `c42fwd_source_info`.
+    sources: Mutex<BTreeMap<String, RunningSource>>,
     /// The stalled sinks, and why (part of `/ready`).
     pub health: SinkHealth,
     /// What `/ready` reports ([`crate::health`]).
     pub ready: crate::health::Readiness,
+}
+
+/// What the metrics keep of a running source.
+struct RunningSource {
+    lag: f64,
+    info: Labels,
 }
 
 /// Now, in Unix seconds (with fractions), for the time gauges.
@@ -222,6 +242,21 @@ impl Metrics {
                 "Committed watermark (Unix seconds)",
                 FloatGaugeFamily
             ),
+            source_position: reg!(
+                "source_position_seconds",
+                "Watermark the source has read up to, sent but maybe not yet committed (Unix seconds)",
+                FloatGaugeFamily
+            ),
+            source_behind: reg!(
+                "source_behind_seconds",
+                "How far the source's position is behind the lag window (now - lag - position)",
+                FloatGaugeFamily
+            ),
+            source_info: reg!(
+                "source_info",
+                "Always 1 for each running source; its kind and tenant are labels",
+                GaugeFamily
+            ),
             source_window_splits: reg!(
                 "source_window_splits",
                 "Query windows split because of the per-query result limit",
@@ -298,6 +333,11 @@ impl Metrics {
                 "Batches queued for a sink",
                 GaugeFamily
             ),
+            sink_pending: reg!(
+                "sink_pending_batches",
+                "Batches handed to a sink and not settled yet (queued, written, unacknowledged)",
+                GaugeFamily
+            ),
             sink_hec_acks_pending: reg!(
                 "sink_hec_acks_pending",
                 "HEC requests waiting for their indexer acknowledgement",
@@ -369,6 +409,7 @@ impl Metrics {
                 Gauge<f64, AtomicU64>
             ),
             started: tokio::time::Instant::now(),
+            sources: Mutex::default(),
             health: SinkHealth::default(),
             ready: crate::health::Readiness::default(),
             registry,
@@ -388,6 +429,36 @@ impl Metrics {
         self.ready.source_polled(source);
     }
 
+    /// Source `source` (of `kind`, reading `tenant`, with `lag`) starts a run: its
+    /// `c42fwd_source_info` and its `c42fwd_source_behind_seconds` from now on.
+    pub fn source_started(&self, source: &str, kind: &str, tenant: &str, lag: std::time::Duration) {
+        let info: Labels = vec![
+            ("source", source.to_string()),
+            ("kind", kind.to_string()),
+            ("tenant", tenant.to_string()),
+        ];
+        let mut sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());
+        let old = sources.insert(
+            source.to_string(),
+            RunningSource {
+                lag: lag.as_secs_f64(),
+                info: info.clone(),
+            },
+        );
+        if let Some(old) = old.filter(|o| o.info != info) {
+            // Another kind or tenant under the same name (a changed configuration).
+            self.source_info.remove(&old.info);
+        }
+        self.source_info.get_or_create(&info).set(1);
+    }
+
+    /// Source `source` has read up to `position` (its window state's watermark).
+    pub fn source_position(&self, source: &str, position: chrono::DateTime<chrono::Utc>) {
+        self.source_position
+            .get_or_create(&label("source", source))
+            .set(unix_seconds(position));
+    }
+
     /// Source `source` saved its checkpoint.
     pub fn source_committed(&self, source: &str) {
         self.source_last_commit
@@ -398,6 +469,21 @@ impl Metrics {
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         self.uptime.set(self.started.elapsed().as_secs_f64());
+        let now = unix_now();
+        for (name, s) in self
+            .sources
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let l = label("source", name);
+            let position = self.source_position.get_or_create(&l).get();
+            if position > 0.0 {
+                self.source_behind
+                    .get_or_create(&l)
+                    .set((now - s.lag - position).max(0.0));
+            }
+        }
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);
@@ -506,7 +592,47 @@ mod tests {
             n,
             "rows for metrics that do not exist: {rows:?}"
         );
-        assert!(n >= 36, "only {n} metrics rendered");
+        assert!(n >= 40, "only {n} metrics rendered");
+    }
+
+    fn sample(text: &str, prefix: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix)?.trim().parse().ok())
+    }
+
+    #[test]
+    fn behind_is_computed_at_each_scrape_from_the_position_and_the_lag() {
+        let m = Metrics::new();
+        let behind = "c42fwd_source_behind_seconds{source=\"audit\"} ";
+        m.source_started(
+            "audit",
+            "audit_log",
+            "acme",
+            std::time::Duration::from_secs(600),
+        );
+        assert_eq!(sample(&m.render(), behind), None, "no position yet");
+        let now = chrono::Utc::now();
+        m.source_position("audit", now - chrono::TimeDelta::seconds(3600));
+        let b = sample(&m.render(), behind).unwrap();
+        assert!((3000.0..3060.0).contains(&b), "{b}");
+        m.source_position("audit", now - chrono::TimeDelta::seconds(300));
+        assert_eq!(
+            sample(&m.render(), behind),
+            Some(0.0),
+            "inside the lag window"
+        );
+        let text = m.render();
+        assert!(
+            text.contains(
+                "c42fwd_source_info{source=\"audit\",kind=\"audit_log\",tenant=\"acme\"} 1\n"
+            ),
+            "{text}"
+        );
+        // Started again on another tenant: one info series, the new one.
+        m.source_started("audit", "audit_log", "emea", std::time::Duration::ZERO);
+        let text = m.render();
+        assert_eq!(text.matches("c42fwd_source_info{").count(), 1, "{text}");
+        assert!(text.contains("tenant=\"emea\"} 1"), "{text}");
     }
 
     #[test]

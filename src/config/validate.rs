@@ -52,11 +52,14 @@ pub fn parse_str(text: &str) -> Result<Config, ConfigError> {
 /// What the checkpoint commands need of a configuration: the state directory and the
 /// sources. Reading it resolves no secret and checks no tenant or sink beyond the
 /// file's syntax, so `c42fwd checkpoint` works where the daemon's secrets are not
-/// readable (another user, a shell without the service's environment).
+/// readable (another user, a shell without the service's environment). `c42fwd status`
+/// reads it too, for `metrics.listen`.
 #[derive(Debug, Clone)]
 pub struct StateConfig {
     pub state_dir: PathBuf,
     pub sources: BTreeMap<String, Source>,
+    /// `metrics.listen`, if the file has a `[metrics]` table.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Reads a configuration file for the checkpoint commands (see [`StateConfig`]).
@@ -78,6 +81,7 @@ pub fn parse_state_str(text: &str) -> Result<StateConfig, ConfigError> {
     let now = chrono::Utc::now();
     let mut p = Problems::default();
     let state_dir = state_dir(raw.state_dir, &mut p);
+    let metrics_listen = metrics_listen(raw.metrics.as_ref(), &mut p);
     let tenants: std::collections::BTreeSet<String> = raw.tenants.into_keys().collect();
     let mut sources = BTreeMap::new();
     for (name, s) in raw.sources {
@@ -92,7 +96,29 @@ pub fn parse_state_str(text: &str) -> Result<StateConfig, ConfigError> {
             problems: p.0,
         });
     }
-    Ok(StateConfig { state_dir, sources })
+    Ok(StateConfig {
+        state_dir,
+        sources,
+        metrics_listen,
+    })
+}
+
+/// `metrics.listen`, parsed (a problem when it is no socket address).
+fn metrics_listen(raw: Option<&super::raw::RawMetrics>, p: &mut Problems) -> Option<SocketAddr> {
+    raw.and_then(|m| {
+        m.listen
+            .parse::<SocketAddr>()
+            .map_err(|e| {
+                p.add(
+                    "metrics.listen",
+                    format!(
+                        "`{}` is not an address such as 127.0.0.1:9842: {e}",
+                        m.listen
+                    ),
+                )
+            })
+            .ok()
+    })
 }
 
 fn read(path: &Path) -> Result<String, ConfigError> {
@@ -124,20 +150,7 @@ pub fn validate(raw: RawConfig, now: DateTime<Utc>) -> Result<Config, ConfigErro
         .and_then(|m| m.ready_timeout)
         .unwrap_or(DEFAULT_READY_TIMEOUT);
     p.duration("metrics.ready_timeout", ready_timeout, READY_TIMEOUT);
-    let metrics_listen = raw.metrics.as_ref().and_then(|m| {
-        m.listen
-            .parse::<SocketAddr>()
-            .map_err(|e| {
-                p.add(
-                    "metrics.listen",
-                    format!(
-                        "`{}` is not an address such as 127.0.0.1:9842: {e}",
-                        m.listen
-                    ),
-                )
-            })
-            .ok()
-    });
+    let metrics_listen = metrics_listen(raw.metrics.as_ref(), &mut p);
     let shutdown_grace = raw.shutdown_grace.unwrap_or(Duration::from_secs(30));
     p.duration("shutdown_grace", shutdown_grace, SHUTDOWN_GRACE);
 

@@ -2,14 +2,16 @@
 //!
 //! [`window`] is the pure logic that decides what to forward and where to query next
 //! (ARCHITECTURE.md, invariant 2); [`poll`] is the one poll/commit loop that drives it
-//! with the API client and commits checkpoints only behind delivered batches (invariant
-//! 1), over a small per-source [`poll::WindowFetch`]: [`audit`] (Audit Log search),
-//! [`alerts`] (`query-alerts` + `query-details`) and [`sync_log`] (Directory Sync Log).
-//! Sources never spawn tasks: the pipeline runs each poller's `run` future (checkpoint
-//! saves go to tokio's blocking pool and are awaited in place).
+//! with the API client, commits checkpoints only behind delivered batches (invariant 1)
+//! and reports a source that is behind the lag window ([`catch_up`], pure), over a small
+//! per-source [`poll::WindowFetch`]: [`audit`] (Audit Log search), [`alerts`]
+//! (`query-alerts` + `query-details`) and [`sync_log`] (Directory Sync Log). Sources
+//! never spawn tasks: the pipeline runs each poller's `run` future (checkpoint saves go
+//! to tokio's blocking pool and are awaited in place).
 
 pub mod alerts;
 pub mod audit;
+pub mod catch_up;
 pub mod poll;
 pub mod reconcile;
 pub mod sync_log;

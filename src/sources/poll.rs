@@ -49,6 +49,7 @@ use crate::config::{self, StartAt};
 use crate::event::{Batch, Event, SourceKind};
 use crate::metrics::{label, Metrics};
 use crate::route::Route;
+use crate::sources::catch_up::{self, CatchUp, Report};
 use crate::sources::reconcile::Ledger;
 use crate::sources::window::{
     fingerprint, Anomaly, Next, PageEvent, PageVerdict, PollCycle, QueryWindow, WindowState,
@@ -389,6 +390,10 @@ impl<F: WindowFetch> WindowPoller<F> {
 
     /// Runs until `shutdown` is cancelled (then `Ok`) or an error stops the source.
     pub async fn run(self, route: Route, shutdown: CancellationToken) -> Result<(), SourceError> {
+        // Before anything can fail: a source that cannot start still shows (`c42fwd
+        // status`, `c42fwd_source_info`).
+        self.metrics
+            .source_started(&self.name, F::KIND.as_str(), &self.tenant, self.lag);
         let initial = self.initial(self.clock.now())?;
         let mut state = initial.window;
         let ledger = self.reconcile_after.map(|after| {
@@ -400,6 +405,7 @@ impl<F: WindowFetch> WindowPoller<F> {
             committed_watermark: state.watermark(),
             start_edge: initial.start,
             ledger,
+            forwarded: 0,
         };
         if initial.fresh {
             // The start edge is fixed before the first poll: a source that fails and is
@@ -407,6 +413,7 @@ impl<F: WindowFetch> WindowPoller<F> {
             // later one computed from a later "now".
             self.save(&mut flight, &state, 0).await?;
         }
+        self.metrics.source_position(&self.name, state.watermark());
         tracing::info!(
             source = %self.name,
             kind = F::KIND.as_str(),
@@ -533,10 +540,12 @@ impl<F: WindowFetch> WindowPoller<F> {
         flight: &mut Commits,
     ) -> Result<(), SourceError> {
         let mut limit = F::RESULT_LIMIT;
+        let mut catch_up = CatchUp::new(self.poll_interval);
         loop {
             if shutdown.is_cancelled() {
                 return Ok(());
             }
+            self.observe(&mut catch_up, state, flight);
             let started = tokio::time::Instant::now();
             // The API's clock is known from any response (the login's is enough); before
             // the first one this host's would cut the window, and a host clock running
@@ -605,7 +614,7 @@ impl<F: WindowFetch> WindowPoller<F> {
                         }
                         if verdict.split {
                             self.count_split();
-                            tracing::info!(
+                            tracing::debug!(
                                 source = %self.name,
                                 limit = cycle.limit(),
                                 "query window reached the result limit, continuing from its newest event"
@@ -631,6 +640,7 @@ impl<F: WindowFetch> WindowPoller<F> {
                     return Ok(());
                 }
                 self.commit_resolved(flight).await?;
+                self.observe(&mut catch_up, state, flight);
             }
             limit = cycle.limit();
             if self
@@ -640,6 +650,7 @@ impl<F: WindowFetch> WindowPoller<F> {
             {
                 return Ok(());
             }
+            self.observe(&mut catch_up, state, flight);
             // Caught up to the poll time: wait for the next poll, committing as the
             // acknowledgements arrive.
             let deadline = crate::retry::deadline_after(started, self.poll_interval);
@@ -651,6 +662,66 @@ impl<F: WindowFetch> WindowPoller<F> {
                     _ = tokio::time::sleep_until(deadline) => break,
                     _ = flight.front_outcome() => {}
                 }
+            }
+        }
+    }
+
+    /// Where the source is now: its position gauge, and the catch-up lines
+    /// ([`super::catch_up`]) while it is behind the lag window.
+    fn observe(&self, catch_up: &mut CatchUp, state: &WindowState, flight: &Commits) {
+        let position = state.watermark();
+        self.metrics.source_position(&self.name, position);
+        let behind = catch_up::behind(self.clock.now(), self.lag, position);
+        let report = catch_up.observe(
+            tokio::time::Instant::now(),
+            behind,
+            position,
+            flight.forwarded,
+        );
+        let position = position.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        match report {
+            None => {}
+            Some(Report::Behind(p)) => {
+                let behind = catch_up::seconds_text(p.behind);
+                let rate = format!("{:.1}", p.rate);
+                let eta = p
+                    .eta
+                    .map_or_else(|| "unknown".to_string(), catch_up::seconds_text);
+                if p.first {
+                    tracing::info!(
+                        source = %self.name,
+                        behind = %behind,
+                        position = %position,
+                        lag = %catch_up::seconds_text(self.lag),
+                        "source is behind the lag window, catching up"
+                    );
+                } else {
+                    tracing::info!(
+                        source = %self.name,
+                        behind = %behind,
+                        position = %position,
+                        events = p.events,
+                        rate = %rate,
+                        eta = %eta,
+                        "source catching up"
+                    );
+                }
+            }
+            Some(Report::CaughtUp { took, events }) => {
+                let secs = took.as_secs_f64();
+                let rate = if secs > 0.0 {
+                    events as f64 / secs
+                } else {
+                    0.0
+                };
+                tracing::info!(
+                    source = %self.name,
+                    position = %position,
+                    events,
+                    took = %catch_up::seconds_text(took),
+                    rate = %format!("{rate:.1}"),
+                    "source caught up with the lag window"
+                );
             }
         }
     }
@@ -924,6 +995,7 @@ impl<F: WindowFetch> WindowPoller<F> {
             .source_events
             .get_or_create(&src)
             .inc_by(n as u64);
+        flight.forwarded += n as u64;
         flight.push(Some(waiter.wait().boxed()), n, state.clone());
         Ok(ControlFlow::Continue(()))
     }
@@ -1108,6 +1180,8 @@ pub(super) struct Commits {
     /// The current reconciliation ledger (`None`: reconciliation is off); each entry
     /// pushed takes a snapshot of it.
     pub(super) ledger: Option<Ledger>,
+    /// Events sent in this run (for the catch-up lines).
+    forwarded: u64,
 }
 
 impl Commits {
@@ -1415,6 +1489,7 @@ mod tests {
             committed_watermark: state.watermark(),
             start_edge: None,
             ledger: Some(ledger),
+            forwarded: 0,
         };
         (poller, flight)
     }
@@ -1594,5 +1669,90 @@ mod tests {
             .unwrap()
             .expect("the polls were committed");
         assert!(cp.watermark > cp.start.unwrap(), "{cp:?}");
+    }
+
+    /// The log lines of the current thread, captured (tests on the current-thread
+    /// runtime see the lines of the tasks they spawn).
+    fn capture_logs() -> (
+        tracing::subscriber::DefaultGuard,
+        Arc<std::sync::Mutex<Vec<u8>>>,
+    ) {
+        #[derive(Clone)]
+        struct Buffer(Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Buffer {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let writer = Buffer(buf.clone());
+        let sub = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(move || writer.clone())
+            .finish();
+        (tracing::subscriber::set_default(sub), buf)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_source_far_back_says_once_it_is_behind_and_once_it_caught_up() {
+        let (_guard, logs) = capture_logs();
+        let (asked, mut polls) = tokio::sync::mpsc::unbounded_channel();
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let poller = WindowPoller {
+            name: Arc::from("audit"),
+            fetch: Fake(Quiet { asked }),
+            lag: Duration::from_secs(1),
+            poll_interval: Duration::from_secs(30),
+            start: StartAt::Ago(Duration::from_secs(7200)),
+            page_size: 100,
+            reconcile_after: None,
+            tenant: "t".into(),
+            store: Store::open(dir.path()).unwrap(),
+            metrics: metrics.clone(),
+        };
+        let (tx, _rx) = tokio::sync::mpsc::channel(1);
+        let stop = CancellationToken::new();
+        let run = tokio::spawn(poller.run(Route::new(vec![tx]), stop.clone()));
+        for _ in 0..4 {
+            polls.recv().await.unwrap();
+        }
+        stop.cancel();
+        run.await.unwrap().unwrap();
+        let text = String::from_utf8(logs.lock().unwrap().clone()).unwrap();
+        let behind: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("source is behind the lag window, catching up"))
+            .collect();
+        assert_eq!(behind.len(), 1, "{text}");
+        assert!(behind[0].contains("source=audit behind=1h 59m"), "{text}");
+        assert_eq!(
+            text.matches("source caught up with the lag window").count(),
+            1,
+            "{text}"
+        );
+        assert!(!text.contains("source catching up"), "{text}");
+        // The position is the last poll's edge; within the lag window, so not behind.
+        let m = metrics.render();
+        assert!(
+            m.contains("c42fwd_source_info{source=\"audit\",kind=\"audit_log\",tenant=\"t\"} 1"),
+            "{m}"
+        );
+        let position: f64 = m
+            .lines()
+            .find_map(|l| l.strip_prefix("c42fwd_source_position_seconds{source=\"audit\"} "))
+            .and_then(|v| v.parse().ok())
+            .expect("the position gauge");
+        let age = crate::metrics::unix_now() - position;
+        assert!((0.5..60.0).contains(&age), "{age}");
+        assert!(
+            m.contains("c42fwd_source_behind_seconds{source=\"audit\"} "),
+            "{m}"
+        );
     }
 }

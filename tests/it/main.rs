@@ -17,6 +17,7 @@ mod relp;
 mod replay;
 mod rsyslog;
 mod sinks;
+mod status;
 mod support;
 mod sync_log;
 mod syslog_ng;
