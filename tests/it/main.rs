@@ -14,6 +14,7 @@ mod poller;
 mod quirks;
 mod reconcile;
 mod relp;
+mod reload;
 mod replay;
 mod rsyslog;
 mod sinks;

@@ -1,0 +1,279 @@
+//! SIGHUP, with the real `c42fwd` binary against the emulator's live stream: a reload
+//! with an invalid configuration is refused with every problem logged and the daemon
+//! keeps forwarding on the old one; a reload that adds a sink starts it and restarts
+//! only the source that routes to it (drained and committed: nothing lost, nothing
+//! sent twice, the unchanged sink never reopened); a file sink reopens its file after
+//! a rename (logrotate without `copytruncate`), each event in exactly one of the files.
+
+use crate::support::config::{emu_tenant, file_sink_from_audit, head, METRICS_ON_A_FREE_PORT};
+use crate::support::daemon::{start_emulator, Daemon};
+use crate::support::metrics::{metric, scrape};
+use crate::support::{file_records, multiset, wait_for};
+use c42fwd_emulator::{EmulatorHandle, EmulatorOptions};
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// An emulator with 100 Audit Log events over the two hours before it started and a
+/// live stream of 20 events a second, no lag.
+async fn emulator() -> (EmulatorHandle, EmulatorOptions) {
+    let opts = EmulatorOptions {
+        backlog: 100,
+        backlog_span: Duration::from_secs(7200),
+        rate: 20.0,
+        alert_backlog: 0,
+        alert_rate: 0.0,
+        sync_log_backlog: 0,
+        sync_log_rate: 0.0,
+        lag: Duration::ZERO,
+        ..EmulatorOptions::default()
+    };
+    (start_emulator(opts.clone()).await, opts)
+}
+
+/// The config text: metrics on a free port, the tenant, the source `audit` polling
+/// every 200 ms from 3 hours back with `audit_more` (further keys of the source), and
+/// `sinks` (the sinks and routes).
+fn config_text(dir: &Path, tenant: &str, audit_more: &str, sinks: &str) -> String {
+    format!(
+        "{head}{METRICS_ON_A_FREE_PORT}{tenant}\n[sources.audit]\ntype = \"audit_log\"\ntenant = \"emu\"\nstart = \"3h\"\nlag = \"0s\"\npoll_interval = \"200ms\"\n{audit_more}\n{sinks}",
+        head = head(dir, "10s"),
+    )
+}
+
+fn write(config: &Path, text: &str) {
+    // Replaced in one step, as an editor or a configuration manager does.
+    let tmp = config.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, config).unwrap();
+}
+
+/// Every event of the tenant from three hours before it started until `until`.
+fn truth(emu: &EmulatorHandle, until: DateTime<Utc>) -> Vec<String> {
+    emu.events_between(emu.started_at() - chrono::Duration::hours(3), until)
+}
+
+/// Waits until `got()` holds every event of `want` (60 s at most).
+async fn wait_holds(what: &str, want: &[String], mut got: impl FnMut() -> HashMap<String, usize>) {
+    wait_for(what, Duration::from_secs(60), || {
+        let got = got();
+        want.iter().all(|e| got.contains_key(e))
+    })
+    .await;
+}
+
+/// Asserts that each record of `got` is an event of the tenant (`all`: the truth up to
+/// after the daemon stopped) and is there no more often than the tenant holds it (the
+/// tenant may hold byte-identical events): nothing twice.
+fn assert_once_each(what: &str, got: &HashMap<String, usize>, all: &HashMap<String, usize>) {
+    for (record, n) in got {
+        let want = all.get(record).copied().unwrap_or(0);
+        assert!(want > 0, "{what}: not an event of the tenant: {record}");
+        assert!(*n <= want, "{what}: {n} x (the tenant has it {want} x) {record}");
+    }
+}
+
+async fn reloads(addr: &str, result: &str) -> f64 {
+    let text = scrape(addr).await.expect("metrics");
+    metric(&text, &format!("c42fwd_config_reloads_total{{result=\"{result}\"}}"))
+}
+
+struct Setup {
+    emu: EmulatorHandle,
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    tenant: String,
+    out: PathBuf,
+    daemon: Daemon,
+    metrics: String,
+}
+
+/// A daemon forwarding the live stream to the file sink `out`, once it holds the backlog.
+async fn start() -> Setup {
+    let (emu, opts) = emulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.ndjson");
+    let config = dir.path().join("c42fwd.toml");
+    let tenant = emu_tenant(&emu, &opts);
+    write(&config, &config_text(dir.path(), &tenant, "", &file_sink_from_audit(&out)));
+    let daemon = Daemon::start(&config).await;
+    let metrics = daemon.metrics_addr().await;
+    let backlog = truth(&emu, emu.started_at());
+    wait_holds("the backlog in the file", &backlog, || file_records(&out)).await;
+    Setup {
+        emu,
+        dir,
+        config,
+        tenant,
+        out,
+        daemon,
+        metrics,
+    }
+}
+
+#[tokio::test]
+async fn sighup_with_an_invalid_config_keeps_the_old_one_running_and_forwarding() {
+    let mut s = start().await;
+    let good = std::fs::read_to_string(&s.config).unwrap();
+    // Two problems: both must be logged, each with its key path.
+    let bad = good
+        .replace("poll_interval = \"200ms\"", "poll_interval = \"1ms\"")
+        .replace("syslog = \"none\"", "syslog = \"none\"\nqueue_batches = 0");
+    assert_ne!(bad, good);
+    write(&s.config, &bad);
+    s.daemon.hup();
+    let log = s.daemon.wait_log("configuration reload refused", 1).await;
+    let problems: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("configuration reload: problem"))
+        .collect();
+    assert!(
+        problems.iter().any(|l| l.contains("sources.audit.poll_interval")),
+        "{log}"
+    );
+    assert!(
+        problems.iter().any(|l| l.contains("sinks.out.queue_batches")),
+        "{log}"
+    );
+    assert!(log.contains("problems=2"), "{log}");
+    assert!(!log.contains("reload: stopping"), "nothing was stopped: {log}");
+    assert_eq!(reloads(&s.metrics, "invalid").await, 1.0);
+    assert_eq!(reloads(&s.metrics, "ok").await, 0.0);
+
+    // Still forwarding, on the old configuration: the live events after the refusal
+    // arrive.
+    let refused_at = s.emu.now();
+    let want = truth(&s.emu, refused_at + chrono::Duration::seconds(2));
+    wait_holds("the live events after the refusal", &want, || file_records(&s.out)).await;
+
+    // Fixed, it is taken on the next SIGHUP.
+    write(&s.config, &good.replace("poll_interval = \"200ms\"", "poll_interval = \"300ms\""));
+    s.daemon.hup();
+    let log = s.daemon.wait_log("configuration reloaded", 1).await;
+    assert!(log.contains("sources_started=1"), "{log}");
+    assert_eq!(reloads(&s.metrics, "ok").await, 1.0);
+    let after = s.emu.now();
+    let want = truth(&s.emu, after + chrono::Duration::seconds(2));
+    wait_holds("the live events after the reload", &want, || file_records(&s.out)).await;
+
+    let status = s.daemon.terminate().await;
+    assert!(status.success(), "{status:?}");
+    let all = multiset(truth(&s.emu, s.emu.now() + chrono::Duration::seconds(5)));
+    let got = file_records(&s.out);
+    assert_once_each("out", &got, &all);
+    s.emu.shutdown().await;
+    drop(s.dir);
+}
+
+#[tokio::test]
+async fn sighup_with_a_new_sink_starts_it_without_losing_or_duplicating_events() {
+    let mut s = start().await;
+    let out2 = s.dir.path().join("out2.ndjson");
+    let sinks = format!(
+        r#"[sinks.out]
+type = "file"
+path = "{out}"
+format = "json"
+syslog = "none"
+
+[sinks.out2]
+type = "file"
+path = "{out2}"
+format = "json"
+syslog = "none"
+
+[[routes]]
+sources = ["audit"]
+sinks = ["out", "out2"]
+"#,
+        out = s.out.display(),
+        out2 = out2.display()
+    );
+    write(&s.config, &config_text(s.dir.path(), &s.tenant, "", &sinks));
+    s.daemon.hup();
+    let log = s.daemon.wait_log("configuration reloaded", 1).await;
+    let reloaded_at = s.emu.now();
+    assert!(
+        log.contains("sources_started=1") && log.contains("sinks_started=1") && log.contains("sinks_stopped=0"),
+        "{log}"
+    );
+    assert_eq!(reloads(&s.metrics, "ok").await, 1.0);
+
+    // Both files get what happens from now on.
+    let until = reloaded_at + chrono::Duration::seconds(3);
+    let want = truth(&s.emu, until);
+    wait_holds("every event in out", &want, || file_records(&s.out)).await;
+    let fresh = s.emu.events_between(reloaded_at, until);
+    assert!(fresh.len() >= 20, "{} live events", fresh.len());
+    wait_holds("the events after the reload in out2", &fresh, || file_records(&out2)).await;
+
+    let log = s.daemon.log();
+    let status = s.daemon.terminate().await;
+    assert!(status.success(), "{status:?}");
+    let all = multiset(truth(&s.emu, s.emu.now() + chrono::Duration::seconds(5)));
+    let got = file_records(&s.out);
+    let got2 = file_records(&out2);
+    // Nothing lost: every event up to `until` is in out; nothing twice in either.
+    assert!(want.iter().all(|e| got.contains_key(e)));
+    assert_once_each("out", &got, &all);
+    assert_once_each("out2", &got2, &all);
+    // out2 holds only events out has: it started where the restarted source's
+    // checkpoint stood.
+    for e in got2.keys() {
+        assert!(got.contains_key(e), "in out2 but not in out: {e}");
+    }
+    // The sink that did not change kept its file open throughout: opened once.
+    let opened = log
+        .lines()
+        .filter(|l| l.contains("file opened") && l.contains("sink=out "))
+        .count();
+    assert_eq!(opened, 1, "{log}");
+    assert!(!log.contains("reload: stopping the sink"), "{log}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("reload: stopping the source") && l.contains("source=audit")),
+        "{log}"
+    );
+    s.emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_file_sink_reopens_its_file_after_a_rename_on_sighup() {
+    let mut s = start().await;
+    let rotated = s.dir.path().join("out.ndjson.1");
+    std::fs::rename(&s.out, &rotated).unwrap();
+    // Until the SIGHUP, the sink still appends to the renamed file, as logrotate expects.
+    s.daemon.hup();
+    let log = s.daemon.wait_log("file reopened on request", 1).await;
+    assert!(
+        log.contains("configuration reloaded: no source or sink changed"),
+        "{log}"
+    );
+    let old_len = std::fs::metadata(&rotated).unwrap().len();
+    let hup_at = s.emu.now();
+    let both = || {
+        let mut m = file_records(&rotated);
+        for (k, n) in file_records(&s.out) {
+            *m.entry(k).or_insert(0) += n;
+        }
+        m
+    };
+    let until = hup_at + chrono::Duration::seconds(3);
+    let want = truth(&s.emu, until);
+    wait_holds("every event in the two files", &want, both).await;
+    let status = s.daemon.terminate().await;
+    assert!(status.success(), "{status:?}");
+
+    assert_eq!(
+        std::fs::metadata(&rotated).unwrap().len(),
+        old_len,
+        "written to the old file after the reopen"
+    );
+    let new = file_records(&s.out);
+    let fresh = s.emu.events_between(hup_at, until);
+    assert!(fresh.iter().all(|e| new.contains_key(e)), "the events after the SIGHUP are in the new file");
+    let all = multiset(truth(&s.emu, s.emu.now() + chrono::Duration::seconds(5)));
+    assert_once_each("both files", &both(), &all);
+    s.emu.shutdown().await;
+}
