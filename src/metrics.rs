@@ -430,7 +430,10 @@ impl Metrics {
     pub fn sink_stopped(&self, name: &str) {
         for reason in self.health.forget(name) {
             self.sink_stalled
-                .get_or_create(&vec![("sink", name.to_string()), ("reason", reason.to_string())])
+                .get_or_create(&vec![
+                    ("sink", name.to_string()),
+                    ("reason", reason.to_string()),
+                ])
                 .set(0);
         }
         self.ready.forget_sink(name);

@@ -139,7 +139,10 @@ async fn run_with_faults(
 /// Runs the configuration until SIGTERM / Ctrl-C, reloading `file` on SIGHUP (see
 /// [`reload`]), then drains and returns.
 #[cfg(unix)]
-pub async fn run_until_signal_reloading(cfg: Config, file: std::path::PathBuf) -> anyhow::Result<()> {
+pub async fn run_until_signal_reloading(
+    cfg: Config,
+    file: std::path::PathBuf,
+) -> anyhow::Result<()> {
     // First: until the handler is installed, a SIGHUP ends the process.
     let reloads = Reloads::on_sighup(file).context("cannot install the SIGHUP handler")?;
     run_reloading(cfg, Arc::new(Metrics::new()), shutdown_signal(), reloads).await
@@ -373,9 +376,7 @@ impl Running {
     /// Starts source `name` on a route to the running sinks of its routes.
     fn start_source(&mut self, name: &str, d: &Daemon) {
         let source = self.cfg.sources[name].clone();
-        d.metrics
-            .ready
-            .register_source(name, source.poll_interval);
+        d.metrics.ready.register_source(name, source.poll_interval);
         let route = Route::new(
             self.cfg.routes[name]
                 .iter()
@@ -473,7 +474,12 @@ impl Running {
 /// One reload: reads and validates the configuration, checks what starting its new
 /// parts would refuse, and applies it ([`Running::apply`]) or refuses it whole, the
 /// running configuration staying. Counted in `c42fwd_config_reloads_total{result}`.
-async fn reload_once(running: &mut Running, file: &std::path::Path, load: &reload::Loader, d: &Daemon) {
+async fn reload_once(
+    running: &mut Running,
+    file: &std::path::Path,
+    load: &reload::Loader,
+    d: &Daemon,
+) {
     let file_shown = file.display().to_string();
     tracing::info!(file = %file_shown, "configuration reload requested (SIGHUP)");
     let loader = load.clone();
@@ -1611,7 +1617,11 @@ sinks = ["out"]
             assert!(Instant::now() < deadline, "two reloads applied");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        assert_eq!(loads.load(Ordering::SeqCst), 2, "four requests, two reloads");
+        assert_eq!(
+            loads.load(Ordering::SeqCst),
+            2,
+            "four requests, two reloads"
+        );
         assert!(!pipeline.is_finished());
 
         // A shutdown while a reload waits for its file.
@@ -1628,7 +1638,11 @@ sinks = ["out"]
         let log = logs.text();
         assert!(log.contains("shutdown requested during a reload"), "{log}");
         assert!(log.contains("stopped"), "{log}");
-        assert_eq!(log.matches("configuration reload requested").count(), 3, "{log}");
+        assert_eq!(
+            log.matches("configuration reload requested").count(),
+            3,
+            "{log}"
+        );
         emu.shutdown().await;
     }
 

@@ -128,7 +128,8 @@ pub(super) fn keep_restart_only(running: &Config, mut new: Config, metrics: &Met
         pending = true;
     }
     if new.metrics_listen != running.metrics_listen {
-        let shown = |a: Option<std::net::SocketAddr>| a.map_or("off".to_string(), |a| a.to_string());
+        let shown =
+            |a: Option<std::net::SocketAddr>| a.map_or("off".to_string(), |a| a.to_string());
         tracing::warn!(
             setting = "metrics.listen",
             running = %shown(running.metrics_listen),
@@ -328,7 +329,10 @@ sinks = ["k2"]
     #[test]
     fn a_new_sink_on_a_route_restarts_that_source_and_keeps_the_old_sink() {
         let new = cfg(|t| {
-            *t = t.replace("sources = [\"s1\"]\nsinks = [\"k1\"]", "sources = [\"s1\"]\nsinks = [\"k1\", \"k3\"]");
+            *t = t.replace(
+                "sources = [\"s1\"]\nsinks = [\"k1\"]",
+                "sources = [\"s1\"]\nsinks = [\"k1\", \"k3\"]",
+            );
             t.push_str("[sinks.k3]\ntype = \"file\"\npath = \"/tmp/k3\"\n");
         });
         let plan = Plan::new(&cfg(|_| {}), &new);
@@ -342,7 +346,12 @@ sinks = ["k2"]
 
     #[test]
     fn a_changed_tenant_restarts_its_sources_only() {
-        let new = cfg(|t| *t = t.replace("client_secret = \"secret-b\"", "client_secret = \"rotated\""));
+        let new = cfg(|t| {
+            *t = t.replace(
+                "client_secret = \"secret-b\"",
+                "client_secret = \"rotated\"",
+            )
+        });
         let plan = Plan::new(&cfg(|_| {}), &new);
         assert_eq!(plan.stop_sources.get("s2"), Some(&Why::TenantChanged));
         assert_eq!(names(&plan.start_sources), ["s2"]);
@@ -364,7 +373,10 @@ sinks = ["k2"]
         let new = cfg(|t| {
             let cut = t.find("[[routes]]\nsources = [\"s2\"]").unwrap();
             t.truncate(cut);
-            *t = t.replace("[sources.s2]\ntype = \"audit_log\"\ntenant = \"b\"\n", "[sources.s3]\ntype = \"sync_log\"\ntenant = \"b\"\n");
+            *t = t.replace(
+                "[sources.s2]\ntype = \"audit_log\"\ntenant = \"b\"\n",
+                "[sources.s3]\ntype = \"sync_log\"\ntenant = \"b\"\n",
+            );
             *t = t.replace("[sinks.k2]\ntype = \"file\"\npath = \"/tmp/k2\"\n", "");
             t.push_str("[[routes]]\nsources = [\"s3\"]\nsinks = [\"k1\"]\n");
         });

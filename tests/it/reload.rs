@@ -8,7 +8,7 @@
 use crate::support::config::{emu_tenant, file_sink_from_audit, head, METRICS_ON_A_FREE_PORT};
 use crate::support::daemon::{start_emulator, Daemon};
 use crate::support::metrics::{metric, scrape};
-use crate::support::{file_records, multiset, wait_for};
+use crate::support::{file_records, lf_records, multiset, wait_for, TcpReceiver};
 use c42fwd_emulator::{EmulatorHandle, EmulatorOptions};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
@@ -70,20 +70,25 @@ fn assert_once_each(what: &str, got: &HashMap<String, usize>, all: &HashMap<Stri
     for (record, n) in got {
         let want = all.get(record).copied().unwrap_or(0);
         assert!(want > 0, "{what}: not an event of the tenant: {record}");
-        assert!(*n <= want, "{what}: {n} x (the tenant has it {want} x) {record}");
+        assert!(
+            *n <= want,
+            "{what}: {n} x (the tenant has it {want} x) {record}"
+        );
     }
 }
 
 async fn reloads(addr: &str, result: &str) -> f64 {
     let text = scrape(addr).await.expect("metrics");
-    metric(&text, &format!("c42fwd_config_reloads_total{{result=\"{result}\"}}"))
+    metric(
+        &text,
+        &format!("c42fwd_config_reloads_total{{result=\"{result}\"}}"),
+    )
 }
 
 struct Setup {
     emu: EmulatorHandle,
     dir: tempfile::TempDir,
     config: PathBuf,
-    tenant: String,
     out: PathBuf,
     daemon: Daemon,
     metrics: String,
@@ -96,7 +101,10 @@ async fn start() -> Setup {
     let out = dir.path().join("out.ndjson");
     let config = dir.path().join("c42fwd.toml");
     let tenant = emu_tenant(&emu, &opts);
-    write(&config, &config_text(dir.path(), &tenant, "", &file_sink_from_audit(&out)));
+    write(
+        &config,
+        &config_text(dir.path(), &tenant, "", &file_sink_from_audit(&out)),
+    );
     let daemon = Daemon::start(&config).await;
     let metrics = daemon.metrics_addr().await;
     let backlog = truth(&emu, emu.started_at());
@@ -105,7 +113,6 @@ async fn start() -> Setup {
         emu,
         dir,
         config,
-        tenant,
         out,
         daemon,
         metrics,
@@ -129,15 +136,22 @@ async fn sighup_with_an_invalid_config_keeps_the_old_one_running_and_forwarding(
         .filter(|l| l.contains("configuration reload: problem"))
         .collect();
     assert!(
-        problems.iter().any(|l| l.contains("sources.audit.poll_interval")),
+        problems
+            .iter()
+            .any(|l| l.contains("sources.audit.poll_interval")),
         "{log}"
     );
     assert!(
-        problems.iter().any(|l| l.contains("sinks.out.queue_batches")),
+        problems
+            .iter()
+            .any(|l| l.contains("sinks.out.queue_batches")),
         "{log}"
     );
     assert!(log.contains("problems=2"), "{log}");
-    assert!(!log.contains("reload: stopping"), "nothing was stopped: {log}");
+    assert!(
+        !log.contains("reload: stopping"),
+        "nothing was stopped: {log}"
+    );
     assert_eq!(reloads(&s.metrics, "invalid").await, 1.0);
     assert_eq!(reloads(&s.metrics, "ok").await, 0.0);
 
@@ -145,17 +159,26 @@ async fn sighup_with_an_invalid_config_keeps_the_old_one_running_and_forwarding(
     // arrive.
     let refused_at = s.emu.now();
     let want = truth(&s.emu, refused_at + chrono::Duration::seconds(2));
-    wait_holds("the live events after the refusal", &want, || file_records(&s.out)).await;
+    wait_holds("the live events after the refusal", &want, || {
+        file_records(&s.out)
+    })
+    .await;
 
     // Fixed, it is taken on the next SIGHUP.
-    write(&s.config, &good.replace("poll_interval = \"200ms\"", "poll_interval = \"300ms\""));
+    write(
+        &s.config,
+        &good.replace("poll_interval = \"200ms\"", "poll_interval = \"300ms\""),
+    );
     s.daemon.hup();
     let log = s.daemon.wait_log("configuration reloaded", 1).await;
     assert!(log.contains("sources_started=1"), "{log}");
     assert_eq!(reloads(&s.metrics, "ok").await, 1.0);
     let after = s.emu.now();
     let want = truth(&s.emu, after + chrono::Duration::seconds(2));
-    wait_holds("the live events after the reload", &want, || file_records(&s.out)).await;
+    wait_holds("the live events after the reload", &want, || {
+        file_records(&s.out)
+    })
+    .await;
 
     let status = s.daemon.terminate().await;
     assert!(status.success(), "{status:?}");
@@ -166,76 +189,110 @@ async fn sighup_with_an_invalid_config_keeps_the_old_one_running_and_forwarding(
     drop(s.dir);
 }
 
+/// The sink `tcp` sending LF-framed JSON to 127.0.0.1:`port`.
+fn tcp_sink(port: u16) -> String {
+    format!(
+        "[sinks.tcp]\ntype = \"tcp\"\nhost = \"127.0.0.1\"\nport = {port}\nformat = \"json\"\nsyslog = \"none\"\nframing = \"lf\"\n"
+    )
+}
+
+/// What a TCP receiver got, as a multiset of LF-framed records.
+fn tcp_records(rx: &TcpReceiver) -> HashMap<String, usize> {
+    multiset(
+        lf_records(&rx.received().bytes())
+            .into_iter()
+            .map(|r| String::from_utf8(r).expect("utf-8 record")),
+    )
+}
+
+/// The unchanged sink is a TCP sink: the TCP sink holds each batch's acknowledgement
+/// until its connection was seen open a while after the write, so batches are in
+/// flight when the source is stopped for the reload; the source must wait for them and
+/// commit, or the restarted source sends them again. The receiver sees one connection:
+/// the unchanged sink was not restarted.
 #[tokio::test]
 async fn sighup_with_a_new_sink_starts_it_without_losing_or_duplicating_events() {
-    let mut s = start().await;
-    let out2 = s.dir.path().join("out2.ndjson");
-    let sinks = format!(
-        r#"[sinks.out]
-type = "file"
-path = "{out}"
-format = "json"
-syslog = "none"
+    let (emu, opts) = emulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = TcpReceiver::bind().await;
+    let config = dir.path().join("c42fwd.toml");
+    let tenant = emu_tenant(&emu, &opts);
+    let route = |sinks: &str| format!("[[routes]]\nsources = [\"audit\"]\nsinks = [{sinks}]\n");
+    let before = format!("{}\n{}", tcp_sink(receiver.port()), route("\"tcp\""));
+    write(&config, &config_text(dir.path(), &tenant, "", &before));
+    let mut daemon = Daemon::start(&config).await;
+    let metrics = daemon.metrics_addr().await;
+    let backlog = truth(&emu, emu.started_at());
+    wait_holds("the backlog at the receiver", &backlog, || {
+        tcp_records(&receiver)
+    })
+    .await;
 
-[sinks.out2]
-type = "file"
-path = "{out2}"
-format = "json"
-syslog = "none"
-
-[[routes]]
-sources = ["audit"]
-sinks = ["out", "out2"]
-"#,
-        out = s.out.display(),
-        out2 = out2.display()
+    let out2 = dir.path().join("out2.ndjson");
+    let after = format!(
+        "{}\n[sinks.out2]\ntype = \"file\"\npath = \"{}\"\nformat = \"json\"\nsyslog = \"none\"\n\n{}",
+        tcp_sink(receiver.port()),
+        out2.display(),
+        route("\"tcp\", \"out2\"")
     );
-    write(&s.config, &config_text(s.dir.path(), &s.tenant, "", &sinks));
-    s.daemon.hup();
-    let log = s.daemon.wait_log("configuration reloaded", 1).await;
-    let reloaded_at = s.emu.now();
+    write(&config, &config_text(dir.path(), &tenant, "", &after));
+    daemon.hup();
+    let log = daemon.wait_log("configuration reloaded", 1).await;
+    let reloaded_at = emu.now();
     assert!(
-        log.contains("sources_started=1") && log.contains("sinks_started=1") && log.contains("sinks_stopped=0"),
+        log.contains("sources_started=1")
+            && log.contains("sinks_started=1")
+            && log.contains("sinks_stopped=0")
+            && log.contains("kept_sinks=1"),
         "{log}"
     );
-    assert_eq!(reloads(&s.metrics, "ok").await, 1.0);
-
-    // Both files get what happens from now on.
-    let until = reloaded_at + chrono::Duration::seconds(3);
-    let want = truth(&s.emu, until);
-    wait_holds("every event in out", &want, || file_records(&s.out)).await;
-    let fresh = s.emu.events_between(reloaded_at, until);
-    assert!(fresh.len() >= 20, "{} live events", fresh.len());
-    wait_holds("the events after the reload in out2", &fresh, || file_records(&out2)).await;
-
-    let log = s.daemon.log();
-    let status = s.daemon.terminate().await;
-    assert!(status.success(), "{status:?}");
-    let all = multiset(truth(&s.emu, s.emu.now() + chrono::Duration::seconds(5)));
-    let got = file_records(&s.out);
-    let got2 = file_records(&out2);
-    // Nothing lost: every event up to `until` is in out; nothing twice in either.
-    assert!(want.iter().all(|e| got.contains_key(e)));
-    assert_once_each("out", &got, &all);
-    assert_once_each("out2", &got2, &all);
-    // out2 holds only events out has: it started where the restarted source's
-    // checkpoint stood.
-    for e in got2.keys() {
-        assert!(got.contains_key(e), "in out2 but not in out: {e}");
-    }
-    // The sink that did not change kept its file open throughout: opened once.
-    let opened = log
-        .lines()
-        .filter(|l| l.contains("file opened") && l.contains("sink=out "))
-        .count();
-    assert_eq!(opened, 1, "{log}");
-    assert!(!log.contains("reload: stopping the sink"), "{log}");
     assert!(
         log.lines()
-            .any(|l| l.contains("reload: stopping the source") && l.contains("source=audit")),
+            .any(|l| l.contains("reload: stopping the source")
+                && l.contains("source=audit")
+                && l.contains("the sinks of its routes changed")),
         "{log}"
     );
-    s.emu.shutdown().await;
+    assert!(!log.contains("reload: stopping the sink"), "{log}");
+    assert_eq!(reloads(&metrics, "ok").await, 1.0);
+
+    // Both sinks get what happens from now on.
+    let until = reloaded_at + chrono::Duration::seconds(3);
+    let want = truth(&emu, until);
+    wait_holds("every event at the receiver", &want, || {
+        tcp_records(&receiver)
+    })
+    .await;
+    let fresh = emu.events_between(reloaded_at, until);
+    assert!(fresh.len() >= 20, "{} live events", fresh.len());
+    wait_holds("the events after the reload in out2", &fresh, || {
+        file_records(&out2)
+    })
+    .await;
+
+    let status = daemon.terminate().await;
+    assert!(status.success(), "{status:?}");
+    let all = multiset(truth(&emu, emu.now() + chrono::Duration::seconds(5)));
+    let got = tcp_records(&receiver);
+    let got2 = file_records(&out2);
+    // Nothing lost: every event up to `until` reached the receiver; nothing twice in
+    // either sink.
+    assert!(want.iter().all(|e| got.contains_key(e)));
+    assert_once_each("tcp", &got, &all);
+    assert_once_each("out2", &got2, &all);
+    // out2 holds only events the receiver has: it started where the restarted
+    // source's checkpoint stood, not from the source's past.
+    for e in got2.keys() {
+        assert!(got.contains_key(e), "in out2 but not at the receiver: {e}");
+    }
+    assert!(!got2.contains_key(&backlog[0]), "out2 got the past");
+    // The sink that did not change kept its connection throughout.
+    assert_eq!(
+        receiver.received().connections.len(),
+        1,
+        "the unchanged sink reconnected"
+    );
+    emu.shutdown().await;
 }
 
 #[tokio::test]
@@ -272,7 +329,10 @@ async fn the_file_sink_reopens_its_file_after_a_rename_on_sighup() {
     );
     let new = file_records(&s.out);
     let fresh = s.emu.events_between(hup_at, until);
-    assert!(fresh.iter().all(|e| new.contains_key(e)), "the events after the SIGHUP are in the new file");
+    assert!(
+        fresh.iter().all(|e| new.contains_key(e)),
+        "the events after the SIGHUP are in the new file"
+    );
     let all = multiset(truth(&s.emu, s.emu.now() + chrono::Duration::seconds(5)));
     assert_once_each("both files", &both(), &all);
     s.emu.shutdown().await;

@@ -40,5 +40,11 @@ pub(super) fn check_client(
     tls: &crate::config::TlsOptions,
     request_timeout: std::time::Duration,
 ) -> Result<(), super::SinkError> {
-    client::build_client(sink, &crate::config::redacted_url(url), tls, request_timeout).map(drop)
+    client::build_client(
+        sink,
+        &crate::config::redacted_url(url),
+        tls,
+        request_timeout,
+    )
+    .map(drop)
 }
