@@ -337,3 +337,61 @@ async fn the_file_sink_reopens_its_file_after_a_rename_on_sighup() {
     assert_once_each("both files", &both(), &all);
     s.emu.shutdown().await;
 }
+
+/// A new sink that could not start (its CA file holds no certificate) refuses the
+/// reload before anything stops; a changed `state_dir` is kept at its running value
+/// with a WARN and `c42fwd_config_restart_pending` while the rest of the reload applies.
+#[tokio::test]
+async fn a_sink_that_cannot_start_refuses_the_reload_and_restart_only_settings_are_kept() {
+    let mut s = start().await;
+    let good = std::fs::read_to_string(&s.config).unwrap();
+    let ca = s.dir.path().join("ca.pem");
+    std::fs::write(&ca, "no certificate here\n").unwrap();
+    let bad = good.replace("sinks = [\"out\"]", "sinks = [\"out\", \"bad\"]")
+        + &format!(
+            "\n[sinks.bad]\ntype = \"tcp\"\nhost = \"127.0.0.1\"\nport = 6514\n[sinks.bad.tls]\nca_file = \"{}\"\n",
+            ca.display()
+        );
+    write(&s.config, &bad);
+    s.daemon.hup();
+    let log = s.daemon.wait_log("configuration reload refused", 1).await;
+    assert!(
+        log.lines().any(|l| l.contains("configuration reload: problem")
+            && l.contains("sinks.bad: invalid tls settings: ca file")),
+        "{log}"
+    );
+    assert!(!log.contains("reload: stopping"), "nothing was stopped: {log}");
+    assert_eq!(reloads(&s.metrics, "invalid").await, 1.0);
+
+    let state = s.dir.path().join("state");
+    let elsewhere = s.dir.path().join("elsewhere");
+    let moved = good
+        .replace(
+            &format!("state_dir = \"{}\"", state.display()),
+            &format!("state_dir = \"{}\"", elsewhere.display()),
+        )
+        .replace("poll_interval = \"200ms\"", "poll_interval = \"300ms\"");
+    assert_ne!(moved, good);
+    write(&s.config, &moved);
+    s.daemon.hup();
+    let log = s.daemon.wait_log("configuration reloaded", 1).await;
+    assert!(
+        log.lines().any(|l| l.contains("WARN")
+            && l.contains("this setting changes only with a restart")
+            && l.contains("state_dir")),
+        "{log}"
+    );
+    assert!(log.contains("sources_started=1"), "{log}");
+    let text = scrape(&s.metrics).await.expect("metrics");
+    assert_eq!(metric(&text, "c42fwd_config_restart_pending"), 1.0);
+    assert_eq!(metric(&text, "c42fwd_config_reloads_total{result=\"ok\"}"), 1.0);
+    // The restarted source still commits into the running state directory.
+    let want = truth(&s.emu, s.emu.now() + chrono::Duration::seconds(2));
+    wait_holds("the live events after the reload", &want, || file_records(&s.out)).await;
+    assert!(s.daemon.terminate().await.success());
+    assert!(state.join("checkpoints").is_dir());
+    assert!(!elsewhere.exists(), "the new state_dir was used");
+    let all = multiset(truth(&s.emu, s.emu.now() + chrono::Duration::seconds(5)));
+    assert_once_each("out", &file_records(&s.out), &all);
+    s.emu.shutdown().await;
+}
