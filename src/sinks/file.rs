@@ -96,6 +96,9 @@ pub(crate) struct FileWriter {
     partial: usize,
     metrics: SinkMetrics,
     reopen: Reopen,
+    /// A reopen was asked for and is not done yet (a tick that began it was dropped
+    /// for a batch): the next write does it.
+    reopen_pending: bool,
 }
 
 /// Opens `path` for appending, creating it and its parent directories.
@@ -133,6 +136,7 @@ impl FileWriter {
             partial: 0,
             metrics,
             reopen,
+            reopen_pending: false,
         }
     }
 
@@ -141,12 +145,15 @@ impl FileWriter {
     /// logged (what the batches wrote is in the file either way); a failed open is
     /// counted and logged, and the next write opens the path again, with retries.
     async fn reopen(&mut self) {
+        self.reopen_pending = true;
         if let Some(old) = self.file.take() {
             if let Err(e) = old.sync_all().await {
                 tracing::warn!(sink = %self.sink, path = %self.path.display(), error = %e, "cannot sync the file before reopening it");
             }
         }
-        match open_append(&self.path).await {
+        let opened = open_append(&self.path).await;
+        self.reopen_pending = false;
+        match opened {
             Ok(f) => {
                 self.file = Some(f);
                 self.opened_once = true;
@@ -169,7 +176,7 @@ impl Transport for FileWriter {
         if attempt == Attempt::First {
             self.partial = 0;
         }
-        if self.reopen.take() {
+        if self.reopen.take() || self.reopen_pending {
             self.reopen().await;
         }
         let file = match &mut self.file {
@@ -227,9 +234,12 @@ impl Transport for FileWriter {
         self.reopen.is_live().then(Instant::now)
     }
 
+    /// Cancel-safe: a tick dropped after the request was seen leaves
+    /// `reopen_pending`, and the next write reopens.
     async fn tick(&mut self) -> Result<(), SinkError> {
-        self.reopen.asked().await;
-        self.reopen.take();
+        if !self.reopen_pending {
+            self.reopen.asked().await;
+        }
         self.reopen().await;
         Ok(())
     }
