@@ -212,6 +212,7 @@ async fn run(which: &str, events: usize, format: Format, ack_poll: Duration) -> 
         metrics: metrics.clone(),
         dead_letter_dir: dir.path().to_path_buf(),
         shutdown: CancellationToken::new(),
+        reopen: Default::default(),
     };
     let (tx, rx) = mpsc::channel(cfg.queue_batches);
     let started = Instant::now();

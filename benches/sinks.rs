@@ -182,6 +182,7 @@ async fn run(which: &str, events: usize, window: usize) -> Report {
         metrics: Arc::new(Metrics::new()),
         dead_letter_dir: dir.path().to_path_buf(),
         shutdown: CancellationToken::new(),
+        reopen: Default::default(),
     };
     let sink = tokio::spawn(sinks::run(cfg, rx, ctx.clone()));
 

@@ -45,7 +45,8 @@ enum LogFormat {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run the forwarder until SIGTERM / Ctrl-C.
+    /// Run the forwarder until SIGTERM / Ctrl-C; SIGHUP reloads the configuration and
+    /// reopens the file sinks' files.
     Run(ConfigArg),
     /// Check a configuration file without touching the network; exit 2 on problems.
     /// With --connect, also log in to every tenant and check every sink; exit 1 if one fails.
@@ -138,7 +139,7 @@ pub fn main() -> ExitCode {
         Command::Run(a) => match load(&a.config) {
             Ok(cfg) => match lock_state(&cfg.state_dir) {
                 // Held until the process ends: one process per state directory.
-                Ok(_lock) => runtime_then(|| pipeline::run_until_signal(cfg)),
+                Ok(_lock) => runtime_then(|| run_daemon(cfg, a.config.clone())),
                 Err(code) => code,
             },
             Err(code) => code,
@@ -152,6 +153,19 @@ pub fn main() -> ExitCode {
         Command::Status(a) => status::status(a),
         Command::Completions(a) => manual::run_completions(command(), a),
         Command::Manpage(a) => manual::run_manpage(command(), a),
+    }
+}
+
+/// `run`: the daemon, reloading its configuration file on SIGHUP (on Unix).
+async fn run_daemon(cfg: Config, file: PathBuf) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        pipeline::run_until_signal_reloading(cfg, file).await
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = file;
+        pipeline::run_until_signal(cfg).await
     }
 }
 

@@ -42,6 +42,7 @@ pub fn source_bound(poll_interval: Duration, ready_timeout: Duration) -> Duratio
 
 #[derive(Debug)]
 struct SourceState {
+    poll_interval: Duration,
     bound: Duration,
     /// The last successful page, or the registration when none yet.
     last_ok: Instant,
@@ -89,9 +90,24 @@ fn secs(d: Duration) -> String {
 }
 
 impl Readiness {
-    /// Sets `ready_timeout` (the pipeline, at start, before it registers anything).
+    /// Sets `ready_timeout` (the pipeline: at start, and on a reload, when the bound of
+    /// every registered source is computed again).
     pub fn set_timeout(&self, timeout: Duration) {
         *lock(&self.timeout) = timeout;
+        for s in lock(&self.sources).values_mut() {
+            s.bound = source_bound(s.poll_interval, timeout);
+        }
+    }
+
+    /// Source `name` is no longer part of the pipeline (a reload removed it).
+    pub fn forget_source(&self, name: &str) {
+        lock(&self.sources).remove(name);
+    }
+
+    /// Sink `name` is no longer part of the pipeline, or its run was stopped to be
+    /// started again with other settings (a reload): its progress starts over.
+    pub fn forget_sink(&self, name: &str) {
+        lock(&self.sinks).remove(name);
     }
 
     fn timeout(&self) -> Duration {
@@ -104,6 +120,7 @@ impl Readiness {
         lock(&self.sources).insert(
             name.to_string(),
             SourceState {
+                poll_interval,
                 bound,
                 last_ok: Instant::now(),
                 polled: false,

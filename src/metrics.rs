@@ -132,6 +132,15 @@ pub struct Metrics {
     /// `c42fwd_sink_last_delivery_seconds{sink}`: when the sink last delivered a batch,
     /// Unix seconds.
     pub sink_last_delivery: FloatGaugeFamily,
+    /// `c42fwd_config_reloads_total{result}`: reloads asked for (SIGHUP), by result:
+    /// `ok` (applied), `invalid` (refused; the running configuration stays).
+    pub config_reloads: CounterFamily,
+    /// `c42fwd_config_last_reload_seconds`: when the configuration in effect was last
+    /// loaded successfully (at start, then at every applied reload), Unix seconds.
+    pub config_last_reload: Gauge<f64, AtomicU64>,
+    /// `c42fwd_config_restart_pending`: 1 while the file changes a setting that only a
+    /// restart applies (`state_dir`, `metrics.listen`), 0 otherwise.
+    pub config_restart_pending: Gauge<i64, std::sync::atomic::AtomicI64>,
     /// `c42fwd_build_info{version}`: always 1; the version is the label.
     build_info: GaugeFamily,
     /// `c42fwd_start_time_seconds`: when this process started, Unix seconds.
@@ -200,6 +209,21 @@ impl SinkHealth {
     pub fn clear(&self, sink: &str, reason: &'static str) {
         let mut m = self.stalled.lock().unwrap_or_else(|p| p.into_inner());
         m.remove(&(sink.to_string(), reason));
+    }
+
+    /// Every stall of `sink` is over (the sink was stopped: a reload removed it or
+    /// starts it again); the reasons it was stalled for.
+    pub fn forget(&self, sink: &str) -> Vec<&'static str> {
+        let mut m = self.stalled.lock().unwrap_or_else(|p| p.into_inner());
+        let reasons: Vec<&'static str> = m
+            .keys()
+            .filter(|(s, _)| s == sink)
+            .map(|(_, r)| *r)
+            .collect();
+        for r in &reasons {
+            m.remove(&(sink.to_string(), *r));
+        }
+        reasons
     }
 
     /// Every current stall, by sink name.
@@ -393,6 +417,21 @@ impl Metrics {
                 "When the sink last delivered a batch (Unix seconds)",
                 FloatGaugeFamily
             ),
+            config_reloads: reg!(
+                "config_reloads",
+                "Configuration reloads asked for (SIGHUP), by result",
+                CounterFamily
+            ),
+            config_last_reload: reg!(
+                "config_last_reload_seconds",
+                "When the configuration in effect was last loaded successfully (Unix seconds)",
+                Gauge<f64, AtomicU64>
+            ),
+            config_restart_pending: reg!(
+                "config_restart_pending",
+                "1 while the configuration file changes a setting that only a restart applies",
+                Gauge<i64, std::sync::atomic::AtomicI64>
+            ),
             build_info: reg!(
                 "build_info",
                 "Always 1; the version of this build is the label",
@@ -464,6 +503,20 @@ impl Metrics {
         self.source_last_commit
             .get_or_create(&label("source", source))
             .set(unix_now());
+    }
+
+    /// Sink `name` was stopped by a reload (removed, or to start again with other
+    /// settings): its stalls are over, `/ready` forgets its progress.
+    pub fn sink_stopped(&self, name: &str) {
+        for reason in self.health.forget(name) {
+            self.sink_stalled
+                .get_or_create(&vec![
+                    ("sink", name.to_string()),
+                    ("reason", reason.to_string()),
+                ])
+                .set(0);
+        }
+        self.ready.forget_sink(name);
     }
 
     /// The Prometheus text exposition of every metric.

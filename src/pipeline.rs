@@ -22,6 +22,17 @@
 //!
 //! A sink that fails for good (a permanent error it reported) stops the whole pipeline
 //! with an error, so that the service manager sees it.
+//!
+//! Reloads ([`run_reloading`], SIGHUP for `c42fwd run`): the running parts are kept by
+//! name (`Running`), each source with a stop token of its own (a child of
+//! `stop_sources`) and each sink with its own hard stop (a child of `hard_stop`). A
+//! reload validates the new file whole, compares it with the running configuration
+//! ([`reload::Plan`]), stops the sources it changes or removes (they drain and commit,
+//! as on shutdown), then the sinks it changes or removes (their queues close, they
+//! deliver what they hold), each within `shutdown_grace`, then starts the new sinks and
+//! sources; what it does not change keeps running untouched. Every SIGHUP also asks the
+//! file sinks to reopen their files. SIGHUPs during a reload are one more reload after
+//! it; SIGTERM during a reload stops it where it is and shuts down as usual.
 
 use crate::api::ApiClient;
 use crate::checkpoint::Store;
@@ -29,7 +40,7 @@ use crate::config::{Config, SourceSpec};
 use crate::metrics::Metrics;
 use crate::retry::BackoffPolicy;
 use crate::route::{Route, SinkBatch};
-use crate::sinks::{self, SinkContext};
+use crate::sinks::{self, ReopenFiles, SinkContext};
 use crate::sources::alerts::AlertsFetch;
 use crate::sources::audit::AuditLogFetch;
 use crate::sources::sync_log::SyncLogFetch;
@@ -45,6 +56,10 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+pub mod reload;
+use reload::Plan;
+pub use reload::{Loader, Reloads};
 
 /// Resolves on SIGTERM or SIGINT (Ctrl-C).
 pub async fn shutdown_signal() {
@@ -118,10 +133,39 @@ async fn run_with_faults(
     shutdown: impl Future<Output = ()>,
     faults: Faults,
 ) -> anyhow::Result<()> {
+    run_reloading_with_faults(cfg, metrics, shutdown, Reloads::never(), faults).await
+}
+
+/// Runs the configuration until SIGTERM / Ctrl-C, reloading `file` on SIGHUP (see
+/// [`reload`]), then drains and returns.
+#[cfg(unix)]
+pub async fn run_until_signal_reloading(
+    cfg: Config,
+    file: std::path::PathBuf,
+) -> anyhow::Result<()> {
+    // First: until the handler is installed, a SIGHUP ends the process.
+    let reloads = Reloads::on_sighup(file).context("cannot install the SIGHUP handler")?;
+    run_reloading(cfg, Arc::new(Metrics::new()), shutdown_signal(), reloads).await
+}
+
+/// [`run`], with a reload of the configuration on every request of `reloads`.
+pub async fn run_reloading(
+    cfg: Config,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()>,
+    reloads: Reloads,
+) -> anyhow::Result<()> {
+    run_reloading_with_faults(cfg, metrics, shutdown, reloads, Faults::default()).await
+}
+
+async fn run_reloading_with_faults(
+    cfg: Config,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()>,
+    reloads: Reloads,
+    faults: Faults,
+) -> anyhow::Result<()> {
     metrics.ready.set_timeout(cfg.ready_timeout);
-    let tracker = TaskTracker::new();
-    let stop_sources = CancellationToken::new();
-    let hard_stop = CancellationToken::new();
     let stop_metrics = CancellationToken::new();
     let side_tasks = TaskTracker::new();
 
@@ -154,72 +198,80 @@ async fn run_with_faults(
     let store = Store::open(&cfg.state_dir)
         .with_context(|| format!("cannot open checkpoints in {}", cfg.state_dir.display()))?;
 
-    // Sinks first, so that every route has somewhere to send.
-    let StartedSinks {
-        senders,
-        failed: mut sink_failed_rx,
-    } = start_sinks(
-        cfg.sinks.values(),
-        &cfg.state_dir,
-        &metrics,
-        &hard_stop,
-        &tracker,
-        &faults,
-    );
+    let (failed, mut sink_failed_rx) = mpsc::channel::<(String, String)>(8);
+    let daemon = Daemon {
+        tracker: TaskTracker::new(),
+        stop_sources: CancellationToken::new(),
+        hard_stop: CancellationToken::new(),
+        store,
+        metrics: metrics.clone(),
+        failed,
+        reopen: ReopenFiles::new(),
+        faults,
+    };
+    let mut running = Running::start(cfg, &daemon)?;
+    metrics.config_last_reload.set(crate::metrics::unix_now());
 
-    let mut clients = BTreeMap::new();
-    for (name, tenant) in &cfg.tenants {
-        let client =
-            ApiClient::new(tenant, metrics.clone()).with_context(|| format!("tenant `{name}`"))?;
-        clients.insert(name.clone(), Arc::new(client));
-    }
-
-    for (name, source) in &cfg.sources {
-        metrics.ready.register_source(name, source.poll_interval);
-        let route = Route::new(
-            cfg.routes[name]
-                .iter()
-                .map(|k| senders[k].clone())
-                .collect(),
-        );
-        let client = clients[&source.tenant].clone();
-        let source = source.clone();
-        let store = store.clone();
-        let metrics = metrics.clone();
-        let stop = stop_sources.clone();
-        #[cfg(test)]
-        let route = if faults.take(&task_label("source", name)) {
-            route.panicking_once()
-        } else {
-            route
-        };
-        tracker.spawn(supervise_source(
-            source, client, store, metrics, route, stop,
-        ));
-    }
-    // The routes now hold the only senders: when every source has returned, the sinks'
-    // queues close and the sinks drain and return.
-    drop(senders);
-    tracker.close();
-
+    let Reloads {
+        mut trigger,
+        file,
+        load,
+    } = reloads;
+    tokio::pin!(shutdown);
     let mut failure = None;
-    tokio::select! {
-        _ = shutdown => tracing::info!("shutdown requested: draining in-flight batches"),
-        Some((sink, error)) = sink_failed_rx.recv() => {
-            failure = Some(anyhow::anyhow!("sink `{sink}` failed: {error}"));
+    'run: loop {
+        tokio::select! {
+            _ = &mut shutdown => {
+                tracing::info!("shutdown requested: draining in-flight batches");
+                break 'run;
+            }
+            Some((sink, error)) = sink_failed_rx.recv() => {
+                failure = Some(anyhow::anyhow!("sink `{sink}` failed: {error}"));
+                break 'run;
+            }
+            () = trigger.next() => {
+                // Every SIGHUP reopens the files at once (log rotation), whatever the
+                // configuration holds; SIGHUPs during a reload are one more reload.
+                daemon.reopen.request();
+                let mut again = true;
+                while again {
+                    again = false;
+                    let reload = reload_once(&mut running, &file, &load, &daemon);
+                    tokio::pin!(reload);
+                    loop {
+                        tokio::select! {
+                            biased;
+                            _ = &mut shutdown => {
+                                tracing::info!("shutdown requested during a reload: the reload stops where it is; draining in-flight batches");
+                                break 'run;
+                            }
+                            () = &mut reload => break,
+                            () = trigger.next() => {
+                                daemon.reopen.request();
+                                again = true;
+                            }
+                        }
+                    }
+                }
+            }
         }
     }
-    stop_sources.cancel();
-    if tokio::time::timeout(cfg.shutdown_grace, tracker.wait())
+    let grace = running.cfg.shutdown_grace;
+    daemon.stop_sources.cancel();
+    // The routes now hold the only senders: when every source has returned, the sinks'
+    // queues close and the sinks drain and return.
+    drop(running);
+    daemon.tracker.close();
+    if tokio::time::timeout(grace, daemon.tracker.wait())
         .await
         .is_err()
     {
         tracing::warn!(
-            grace = ?cfg.shutdown_grace,
+            grace = ?grace,
             "shutdown grace period over: abandoning undelivered batches (they were not committed)"
         );
-        hard_stop.cancel();
-        tracker.wait().await;
+        daemon.hard_stop.cancel();
+        daemon.tracker.wait().await;
     }
     stop_metrics.cancel();
     side_tasks.close();
@@ -233,7 +285,302 @@ async fn run_with_faults(
     }
 }
 
-/// The sinks of a run, started: each a supervised task under the run's tracker.
+/// What the daemon starts and stops its parts with, at the start and on every reload.
+struct Daemon {
+    /// Every source and sink task (closed at shutdown, then waited for).
+    tracker: TaskTracker,
+    /// Stops every source (each source's own token is a child).
+    stop_sources: CancellationToken,
+    /// Abandons what every sink holds (each sink's own token is a child).
+    hard_stop: CancellationToken,
+    store: Store,
+    metrics: Arc<Metrics>,
+    /// `(sink, error)` of a sink that failed for good: the pipeline stops.
+    failed: mpsc::Sender<(String, String)>,
+    /// The file sinks' reopen requests (SIGHUP).
+    reopen: ReopenFiles,
+    faults: Faults,
+}
+
+/// One running sink.
+struct RunningSink {
+    /// Its queue (the one-slot hand-off, see [`supervise_sink`]); the routes hold clones.
+    sender: mpsc::Sender<SinkBatch>,
+    /// Abandons what this sink holds (a child of the daemon's hard stop).
+    hard_stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// One running source.
+struct RunningSource {
+    /// Stops this source (a child of the daemon's `stop_sources`).
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// The daemon's parts as they run, and the configuration they were built from.
+struct Running {
+    cfg: Config,
+    clients: BTreeMap<String, Arc<ApiClient>>,
+    sinks: BTreeMap<String, RunningSink>,
+    sources: BTreeMap<String, RunningSource>,
+}
+
+impl Running {
+    /// Builds the API clients, then starts the sinks (so that every route has
+    /// somewhere to send), then the sources.
+    fn start(cfg: Config, d: &Daemon) -> anyhow::Result<Running> {
+        let mut clients = BTreeMap::new();
+        for (name, tenant) in &cfg.tenants {
+            let client = ApiClient::new(tenant, d.metrics.clone())
+                .with_context(|| format!("tenant `{name}`"))?;
+            clients.insert(name.clone(), Arc::new(client));
+        }
+        let mut running = Running {
+            cfg,
+            clients,
+            sinks: BTreeMap::new(),
+            sources: BTreeMap::new(),
+        };
+        let names: Vec<String> = running.cfg.sinks.keys().cloned().collect();
+        for name in &names {
+            running.start_sink(name, d);
+        }
+        let names: Vec<String> = running.cfg.sources.keys().cloned().collect();
+        for name in &names {
+            running.start_source(name, d);
+        }
+        Ok(running)
+    }
+
+    fn start_sink(&mut self, name: &str, d: &Daemon) {
+        let sink = &self.cfg.sinks[name];
+        let hard_stop = d.hard_stop.child_token();
+        let ctx = SinkContext {
+            metrics: d.metrics.clone(),
+            dead_letter_dir: self.cfg.state_dir.join("dead-letter"),
+            shutdown: hard_stop.clone(),
+            reopen: d.reopen.subscribe(),
+        };
+        let (sender, task) = spawn_sink(sink, ctx, &d.tracker, &d.failed, &d.faults);
+        self.sinks.insert(
+            name.to_string(),
+            RunningSink {
+                sender,
+                hard_stop,
+                task,
+            },
+        );
+    }
+
+    /// Starts source `name` on a route to the running sinks of its routes.
+    fn start_source(&mut self, name: &str, d: &Daemon) {
+        let source = self.cfg.sources[name].clone();
+        d.metrics.ready.register_source(name, source.poll_interval);
+        let route = Route::new(
+            self.cfg.routes[name]
+                .iter()
+                .map(|k| self.sinks[k].sender.clone())
+                .collect(),
+        );
+        let client = self.clients[&source.tenant].clone();
+        let stop = d.stop_sources.child_token();
+        #[cfg(test)]
+        let route = if d.faults.take(&task_label("source", name)) {
+            route.panicking_once()
+        } else {
+            route
+        };
+        let task = d.tracker.spawn(supervise_source(
+            source,
+            client,
+            d.store.clone(),
+            d.metrics.clone(),
+            route,
+            stop.clone(),
+        ));
+        self.sources
+            .insert(name.to_string(), RunningSource { stop, task });
+    }
+
+    /// Applies a validated `new` configuration by `plan`, with the API clients of
+    /// `new`'s tenants already built: stops (drains and commits) the sources to stop,
+    /// then the sinks to stop, then starts the new sinks and the new sources. What the
+    /// plan keeps is not touched. Each wait is bounded by `new`'s `shutdown_grace`.
+    async fn apply(
+        &mut self,
+        new: Config,
+        clients: BTreeMap<String, Arc<ApiClient>>,
+        plan: &Plan,
+        d: &Daemon,
+    ) {
+        let grace = new.shutdown_grace;
+        // Sources first: they wait for the acknowledgements of what they sent and
+        // commit, and their routes (the senders of the sinks to stop) go with them.
+        let mut stopping = Vec::new();
+        for (name, why) in &plan.stop_sources {
+            if let Some(s) = self.sources.remove(name) {
+                tracing::info!(source = %name, reason = why.as_str(), "reload: stopping the source (it commits what was delivered)");
+                s.stop.cancel();
+                stopping.push((name.clone(), s.task));
+            }
+        }
+        let deadline = Instant::now() + grace;
+        for (name, mut task) in stopping {
+            if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+                tracing::warn!(source = %name, ?grace, "reload: the source did not stop within the grace period (a sink of its routes does not deliver); it is abandoned: what it sent and was not acknowledged stays uncommitted and is read again");
+                task.abort();
+                let _ = task.await;
+            }
+            if !new.sources.contains_key(&name) {
+                d.metrics.ready.forget_source(&name);
+                tracing::info!(source = %name, "reload: source removed (its checkpoint stays)");
+            }
+        }
+        // Then the sinks: their queues close once their senders are gone, and each
+        // delivers what it holds.
+        let mut stopping = Vec::new();
+        for (name, why) in &plan.stop_sinks {
+            if let Some(s) = self.sinks.remove(name) {
+                tracing::info!(sink = %name, reason = why.as_str(), "reload: stopping the sink (it delivers what it holds)");
+                drop(s.sender);
+                stopping.push((name.clone(), s.hard_stop, s.task));
+            }
+        }
+        let deadline = Instant::now() + grace;
+        for (name, hard_stop, mut task) in stopping {
+            if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+                tracing::warn!(sink = %name, ?grace, "reload: the sink did not drain within the grace period; what it holds is abandoned (it was not committed)");
+                hard_stop.cancel();
+                let _ = task.await;
+            }
+            d.metrics.sink_stopped(&name);
+            tracing::info!(sink = %name, "reload: sink stopped");
+        }
+        d.metrics.ready.set_timeout(new.ready_timeout);
+        self.cfg = new;
+        self.clients = clients;
+        for (name, why) in &plan.start_sinks {
+            tracing::info!(sink = %name, reason = why.as_str(), "reload: starting the sink");
+            self.start_sink(name, d);
+        }
+        for (name, why) in &plan.start_sources {
+            tracing::info!(source = %name, reason = why.as_str(), "reload: starting the source (from its checkpoint)");
+            self.start_source(name, d);
+        }
+    }
+}
+
+/// One reload: reads and validates the configuration, checks what starting its new
+/// parts would refuse, and applies it ([`Running::apply`]) or refuses it whole, the
+/// running configuration staying. Counted in `c42fwd_config_reloads_total{result}`.
+async fn reload_once(
+    running: &mut Running,
+    file: &std::path::Path,
+    load: &reload::Loader,
+    d: &Daemon,
+) {
+    let file_shown = file.display().to_string();
+    tracing::info!(file = %file_shown, "configuration reload requested (SIGHUP)");
+    let loader = load.clone();
+    let loaded = match tokio::task::spawn_blocking(move || loader()).await {
+        Ok(r) => r,
+        Err(e) => Err(crate::config::ConfigError {
+            file: Some(file.to_path_buf()),
+            problems: vec![crate::config::Problem {
+                path: String::new(),
+                message: format!("reading the configuration failed: {e}"),
+            }],
+        }),
+    };
+    let new = match loaded {
+        Ok(c) => c,
+        Err(e) => {
+            let problems: Vec<String> = e.problems.iter().map(ToString::to_string).collect();
+            return refused(d, &file_shown, &problems);
+        }
+    };
+    let new = reload::keep_restart_only(&running.cfg, new, &d.metrics);
+    let plan = Plan::new(&running.cfg, &new);
+    // What the start of a new part would refuse for good refuses the reload now.
+    let mut problems = Vec::new();
+    let mut clients = BTreeMap::new();
+    for (name, tenant) in &new.tenants {
+        if running.cfg.tenants.get(name) == Some(tenant) {
+            if let Some(c) = running.clients.get(name) {
+                clients.insert(name.clone(), c.clone());
+                continue;
+            }
+        }
+        match ApiClient::new(tenant, d.metrics.clone()) {
+            Ok(c) => {
+                clients.insert(name.clone(), Arc::new(c));
+            }
+            Err(e) => problems.push(format!("tenants.{name}: {e}")),
+        }
+    }
+    for name in plan.start_sinks.keys() {
+        if let Err(e) = sinks::preflight(&new.sinks[name]) {
+            problems.push(format!("sinks.{name}: {e}"));
+        }
+    }
+    if !problems.is_empty() {
+        return refused(d, &file_shown, &problems);
+    }
+    let summary = (
+        plan.start_sources.len(),
+        plan.stop_sources.len(),
+        plan.start_sinks.len(),
+        plan.stop_sinks.len(),
+        plan.kept_sources.len(),
+        plan.kept_sinks.len(),
+    );
+    let changed = plan.is_empty() && new != running.cfg;
+    running.apply(new, clients, &plan, d).await;
+    d.metrics
+        .config_reloads
+        .get_or_create(&crate::metrics::label("result", "ok"))
+        .inc();
+    d.metrics.config_last_reload.set(crate::metrics::unix_now());
+    let (sources_started, sources_stopped, sinks_started, sinks_stopped, kept_sources, kept_sinks) =
+        summary;
+    if plan.is_empty() {
+        tracing::info!(
+            file = %file_shown,
+            settings_changed = changed,
+            "configuration reloaded: no source or sink changed"
+        );
+    } else {
+        tracing::info!(
+            file = %file_shown,
+            sources_started,
+            sources_stopped,
+            sinks_started,
+            sinks_stopped,
+            kept_sources,
+            kept_sinks,
+            "configuration reloaded"
+        );
+    }
+}
+
+/// A refused reload: every problem logged, counted as `invalid`; nothing changed.
+fn refused(d: &Daemon, file: &str, problems: &[String]) {
+    for p in problems {
+        tracing::error!(file, problem = %p, "configuration reload: problem");
+    }
+    tracing::error!(
+        file,
+        problems = problems.len(),
+        "configuration reload refused: the running configuration stays in effect"
+    );
+    d.metrics
+        .config_reloads
+        .get_or_create(&crate::metrics::label("result", "invalid"))
+        .inc();
+}
+
+/// The sinks of a [`SinkSet`], started: each a supervised task under its tracker.
 struct StartedSinks {
     /// Each sink's queue (its one-slot hand-off, see [`supervise_sink`]), by name.
     senders: BTreeMap<String, mpsc::Sender<SinkBatch>>,
@@ -254,29 +601,43 @@ fn start_sinks<'a>(
     let (sink_failed_tx, failed) = mpsc::channel::<(String, String)>(8);
     let mut senders = BTreeMap::new();
     for sink in sinks {
-        // One slot: the sink's real queue of `queue_batches` is the channel of its
-        // current run, filled from this one (see `supervise_sink`).
-        let (tx, rx) = mpsc::channel(1);
-        senders.insert(sink.name.clone(), tx);
         let ctx = SinkContext {
             metrics: metrics.clone(),
             dead_letter_dir: state_dir.join("dead-letter"),
             shutdown: hard_stop.clone(),
+            reopen: Default::default(),
         };
-        let sink = sink.clone();
-        let failed = sink_failed_tx.clone();
-        let faults = faults.clone();
-        tracker.spawn(async move {
-            let name = sink.name.clone();
-            if let Err(e) = supervise_sink(sink, rx, ctx, faults).await {
-                tracing::error!(sink = %name, error = %e, "sink stopped");
-                // Never wait here: after the first failure nobody reads this channel,
-                // and a sink task must not outlive the shutdown because of it.
-                let _ = failed.try_send((name, e.to_string()));
-            }
-        });
+        let (tx, _task) = spawn_sink(sink, ctx, tracker, &sink_failed_tx, faults);
+        senders.insert(sink.name.clone(), tx);
     }
     StartedSinks { senders, failed }
+}
+
+/// Spawns the supervised task of `sink` under `tracker`; returns its queue's sender
+/// and the task. A permanent failure is reported on `failed`.
+fn spawn_sink(
+    sink: &crate::config::Sink,
+    ctx: SinkContext,
+    tracker: &TaskTracker,
+    failed: &mpsc::Sender<(String, String)>,
+    faults: &Faults,
+) -> (mpsc::Sender<SinkBatch>, tokio::task::JoinHandle<()>) {
+    // One slot: the sink's real queue of `queue_batches` is the channel of its
+    // current run, filled from this one (see `supervise_sink`).
+    let (tx, rx) = mpsc::channel(1);
+    let sink = sink.clone();
+    let failed = failed.clone();
+    let faults = faults.clone();
+    let task = tracker.spawn(async move {
+        let name = sink.name.clone();
+        if let Err(e) = supervise_sink(sink, rx, ctx, faults).await {
+            tracing::error!(sink = %name, error = %e, "sink stopped");
+            // Never wait here: after the first failure nobody reads this channel,
+            // and a sink task must not outlive the shutdown because of it.
+            let _ = failed.try_send((name, e.to_string()));
+        }
+    });
+    (tx, task)
 }
 
 /// Running sinks for a caller other than the daemon (`c42fwd replay`): the same
@@ -1193,6 +1554,96 @@ sinks = ["out"]
         );
         assert!(batches_committed(&held.metrics) > 0);
         held.emu.shutdown().await;
+    }
+
+    /// Reload requests that come while a reload runs are one more reload after it, not
+    /// one each; a shutdown during a reload ends `run` as usual. The loader blocks
+    /// until the test lets it go, so the requests surely come during a reload.
+    #[tokio::test]
+    async fn reload_requests_during_a_reload_are_one_more_and_a_shutdown_during_one_drains() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let _serial = SERIAL.lock().await;
+        let logs = Logs::capture();
+        let (emu, opts) = start_emulator().await;
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(&emu, &opts, dir.path());
+        let loads = Arc::new(AtomicUsize::new(0));
+        let (gate, gate_rx) = std::sync::mpsc::channel::<()>();
+        let gate_rx = std::sync::Mutex::new(gate_rx);
+        let load: Loader = {
+            let (cfg, loads) = (cfg.clone(), loads.clone());
+            Arc::new(move || {
+                loads.fetch_add(1, Ordering::SeqCst);
+                let _ = gate_rx.lock().unwrap().recv();
+                Ok(cfg.clone())
+            })
+        };
+        let (requests, rx) = mpsc::unbounded_channel();
+        let metrics = Arc::new(Metrics::new());
+        let stop = CancellationToken::new();
+        let pipeline = tokio::spawn(run_reloading(
+            cfg,
+            metrics.clone(),
+            stop.clone().cancelled_owned(),
+            Reloads::on_request(rx, "test.toml".into(), load),
+        ));
+        let wait_loads = |n: usize| {
+            let loads = loads.clone();
+            async move {
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while loads.load(Ordering::SeqCst) < n {
+                    assert!(Instant::now() < deadline, "{n} loads");
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        };
+        let ok = |m: &Metrics| {
+            m.config_reloads
+                .get_or_create(&crate::metrics::label("result", "ok"))
+                .get()
+        };
+        requests.send(()).unwrap();
+        wait_loads(1).await;
+        for _ in 0..3 {
+            requests.send(()).unwrap();
+        }
+        // Let the first reload's requests be seen, then let it finish.
+        tokio::task::yield_now().await;
+        gate.send(()).unwrap();
+        wait_loads(2).await;
+        gate.send(()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while ok(&metrics) < 2 {
+            assert!(Instant::now() < deadline, "two reloads applied");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(
+            loads.load(Ordering::SeqCst),
+            2,
+            "four requests, two reloads"
+        );
+        assert!(!pipeline.is_finished());
+
+        // A shutdown while a reload waits for its file.
+        requests.send(()).unwrap();
+        wait_loads(3).await;
+        stop.cancel();
+        tokio::time::timeout(Duration::from_secs(30), pipeline)
+            .await
+            .expect("run returns after a shutdown during a reload")
+            .unwrap()
+            .unwrap();
+        gate.send(()).unwrap();
+        assert_eq!(ok(&metrics), 2);
+        let log = logs.text();
+        assert!(log.contains("shutdown requested during a reload"), "{log}");
+        assert!(log.contains("stopped"), "{log}");
+        assert_eq!(
+            log.matches("configuration reload requested").count(),
+            3,
+            "{log}"
+        );
+        emu.shutdown().await;
     }
 
     /// A sink that fails for good stops the pipeline (here a TLS sink whose CA file

@@ -34,7 +34,7 @@ pub use check::{ConfigError, Problem};
 pub use validate::{load, load_state, parse_state_str, parse_str, StateConfig};
 
 /// The whole validated configuration.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// Where checkpoints (one file per source) and dead-letter files live.
     pub state_dir: PathBuf,
@@ -62,7 +62,7 @@ pub enum ApiGeneration {
     Legacy,
 }
 
-#[derive(Clone)]
+#[derive(Clone, PartialEq)]
 pub struct Tenant {
     pub name: String,
     pub api: ApiGeneration,
@@ -132,14 +132,14 @@ pub fn redacted_url(u: &Url) -> String {
     u.to_string()
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ServiceUrls {
     pub audit_log: Option<Url>,
     pub alerts: Option<Url>,
     pub fed_observer: Option<Url>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Credentials {
     /// OAuth client credentials (Incydr `/v1/oauth`, legacy `/api/v3/oauth/token`).
     ApiClient { client_id: String, secret: Secret },
@@ -160,7 +160,7 @@ pub enum StartAt {
     At(DateTime<Utc>),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Source {
     pub name: String,
     pub tenant: String,
@@ -177,7 +177,7 @@ pub struct Source {
     pub reconcile_after: Option<Duration>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum SourceSpec {
     AuditLog(AuditFilters),
     /// Alerts (`query-alerts` + `query-details`), with optional filter groups that are
@@ -268,7 +268,7 @@ pub struct AuditFilters {
     pub affected_user_names: Vec<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Sink {
     pub name: String,
     pub kind: SinkKind,
@@ -281,7 +281,7 @@ pub struct Sink {
     pub dead_letter_max_bytes: u64,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum SinkKind {
     Stdout,
     File(FileOptions),
@@ -404,7 +404,7 @@ pub struct HttpBatching {
     pub max_wait: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HecOptions {
     /// The HEC base URL, e.g. `https://splunk.example.com:8088` (paths are added).
     pub endpoint: Url,
@@ -435,14 +435,14 @@ pub enum HttpBody {
     JsonArray,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum HttpAuth {
     None,
     Basic { username: String, password: Secret },
     Bearer(Secret),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HttpOptions {
     pub url: Url,
     pub body: HttpBody,

@@ -41,6 +41,9 @@ pub struct SinkContext {
     pub dead_letter_dir: PathBuf,
     /// Hard stop: cancelled when the shutdown grace period is over.
     pub shutdown: CancellationToken,
+    /// Asks the file sinks to reopen their files (SIGHUP, after a log rotation);
+    /// [`Reopen::default`] never asks.
+    pub reopen: super::file::Reopen,
 }
 
 /// How a sink turns an event into one complete framed record.

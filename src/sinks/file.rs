@@ -7,8 +7,15 @@
 //! file may then hold a partial copy of some records before the full copy (counted in
 //! `sink_resent`); with appends shared with other writers we cannot safely cut it.
 //!
-//! Not done here: rotation (logrotate with `copytruncate`, or a rename followed by the
-//! reopen after the next error, is the operator's tool) and fsync (a later option).
+//! Rotation: on SIGHUP the pipeline asks every file sink to reopen its path
+//! ([`ReopenFiles`]). Between batches the sink then syncs the old file to disk, closes
+//! it and opens the path again (creating the file a rotation renamed away); a batch
+//! that arrives first does the same before it is written. Every batch is acknowledged
+//! only after its write was flushed into the file it went to, so each record is in
+//! exactly one of the old and the new file, and nothing goes to the old file once the
+//! reopen was done: logrotate without `copytruncate` works (`postrotate`: `kill -HUP`).
+//!
+//! Not done here: an fsync per batch (a later option).
 
 use super::delivery::{Attempt, EncodedBatch, Transport, Written};
 use super::error::SinkError;
@@ -17,6 +24,68 @@ use crate::config::FileOptions;
 use std::path::{Path, PathBuf};
 use tokio::fs::{File, OpenOptions};
 use tokio::io::AsyncWriteExt;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// The pipeline's side of the reopen request: [`ReopenFiles::request`] asks every
+/// file sink started with one of its [`Reopen`]s to reopen its file.
+pub struct ReopenFiles(watch::Sender<u64>);
+
+impl ReopenFiles {
+    pub fn new() -> Self {
+        ReopenFiles(watch::channel(0).0)
+    }
+
+    /// A receiver for one sink run: it sees the requests made from now on.
+    pub fn subscribe(&self) -> Reopen {
+        Reopen(Some(self.0.subscribe()))
+    }
+
+    /// Asks every file sink to reopen its file (requests not yet seen are one).
+    pub fn request(&self) {
+        self.0.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}
+
+impl Default for ReopenFiles {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A file sink's side of the reopen request. The default never asks.
+#[derive(Clone, Debug, Default)]
+pub struct Reopen(Option<watch::Receiver<u64>>);
+
+impl Reopen {
+    /// Whether a reopen was asked for since the last call; marks it seen.
+    fn take(&mut self) -> bool {
+        match &mut self.0 {
+            Some(rx) if rx.has_changed().unwrap_or(false) => {
+                rx.mark_unchanged();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Waits until a reopen is asked for (never, without a sender). Cancel-safe.
+    async fn asked(&mut self) {
+        match &mut self.0 {
+            Some(rx) => {
+                if rx.changed().await.is_err() {
+                    // The pipeline is gone: no request will come.
+                    std::future::pending::<()>().await;
+                }
+            }
+            None => std::future::pending().await,
+        }
+    }
+
+    fn is_live(&self) -> bool {
+        self.0.is_some()
+    }
+}
 
 pub(crate) struct FileWriter {
     sink: String,
@@ -26,6 +95,10 @@ pub(crate) struct FileWriter {
     /// Records of the current batch that a failed attempt may have written.
     partial: usize,
     metrics: SinkMetrics,
+    reopen: Reopen,
+    /// A reopen was asked for and is not done yet (a tick that began it was dropped
+    /// for a batch): the next write does it.
+    reopen_pending: bool,
 }
 
 /// Opens `path` for appending, creating it and its parent directories.
@@ -48,7 +121,13 @@ pub(crate) async fn open_append(path: &Path) -> Result<File, SinkError> {
 
 impl FileWriter {
     /// Opens nothing yet: the first write opens (and creates) the file.
-    pub(crate) fn new(sink: &str, opts: &FileOptions, metrics: SinkMetrics) -> Self {
+    /// `reopen`: the pipeline's reopen requests (SIGHUP).
+    pub(crate) fn new(
+        sink: &str,
+        opts: &FileOptions,
+        metrics: SinkMetrics,
+        reopen: Reopen,
+    ) -> Self {
         FileWriter {
             sink: sink.to_string(),
             path: opts.path.clone(),
@@ -56,6 +135,34 @@ impl FileWriter {
             opened_once: false,
             partial: 0,
             metrics,
+            reopen,
+            reopen_pending: false,
+        }
+    }
+
+    /// A reopen was asked for: the old file (every batch in it was flushed already)
+    /// is synced to disk and closed, and the path opened again. A failed sync is
+    /// logged (what the batches wrote is in the file either way); a failed open is
+    /// counted and logged, and the next write opens the path again, with retries.
+    async fn reopen(&mut self) {
+        self.reopen_pending = true;
+        if let Some(old) = self.file.take() {
+            if let Err(e) = old.sync_all().await {
+                tracing::warn!(sink = %self.sink, path = %self.path.display(), error = %e, "cannot sync the file before reopening it");
+            }
+        }
+        let opened = open_append(&self.path).await;
+        self.reopen_pending = false;
+        match opened {
+            Ok(f) => {
+                self.file = Some(f);
+                self.opened_once = true;
+                tracing::info!(sink = %self.sink, path = %self.path.display(), "file reopened on request");
+            }
+            Err(e) => {
+                self.metrics.error(&e);
+                tracing::warn!(sink = %self.sink, error = %e, "cannot reopen the file; the next batch tries again");
+            }
         }
     }
 }
@@ -68,6 +175,9 @@ impl Transport for FileWriter {
     ) -> Result<Written, SinkError> {
         if attempt == Attempt::First {
             self.partial = 0;
+        }
+        if self.reopen.take() || self.reopen_pending {
+            self.reopen().await;
         }
         let file = match &mut self.file {
             Some(f) => f,
@@ -117,5 +227,20 @@ impl Transport for FileWriter {
                 })
             }
         }
+    }
+
+    /// Idle, the sink waits for a reopen request in [`tick`](Transport::tick).
+    fn next_tick(&self) -> Option<Instant> {
+        self.reopen.is_live().then(Instant::now)
+    }
+
+    /// Cancel-safe: a tick dropped after the request was seen leaves
+    /// `reopen_pending`, and the next write reopens.
+    async fn tick(&mut self) -> Result<(), SinkError> {
+        if !self.reopen_pending {
+            self.reopen.asked().await;
+        }
+        self.reopen().await;
+        Ok(())
     }
 }

@@ -48,6 +48,7 @@ mod unix;
 pub use dead_letter::{DeadLetterFile, DEFAULT_MAX_BYTES as DEAD_LETTER_MAX_BYTES};
 pub use delivery::{EncodedBatch, RecordEncoder, SinkContext};
 pub use error::SinkError;
+pub use file::{Reopen, ReopenFiles};
 use metrics::SinkMetrics;
 pub use udp::{truncate_record, TRUNCATION_MARKER};
 
@@ -86,7 +87,7 @@ pub async fn run_with_encoder(
             delivery::run(t, cfg, rx, ctx, metrics, encoder).await
         }
         SinkKind::File(o) => {
-            let t = file::FileWriter::new(sink, o, m());
+            let t = file::FileWriter::new(sink, o, m(), ctx.reopen.clone());
             delivery::run(t, cfg, rx, ctx, metrics, encoder).await
         }
         SinkKind::Tcp(o) => {
@@ -129,6 +130,24 @@ fn started<T>(
         metrics.error(e);
         tracing::error!(sink, error = %e, "the sink cannot start");
     })
+}
+
+/// Checks, without the network, what would make a sink fail for good the moment it
+/// starts: its TLS settings (certificate files readable and valid). A reload runs it on
+/// every sink it is about to start, so that a sink that cannot start refuses the reload
+/// instead of stopping the daemon.
+pub fn preflight(cfg: &Sink) -> Result<(), SinkError> {
+    let tls = |t: Option<&crate::config::TlsOptions>| match t {
+        Some(t) => tls::client_config(t).map(drop),
+        None => Ok(()),
+    };
+    match &cfg.kind {
+        SinkKind::Tcp(o) => tls(o.tls.as_ref()),
+        SinkKind::Relp(o) => tls(o.tls.as_ref()),
+        SinkKind::Hec(o) => http::check_client(&cfg.name, &o.endpoint, &o.tls, o.request_timeout),
+        SinkKind::Http(o) => http::check_client(&cfg.name, &o.url, &o.tls, o.request_timeout),
+        SinkKind::Stdout | SinkKind::File(_) | SinkKind::Udp(_) | SinkKind::Unix(_) => Ok(()),
+    }
 }
 
 /// Checks that a sink can work, without sending anything: TCP connects (and closes;

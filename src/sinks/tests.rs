@@ -72,6 +72,7 @@ fn context(dead_letter_dir: &std::path::Path) -> SinkContext {
         metrics: Arc::new(Metrics::new()),
         dead_letter_dir: dead_letter_dir.to_path_buf(),
         shutdown: CancellationToken::new(),
+        reopen: Default::default(),
     }
 }
 
@@ -138,6 +139,60 @@ async fn file_sink_appends_creates_directories_and_acks() {
             "{\"seq\":\"r2a-0\"}\n{\"seq\":\"r2a-1\"}\n{\"seq\":\"r2b-0\"}\n"
         )
     );
+}
+
+/// A rotation: the file is renamed away while the sink runs; until the reopen request
+/// the sink appends to the renamed file (its handle), then, idle, it opens the path
+/// again and every later batch goes to the new file. Each record is in exactly one of
+/// them, and the old one gets nothing after the reopen.
+#[tokio::test]
+async fn file_sink_reopens_its_path_on_request_after_a_rename() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("out.ndjson");
+    let rotated = dir.path().join("out.ndjson.1");
+    let reopen = ReopenFiles::new();
+    let mut ctx = context(dir.path());
+    ctx.reopen = reopen.subscribe();
+    let (tx, rx) = mpsc::channel(4);
+    let task = tokio::spawn(run_with_encoder(
+        sink("file", SinkKind::File(FileOptions { path: path.clone() })),
+        rx,
+        ctx.clone(),
+        JsonLines,
+    ));
+    let (b, w) = batch("before", 2);
+    tx.send(b).await.expect("queue");
+    assert_eq!(w.wait().await, Outcome::Delivered);
+    std::fs::rename(&path, &rotated).expect("rename");
+    // Renamed, not yet reopened: the batch goes to the renamed file.
+    let (b, w) = batch("renamed", 1);
+    tx.send(b).await.expect("queue");
+    assert_eq!(w.wait().await, Outcome::Delivered);
+    assert!(!path.exists());
+    reopen.request();
+    // Idle, the sink reopens by itself: the path exists again before any batch.
+    wait_until("the file created again", || path.exists()).await;
+    let (b, w) = batch("after", 2);
+    tx.send(b).await.expect("queue");
+    assert_eq!(w.wait().await, Outcome::Delivered);
+    // A request with a batch right behind it: the batch goes to the newest file.
+    std::fs::rename(&path, dir.path().join("out.ndjson.2")).expect("rename");
+    reopen.request();
+    let (b, w) = batch("third", 1);
+    tx.send(b).await.expect("queue");
+    assert_eq!(w.wait().await, Outcome::Delivered);
+    drop(tx);
+    task.await.expect("join").expect("file sink");
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).expect("read");
+    assert_eq!(
+        read(&rotated),
+        "{\"seq\":\"before-0\"}\n{\"seq\":\"before-1\"}\n{\"seq\":\"renamed-0\"}\n"
+    );
+    assert_eq!(
+        read(&dir.path().join("out.ndjson.2")),
+        "{\"seq\":\"after-0\"}\n{\"seq\":\"after-1\"}\n"
+    );
+    assert_eq!(read(&path), "{\"seq\":\"third-0\"}\n");
 }
 
 #[tokio::test]

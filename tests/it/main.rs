@@ -13,6 +13,7 @@ mod ops;
 mod poller;
 mod quirks;
 mod reconcile;
+mod reload;
 mod relp;
 mod replay;
 mod rsyslog;

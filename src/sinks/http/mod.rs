@@ -31,3 +31,20 @@ mod outbox;
 #[cfg(test)]
 mod testkit;
 mod verdict;
+
+/// Builds the client an HTTP-based sink would start with (its TLS files read and
+/// parsed), for [`super::preflight`].
+pub(super) fn check_client(
+    sink: &str,
+    url: &reqwest::Url,
+    tls: &crate::config::TlsOptions,
+    request_timeout: std::time::Duration,
+) -> Result<(), super::SinkError> {
+    client::build_client(
+        sink,
+        &crate::config::redacted_url(url),
+        tls,
+        request_timeout,
+    )
+    .map(drop)
+}

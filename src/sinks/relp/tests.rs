@@ -171,6 +171,7 @@ fn start(cfg: Sink) -> Running {
         metrics: Arc::new(Metrics::new()),
         dead_letter_dir: std::env::temp_dir(),
         shutdown: CancellationToken::new(),
+        reopen: Default::default(),
     };
     let task = tokio::spawn({
         let ctx = ctx.clone();

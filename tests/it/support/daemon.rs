@@ -99,6 +99,37 @@ impl Daemon {
         }
     }
 
+    /// This run's log so far.
+    pub fn log(&self) -> String {
+        let bytes = std::fs::read(&self.log).unwrap_or_default();
+        String::from_utf8_lossy(bytes.get(self.log_from as usize..).unwrap_or(&[])).into_owned()
+    }
+
+    /// Waits (60 s at most) until this run's log holds `needle` at least `n` times;
+    /// returns the log. Panics with the log when the daemon exits first.
+    pub async fn wait_log(&mut self, needle: &str, n: usize) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let log = self.log();
+            if log.matches(needle).count() >= n {
+                return log;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("c42fwd exited ({status}) while waiting for {n} x `{needle}` in its log:\n{log}");
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {n} x `{needle}` in the log:\n{log}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// SIGHUP: reload the configuration, reopen the file sinks' files.
+    pub fn hup(&self) {
+        nix::sys::signal::kill(self.pid(), nix::sys::signal::Signal::SIGHUP).unwrap();
+    }
+
     pub fn pid(&self) -> nix::unistd::Pid {
         nix::unistd::Pid::from_raw(self.child.id().expect("running") as i32)
     }

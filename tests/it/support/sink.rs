@@ -85,6 +85,7 @@ impl TestSink {
             metrics: Arc::new(Metrics::new()),
             dead_letter_dir: dead_letter_dir.to_path_buf(),
             shutdown: CancellationToken::new(),
+            reopen: Default::default(),
         };
         let name = cfg.name.clone();
         let task = tokio::spawn(sinks::run(cfg, rx, ctx.clone()));
