@@ -741,10 +741,17 @@ pub async fn replay(
         rejects: (!opts.dry_run).then(|| Rejects::new(&opts.state_dir)),
         counters: counters.clone(),
         reporter: reporter.clone(),
+        // As given, and as the Audit Log class id it names (`SearchIssued` and
+        // `Search issued` are `search_issued`).
         types: opts
             .event_types
             .iter()
-            .map(|t| t.to_ascii_lowercase())
+            .flat_map(|t| {
+                [
+                    t.to_ascii_lowercase(),
+                    input::audit_class_id(t).to_ascii_lowercase(),
+                ]
+            })
             .collect(),
         chunk,
         opts: opts.clone(),
