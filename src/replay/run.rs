@@ -805,10 +805,12 @@ pub async fn replay(
             biased;
             f = sink_failed => Ev::SinkFailed(f),
             _ = &mut shutdown, if !stopping => Ev::Shutdown,
+            // Before the records: ready once per LOG_EVERY, it would never be chosen
+            // while acknowledgements and chunks are always ready.
+            _ = tick.tick() => Ev::Tick,
             a = in_flight.next(), if !in_flight.is_empty() => Ev::Acked(a),
             m = rx.recv(), if !reader_done && in_flight.len() < WINDOW => Ev::Msg(m),
             _ = tokio::time::sleep_until(grace_over.unwrap_or_else(Instant::now)), if grace_over.is_some() => Ev::GraceOver,
-            _ = tick.tick() => Ev::Tick,
         };
         match ev {
             Ev::Tick => reporter.tick(),

@@ -1009,18 +1009,23 @@ async fn a_second_replay_and_a_redrive_beside_the_daemon_are_refused() {
         second.stdout
     );
     // Its progress, as a log line with the figures.
-    let log = crate::support::daemon::log_path(&cfg);
-    crate::support::wait_for("a progress line", PATIENCE, || {
-        std::fs::read_to_string(&log).is_ok_and(|t| {
-            t.lines().any(|l| {
-                l.contains("replay progress")
-                    && l.contains("files_total=1")
-                    && l.contains("delivered=")
-                    && l.contains("records_per_second=")
-            })
+    let progress_line = || {
+        log_tail(&cfg).lines().any(|l| {
+            l.contains("replay progress")
+                && l.contains("files_total=1")
+                && l.contains("delivered=")
+                && l.contains("records_per_second=")
         })
-    })
-    .await;
+    };
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !progress_line() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no progress line:\n{}",
+            log_tail(&cfg)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // Interrupted, the first ends (exit 1) and releases the lock with its process.
     let status = first.terminate().await;
     assert_eq!(status.code(), Some(1), "{status:?}");
