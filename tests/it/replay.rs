@@ -233,7 +233,7 @@ fn assert_replayed_as_live(
 ) {
     let live_keys = multiset(
         live.iter()
-            .flat_map(|(l, n)| std::iter::repeat_n(key(l), *n)),
+            .flat_map(|(l, n)| std::iter::repeat(key(l)).take(*n)),
     );
     for (name, lines) in replayed {
         assert_eq!(lines.len(), n, "{name}: one record per event");
