@@ -370,6 +370,52 @@ mod tests {
         assert!(err.reason.contains("not a json array"), "{err}");
     }
 
+    /// An array that never ends: its records come out while it is read (it is never
+    /// held whole).
+    #[test]
+    fn an_endless_array_gives_its_records_as_it_is_read() {
+        struct Endless {
+            n: u64,
+            pending: Vec<u8>,
+        }
+        impl std::io::Read for Endless {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                if self.pending.is_empty() {
+                    let lead = if self.n == 0 { "[\n" } else { ",\n" };
+                    self.pending = format!(
+                        "{lead}  {{\"type$\": \"audit_log::logged_in/1\", \"actorId\": \"{}\", \"timestamp\": \"2024-01-02T03:04:05Z\"}}",
+                        self.n
+                    )
+                    .into_bytes();
+                    self.n += 1;
+                }
+                let k = buf.len().min(self.pending.len());
+                buf[..k].copy_from_slice(&self.pending[..k]);
+                self.pending.drain(..k);
+                Ok(k)
+            }
+        }
+        let o = super::super::open_reader(
+            "-",
+            Box::new(Endless {
+                n: 0,
+                pending: Vec::new(),
+            }),
+            KindHint::Auto,
+        )
+        .unwrap();
+        assert_eq!(o.format, Format::AuditJsonArray);
+        let got: Vec<u64> = o
+            .take(100_000)
+            .map(|i| match i.unwrap() {
+                super::super::Item::Record(r) => r.line,
+                super::super::Item::Rejected(r) => panic!("{r:?}"),
+            })
+            .collect();
+        assert_eq!(got.len(), 100_000);
+        assert_eq!(got[99_999], 100_001);
+    }
+
     #[test]
     fn what_the_first_element_leaves_open_the_source_kind_or_the_name_decides() {
         let dir = tempfile::tempdir().unwrap();
