@@ -1099,3 +1099,63 @@ async fn a_second_replay_and_a_redrive_beside_the_daemon_are_refused() {
     .await;
     emu.shutdown().await;
 }
+
+/// A receiver that is down: the replay retries, delivers nothing and commits nothing;
+/// interrupted (SIGTERM) it ends with exit 1, and once the receiver is up the same
+/// command delivers every record, each once.
+#[tokio::test]
+async fn a_replay_to_a_receiver_that_is_down_resumes_once_it_is_up() {
+    const N: usize = 3_000;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("audit.jsonl");
+    write_lines(&file, &numbered_events(0, N));
+    let port = crate::support::unused_tcp_port();
+    let cfg = replay_config(dir.path(), &json_lines_tcp_sink("siem", port), &["siem"]);
+    let mut cmd = c42fwd();
+    cmd.args([
+        "--log",
+        "info",
+        "replay",
+        "--progress",
+        "none",
+        "--grace",
+        "1s",
+        "--config",
+    ])
+    .arg(&cfg)
+    .arg(&file)
+    .stdin(Stdio::null());
+    let first = Daemon::spawn(&cfg, cmd);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !log_tail(&cfg).contains("will retry") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no retry:\n{}",
+            log_tail(&cfg)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let status = first.terminate().await;
+    assert_eq!(status.code(), Some(1), "{status:?}\n{}", log_tail(&cfg));
+
+    let rx = TcpReceiver::bind_port(port).await;
+    let ran = replay(&["--config", path_arg(&cfg), path_arg(&file)]).await;
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    assert!(
+        ran.stdout
+            .contains(&format!("{N} records read, {N} sent, {N} delivered")),
+        "nothing was settled by the first run: {}",
+        ran.stdout
+    );
+    let got = rx
+        .wait_until("every record", PATIENCE, |r| {
+            r.bytes().iter().filter(|&&b| b == b'\n').count() >= N
+        })
+        .await;
+    let got = multiset(
+        lf_records(&got.bytes())
+            .into_iter()
+            .map(|r| String::from_utf8(r).unwrap()),
+    );
+    assert_eq!(got, multiset(numbered_events(0, N)), "each event once");
+}
