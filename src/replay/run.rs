@@ -930,8 +930,9 @@ pub async fn replay(
     rx.close();
     drop(rx);
     if summary.sink_failure.is_none() {
-        // Interrupted: what is in flight may still be acknowledged within the grace.
-        let deadline = Instant::now() + opts.shutdown_grace;
+        // Interrupted: what is in flight may still be acknowledged within the grace,
+        // counted from the interruption (one grace in all, not one per step).
+        let deadline = grace_over.unwrap_or_else(|| Instant::now() + opts.shutdown_grace);
         while let Ok(Some((outcome, commit))) =
             tokio::time::timeout_at(deadline, in_flight.next()).await
         {
@@ -955,7 +956,11 @@ pub async fn replay(
     drop(in_flight);
     drop(route);
     if let Some(s) = sinks {
-        s.finish(opts.shutdown_grace).await;
+        // What is left of the grace after an interruption; all of it at a normal end.
+        let left = grace_over.map_or(opts.shutdown_grace, |g| {
+            g.saturating_duration_since(Instant::now())
+        });
+        s.finish(left).await;
     }
     let (rejects, dropped) = reading.await.unwrap_or_default();
     reporter.done();
