@@ -337,7 +337,12 @@ pub fn replay(a: ReplayArgs) -> ExitCode {
     };
     let (inputs, dead_letter) = match &a.dead_letter {
         Some(sink) => {
-            let files = match crate::replay::dead_letter::prepare(&state_dir, sink) {
+            // A dry run renames nothing.
+            let files = match if a.dry_run {
+                crate::replay::dead_letter::list(&state_dir, sink)
+            } else {
+                crate::replay::dead_letter::prepare(&state_dir, sink)
+            } {
                 Ok(f) => f,
                 Err(e) => {
                     eprintln!(
