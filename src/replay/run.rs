@@ -912,9 +912,12 @@ pub async fn replay(
                 if f.failed {
                     continue;
                 }
-                counters
-                    .delivered
-                    .fetch_add(commit.records, Ordering::Relaxed);
+                // A dry run delivers nothing: its chunks settle without a sink.
+                if !opts.dry_run {
+                    counters
+                        .delivered
+                        .fetch_add(commit.records, Ordering::Relaxed);
+                }
                 f.unsaved += commit.upto.saturating_sub(f.progress.items);
                 f.progress.items = commit.upto;
                 f.progress.line = commit.line;

@@ -790,6 +790,11 @@ async fn filters_choose_by_event_time_and_type_and_a_dry_run_sends_nothing() {
         ran.stdout
     );
     assert!(
+        ran.stdout.contains("101 records read, 0 sent, 0 delivered"),
+        "{}",
+        ran.stdout
+    );
+    assert!(
         ran.stdout.contains("101 records, 0 rejected, events from 2024-05-01T00:00:00.000Z to 2024-05-01T00:01:39.099Z"),
         "{}",
         ran.stdout
