@@ -312,7 +312,8 @@ fn lock_state(dir: &std::path::Path) -> Result<crate::state_lock::StateLock, Exi
     crate::state_lock::acquire(dir).map_err(|e| {
         eprintln!("error: {e}");
         match e {
-            crate::state_lock::LockError::Held { .. } => ExitCode::from(2),
+            crate::state_lock::LockError::Held { .. }
+            | crate::state_lock::LockError::ReplayHeld { .. } => ExitCode::from(2),
             crate::state_lock::LockError::Io { .. } => ExitCode::from(1),
         }
     })

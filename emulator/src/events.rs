@@ -309,6 +309,8 @@ struct TypeInfo {
     open_json: String,
     /// `SearchIssued` for `search_issued`: the type as CSV and CEF exports show it.
     pascal: String,
+    /// `Search issued`: the type as the console shows it.
+    display: &'static str,
 }
 
 /// The per-event choices filters look at, drawn before the details.
@@ -335,6 +337,8 @@ enum Agent {
 #[derive(Debug)]
 pub(crate) struct EventParts<'a> {
     pub(crate) pascal: &'a str,
+    /// The console's name of the type.
+    pub(crate) display: &'static str,
     pub(crate) actor_id: &'a str,
     pub(crate) actor_name: &'a str,
     pub(crate) actor_type: &'static str,
@@ -518,6 +522,7 @@ impl Generator {
                     family: family_of(t.name),
                     open_json,
                     pascal: pascal_case(t.name),
+                    display: t.display,
                 }
             })
             .collect();
@@ -868,6 +873,7 @@ impl Generator {
         };
         EventParts {
             pascal: &ty.pascal,
+            display: ty.display,
             actor_id: &actor.id,
             actor_name: &actor.name,
             actor_type: actor.kind.as_str(),

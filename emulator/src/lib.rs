@@ -106,6 +106,9 @@ pub enum ExportFormat {
     Json,
     Csv,
     Cef,
+    /// The console's CSV export of the Audit Log (`Date observed`, `Username`,
+    /// `Event type`, `IP address`, `User agent`, `User type`); Audit Log only.
+    ConsoleCsv,
 }
 
 /// How the emulated tenant behaves. `Default` gives a small, quiet tenant.
@@ -342,6 +345,17 @@ impl EmulatorHandle {
         self.render_alerts(start, end, |g, a, out| g.render_details(a, out))
     }
 
+    /// The alerts of [`Self::alerts_between`] as one `query-details` response body
+    /// (`{"type$":"ALERT_DETAILS_RESPONSE","alerts":[...]}`, as the route serves it), the
+    /// shape a saved query-details answer has.
+    pub fn alert_details_body_between(&self, start: DateTime<Utc>, end: DateTime<Utc>) -> String {
+        format!(
+            "{}{}]}}",
+            service_routes::DETAILS_RESPONSE_START,
+            self.alerts_between(start, end).join(",")
+        )
+    }
+
     /// Like [`Self::alerts_between`], the summaries as query-alerts lists them.
     pub fn alert_summaries_between(&self, start: DateTime<Utc>, end: DateTime<Utc>) -> Vec<String> {
         self.render_alerts(start, end, |g, a, out| g.render_summary(a, out))
@@ -383,7 +397,8 @@ impl EmulatorHandle {
 
     /// Ground truth for tests: the Audit Log export of every event that OCCURRED in
     /// `[start, end)`, as `search-results-export` renders it in `format` (JSON: the
-    /// Incydr body `{"events":[...]}`; CSV with its header line; server-side CEF), whole.
+    /// Incydr body `{"events":[...]}`; CSV with its header line; server-side CEF; the
+    /// console's CSV export, which the API does not serve), whole.
     pub fn audit_export_between(
         &self,
         start: DateTime<Utc>,
@@ -397,6 +412,13 @@ impl EmulatorHandle {
             ExportFormat::Json => render::Format::Json,
             ExportFormat::Csv => render::Format::Csv,
             ExportFormat::Cef => render::Format::Cef,
+            ExportFormat::ConsoleCsv => {
+                let mut out = render::CONSOLE_CSV_HEADER.to_string();
+                for i in lo..hi {
+                    render::write_console_csv_row(&self.state.gen, i, &mut out);
+                }
+                return out;
+            }
         };
         let mut out = match format {
             render::Format::Json => "{\"events\":[".to_string(),

@@ -42,6 +42,12 @@ impl Format {
 pub(crate) const CSV_HEADER: &str =
     "Type,Timestamp,ActorName,ActorId,ActorIpAddress,ActorAgent,ActorType,Success,Details\n";
 
+/// The header line of the console's CSV export: the columns of the console's Audit Log
+/// list, named as the console names them. Code42 documents the list, not the export's
+/// exact header; this is the shape c42fwd's replay documents reading.
+pub(crate) const CONSOLE_CSV_HEADER: &str =
+    "Date observed,Username,Event type,IP address,User agent,User type\n";
+
 /// Builds the text after the last event, given how many events were written.
 pub(crate) type Suffix = Box<dyn FnOnce(u64) -> String + Send>;
 
@@ -165,6 +171,33 @@ pub(crate) fn write_event(g: &super::events::Generator, i: u64, format: Format, 
             out.push('\n');
         }
     }
+}
+
+/// One row of the console's CSV export (Administration > Audit Log > Export), under
+/// [`CONSOLE_CSV_HEADER`]. Never served by the API: rendered for tests and demos.
+pub(crate) fn write_console_csv_row(g: &super::events::Generator, i: u64, out: &mut String) {
+    let p = g.parts(i);
+    // `2024-05-01 12:00:00.123456`: the time as the console shows it, UTC
+    // without a zone.
+    let date = p.timestamp.replacen('T', " ", 1);
+    let date = date.strip_suffix('Z').unwrap_or(&date);
+    let user_type = match p.actor_type {
+        "USER" => "User",
+        "SUPPORT_USER" => "Code42 support user",
+        "API_CLIENT" => "API client",
+        "SYSTEM" => "System",
+        _ => "Unknown",
+    };
+    for (n, field) in [date, p.actor_name, p.display, p.ip, &p.agent, user_type]
+        .into_iter()
+        .enumerate()
+    {
+        if n > 0 {
+            out.push(',');
+        }
+        csv_field(out, field);
+    }
+    out.push('\n');
 }
 
 /// RFC 4180: quote when the field holds a comma, quote, CR or LF; double the quotes.

@@ -421,6 +421,10 @@ fn visible_alert(st: &Emulator, id: &str, now: i64) -> Option<u64> {
         .filter(|&i| st.alerts.timeline.visible(i, now))
 }
 
+/// The start of a query-details answer; the alerts and `]}` follow.
+pub(crate) const DETAILS_RESPONSE_START: &str =
+    "{\"type$\":\"ALERT_DETAILS_RESPONSE\",\"alerts\":[";
+
 fn query_details(st: &Emulator, _: &HeaderMap, body: &[u8]) -> Response {
     let obj = match object(body) {
         Ok(o) => o,
@@ -435,7 +439,7 @@ fn query_details(st: &Emulator, _: &HeaderMap, body: &[u8]) -> Response {
         .is_some_and(|t| !same_tenant(st, t));
     let now = st.clock.now_ns();
     let changes = st.alert_changes_snapshot();
-    let mut out = String::from("{\"type$\":\"ALERT_DETAILS_RESPONSE\",\"alerts\":[");
+    let mut out = String::from(DETAILS_RESPONSE_START);
     let mut seen = HashSet::new();
     if !other_tenant {
         for id in &ids {

@@ -28,8 +28,12 @@ Examples:
 
 Formats are detected per file from its content: Audit Log JSON (search responses and
 JSON lines), Audit Log CSV (API and console exports), Audit Log CEF, Alerts details (response
-bodies and JSON lines), Directory Sync Log (CSV and JSON), each also gzip or zstd
-compressed. Directories are read recursively, in name order; `-` is standard input.
+bodies and JSON lines), Directory Sync Log (CSV and JSON), top-level JSON arrays of
+any of these records, each also gzip or zstd compressed. Directories are read recursively, in name order; `-` is standard input.
+
+One replay at a time per state directory (<state_dir>/replay/lock; a second one exits
+2 naming the holder's pid). A replay of exports may run beside `c42fwd run` on the same
+state directory; --dead-letter may not (stop the daemon first).
 
 Resume: a checkpoint per input file (path, size, hash of its first 64 KiB) in
 <state_dir>/replay/checkpoints/ moves only over acknowledged records; running the same
@@ -131,8 +135,9 @@ pub struct ReplayArgs {
     /// Only events that occurred before this time (RFC 3339, or a date: UTC midnight).
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
     pub until: Option<DateTime<Utc>>,
-    /// Only these event types (Device Event Class IDs, e.g. SearchIssued; comma
-    /// separated or repeated; case does not matter).
+    /// Only these event types (Device Event Class IDs, e.g. search_issued, or an Audit
+    /// Log type as the exports write it, SearchIssued; comma separated or repeated;
+    /// case does not matter).
     #[arg(long, value_name = "TYPES", value_delimiter = ',')]
     pub event_types: Vec<String>,
     /// Re-drive `<state_dir>/dead-letter/SINK.ndjson` into sink SINK (needs --config).
@@ -302,9 +307,42 @@ pub fn replay(a: ReplayArgs) -> ExitCode {
             return usage("say where records go: --config FILE, or --to URL (e.g. tcp://siem:514)")
         }
     };
+    // One replay per state directory (ARCHITECTURE.md, invariant 13); a dry run of
+    // exports writes nothing and takes no lock.
+    let _replay_lock = if a.dry_run && a.dead_letter.is_none() {
+        None
+    } else {
+        match crate::state_lock::acquire_replay(&state_dir) {
+            Ok(l) => Some(l),
+            Err(e) => return lock_refused(&e),
+        }
+    };
+    // A re-drive renames the dead-letter file the daemon's sink appends to: not while
+    // `run` uses the directory, and `run` does not start while the re-drive runs.
+    let _daemon_lock = match &a.dead_letter {
+        None => None,
+        Some(sink) => match crate::state_lock::acquire(&state_dir) {
+            Ok(l) => Some(l),
+            Err(e @ crate::state_lock::LockError::Held { .. }) => {
+                eprintln!(
+                    "error: cannot re-drive the dead-letter file of `{sink}` now: {e}. While \
+                     `c42fwd run` uses the state directory its sinks append to their \
+                     dead-letter files, and records refused during the re-drive would land in \
+                     the file being re-driven; stop the daemon, re-drive, then start it again"
+                );
+                return ExitCode::from(2);
+            }
+            Err(e) => return lock_refused(&e),
+        },
+    };
     let (inputs, dead_letter) = match &a.dead_letter {
         Some(sink) => {
-            let files = match crate::replay::dead_letter::prepare(&state_dir, sink) {
+            // A dry run renames nothing.
+            let files = match if a.dry_run {
+                crate::replay::dead_letter::list(&state_dir, sink)
+            } else {
+                crate::replay::dead_letter::prepare(&state_dir, sink)
+            } {
                 Ok(f) => f,
                 Err(e) => {
                     eprintln!(
@@ -403,8 +441,72 @@ pub fn replay(a: ReplayArgs) -> ExitCode {
     ExitCode::from(summary.exit_code())
 }
 
+/// A lock that could not be taken: exit 2 when another process holds it, 1 when it
+/// cannot be written.
+fn lock_refused(e: &crate::state_lock::LockError) -> ExitCode {
+    eprintln!("error: {e}");
+    match e {
+        crate::state_lock::LockError::Io { .. } => ExitCode::from(1),
+        _ => ExitCode::from(2),
+    }
+}
+
 impl ReplayArgs {
     fn stdin_twice(&self) -> bool {
         self.paths.iter().filter(|p| p.as_os_str() == "-").count() > 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        a: ReplayArgs,
+    }
+
+    fn args(v: &[&str]) -> ReplayArgs {
+        Cmd::try_parse_from(std::iter::once("replay").chain(v.iter().copied()))
+            .unwrap_or_else(|e| panic!("{v:?}: {e}"))
+            .a
+    }
+
+    #[test]
+    fn every_to_scheme_makes_its_sink() {
+        let sink = |url: &str, extra: &[&str]| {
+            let mut v = vec!["--to", url];
+            v.extend_from_slice(extra);
+            v.push("f.jsonl");
+            sink_for_url(&args(&v), url)
+        };
+        let s = sink("tcp://127.0.0.1:514", &[]).unwrap();
+        assert!(matches!(&s.kind, SinkKind::Tcp(o) if o.port == 514 && o.tls.is_none()));
+        assert_eq!(s.encoding.framing, Framing::OctetCounting);
+        assert_eq!(s.encoding.syslog, SyslogStyle::Rfc5424);
+        assert_eq!(s.encoding.format, Format::Cef);
+        let s = sink(
+            "tls://siem.example.com:6514",
+            &["--ca", "ca.pem", "--format", "leef"],
+        )
+        .unwrap();
+        assert!(matches!(&s.kind, SinkKind::Tcp(o)
+            if o.host == "siem.example.com"
+                && o.tls.as_ref().is_some_and(|t| t.ca_file.as_deref() == Some(std::path::Path::new("ca.pem")))));
+        assert_eq!(s.encoding.format, Format::Leef2);
+        let s = sink("udp://[::1]:514", &["--format", "json"]).unwrap();
+        assert!(matches!(&s.kind, SinkKind::Udp(o) if o.host == "::1"));
+        assert_eq!(s.encoding.framing, Framing::None);
+        assert_eq!(s.encoding.format, Format::JsonRaw);
+        let s = sink("relp://127.0.0.1:2514", &[]).unwrap();
+        assert!(matches!(&s.kind, SinkKind::Relp(o) if o.tls.is_none()));
+        let s = sink("relp+tls://127.0.0.1:2514", &[]).unwrap();
+        assert!(matches!(&s.kind, SinkKind::Relp(o) if o.tls.is_some()));
+        let e = sink("udp://127.0.0.1:514", &["--ca", "ca.pem"]).unwrap_err();
+        assert!(e.contains("need a tls:// or relp+tls:// URL"), "{e}");
+        let e = sink("ftp://127.0.0.1:2121", &[]).unwrap_err();
+        assert!(e.contains("unknown scheme `ftp`"), "{e}");
     }
 }

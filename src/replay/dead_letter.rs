@@ -14,7 +14,8 @@
 //! file being read), and once every record of it was delivered it is renamed
 //! `<sink>.ndjson.redriven-<time>`, so it is never sent twice. A re-drive cut short
 //! leaves the `.redriving-` file; the next re-drive of the sink picks it up first, and
-//! its replay checkpoint lets it go on where it stopped.
+//! its replay checkpoint lets it go on where it stopped. A `--dry-run` re-drive reads
+//! the files under their own names and renames nothing ([`list`]).
 
 use super::input::{InputError, Item, Record, Rejected};
 use crate::encode::{Format, SyslogStyle};
@@ -33,6 +34,16 @@ const REDRIVING: &str = ".redriving-";
 /// re-drive left, then the current `<sink>.ndjson` (renamed to a `.redriving-` name
 /// here). Empty when there is nothing to re-drive.
 pub fn prepare(state_dir: &Path, sink: &str) -> std::io::Result<Vec<PathBuf>> {
+    prepare_or_list(state_dir, sink, true)
+}
+
+/// The files [`prepare`] would hand out, without renaming anything: the current
+/// `<sink>.ndjson` under its own name (`--dry-run` writes nothing).
+pub fn list(state_dir: &Path, sink: &str) -> std::io::Result<Vec<PathBuf>> {
+    prepare_or_list(state_dir, sink, false)
+}
+
+fn prepare_or_list(state_dir: &Path, sink: &str, rename: bool) -> std::io::Result<Vec<PathBuf>> {
     let dir = state_dir.join("dead-letter");
     let base = format!("{sink}.ndjson");
     let mut out: Vec<PathBuf> = match std::fs::read_dir(&dir) {
@@ -50,7 +61,9 @@ pub fn prepare(state_dir: &Path, sink: &str) -> std::io::Result<Vec<PathBuf>> {
     };
     out.sort();
     let current = dir.join(&base);
-    if current.is_file() {
+    if current.is_file() && !rename {
+        out.push(current);
+    } else if current.is_file() {
         let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
         let moved = dir.join(format!("{base}{REDRIVING}{stamp}"));
         std::fs::rename(&current, &moved)?;
@@ -250,6 +263,9 @@ mod tests {
         std::fs::create_dir(&dl).unwrap();
         std::fs::write(dl.join("s.ndjson"), "{}\n").unwrap();
         std::fs::write(dl.join("other.ndjson"), "{}\n").unwrap();
+        // A dry run's listing moves nothing.
+        assert_eq!(list(dir.path(), "s").unwrap(), [dl.join("s.ndjson")]);
+        assert!(dl.join("s.ndjson").exists());
         let files = prepare(dir.path(), "s").unwrap();
         assert_eq!(files.len(), 1);
         assert!(!dl.join("s.ndjson").exists());

@@ -741,10 +741,17 @@ pub async fn replay(
         rejects: (!opts.dry_run).then(|| Rejects::new(&opts.state_dir)),
         counters: counters.clone(),
         reporter: reporter.clone(),
+        // As given, and as the Audit Log class id it names (`SearchIssued` and
+        // `Search issued` are `search_issued`).
         types: opts
             .event_types
             .iter()
-            .map(|t| t.to_ascii_lowercase())
+            .flat_map(|t| {
+                [
+                    t.to_ascii_lowercase(),
+                    input::audit_class_id(t).to_ascii_lowercase(),
+                ]
+            })
             .collect(),
         chunk,
         opts: opts.clone(),
@@ -798,10 +805,12 @@ pub async fn replay(
             biased;
             f = sink_failed => Ev::SinkFailed(f),
             _ = &mut shutdown, if !stopping => Ev::Shutdown,
+            // Before the records: ready once per LOG_EVERY, it would never be chosen
+            // while acknowledgements and chunks are always ready.
+            _ = tick.tick() => Ev::Tick,
             a = in_flight.next(), if !in_flight.is_empty() => Ev::Acked(a),
             m = rx.recv(), if !reader_done && in_flight.len() < WINDOW => Ev::Msg(m),
             _ = tokio::time::sleep_until(grace_over.unwrap_or_else(Instant::now)), if grace_over.is_some() => Ev::GraceOver,
-            _ = tick.tick() => Ev::Tick,
         };
         match ev {
             Ev::Tick => reporter.tick(),
@@ -903,9 +912,12 @@ pub async fn replay(
                 if f.failed {
                     continue;
                 }
-                counters
-                    .delivered
-                    .fetch_add(commit.records, Ordering::Relaxed);
+                // A dry run delivers nothing: its chunks settle without a sink.
+                if !opts.dry_run {
+                    counters
+                        .delivered
+                        .fetch_add(commit.records, Ordering::Relaxed);
+                }
                 f.unsaved += commit.upto.saturating_sub(f.progress.items);
                 f.progress.items = commit.upto;
                 f.progress.line = commit.line;
@@ -921,8 +933,9 @@ pub async fn replay(
     rx.close();
     drop(rx);
     if summary.sink_failure.is_none() {
-        // Interrupted: what is in flight may still be acknowledged within the grace.
-        let deadline = Instant::now() + opts.shutdown_grace;
+        // Interrupted: what is in flight may still be acknowledged within the grace,
+        // counted from the interruption (one grace in all, not one per step).
+        let deadline = grace_over.unwrap_or_else(|| Instant::now() + opts.shutdown_grace);
         while let Ok(Some((outcome, commit))) =
             tokio::time::timeout_at(deadline, in_flight.next()).await
         {
@@ -946,7 +959,11 @@ pub async fn replay(
     drop(in_flight);
     drop(route);
     if let Some(s) = sinks {
-        s.finish(opts.shutdown_grace).await;
+        // What is left of the grace after an interruption; all of it at a normal end.
+        let left = grace_over.map_or(opts.shutdown_grace, |g| {
+            g.saturating_duration_since(Instant::now())
+        });
+        s.finish(left).await;
     }
     let (rejects, dropped) = reading.await.unwrap_or_default();
     reporter.done();

@@ -24,6 +24,14 @@
 //! [`DeadLetterFile::prepare`], and on every reopen) such a tail is cut off, with a
 //! WARN naming the file and the byte offset, so the file stays one JSON object per line.
 //!
+//! Two processes, one file: `c42fwd replay` may run beside the daemon on the same state
+//! directory, and its sink of the same name appends to the same file. Every flush
+//! (open, torn-tail cut, size check, write) therefore runs under an exclusive OS lock
+//! (`fs4`) of the file itself, and reads the file's size afresh
+//! under it: the lines of one flush are never interleaved with another process's, a
+//! torn-tail cut never cuts another process's line in the middle of its write, and the
+//! cap counts both writers' lines.
+//!
 //! Not done here: deciding what to reject (the transports do) and counting (the caller
 //! counts `sink_discarded{reason}` once the lines are written).
 
@@ -58,6 +66,8 @@ pub struct DeadLetterFile {
     size: u64,
     size_gauge: Gauge<i64, std::sync::atomic::AtomicI64>,
     full: Stall,
+    /// The flush lock created the file (for the log line of `open`).
+    just_created: bool,
 }
 
 impl std::fmt::Debug for DeadLetterFile {
@@ -116,6 +126,7 @@ impl DeadLetterFile {
                 .get_or_create(&label("sink", sink))
                 .clone(),
             full: Stall::new(metrics, sink),
+            just_created: false,
         }
     }
 
@@ -123,11 +134,45 @@ impl DeadLetterFile {
         &self.path
     }
 
+    /// Takes the cross-process flush lock, an exclusive OS lock of the file itself
+    /// (waiting, on the blocking pool, while another writer flushes); creates the file
+    /// (0600) and its directory (0700) if missing. Released when the returned handle is
+    /// dropped.
+    async fn lock(&mut self) -> std::io::Result<std::fs::File> {
+        if let Some(dir) = self.path.parent() {
+            if tokio::fs::metadata(dir).await.is_err() {
+                tokio::fs::create_dir_all(dir).await?;
+            }
+            set_mode(dir, 0o700).await?;
+        }
+        let path = self.path.clone();
+        let (f, created) = tokio::task::spawn_blocking(move || {
+            // Only for the log line of `open`: which process created it does not matter.
+            let created = !path.exists();
+            let mut o = std::fs::OpenOptions::new();
+            o.append(true).create(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                o.mode(0o600);
+            }
+            let f = o.open(&path)?;
+            fs4::FileExt::lock(&f)?;
+            Ok::<_, std::io::Error>((f, created))
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        self.just_created |= created;
+        Ok(f)
+    }
+
     /// At sink start: cuts a torn last line left by an earlier run and reads the size,
     /// if the file exists (it is not created here).
     pub async fn prepare(&mut self) -> Result<(), SinkError> {
         match tokio::fs::metadata(&self.path).await {
             Ok(_) => {
+                // Not while another process writes its lines.
+                let _locked = self.lock().await.map_err(|source| self.error(source))?;
                 self.size = cut_torn_tail(&self.sink, &self.path)
                     .await
                     .map_err(|source| self.error(source))?;
@@ -184,9 +229,22 @@ impl DeadLetterFile {
             // The operator may have moved the file away or truncated it: look again.
             self.file = None;
         }
+        let _locked = match self.lock().await {
+            Ok(f) => f,
+            Err(source) => return Err(self.error(source)),
+        };
         if self.file.is_none() {
             if let Err(source) = self.open().await {
                 return Err(self.error(source));
+            }
+        } else if let Some(f) = self.file.as_ref() {
+            // Another process may have appended since our last flush.
+            match f.metadata().await {
+                Ok(m) => self.size = m.len(),
+                Err(source) => {
+                    self.file = None;
+                    return Err(self.error(source));
+                }
             }
         }
         let need = self.pending.len() as u64;
@@ -229,7 +287,8 @@ impl DeadLetterFile {
             // Also when it exists: an earlier build created it under the umask.
             set_mode(dir, 0o700).await?;
         }
-        let created = tokio::fs::metadata(&self.path).await.is_err();
+        let created = std::mem::take(&mut self.just_created)
+            || tokio::fs::metadata(&self.path).await.is_err();
         let mut options = OpenOptions::new();
         options.create(true).append(true);
         #[cfg(unix)]
@@ -341,6 +400,57 @@ mod tests {
         let l = lines(again.path());
         assert_eq!(l.len(), 3);
         assert_eq!(l[2]["record"], "three");
+    }
+
+    /// Two writers of one file (the daemon's sink and a replay's sink of the same name):
+    /// the cap counts both writers' lines, and a flush waits while the other holds the
+    /// flush lock.
+    #[tokio::test]
+    async fn two_writers_of_one_file_share_its_cap_and_take_turns() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Arc::new(Metrics::new());
+        // The size of one line (fixed: the time has a fixed width).
+        let probe_dir = tempfile::tempdir().unwrap();
+        let mut probe = DeadLetterFile::new(probe_dir.path(), "s");
+        probe.push("r", b"one", None);
+        probe.flush().await.unwrap();
+        let line = std::fs::metadata(probe.path()).unwrap().len();
+        let cap = line * 2 + line / 2;
+        let mut a = DeadLetterFile::with_limit(dir.path(), "s", cap, &metrics);
+        let mut b = DeadLetterFile::with_limit(dir.path(), "s", cap, &metrics);
+        a.push("r", b"one", None);
+        assert_eq!(a.flush().await.unwrap(), 1);
+        b.push("r", b"two", None);
+        assert_eq!(b.flush().await.unwrap(), 1);
+        // `a` alone has written one line; with `b`'s the file holds two, and a third
+        // would pass the cap.
+        a.push("r", b"six", None);
+        let e = a.flush().await.unwrap_err();
+        assert!(matches!(e, SinkError::DeadLetterFull { .. }), "{e}");
+        assert_eq!(lines(a.path()).len(), 2);
+
+        // While another process holds the flush lock, a flush waits for it.
+        let held = std::fs::File::open(b.path()).unwrap();
+        fs4::FileExt::lock(&held).unwrap();
+        let mut c = DeadLetterFile::new(dir.path(), "t");
+        let path_t = c.path().to_path_buf();
+        // Another sink's file: its own lock, not held.
+        c.push("r", b"x", None);
+        c.flush().await.unwrap();
+        let mut d = DeadLetterFile::with_limit(dir.path(), "s", 1 << 20, &metrics);
+        d.push("r", b"waits", None);
+        let flushing = tokio::spawn(async move { d.flush().await.map(|n| (n, d)) });
+        // Let it reach the lock (a poll of the file, which must stay as it is).
+        for _ in 0..50 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!flushing.is_finished());
+        assert_eq!(lines(a.path()).len(), 2);
+        fs4::FileExt::unlock(&held).unwrap();
+        let (n, _d) = flushing.await.unwrap().unwrap();
+        assert_eq!(n, 1);
+        assert_eq!(lines(a.path()).len(), 3);
+        assert_eq!(lines(&path_t).len(), 1);
     }
 
     #[tokio::test]

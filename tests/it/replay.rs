@@ -121,84 +121,76 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
     e.finish().unwrap()
 }
 
-/// Events exported from the emulator in every Audit Log export format (JSON lines as
-/// the official CLIs and the `file` sink with `format = "json"` write them, the
-/// `search-results-export` JSON body, the API's CSV export, the server-side CEF
-/// export, and the JSON body gzip-compressed) are replayed into a real rsyslog each,
-/// and the live `run` path forwards the same events from the emulated tenant into
-/// another: every replayed record is byte for byte a record the live path sent (the
-/// event's own time in the syslog header, the same Device Event Class ID), one per
-/// event, in every format (the server-side CEF export, which is lossy, on the fields it
-/// carries).
-#[tokio::test]
-async fn every_audit_log_export_replays_as_the_records_the_live_run_sends() {
-    let opts = EmulatorOptions::default();
-    let emu = start_emulator(opts.clone()).await;
-    let started = emu.started_at();
-    let (from, to) = (
-        started - chrono::Duration::minutes(50),
-        // Past the emulator's ingestion lag (2 min): the live path sees them all.
-        started - chrono::Duration::minutes(5),
-    );
-    let exported = emu.events_between(from, to);
-    assert!(exported.len() > 50, "{} events", exported.len());
-    let dir = tempfile::tempdir().unwrap();
-    let mut lines = exported.join("\n");
-    lines.push('\n');
-    let body = emu.audit_export_between(from, to, ExportFormat::Json);
-    let files: Vec<(&str, Vec<u8>)> = vec![
-        ("audit.jsonl", lines.into_bytes()),
-        ("export.json", body.clone().into_bytes()),
-        (
-            "export.csv",
-            emu.audit_export_between(from, to, ExportFormat::Csv)
-                .into_bytes(),
-        ),
-        (
-            "export.cef",
-            emu.audit_export_between(from, to, ExportFormat::Cef)
-                .into_bytes(),
-        ),
-        ("export.json.gz", gzip(body.as_bytes())),
-    ];
-    let mut replayed: Vec<(&str, Vec<String>)> = Vec::new();
-    for (name, bytes) in &files {
-        let file = dir.path().join(name);
+fn zstd(bytes: &[u8]) -> Vec<u8> {
+    zstd::encode_all(bytes, 3).unwrap()
+}
+
+/// `[`, the records one per line with an indent, `]`: a saved list of records.
+fn json_array(records: &[String]) -> Vec<u8> {
+    format!("[\n  {}\n]\n", records.join(",\n  ")).into_bytes()
+}
+
+/// One record per line.
+fn json_lines(records: &[String]) -> Vec<u8> {
+    let mut text = records.join("\n");
+    text.push('\n');
+    text.into_bytes()
+}
+
+/// Replays each export (name, bytes) into a real rsyslog of its own, through the CEF
+/// TCP sink the live run uses, and returns what each rsyslog received. Every replay
+/// must end with exit 0, having read, sent and delivered exactly `n` records.
+async fn replay_each_into_rsyslog(
+    dir: &Path,
+    files: &[(&'static str, Vec<u8>)],
+    n: usize,
+) -> Vec<(&'static str, Vec<String>)> {
+    let mut replayed = Vec::new();
+    for (name, bytes) in files {
+        let file = dir.join(name);
         std::fs::write(&file, bytes).unwrap();
         let mut rs = Rsyslog::start_default().await;
-        let sub = dir.path().join(name.replace('.', "-"));
+        let sub = dir.join(name.replace('.', "-"));
         std::fs::create_dir(&sub).unwrap();
         let cfg = replay_config(&sub, &cef_tcp_sink("siem", rs.tcp_port()), &["siem"]);
         let ran = replay(&["--config", path_arg(&cfg), path_arg(&file)]).await;
         assert_eq!(ran.code, 0, "{name}: {}\n{}", ran.stdout, ran.stderr);
         assert!(
-            ran.stdout.contains(&format!(
-                "{n} records read, {n} sent, {n} delivered",
-                n = exported.len()
-            )),
+            ran.stdout
+                .contains(&format!("{n} records read, {n} sent, {n} delivered")),
             "{name}: {}",
             ran.stdout
         );
-        replayed.push((name, rs.wait_for_lines(exported.len(), PATIENCE).await));
+        replayed.push((*name, rs.wait_for_lines(n, PATIENCE).await));
         rs.stop().await;
     }
+    replayed
+}
 
-    // The live path: the daemon reading the tenant, the same sink settings.
+/// The live `run` path: the daemon reads the emulated tenant with `source` (the TOML
+/// of `[sources.live]`, without its `type`'s section header) and forwards into a real
+/// rsyslog through the same CEF TCP sink as [`replay_each_into_rsyslog`], until it has
+/// sent every record of `want` (a multiset); returns everything it sent.
+async fn live_records(
+    emu: &c42fwd_emulator::EmulatorHandle,
+    opts: &EmulatorOptions,
+    source: &str,
+    want: &HashMap<String, usize>,
+) -> HashMap<String, usize> {
     let mut rs_live = Rsyslog::start_default().await;
     let live_dir = tempfile::tempdir().unwrap();
     let live_cfg = live_dir.path().join("live.toml");
     std::fs::write(
         &live_cfg,
         format!(
-            "{}\n{}\n[sources.audit]\ntype = \"audit_log\"\ntenant = \"emu\"\nstart = \"1h\"\nlag = \"3s\"\npoll_interval = \"200ms\"\n\n{}\n[[routes]]\nsources = [\"audit\"]\nsinks = [\"siem\"]\n",
+            "{}\n{}\n[sources.live]\ntenant = \"emu\"\n{source}\n\n{}\n[[routes]]\nsources = [\"live\"]\nsinks = [\"siem\"]\n",
             head(live_dir.path(), "10s"),
-            emu_tenant(&emu, &opts),
+            emu_tenant(emu, opts),
             cef_tcp_sink("siem", rs_live.tcp_port()),
         ),
     )
     .unwrap();
     let daemon = Daemon::start(&live_cfg).await;
-    let want = multiset(replayed[0].1.clone());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let live = loop {
         let live = multiset(rs_live.lines());
@@ -224,43 +216,35 @@ async fn every_audit_log_export_replays_as_the_records_the_live_run_sends() {
     };
     daemon.terminate().await;
     rs_live.stop().await;
-    // The server-side CEF export is lossy (times to the millisecond, fewer fields):
-    // its records are held to the live ones on what it carries: the Device Event
-    // Class ID, the event time to the millisecond (`rt`) and the actor (`suser`).
-    let key = |l: &str| -> String {
-        let field = |name: &str| {
-            l.split(&format!(" {name}="))
-                .nth(1)
-                .map(|r| r.split(' ').next().unwrap_or_default().to_string())
-                .unwrap_or_default()
-        };
-        let class = l.split('|').nth(4).unwrap_or_default().to_string();
-        format!("{class} rt={} suser={}", field("rt"), field("suser"))
-    };
+    live
+}
+
+/// Every replayed record of every export is a record the live path sent, one per
+/// event (`n`); exports named in `lossy` are held to the live records on `key` only.
+/// The syslog header carries the event's own time (within `window`, the exported
+/// one), not the replay's.
+fn assert_replayed_as_live(
+    replayed: &[(&str, Vec<String>)],
+    live: &HashMap<String, usize>,
+    n: usize,
+    lossy: &[&str],
+    key: fn(&str) -> String,
+    window: (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>),
+) {
     let live_keys = multiset(
         live.iter()
-            .flat_map(|(l, n)| std::iter::repeat_n(key(l), *n)),
+            .flat_map(|(l, n)| std::iter::repeat(key(l)).take(*n)),
     );
-    for (name, lines) in &replayed {
-        assert_eq!(lines.len(), exported.len(), "{name}: one record per event");
-        if *name == "export.cef" {
-            let got = multiset(lines.iter().map(|l| key(l)));
-            let differ: Vec<&String> = got
-                .iter()
-                .filter(|(k, n)| live_keys.get(*k).copied().unwrap_or(0) < **n)
-                .map(|(k, _)| k)
-                .take(2)
-                .collect();
-            assert!(
-                differ.is_empty(),
-                "{name}: records unlike the live ones: {differ:#?}"
-            );
-            continue;
-        }
-        let got = multiset(lines.clone());
+    for (name, lines) in replayed {
+        assert_eq!(lines.len(), n, "{name}: one record per event");
+        let (got, want) = if lossy.contains(name) {
+            (multiset(lines.iter().map(|l| key(l))), &live_keys)
+        } else {
+            (multiset(lines.clone()), live)
+        };
         let differ: Vec<&String> = got
             .iter()
-            .filter(|(l, n)| live.get(*l).copied().unwrap_or(0) < **n)
+            .filter(|(l, n)| want.get(*l).copied().unwrap_or(0) < **n)
             .map(|(l, _)| l)
             .take(2)
             .collect();
@@ -268,16 +252,207 @@ async fn every_audit_log_export_replays_as_the_records_the_live_run_sends() {
             differ.is_empty(),
             "{name}: records the live path did not send: {differ:#?}"
         );
+        let first_time = lines[0].split(' ').nth(1).unwrap_or_default();
+        let t = chrono::DateTime::parse_from_rfc3339(first_time)
+            .unwrap_or_else(|e| panic!("{name}: header time {first_time:?}: {e}"));
+        assert!(
+            t >= window.0 - chrono::Duration::seconds(1) && t < window.1,
+            "{name}: header time {first_time}, events from {} to {}",
+            window.0,
+            window.1
+        );
     }
-    // The header carries the event's own time, not the replay's.
-    let first_time = replayed[0].1[0]
-        .split(' ')
+}
+
+/// A CEF record's value of extension key `name` (up to the next space).
+fn cef_field(l: &str, name: &str) -> String {
+    l.split(&format!(" {name}="))
         .nth(1)
+        .map(|r| r.split(' ').next().unwrap_or_default().to_string())
         .unwrap_or_default()
-        .to_string();
-    assert!(
-        first_time.starts_with(&from.format("%Y-%m-%dT%H").to_string()),
-        "{first_time} (events from {from})"
+}
+
+/// Events exported from the emulator in every Audit Log export format (JSON lines as
+/// the official CLIs and the `file` sink with `format = "json"` write them, the
+/// `search-results-export` JSON body, a JSON array of the events, the API's CSV
+/// export, the console's CSV export, the server-side CEF export, and the JSON body
+/// gzip- and zstd-compressed) are replayed into a real rsyslog each, and the live `run`
+/// path forwards the same events from the emulated tenant into another: every replayed
+/// record is byte for byte a record the live path sent (the event's own time in the
+/// syslog header, the same Device Event Class ID), one per event, in every format (the
+/// server-side CEF and the console's CSV exports, which are lossy, on the fields they
+/// carry).
+#[tokio::test]
+async fn every_audit_log_export_replays_as_the_records_the_live_run_sends() {
+    let opts = EmulatorOptions::default();
+    let emu = start_emulator(opts.clone()).await;
+    let started = emu.started_at();
+    let (from, to) = (
+        started - chrono::Duration::minutes(50),
+        // Past the emulator's ingestion lag (2 min): the live path sees them all.
+        started - chrono::Duration::minutes(5),
+    );
+    let exported = emu.events_between(from, to);
+    assert!(exported.len() > 50, "{} events", exported.len());
+    let dir = tempfile::tempdir().unwrap();
+    let body = emu.audit_export_between(from, to, ExportFormat::Json);
+    let files: Vec<(&str, Vec<u8>)> = vec![
+        ("audit.jsonl", json_lines(&exported)),
+        ("export.json", body.clone().into_bytes()),
+        ("list.json", json_array(&exported)),
+        (
+            "export.csv",
+            emu.audit_export_between(from, to, ExportFormat::Csv)
+                .into_bytes(),
+        ),
+        (
+            "console.csv",
+            emu.audit_export_between(from, to, ExportFormat::ConsoleCsv)
+                .into_bytes(),
+        ),
+        (
+            "export.cef",
+            emu.audit_export_between(from, to, ExportFormat::Cef)
+                .into_bytes(),
+        ),
+        ("export.json.gz", gzip(body.as_bytes())),
+        ("export.json.zst", zstd(body.as_bytes())),
+    ];
+    let replayed = replay_each_into_rsyslog(dir.path(), &files, exported.len()).await;
+    let live = live_records(
+        &emu,
+        &opts,
+        "type = \"audit_log\"\nstart = \"1h\"\nlag = \"3s\"\npoll_interval = \"200ms\"",
+        &multiset(replayed[0].1.clone()),
+    )
+    .await;
+    // The server-side CEF export and the console's CSV export are lossy (fewer fields;
+    // times to the millisecond in CEF): their records are held to the live ones on
+    // what both carry: the Device Event Class ID, the event time to the millisecond
+    // (`rt`) and the actor (`suser`).
+    let key = |l: &str| -> String {
+        let class = l.split('|').nth(4).unwrap_or_default().to_string();
+        format!(
+            "{class} rt={} suser={}",
+            cef_field(l, "rt"),
+            cef_field(l, "suser")
+        )
+    };
+    assert_replayed_as_live(
+        &replayed,
+        &live,
+        exported.len(),
+        &["export.cef", "console.csv"],
+        key,
+        (from, to),
+    );
+    emu.shutdown().await;
+}
+
+/// Alerts saved as a `query-details` response body, as alert details one per line and
+/// as a JSON array, replayed into a real rsyslog each, are byte for byte the records
+/// the live `run` path sends for the same alerts (observations expanded as the live
+/// source does it, the alert's own time in the header).
+#[tokio::test]
+async fn alert_exports_replay_as_the_records_the_live_run_sends() {
+    let opts = EmulatorOptions {
+        backlog: 10,
+        rate: 0.0,
+        alert_backlog: 60,
+        alert_rate: 0.0,
+        sync_log_backlog: 0,
+        sync_log_rate: 0.0,
+        ..EmulatorOptions::default()
+    };
+    let emu = start_emulator(opts.clone()).await;
+    let started = emu.started_at();
+    let (from, to) = (
+        started - chrono::Duration::minutes(50),
+        started - chrono::Duration::minutes(5),
+    );
+    let alerts = emu.alerts_between(from, to);
+    assert!(alerts.len() >= 20, "{} alerts", alerts.len());
+    assert!(alerts.iter().all(|a| a.contains("\"observations\":[")));
+    let dir = tempfile::tempdir().unwrap();
+    let files: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "details.json",
+            emu.alert_details_body_between(from, to).into_bytes(),
+        ),
+        ("alerts.jsonl", json_lines(&alerts)),
+        ("alerts-list.json.zst", zstd(&json_array(&alerts))),
+    ];
+    let replayed = replay_each_into_rsyslog(dir.path(), &files, alerts.len()).await;
+    let live = live_records(
+        &emu,
+        &opts,
+        "type = \"alerts\"\nstart = \"1h\"\nlag = \"3s\"\npoll_interval = \"200ms\"",
+        &multiset(replayed[0].1.clone()),
+    )
+    .await;
+    assert_replayed_as_live(
+        &replayed,
+        &live,
+        alerts.len(),
+        &[],
+        |l| l.to_string(),
+        (from, to),
+    );
+    emu.shutdown().await;
+}
+
+/// The Directory Sync Log's CSV and JSON exports (and its entries one per line),
+/// replayed into a real rsyslog each, are byte for byte the records the live `run`
+/// path sends for the same entries.
+#[tokio::test]
+async fn sync_log_exports_replay_as_the_records_the_live_run_sends() {
+    let opts = EmulatorOptions {
+        backlog: 10,
+        rate: 0.0,
+        alert_backlog: 0,
+        alert_rate: 0.0,
+        sync_log_backlog: 300,
+        sync_log_span: Duration::from_secs(3_600),
+        sync_log_rate: 0.0,
+        ..EmulatorOptions::default()
+    };
+    let emu = start_emulator(opts.clone()).await;
+    let started = emu.started_at();
+    let (from, to) = (
+        started - chrono::Duration::minutes(50),
+        started - chrono::Duration::minutes(5),
+    );
+    let entries = emu.sync_log_between(from, to);
+    assert!(entries.len() >= 100, "{} entries", entries.len());
+    let dir = tempfile::tempdir().unwrap();
+    let files: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "sync.csv",
+            emu.sync_log_export_between(from, to, ExportFormat::Csv)
+                .into_bytes(),
+        ),
+        (
+            "sync.json",
+            emu.sync_log_export_between(from, to, ExportFormat::Json)
+                .into_bytes(),
+        ),
+        ("sync.jsonl.gz", gzip(&json_lines(&entries))),
+    ];
+    let replayed = replay_each_into_rsyslog(dir.path(), &files, entries.len()).await;
+    let live = live_records(
+        &emu,
+        &opts,
+        "type = \"sync_log\"\nstart = \"1h\"\nlag = \"3s\"\npoll_interval = \"200ms\"",
+        &multiset(replayed[1].1.clone()),
+    )
+    .await;
+    assert_replayed_as_live(
+        &replayed,
+        &live,
+        entries.len(),
+        &[],
+        |l| l.to_string(),
+        (from, to),
     );
     emu.shutdown().await;
 }
@@ -615,6 +790,11 @@ async fn filters_choose_by_event_time_and_type_and_a_dry_run_sends_nothing() {
         ran.stdout
     );
     assert!(
+        ran.stdout.contains("101 records read, 0 sent, 0 delivered"),
+        "{}",
+        ran.stdout
+    );
+    assert!(
         ran.stdout.contains("101 records, 0 rejected, events from 2024-05-01T00:00:00.000Z to 2024-05-01T00:01:39.099Z"),
         "{}",
         ran.stdout
@@ -757,4 +937,230 @@ async fn usage_and_configuration_errors_exit_2() {
         assert_eq!(ran.code, 2, "{args:?}: {}\n{}", ran.stdout, ran.stderr);
         assert!(ran.stderr.contains(says), "{args:?}: {}", ran.stderr);
     }
+}
+
+/// One replay per state directory: a second replay while one runs is refused (exit 2,
+/// naming the directory and the holder's pid) and reads nothing. A replay of exports
+/// runs beside the daemon (`c42fwd run`) on the same state directory; a dead-letter
+/// re-drive does not (the daemon's sink appends to that file): it is refused, exit 2,
+/// the file left where it is, and runs once the daemon stopped. Off a terminal,
+/// `--progress log` writes the figures as a log line every 5 s.
+#[tokio::test]
+async fn a_second_replay_and_a_redrive_beside_the_daemon_are_refused() {
+    const N: usize = 600;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("audit.jsonl");
+    write_lines(&file, &numbered_events(0, N));
+    let rx = TcpReceiver::bind().await;
+    // A tenant without events: the daemon on this configuration sends nothing itself.
+    let opts = EmulatorOptions {
+        backlog: 0,
+        rate: 0.0,
+        alert_backlog: 0,
+        alert_rate: 0.0,
+        sync_log_backlog: 0,
+        sync_log_rate: 0.0,
+        ..EmulatorOptions::default()
+    };
+    let emu = start_emulator(opts.clone()).await;
+    let cfg = dir.path().join("c42fwd.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "{}\n{}\n[sources.audit]\ntype = \"audit_log\"\ntenant = \"emu\"\nstart = \"1h\"\npoll_interval = \"200ms\"\n\n{}\n[[routes]]\nsources = [\"audit\"]\nsinks = [\"siem\"]\n",
+            head(dir.path(), "10s"),
+            emu_tenant(&emu, &opts),
+            json_lines_tcp_sink("siem", rx.port()),
+        ),
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+
+    // The first replay, paced to 20 records/s: it would run for 30 s.
+    let mut cmd = c42fwd();
+    cmd.args([
+        "--log",
+        "info",
+        "replay",
+        "--progress",
+        "log",
+        "--rate",
+        "20",
+        "--config",
+    ])
+    .arg(&cfg)
+    .arg(&file)
+    .stdin(Stdio::null());
+    let first = Daemon::spawn(&cfg, cmd);
+    let pid = first.child.id().expect("running");
+    let lock = state.join("replay").join("lock");
+    crate::support::wait_for("the first replay's lock", PATIENCE, || {
+        std::fs::read_to_string(&lock).is_ok_and(|t| t.trim() == pid.to_string())
+    })
+    .await;
+    let second = replay(&["--config", path_arg(&cfg), "--restart", path_arg(&file)]).await;
+    assert_eq!(second.code, 2, "{}\n{}", second.stdout, second.stderr);
+    assert!(
+        second.stderr.contains(&format!(
+            "state directory {} is in use by another c42fwd replay (pid {pid})",
+            state.display()
+        )),
+        "{}",
+        second.stderr
+    );
+    assert!(
+        !second.stdout.contains("records read"),
+        "the second replay ran: {}",
+        second.stdout
+    );
+    // Its progress, as a log line with the figures.
+    let progress_line = || {
+        log_tail(&cfg).lines().any(|l| {
+            l.contains("replay progress")
+                && l.contains("files_total=1")
+                && l.contains("delivered=")
+                && l.contains("records_per_second=")
+        })
+    };
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !progress_line() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no progress line:\n{}",
+            log_tail(&cfg)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Interrupted, the first ends (exit 1) and releases the lock with its process.
+    let status = first.terminate().await;
+    assert_eq!(status.code(), Some(1), "{status:?}");
+
+    // The daemon on the same state directory.
+    let daemon = Daemon::start(&cfg).await;
+    let daemon_pid = daemon.child.id().expect("running");
+    crate::support::wait_for("the daemon's lock", PATIENCE, || {
+        std::fs::read_to_string(state.join("lock"))
+            .is_ok_and(|t| t.trim() == daemon_pid.to_string())
+    })
+    .await;
+    // A replay of exports beside it: it goes on where the interrupted one stopped.
+    let ran = replay(&["--config", path_arg(&cfg), path_arg(&file)]).await;
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    let got = rx
+        .wait_until("every record", PATIENCE, |r| {
+            multiset(
+                lf_records(&r.bytes())
+                    .into_iter()
+                    .map(|l| String::from_utf8(l).unwrap()),
+            )
+            .len()
+                >= N
+        })
+        .await;
+    let got = multiset(
+        lf_records(&got.bytes())
+            .into_iter()
+            .map(|r| String::from_utf8(r).unwrap()),
+    );
+    assert_eq!(
+        got.keys()
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>(),
+        numbered_events(0, N).into_iter().collect(),
+        "every event, none other"
+    );
+
+    // A dead-letter re-drive beside it is refused, and leaves the file alone.
+    let dl = state.join("dead-letter");
+    std::fs::create_dir_all(&dl).unwrap();
+    let event = numbered_events(500, 1).remove(0);
+    // The event's text as it was (a `Value` would reorder its keys).
+    let line = format!(
+        r#"{{"time":"2024-05-02T00:00:00.000Z","sink":"siem","reason":"refused by the receiver","record":{},"kind":"audit_log","occurred":"2024-05-01T00:08:20.500Z","event":{event}}}"#,
+        serde_json::to_string(&event).unwrap()
+    );
+    let dl_file = dl.join("siem.ndjson");
+    std::fs::write(&dl_file, format!("{line}\n")).unwrap();
+    let refused = replay(&["--config", path_arg(&cfg), "--dead-letter", "siem"]).await;
+    assert_eq!(refused.code, 2, "{}\n{}", refused.stdout, refused.stderr);
+    assert!(
+        refused.stderr.contains(&format!("(pid {daemon_pid})"))
+            && refused.stderr.contains("stop the daemon"),
+        "{}",
+        refused.stderr
+    );
+    assert!(dl_file.is_file(), "the dead-letter file was moved");
+    assert!(daemon.terminate().await.success());
+
+    // With the daemon stopped, the re-drive runs.
+    let ran = replay(&["--config", path_arg(&cfg), "--dead-letter", "siem"]).await;
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    assert!(ran.stdout.contains("re-delivered whole"), "{}", ran.stdout);
+    rx.wait_until("the re-driven record", PATIENCE, |r| {
+        lf_records(&r.bytes())
+            .iter()
+            .any(|l| l.as_slice() == event.as_bytes())
+    })
+    .await;
+    emu.shutdown().await;
+}
+
+/// A receiver that is down: the replay retries, delivers nothing and commits nothing;
+/// interrupted (SIGTERM) it ends with exit 1, and once the receiver is up the same
+/// command delivers every record, each once.
+#[tokio::test]
+async fn a_replay_to_a_receiver_that_is_down_resumes_once_it_is_up() {
+    const N: usize = 3_000;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("audit.jsonl");
+    write_lines(&file, &numbered_events(0, N));
+    let port = crate::support::unused_tcp_port();
+    let cfg = replay_config(dir.path(), &json_lines_tcp_sink("siem", port), &["siem"]);
+    let mut cmd = c42fwd();
+    cmd.args([
+        "--log",
+        "info",
+        "replay",
+        "--progress",
+        "none",
+        "--grace",
+        "1s",
+        "--config",
+    ])
+    .arg(&cfg)
+    .arg(&file)
+    .stdin(Stdio::null());
+    let first = Daemon::spawn(&cfg, cmd);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !log_tail(&cfg).contains("will retry") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no retry:\n{}",
+            log_tail(&cfg)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let status = first.terminate().await;
+    assert_eq!(status.code(), Some(1), "{status:?}\n{}", log_tail(&cfg));
+
+    let rx = TcpReceiver::bind_port(port).await;
+    let ran = replay(&["--config", path_arg(&cfg), path_arg(&file)]).await;
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    assert!(
+        ran.stdout
+            .contains(&format!("{N} records read, {N} sent, {N} delivered")),
+        "nothing was settled by the first run: {}",
+        ran.stdout
+    );
+    let got = rx
+        .wait_until("every record", PATIENCE, |r| {
+            r.bytes().iter().filter(|&&b| b == b'\n').count() >= N
+        })
+        .await;
+    let got = multiset(
+        lf_records(&got.bytes())
+            .into_iter()
+            .map(|r| String::from_utf8(r).unwrap()),
+    );
+    assert_eq!(got, multiset(numbered_events(0, N)), "each event once");
 }

@@ -19,7 +19,9 @@
 //! - `json`: JSON lines, and the streaming splitter of response bodies.
 //! - `csv`: the Audit Log CSV exports (API and console) and the Sync Log CSV export.
 //! - `cef`: the Audit Log's server-side CEF export.
+//! - `array`: top-level JSON arrays of records.
 
+mod array;
 mod cef;
 mod csv;
 mod json;
@@ -76,6 +78,12 @@ pub enum Format {
     SyncLogJson,
     /// One Sync Log entry per line (c42fwd's `file` sink with `format = "json"`).
     SyncLogJsonLines,
+    /// A top-level JSON array of raw Audit Log events (`[{...},{...}]`).
+    AuditJsonArray,
+    /// A top-level JSON array of alert details.
+    AlertsJsonArray,
+    /// A top-level JSON array of Sync Log entries.
+    SyncLogJsonArray,
 }
 
 /// Every format, in the order detection tries them.
@@ -86,6 +94,9 @@ pub const FORMATS: &[Format] = &[
     Format::AuditJsonLines,
     Format::AlertsJsonLines,
     Format::SyncLogJsonLines,
+    Format::AuditJsonArray,
+    Format::AlertsJsonArray,
+    Format::SyncLogJsonArray,
     Format::AuditCef,
     Format::AuditApiCsv,
     Format::AuditConsoleCsv,
@@ -100,11 +111,15 @@ impl Format {
             | Format::AuditJsonLines
             | Format::AuditApiCsv
             | Format::AuditConsoleCsv
-            | Format::AuditCef => SourceKind::AuditLog,
-            Format::AlertsDetailsBody | Format::AlertsJsonLines => SourceKind::Alerts,
-            Format::SyncLogCsv | Format::SyncLogJson | Format::SyncLogJsonLines => {
-                SourceKind::SyncLog
+            | Format::AuditCef
+            | Format::AuditJsonArray => SourceKind::AuditLog,
+            Format::AlertsDetailsBody | Format::AlertsJsonLines | Format::AlertsJsonArray => {
+                SourceKind::Alerts
             }
+            Format::SyncLogCsv
+            | Format::SyncLogJson
+            | Format::SyncLogJsonLines
+            | Format::SyncLogJsonArray => SourceKind::SyncLog,
         }
     }
 
@@ -121,6 +136,9 @@ impl Format {
             Format::SyncLogCsv => "sync-log-csv",
             Format::SyncLogJson => "sync-log-json",
             Format::SyncLogJsonLines => "sync-log-json-lines",
+            Format::AuditJsonArray => "audit-log-json-array",
+            Format::AlertsJsonArray => "alerts-json-array",
+            Format::SyncLogJsonArray => "sync-log-json-array",
         }
     }
 }
@@ -320,6 +338,9 @@ fn open_named(name: String, r: Box<dyn Read + Send>, hint: KindHint) -> Result<O
             Box::new(csv::CsvParser::new(src, format).map_err(|reason| err(Some(1), reason))?)
         }
         Format::AuditCef => Box::new(cef::Cef::new(src)),
+        Format::AuditJsonArray | Format::AlertsJsonArray | Format::SyncLogJsonArray => {
+            Box::new(array::Array::new(src, format.kind()))
+        }
     };
     Ok(Opened {
         format,
@@ -399,6 +420,11 @@ fn detect(head: &[u8], name: &str, hint: KindHint) -> Result<Format, String> {
         SourceKind::Alerts => Format::AlertsJsonLines,
         SourceKind::SyncLog => Format::SyncLogJsonLines,
     };
+    let array_of = |k: SourceKind| match k {
+        SourceKind::AuditLog => Format::AuditJsonArray,
+        SourceKind::Alerts => Format::AlertsJsonArray,
+        SourceKind::SyncLog => Format::SyncLogJsonArray,
+    };
     let format = match start.map(|i| &text[i..]) {
         // Empty: no records whatever the format.
         None => lines_of(hinted.or_else(kind_by_name).unwrap_or(SourceKind::AuditLog)),
@@ -414,6 +440,35 @@ fn detect(head: &[u8], name: &str, hint: KindHint) -> Result<Format, String> {
                 lines_of(k)
             } else {
                 return Err(unknown("a json object of no known shape"));
+            }
+        }
+        Some(t) if t[0] == b'[' => {
+            // The first element decides, as the first object of JSON lines does.
+            let rest = &t[1..];
+            match rest.iter().position(|b| !b.is_ascii_whitespace()) {
+                // `[]` (or only `[` in the first bytes): no element to tell.
+                None => array_of(hinted.or_else(kind_by_name).unwrap_or(SourceKind::AuditLog)),
+                Some(i) if rest[i] == b']' => {
+                    array_of(hinted.or_else(kind_by_name).unwrap_or(SourceKind::AuditLog))
+                }
+                Some(i) if rest[i] == b'{' => {
+                    let first = json::top_level(&rest[i..]);
+                    if first.has("events") || first.has("alerts") || first.has("data") {
+                        return Err(unknown(
+                            "a json array of response bodies: save each body as it came, \
+                             one after the other, or the records alone",
+                        ));
+                    }
+                    match first.record_kind().or(hinted).or_else(kind_by_name) {
+                        Some(k) => array_of(k),
+                        None => return Err(unknown("a json array of objects of no known shape")),
+                    }
+                }
+                Some(_) => match hinted.or_else(kind_by_name) {
+                    // Its elements are rejected one by one, with their lines.
+                    Some(k) => array_of(k),
+                    None => return Err(unknown("a json array whose first element is no object")),
+                },
             }
         }
         Some(t) if t.starts_with(b"CEF:") => Format::AuditCef,
@@ -434,6 +489,13 @@ fn detect(head: &[u8], name: &str, hint: KindHint) -> Result<Format, String> {
     Ok(format)
 }
 
+/// The Audit Log Device Event Class ID (`search_issued`) an event type written as the
+/// exports and the console write it (`SearchIssued`, `Search issued`, `search_issued`)
+/// stands for; what is no catalog type comes back in snake case.
+pub fn audit_class_id(v: &str) -> String {
+    crate::normalize::catalog::audit_type_name(&csv::type_tag(v)).to_string()
+}
+
 fn unknown(what: &str) -> String {
     let tried: Vec<&str> = FORMATS.iter().map(|f| f.name()).collect();
     format!("unknown format ({what}); tried: {}", tried.join(", "))
@@ -450,5 +512,27 @@ impl Read for Counting {
         let k = self.inner.read(buf)?;
         self.n.fetch_add(k as u64, Ordering::Relaxed);
         Ok(k)
+    }
+}
+
+#[cfg(test)]
+mod class_id_tests {
+    #[test]
+    fn event_types_as_the_exports_and_the_console_write_them_are_class_ids() {
+        // The catalog's console name of `search_issued` is "Forensic Search query".
+        for v in [
+            "SearchIssued",
+            "Forensic Search query",
+            "search_issued",
+            "Search issued",
+        ] {
+            assert_eq!(super::audit_class_id(v), "search_issued", "{v}");
+        }
+        // Two types whose names differ only by an underscore stay apart.
+        assert_eq!(
+            super::audit_class_id("UserNameChanged"),
+            "user_name_changed"
+        );
+        assert_eq!(super::audit_class_id("UsernameChanged"), "username_changed");
     }
 }
