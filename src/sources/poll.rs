@@ -1715,6 +1715,8 @@ mod tests {
             tenant: "t".into(),
             store: Store::open(dir.path()).unwrap(),
             metrics: metrics.clone(),
+            clock: Arc::new(ApiClock::new()),
+            api: None,
         };
         let (tx, _rx) = tokio::sync::mpsc::channel(1);
         let stop = CancellationToken::new();
