@@ -87,8 +87,9 @@ pub struct ServiceArgs {
 /// not once per page).
 #[derive(clap::Args, Debug, Clone)]
 pub struct PacingArgs {
-    /// Every request to a data endpoint waits this long before it is answered (e.g.
-    /// "250ms"; a real API answers a page in hundreds of milliseconds).
+    /// Every request to a data endpoint (Audit Log, alerts, Directory Sync Log; not
+    /// authentication or discovery: docs/emulator.md) waits this long before it is
+    /// answered, e.g. "250ms" (a real API answers a page in hundreds of milliseconds).
     #[arg(long, value_parser = duration, default_value = "0s")]
     pub latency: Duration,
     /// Data endpoints send their response bodies at this rate, paced while the body is

@@ -188,6 +188,42 @@ async fn ack_polls_start_fast_whatever_the_slowest_interval() {
     sink.finish().await;
 }
 
+/// HEC forgets an `ackId` once it reported it indexed, so an ack poll's answer must
+/// never be dropped: a batch arriving while a poll waits for its answer (the loop then
+/// drops the tick it was in) must not lose the acknowledgements it brings. Had the
+/// answer been lost, the first batch would wait for its `ack_timeout` (a minute, longer
+/// than the test's patience) and go twice.
+#[tokio::test]
+async fn a_batch_arriving_during_an_ack_poll_loses_no_acknowledgement() {
+    let hec = HecServer::start(HecServerOptions {
+        ack_answer_delay: Duration::from_millis(300),
+        ..Default::default()
+    })
+    .await;
+    let dl = tempfile::tempdir().unwrap();
+    let mut o = hec_options(&hec.endpoint(), &HecServerOptions::default().token);
+    o.ack_timeout = Duration::from_secs(60);
+    let sink = TestSink::start_in(hec_sink("splunk", o, Format::JsonRaw), dl.path());
+    let w1 = sink
+        .send((0..7).map(|s| audit_event(s, None)).collect())
+        .await;
+    // The poll about the first request has reached HEC, which marked it indexed and
+    // forgot it; its answer is on the way. Now a second batch comes.
+    hec.wait_until("7 events and an ack poll", PATIENCE, |s, r| {
+        r.len() == 7 && s.ack_polls >= 1
+    })
+    .await;
+    let w2 = sink
+        .send((7..14).map(|s| audit_event(s, None)).collect())
+        .await;
+    assert_eq!(outcome(w1).await, Outcome::Delivered);
+    assert_eq!(outcome(w2).await, Outcome::Delivered);
+    assert_eq!(hec.indexed().len(), 14);
+    assert_eq!(sink.counter("resent", None), 0);
+    assert_eq!(hec.stats().requests, 2);
+    sink.finish().await;
+}
+
 /// At most `max_pending_acks` requests wait for their acknowledgement: beyond that the
 /// sink takes no batch from its queue until HEC confirms one, and then everything goes.
 #[tokio::test]

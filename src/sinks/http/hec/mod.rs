@@ -92,6 +92,16 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 use wire::{base_headers, classify, endpoint, uuid_v4, HecAnswer, HecEnvelope};
 
+/// An ack poll on its way: owned by the sink, so that a poll cut short (the loop drops
+/// a `tick` when a batch arrives) is picked up where it was, never sent again. HEC
+/// forgets an `ackId` once it reported it indexed: an answer dropped on the floor
+/// would leave its requests waiting for `ack_timeout` and send them twice.
+type AckPoll = std::pin::Pin<
+    Box<
+        dyn std::future::Future<Output = Result<(StatusCode, bytes::Bytes), reqwest::Error>> + Send,
+    >,
+>;
+
 /// A request HEC accepted and has not confirmed as indexed yet.
 struct Unacked {
     chunk: SealedChunk,
@@ -118,6 +128,8 @@ pub(crate) struct HecSink {
     ack_poll_failing: bool,
     /// When HEC is asked next about `unacked`.
     schedule: AckSchedule,
+    /// The ack poll sent and not answered yet.
+    poll_in_flight: Option<AckPoll>,
     shutdown: CancellationToken,
 }
 
@@ -183,6 +195,7 @@ impl HecSink {
             warned_no_ack_id: false,
             ack_poll_failing: false,
             schedule: AckSchedule::new(opts.ack_poll_initial, opts.ack_poll_interval),
+            poll_in_flight: None,
             shutdown: ctx.shutdown.clone(),
             courier,
             opts: opts.clone(),
@@ -201,11 +214,11 @@ impl HecSink {
         Ok(())
     }
 
-    /// Polls HEC if the schedule says a poll is due, and puts the requests whose
-    /// acknowledgement timed out aside to be sent again. Cancel-safe: a poll cut short
-    /// changes nothing, and it is due again at once.
+    /// Polls HEC if the schedule says a poll is due (or finishes the one on its way),
+    /// and puts the requests whose acknowledgement timed out aside to be sent again.
+    /// Cancel-safe: a poll cut short goes on at the next call ([`AckPoll`]).
     async fn poll_if_due(&mut self) {
-        if !self.schedule.is_due(Instant::now()) {
+        if self.poll_in_flight.is_none() && !self.schedule.is_due(Instant::now()) {
             return;
         }
         let shutdown = self.shutdown.clone();
@@ -286,26 +299,31 @@ impl HecSink {
     /// it confirmed (0 when the poll failed: it is tried again on the schedule). `None`
     /// when `shutdown` interrupted it.
     async fn poll_acks(&mut self, shutdown: &CancellationToken) -> Option<usize> {
-        let ids: Vec<u64> = self.unacked.keys().copied().collect();
-        let body = serde_json::json!({ "acks": ids }).to_string();
-        let poll = async {
-            let resp = self
-                .courier
-                .client
-                .post(self.ack_url.clone())
-                .headers(self.ack_headers.clone())
-                .body(body)
-                .send()
-                .await?;
-            let status = resp.status();
-            let body = read_limited(resp).await?;
-            Ok::<_, reqwest::Error>((status, body))
+        let poll = match &mut self.poll_in_flight {
+            Some(poll) => poll,
+            None => {
+                let ids: Vec<u64> = self.unacked.keys().copied().collect();
+                let body = serde_json::json!({ "acks": ids }).to_string();
+                let request = self
+                    .courier
+                    .client
+                    .post(self.ack_url.clone())
+                    .headers(self.ack_headers.clone())
+                    .body(body);
+                self.poll_in_flight.insert(Box::pin(async move {
+                    let resp = request.send().await?;
+                    let status = resp.status();
+                    let body = read_limited(resp).await?;
+                    Ok((status, body))
+                }))
+            }
         };
         let result = tokio::select! {
             biased;
             _ = shutdown.cancelled() => return None,
             r = poll => r,
         };
+        self.poll_in_flight = None;
         #[derive(serde::Deserialize)]
         struct AckStatus {
             acks: HashMap<String, bool>,
@@ -442,16 +460,21 @@ impl Transport for HecSink {
     }
 
     fn next_tick(&self) -> Option<Instant> {
-        match (self.schedule.next(), self.outbox.deadline()) {
+        // A poll on its way is finished as soon as the loop is idle.
+        let poll = match self.poll_in_flight {
+            Some(_) => Some(Instant::now()),
+            None => self.schedule.next(),
+        };
+        match (poll, self.outbox.deadline()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
     }
 
     async fn tick(&mut self) -> Result<(), SinkError> {
-        // Cancel-safe: a poll cut short changes nothing (it is due again at once); what
-        // is due to go is only put aside here and sent by the loop's empty `write`,
-        // because `wants_resend` says so.
+        // Cancel-safe: a poll cut short stays on its way and is finished by the next
+        // tick or write ([`AckPoll`]); what is due to go is only put aside here and
+        // sent by the loop's empty `write`, because `wants_resend` says so.
         self.poll_if_due().await;
         self.outbox.flush_due();
         Ok(())
