@@ -496,7 +496,7 @@ fn event_inner(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response {
 }
 
 async fn ack(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    let mut answer_delay = Duration::ZERO;
+    let answer_delay;
     let resp = {
         let mut guard = shared.0.lock().expect("hec server state");
         let inner = &mut *guard;
