@@ -4,7 +4,7 @@
 //! decides which subcommand embeds them. Secrets can come from the environment so they
 //! stay out of process listings, and print as `[redacted]` in `Debug`.
 
-use super::{EmulatorOptions, FaultOptions, QuirkArgs};
+use super::{ByteRate, EmulatorOptions, FaultOptions, QuirkArgs};
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -41,6 +41,10 @@ fn rate(s: &str) -> Result<f64, String> {
     }
 }
 
+fn byte_rate(s: &str) -> Result<ByteRate, String> {
+    s.parse()
+}
+
 fn fraction(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(f) if (0.0..=1.0).contains(&f) => Ok(f),
@@ -73,6 +77,26 @@ pub struct ServiceArgs {
     /// Behaviours of the real service that can be turned around.
     #[command(flatten)]
     pub quirks: QuirkArgs,
+    /// The response time and transfer rate of the data endpoints.
+    #[command(flatten)]
+    pub pacing: PacingArgs,
+}
+
+/// How slow the data endpoints are: the Audit Log, alerts and Directory Sync Log
+/// (authentication and discovery are not slowed: clients call them once per token,
+/// not once per page).
+#[derive(clap::Args, Debug, Clone)]
+pub struct PacingArgs {
+    /// Every request to a data endpoint (Audit Log, alerts, Directory Sync Log; not
+    /// authentication or discovery: docs/emulator.md) waits this long before it is
+    /// answered, e.g. "250ms" (a real API answers a page in hundreds of milliseconds).
+    #[arg(long, value_parser = duration, default_value = "0s")]
+    pub latency: Duration,
+    /// Data endpoints send their response bodies at this rate, paced while the body is
+    /// rendered (e.g. "20MB/s", "512KiB/s"; units B, kB, MB, GB, KiB, MiB, GiB).
+    /// Default: as fast as the socket takes them.
+    #[arg(long, value_parser = byte_rate)]
+    pub bandwidth: Option<ByteRate>,
 }
 
 /// Events that show up later than the emulator's lag: a tenant slower than it says.
@@ -166,6 +190,8 @@ impl EmulateArgs {
                 unauthorized_next: 0,
             },
             quirks: self.services.quirks.quirks(),
+            latency: self.services.pacing.latency,
+            bandwidth: self.services.pacing.bandwidth,
             ..EmulatorOptions::default()
         }
     }
@@ -195,6 +221,7 @@ mod tests {
         assert_eq!(o.client_secret, "emulator-secret");
         assert_eq!(o.lag, Duration::from_secs(120));
         assert_eq!(o.quirks, crate::Quirks::default());
+        assert_eq!((o.latency, o.bandwidth), (Duration::ZERO, None));
         let cli = Cli::try_parse_from([
             "x",
             "--listen",
@@ -236,6 +263,10 @@ mod tests {
             "--keep-empty-events",
             "--alerts-v3-user-token-only",
             "--token-without-tenant-uid",
+            "--latency",
+            "250ms",
+            "--bandwidth",
+            "20MB/s",
         ])
         .unwrap();
         let o = cli.args.options();
@@ -244,6 +275,11 @@ mod tests {
             (0.05, Duration::from_secs(180))
         );
         assert_eq!((o.seed, o.backlog, o.rate), (7, 10, 0.5));
+        assert_eq!(o.latency, Duration::from_millis(250));
+        assert_eq!(
+            o.bandwidth.map(ByteRate::bytes_per_second),
+            Some(20_000_000)
+        );
         assert_eq!((o.alert_backlog, o.alert_rate), (12, 0.25));
         assert_eq!((o.sync_log_backlog, o.sync_log_rate), (34, 0.0));
         assert_eq!(o.backlog_span, Duration::from_secs(7_200));
@@ -267,5 +303,13 @@ mod tests {
         assert!(Cli::try_parse_from(["x", "--alert-rate", "-1"]).is_err());
         assert!(Cli::try_parse_from(["x", "--lag", "soon"]).is_err());
         assert!(Cli::try_parse_from(["x", "--late-fraction", "1.5"]).is_err());
+        assert!(Cli::try_parse_from(["x", "--latency", "slow"]).is_err());
+        let e = Cli::try_parse_from(["x", "--bandwidth", "20mbps"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--bandwidth") && e.contains("such as 20MB/s"),
+            "{e}"
+        );
     }
 }

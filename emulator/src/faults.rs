@@ -44,7 +44,8 @@ pub struct EmulatorStats {
     /// `/v1/{key}`, ...), faulted ones included. Only routes the emulator serves.
     pub requests: BTreeMap<String, u64>,
     /// Records written into response bodies per route: Audit Log events (all
-    /// formats), alert summaries (query-alerts) and alert details (query-details).
+    /// formats), alert summaries (query-alerts), alert details (query-details) and
+    /// Directory Sync Log entries (JSON pages and CSV).
     pub events: BTreeMap<String, u64>,
     /// Requests the emulator does not serve, keyed `METHOD /path` (the path as asked,
     /// without its query; for the key-value store, `GET /v1/<KEY>` of a key it does not

@@ -33,6 +33,8 @@
 //! - `service_routes`: the axum routes of alerts, rules and the Sync Log.
 //! - `auth`: credentials and stateless JWT-shaped tokens.
 //! - `faults`: injected 429 / 500 / 401 and the statistics tests read.
+//! - `pace`: the latency and transfer rate of the data endpoints (`--latency`,
+//!   `--bandwidth`), and which endpoints those are.
 //! - `quirks`: switchable behaviours of the real service (empty pages without
 //!   `events`, the legacy alert service's authorization scheme, the token's claims).
 //! - `server`: the shared state, and the auth, discovery and Audit Log routes.
@@ -79,6 +81,7 @@ mod auth;
 mod events;
 mod faults;
 mod json;
+mod pace;
 mod query;
 mod quirks;
 mod render;
@@ -89,6 +92,7 @@ mod timeline;
 
 pub use args::{EmulateArgs, LateArgs, SecretArg, ServiceArgs};
 pub use faults::{EmulatorStats, FaultOptions};
+pub use pace::ByteRate;
 pub use quirks::{QuirkArgs, Quirks};
 pub use sync_log::SYNC_LOG_ACTIONS;
 
@@ -160,6 +164,12 @@ pub struct EmulatorOptions {
     /// The emulator's clock at start-up; `None` = the wall clock. Pin it for
     /// byte-for-byte reproducible timestamps.
     pub start_time: Option<DateTime<Utc>>,
+    /// How long every request to a data endpoint waits before it is served (the
+    /// real API's response time; `pace` lists the endpoints). Zero: none.
+    pub latency: Duration,
+    /// The rate at which data endpoints send their response bodies, in pieces paced
+    /// as they are rendered; `None`: as fast as the socket takes them.
+    pub bandwidth: Option<ByteRate>,
 }
 
 impl Default for EmulatorOptions {
@@ -189,6 +199,8 @@ impl Default for EmulatorOptions {
             late_fraction: 0.0,
             late_by: Duration::ZERO,
             start_time: None,
+            latency: Duration::ZERO,
+            bandwidth: None,
         }
     }
 }
@@ -221,6 +233,8 @@ impl fmt::Debug for EmulatorOptions {
             .field("late_fraction", &self.late_fraction)
             .field("late_by", &self.late_by)
             .field("start_time", &self.start_time)
+            .field("latency", &self.latency)
+            .field("bandwidth", &self.bandwidth)
             .finish()
     }
 }

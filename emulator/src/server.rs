@@ -323,17 +323,35 @@ type St = State<Arc<Emulator>>;
 /// and a `Response` is large).
 pub(crate) type Refused = Box<Response>;
 
-/// All routes of both generations.
+/// All routes of both generations. The data routes (Audit Log, alerts, Directory Sync
+/// Log) are behind the latency and bandwidth of `pace`; authentication, discovery, the
+/// statistics and unknown routes are not (`pace` says why).
 pub(crate) fn router(state: Arc<Emulator>) -> Router {
-    Router::new()
+    let data = Router::new()
         // Generation 2: the Incydr gateway.
-        .route("/v1/oauth", post(v2_oauth))
-        .route("/v1/customer", get(v2_customer))
         .route("/v1/audit/search-audit-log", post(v2_search))
         .route("/v1/audit/search-results-count", post(v2_count))
         .route("/v1/audit/search-results-export", post(v2_export))
         .route("/v1/audit/export", post(v2_export_token))
         .route("/v1/audit/redeem-download-token", get(v2_redeem))
+        // Generation 1: the Audit Log service where the official client reaches it
+        // (its discovered URL joined with absolute paths, which drops any path:
+        // `/rpc/search/...` at the root), and under the prefix the discovered URL
+        // carries, for clients that append to it.
+        .route(SEARCH_ROOT, legacy_search_at(SEARCH_ROOT))
+        .route(SEARCH_PREFIXED, legacy_search_at(SEARCH_PREFIXED))
+        .route(EXPORT_ROOT, legacy_export_at(EXPORT_ROOT))
+        .route(EXPORT_PREFIXED, legacy_export_at(EXPORT_PREFIXED))
+        // Alerts, rules and the Directory Sync Log, both generations.
+        .merge(super::service_routes::routes())
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            super::pace::pace,
+        ));
+    Router::new()
+        // Generation 2: the Incydr gateway.
+        .route("/v1/oauth", post(v2_oauth))
+        .route("/v1/customer", get(v2_customer))
         // Generation 1: legacy services (py42 / code42cli).
         .route("/api/v3/auth/jwt", get(v1_jwt))
         .route("/c42api/v3/auth/jwt", get(v1_jwt_old))
@@ -344,17 +362,11 @@ pub(crate) fn router(state: Arc<Emulator>) -> Router {
         .route("/api/v1/LoginConfiguration", get(login_configuration_v1))
         .route("/api/v3/LoginConfiguration", get(login_configuration_v3))
         .route("/api/v1/ServerEnv", get(v1_server_env))
-        // The key-value store and the Audit Log service where the official client
-        // reaches them (their discovered URLs joined with absolute paths, which drops
-        // any path: `/v1/<KEY>`, `/rpc/search/...` at the root), and under the prefixes
-        // the discovered URLs carry, for clients that append to them.
+        // The key-value store where the official client reaches it (`/v1/<KEY>` at
+        // the root) and under the prefix its discovered URL carries.
         .route("/v1/{key}", kv_at(KV_ROOT))
         .route("/simple-key-value-store/v1/{key}", kv_at(KV_PREFIXED))
-        .route(SEARCH_ROOT, legacy_search_at(SEARCH_ROOT))
-        .route(SEARCH_PREFIXED, legacy_search_at(SEARCH_PREFIXED))
-        .route(EXPORT_ROOT, legacy_export_at(EXPORT_ROOT))
-        .route(EXPORT_PREFIXED, legacy_export_at(EXPORT_PREFIXED))
-        .merge(super::service_routes::routes())
+        .merge(data)
         // The emulator's own statistics (not part of any Code42 API, not counted).
         .route(STATS_PATH, get(stats))
         // A path it does not know, or a method a known path does not take.

@@ -748,7 +748,12 @@ async fn sync_log_json(
 ) -> Response {
     match sync_log_query(&st, "/api/v3/DirectorySyncLog", &headers, &params) {
         Err(r) => *r,
-        Ok((q, entries)) => json_text(st.sync_log.render_page(&entries, q.page)),
+        Ok((q, entries)) => {
+            let route = "/api/v3/DirectorySyncLog";
+            let n = sync_log::SyncLog::page_len(entries.len(), q.page);
+            st.faults.count_records(route, n);
+            json_text(st.sync_log.render_page(&entries, q.page))
+        }
     }
 }
 
@@ -761,6 +766,8 @@ async fn sync_log_csv(
         Err(r) => *r,
         Ok((_, entries)) => {
             let mut out = String::from(sync_log::CSV_HEADER);
+            st.faults
+                .count_records("/api/v3/DirectorySyncLog/csv", entries.len() as u64);
             for e in &entries {
                 st.sync_log.render_csv(e, &mut out);
             }

@@ -494,6 +494,16 @@ impl SyncLog {
     }
 
     /// The JSON response body for `entries` (already selected and sorted).
+    /// How many of `total` selected entries the page `page` (1-based number, size)
+    /// holds; all of them without a page.
+    pub(crate) fn page_len(total: usize, page: Option<(u64, u64)>) -> u64 {
+        let total = total as u64;
+        let (number, size) = page.unwrap_or((1, total));
+        total
+            .saturating_sub(number.saturating_sub(1).saturating_mul(size))
+            .min(size)
+    }
+
     pub(crate) fn render_page(&self, entries: &[Entry], page: Option<(u64, u64)>) -> String {
         let total = entries.len() as u64;
         let (number, size) = page.unwrap_or((1, total));

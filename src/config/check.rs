@@ -46,6 +46,15 @@ pub const CONNECT_TIMEOUT: Bounds = between(ms(100), secs(600));
 pub const KEEPALIVE: Bounds = between(secs(1), secs(7200));
 pub const ACK_TIMEOUT: Bounds = between(secs(1), HOUR);
 pub const ACK_POLL_INTERVAL: Bounds = between(ms(10), secs(300));
+/// The HEC sink's ack poll defaults (`sinks/http/hec/schedule.rs`): the slowest pace,
+/// the first poll after a send, and the requests that may wait for acknowledgement.
+pub const HEC_ACK_POLL_INTERVAL: Duration = secs(1);
+pub const HEC_ACK_POLL_INITIAL: Duration = ms(20);
+pub const HEC_MAX_PENDING_ACKS: usize = 64;
+/// The most `max_pending_acks` may be: each pending request holds its body.
+pub const MAX_PENDING_ACKS_LIMIT: usize = 4096;
+/// The first HEC ack poll after a send; also at most the sink's `ack_poll_interval`.
+pub const ACK_POLL_INITIAL: Bounds = between(ms(1), secs(300));
 pub const MAX_WAIT: Bounds = between(ms(1), secs(600));
 pub const SINK_REQUEST_TIMEOUT: Bounds = between(secs(1), HOUR);
 pub const RETRY: Bounds = between(ms(1), HOUR);
@@ -410,6 +419,7 @@ mod tests {
             ("`sinks.NAME.keepalive` (tcp)", KEEPALIVE),
             ("`sinks.NAME.ack_timeout` (relp; hec)", ACK_TIMEOUT),
             ("`sinks.NAME.ack_poll_interval` (hec)", ACK_POLL_INTERVAL),
+            ("`sinks.NAME.ack_poll_initial` (hec)", ACK_POLL_INITIAL),
             ("`sinks.NAME.max_wait` (hec, http)", MAX_WAIT),
             (
                 "`sinks.NAME.request_timeout` (hec, http)",

@@ -30,7 +30,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use check::{ConfigError, Problem};
+pub use check::{
+    ConfigError, Problem, HEC_ACK_POLL_INITIAL, HEC_ACK_POLL_INTERVAL, HEC_MAX_PENDING_ACKS,
+};
 pub use validate::{load, load_state, parse_state_str, parse_str, StateConfig};
 
 /// The whole validated configuration.
@@ -420,7 +422,14 @@ pub struct HecOptions {
     pub batching: HttpBatching,
     /// Poll `/services/collector/ack` so that Delivered means indexed.
     pub indexer_ack: bool,
+    /// The slowest pace of ack polls: what the adaptive schedule backs off to while HEC
+    /// confirms nothing (`sinks/http/hec/schedule.rs`).
     pub ack_poll_interval: Duration,
+    /// The first ack poll after a send, and the pace while HEC confirms requests.
+    pub ack_poll_initial: Duration,
+    /// Requests that may wait for their indexer acknowledgement at once; beyond that
+    /// the sink takes no more batches (backpressure).
+    pub max_pending_acks: usize,
     pub ack_timeout: Duration,
     pub request_timeout: Duration,
     /// TLS settings for https endpoints (`server_name` does not apply).

@@ -408,13 +408,39 @@ fn hec(at: &At, h: RawHec, hostname: Option<&str>, p: &mut Problems) -> Option<S
             None
         }
     };
-    let ack_poll_interval = h.ack_poll_interval.unwrap_or(Duration::from_secs(1));
+    let ack_poll_interval = h.ack_poll_interval.unwrap_or(HEC_ACK_POLL_INTERVAL);
+    let ack_poll_initial = h
+        .ack_poll_initial
+        .unwrap_or(HEC_ACK_POLL_INITIAL.min(ack_poll_interval));
     let ack_timeout = h.ack_timeout.unwrap_or(Duration::from_secs(300));
     p.duration(
         at("ack_poll_interval"),
         ack_poll_interval,
         ACK_POLL_INTERVAL,
     );
+    p.duration(at("ack_poll_initial"), ack_poll_initial, ACK_POLL_INITIAL);
+    let in_range = |d: Duration| d >= ACK_POLL_INITIAL.min && d <= ACK_POLL_INITIAL.max;
+    if h.ack_poll_initial.is_some()
+        && in_range(ack_poll_initial)
+        && ack_poll_initial > ack_poll_interval
+    {
+        p.add(
+            at("ack_poll_initial"),
+            format!(
+                "`{}` is longer than `ack_poll_interval` (`{}`): the first poll after a send \
+                 comes after at most the slowest one",
+                show_duration(ack_poll_initial),
+                show_duration(ack_poll_interval)
+            ),
+        );
+    }
+    let max_pending_acks = h.max_pending_acks.unwrap_or(HEC_MAX_PENDING_ACKS as i64);
+    if !(1..=MAX_PENDING_ACKS_LIMIT as i64).contains(&max_pending_acks) {
+        p.add(
+            at("max_pending_acks"),
+            format!("`{max_pending_acks}` is out of range 1 to {MAX_PENDING_ACKS_LIMIT} requests"),
+        );
+    }
     p.duration(at("ack_timeout"), ack_timeout, ACK_TIMEOUT);
     if let Some(c) = &h.channel {
         if !is_uuid(c) {
@@ -436,6 +462,8 @@ fn hec(at: &At, h: RawHec, hostname: Option<&str>, p: &mut Problems) -> Option<S
         batching,
         indexer_ack: h.indexer_ack.unwrap_or(false),
         ack_poll_interval,
+        ack_poll_initial,
+        max_pending_acks: max_pending_acks.clamp(1, MAX_PENDING_ACKS_LIMIT as i64) as usize,
         ack_timeout,
         request_timeout,
         tls,
@@ -659,6 +687,71 @@ mod tests {
             problems(&with_retry("initial = \"2s\"\nmax = \"1s\"")),
             vec!["sinks.siem.retry.initial: must not be greater than retry.max"]
         );
+    }
+
+    /// The ack poll knobs of a HEC sink: their defaults, their ranges, and the first
+    /// poll never slower than the slowest.
+    #[test]
+    fn hec_ack_poll_knobs_defaults_ranges_and_order() {
+        let hec = |keys: &str| {
+            with_every_sink().replace("token = \"t\"", &format!("token = \"t\"\n{keys}"))
+        };
+        let opts = |keys: &str| match crate::config::validate::parse_str(&hec(keys))
+            .unwrap()
+            .sinks["hec"]
+            .kind
+            .clone()
+        {
+            SinkKind::Hec(h) => h,
+            other => panic!("{other:?}"),
+        };
+        let d = opts("");
+        assert_eq!(
+            (d.ack_poll_initial, d.ack_poll_interval, d.max_pending_acks),
+            (Duration::from_millis(20), Duration::from_secs(1), 64)
+        );
+        // An interval below the default first poll takes the first poll down with it.
+        let fast = opts("ack_poll_interval = \"10ms\"");
+        assert_eq!(fast.ack_poll_initial, Duration::from_millis(10));
+        let set =
+            opts("ack_poll_initial = \"1ms\"\nack_poll_interval = \"5m\"\nmax_pending_acks = 4096");
+        assert_eq!(
+            (
+                set.ack_poll_initial,
+                set.ack_poll_interval,
+                set.max_pending_acks
+            ),
+            (Duration::from_millis(1), Duration::from_secs(300), 4096)
+        );
+        assert_eq!(
+            opts("ack_poll_initial = \"1s\"").ack_poll_initial,
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            problems(&hec("ack_poll_initial = \"2s\"")),
+            vec![
+                "sinks.hec.ack_poll_initial: `2s` is longer than `ack_poll_interval` (`1s`): \
+                 the first poll after a send comes after at most the slowest one"
+            ]
+        );
+        assert_eq!(
+            problems(&hec("ack_poll_initial = \"0s\"")),
+            vec!["sinks.hec.ack_poll_initial: `0s` is out of range 1ms to 5m"]
+        );
+        assert_eq!(
+            problems(&hec(
+                "ack_poll_initial = \"6m\"\nack_poll_interval = \"5m\""
+            )),
+            vec!["sinks.hec.ack_poll_initial: `6m` is out of range 1ms to 5m"]
+        );
+        for bad in ["0", "-1", "4097"] {
+            assert_eq!(
+                problems(&hec(&format!("max_pending_acks = {bad}"))),
+                vec![format!(
+                    "sinks.hec.max_pending_acks: `{bad}` is out of range 1 to 4096 requests"
+                )]
+            );
+        }
     }
 
     /// `TlsOptions::default()` (what tests and code build by hand) is exactly what an

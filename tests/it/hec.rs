@@ -42,6 +42,8 @@ fn hec_options(endpoint: &str, token: &str) -> HecOptions {
         },
         indexer_ack: true,
         ack_poll_interval: Duration::from_millis(20),
+        ack_poll_initial: Duration::from_millis(20),
+        max_pending_acks: 64,
         ack_timeout: Duration::from_secs(30),
         request_timeout: Duration::from_secs(10),
         tls: plain_tls(),
@@ -161,6 +163,100 @@ async fn nothing_is_delivered_before_hec_says_indexed() {
     hec.hold_acks(false);
     assert_eq!(outcome(w).await, Outcome::Delivered);
     assert_eq!(hec.indexed().len(), 20);
+    sink.finish().await;
+}
+
+/// The first ack poll comes `ack_poll_initial` after a send, not `ack_poll_interval`:
+/// with the slowest pace at its 5-minute maximum, batches are still confirmed and
+/// delivered one after the other as HEC indexes them (the test would wait out its
+/// patience if any poll waited for the interval).
+#[tokio::test]
+async fn ack_polls_start_fast_whatever_the_slowest_interval() {
+    let hec = HecServer::start(HecServerOptions::default()).await;
+    let dl = tempfile::tempdir().unwrap();
+    let mut o = hec_options(&hec.endpoint(), &HecServerOptions::default().token);
+    o.ack_poll_interval = Duration::from_secs(300);
+    o.ack_poll_initial = Duration::from_millis(20);
+    let sink = TestSink::start_in(hec_sink("splunk", o, Format::JsonRaw), dl.path());
+    for round in 0..3usize {
+        let w = sink
+            .send((0..7).map(|s| audit_event(round * 7 + s, None)).collect())
+            .await;
+        assert_eq!(outcome(w).await, Outcome::Delivered, "round {round}");
+    }
+    assert_eq!(hec.indexed().len(), 21);
+    sink.finish().await;
+}
+
+/// HEC forgets an `ackId` once it reported it indexed, so an ack poll's answer must
+/// never be dropped: a batch arriving while a poll waits for its answer (the loop then
+/// drops the tick it was in) must not lose the acknowledgements it brings. Had the
+/// answer been lost, the first batch would wait for its `ack_timeout` (a minute, longer
+/// than the test's patience) and go twice.
+#[tokio::test]
+async fn a_batch_arriving_during_an_ack_poll_loses_no_acknowledgement() {
+    let hec = HecServer::start(HecServerOptions {
+        ack_answer_delay: Duration::from_millis(300),
+        ..Default::default()
+    })
+    .await;
+    let dl = tempfile::tempdir().unwrap();
+    let mut o = hec_options(&hec.endpoint(), &HecServerOptions::default().token);
+    o.ack_timeout = Duration::from_secs(60);
+    let sink = TestSink::start_in(hec_sink("splunk", o, Format::JsonRaw), dl.path());
+    let w1 = sink
+        .send((0..7).map(|s| audit_event(s, None)).collect())
+        .await;
+    // The poll about the first request has reached HEC, which marked it indexed and
+    // forgot it; its answer is on the way. Now a second batch comes.
+    hec.wait_until("7 events and an ack poll", PATIENCE, |s, r| {
+        r.len() == 7 && s.ack_polls >= 1
+    })
+    .await;
+    let w2 = sink
+        .send((7..14).map(|s| audit_event(s, None)).collect())
+        .await;
+    assert_eq!(outcome(w1).await, Outcome::Delivered);
+    assert_eq!(outcome(w2).await, Outcome::Delivered);
+    assert_eq!(hec.indexed().len(), 14);
+    assert_eq!(sink.counter("resent", None), 0);
+    assert_eq!(hec.stats().requests, 2);
+    sink.finish().await;
+}
+
+/// At most `max_pending_acks` requests wait for their acknowledgement: beyond that the
+/// sink takes no batch from its queue until HEC confirms one, and then everything goes.
+#[tokio::test]
+async fn no_more_than_max_pending_acks_requests_wait_for_their_acknowledgement() {
+    let hec = HecServer::start(HecServerOptions::default()).await;
+    hec.hold_acks(true);
+    let dl = tempfile::tempdir().unwrap();
+    let mut o = hec_options(&hec.endpoint(), &HecServerOptions::default().token);
+    o.max_pending_acks = 2;
+    o.batching.max_events = 5;
+    let sink = TestSink::start_in(hec_sink("splunk", o, Format::JsonRaw), dl.path());
+    let mut waiters = Vec::new();
+    for b in 0..4usize {
+        waiters.push(
+            sink.send((0..5).map(|s| audit_event(b * 5 + s, None)).collect())
+                .await,
+        );
+    }
+    // Two requests out, and asked about several times: had the sink taken the third
+    // batch, its request would have come long before.
+    hec.wait_until("2 requests and 5 ack polls", PATIENCE, |s, _| {
+        s.requests >= 2 && s.ack_polls >= 5
+    })
+    .await;
+    assert_eq!(hec.stats().requests, 2, "{:?}", hec.stats());
+    assert_eq!(hec.received().len(), 10);
+    assert!(waiters.iter_mut().all(|w| w.try_outcome().is_none()));
+    hec.hold_acks(false);
+    for w in waiters {
+        assert_eq!(outcome(w).await, Outcome::Delivered);
+    }
+    assert_eq!(hec.indexed().len(), 20);
+    assert_eq!(hec.stats().requests, 4);
     sink.finish().await;
 }
 

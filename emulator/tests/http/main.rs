@@ -7,8 +7,10 @@
 //!   route, over HTTP too) and the answer to routes the emulator does not serve.
 //! - `services`: alerts, rule metadata and the Directory Sync Log.
 //! - `quirks`: the switchable behaviours of the real service.
+//! - `pacing`: the latency and transfer rate of the data endpoints.
 
 mod audit_log;
+mod pacing;
 mod quirks;
 mod routes;
 mod services;

@@ -404,7 +404,8 @@ mod tests {
             "relp" => "`host`, `port`, `connect_timeout`, `tls`, `window`, `ack_timeout`, ",
             "hec" => {
                 "`endpoint`, `token`, `index`, `source`, `sourcetype`, `channel`, \
-                      `indexer_ack`, `ack_poll_interval`, `ack_timeout`, `tls`, `gzip`, \
+                      `indexer_ack`, `ack_poll_interval`, `ack_poll_initial`, \
+                      `max_pending_acks`, `ack_timeout`, `tls`, `gzip`, \
                       `max_events`, `max_bytes`, `max_wait`, `request_timeout`, "
             }
             "http" => {

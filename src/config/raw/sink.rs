@@ -92,6 +92,9 @@ macro_rules! sink_kinds {
                 #[serde(default, with = "humantime_serde")]
                 ack_poll_interval: Option<Duration>,
                 #[serde(default, with = "humantime_serde")]
+                ack_poll_initial: Option<Duration>,
+                max_pending_acks: Option<i64>,
+                #[serde(default, with = "humantime_serde")]
                 ack_timeout: Option<Duration>,
                 $($http)*
             }

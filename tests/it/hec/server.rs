@@ -12,7 +12,8 @@
 //! `{"acks":[ids]}` polls answer `{"acks":{"id":bool}}`, true once `ack_delay` has
 //! passed (and acks are not held), and each id is forgotten once reported true.
 //!
-//! Faults: bursts of 503 (code 9, server busy), a 400 for any request holding a marker
+//! Faults: bursts of 503 (code 9, server busy), slow ack answers (sent a while after the
+//! acks they report were forgotten), a 400 for any request holding a marker
 //! string (naming the event with `invalid-event-number`, or not), acknowledgements
 //! that never come for chosen requests, a health endpoint that reports unhealthy for
 //! the first checks, a switch that holds every ack false until released, and a token
@@ -45,6 +46,9 @@ pub struct HecServerOptions {
     pub indexer_ack: bool,
     /// How long after its request an ack reads true.
     pub ack_delay: Duration,
+    /// How long an ack poll's answer takes to leave, after the server marked (and
+    /// forgot) the acks it reports true: an answer a client may drop halfway.
+    pub ack_answer_delay: Duration,
     /// Event requests (numbered from 1, in arrival order, every attempt counts) whose
     /// ack never becomes true: a lost acknowledgement.
     pub lose_acks_of: BTreeSet<u64>,
@@ -70,6 +74,7 @@ impl Default for HecServerOptions {
             token: "11111111-2222-3333-4444-555555555555".into(),
             indexer_ack: true,
             ack_delay: Duration::ZERO,
+            ack_answer_delay: Duration::ZERO,
             lose_acks_of: BTreeSet::new(),
             busy_every: 0,
             busy_burst: 0,
@@ -491,10 +496,12 @@ fn event_inner(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response {
 }
 
 async fn ack(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let answer_delay;
     let resp = {
         let mut guard = shared.0.lock().expect("hec server state");
         let inner = &mut *guard;
         inner.stats.ack_polls += 1;
+        answer_delay = inner.opts.ack_answer_delay;
         (|| {
             if let Some(r) = check_token(inner, &headers) {
                 return r;
@@ -536,5 +543,8 @@ async fn ack(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> R
         })()
     };
     shared.1.send_modify(|v| *v += 1);
+    if !answer_delay.is_zero() {
+        tokio::time::sleep(answer_delay).await;
+    }
     resp
 }

@@ -21,10 +21,13 @@
 //!
 //! Delivery: without indexer acknowledgement a batch is Delivered when HEC answered
 //! 2xx. With it (`indexer_ack = true`), a 2xx only brings an `ackId`; the sink polls
-//! `POST /services/collector/ack` with `{"acks":[ids]}` every `ack_poll_interval`,
-//! and a request's batches are Delivered only once HEC says its id is `true`
-//! (indexed). A request not confirmed within `ack_timeout` is sent again (counted in
-//! `sink_resent`; at-least-once). At most [`MAX_UNACKED`] requests wait for their
+//! `POST /services/collector/ack` with `{"acks":[ids]}` on an adaptive schedule
+//! (`schedule`: `ack_poll_initial` after a send and while HEC confirms requests,
+//! doubling up to `ack_poll_interval` while it confirms none), between batches and
+//! after the requests a batch completed, so that a steady stream of batches does not
+//! put the polls off; a request's batches are Delivered only once HEC says its id is
+//! `true` (indexed). A request not confirmed within `ack_timeout` is sent again (counted in
+//! `sink_resent`; at-least-once). At most `max_pending_acks` requests wait for their
 //! acknowledgement (plus the requests cut from the one batch being taken); beyond
 //! that the sink stops taking batches (backpressure, ARCHITECTURE.md invariant 3). If HEC
 //! answers 2xx without an `ackId` although acknowledgement is on, the token has it
@@ -61,6 +64,7 @@
 //! dead-lettering (`courier`).
 
 mod health;
+mod schedule;
 mod wire;
 
 pub(crate) use health::healthcheck;
@@ -68,7 +72,6 @@ pub(crate) use health::healthcheck;
 use crate::ack::AckToken;
 use crate::config::{HecOptions, Sink};
 use crate::metrics::label;
-use crate::retry::deadline_after;
 use crate::sinks::dead_letter::DeadLetterFile;
 use crate::sinks::delivery::{Attempt, EncodedBatch, SinkContext, Transport, Written};
 use crate::sinks::error::SinkError;
@@ -82,16 +85,22 @@ use crate::sinks::metrics::SinkMetrics;
 use health::wait_until_healthy;
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_ENCODING};
 use reqwest::StatusCode;
+use schedule::AckSchedule;
 use std::collections::{BTreeMap, HashMap};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 use wire::{base_headers, classify, endpoint, uuid_v4, HecAnswer, HecEnvelope};
 
-/// Requests that may wait for their indexer acknowledgement at once. Each holds its
-/// (compressed) body for a possible resend, so this bounds the memory of the wait:
-/// at most this many times `max_bytes`, usually a tenth of that with gzip.
-pub(crate) const MAX_UNACKED: usize = 64;
+/// An ack poll on its way: owned by the sink, so that a poll cut short (the loop drops
+/// a `tick` when a batch arrives) is picked up where it was, never sent again. HEC
+/// forgets an `ackId` once it reported it indexed: an answer dropped on the floor
+/// would leave its requests waiting for `ack_timeout` and send them twice.
+type AckPoll = std::pin::Pin<
+    Box<
+        dyn std::future::Future<Output = Result<(StatusCode, bytes::Bytes), reqwest::Error>> + Send,
+    >,
+>;
 
 /// A request HEC accepted and has not confirmed as indexed yet.
 struct Unacked {
@@ -117,8 +126,10 @@ pub(crate) struct HecSink {
     acks_pending: prometheus_client::metrics::gauge::Gauge<i64, std::sync::atomic::AtomicI64>,
     warned_no_ack_id: bool,
     ack_poll_failing: bool,
-    /// When HEC is asked next about `unacked` (`None` while nothing waits).
-    next_poll: Option<Instant>,
+    /// When HEC is asked next about `unacked`.
+    schedule: AckSchedule,
+    /// The ack poll sent and not answered yet.
+    poll_in_flight: Option<AckPoll>,
     shutdown: CancellationToken,
 }
 
@@ -183,7 +194,8 @@ impl HecSink {
                 .clone(),
             warned_no_ack_id: false,
             ack_poll_failing: false,
-            next_poll: None,
+            schedule: AckSchedule::new(opts.ack_poll_initial, opts.ack_poll_interval),
+            poll_in_flight: None,
             shutdown: ctx.shutdown.clone(),
             courier,
             opts: opts.clone(),
@@ -199,17 +211,25 @@ impl HecSink {
                 break;
             }
         }
-        self.schedule_poll();
         Ok(())
     }
 
-    /// Polls every `ack_poll_interval` while requests wait for their acknowledgement.
-    fn schedule_poll(&mut self) {
-        if self.unacked.is_empty() {
-            self.next_poll = None;
-        } else if self.next_poll.is_none() {
-            self.next_poll = Some(deadline_after(Instant::now(), self.opts.ack_poll_interval));
+    /// Polls HEC if the schedule says a poll is due (or finishes the one on its way),
+    /// and puts the requests whose acknowledgement timed out aside to be sent again.
+    /// Cancel-safe: a poll cut short goes on at the next call ([`AckPoll`]).
+    async fn poll_if_due(&mut self) {
+        if self.poll_in_flight.is_none() && !self.schedule.is_due(Instant::now()) {
+            return;
         }
+        let shutdown = self.shutdown.clone();
+        let Some(confirmed) = self.poll_acks(&shutdown).await else {
+            return;
+        };
+        for chunk in self.take_timed_out() {
+            self.outbox.resend(chunk);
+        }
+        self.schedule
+            .polled(Instant::now(), confirmed, self.unacked.len());
     }
 
     /// Sends one request until HEC has every record of it (or its refused records are
@@ -226,6 +246,7 @@ impl HecSink {
             unacked,
             acks_pending,
             warned_no_ack_id,
+            schedule,
             ..
         } = self;
         let indexer_ack = opts.indexer_ack;
@@ -236,10 +257,9 @@ impl HecSink {
             let ack_id = HecAnswer::parse(&body).ack_id;
             match (indexer_ack, ack_id) {
                 (true, Some(id)) => {
-                    let entry = Unacked {
-                        chunk,
-                        sent: Instant::now(),
-                    };
+                    let now = Instant::now();
+                    let entry = Unacked { chunk, sent: now };
+                    schedule.sent(now);
                     let old = unacked.insert(id, entry);
                     acks_pending.set(unacked.len() as i64);
                     if let Some(old) = old {
@@ -275,34 +295,41 @@ impl HecSink {
             .await
     }
 
-    /// Asks HEC which of the waiting requests are indexed and resolves those. `false`
-    /// when `shutdown` interrupted it. A failed poll is retried at the next interval.
-    async fn poll_acks(&mut self, shutdown: &CancellationToken) -> bool {
-        let ids: Vec<u64> = self.unacked.keys().copied().collect();
-        let body = serde_json::json!({ "acks": ids }).to_string();
-        let poll = async {
-            let resp = self
-                .courier
-                .client
-                .post(self.ack_url.clone())
-                .headers(self.ack_headers.clone())
-                .body(body)
-                .send()
-                .await?;
-            let status = resp.status();
-            let body = read_limited(resp).await?;
-            Ok::<_, reqwest::Error>((status, body))
+    /// Asks HEC which of the waiting requests are indexed and resolves those; how many
+    /// it confirmed (0 when the poll failed: it is tried again on the schedule). `None`
+    /// when `shutdown` interrupted it.
+    async fn poll_acks(&mut self, shutdown: &CancellationToken) -> Option<usize> {
+        let poll = match &mut self.poll_in_flight {
+            Some(poll) => poll,
+            None => {
+                let ids: Vec<u64> = self.unacked.keys().copied().collect();
+                let body = serde_json::json!({ "acks": ids }).to_string();
+                let request = self
+                    .courier
+                    .client
+                    .post(self.ack_url.clone())
+                    .headers(self.ack_headers.clone())
+                    .body(body);
+                self.poll_in_flight.insert(Box::pin(async move {
+                    let resp = request.send().await?;
+                    let status = resp.status();
+                    let body = read_limited(resp).await?;
+                    Ok((status, body))
+                }))
+            }
         };
         let result = tokio::select! {
             biased;
-            _ = shutdown.cancelled() => return false,
+            _ = shutdown.cancelled() => return None,
             r = poll => r,
         };
+        self.poll_in_flight = None;
         #[derive(serde::Deserialize)]
         struct AckStatus {
             acks: HashMap<String, bool>,
         }
         let mut refused_token = None;
+        let mut confirmed = 0;
         let problem = match result {
             Ok((status, body)) if status.is_success() => {
                 match serde_json::from_slice::<AckStatus>(&body) {
@@ -312,6 +339,7 @@ impl HecSink {
                             if indexed {
                                 if let Some(u) = self.unacked.remove(&id) {
                                     self.courier.delivered(&u.chunk, &mut self.outbox.ledger);
+                                    confirmed += 1;
                                 }
                             }
                         }
@@ -367,7 +395,7 @@ impl HecSink {
                 self.ack_poll_failing = true;
             }
         }
-        true
+        Some(confirmed)
     }
 
     /// Removes the requests that waited longer than `ack_timeout`, to be sent again.
@@ -410,6 +438,10 @@ impl Transport for HecSink {
     ) -> Result<Written, SinkError> {
         self.outbox.take(records);
         self.send_ready().await?;
+        // Batches may follow each other without a pause, in which case the loop never
+        // ticks between them: poll here when a poll is due, so that the
+        // acknowledgements keep pace with the sends.
+        self.poll_if_due().await;
         // Counted by the courier, request by request (with indexer acknowledgement:
         // once indexed).
         Ok(Written::default())
@@ -428,35 +460,30 @@ impl Transport for HecSink {
     }
 
     fn next_tick(&self) -> Option<Instant> {
-        match (self.next_poll, self.outbox.deadline()) {
+        // A poll on its way is finished as soon as the loop is idle.
+        let poll = match self.poll_in_flight {
+            Some(_) => Some(Instant::now()),
+            None => self.schedule.next(),
+        };
+        match (poll, self.outbox.deadline()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
     }
 
     async fn tick(&mut self) -> Result<(), SinkError> {
-        // Cancel-safe: a poll cut short changes nothing but the time of the next one;
-        // what is due to go is only put aside here and sent by the loop's empty
-        // `write`, because `wants_resend` says so.
-        if self.next_poll.is_some_and(|at| at <= Instant::now()) {
-            self.next_poll = Some(deadline_after(Instant::now(), self.opts.ack_poll_interval));
-            let shutdown = self.shutdown.clone();
-            if !self.poll_acks(&shutdown).await {
-                return Ok(());
-            }
-            for chunk in self.take_timed_out() {
-                self.outbox.resend(chunk);
-            }
-            self.schedule_poll();
-        }
+        // Cancel-safe: a poll cut short stays on its way and is finished by the next
+        // tick or write ([`AckPoll`]); what is due to go is only put aside here and
+        // sent by the loop's empty `write`, because `wants_resend` says so.
+        self.poll_if_due().await;
         self.outbox.flush_due();
         Ok(())
     }
 
     fn accepts_batches(&self) -> bool {
         // Backpressure (ARCHITECTURE.md, invariant 3): no more batches while
-        // `MAX_UNACKED` requests wait for their acknowledgement.
-        self.unacked.len() < MAX_UNACKED
+        // `max_pending_acks` requests wait for their acknowledgement.
+        self.unacked.len() < self.opts.max_pending_acks
     }
 
     fn retries_inside(&self) -> bool {

@@ -238,6 +238,8 @@ mod tests {
             },
             indexer_ack: true,
             ack_poll_interval: Duration::from_secs(1),
+            ack_poll_initial: Duration::from_millis(20),
+            max_pending_acks: 64,
             ack_timeout: Duration::from_secs(300),
             request_timeout: Duration::from_secs(30),
             tls: crate::config::TlsOptions::default(),
