@@ -220,7 +220,13 @@ impl ResendTail {
     /// Keeps a copy of a batch just written whole on the current connection; its token
     /// comes with [`ResendTail::hold`].
     pub(crate) fn push(&mut self, batch: &EncodedBatch, now: Instant) {
+        let n = batch.bytes().len();
         let mut buf = std::mem::take(&mut self.spare);
+        // Exactly the batch's size: grown by `extend` (doubling) the copies would hold
+        // up to twice what the tail keeps, and the tail is the sink's largest memory.
+        if buf.capacity() < n || buf.capacity() > n + n / 4 {
+            buf = Vec::with_capacity(n);
+        }
         buf.clear();
         buf.extend_from_slice(batch.bytes());
         self.offset += buf.len() as u64;
