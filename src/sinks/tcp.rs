@@ -222,12 +222,15 @@ impl ResendTail {
     pub(crate) fn push(&mut self, batch: &EncodedBatch, now: Instant) {
         let n = batch.bytes().len();
         let mut buf = std::mem::take(&mut self.spare);
-        // Exactly the batch's size: grown by `extend` (doubling) the copies would hold
-        // up to twice what the tail keeps, and the tail is the sink's largest memory.
-        if buf.capacity() < n || buf.capacity() > n + n / 4 {
-            buf = Vec::with_capacity(n);
-        }
         buf.clear();
+        // The buffer given back is reused (no churn of large allocations, which
+        // fragments the heap), grown to exactly the batch's size: grown by `extend`
+        // (doubling) the copies would hold up to twice what the tail keeps, and the tail
+        // is the sink's largest memory. One far larger than the batch is let go.
+        if buf.capacity() > 2 * n {
+            buf = Vec::new();
+        }
+        buf.reserve_exact(n);
         buf.extend_from_slice(batch.bytes());
         self.offset += buf.len() as u64;
         self.bytes += buf.len();
