@@ -201,9 +201,15 @@ impl Dedupe {
         let day = day_of(at);
         let bucket = &mut self.buckets[b];
         if bucket.len() == bucket.capacity() {
-            // By a quarter (at least 4): a bucket holds about cap / 65,536 entries,
-            // and growing by small steps keeps its slack small.
-            bucket.reserve_exact((bucket.len() / 4).max(4));
+            // First to what a full set holds per bucket (cap / 65,536), then by a
+            // quarter (at least 4): small steps keep the slack small, and few
+            // reallocations keep the heap from fragmenting under the records' strings.
+            let step = if bucket.capacity() == 0 {
+                self.cap.div_ceil(BUCKETS).clamp(4, 64)
+            } else {
+                (bucket.len() / 4).max(4)
+            };
+            bucket.reserve_exact(step);
         }
         let mut e = Entry {
             low: [low as u16, (low >> 16) as u16, (low >> 32) as u16],
