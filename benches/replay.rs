@@ -10,6 +10,12 @@
 //!
 //! `C42FWD_BENCH_EVENTS=N` changes the count. Under `cargo test` (no `--bench`
 //! argument) it runs a small smoke size, so the harness itself stays tested.
+//! `C42FWD_BENCH_DIR=DIR` writes the exports into DIR and reuses them when they are
+//! there with the same count (generating a million events takes a while);
+//! `C42FWD_BENCH_ONLY=json|csv` and `C42FWD_BENCH_DEDUPE=on|off` run one variant;
+//! `C42FWD_BENCH_BIN=PATH` runs another build of c42fwd (an older one, to compare);
+//! `C42FWD_BENCH_PERF=PREFIX` samples each run with `perf record -g` into
+//! `PREFIX-<variant>.data` (the figures then include perf's overhead).
 
 // Benches measure real elapsed time, outside any tokio clock: std's `Instant` is the
 // right tool here; the product's ban on it (clippy.toml) is for code tests must pause.
@@ -36,11 +42,23 @@ fn main() {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let dir = tempfile::tempdir().unwrap();
-        let (jsonl, csv, n) = write_exports(dir.path(), events).await;
+        let tmp = tempfile::tempdir().unwrap();
+        let keep = std::env::var_os("C42FWD_BENCH_DIR").map(std::path::PathBuf::from);
+        let dir = keep.as_deref().unwrap_or(tmp.path());
+        let (jsonl, csv, n) = exports(dir, events).await;
+        let only = std::env::var("C42FWD_BENCH_ONLY").unwrap_or_default();
+        let dedupe_only = std::env::var("C42FWD_BENCH_DEDUPE").unwrap_or_default();
         for (name, file) in [("json lines", &jsonl), ("api csv", &csv)] {
+            if !only.is_empty() && !name.contains(only.as_str()) {
+                continue;
+            }
             for dedupe in ["--dedupe", "--no-dedupe"] {
-                let r = run(dir.path(), file, n, dedupe).await;
+                match dedupe_only.as_str() {
+                    "on" if dedupe != "--dedupe" => continue,
+                    "off" if dedupe != "--no-dedupe" => continue,
+                    _ => {}
+                }
+                let r = run(tmp.path(), file, n, dedupe).await;
                 println!(
                     "replay: {n} records, {name} ({} MiB), {dedupe}, CEF + RFC 5424 over TCP: {:.2} s, {:.0} records/s, c42fwd CPU {:.2} s ({:.2} CPU-s per million records), peak RSS {:.1} MiB",
                     std::fs::metadata(file).map_or(0, |m| m.len()) >> 20,
@@ -53,6 +71,26 @@ fn main() {
             }
         }
     });
+}
+
+/// The exports of `events` events in `dir`: reused when a run before wrote them for
+/// the same count, written otherwise.
+async fn exports(dir: &Path, events: u64) -> (std::path::PathBuf, std::path::PathBuf, u64) {
+    let marker = dir.join("exports.count");
+    if let Ok(n) = std::fs::read_to_string(&marker) {
+        if n.trim().parse::<u64>().ok() == Some(events) {
+            let n = std::fs::read_to_string(dir.join("exports.written")).unwrap();
+            return (
+                dir.join("audit.jsonl"),
+                dir.join("audit.csv"),
+                n.trim().parse().unwrap(),
+            );
+        }
+    }
+    let (j, c, n) = write_exports(dir, events).await;
+    std::fs::write(dir.join("exports.written"), n.to_string()).unwrap();
+    std::fs::write(&marker, events.to_string()).unwrap();
+    (j, c, n)
 }
 
 /// Writes `events` Audit Log events as JSON lines and as an API CSV export; returns
@@ -186,7 +224,9 @@ sinks = ["tcp"]
     )
     .unwrap();
     let start = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_c42fwd"))
+    let bin =
+        std::env::var_os("C42FWD_BENCH_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_c42fwd").into());
+    let mut child = Command::new(bin)
         .args([
             "--log",
             "warn",
@@ -202,6 +242,20 @@ sinks = ["tcp"]
         .spawn()
         .expect("start c42fwd");
     let pid = child.id();
+    let perf = std::env::var("C42FWD_BENCH_PERF").ok().map(|prefix| {
+        let variant = format!(
+            "{}{dedupe}",
+            file.file_stem().and_then(|s| s.to_str()).unwrap_or("file")
+        );
+        Command::new("perf")
+            .args(["record", "-g", "-F", "499", "-q", "-o"])
+            .arg(format!("{prefix}-{variant}.data"))
+            .arg("-p")
+            .arg(pid.to_string())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start perf")
+    });
     let peak = Arc::new(AtomicU64::new(0));
     let sampler = {
         let peak = peak.clone();
@@ -228,6 +282,10 @@ sinks = ["tcp"]
     sampler.abort();
     rx_task.abort();
     let status = child.wait().expect("wait for c42fwd");
+    if let Some(mut p) = perf {
+        // perf ends with the process it samples.
+        let _ = p.wait();
+    }
     assert!(
         waited.is_ok(),
         "only {} of {n} records arrived",

@@ -118,8 +118,8 @@ pub struct ReplayArgs {
     /// Send every record, duplicates included.
     #[arg(long)]
     pub no_dedupe: bool,
-    /// The most fingerprints --dedupe holds (about 50 MiB per million at the peak); past it the oldest
-    /// day's are dropped, with a warning.
+    /// The most fingerprints --dedupe holds (about 13 MiB per million); past it the
+    /// oldest day's are dropped, with a warning.
     #[arg(long, value_name = "N", default_value_t = crate::replay::dedupe::DEFAULT_CAP)]
     pub dedupe_cap: usize,
     /// Parse and count everything (format per file, event time range, rejects); send

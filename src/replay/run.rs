@@ -144,6 +144,8 @@ pub struct Summary {
     /// Ctrl-C / SIGTERM before the end.
     pub interrupted: bool,
     pub dedupe_dropped_days: usize,
+    /// Fingerprints dropped with those days.
+    pub dedupe_dropped_fingerprints: u64,
     pub dry_run: bool,
 }
 
@@ -218,8 +220,9 @@ impl Summary {
         if self.dedupe_dropped_days > 0 {
             let _ = writeln!(
                 out,
-                "dedupe: the fingerprint cap was reached, {} day(s) of fingerprints were dropped (see the log)",
-                self.dedupe_dropped_days
+                "dedupe: the fingerprint cap was reached, {} day(s) of fingerprints ({} fingerprints) were dropped (see the log; records of those days read again later were sent again)",
+                self.dedupe_dropped_days,
+                self.dedupe_dropped_fingerprints
             );
         }
         if let Some(e) = &self.sink_failure {
@@ -408,7 +411,7 @@ struct Reader {
 }
 
 impl Reader {
-    fn run(mut self, tx: mpsc::Sender<Msg>) -> (Option<PathBuf>, usize) {
+    fn run(mut self, tx: mpsc::Sender<Msg>) -> (Option<PathBuf>, usize, u64) {
         let inputs = std::mem::take(&mut self.opts.inputs);
         for (i, input) in inputs.iter().enumerate() {
             if !self.file(i, input, &tx) {
@@ -427,6 +430,7 @@ impl Reader {
         (
             rejects,
             self.dedupe.as_ref().map_or(0, |d| d.dropped_days.len()),
+            self.dedupe.as_ref().map_or(0, |d| d.dropped_fingerprints),
         )
     }
 
@@ -756,7 +760,9 @@ pub async fn replay(
         chunk,
         opts: opts.clone(),
     };
-    let (tx, mut rx) = mpsc::channel::<Msg>(4);
+    // Two chunks ahead of the engine: the sinks' queues hold more, and every chunk
+    // waiting here is memory (about 0.6 MiB of JSON lines each).
+    let (tx, mut rx) = mpsc::channel::<Msg>(2);
     let reading = tokio::task::spawn_blocking(move || reader.run(tx));
 
     let mut sinks = (!opts.dry_run)
@@ -965,10 +971,11 @@ pub async fn replay(
         });
         s.finish(left).await;
     }
-    let (rejects, dropped) = reading.await.unwrap_or_default();
+    let (rejects, dropped, dropped_fingerprints) = reading.await.unwrap_or_default();
     reporter.done();
     summary.rejects_file = rejects;
     summary.dedupe_dropped_days = dropped;
+    summary.dedupe_dropped_fingerprints = dropped_fingerprints;
     summary.records_read = counters.records_read.load(Ordering::Relaxed);
     summary.sent = counters.sent.load(Ordering::Relaxed);
     summary.delivered = counters.delivered.load(Ordering::Relaxed);

@@ -220,8 +220,17 @@ impl ResendTail {
     /// Keeps a copy of a batch just written whole on the current connection; its token
     /// comes with [`ResendTail::hold`].
     pub(crate) fn push(&mut self, batch: &EncodedBatch, now: Instant) {
+        let n = batch.bytes().len();
         let mut buf = std::mem::take(&mut self.spare);
         buf.clear();
+        // The buffer given back is reused (no churn of large allocations, which
+        // fragments the heap), grown to exactly the batch's size: grown by `extend`
+        // (doubling) the copies would hold up to twice what the tail keeps, and the tail
+        // is the sink's largest memory. One far larger than the batch is let go.
+        if buf.capacity() > 2 * n {
+            buf = Vec::new();
+        }
+        buf.reserve_exact(n);
         buf.extend_from_slice(batch.bytes());
         self.offset += buf.len() as u64;
         self.bytes += buf.len();

@@ -71,7 +71,7 @@ impl Parser for Cef {
                 return reject(reason);
             }
             return Some(Ok(
-                match item_of(SourceKind::AuditLog, std::mem::take(&mut self.json), line) {
+                match item_of(SourceKind::AuditLog, self.json.clone(), line) {
                     Item::Rejected(mut r) => {
                         r.raw = text.to_string();
                         Item::Rejected(r)

@@ -154,6 +154,29 @@ pub(super) struct CsvParser {
     rec: ::csv::ByteRecord,
     /// The JSON text being built (reused).
     json: String,
+    types: TypeTags,
+}
+
+/// [`type_tag`] of the `Type` texts seen so far: a file has few distinct ones, and each
+/// is looked up once.
+#[derive(Default)]
+struct TypeTags {
+    seen: HashMap<String, String>,
+}
+
+impl TypeTags {
+    /// At most this many texts are kept (an export has a few dozen event types).
+    const MAX: usize = 4096;
+
+    fn tag(&mut self, v: &str) -> &str {
+        if !self.seen.contains_key(v) {
+            if self.seen.len() >= Self::MAX {
+                self.seen.clear();
+            }
+            self.seen.insert(v.to_string(), type_tag(v));
+        }
+        &self.seen[v]
+    }
 }
 
 impl CsvParser {
@@ -194,6 +217,7 @@ impl CsvParser {
             header_len: header.len(),
             rec: ::csv::ByteRecord::new(),
             json: String::with_capacity(4096),
+            types: TypeTags::default(),
         };
         let end = p.rdr.position().byte();
         p.forget_before(end);
@@ -261,7 +285,9 @@ impl Parser for CsvParser {
             };
             let item = match built {
                 Ok(()) => {
-                    let text = std::mem::take(&mut self.json);
+                    // A copy of exactly its length (the event keeps it as is); the
+                    // buffer stays, with its capacity, for the next row.
+                    let text = self.json.clone();
                     match item_of(self.kind, text, line) {
                         Item::Rejected(mut r) => {
                             if let Some(fault) = self.details_fault() {
@@ -334,7 +360,7 @@ impl CsvParser {
         self.json.push('{');
         match &self.layout {
             Layout::SyncLog(cols) => build_sync_log(&self.rec, cols, &mut self.json)?,
-            Layout::Audit(cols) => build_audit(&self.rec, cols, &mut self.json)?,
+            Layout::Audit(cols) => build_audit(&self.rec, cols, &mut self.types, &mut self.json)?,
         }
         self.json.push('}');
         Ok(())
@@ -446,10 +472,25 @@ fn actor_type(v: &str) -> String {
     }
 }
 
+/// `v` when [`iso_time`] would return it unchanged: ISO-8601 with a `T`, no spaces
+/// around it (what the API's export writes).
+fn iso_time_as_is(v: &str) -> Option<&str> {
+    let b = v.as_bytes();
+    let plain = b.len() >= 19
+        && b[10] == b'T'
+        && b[4] == b'-'
+        && v.trim().len() == v.len()
+        && !v.ends_with(" UTC");
+    plain.then_some(v)
+}
+
 /// A time as an export writes it, as the ISO-8601 text the API's JSON has: ISO-8601
 /// as is; `YYYY-MM-DD HH:MM:SS[.fff][ UTC]` (a space for the `T`, no zone: UTC, as the
 /// console shows it) rewritten.
 fn iso_time(v: &str) -> String {
+    if let Some(t) = iso_time_as_is(v) {
+        return t.to_string();
+    }
     let v = v.trim();
     let v = v.strip_suffix(" UTC").unwrap_or(v);
     let b = v.as_bytes();
@@ -467,6 +508,7 @@ fn iso_time(v: &str) -> String {
 fn build_audit(
     rec: &::csv::ByteRecord,
     cols: &[Option<AuditField>],
+    types: &mut TypeTags,
     out: &mut String,
 ) -> Result<(), String> {
     let find = |f: AuditField| cols.iter().position(|c| *c == Some(f));
@@ -477,7 +519,7 @@ fn build_audit(
     if ty.trim().is_empty() {
         return Err("Type: empty".to_string());
     }
-    push_str_member(out, "type$", &type_tag(ty));
+    push_str_member(out, "type$", types.tag(ty));
     // The order of the API's JSON.
     for (f, key) in [
         (AuditField::ActorId, "actorId"),
@@ -490,18 +532,31 @@ fn build_audit(
         let Some(i) = find(f) else { continue };
         let v = text(rec, i, key)?;
         match f {
-            AuditField::ActorType => push_str_member(out, key, &actor_type(v)),
-            AuditField::Timestamp => push_str_member(out, key, &iso_time(v)),
+            AuditField::ActorType => match v {
+                // The API's own words, as most rows have them: no allocation.
+                "USER" | "SUPPORT_USER" | "API_CLIENT" | "SYSTEM" | "UNKNOWN" => {
+                    push_str_member(out, key, v)
+                }
+                _ => push_str_member(out, key, &actor_type(v)),
+            },
+            AuditField::Timestamp => match iso_time_as_is(v) {
+                Some(t) => push_str_member(out, key, t),
+                None => push_str_member(out, key, &iso_time(v)),
+            },
             _ => push_str_member(out, key, v),
         }
     }
     if let Some(i) = find(AuditField::Success) {
         let v = text(rec, i, "Success")?;
-        let b = match v.trim().to_ascii_lowercase().as_str() {
-            "true" | "success" | "succeeded" | "yes" => Some(true),
-            "false" | "failure" | "failed" | "no" => Some(false),
-            "" => None,
-            _ => return Err(format!("Success: {v:?} is not true or false")),
+        let b = match v {
+            "true" => Some(true),
+            "false" => Some(false),
+            _ => match v.trim().to_ascii_lowercase().as_str() {
+                "true" | "success" | "succeeded" | "yes" => Some(true),
+                "false" | "failure" | "failed" | "no" => Some(false),
+                "" => None,
+                _ => return Err(format!("Success: {v:?} is not true or false")),
+            },
         };
         if let Some(b) = b {
             out.push_str(if b {
@@ -570,6 +625,38 @@ mod tests {
         );
         assert_eq!(type_tag("UsernameChanged"), "audit_log::username_changed/1");
         assert_eq!(type_tag("audit_log::x_y/2"), "audit_log::x_y/2");
+    }
+
+    #[test]
+    fn the_fast_paths_give_what_the_slow_ones_give() {
+        for v in [
+            "2024-01-02T03:04:05.123Z",
+            " 2024-01-02T03:04:05.123Z",
+            "2024-01-02T03:04:05.123Z\u{a0}",
+            "2024-01-02T03:04:05 UTC",
+            "2024-01-02 03:04:05",
+            "2024-01-02T03:04:05+01:00",
+            "garbage-that-is-long-enough",
+        ] {
+            let slow = iso_time(v);
+            if let Some(fast) = iso_time_as_is(v) {
+                assert_eq!(fast, slow, "{v:?}");
+            }
+        }
+        assert_eq!(iso_time_as_is("2024-01-02 03:04:05"), None);
+        let mut tags = TypeTags::default();
+        for v in [
+            "SearchIssued",
+            "Search issued",
+            " SearchIssued",
+            "SomethingNew",
+        ] {
+            assert_eq!(tags.tag(v), type_tag(v), "{v:?}");
+            assert_eq!(tags.tag(v), type_tag(v), "{v:?}, cached");
+        }
+        for v in ["USER", "SUPPORT_USER", "API_CLIENT", "SYSTEM", "UNKNOWN"] {
+            assert_eq!(actor_type(v), v);
+        }
     }
 
     #[test]
