@@ -10,8 +10,8 @@
 //! Several arrays one after the other (`[...]\n[...]`, pages saved into one file) are
 //! read in turn. Memory: one element plus the read buffer.
 
-use super::json::item_of;
-use super::{Item, Parser, Rejected, Source};
+use super::json::item_of_bytes;
+use super::{Item, Parser, Source};
 use crate::event::SourceKind;
 use std::collections::VecDeque;
 use std::io::BufRead;
@@ -134,29 +134,9 @@ impl State {
     }
 
     /// An element copied out: its event, or why not.
-    fn finish(&mut self, mut e: Element) {
-        while e.text.last().is_some_and(u8::is_ascii_whitespace) {
-            e.text.pop();
-        }
-        let line = e.line;
-        let item = match String::from_utf8(e.text) {
-            Ok(text) => {
-                let copy = text.clone();
-                match item_of(self.kind, text, line) {
-                    Item::Rejected(mut r) if r.raw.is_empty() => {
-                        r.raw = copy;
-                        Item::Rejected(r)
-                    }
-                    item => item,
-                }
-            }
-            Err(err) => Item::Rejected(Rejected {
-                line,
-                reason: format!("not valid utf-8: {}", err.utf8_error()),
-                raw: String::from_utf8_lossy(err.as_bytes()).into_owned(),
-            }),
-        };
-        self.pending.push_back(item);
+    fn finish(&mut self, e: Element) {
+        self.pending
+            .push_back(item_of_bytes(self.kind, e.text, e.line));
     }
 }
 

@@ -427,31 +427,37 @@ impl BodyState {
     }
 
     /// A record copied out: its event, or why not.
-    fn finish(&mut self, mut c: Capture) {
-        while c.text.last().is_some_and(u8::is_ascii_whitespace) {
-            c.text.pop();
-        }
-        let line = c.line;
-        let item = match String::from_utf8(c.text) {
-            Ok(text) => {
-                // A copy for the reject of a record that is not json (one memcpy; the
-                // parse costs far more).
-                let copy = text.clone();
-                match item_of(self.kind, text, line) {
-                    Item::Rejected(mut r) if r.raw.is_empty() => {
-                        r.raw = copy;
-                        Item::Rejected(r)
-                    }
-                    item => item,
+    fn finish(&mut self, c: Capture) {
+        self.pending
+            .push_back(item_of_bytes(self.kind, c.text, c.line));
+    }
+}
+
+/// The item of one record's bytes copied out of a file (trailing white space dropped):
+/// its event, or a reject carrying the bytes (shared by the body, lines and array
+/// readers).
+pub(super) fn item_of_bytes(kind: SourceKind, mut text: Vec<u8>, line: u64) -> Item {
+    while text.last().is_some_and(u8::is_ascii_whitespace) {
+        text.pop();
+    }
+    match String::from_utf8(text) {
+        Ok(text) => {
+            // A copy for the reject of a record that is not json (one memcpy; the
+            // parse costs far more).
+            let copy = text.clone();
+            match item_of(kind, text, line) {
+                Item::Rejected(mut r) if r.raw.is_empty() => {
+                    r.raw = copy;
+                    Item::Rejected(r)
                 }
+                item => item,
             }
-            Err(e) => Item::Rejected(Rejected {
-                line,
-                reason: format!("not valid utf-8: {}", e.utf8_error()),
-                raw: String::from_utf8_lossy(e.as_bytes()).into_owned(),
-            }),
-        };
-        self.pending.push_back(item);
+        }
+        Err(e) => Item::Rejected(Rejected {
+            line,
+            reason: format!("not valid utf-8: {}", e.utf8_error()),
+            raw: String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        }),
     }
 }
 
