@@ -37,14 +37,22 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(4);
+    // The real API answers in hundreds of milliseconds; `C42FWD_BENCH_LATENCY=250ms`
+    // makes every data request of the emulator wait that long.
+    let latency = std::env::var("C42FWD_BENCH_LATENCY")
+        .ok()
+        .map(|v| {
+            humantime::parse_duration(&v).expect("C42FWD_BENCH_LATENCY: a duration such as 250ms")
+        })
+        .unwrap_or_default();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
-    let report = rt.block_on(run(events, &format, &source, queue));
+    let report = rt.block_on(run(events, &format, &source, queue, latency));
     println!(
-        "throughput: {} {source} events, format {format}, queue {queue}, {:.2} s, {:.0} events/s, {:.1} MB/s, c42fwd CPU {:.2} s ({:.2} CPU-s per million events), peak RSS {:.1} MiB",
+        "throughput: {} {source} events, format {format}, queue {queue}, api latency {latency:?}, {:.2} s, {:.0} events/s, {:.1} MB/s, c42fwd CPU {:.2} s ({:.2} CPU-s per million events), peak RSS {:.1} MiB",
         report.events,
         report.elapsed.as_secs_f64(),
         report.events as f64 / report.elapsed.as_secs_f64(),
@@ -64,7 +72,7 @@ struct Report {
     peak_rss_kib: u64,
 }
 
-async fn run(events: u64, format: &str, source: &str, queue: u32) -> Report {
+async fn run(events: u64, format: &str, source: &str, queue: u32, latency: Duration) -> Report {
     // The backlog occurred over the last two hours and is fully visible (no live
     // stream); only the measured source has one.
     let mut opts = c42fwd_emulator::EmulatorOptions {
@@ -77,6 +85,7 @@ async fn run(events: u64, format: &str, source: &str, queue: u32) -> Report {
         sync_log_span: Duration::from_secs(2 * 3600),
         sync_log_rate: 0.0,
         lag: Duration::from_millis(0),
+        latency,
         ..Default::default()
     };
     let page_size = match source {
