@@ -10,7 +10,7 @@
 //! Several arrays one after the other (`[...]\n[...]`, pages saved into one file) are
 //! read in turn. Memory: one element plus the read buffer.
 
-use super::json::item_of_bytes;
+use super::json::{item_of_bytes, JsonString};
 use super::{Item, Parser, Source};
 use crate::event::SourceKind;
 use std::collections::VecDeque;
@@ -37,8 +37,7 @@ struct State {
     line: u64,
     /// Inside a top-level array.
     open: bool,
-    in_string: bool,
-    escaped: bool,
+    string: JsonString,
     element: Option<Element>,
     pending: VecDeque<Item>,
 }
@@ -51,8 +50,7 @@ impl Array {
                 kind,
                 line: 1,
                 open: false,
-                in_string: false,
-                escaped: false,
+                string: JsonString::default(),
                 element: None,
                 pending: VecDeque::new(),
             },
@@ -67,19 +65,13 @@ impl State {
             self.line += 1;
         }
         if let Some(e) = &mut self.element {
-            if self.in_string {
+            if self.string.is_open() {
                 e.text.push(b);
-                if self.escaped {
-                    self.escaped = false;
-                } else if b == b'\\' {
-                    self.escaped = true;
-                } else if b == b'"' {
-                    self.in_string = false;
-                }
+                self.string.closes(b);
                 return Ok(());
             }
             match b {
-                b'"' => self.in_string = true,
+                b'"' => self.string.open(),
                 b'{' | b'[' => e.depth += 1,
                 b'}' | b']' if e.depth > 0 => e.depth -= 1,
                 b',' | b']' if e.depth == 0 => {
@@ -118,7 +110,7 @@ impl State {
                 let depth = match b {
                     b'{' | b'[' => 1,
                     b'"' => {
-                        self.in_string = true;
+                        self.string.open();
                         0
                     }
                     _ => 0,

@@ -174,8 +174,7 @@ impl Body {
                 path: path_of(format),
                 line: 1,
                 depth: 0,
-                in_string: false,
-                escaped: false,
+                string: JsonString::default(),
                 key_string: false,
                 frames: Vec::new(),
                 capture: None,
@@ -252,14 +251,45 @@ struct Capture {
     depth: u32,
 }
 
+/// Where a byte scanner of JSON stands with respect to strings (the JSON body, array and
+/// top-level readers share it): inside one or not, and after a backslash or not.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct JsonString {
+    inside: bool,
+    escaped: bool,
+}
+
+impl JsonString {
+    /// An opening quote was read.
+    pub(super) fn open(&mut self) {
+        self.inside = true;
+    }
+
+    pub(super) fn is_open(&self) -> bool {
+        self.inside
+    }
+
+    /// Takes one byte of the open string; `true` when it was the closing quote.
+    pub(super) fn closes(&mut self, b: u8) -> bool {
+        if self.escaped {
+            self.escaped = false;
+        } else if b == b'\\' {
+            self.escaped = true;
+        } else if b == b'"' {
+            self.inside = false;
+            return true;
+        }
+        false
+    }
+}
+
 struct BodyState {
     kind: SourceKind,
     path: &'static [&'static [u8]],
     /// The line of the byte being read (1-based).
     line: u64,
     depth: usize,
-    in_string: bool,
-    escaped: bool,
+    string: JsonString,
     /// The string being read is a key of the innermost tracked object.
     key_string: bool,
     /// The containers from the top level down, as long as they are on the path.
@@ -281,19 +311,13 @@ impl BodyState {
             self.line += 1;
         }
         if let Some(c) = &mut self.capture {
-            if self.in_string {
+            if self.string.is_open() {
                 c.text.push(b);
-                if self.escaped {
-                    self.escaped = false;
-                } else if b == b'\\' {
-                    self.escaped = true;
-                } else if b == b'"' {
-                    self.in_string = false;
-                }
+                self.string.closes(b);
                 return Ok(());
             }
             match b {
-                b'"' => self.in_string = true,
+                b'"' => self.string.open(),
                 b'{' | b'[' => c.depth += 1,
                 b'}' | b']' if c.depth > 0 => c.depth -= 1,
                 b',' | b']' if c.depth == 0 => {
@@ -312,13 +336,8 @@ impl BodyState {
             c.text.push(b);
             return Ok(());
         }
-        if self.in_string {
-            if self.escaped {
-                self.escaped = false;
-            } else if b == b'\\' {
-                self.escaped = true;
-            } else if b == b'"' {
-                self.in_string = false;
+        if self.string.is_open() {
+            if self.string.closes(b) {
                 if self.key_string {
                     self.key_string = false;
                     if let Some(f) = self.frames.last_mut() {
@@ -368,7 +387,7 @@ impl BodyState {
             let depth = match b {
                 b'{' | b'[' => 1,
                 b'"' => {
-                    self.in_string = true;
+                    self.string.open();
                     0
                 }
                 _ => 0,
@@ -406,7 +425,7 @@ impl BodyState {
                 self.depth -= 1;
             }
             b'"' => {
-                self.in_string = true;
+                self.string.open();
                 if let Some(f) = self.frames.last_mut() {
                     if tracked && f.obj && f.expect_key {
                         self.key_string = true;
@@ -502,19 +521,14 @@ pub(super) fn top_level(t: &[u8]) -> TopLevel {
         keys: Vec::new(),
         type_tag: None,
     };
-    let (mut depth, mut in_string, mut escaped) = (0u32, false, false);
+    let (mut depth, mut quoted) = (0u32, JsonString::default());
     let mut expect_key = false;
     let mut string: Option<Vec<u8>> = None; // a key or the `type$` value being read
     let mut want_tag = false;
     let mut reading_tag = false;
     for &b in t {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
+        if quoted.is_open() {
+            if quoted.closes(b) {
                 if let Some(s) = string.take() {
                     if reading_tag {
                         out.type_tag = Some(s);
@@ -534,7 +548,7 @@ pub(super) fn top_level(t: &[u8]) -> TopLevel {
         }
         match b {
             b'"' => {
-                in_string = true;
+                quoted.open();
                 if depth == 1 && expect_key {
                     string = Some(Vec::new());
                 } else if depth == 1 && want_tag {
