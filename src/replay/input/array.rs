@@ -10,11 +10,10 @@
 //! Several arrays one after the other (`[...]\n[...]`, pages saved into one file) are
 //! read in turn. Memory: one element plus the read buffer.
 
-use super::json::{item_of_bytes, JsonString};
+use super::json::{item_of_bytes, pump, JsonString, Splitter};
 use super::{Item, Parser, Source};
 use crate::event::SourceKind;
 use std::collections::VecDeque;
-use std::io::BufRead;
 
 /// One element being copied out.
 struct Element {
@@ -59,8 +58,24 @@ impl Array {
     }
 }
 
-impl State {
+impl Splitter for State {
+    const WHAT: &'static str = "array";
     fn byte(&mut self, b: u8) -> Result<(), String> {
+        self.take(b)
+    }
+    fn pending(&mut self) -> &mut VecDeque<Item> {
+        &mut self.pending
+    }
+    fn line(&self) -> u64 {
+        self.line
+    }
+    fn open(&self) -> bool {
+        self.open
+    }
+}
+
+impl State {
+    fn take(&mut self, b: u8) -> Result<(), String> {
         if b == b'\n' {
             self.line += 1;
         }
@@ -134,52 +149,7 @@ impl State {
 
 impl Parser for Array {
     fn next_item(&mut self) -> Option<Result<Item, (Option<u64>, String)>> {
-        loop {
-            if let Some(item) = self.st.pending.pop_front() {
-                return Some(Ok(item));
-            }
-            if self.finished {
-                return None;
-            }
-            let line = self.st.line;
-            let buf = match self.src.fill_buf() {
-                Ok(b) => b,
-                Err(e) => {
-                    self.finished = true;
-                    return Some(Err((
-                        Some(line),
-                        format!("cannot read past line {line}: {e}"),
-                    )));
-                }
-            };
-            if buf.is_empty() {
-                self.finished = true;
-                if self.st.open {
-                    return Some(Err((
-                        Some(line),
-                        format!("the json array ends early, at line {line}"),
-                    )));
-                }
-                return None;
-            }
-            let mut used = 0;
-            let mut failed = None;
-            for &b in buf {
-                used += 1;
-                if let Err(reason) = self.st.byte(b) {
-                    failed = Some(reason);
-                    break;
-                }
-                if !self.st.pending.is_empty() {
-                    break;
-                }
-            }
-            self.src.consume(used);
-            if let Some(reason) = failed {
-                self.finished = true;
-                return Some(Err((Some(self.st.line), reason)));
-            }
-        }
+        pump(&mut self.src, &mut self.st, &mut self.finished)
     }
 }
 

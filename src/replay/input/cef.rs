@@ -9,9 +9,8 @@
 //! What the CEF export lacks against the JSON is listed in `docs/replay-formats.md`.
 
 use super::json::item_of;
-use super::{Item, Parser, Rejected, Source};
+use super::{next_line, Item, Parser, Rejected, Source};
 use crate::event::SourceKind;
-use std::io::BufRead;
 
 pub(super) struct Cef {
     src: Source,
@@ -33,53 +32,35 @@ impl Cef {
 
 impl Parser for Cef {
     fn next_item(&mut self) -> Option<Result<Item, (Option<u64>, String)>> {
-        loop {
-            self.buf.clear();
-            match self.src.read_until(b'\n', &mut self.buf) {
-                Ok(0) => return None,
-                Ok(_) => {}
-                Err(e) => {
-                    return Some(Err((
-                        Some(self.line + 1),
-                        format!("cannot read past line {}: {e}", self.line),
-                    )))
-                }
-            }
-            self.line += 1;
-            let mut end = self.buf.len();
-            while end > 0 && matches!(self.buf[end - 1], b'\n' | b'\r') {
-                end -= 1;
-            }
-            let bytes = &self.buf[..end];
-            if bytes.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            let line = self.line;
-            let reject = |reason: String| {
-                Some(Ok(Item::Rejected(Rejected {
-                    line,
-                    reason,
-                    raw: String::from_utf8_lossy(bytes).into_owned(),
-                })))
-            };
-            let text = match std::str::from_utf8(bytes) {
-                Ok(t) => t,
-                Err(e) => return reject(format!("not valid utf-8: {e}")),
-            };
-            self.json.clear();
-            if let Err(reason) = to_json(text, &mut self.json) {
-                return reject(reason);
-            }
-            return Some(Ok(
-                match item_of(SourceKind::AuditLog, self.json.clone(), line) {
-                    Item::Rejected(mut r) => {
-                        r.raw = text.to_string();
-                        Item::Rejected(r)
-                    }
-                    item => item,
-                },
-            ));
+        let bytes = match next_line(&mut self.src, &mut self.buf, &mut self.line)? {
+            Ok(bytes) => bytes,
+            Err(e) => return Some(Err(e)),
+        };
+        let line = self.line;
+        let reject = |reason: String| {
+            Some(Ok(Item::Rejected(Rejected {
+                line,
+                reason,
+                raw: String::from_utf8_lossy(bytes).into_owned(),
+            })))
+        };
+        let text = match std::str::from_utf8(bytes) {
+            Ok(t) => t,
+            Err(e) => return reject(format!("not valid utf-8: {e}")),
+        };
+        self.json.clear();
+        if let Err(reason) = to_json(text, &mut self.json) {
+            return reject(reason);
         }
+        Some(Ok(
+            match item_of(SourceKind::AuditLog, self.json.clone(), line) {
+                Item::Rejected(mut r) => {
+                    r.raw = text.to_string();
+                    Item::Rejected(r)
+                }
+                item => item,
+            },
+        ))
     }
 }
 

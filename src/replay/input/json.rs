@@ -7,7 +7,7 @@
 //! several documents one after the other (pages saved into one file). It tracks object
 //! keys only along the path to the kept array and copies only that array's elements.
 
-use super::{Format, Item, Parser, Record, Rejected, Source};
+use super::{next_line, Format, Item, Parser, Record, Rejected, Source};
 use crate::api::{parse_event_time, sync_log_entry_time, AlertSummary};
 use crate::event::{Event, SourceKind};
 use crate::normalize::json::scan_object_until;
@@ -106,46 +106,28 @@ impl Lines {
 
 impl Parser for Lines {
     fn next_item(&mut self) -> Option<Result<Item, (Option<u64>, String)>> {
-        loop {
-            self.buf.clear();
-            match self.src.read_until(b'\n', &mut self.buf) {
-                Ok(0) => return None,
-                Ok(_) => {}
-                Err(e) => {
-                    return Some(Err((
-                        Some(self.line + 1),
-                        format!("cannot read past line {}: {e}", self.line),
-                    )))
-                }
+        let bytes = match next_line(&mut self.src, &mut self.buf, &mut self.line)? {
+            Ok(bytes) => bytes,
+            Err(e) => return Some(Err(e)),
+        };
+        let line = self.line;
+        let text = match std::str::from_utf8(bytes) {
+            Ok(t) => t.to_string(),
+            Err(e) => {
+                return Some(Ok(Item::Rejected(Rejected {
+                    line,
+                    reason: format!("not valid utf-8: {e}"),
+                    raw: String::from_utf8_lossy(bytes).into_owned(),
+                })))
             }
-            self.line += 1;
-            let mut end = self.buf.len();
-            while end > 0 && matches!(self.buf[end - 1], b'\n' | b'\r') {
-                end -= 1;
+        };
+        Some(Ok(match item_of(self.kind, text, line) {
+            Item::Rejected(mut r) if r.raw.is_empty() => {
+                r.raw = String::from_utf8_lossy(bytes).into_owned();
+                Item::Rejected(r)
             }
-            let bytes = &self.buf[..end];
-            if bytes.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            let line = self.line;
-            let text = match std::str::from_utf8(bytes) {
-                Ok(t) => t.to_string(),
-                Err(e) => {
-                    return Some(Ok(Item::Rejected(Rejected {
-                        line,
-                        reason: format!("not valid utf-8: {e}"),
-                        raw: String::from_utf8_lossy(bytes).into_owned(),
-                    })))
-                }
-            };
-            return Some(Ok(match item_of(self.kind, text, line) {
-                Item::Rejected(mut r) if r.raw.is_empty() => {
-                    r.raw = String::from_utf8_lossy(bytes).into_owned();
-                    Item::Rejected(r)
-                }
-                item => item,
-            }));
-        }
+            item => item,
+        }))
     }
 }
 
@@ -187,48 +169,77 @@ impl Body {
 
 impl Parser for Body {
     fn next_item(&mut self) -> Option<Result<Item, (Option<u64>, String)>> {
-        loop {
-            if let Some(item) = self.state.pending.pop_front() {
-                return Some(Ok(item));
+        pump(&mut self.src, &mut self.state, &mut self.finished)
+    }
+}
+
+/// A byte state machine that splits a JSON input into records while it is read: the
+/// response bodies (`BodyState`) and top-level arrays (`super::array`).
+pub(super) trait Splitter {
+    /// What the input is, for the error of an input that ends early.
+    const WHAT: &'static str;
+    /// Takes one byte; an error ends the input with its reason.
+    fn byte(&mut self, b: u8) -> Result<(), String>;
+    /// The records split off and not yet handed out.
+    fn pending(&mut self) -> &mut VecDeque<Item>;
+    /// The line of the byte being read (1-based).
+    fn line(&self) -> u64;
+    /// Inside a record or a container that has not ended.
+    fn open(&self) -> bool;
+}
+
+/// The one read loop of the splitters: hands out what is pending, else feeds bytes until
+/// a record is split off, the input ends (early: a reject with its line) or a byte is
+/// refused (a reject, and the end of this input).
+pub(super) fn pump<S: Splitter>(
+    src: &mut Source,
+    st: &mut S,
+    finished: &mut bool,
+) -> Option<Result<Item, (Option<u64>, String)>> {
+    loop {
+        if let Some(item) = st.pending().pop_front() {
+            return Some(Ok(item));
+        }
+        if *finished {
+            return None;
+        }
+        let line = st.line();
+        let buf = match src.fill_buf() {
+            Ok(b) => b,
+            Err(e) => {
+                *finished = true;
+                return Some(Err((
+                    Some(line),
+                    format!("cannot read past line {line}: {e}"),
+                )));
             }
-            if self.finished {
-                return None;
+        };
+        if buf.is_empty() {
+            *finished = true;
+            if st.open() {
+                return Some(Err((
+                    Some(line),
+                    format!("the json {} ends early, at line {line}", S::WHAT),
+                )));
             }
-            let line = self.state.line;
-            let buf = match self.src.fill_buf() {
-                Ok(b) => b,
-                Err(e) => {
-                    self.finished = true;
-                    return Some(Err((
-                        Some(line),
-                        format!("cannot read past line {line}: {e}"),
-                    )));
-                }
-            };
-            if buf.is_empty() {
-                self.finished = true;
-                if self.state.depth > 0 {
-                    return Some(Err((
-                        Some(line),
-                        format!("the json document ends early, at line {line}"),
-                    )));
-                }
-                return None;
+            return None;
+        }
+        let mut used = 0;
+        let mut failed = None;
+        for &b in buf {
+            used += 1;
+            if let Err(reason) = st.byte(b) {
+                failed = Some(reason);
+                break;
             }
-            let mut used = 0;
-            for &b in buf {
-                used += 1;
-                if let Err(reason) = self.state.byte(b) {
-                    self.finished = true;
-                    let line = self.state.line;
-                    self.src.consume(used);
-                    return Some(Err((Some(line), reason)));
-                }
-                if !self.state.pending.is_empty() {
-                    break;
-                }
+            if !st.pending().is_empty() {
+                break;
             }
-            self.src.consume(used);
+        }
+        src.consume(used);
+        if let Some(reason) = failed {
+            *finished = true;
+            return Some(Err((Some(st.line()), reason)));
         }
     }
 }
@@ -298,6 +309,22 @@ struct BodyState {
     pending: VecDeque<Item>,
 }
 
+impl Splitter for BodyState {
+    const WHAT: &'static str = "document";
+    fn byte(&mut self, b: u8) -> Result<(), String> {
+        self.take(b)
+    }
+    fn pending(&mut self) -> &mut VecDeque<Item> {
+        &mut self.pending
+    }
+    fn line(&self) -> u64 {
+        self.line
+    }
+    fn open(&self) -> bool {
+        self.depth > 0
+    }
+}
+
 impl BodyState {
     /// Whether the innermost container is the kept array.
     fn in_target(&self) -> bool {
@@ -306,7 +333,7 @@ impl BodyState {
             && self.frames.last().is_some_and(|f| f.on_path && !f.obj)
     }
 
-    fn byte(&mut self, b: u8) -> Result<(), String> {
+    fn take(&mut self, b: u8) -> Result<(), String> {
         if b == b'\n' {
             self.line += 1;
         }

@@ -30,7 +30,7 @@ mod tests;
 
 use crate::event::{Event, SourceKind};
 use std::fmt;
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -292,6 +292,40 @@ const BUFFER: usize = 64 * 1024;
 
 /// The decompressed content, buffered.
 pub(crate) type Source = BufReader<Box<dyn Read + Send>>;
+
+/// An input that cannot be read on: the line it stopped at, and why.
+type Unreadable = (Option<u64>, String);
+
+/// The next line of a line-based input that is not blank, without its line end, with
+/// `line` moved to its number (1-based); `None` at the end of the input, an error (with
+/// the line that could not be read) when reading fails.
+pub(super) fn next_line<'a>(
+    src: &mut Source,
+    buf: &'a mut Vec<u8>,
+    line: &mut u64,
+) -> Option<Result<&'a [u8], Unreadable>> {
+    loop {
+        buf.clear();
+        match src.read_until(b'\n', buf) {
+            Ok(0) => return None,
+            Ok(_) => {}
+            Err(e) => {
+                return Some(Err((
+                    Some(*line + 1),
+                    format!("cannot read past line {line}: {e}"),
+                )))
+            }
+        }
+        *line += 1;
+        let mut end = buf.len();
+        while end > 0 && matches!(buf[end - 1], b'\n' | b'\r') {
+            end -= 1;
+        }
+        if !buf[..end].iter().all(u8::is_ascii_whitespace) {
+            return Some(Ok(&buf[..end]));
+        }
+    }
+}
 
 fn open_named(name: String, r: Box<dyn Read + Send>, hint: KindHint) -> Result<Opened, InputError> {
     let err = |line: Option<u64>, reason: String| InputError {
