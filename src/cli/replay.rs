@@ -397,15 +397,9 @@ pub fn replay(a: ReplayArgs) -> ExitCode {
         chunk_records: run::CHUNK_RECORDS,
         dead_letter,
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match super::start_runtime(true) {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
     let summary: Summary = match rt.block_on(run::replay(

@@ -76,15 +76,9 @@ pub fn status(a: StatusArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match super::start_runtime(false) {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     let failed_where = match (&a.addr, &a.config) {
         (None, Some(c)) => format!("metrics.listen in {}", c.display()),
