@@ -10,18 +10,10 @@
 //! Several arrays one after the other (`[...]\n[...]`, pages saved into one file) are
 //! read in turn. Memory: one element plus the read buffer.
 
-use super::json::{item_of_bytes, pump, JsonString, Splitter};
+use super::json::{item_of_bytes, pump, Copied, Copying, JsonString, Splitter};
 use super::{Item, Parser, Source};
 use crate::event::SourceKind;
 use std::collections::VecDeque;
-
-/// One element being copied out.
-struct Element {
-    text: Vec<u8>,
-    line: u64,
-    /// Nesting inside the element.
-    depth: u32,
-}
 
 pub(super) struct Array {
     src: Source,
@@ -37,7 +29,7 @@ struct State {
     /// Inside a top-level array.
     open: bool,
     string: JsonString,
-    element: Option<Element>,
+    element: Option<Copying>,
     pending: VecDeque<Item>,
 }
 
@@ -80,27 +72,13 @@ impl State {
             self.line += 1;
         }
         if let Some(e) = &mut self.element {
-            if self.string.is_open() {
-                e.text.push(b);
-                self.string.closes(b);
-                return Ok(());
-            }
-            match b {
-                b'"' => self.string.open(),
-                b'{' | b'[' => e.depth += 1,
-                b'}' | b']' if e.depth > 0 => e.depth -= 1,
-                b',' | b']' if e.depth == 0 => {
-                    let e = self.element.take().expect("copying an element");
-                    self.finish(e);
-                    if b == b']' {
-                        self.open = false;
-                    }
-                    return Ok(());
+            if let Copied::End(end) = e.take(b, self.line, &mut self.string)? {
+                let e = self.element.take().expect("copying an element");
+                self.finish(e);
+                if end == b']' {
+                    self.open = false;
                 }
-                b'}' => return Err(format!("unbalanced json at line {}", self.line)),
-                _ => {}
             }
-            e.text.push(b);
             return Ok(());
         }
         if b.is_ascii_whitespace() {
@@ -120,28 +98,14 @@ impl State {
             b']' => self.open = false,
             b',' => {}
             _ => {
-                let mut text = Vec::with_capacity(1024);
-                text.push(b);
-                let depth = match b {
-                    b'{' | b'[' => 1,
-                    b'"' => {
-                        self.string.open();
-                        0
-                    }
-                    _ => 0,
-                };
-                self.element = Some(Element {
-                    text,
-                    line: self.line,
-                    depth,
-                });
+                self.element = Some(Copying::start(b, self.line, &mut self.string));
             }
         }
         Ok(())
     }
 
     /// An element copied out: its event, or why not.
-    fn finish(&mut self, e: Element) {
+    fn finish(&mut self, e: Copying) {
         self.pending
             .push_back(item_of_bytes(self.kind, e.text, e.line));
     }

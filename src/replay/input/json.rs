@@ -255,11 +255,63 @@ struct Frame {
 }
 
 /// One record being copied out.
-struct Capture {
-    text: Vec<u8>,
-    line: u64,
+/// One record being copied out of a JSON input (a body's kept array, a top-level
+/// array), byte by byte, up to the `,` or `]` that ends it.
+pub(super) struct Copying {
+    pub(super) text: Vec<u8>,
+    /// The line of its first byte.
+    pub(super) line: u64,
     /// Nesting inside the record.
     depth: u32,
+}
+
+/// What a byte meant to the record being copied.
+pub(super) enum Copied {
+    /// It was part of the record.
+    More,
+    /// It was the `,` or `]` after the record, which has ended (the byte is not in it).
+    End(u8),
+}
+
+impl Copying {
+    /// Starts a record at its first byte `b`, read on `line`.
+    pub(super) fn start(b: u8, line: u64, string: &mut JsonString) -> Self {
+        let mut text = Vec::with_capacity(1024);
+        text.push(b);
+        let depth = match b {
+            b'{' | b'[' => 1,
+            b'"' => {
+                string.open();
+                0
+            }
+            _ => 0,
+        };
+        Copying { text, line, depth }
+    }
+
+    /// Takes the next byte `b`, read on `line`; an unbalanced `}` is an error.
+    pub(super) fn take(
+        &mut self,
+        b: u8,
+        line: u64,
+        string: &mut JsonString,
+    ) -> Result<Copied, String> {
+        if string.is_open() {
+            self.text.push(b);
+            string.closes(b);
+            return Ok(Copied::More);
+        }
+        match b {
+            b'"' => string.open(),
+            b'{' | b'[' => self.depth += 1,
+            b'}' | b']' if self.depth > 0 => self.depth -= 1,
+            b',' | b']' if self.depth == 0 => return Ok(Copied::End(b)),
+            b'}' => return Err(format!("unbalanced json at line {line}")),
+            _ => {}
+        }
+        self.text.push(b);
+        Ok(Copied::More)
+    }
 }
 
 /// Where a byte scanner of JSON stands with respect to strings (the JSON body, array and
@@ -305,7 +357,7 @@ struct BodyState {
     key_string: bool,
     /// The containers from the top level down, as long as they are on the path.
     frames: Vec<Frame>,
-    capture: Option<Capture>,
+    capture: Option<Copying>,
     pending: VecDeque<Item>,
 }
 
@@ -338,29 +390,14 @@ impl BodyState {
             self.line += 1;
         }
         if let Some(c) = &mut self.capture {
-            if self.string.is_open() {
-                c.text.push(b);
-                self.string.closes(b);
-                return Ok(());
-            }
-            match b {
-                b'"' => self.string.open(),
-                b'{' | b'[' => c.depth += 1,
-                b'}' | b']' if c.depth > 0 => c.depth -= 1,
-                b',' | b']' if c.depth == 0 => {
-                    let c = self.capture.take().expect("capturing");
-                    self.finish(c);
-                    if b == b',' {
-                        return Ok(());
-                    }
-                    return self.structural(b);
+            if let Copied::End(end) = c.take(b, self.line, &mut self.string)? {
+                let c = self.capture.take().expect("capturing");
+                self.finish(c);
+                if end == b',' {
+                    return Ok(());
                 }
-                b'}' if c.depth == 0 => {
-                    return Err(format!("unbalanced json at line {}", self.line))
-                }
-                _ => {}
+                return self.structural(end);
             }
-            c.text.push(b);
             return Ok(());
         }
         if self.string.is_open() {
@@ -409,21 +446,7 @@ impl BodyState {
             if b == b',' {
                 return Ok(());
             }
-            let mut text = Vec::with_capacity(1024);
-            text.push(b);
-            let depth = match b {
-                b'{' | b'[' => 1,
-                b'"' => {
-                    self.string.open();
-                    0
-                }
-                _ => 0,
-            };
-            self.capture = Some(Capture {
-                text,
-                line: self.line,
-                depth,
-            });
+            self.capture = Some(Copying::start(b, self.line, &mut self.string));
             return Ok(());
         }
         let tracked = self.depth == self.frames.len();
@@ -473,7 +496,7 @@ impl BodyState {
     }
 
     /// A record copied out: its event, or why not.
-    fn finish(&mut self, c: Capture) {
+    fn finish(&mut self, c: Copying) {
         self.pending
             .push_back(item_of_bytes(self.kind, c.text, c.line));
     }
