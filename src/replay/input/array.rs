@@ -10,7 +10,7 @@
 //! Several arrays one after the other (`[...]\n[...]`, pages saved into one file) are
 //! read in turn. Memory: one element plus the read buffer.
 
-use super::json::{item_of_bytes, pump, Copied, Copying, JsonString, Splitter};
+use super::json::{pump, Copied, Copying, JsonString, Splitter};
 use super::{Item, Parser, Source};
 use crate::event::SourceKind;
 use std::collections::VecDeque;
@@ -106,8 +106,7 @@ impl State {
 
     /// An element copied out: its event, or why not.
     fn finish(&mut self, e: Copying) {
-        self.pending
-            .push_back(item_of_bytes(self.kind, e.text, e.line));
+        self.pending.push_back(e.into_item(self.kind));
     }
 }
 

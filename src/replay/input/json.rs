@@ -254,13 +254,12 @@ struct Frame {
     key: Vec<u8>,
 }
 
-/// One record being copied out.
 /// One record being copied out of a JSON input (a body's kept array, a top-level
 /// array), byte by byte, up to the `,` or `]` that ends it.
 pub(super) struct Copying {
-    pub(super) text: Vec<u8>,
+    text: Vec<u8>,
     /// The line of its first byte.
-    pub(super) line: u64,
+    line: u64,
     /// Nesting inside the record.
     depth: u32,
 }
@@ -311,6 +310,11 @@ impl Copying {
         }
         self.text.push(b);
         Ok(Copied::More)
+    }
+
+    /// The record copied out: its event, or a reject with its line and bytes.
+    pub(super) fn into_item(self, kind: SourceKind) -> Item {
+        item_of_bytes(kind, self.text, self.line)
     }
 }
 
@@ -497,8 +501,7 @@ impl BodyState {
 
     /// A record copied out: its event, or why not.
     fn finish(&mut self, c: Copying) {
-        self.pending
-            .push_back(item_of_bytes(self.kind, c.text, c.line));
+        self.pending.push_back(c.into_item(self.kind));
     }
 }
 
