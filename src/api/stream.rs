@@ -80,6 +80,9 @@ fn is_ws(b: u8) -> bool {
 struct Capture {
     active: bool,
     text: Vec<u8>,
+    /// The length of the last value captured: the next one starts with that much room,
+    /// since the events of a page are of much the same size (no regrowing per event).
+    last_len: usize,
 }
 
 impl Capture {
@@ -87,6 +90,8 @@ impl Capture {
     fn start(&mut self, b: u8) {
         self.active = true;
         self.text.clear();
+        self.text
+            .reserve(self.last_len.saturating_add(self.last_len / 4));
         self.text.push(b);
     }
 
@@ -121,6 +126,7 @@ impl Capture {
         while self.text.last().is_some_and(|b| is_ws(*b)) {
             self.text.pop();
         }
+        self.last_len = self.text.len();
         let text = String::from_utf8(std::mem::take(&mut self.text))
             .map_err(|_| format!("{what} is not valid utf-8"))?;
         let raw = RawValue::from_string(text).map_err(|e| format!("{what} is not json: {e}"))?;
@@ -196,9 +202,27 @@ impl PageSplitter {
     }
 
     /// Takes the next chunk of the body.
+    ///
+    /// Most of a page is the inside of strings: that part is taken a run at a time, up
+    /// to the next `"` or `\` (copied whole into the event being cut out, or skipped),
+    /// and only those two bytes and everything outside strings go through
+    /// [`Self::byte`]. Keys and the `problems` value are taken byte by byte.
     pub(super) fn feed(&mut self, chunk: &[u8]) -> Result<(), String> {
-        for &b in chunk {
-            self.byte(b)?;
+        let mut i = 0;
+        while i < chunk.len() {
+            if self.in_string && !self.escaped && !self.in_key && !self.problems.active {
+                let rest = &chunk[i..];
+                let run = memchr::memchr2(b'"', b'\\', rest).unwrap_or(rest.len());
+                if self.elem.active {
+                    self.elem.text.extend_from_slice(&rest[..run]);
+                }
+                i += run;
+                let Some(&b) = chunk.get(i) else { break };
+                self.byte(b)?;
+            } else {
+                self.byte(chunk[i])?;
+            }
+            i += 1;
         }
         Ok(())
     }
