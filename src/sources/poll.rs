@@ -72,6 +72,13 @@ pub const RETENTION: Duration = Duration::from_secs(90 * 24 * 3600);
 /// The most batches waiting for their acknowledgement at once.
 pub const MAX_IN_FLIGHT: usize = 64;
 
+/// The most events of one batch: a page's new events go out in batches of at most this
+/// many, so what a sink queue holds and what a stream sink keeps to write again stays
+/// small whatever the page size (a page of 10,000 Audit Log events is about 5 MiB of
+/// JSON). The checkpoint moves only when a page's last batch, and every one before it,
+/// was delivered.
+pub const MAX_BATCH_EVENTS: usize = 1_000;
+
 /// The most suspect events of one page named in their own WARN line.
 const MAX_NAMED_ANOMALIES: usize = 5;
 
@@ -319,6 +326,8 @@ pub struct WindowPoller<F: WindowFetch> {
     poll_interval: Duration,
     start: StartAt,
     pub(super) page_size: u32,
+    /// The most events of one batch ([`MAX_BATCH_EVENTS`]; smaller in tests).
+    batch_events: usize,
     reconcile_after: Option<Duration>,
     /// The tenant's name, for the logs (the fetcher holds the client).
     tenant: String,
@@ -349,9 +358,14 @@ struct InFlight {
     /// `None` once the outcome is known (or for a state change without a batch).
     ack: Option<BoxFuture<'static, Outcome>>,
     outcome: Option<Outcome>,
-    /// The window state to commit once this entry and all before it are Delivered.
+    /// What to commit once this entry and all before it are Delivered; `None` for a
+    /// batch that is not the last of its page (its page is committed with that one).
+    commit: Option<CommitPoint>,
+}
+
+/// The window state to commit, with the reconciliation ledger of the same moment.
+struct CommitPoint {
     state: WindowState,
-    /// The reconciliation ledger to commit with it.
     ledger: Option<Ledger>,
 }
 
@@ -379,6 +393,7 @@ impl<F: WindowFetch> WindowPoller<F> {
             poll_interval: source.poll_interval,
             start: source.start,
             page_size: source.page_size.clamp(1, F::MAX_PAGE_SIZE),
+            batch_events: MAX_BATCH_EVENTS,
             reconcile_after: source.reconcile_after,
             tenant: client.tenant().to_string(),
             clock: client.clock(),
@@ -925,7 +940,8 @@ impl<F: WindowFetch> WindowPoller<F> {
         }
     }
 
-    /// Sends the new items of a page as one batch and queues its commit. `Break` when
+    /// Sends the new items of a page, in batches of at most [`MAX_BATCH_EVENTS`], and
+    /// queues its commit after the last. `Break` when
     /// shutdown interrupted the send.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn forward(
@@ -961,15 +977,6 @@ impl<F: WindowFetch> WindowPoller<F> {
             }
             return Ok(ControlFlow::Continue(()));
         }
-        // Bounded in-flight window (module invariant).
-        while flight.queue.len() >= MAX_IN_FLIGHT {
-            tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => return Ok(ControlFlow::Break(())),
-                _ = flight.front_outcome() => {}
-            }
-            self.commit_resolved(flight).await?;
-        }
         let events = tokio::select! {
             biased;
             _ = shutdown.cancelled() => return Ok(ControlFlow::Break(())),
@@ -981,23 +988,41 @@ impl<F: WindowFetch> WindowPoller<F> {
             }
             return Ok(ControlFlow::Continue(()));
         }
-        let n = events.len();
-        let batch = Batch {
-            source: self.name.clone(),
-            events,
-        };
-        let waiter = tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => return Ok(ControlFlow::Break(())),
-            r = route.send(batch) => r.map_err(|_| SourceError::RouteClosed { name: self.name.to_string() })?,
-        };
-        self.metrics
-            .source_events
-            .get_or_create(&src)
-            .inc_by(n as u64);
-        flight.forwarded += n as u64;
-        flight.push(Some(waiter.wait().boxed()), n, state.clone());
-        Ok(ControlFlow::Continue(()))
+        let mut events = events.into_iter();
+        loop {
+            let chunk: Vec<Event> = events.by_ref().take(self.batch_events).collect();
+            let last = events.len() == 0;
+            // Bounded in-flight window (module invariant).
+            while flight.queue.len() >= MAX_IN_FLIGHT {
+                tokio::select! {
+                    biased;
+                    _ = shutdown.cancelled() => return Ok(ControlFlow::Break(())),
+                    _ = flight.front_outcome() => {}
+                }
+                self.commit_resolved(flight).await?;
+            }
+            let n = chunk.len();
+            let batch = Batch {
+                source: self.name.clone(),
+                events: chunk,
+            };
+            let waiter = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return Ok(ControlFlow::Break(())),
+                r = route.send(batch) => r.map_err(|_| SourceError::RouteClosed { name: self.name.to_string() })?,
+            };
+            self.metrics
+                .source_events
+                .get_or_create(&src)
+                .inc_by(n as u64);
+            flight.forwarded += n as u64;
+            let ack = Some(waiter.wait().boxed());
+            if last {
+                flight.push(ack, n, state.clone());
+                return Ok(ControlFlow::Continue(()));
+            }
+            flight.push_part(ack, n);
+        }
     }
 
     /// Commits the longest prefix of in-flight entries known to be Delivered (one save for
@@ -1013,12 +1038,15 @@ impl<F: WindowFetch> WindowPoller<F> {
                     if done.events > 0 {
                         batches += 1;
                     }
-                    last = Some((done.state, done.ledger));
+                    if let Some(c) = done.commit {
+                        last = Some(c);
+                    }
                 }
                 Some(Outcome::NotDelivered) => {
                     let (batch, events) = (front.seq, front.events);
-                    if let Some((s, l)) = last.take() {
-                        self.save_with(flight, &s, l.as_ref(), batches).await?;
+                    if let Some(c) = last.take() {
+                        self.save_with(flight, &c.state, c.ledger.as_ref(), batches)
+                            .await?;
                     }
                     return Err(SourceError::NotDelivered {
                         name: self.name.to_string(),
@@ -1030,8 +1058,9 @@ impl<F: WindowFetch> WindowPoller<F> {
                 None => break,
             }
         }
-        if let Some((s, l)) = last {
-            self.save_with(flight, &s, l.as_ref(), batches).await?;
+        if let Some(c) = last {
+            self.save_with(flight, &c.state, c.ledger.as_ref(), batches)
+                .await?;
         }
         Ok(())
     }
@@ -1073,10 +1102,13 @@ impl<F: WindowFetch> WindowPoller<F> {
             if done.events > 0 {
                 batches += 1;
             }
-            last = Some((done.state, done.ledger));
+            if let Some(c) = done.commit {
+                last = Some(c);
+            }
         }
-        if let Some((s, l)) = last {
-            self.save_with(flight, &s, l.as_ref(), batches).await?;
+        if let Some(c) = last {
+            self.save_with(flight, &c.state, c.ledger.as_ref(), batches)
+                .await?;
         }
         Ok(())
     }
@@ -1191,6 +1223,25 @@ impl Commits {
         events: usize,
         state: WindowState,
     ) {
+        let commit = CommitPoint {
+            state,
+            ledger: self.ledger.clone(),
+        };
+        self.push_entry(ack, events, Some(commit));
+    }
+
+    /// Queues a batch that is not the last of its page: nothing is committed after it
+    /// alone.
+    pub(super) fn push_part(&mut self, ack: Option<BoxFuture<'static, Outcome>>, events: usize) {
+        self.push_entry(ack, events, None);
+    }
+
+    fn push_entry(
+        &mut self,
+        ack: Option<BoxFuture<'static, Outcome>>,
+        events: usize,
+        commit: Option<CommitPoint>,
+    ) {
         // Batches are numbered 1, 2, ... in the order they were sent; a state-only entry
         // carries the number of the batch before it.
         if ack.is_some() {
@@ -1208,8 +1259,7 @@ impl Commits {
             events,
             ack,
             outcome,
-            state,
-            ledger: self.ledger.clone(),
+            commit,
         });
     }
 
@@ -1476,6 +1526,7 @@ mod tests {
             poll_interval: source.poll_interval,
             start: source.start,
             page_size: 100,
+            batch_events: MAX_BATCH_EVENTS,
             reconcile_after: Some(Duration::from_secs(300)),
             tenant: "t".into(),
             store: Store::open(dir).unwrap(),
@@ -1626,6 +1677,7 @@ mod tests {
             poll_interval: INTERVAL,
             start: StartAt::Ago(Duration::from_secs(60)),
             page_size: 100,
+            batch_events: MAX_BATCH_EVENTS,
             reconcile_after: None,
             tenant: "t".into(),
             store: store.clone(),
@@ -1711,6 +1763,7 @@ mod tests {
             poll_interval: Duration::from_secs(30),
             start: StartAt::Ago(Duration::from_secs(7200)),
             page_size: 100,
+            batch_events: MAX_BATCH_EVENTS,
             reconcile_after: None,
             tenant: "t".into(),
             store: Store::open(dir.path()).unwrap(),
@@ -1756,5 +1809,133 @@ mod tests {
             m.contains("c42fwd_source_behind_seconds{source=\"audit\"} "),
             "{m}"
         );
+    }
+
+    /// Ten events a minute ago, served to every query whose window holds them; each page
+    /// asked is announced on `asked`.
+    struct Ten {
+        at: Vec<DateTime<Utc>>,
+        asked: tokio::sync::mpsc::UnboundedSender<()>,
+    }
+
+    impl Tenant for Ten {
+        fn page(&self, q: QueryWindow) -> Result<FetchedPage<Event>, SourceError> {
+            let _ = self.asked.send(());
+            let raws = self
+                .at
+                .iter()
+                .filter(|t| **t >= q.start && **t < q.end)
+                .skip(q.page as usize * q.page_size as usize)
+                .take(q.page_size as usize)
+                .map(|t| {
+                    RawValue::from_string(format!(r#"{{"timestamp":"{}"}}"#, t.to_rfc3339()))
+                        .unwrap()
+                })
+                .collect();
+            Ok(FetchedPage::by_content(
+                SourceKind::AuditLog,
+                raws,
+                q.start,
+                |raw| {
+                    let v: serde_json::Value = serde_json::from_str(raw).unwrap();
+                    Ok(v["timestamp"].as_str().unwrap().parse().unwrap())
+                },
+            ))
+        }
+    }
+
+    /// A page's events go out in batches of at most `batch_events` (3 here, so 3, 3, 3
+    /// and 1), and the checkpoint moves past the page only when all of its batches were
+    /// delivered: three of four delivered commit nothing; when the fourth fails, the
+    /// source stops and its checkpoint still stands where it started, so the page is
+    /// read again whole.
+    async fn a_page_in_four_batches(
+        deliver_last: bool,
+    ) -> (
+        Vec<usize>,
+        DateTime<Utc>,
+        DateTime<Utc>,
+        Result<(), SourceError>,
+    ) {
+        let now = Utc::now();
+        let at = (0..10)
+            .map(|i| now - TimeDelta::seconds(60) + TimeDelta::milliseconds(i))
+            .collect();
+        let (asked, mut pages) = tokio::sync::mpsc::unbounded_channel();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let poller = WindowPoller {
+            name: Arc::from("audit"),
+            fetch: Fake(Ten { at, asked }),
+            lag: Duration::from_secs(1),
+            poll_interval: Duration::from_secs(30),
+            start: StartAt::Ago(Duration::from_secs(120)),
+            page_size: 100,
+            batch_events: 3,
+            reconcile_after: None,
+            tenant: "t".into(),
+            store: store.clone(),
+            metrics: Arc::new(Metrics::new()),
+            clock: Arc::new(ApiClock::new()),
+            api: None,
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+        let stop = CancellationToken::new();
+        let run = tokio::spawn(poller.run(Route::new(vec![tx]), stop.clone()));
+        let mut batches = Vec::new();
+        for _ in 0..4 {
+            batches.push(rx.recv().await.unwrap());
+        }
+        let sizes = batches.iter().map(|b| b.batch.events.len()).collect();
+        let start = store
+            .load("audit")
+            .unwrap()
+            .expect("the start edge")
+            .watermark;
+        let last = batches.pop().unwrap();
+        for b in batches {
+            b.ack.delivered();
+        }
+        // Two more polls: the poller had every chance to commit what it could.
+        pages.recv().await.unwrap();
+        pages.recv().await.unwrap();
+        let held = store.load("audit").unwrap().unwrap().watermark;
+        assert_eq!(
+            held, start,
+            "committed before the page's last batch was delivered"
+        );
+        if deliver_last {
+            last.ack.delivered();
+            pages.recv().await.unwrap();
+            pages.recv().await.unwrap();
+            stop.cancel();
+        } else {
+            last.ack.failed();
+        }
+        let result = run.await.unwrap();
+        let end = store.load("audit").unwrap().unwrap().watermark;
+        (sizes, start, end, result)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_page_is_committed_once_every_batch_of_it_was_delivered() {
+        let (sizes, start, end, result) = a_page_in_four_batches(true).await;
+        assert_eq!(sizes, [3, 3, 3, 1]);
+        result.unwrap();
+        assert!(
+            end > start,
+            "the page was delivered but not committed: {end} <= {start}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_page_whose_last_batch_fails_is_not_committed() {
+        let (sizes, start, end, result) = a_page_in_four_batches(false).await;
+        assert_eq!(sizes, [3, 3, 3, 1]);
+        assert!(
+            matches!(result, Err(SourceError::NotDelivered { events: 1, .. })),
+            "{result:?}"
+        );
+        assert_eq!(end, start);
     }
 }
