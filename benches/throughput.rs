@@ -11,7 +11,10 @@
 //! `C42FWD_BENCH_EVENTS=N` changes the count, `C42FWD_BENCH_SOURCE=alerts` (or
 //! `sync_log`) reads that source instead, `C42FWD_BENCH_FORMAT=json|leef` changes the
 //! body, `C42FWD_BENCH_QUEUE=N` the sink's queue (batches), `C42FWD_BENCH_PAGE=N` the page size, `C42FWD_BENCH_SOURCE_KEYS` adds TOML lines to the
-//! source (for example `reconcile = false`). Under `cargo test` (no
+//! source (for example `reconcile = false`), `C42FWD_BENCH_PERF=FILE` samples the
+//! child with `perf record -g` into FILE (the figures then include perf's overhead),
+//! `C42FWD_BENCH_BIN=PATH` runs another build of c42fwd (or a wrapper that execs one,
+//! such as a heap profiler). Under `cargo test` (no
 //! `--bench` argument) it runs a small smoke size, so the harness itself stays tested.
 
 // Benches measure real elapsed time, outside any tokio clock: std's `Instant` is the
@@ -206,13 +209,23 @@ sinks = ["tcp"]
     drop(f);
 
     let start = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_c42fwd"))
+    let bin =
+        std::env::var("C42FWD_BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_c42fwd").into());
+    let mut child = Command::new(bin)
         .args(["--log", "warn", "run", "--config"])
         .arg(&config)
         .stdout(Stdio::null())
         .spawn()
         .expect("start c42fwd");
     let pid = child.id();
+    let perf = std::env::var("C42FWD_BENCH_PERF").ok().map(|file| {
+        Command::new("perf")
+            .args(["record", "-g", "-F", "499", "-q", "-o", &file, "-p"])
+            .arg(pid.to_string())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start perf")
+    });
 
     // Sample the peak RSS while it runs (VmHWM is the kernel's own high-water mark, so
     // sampling only has to catch the process alive).
@@ -240,6 +253,10 @@ sinks = ["tcp"]
         nix::sys::signal::Signal::SIGTERM,
     );
     let status = child.wait().expect("wait for c42fwd");
+    if let Some(mut p) = perf {
+        // perf ends with the process it samples.
+        let _ = p.wait();
+    }
     let served = emu.stats();
     println!(
         "emulator: {} events served in {} requests ({:.2} served per event delivered)",
