@@ -19,6 +19,8 @@
 //! **Invariant:** the output holds no CR or LF byte, and the header has exactly seven
 //! unescaped `|`.
 
+mod sessions;
+
 use super::cef_map::{self, label_limit, AlertKey, AlertValue, CefKey, KeyValue, ALERT_KEYS};
 use super::json::{
     compact_len, put, write_bounded, write_compact, write_problems, write_str, write_str_limited,
@@ -72,6 +74,7 @@ pub fn product(kind: SourceKind) -> &'static str {
         SourceKind::AuditLog => "Audit Log",
         SourceKind::Alerts => "Alerts",
         SourceKind::SyncLog => "Directory Sync Log",
+        SourceKind::Sessions => "Sessions",
     }
 }
 
@@ -307,6 +310,7 @@ fn header_prefix(kind: SourceKind) -> &'static str {
         SourceKind::AuditLog => "CEF:0|Code42|Audit Log|1|",
         SourceKind::Alerts => "CEF:0|Code42|Alerts|1|",
         SourceKind::SyncLog => "CEF:0|Code42|Directory Sync Log|1|",
+        SourceKind::Sessions => "CEF:0|Code42|Sessions|1|",
     }
 }
 
@@ -359,6 +363,11 @@ pub(crate) fn write_cef(out: &mut Vec<u8>, rec: &Record<'_>, civil: &Civil) {
         // provisioning look for it.
         SourceKind::SyncLog if !rec.problems.contains(Problems::MISSING_TYPE) => {
             ext.text(" act=", &rec.class_id, ACT_LIMIT)
+        }
+        SourceKind::Sessions => {
+            let mapped = sessions::write_session_keys(&mut ext, rec, civil);
+            write_details(&mut ext, rec, mapped);
+            return;
         }
         _ => {}
     }

@@ -610,6 +610,15 @@ fn cef_target(
             }
             _ => None,
         }),
+        SourceKind::Sessions => cef_map::SESSION_KEYS.iter().find_map(|k| match k.value {
+            cef_map::SessionValue::Field(n) if n == field => {
+                Some((k.key, k.label.map(|l| l.0), k.kind, k.limit, false))
+            }
+            cef_map::SessionValue::BoundedJson(n) if n == field => {
+                Some((k.key, k.label.map(|l| l.0), k.kind, k.limit, true))
+            }
+            _ => None,
+        }),
     }
 }
 
@@ -660,6 +669,7 @@ fn check_cef(msg: &str, rec: &Record<'_>, original: &Value) {
             "createdAt",
         ),
         SourceKind::SyncLog => (&[], "logEventTimeStamp"),
+        SourceKind::Sessions => (&[("actorId", "suid", 1023)], "lastUpdated"),
     };
     for (api, key, limit) in common {
         match field(api) {
@@ -828,6 +838,8 @@ fn check_leef(msg: &str, rec: &Record<'_>, original: &Value, format: Format) {
         SourceKind::AuditLog => "actorName",
         SourceKind::Alerts => "actor",
         SourceKind::SyncLog => "username",
+        // A session has no user name field.
+        SourceKind::Sessions => "\u{0}none",
     };
     match field(user_field) {
         Some(Value::String(u)) => assert_eq!(get("usrName"), Some(u.as_str())),

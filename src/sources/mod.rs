@@ -14,10 +14,12 @@ pub mod audit;
 pub mod catch_up;
 pub mod poll;
 pub mod reconcile;
+pub mod sessions;
 pub mod sync_log;
 pub mod window;
 
 pub use alerts::AlertsPoller;
 pub use audit::AuditLogPoller;
 pub use poll::{SourceError, WindowFetch, WindowPoller};
+pub use sessions::SessionsPoller;
 pub use sync_log::SyncLogPoller;
