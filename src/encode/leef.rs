@@ -167,7 +167,7 @@ pub const SESSION_KEYS: &[KeyDoc] = &[
     ),
     ("alertCount", "number of `triggeredAlerts`"),
     (
-        "riskIndicators",
+        "riskIndicatorNames",
         "the first 10 distinct `riskIndicators[].indicatorName`, `, `-separated",
     ),
     (
@@ -468,7 +468,7 @@ pub(crate) fn write_leef(out: &mut Vec<u8>, rec: &Record<'_>, civil: &Civil, ver
         if let Some(n) = s.alert_count {
             a.int("alertCount", i64::try_from(n).unwrap_or(i64::MAX));
         }
-        a.list("riskIndicators", &s.indicators);
+        a.list("riskIndicatorNames", &s.indicators);
         a.list("ruleIds", &s.rule_ids);
     }
 
