@@ -563,7 +563,7 @@ impl Sessions {
         let mut out: Vec<Session> = (range.start..range.end.min(k_now).max(range.start))
             .filter_map(|i| self.version_at(i, now_ns).map(|v| self.session(i, v)))
             .filter(|s| s.has_alerts == q.has_alerts)
-            .filter(|s| q.actor_id.as_ref().is_none_or(|a| *a == s.actor_id))
+            .filter(|s| q.actor_id.as_ref().map_or(true, |a| *a == s.actor_id))
             .filter(|s| q.states.is_empty() || q.states.iter().any(|x| x == s.state))
             .filter(|s| q.severities.is_empty() || q.severities.contains(&s.severity))
             .collect();

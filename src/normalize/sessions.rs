@@ -138,7 +138,7 @@ fn newest<'a>(raw: &'a str) -> Option<Timed<'a>> {
             t.at.as_ref()
                 .and_then(serde_json::Value::as_i64)
                 .unwrap_or(i64::MIN);
-        if best.as_ref().is_none_or(|(b, _)| at >= *b) {
+        if best.as_ref().map_or(true, |(b, _)| at >= *b) {
             best = Some((at, t));
         }
     }
