@@ -313,6 +313,21 @@ mod tests {
         );
         assert!(Cli::try_parse_from(["x", "--rate", "-1"]).is_err());
         assert!(Cli::try_parse_from(["x", "--alert-rate", "-1"]).is_err());
+        let o = Cli::try_parse_from([
+            "x",
+            "--session-backlog",
+            "5",
+            "--session-rate",
+            "0.5",
+            "--session-update-every",
+            "30s",
+        ])
+        .unwrap()
+        .args
+        .options();
+        assert_eq!((o.session_backlog, o.session_rate), (5, 0.5));
+        assert_eq!(o.session_update_every, Duration::from_secs(30));
+        assert!(Cli::try_parse_from(["x", "--session-rate", "-1"]).is_err());
         assert!(Cli::try_parse_from(["x", "--lag", "soon"]).is_err());
         assert!(Cli::try_parse_from(["x", "--late-fraction", "1.5"]).is_err());
         assert!(Cli::try_parse_from(["x", "--latency", "slow"]).is_err());

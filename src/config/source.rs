@@ -443,4 +443,61 @@ tenant = "acme"
                 .to_string()
         ));
     }
+
+    #[test]
+    fn sessions_take_their_update_window_page_size_and_options() {
+        let with = |keys: &str| {
+            MINIMAL.replace(
+                "type = \"audit_log\"",
+                &format!("type = \"sessions\"\n{keys}"),
+            )
+        };
+        let c = parse_str(&with("")).unwrap();
+        let s = &c.sources["audit"];
+        assert_eq!(
+            s.kind,
+            SourceSpec::Sessions(SessionOptions {
+                has_alerts: true,
+                include_events: false,
+            })
+        );
+        assert_eq!(s.lag, SESSION_LAG_DEFAULT);
+        assert_eq!(s.page_size, 50);
+        assert_eq!(s.reconcile_after, None, "no reconciliation for sessions");
+        let c = parse_str(&with(
+            "has_alerts = false\ninclude_events = true\nlag = \"7d\"\npage_size = 10",
+        ))
+        .unwrap();
+        let s = &c.sources["audit"];
+        assert_eq!(
+            s.kind,
+            SourceSpec::Sessions(SessionOptions {
+                has_alerts: false,
+                include_events: true,
+            })
+        );
+        assert_eq!((s.lag, s.page_size), (Duration::from_secs(7 * 86400), 10));
+        for (keys, want) in [
+            (
+                "page_size = 51",
+                "sources.audit.page_size: 51 is out of range: the API pages 1 to 50 records",
+            ),
+            (
+                "lag = \"31d\"",
+                "sources.audit.lag: `744h` is out of range 1m to 720h",
+            ),
+            (
+                "reconcile = true",
+                "sources.audit.reconcile: does not apply to sessions: each poll reads the whole update window (`lag`) again",
+            ),
+            (
+                "reconcile_after = \"5m\"",
+                "sources.audit.reconcile_after: does not apply to sessions: each poll reads the whole update window (`lag`) again",
+            ),
+        ] {
+            assert_eq!(problems(&with(keys)), vec![want.to_string()], "{keys}");
+        }
+        // A key of another kind is refused by the sessions table.
+        assert!(problems(&with("filter_groups = []"))[0].contains("filter_groups"));
+    }
 }

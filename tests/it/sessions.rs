@@ -19,7 +19,7 @@ use c42fwd::config::{ApiGeneration, SessionOptions, Source, SourceSpec, StartAt}
 use c42fwd::event::SourceKind;
 use c42fwd::metrics::Metrics;
 use c42fwd::sources::sessions::{session_fingerprint, SessionsFetch};
-use c42fwd_emulator::{EmulatorHandle, EmulatorOptions};
+use c42fwd_emulator::{EmulatorHandle, EmulatorOptions, FaultOptions};
 use chrono::{DateTime, TimeDelta, Utc};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -144,6 +144,82 @@ async fn updated_sessions_are_forwarded_once_per_version_with_their_file_events(
         );
     }
     assert_eq!(counter(&metrics, "c42fwd_source_details_missing_total"), 0);
+}
+
+/// Tokens that expire every two seconds, 401s, 429s and 500s on the session routes:
+/// every version still arrives exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expiring_tokens_and_faults_lose_no_version_and_repeat_none() {
+    let o = EmulatorOptions {
+        token_ttl: Duration::from_secs(2),
+        faults: FaultOptions {
+            rate_limit_every: 5,
+            retry_after: Duration::ZERO,
+            server_error_every: 7,
+            // One 401 to a fresh token (the client refreshes once; a second would be
+            // the permanent refusal the supervisor handles).
+            unauthorized_next: 1,
+        },
+        ..session_opts(4.0, Duration::from_secs(3))
+    };
+    let emu = emulator(o.clone()).await;
+    let metrics = Arc::new(Metrics::new());
+    let client = client(&tenant(ApiGeneration::Incydr, &emu, &o), &metrics);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let first = emu.started_at() - TimeDelta::seconds(60);
+    let cut = emu.started_at() + TimeDelta::seconds(3);
+    let src = Source {
+        name: "sessions".into(),
+        tenant: "emulated".into(),
+        kind: SourceSpec::Sessions(SessionOptions {
+            has_alerts: true,
+            include_events: false,
+        }),
+        lag: Duration::from_secs(60),
+        poll_interval: Duration::from_millis(100),
+        start: StartAt::At(first),
+        page_size: 10,
+        reconcile_after: None,
+    };
+    let (route, seen, _sink) = test_sink();
+    let mut run = run_source::<SessionsFetch>(&src, client, &store, metrics.clone(), route);
+    let settled = cut + TimeDelta::milliseconds(1000 + 3 * 3000 + 1000);
+    let got = |seen: &Seen| -> Vec<Version> {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .map(|(j, _, _)| version_of(j))
+            .collect()
+    };
+    let truth = || emu.session_versions_between(first, cut, true);
+    run.wait_for("every version of the sessions begun before the cut", || {
+        let want: BTreeSet<Version> = truth().into_iter().collect();
+        let have: BTreeSet<Version> = got(&seen).into_iter().collect();
+        Utc::now() >= settled && want.is_subset(&have)
+    })
+    .await;
+    run.stop().await;
+    let stats = emu.stats();
+    assert!(stats.rate_limited > 0 && stats.server_errors > 0 && stats.unauthorized > 0);
+    assert!(stats.tokens_issued > 2, "tokens expired and were renewed");
+    let want = truth();
+    let want_ids = ids(&want);
+    let mut counts: HashMap<Version, usize> = HashMap::new();
+    for v in got(&seen)
+        .into_iter()
+        .filter(|(id, _)| want_ids.contains(id))
+    {
+        *counts.entry(v).or_default() += 1;
+    }
+    assert!(
+        counts.values().all(|n| *n == 1),
+        "a version twice: {counts:?}"
+    );
+    assert_eq!(
+        counts.into_keys().collect::<BTreeSet<_>>(),
+        want.into_iter().collect::<BTreeSet<_>>()
+    );
 }
 
 /// The session JSON of an RFC 5424 line as rsyslog's `%rawmsg%` shows it.
