@@ -59,6 +59,10 @@ pub const WINDOW_PAGE: u32 = 1_000;
 /// How often one window is read when the reads hold fewer sessions than the API counts.
 pub const MAX_READS: u32 = 3;
 
+/// The most API pages of one window read (500,000 sessions at 50 a page): a bound on a
+/// listing that never ends.
+const MAX_PAGES_PER_READ: u32 = 10_000;
+
 /// A session of a window read, before it is known to be new.
 #[derive(Debug)]
 pub struct SessionItem {
@@ -192,8 +196,25 @@ impl SessionsFetch {
             for raw in answer.items {
                 read.add(q.start, raw, limit);
             }
+            // A short page ends the listing (the count is not trusted to: it can be
+            // stale, and sessions begin while a client pages).
+            if n < self.api_page as usize {
+                return Ok((read, reported));
+            }
             let listed = (u64::from(page) + 1) * u64::from(self.api_page);
-            if n < self.api_page as usize || (answer.total_count.is_some() && listed >= reported) {
+            let counted = answer.total_count.is_some()
+                && listed >= reported.saturating_add(4 * u64::from(self.api_page));
+            if counted || page >= MAX_PAGES_PER_READ {
+                // Far more listed than the api counts, or an endless listing: what was
+                // read goes on; the next poll reads the window again.
+                tracing::warn!(
+                    source = %self.name,
+                    query_start = %q.start,
+                    query_end = %q.end,
+                    listed,
+                    reported,
+                    "the api kept listing full pages of sessions past its own count; the read stops here"
+                );
                 return Ok((read, reported));
             }
             page = page.saturating_add(1);
