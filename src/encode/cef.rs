@@ -4,7 +4,8 @@
 //! "Implementing ArcSight CEF" (rev 25) says, the dictionary's length limits, the common
 //! keys (time, category, actor, source IP, user agent, outcome, actor type, exact
 //! timestamp), the alert keys (driven by `cef_map::ALERT_KEYS`: rule, state, the
-//! observations summarized and, bounded, whole) and the `details` field (`cs6`, label
+//! observations summarized and, bounded, whole), the session keys (`cef/sessions.rs`,
+//! driven by `cef_map::SESSION_KEYS`) and the `details` field (`cs6`, label
 //! `details`) that carries, as compact JSON, every field no key took. Deliberately not
 //! here: which type-specific field goes to which key (`cef_map.rs`), the syslog header
 //! and the framing (`mod.rs`).

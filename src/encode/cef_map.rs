@@ -3,8 +3,8 @@
 //!
 //! Owned here: the CEF keys c42fwd uses for type-specific fields, with their length
 //! limits from the CEF dictionary, the rules per Audit Log event type, the rules common
-//! to every audit type, the rules of the Sync Log ([`SYNC_LOG_RULES`]) and the key table
-//! of alerts ([`ALERT_KEYS`]). `docs/formats.md` is generated from these tables (the
+//! to every audit type, the rules of the Sync Log ([`SYNC_LOG_RULES`]), the key table
+//! of alerts ([`ALERT_KEYS`]) and that of sessions ([`SESSION_KEYS`]). `docs/formats.md` is generated from these tables (the
 //! test in `formats_doc.rs` fails when the document is out of date; `UPDATE_DOCS=1`
 //! rewrites it). Deliberately not here: the common keys (time, actor, IPs, outcome:
 //! fixed in `cef.rs`), escaping, and the `details` field that takes everything no rule

@@ -1,7 +1,7 @@
 //! LEEF output for IBM QRadar: `LEEF:2.0|Code42|<product>|<version>|<EventID>|x09|<attributes>`
 //! or, for LEEF 1.0, `LEEF:1.0|Code42|<product>|<version>|<EventID>|<attributes>`.
 //!
-//! Owned here: the LEEF header and attributes of a normalized record, for the three data
+//! Owned here: the LEEF header and attributes of a normalized record, for the four data
 //! sets: the predefined LEEF attributes where one means what we have (`devTime` with its
 //! `devTimeFormat`, `cat`, `sev`, `usrName`, `src`), the keys c42fwd adds
 //! (`eventName`, `eventTimestamp`, the audit actor's keys, an alert's observation
