@@ -44,7 +44,7 @@ use crate::event::{Event, SourceKind};
 use crate::metrics::{label, Metrics};
 use crate::sources::poll::{api_err, FetchedPage, SourceError, WindowFetch, WindowPoller};
 use crate::sources::window::{fingerprint, QueryWindow};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::value::RawValue;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -168,13 +168,65 @@ impl WindowRead {
     }
 }
 
+/// What one read of a window found.
+enum Read {
+    /// Every page of the window: the earliest sessions kept, the API's largest count.
+    Whole(WindowRead, u64),
+    /// The first page counted more sessions than a window page holds (the read stopped
+    /// there, as asked).
+    Over,
+}
+
 impl SessionsFetch {
-    /// Reads the whole window `q` once through the API's pages.
+    /// How many sessions began in `[start, end)`, by the API's count (a one-session page).
+    async fn count_between(
+        &self,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<u64, SourceError> {
+        let query = SessionQuery {
+            start,
+            end,
+            page: 0,
+            page_size: 1,
+            has_alerts: self.options.has_alerts,
+        };
+        let answer = self
+            .client
+            .query_sessions(&query)
+            .await
+            .map_err(|e| api_err(&self.name, e))?;
+        Ok(answer.total_count.unwrap_or(answer.items.len() as u64))
+    }
+
+    /// The earliest end `e` in `(start, end]` (to the millisecond, the API's precision)
+    /// such that `[start, e)` holds at least `limit` sessions by the API's count, found
+    /// by halving: the window page is then read from that part alone, instead of the
+    /// whole window again for each window page of a large backlog.
+    async fn narrow_end(&self, q: QueryWindow, limit: u64) -> Result<DateTime<Utc>, SourceError> {
+        let (mut lo, mut hi) = (q.start, q.end);
+        for _ in 0..48 {
+            if hi - lo <= TimeDelta::milliseconds(1) {
+                break;
+            }
+            let mid = lo + (hi - lo) / 2;
+            if self.count_between(q.start, mid).await? >= limit {
+                hi = mid;
+            } else {
+                lo = mid;
+            }
+        }
+        Ok(hi)
+    }
+
+    /// Reads the window `q` once through the API's pages; with `stop_over`, stops after
+    /// the first page when the API counts more sessions than that.
     async fn read_window(
         &self,
         q: QueryWindow,
         limit: usize,
-    ) -> Result<(WindowRead, u64), SourceError> {
+        stop_over: Option<u64>,
+    ) -> Result<Read, SourceError> {
         let mut read = WindowRead::default();
         let mut reported = 0u64;
         let mut page = 0u32;
@@ -192,6 +244,9 @@ impl SessionsFetch {
                 .await
                 .map_err(|e| api_err(&self.name, e))?;
             reported = reported.max(answer.total_count.unwrap_or(0));
+            if stop_over.is_some_and(|o| page == 0 && reported > o) {
+                return Ok(Read::Over);
+            }
             let n = answer.items.len();
             for raw in answer.items {
                 read.add(q.start, raw, limit);
@@ -199,7 +254,7 @@ impl SessionsFetch {
             // A short page ends the listing (the count is not trusted to: it can be
             // stale, and sessions begin while a client pages).
             if n < self.api_page as usize {
-                return Ok((read, reported));
+                return Ok(Read::Whole(read, reported));
             }
             let listed = (u64::from(page) + 1) * u64::from(self.api_page);
             let counted = answer.total_count.is_some()
@@ -215,7 +270,7 @@ impl SessionsFetch {
                     reported,
                     "the api kept listing full pages of sessions past its own count; the read stops here"
                 );
-                return Ok((read, reported));
+                return Ok(Read::Whole(read, reported));
             }
             page = page.saturating_add(1);
         }
@@ -262,10 +317,30 @@ impl WindowFetch for SessionsFetch {
     async fn fetch_page(&self, q: QueryWindow) -> Result<FetchedPage<SessionItem>, SourceError> {
         let skip = q.page as usize * q.page_size as usize;
         let limit = skip + q.page_size as usize;
+        // The part of the window read: all of it, or (a window with more sessions than a
+        // window page) the earliest part that holds a full one.
+        let mut part = q;
+        let mut may_narrow = true;
         let mut reads = 0;
         loop {
             reads += 1;
-            let (read, reported) = self.read_window(q, limit).await?;
+            let stop_over = (may_narrow && part.end == q.end).then_some(limit as u64);
+            let (read, reported) = match self.read_window(part, limit, stop_over).await? {
+                Read::Whole(read, reported) => (read, reported),
+                Read::Over => {
+                    part.end = self.narrow_end(q, limit as u64).await?;
+                    // Narrowed once per fetch; a part that is the whole window after
+                    // all is read whole.
+                    may_narrow = false;
+                    continue;
+                }
+            };
+            if part.end < q.end && read.kept.len() < limit {
+                // The part held fewer than a full page after all (the counts moved): a
+                // short page would end the whole window, so the whole window is read.
+                part.end = q.end;
+                continue;
+            }
             let distinct = read.distinct.len() as u64;
             if distinct >= reported || reads >= MAX_READS {
                 if distinct < reported {

@@ -146,6 +146,78 @@ async fn updated_sessions_are_forwarded_once_per_version_with_their_file_events(
     assert_eq!(counter(&metrics, "c42fwd_source_details_missing_total"), 0);
 }
 
+/// A backlog larger than a window page (1,000 sessions): the window is read in parts
+/// (its earliest part holding a full page, found by the API's counts), and every session
+/// arrives exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_of_several_window_pages_arrives_exactly_once() {
+    let o = EmulatorOptions {
+        session_backlog: 2_600,
+        backlog_span: Duration::from_secs(1_200),
+        ..session_opts(0.0, Duration::from_secs(365 * 86_400))
+    };
+    let emu = emulator(o.clone()).await;
+    let metrics = Arc::new(Metrics::new());
+    let client = client(&tenant(ApiGeneration::Incydr, &emu, &o), &metrics);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let first = emu.started_at() - TimeDelta::seconds(1_500);
+    let src = Source {
+        name: "sessions".into(),
+        tenant: "emulated".into(),
+        kind: SourceSpec::Sessions(SessionOptions {
+            has_alerts: true,
+            include_events: false,
+        }),
+        lag: Duration::from_secs(60),
+        poll_interval: Duration::from_millis(200),
+        start: StartAt::At(first),
+        page_size: 50,
+        reconcile_after: None,
+    };
+    // Every session of the backlog is first observed within a second of its begin.
+    let truth = || -> BTreeSet<Version> {
+        emu.session_versions_between(first, emu.started_at(), true)
+            .into_iter()
+            .collect()
+    };
+    let settled = emu.started_at() + TimeDelta::seconds(2);
+    let (route, seen, _sink) = test_sink();
+    let mut run = run_source::<SessionsFetch>(&src, client, &store, metrics.clone(), route);
+    run.wait_for("every session of the backlog", || {
+        let have: BTreeSet<Version> = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(j, _, _)| version_of(j))
+            .collect();
+        Utc::now() >= settled && truth().is_subset(&have)
+    })
+    .await;
+    run.stop().await;
+    let want = truth();
+    assert!(want.len() > 2_000, "{}", want.len());
+    let got: Vec<Version> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(j, _, _)| version_of(j))
+        .collect();
+    let mut counts: HashMap<&Version, usize> = HashMap::new();
+    for v in &got {
+        *counts.entry(v).or_default() += 1;
+    }
+    let twice: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    let extra: Vec<_> = got.iter().filter(|v| !want.contains(*v)).collect();
+    assert!(
+        twice.is_empty() && extra.is_empty(),
+        "twice {twice:?}, not the tenant's {extra:?}"
+    );
+    assert_eq!(got.into_iter().collect::<BTreeSet<_>>(), want);
+    let requests = emu.stats().requests_to("/v1/sessions");
+    eprintln!("{} sessions in {requests} requests", want.len());
+}
+
 /// Tokens that expire every two seconds, 401s, 429s and 500s on the session routes:
 /// every version still arrives exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
