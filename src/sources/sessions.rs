@@ -23,9 +23,12 @@
 //! **Time order.** The window logic wants each query's records oldest first by window
 //! time, which the API cannot list. So one "page" of the loop is the whole window read
 //! through the API's pages (`order_by=end_time`, `ASC`, at most 50 a page), kept as the
-//! [`WINDOW_PAGE`] earliest by `(beginTime, sessionId)` and handed over sorted; a window
-//! with more than that is continued by the loop from the newest session it got
-//! (re-anchoring), which is why a window with many sessions costs several reads. While
+//! [`WINDOW_PAGE`] earliest by `(beginTime, sessionId)` and handed over sorted. A window
+//! whose first page counts more than that is not read whole: its earliest part that
+//! holds a full window page is found by halving the time with one-session requests (the
+//! API's `totalCount`), read, and the loop continues from the newest session it got
+//! (re-anchoring); so a large backlog costs about 20 counts and one read per window
+//! page, not a read of everything left for each. While
 //! the API pages, sessions that are updated move to the end of the `endTime` order and
 //! shift the offsets; a session read twice in one read counts once (its newest version
 //! is kept), and a read that holds fewer distinct sessions than the API's own count
