@@ -1,9 +1,10 @@
 //! Integration tests of the Sessions source against the emulator: sessions that change
 //! after they are created (`lastUpdated` moves) are forwarded once per version, with
 //! their file events when asked, through small API pages whose order moves while they
-//! are read; and through the real binary to a real rsyslog with a live stream, a
+//! are read, with expiring tokens and injected faults, and from a backlog of several
+//! window pages; through the real binary to a real rsyslog with a live stream, a
 //! SIGKILL and a SIGTERM restart, no version is lost and none arrives twice but those a
-//! kill caught in flight (sent, not yet in the checkpoint).
+//! kill caught in flight (sent, not yet in the checkpoint); `demo --source sessions`.
 //!
 //! Versions are told apart by `(sessionId, lastUpdated)`, compared with the emulator's
 //! ground truth (`EmulatorHandle::session_versions_between`). Waits are on conditions
@@ -480,4 +481,58 @@ sinks = ["octet"]
         due.len(),
         in_flight.len()
     );
+}
+
+/// `c42fwd demo --source sessions`: the emulated tenant's sessions as CEF on stdout,
+/// each with its session id and version; SIGTERM stops it cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_shows_sessions() {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = crate::support::daemon::c42fwd()
+        .args([
+            "demo",
+            "--source",
+            "sessions",
+            "--rate",
+            "2",
+            "--backlog",
+            "8",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(60), async {
+        while got.len() < 5 {
+            match lines.next_line().await.unwrap() {
+                Some(l) => got.push(l),
+                None => break,
+            }
+        }
+    })
+    .await;
+    assert!(
+        read.is_ok(),
+        "demo printed only {} lines in 60 s",
+        got.len()
+    );
+    for l in &got {
+        assert!(
+            l.contains(" - CEF:0|Code42|Sessions|1|"),
+            "not a session: {l}"
+        );
+        assert!(l.contains(" externalId=") && l.contains("|rt="), "{l}");
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id().unwrap() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("demo exits after SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status}");
 }
