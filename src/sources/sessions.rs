@@ -38,10 +38,11 @@
 //! **File events** (`include_events = true`): each version forwarded is sent with the
 //! file events the API returns for the session (`GET /v1/sessions/{id}/events`) as its
 //! `fileEvents` array, inside the one record (a session and the activity it groups stay
-//! together in the SIEM). A session the API has no events for (404: no alerts) goes out
-//! without `fileEvents`, counted (`c42fwd_source_details_missing_total`).
+//! together in the SIEM). A session the API has no events for (404: no alerts), or whose
+//! events it refuses (another 4xx) or answers unreadably, goes out without `fileEvents`,
+//! logged and counted (`c42fwd_source_details_missing_total`).
 
-use crate::api::{ApiClient, SessionKeys, SessionQuery, MAX_SESSION_PAGE_SIZE};
+use crate::api::{ApiClient, ApiError, SessionKeys, SessionQuery, MAX_SESSION_PAGE_SIZE};
 use crate::config::{self, SessionOptions, SourceSpec};
 use crate::event::{Event, SourceKind};
 use crate::metrics::{label, Metrics};
@@ -381,11 +382,22 @@ impl WindowFetch for SessionsFetch {
             let occurred = item.occurred;
             let raw = match (self.options.include_events, item.id.as_deref()) {
                 (true, Some(id)) => {
-                    let events = self
-                        .client
-                        .session_events(id)
-                        .await
-                        .map_err(|e| api_err(&self.name, e))?;
+                    let events = match self.client.session_events(id).await {
+                        Ok(events) => events,
+                        // A refusal of this one session (a 400 for an id the API does
+                        // not take, an answer it cannot read) must not hold the source
+                        // back for ever: the session goes out without its events.
+                        Err(e @ (ApiError::Rejected { .. } | ApiError::Decode { .. })) => {
+                            tracing::warn!(
+                                source = %self.name,
+                                session = %id,
+                                error = %e,
+                                "the file events of a session could not be read; it is forwarded without them"
+                            );
+                            None
+                        }
+                        Err(e) => return Err(api_err(&self.name, e)),
+                    };
                     match events.as_deref().and_then(file_events_of) {
                         Some(list) => with_file_events(item.raw, &list),
                         None => {

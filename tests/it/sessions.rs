@@ -147,6 +147,63 @@ async fn updated_sessions_are_forwarded_once_per_version_with_their_file_events(
     assert_eq!(counter(&metrics, "c42fwd_source_details_missing_total"), 0);
 }
 
+/// `has_alerts = false`: the sessions without alerts, whose file events the API refuses
+/// (404): each version still goes out once, without `fileEvents`, and is counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_without_alerts_go_out_without_file_events_and_are_counted() {
+    let o = session_opts(8.0, Duration::from_millis(1500));
+    let emu = emulator(o.clone()).await;
+    let metrics = Arc::new(Metrics::new());
+    let client = client(&tenant(ApiGeneration::Incydr, &emu, &o), &metrics);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let first = emu.started_at() - TimeDelta::seconds(60);
+    let cut = emu.started_at() + TimeDelta::seconds(3);
+    let src = Source {
+        name: "quiet".into(),
+        tenant: "emulated".into(),
+        kind: SourceSpec::Sessions(SessionOptions {
+            has_alerts: false,
+            include_events: true,
+        }),
+        lag: Duration::from_secs(60),
+        poll_interval: Duration::from_millis(100),
+        start: StartAt::At(first),
+        page_size: 50,
+        reconcile_after: None,
+    };
+    let (route, seen, _sink) = test_sink();
+    let mut run = run_source::<SessionsFetch>(&src, client, &store, metrics.clone(), route);
+    let settled = cut + TimeDelta::milliseconds(1000 + 3 * 1500 + 1000);
+    let truth = || -> BTreeSet<Version> {
+        emu.session_versions_between(first, cut, false)
+            .into_iter()
+            .collect()
+    };
+    run.wait_for("every version of the sessions without alerts", || {
+        let have: BTreeSet<Version> = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(j, _, _)| version_of(j))
+            .collect();
+        Utc::now() >= settled && truth().is_subset(&have)
+    })
+    .await;
+    run.stop().await;
+    assert!(!truth().is_empty());
+    let records = seen.lock().unwrap().clone();
+    for (json, _, _) in &records {
+        let v: serde_json::Value = serde_json::from_str(json).unwrap();
+        assert!(v.get("fileEvents").is_none(), "{json}");
+        assert!(v["triggeredAlerts"].as_array().unwrap().is_empty());
+    }
+    assert_eq!(
+        counter(&metrics, "c42fwd_source_details_missing_total"),
+        records.len() as u64
+    );
+}
+
 /// A backlog larger than a window page (1,000 sessions): the window is read in parts
 /// (its earliest part holding a full page, found by the API's counts), and every session
 /// arrives exactly once.
