@@ -9,7 +9,7 @@
 //!
 //! `cargo bench --bench throughput` runs 1,000,000 Audit Log events;
 //! `C42FWD_BENCH_EVENTS=N` changes the count, `C42FWD_BENCH_SOURCE=alerts` (or
-//! `sync_log`) reads that source instead, `C42FWD_BENCH_FORMAT=json|leef` changes the
+//! `sync_log`, or `sessions`: N sessions, those with alerts delivered) reads that source instead, `C42FWD_BENCH_FORMAT=json|leef` changes the
 //! body, `C42FWD_BENCH_QUEUE=N` the sink's queue (batches), `C42FWD_BENCH_PAGE=N` the page size, `C42FWD_BENCH_SOURCE_KEYS` adds TOML lines to the
 //! source (for example `reconcile = false`), `C42FWD_BENCH_PERF=FILE` samples the
 //! child with `perf record -g` into FILE (the figures then include perf's overhead),
@@ -104,7 +104,13 @@ async fn run(events: u64, format: &str, source: &str, queue: u32, latency: Durat
             opts.sync_log_backlog = events;
             1_000
         }
-        other => panic!("C42FWD_BENCH_SOURCE={other}: use audit_log, alerts or sync_log"),
+        "sessions" => {
+            // One version each for the whole run: every session is read once.
+            opts.session_backlog = events;
+            opts.session_update_every = Duration::from_secs(365 * 86_400);
+            50
+        }
+        other => panic!("C42FWD_BENCH_SOURCE={other}: use audit_log, alerts, sync_log or sessions"),
     };
     let page_size: u32 = std::env::var("C42FWD_BENCH_PAGE")
         .ok()
@@ -116,6 +122,14 @@ async fn run(events: u64, format: &str, source: &str, queue: u32, latency: Durat
     )
     .await
     .expect("emulator");
+    // Sessions: the source asks for those that triggered an alert (the API's default).
+    let events = if source == "sessions" {
+        let from = emu.started_at() - chrono::Duration::hours(3);
+        emu.session_versions_between(from, emu.started_at(), true)
+            .len() as u64
+    } else {
+        events
+    };
 
     let receiver = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = receiver.local_addr().unwrap().port();
@@ -179,7 +193,7 @@ client_secret = "{secret}"
 type = "{source}"
 tenant = "emu"
 start = "3h"
-lag = "1s"
+lag = "{lag}"
 poll_interval = "1s"
 page_size = {page_size}
 {source_keys}
@@ -196,6 +210,8 @@ sources = ["audit"]
 sinks = ["tcp"]
 "#,
         source_keys = std::env::var("C42FWD_BENCH_SOURCE_KEYS").unwrap_or_default(),
+        // A sessions source's lag is its update window, at least a minute.
+        lag = if source == "sessions" { "1m" } else { "1s" },
         state = dir.path().join("state").display(),
         base = emu.base_url(),
         id = opts.client_id,

@@ -398,6 +398,7 @@ fn checkpoint(c: CheckpointCommand) -> ExitCode {
                 config::SourceSpec::AuditLog(_) => crate::event::SourceKind::AuditLog,
                 config::SourceSpec::Alerts(_) => crate::event::SourceKind::Alerts,
                 config::SourceSpec::SyncLog => crate::event::SourceKind::SyncLog,
+                config::SourceSpec::Sessions(_) => crate::event::SourceKind::Sessions,
             };
             set_checkpoint(&store, &source, kind, at, now)
         }

@@ -70,6 +70,15 @@ pub struct ServiceArgs {
     /// Live Directory Sync Log entries per second after start-up (0 = none).
     #[arg(long, value_parser = rate, default_value = "0.02")]
     pub sync_log_rate: f64,
+    /// Sessions begun before start-up (spread over the backlog span).
+    #[arg(long, default_value_t = 60)]
+    pub session_backlog: u64,
+    /// Live sessions per second after start-up (0 = none).
+    #[arg(long, value_parser = rate, default_value = "0.02")]
+    pub session_rate: f64,
+    /// How long after its previous version a session is updated (1 to 4 versions).
+    #[arg(long, value_parser = duration, default_value = "10m")]
+    pub session_update_every: Duration,
     /// Events later than the lag (here, in the boxed part: `Command::Emulate` stays
     /// small).
     #[command(flatten)]
@@ -174,6 +183,9 @@ impl EmulateArgs {
             alert_rate: self.services.alert_rate,
             sync_log_backlog: self.services.sync_log_backlog,
             sync_log_rate: self.services.sync_log_rate,
+            session_backlog: self.services.session_backlog,
+            session_rate: self.services.session_rate,
+            session_update_every: self.services.session_update_every,
             lag: self.lag,
             late_fraction: self.services.late.late_fraction,
             late_by: self.services.late.late_by,
@@ -301,6 +313,21 @@ mod tests {
         );
         assert!(Cli::try_parse_from(["x", "--rate", "-1"]).is_err());
         assert!(Cli::try_parse_from(["x", "--alert-rate", "-1"]).is_err());
+        let o = Cli::try_parse_from([
+            "x",
+            "--session-backlog",
+            "5",
+            "--session-rate",
+            "0.5",
+            "--session-update-every",
+            "30s",
+        ])
+        .unwrap()
+        .args
+        .options();
+        assert_eq!((o.session_backlog, o.session_rate), (5, 0.5));
+        assert_eq!(o.session_update_every, Duration::from_secs(30));
+        assert!(Cli::try_parse_from(["x", "--session-rate", "-1"]).is_err());
         assert!(Cli::try_parse_from(["x", "--lag", "soon"]).is_err());
         assert!(Cli::try_parse_from(["x", "--late-fraction", "1.5"]).is_err());
         assert!(Cli::try_parse_from(["x", "--latency", "slow"]).is_err());

@@ -87,6 +87,7 @@ mod quirks;
 mod render;
 mod server;
 mod service_routes;
+mod sessions;
 mod sync_log;
 mod timeline;
 
@@ -170,6 +171,13 @@ pub struct EmulatorOptions {
     /// The rate at which data endpoints send their response bodies, in pieces paced
     /// as they are rendered; `None`: as fast as the socket takes them.
     pub bandwidth: Option<ByteRate>,
+    /// Sessions that began before the emulator started, spread over `backlog_span`.
+    pub session_backlog: u64,
+    /// Live sessions per second from the start; 0 = none.
+    pub session_rate: f64,
+    /// How long after its previous version a session is updated (each has one to four
+    /// versions: `lastUpdated` moves, a score and a state are added).
+    pub session_update_every: Duration,
 }
 
 impl Default for EmulatorOptions {
@@ -201,6 +209,9 @@ impl Default for EmulatorOptions {
             start_time: None,
             latency: Duration::ZERO,
             bandwidth: None,
+            session_backlog: 60,
+            session_rate: 0.02,
+            session_update_every: Duration::from_secs(600),
         }
     }
 }
@@ -235,6 +246,9 @@ impl fmt::Debug for EmulatorOptions {
             .field("start_time", &self.start_time)
             .field("latency", &self.latency)
             .field("bandwidth", &self.bandwidth)
+            .field("session_backlog", &self.session_backlog)
+            .field("session_rate", &self.session_rate)
+            .field("session_update_every", &self.session_update_every)
             .finish()
     }
 }
@@ -390,6 +404,44 @@ impl EmulatorHandle {
                 let mut s = String::new();
                 render(g, &g.alert(i, changes.get(&i)), &mut s);
                 s
+            })
+            .collect()
+    }
+
+    /// Ground truth for tests: every version of every session that BEGAN in
+    /// `[start, end)` (by its millisecond `beginTime`) that was published by now on the
+    /// emulator's clock (its `lastUpdated` not after now), with or without alerts as
+    /// `has_alerts` says, as `(sessionId, lastUpdated)`, oldest session first.
+    pub fn session_versions_between(
+        &self,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        has_alerts: bool,
+    ) -> Vec<(String, i64)> {
+        let s = &self.state.sessions;
+        let now = self.state.clock.now_ns();
+        s.index_range(start.timestamp_millis(), end.timestamp_millis())
+            .flat_map(|i| {
+                s.versions_until(i, now)
+                    .map(move |v| s.session(i, v))
+                    .filter(|x| x.has_alerts == has_alerts)
+                    .map(|x| (x.id, x.last_updated_ms))
+            })
+            .collect()
+    }
+
+    /// Ground truth for tests: the JSON text of the current version (as
+    /// `GET /v1/sessions` serves it now) of every visible session that BEGAN in
+    /// `[start, end)`, alerted or not, oldest first.
+    pub fn sessions_between(&self, start: DateTime<Utc>, end: DateTime<Utc>) -> Vec<String> {
+        let s = &self.state.sessions;
+        let now = self.state.clock.now_ns();
+        s.index_range(start.timestamp_millis(), end.timestamp_millis())
+            .filter_map(|i| s.version_at(i, now).map(|v| s.session(i, v)))
+            .map(|x| {
+                let mut out = String::new();
+                s.render(&x, &mut out);
+                out
             })
             .collect()
     }

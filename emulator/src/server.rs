@@ -87,6 +87,7 @@ pub(crate) struct Emulator {
     /// alert number: only changed alerts cost memory.
     pub(crate) alert_changes: Mutex<HashMap<u64, AlertChange>>,
     pub(crate) sync_log: SyncLog,
+    pub(crate) sessions: super::sessions::Sessions,
     tokens: TokenIssuer,
     /// Signs download tokens of `/v1/audit/export` (a different key than bearer tokens).
     download_key: u64,
@@ -112,6 +113,7 @@ pub(crate) enum Auth {
 /// Salts that give the alert and sync-log timelines their own jitter, ties and delays.
 const SEED_ALERTS: u64 = 0xa1e7_5eed;
 const SEED_SYNC_LOG: u64 = 0x5c11_5eed;
+const SEED_SESSIONS: u64 = 0x5e55_5eed;
 
 impl Emulator {
     pub(crate) fn new(opts: EmulatorOptions, local: SocketAddr) -> Self {
@@ -147,6 +149,15 @@ impl Emulator {
             dur_ns(opts.lag),
         )
         .with_late(opts.late_fraction, dur_ns(opts.late_by));
+        let session_timeline = Timeline::new(
+            opts.seed ^ SEED_SESSIONS,
+            start_ns,
+            opts.session_backlog,
+            dur_ns(opts.backlog_span),
+            opts.session_rate,
+            dur_ns(opts.lag),
+        )
+        .with_late(opts.late_fraction, dur_ns(opts.late_by));
         Emulator {
             gen: Arc::new(Generator::new(opts.seed, timeline)),
             clock: Clock::new(start_ns),
@@ -154,6 +165,12 @@ impl Emulator {
             alerts: AlertGenerator::new(opts.seed, alert_timeline, opts.tenant_id.clone()),
             alert_changes: Mutex::new(HashMap::new()),
             sync_log: SyncLog::new(opts.seed, sync_timeline),
+            sessions: super::sessions::Sessions::new(
+                opts.seed,
+                session_timeline,
+                opts.tenant_id.clone(),
+                i64::try_from(opts.session_update_every.as_millis()).unwrap_or(i64::MAX),
+            ),
             tokens: TokenIssuer::new(fastrand::u64(..), opts.tenant_id.clone()),
             download_key: fastrand::u64(..),
             nonce: AtomicU64::new(fastrand::u64(..)),
@@ -344,6 +361,8 @@ pub(crate) fn router(state: Arc<Emulator>) -> Router {
         .route(EXPORT_PREFIXED, legacy_export_at(EXPORT_PREFIXED))
         // Alerts, rules and the Directory Sync Log, both generations.
         .merge(super::service_routes::routes())
+        // Sessions (the Incydr gateway only).
+        .merge(super::sessions::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             super::pace::pace,

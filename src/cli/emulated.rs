@@ -20,6 +20,16 @@ pub(super) struct DemoArgs {
     /// Events that already happened in the last hour, forwarded first.
     #[arg(long, default_value_t = 25)]
     backlog: u64,
+    /// Which data set to forward (sessions: `--rate` and `--backlog` count sessions,
+    /// each updated every 10 s up to three times, every version forwarded).
+    #[arg(long, value_enum, default_value_t = DemoSource::AuditLog)]
+    source: DemoSource,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub(super) enum DemoSource {
+    AuditLog,
+    Sessions,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -47,19 +57,32 @@ pub(super) async fn demo(a: DemoArgs) -> anyhow::Result<()> {
     use std::collections::BTreeMap;
     use std::time::Duration;
 
-    let opts = c42fwd_emulator::EmulatorOptions {
-        backlog: a.backlog,
-        backlog_span: Duration::from_secs(3600),
-        rate: a.rate,
-        lag: Duration::from_secs(2),
-        ..Default::default()
+    let sessions = a.source == DemoSource::Sessions;
+    let opts = if sessions {
+        c42fwd_emulator::EmulatorOptions {
+            session_backlog: a.backlog,
+            session_rate: a.rate,
+            session_update_every: Duration::from_secs(10),
+            backlog_span: Duration::from_secs(3600),
+            lag: Duration::from_secs(2),
+            ..Default::default()
+        }
+    } else {
+        c42fwd_emulator::EmulatorOptions {
+            backlog: a.backlog,
+            backlog_span: Duration::from_secs(3600),
+            rate: a.rate,
+            lag: Duration::from_secs(2),
+            ..Default::default()
+        }
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let emu = c42fwd_emulator::start(opts.clone(), listener).await?;
     let state = tempfile::tempdir()?;
     tracing::info!(
         emulator = %emu.base_url(),
-        "demo: forwarding the emulated tenant's Audit Log to stdout; Ctrl-C to stop"
+        source = if sessions { "sessions" } else { "audit_log" },
+        "demo: forwarding the emulated tenant to stdout; Ctrl-C to stop"
     );
 
     let tenant = Tenant {
@@ -86,6 +109,22 @@ pub(super) async fn demo(a: DemoArgs) -> anyhow::Result<()> {
         page_size: 1000,
         reconcile_after: Some(config::validate::DEFAULT_RECONCILE_AFTER),
     };
+    let source = if sessions {
+        Source {
+            name: "sessions".into(),
+            kind: SourceSpec::Sessions(SessionOptions {
+                has_alerts: true,
+                include_events: false,
+            }),
+            // The update window: every version of a session begun in the last hour.
+            lag: Duration::from_secs(3600),
+            page_size: 50,
+            reconcile_after: None,
+            ..source
+        }
+    } else {
+        source
+    };
     let sink = Sink {
         name: "stdout".into(),
         kind: SinkKind::Stdout,
@@ -111,9 +150,9 @@ pub(super) async fn demo(a: DemoArgs) -> anyhow::Result<()> {
         ready_timeout: config::validate::DEFAULT_READY_TIMEOUT,
         shutdown_grace: Duration::from_secs(5),
         tenants: BTreeMap::from([("demo".into(), tenant)]),
-        sources: BTreeMap::from([("audit".into(), source)]),
+        routes: BTreeMap::from([(source.name.clone(), vec!["stdout".into()])]),
+        sources: BTreeMap::from([(source.name.clone(), source)]),
         sinks: BTreeMap::from([("stdout".into(), sink)]),
-        routes: BTreeMap::from([("audit".into(), vec!["stdout".into()])]),
     };
     let result = pipeline::run_until_signal(cfg).await;
     emu.shutdown().await;

@@ -39,6 +39,8 @@ pub const SHUTDOWN_GRACE: Bounds = between(secs(1), HOUR);
 pub const READY_TIMEOUT: Bounds = between(secs(1), DAY);
 pub const TENANT_REQUEST_TIMEOUT: Bounds = between(secs(1), HOUR);
 pub const LAG: Bounds = between(Duration::ZERO, DAY);
+/// A sessions source's `lag`, its update window (`config::source`).
+pub const SESSION_LAG: Bounds = between(secs(60), secs(30 * 24 * 3600));
 pub const POLL_INTERVAL: Bounds = between(ms(100), DAY);
 pub const RECONCILE_AFTER: Bounds = between(secs(1), DAY);
 pub const CONNECT_TIMEOUT: Bounds = between(ms(100), secs(600));

@@ -187,6 +187,19 @@ pub enum SourceSpec {
     Alerts(Vec<AlertFilterGroup>),
     /// The Directory Sync Log (`/api/v3/DirectorySyncLog`).
     SyncLog,
+    /// Incydr sessions (`GET /v1/sessions`), each version (`lastUpdated`) once.
+    Sessions(SessionOptions),
+}
+
+/// What a `sessions` source asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionOptions {
+    /// The API's `has_alerts`: sessions that triggered an alert (true, the API's
+    /// default) or those that did not.
+    pub has_alerts: bool,
+    /// Each session's file events (`GET /v1/sessions/{id}/events`) are put into its
+    /// record as `fileEvents`.
+    pub include_events: bool,
 }
 
 /// One `groups[]` entry of a `query-alerts` body (`docs/api.md`): filters joined by `clause`.

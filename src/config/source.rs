@@ -4,7 +4,7 @@
 //! validated, and routes are `validate`'s.
 
 use super::check::*;
-use super::raw::{RawAlerts, RawAuditLog, RawSource, RawSourceKind, RawSyncLog};
+use super::raw::{RawAlerts, RawAuditLog, RawSessions, RawSource, RawSourceKind, RawSyncLog};
 use super::*;
 
 /// Code42 keeps events for 90 days; a start position further back reads nothing.
@@ -14,6 +14,14 @@ pub const MAX_PAGE_SIZE: i64 = 10_000;
 
 /// The largest page of `query-alerts`.
 pub const MAX_ALERT_PAGE_SIZE: i64 = 500;
+
+/// The largest page of `GET /v1/sessions` (`docs/api.md`, Sessions).
+pub const MAX_SESSION_PAGE_SIZE: i64 = 50;
+
+/// A sessions source's `lag` is its update window (`docs/api.md`, Sessions): how long
+/// after a session began its updates are still seen. A day by default, 1 minute to 30
+/// days (`check::SESSION_LAG`).
+pub const SESSION_LAG_DEFAULT: Duration = Duration::from_secs(24 * 3600);
 
 /// Alert filter terms as the API spells them (`docs/api.md`, alerts, and the alert
 /// summary fields). Config accepts any case and the console's names (`AlertState`,
@@ -93,7 +101,19 @@ pub(super) fn source(
         RawSourceKind::AuditLog(a) => (audit_log(name, a, p), 1000, MAX_PAGE_SIZE),
         RawSourceKind::Alerts(a) => (alerts(name, a, p), 100, MAX_ALERT_PAGE_SIZE),
         RawSourceKind::SyncLog(RawSyncLog {}) => (SourceSpec::SyncLog, 1000, MAX_PAGE_SIZE),
+        RawSourceKind::Sessions(RawSessions {
+            has_alerts,
+            include_events,
+        }) => (
+            SourceSpec::Sessions(SessionOptions {
+                has_alerts: has_alerts.unwrap_or(true),
+                include_events: include_events.unwrap_or(false),
+            }),
+            MAX_SESSION_PAGE_SIZE,
+            MAX_SESSION_PAGE_SIZE,
+        ),
     };
+    let sessions = matches!(kind, SourceSpec::Sessions(_));
     let s = s.shared;
     if !has_tenant(&s.tenant) {
         let failed =
@@ -103,8 +123,23 @@ pub(super) fn source(
             p.add(at("tenant"), format!("no tenant named `{}`", s.tenant));
         }
     }
-    let lag = s.lag.unwrap_or(Duration::from_secs(300));
-    p.duration(at("lag"), lag, LAG);
+    let (lag, lag_bounds) = if sessions {
+        (s.lag.unwrap_or(SESSION_LAG_DEFAULT), SESSION_LAG)
+    } else {
+        (s.lag.unwrap_or(Duration::from_secs(300)), LAG)
+    };
+    p.duration(at("lag"), lag, lag_bounds);
+    if sessions && (s.reconcile == Some(true) || s.reconcile_after.is_some()) {
+        let key = if s.reconcile_after.is_some() {
+            "reconcile_after"
+        } else {
+            "reconcile"
+        };
+        p.add(
+            at(key),
+            "does not apply to sessions: each poll reads the whole update window (`lag`) again",
+        );
+    }
     let poll_interval = s.poll_interval.unwrap_or(Duration::from_secs(30));
     p.duration(at("poll_interval"), poll_interval, POLL_INTERVAL);
     let reconcile_after = s.reconcile_after.unwrap_or(DEFAULT_RECONCILE_AFTER);
@@ -140,7 +175,7 @@ pub(super) fn source(
         poll_interval,
         start: start?,
         page_size: page_size as u32,
-        reconcile_after: (s.reconcile != Some(false)).then_some(reconcile_after),
+        reconcile_after: (s.reconcile != Some(false) && !sessions).then_some(reconcile_after),
     })
 }
 
@@ -407,5 +442,62 @@ tenant = "acme"
             &"sources.alerts.page_size: 501 is out of range: the API pages 1 to 500 records"
                 .to_string()
         ));
+    }
+
+    #[test]
+    fn sessions_take_their_update_window_page_size_and_options() {
+        let with = |keys: &str| {
+            MINIMAL.replace(
+                "type = \"audit_log\"",
+                &format!("type = \"sessions\"\n{keys}"),
+            )
+        };
+        let c = parse_str(&with("")).unwrap();
+        let s = &c.sources["audit"];
+        assert_eq!(
+            s.kind,
+            SourceSpec::Sessions(SessionOptions {
+                has_alerts: true,
+                include_events: false,
+            })
+        );
+        assert_eq!(s.lag, SESSION_LAG_DEFAULT);
+        assert_eq!(s.page_size, 50);
+        assert_eq!(s.reconcile_after, None, "no reconciliation for sessions");
+        let c = parse_str(&with(
+            "has_alerts = false\ninclude_events = true\nlag = \"7d\"\npage_size = 10",
+        ))
+        .unwrap();
+        let s = &c.sources["audit"];
+        assert_eq!(
+            s.kind,
+            SourceSpec::Sessions(SessionOptions {
+                has_alerts: false,
+                include_events: true,
+            })
+        );
+        assert_eq!((s.lag, s.page_size), (Duration::from_secs(7 * 86400), 10));
+        for (keys, want) in [
+            (
+                "page_size = 51",
+                "sources.audit.page_size: 51 is out of range: the API pages 1 to 50 records",
+            ),
+            (
+                "lag = \"31d\"",
+                "sources.audit.lag: `744h` is out of range 1m to 720h",
+            ),
+            (
+                "reconcile = true",
+                "sources.audit.reconcile: does not apply to sessions: each poll reads the whole update window (`lag`) again",
+            ),
+            (
+                "reconcile_after = \"5m\"",
+                "sources.audit.reconcile_after: does not apply to sessions: each poll reads the whole update window (`lag`) again",
+            ),
+        ] {
+            assert_eq!(problems(&with(keys)), vec![want.to_string()], "{keys}");
+        }
+        // A key of another kind is refused by the sessions table.
+        assert!(problems(&with("filter_groups = []"))[0].contains("filter_groups"));
     }
 }

@@ -4,7 +4,8 @@
 //! "Implementing ArcSight CEF" (rev 25) says, the dictionary's length limits, the common
 //! keys (time, category, actor, source IP, user agent, outcome, actor type, exact
 //! timestamp), the alert keys (driven by `cef_map::ALERT_KEYS`: rule, state, the
-//! observations summarized and, bounded, whole) and the `details` field (`cs6`, label
+//! observations summarized and, bounded, whole), the session keys (`cef/sessions.rs`,
+//! driven by `cef_map::SESSION_KEYS`) and the `details` field (`cs6`, label
 //! `details`) that carries, as compact JSON, every field no key took. Deliberately not
 //! here: which type-specific field goes to which key (`cef_map.rs`), the syslog header
 //! and the framing (`mod.rs`).
@@ -18,6 +19,8 @@
 //!
 //! **Invariant:** the output holds no CR or LF byte, and the header has exactly seven
 //! unescaped `|`.
+
+mod sessions;
 
 use super::cef_map::{self, label_limit, AlertKey, AlertValue, CefKey, KeyValue, ALERT_KEYS};
 use super::json::{
@@ -72,6 +75,7 @@ pub fn product(kind: SourceKind) -> &'static str {
         SourceKind::AuditLog => "Audit Log",
         SourceKind::Alerts => "Alerts",
         SourceKind::SyncLog => "Directory Sync Log",
+        SourceKind::Sessions => "Sessions",
     }
 }
 
@@ -307,6 +311,7 @@ fn header_prefix(kind: SourceKind) -> &'static str {
         SourceKind::AuditLog => "CEF:0|Code42|Audit Log|1|",
         SourceKind::Alerts => "CEF:0|Code42|Alerts|1|",
         SourceKind::SyncLog => "CEF:0|Code42|Directory Sync Log|1|",
+        SourceKind::Sessions => "CEF:0|Code42|Sessions|1|",
     }
 }
 
@@ -359,6 +364,11 @@ pub(crate) fn write_cef(out: &mut Vec<u8>, rec: &Record<'_>, civil: &Civil) {
         // provisioning look for it.
         SourceKind::SyncLog if !rec.problems.contains(Problems::MISSING_TYPE) => {
             ext.text(" act=", &rec.class_id, ACT_LIMIT)
+        }
+        SourceKind::Sessions => {
+            let mapped = sessions::write_session_keys(&mut ext, rec, civil);
+            write_details(&mut ext, rec, mapped);
+            return;
         }
         _ => {}
     }

@@ -3,8 +3,8 @@
 //!
 //! Owned here: the CEF keys c42fwd uses for type-specific fields, with their length
 //! limits from the CEF dictionary, the rules per Audit Log event type, the rules common
-//! to every audit type, the rules of the Sync Log ([`SYNC_LOG_RULES`]) and the key table
-//! of alerts ([`ALERT_KEYS`]). `docs/formats.md` is generated from these tables (the
+//! to every audit type, the rules of the Sync Log ([`SYNC_LOG_RULES`]), the key table
+//! of alerts ([`ALERT_KEYS`]) and that of sessions ([`SESSION_KEYS`]). `docs/formats.md` is generated from these tables (the
 //! test in `formats_doc.rs` fails when the document is out of date; `UPDATE_DOCS=1`
 //! rewrites it). Deliberately not here: the common keys (time, actor, IPs, outcome:
 //! fixed in `cef.rs`), escaping, and the `details` field that takes everything no rule
@@ -653,6 +653,7 @@ pub fn lookup_for(
         SourceKind::AuditLog => lookup(catalog_index, field),
         SourceKind::SyncLog => key_in(&[SYNC_LOG_RULES], field),
         SourceKind::Alerts => None,
+        SourceKind::Sessions => None,
     }
 }
 
@@ -943,6 +944,235 @@ pub fn render_sync_log_rules() -> String {
                 r.key.limit()
             ));
         }
+    }
+    out
+}
+
+/// Where the value of a session's CEF key comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionValue {
+    /// The session field of that name, when it fits the key whole (else it stays in
+    /// `details`).
+    Field(&'static str),
+    /// The session field of that name as compact JSON, cut from the inside to the key's
+    /// limit when it is longer.
+    BoundedJson(&'static str),
+    /// The exact time of this version (`lastUpdated`), RFC 3339 with nine fractional
+    /// digits.
+    ExactTime,
+    /// The current state: the newest of `states`.
+    State,
+    /// The newest `scores[].score`.
+    Score,
+    /// The newest `scores[].severity` (0 no risk to 4 critical).
+    RiskSeverity,
+    /// The distinct `riskIndicators[].indicatorName`, `, `-separated.
+    Indicators,
+    /// The distinct `triggeredAlerts[].ruleId`, `, `-separated.
+    RuleIds,
+    /// The `triggeredAlerts[].alertId`, `, `-separated.
+    AlertIds,
+    /// The number of `triggeredAlerts`.
+    AlertCount,
+}
+
+impl SessionValue {
+    /// What the value is, for `docs/formats.md`.
+    pub fn describe(self) -> String {
+        use crate::normalize::sessions::MAX_LISTED;
+        match self {
+            SessionValue::Field(f) => format!("`{f}`"),
+            SessionValue::BoundedJson(f) => {
+                format!("`{f}` as compact JSON, cut from the inside to the limit")
+            }
+            SessionValue::ExactTime => {
+                "`lastUpdated` (the version), RFC 3339 UTC with nine fractional digits".to_owned()
+            }
+            SessionValue::State => {
+                "the current state: the newest `states[].state` by `sourceTimestamp`".to_owned()
+            }
+            SessionValue::Score => "the newest `scores[].score`".to_owned(),
+            SessionValue::RiskSeverity => {
+                "the newest `scores[].severity`: 0 no risk, 1 low, 2 moderate, 3 high, 4 critical"
+                    .to_owned()
+            }
+            SessionValue::Indicators => format!(
+                "the first {MAX_LISTED} distinct `riskIndicators[].indicatorName`, `, `-separated"
+            ),
+            SessionValue::RuleIds => format!(
+                "the first {MAX_LISTED} distinct `triggeredAlerts[].ruleId`, `, `-separated"
+            ),
+            SessionValue::AlertIds => {
+                format!("the first {MAX_LISTED} `triggeredAlerts[].alertId`, `, `-separated")
+            }
+            SessionValue::AlertCount => "number of `triggeredAlerts`".to_owned(),
+        }
+    }
+}
+
+/// One extension key of a session record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionKey {
+    pub key: &'static str,
+    pub label: Option<(&'static str, &'static str)>,
+    pub value: SessionValue,
+    pub kind: KeyValue,
+    pub limit: usize,
+}
+
+const fn sk(
+    key: &'static str,
+    label: Option<(&'static str, &'static str)>,
+    value: SessionValue,
+    kind: KeyValue,
+    limit: usize,
+) -> SessionKey {
+    SessionKey {
+        key,
+        label,
+        value,
+        kind,
+        limit,
+    }
+}
+
+/// The extension keys of a session, in the order they are written, after the common
+/// ones (`rt` `lastUpdated`, `cat`, `suid` `actorId`) and before `details` (`cs6`). The
+/// standard keys where one means the same (`externalId` the session id, `act` its
+/// state, `start` / `end` its activity, `msg` / `reason` its summaries), numbered custom
+/// keys with labels for the rest. A key whose value is absent (or does not fit it) is
+/// left out; the field then stays in `details`.
+pub const SESSION_KEYS: &[SessionKey] = &[
+    sk(
+        "externalId",
+        None,
+        SessionValue::Field("sessionId"),
+        KeyValue::Scalar,
+        40,
+    ),
+    sk("act", None, SessionValue::State, KeyValue::Scalar, 63),
+    sk(
+        "start",
+        None,
+        SessionValue::Field("beginTime"),
+        KeyValue::Integer,
+        20,
+    ),
+    sk(
+        "end",
+        None,
+        SessionValue::Field("endTime"),
+        KeyValue::Integer,
+        20,
+    ),
+    sk(
+        "msg",
+        None,
+        SessionValue::Field("exfiltrationSummary"),
+        KeyValue::Scalar,
+        1023,
+    ),
+    sk(
+        "reason",
+        None,
+        SessionValue::Field("contextSummary"),
+        KeyValue::Scalar,
+        1023,
+    ),
+    sk(
+        "cs1",
+        Some(("cs1Label", "riskIndicators")),
+        SessionValue::Indicators,
+        KeyValue::Scalar,
+        4000,
+    ),
+    sk(
+        "cs2",
+        Some(("cs2Label", "ruleIds")),
+        SessionValue::RuleIds,
+        KeyValue::Scalar,
+        4000,
+    ),
+    sk(
+        "cs3",
+        Some(("cs3Label", "alertIds")),
+        SessionValue::AlertIds,
+        KeyValue::Scalar,
+        4000,
+    ),
+    sk(
+        "cs4",
+        Some(("cs4Label", "states")),
+        SessionValue::BoundedJson("states"),
+        KeyValue::Any,
+        4000,
+    ),
+    sk(
+        "cs5",
+        Some(("cs5Label", "eventTimestamp")),
+        SessionValue::ExactTime,
+        KeyValue::Scalar,
+        4000,
+    ),
+    sk(
+        "cn1",
+        Some(("cn1Label", "score")),
+        SessionValue::Score,
+        KeyValue::Integer,
+        20,
+    ),
+    sk(
+        "cn2",
+        Some(("cn2Label", "riskSeverity")),
+        SessionValue::RiskSeverity,
+        KeyValue::Integer,
+        20,
+    ),
+    sk(
+        "cn3",
+        Some(("cn3Label", "alertCount")),
+        SessionValue::AlertCount,
+        KeyValue::Integer,
+        20,
+    ),
+];
+
+/// The session key table of `docs/formats.md`.
+pub fn render_session_keys() -> String {
+    let mut out = String::from("| CEF key | Label | Value | Limit |\n|---|---|---|---|\n");
+    for k in SESSION_KEYS {
+        let limit = match k.kind {
+            KeyValue::Integer => "integer".to_owned(),
+            _ => k.limit.to_string(),
+        };
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} |\n",
+            k.key,
+            k.label.map_or("".to_owned(), |(_, l)| format!("`{l}`")),
+            k.value.describe(),
+            limit
+        ));
+    }
+    out
+}
+
+/// The session state and severity tables of `docs/formats.md`.
+pub fn render_session_states() -> String {
+    use crate::normalize::sessions::{SESSION_SEVERITIES, SESSION_STATES};
+    let mut out = String::from(
+        "| Device Event Class ID (current state) | Name | Category |\n|---|---|---|\n",
+    );
+    for s in SESSION_STATES {
+        out.push_str(&format!(
+            "| `{}` | {} | {} |\n",
+            s.name,
+            s.display,
+            crate::normalize::sessions::SESSION_CATEGORY
+        ));
+    }
+    out.push_str("\n| Latest `scores[].severity` | Meaning | CEF severity |\n|---|---|---|\n");
+    for (v, meaning, cef) in SESSION_SEVERITIES {
+        out.push_str(&format!("| `{v}` | {meaning} | {cef} |\n"));
     }
     out
 }

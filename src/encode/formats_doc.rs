@@ -5,7 +5,8 @@
 
 use super::cef_map::{
     render_alert_keys, render_alert_severities, render_alert_types, render_common_table,
-    render_sync_log_actions, render_sync_log_rules, render_type_table,
+    render_session_keys, render_session_states, render_sync_log_actions, render_sync_log_rules,
+    render_type_table,
 };
 use super::leef;
 use crate::normalize::catalog::AUDIT_EVENT_TYPES;
@@ -39,6 +40,9 @@ fn regenerate(doc: &str) -> (String, Vec<String>) {
             "leef-audit-keys" => leef::render_keys(leef::AUDIT_KEYS),
             "leef-alert-keys" => leef::render_keys(leef::ALERT_KEYS),
             "leef-sync-log-keys" => leef::render_keys(leef::SYNC_LOG_KEYS),
+            "session-states" => render_session_states(),
+            "session-keys" => render_session_keys(),
+            "leef-session-keys" => leef::render_keys(leef::SESSION_KEYS),
             other => panic!("unknown generated block {other}"),
         };
         out.push_str(&rest[..start]);
@@ -67,10 +71,13 @@ fn formats_doc_is_in_sync_with_the_mapping() {
             "alert-keys",
             "sync-log-actions",
             "sync-log-rules",
+            "session-states",
+            "session-keys",
             "leef-common-keys",
             "leef-audit-keys",
             "leef-alert-keys",
             "leef-sync-log-keys",
+            "leef-session-keys",
         ],
         "generated blocks"
     );

@@ -1,5 +1,6 @@
 //! Golden-file tests: every fixture event of `tests/fixtures/<data set>/*.json` (Audit
-//! Log in `audit/`, Alerts in `alerts/`, Directory Sync Log in `sync_log/`) is encoded as
+//! Log in `audit/`, Alerts in `alerts/`, Directory Sync Log in `sync_log/`, Sessions in
+//! `sessions/`) is encoded as
 //! CEF (RFC 5424 header, LF framing), as normalized JSON (no header, LF framing), as
 //! LEEF 2.0 (RFC 5424 header, LF framing) and as LEEF 1.0 (no header, LF framing), and
 //! compared byte for byte with `tests/golden/<fixture>.cef` / `.json` / `.leef` /
@@ -19,7 +20,7 @@ fn root() -> PathBuf {
 }
 
 /// (fixture directory, data set, golden directory), under the crate root.
-const SETS: [(&str, SourceKind, &str); 3] = [
+const SETS: [(&str, SourceKind, &str); 4] = [
     ("tests/fixtures/audit", SourceKind::AuditLog, "tests/golden"),
     (
         "tests/fixtures/alerts",
@@ -30,6 +31,11 @@ const SETS: [(&str, SourceKind, &str); 3] = [
         "tests/fixtures/sync_log",
         SourceKind::SyncLog,
         "tests/golden/sync_log",
+    ),
+    (
+        "tests/fixtures/sessions",
+        SourceKind::Sessions,
+        "tests/golden/sessions",
     ),
 ];
 
@@ -152,6 +158,7 @@ fn common_keys(kind: SourceKind) -> &'static [&'static str] {
         ],
         SourceKind::Alerts => &["type$", "type", "name", "createdAt", "actor", "actorId"],
         SourceKind::SyncLog => &["action", "logEventTimeStamp"],
+        SourceKind::Sessions => &["lastUpdated", "actorId"],
     }
 }
 

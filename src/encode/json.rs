@@ -410,6 +410,31 @@ pub(crate) fn write_normalized(out: &mut Vec<u8>, rec: &Record<'_>) {
         list(out, b",\"sync_to_services\":", &o.sync_to_services);
         out.push(b'}');
     }
+    if let Some(s) = rec.session.as_deref() {
+        let int = |out: &mut Vec<u8>, key: &[u8], v: Option<i64>| {
+            out.extend_from_slice(key);
+            match v {
+                Some(v) => out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes()),
+                None => out.extend_from_slice(b"null"),
+            }
+        };
+        out.extend_from_slice(b",\"session_summary\":{\"state\":");
+        write_opt_str(out, s.state.as_deref());
+        int(out, b",\"score\":", s.score);
+        int(out, b",\"risk_severity\":", s.risk_severity);
+        int(
+            out,
+            b",\"alert_count\":",
+            s.alert_count.map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
+        );
+        out.extend_from_slice(b",\"risk_indicators\":");
+        write_strings(out, &s.indicators);
+        out.extend_from_slice(b",\"rule_ids\":");
+        write_strings(out, &s.rule_ids);
+        out.extend_from_slice(b",\"alert_ids\":");
+        write_strings(out, &s.alert_ids);
+        out.push(b'}');
+    }
     if !rec.problems.is_empty() {
         out.extend_from_slice(b",\"problems\":");
         write_problems(out, rec.problems);

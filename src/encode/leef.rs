@@ -1,7 +1,7 @@
 //! LEEF output for IBM QRadar: `LEEF:2.0|Code42|<product>|<version>|<EventID>|x09|<attributes>`
 //! or, for LEEF 1.0, `LEEF:1.0|Code42|<product>|<version>|<EventID>|<attributes>`.
 //!
-//! Owned here: the LEEF header and attributes of a normalized record, for the three data
+//! Owned here: the LEEF header and attributes of a normalized record, for the four data
 //! sets: the predefined LEEF attributes where one means what we have (`devTime` with its
 //! `devTimeFormat`, `cat`, `sev`, `usrName`, `src`), the keys c42fwd adds
 //! (`eventName`, `eventTimestamp`, the audit actor's keys, an alert's observation
@@ -149,12 +149,40 @@ pub const SYNC_LOG_KEYS: &[KeyDoc] = &[
     ),
 ];
 
+/// The Sessions keys after [`COMMON_KEYS`], in order.
+pub const SESSION_KEYS: &[KeyDoc] = &[
+    ("actorId", "`actorId`"),
+    (
+        TIMESTAMP_KEY,
+        "`lastUpdated` (the version) exactly: RFC 3339 UTC, nine fractional digits",
+    ),
+    (
+        "state",
+        "the current state: the newest `states[].state` by `sourceTimestamp`",
+    ),
+    ("score", "the newest `scores[].score`"),
+    (
+        "riskSeverity",
+        "the newest `scores[].severity`: 0 no risk, 1 low, 2 moderate, 3 high, 4 critical",
+    ),
+    ("alertCount", "number of `triggeredAlerts`"),
+    (
+        "riskIndicatorNames",
+        "the first 10 distinct `riskIndicators[].indicatorName`, `, `-separated",
+    ),
+    (
+        "ruleIds",
+        "the first 10 distinct `triggeredAlerts[].ruleId`, `, `-separated",
+    ),
+];
+
 /// The keys of a data set after [`COMMON_KEYS`].
 pub fn source_keys(source: SourceKind) -> &'static [KeyDoc] {
     match source {
         SourceKind::AuditLog => AUDIT_KEYS,
         SourceKind::Alerts => ALERT_KEYS,
         SourceKind::SyncLog => SYNC_LOG_KEYS,
+        SourceKind::Sessions => SESSION_KEYS,
     }
 }
 
@@ -198,6 +226,8 @@ fn header_prefix(kind: SourceKind, version: LeefVersion) -> &'static str {
         (LeefVersion::V1, SourceKind::AuditLog) => "LEEF:1.0|Code42|Audit Log|1|",
         (LeefVersion::V1, SourceKind::Alerts) => "LEEF:1.0|Code42|Alerts|1|",
         (LeefVersion::V1, SourceKind::SyncLog) => "LEEF:1.0|Code42|Directory Sync Log|1|",
+        (LeefVersion::V2, SourceKind::Sessions) => "LEEF:2.0|Code42|Sessions|1|",
+        (LeefVersion::V1, SourceKind::Sessions) => "LEEF:1.0|Code42|Sessions|1|",
     }
 }
 
@@ -389,6 +419,8 @@ pub(crate) fn write_leef(out: &mut Vec<u8>, rec: &Record<'_>, civil: &Civil, ver
                 }
             }
         }
+        // A session names its actor by id only.
+        SourceKind::Sessions => {}
     }
     if let Some((ip, _)) = rec.source_ips.first() {
         a.text("src", ip);
@@ -422,6 +454,22 @@ pub(crate) fn write_leef(out: &mut Vec<u8>, rec: &Record<'_>, civil: &Civil, ver
         a.list("exposureTypes", &s.exposure_types);
         a.list("fileNames", &s.file_names);
         a.list("syncToServices", &s.sync_to_services);
+    }
+    if let Some(s) = rec.session.as_deref() {
+        if let Some(state) = &s.state {
+            a.text("state", state);
+        }
+        if let Some(n) = s.score {
+            a.int("score", n);
+        }
+        if let Some(n) = s.risk_severity {
+            a.int("riskSeverity", n);
+        }
+        if let Some(n) = s.alert_count {
+            a.int("alertCount", i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        a.list("riskIndicatorNames", &s.indicators);
+        a.list("ruleIds", &s.rule_ids);
     }
 
     // An alert's observations are by far its largest field: last of the fields.

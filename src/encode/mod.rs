@@ -193,10 +193,11 @@ pub(crate) mod tests {
     use serde_json::value::RawValue;
 
     /// Every kind of source, for the tests that go through each.
-    pub(crate) const KINDS: [SourceKind; 3] = [
+    pub(crate) const KINDS: [SourceKind; 4] = [
         SourceKind::AuditLog,
         SourceKind::Alerts,
         SourceKind::SyncLog,
+        SourceKind::Sessions,
     ];
 
     pub(crate) fn event(json: &str) -> Event {

@@ -490,6 +490,82 @@ prop_compose! {
     }
 }
 
+fn arb_epoch_ms() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        6 => (1_500_000_000_000i64..1_900_000_000_000).prop_map(|t| json!(t)),
+        1 => any::<i64>().prop_map(|t| json!(t)),
+        1 => arb_value(),
+    ]
+}
+
+fn arb_timed(field: &'static str) -> impl Strategy<Value = Value> {
+    (
+        prop_oneof![
+            4 => prop::sample::select(
+                crate::normalize::sessions::SESSION_STATES.iter().map(|s| s.name).collect::<Vec<_>>()
+            ).prop_map(|n| json!(n)),
+            1 => (0i64..12).prop_map(|n| json!(n)),
+            1 => arb_value(),
+        ],
+        arb_epoch_ms(),
+        prop::option::of(arb_text()),
+    )
+        .prop_map(move |(v, at, user)| {
+            let mut m = Map::new();
+            m.insert(field.into(), v);
+            if field == "score" {
+                m.insert("severity".into(), json!(at.as_i64().map_or(0, |t| t.rem_euclid(6))));
+            }
+            m.insert("sourceTimestamp".into(), at);
+            if let Some(u) = user {
+                m.insert("userId".into(), json!(u));
+            }
+            Value::Object(m)
+        })
+}
+
+prop_compose! {
+    fn arb_session_object()(
+        text in prop::collection::vec(prop::option::of(mostly(arb_text().boxed())), 5),
+        times in prop::collection::vec(prop::option::of(arb_epoch_ms()), 4),
+        states in prop::option::of(prop_oneof![
+            6 => prop::collection::vec(arb_timed("state"), 0..5).prop_map(Value::Array),
+            1 => arb_value(),
+        ]),
+        scores in prop::option::of(prop_oneof![
+            6 => prop::collection::vec(arb_timed("score"), 0..5).prop_map(Value::Array),
+            1 => arb_value(),
+        ]),
+        indicators in prop::option::of(prop_oneof![
+            6 => prop::collection::vec(arb_text().prop_map(|n| json!({"indicatorName": n})), 0..15)
+                .prop_map(Value::Array),
+            1 => arb_value(),
+        ]),
+        alerts in prop::option::of(prop_oneof![
+            6 => prop::collection::vec((arb_text(), arb_text())
+                .prop_map(|(a, r)| json!({"alertId": a, "ruleId": r})), 0..15)
+                .prop_map(Value::Array),
+            1 => arb_value(),
+        ]),
+        extra in prop::collection::vec((arb_text(), arb_value()), 0..3),
+    ) -> Value {
+        let mut m = Map::new();
+        let names = ["sessionId", "actorId", "tenantId", "exfiltrationSummary", "contextSummary"];
+        for (k, v) in names.iter().zip(text) {
+            if let Some(v) = v { m.insert((*k).into(), v); }
+        }
+        for (k, v) in ["beginTime", "endTime", "firstObserved", "lastUpdated"].iter().zip(times) {
+            if let Some(v) = v { m.insert((*k).into(), v); }
+        }
+        for (k, v) in [("states", states), ("scores", scores), ("riskIndicators", indicators),
+                       ("triggeredAlerts", alerts)] {
+            if let Some(v) = v { m.insert(k.into(), v); }
+        }
+        for (k, v) in extra { m.insert(k, v); }
+        Value::Object(m)
+    }
+}
+
 fn to_text(v: &Value, pretty: bool) -> String {
     if pretty {
         serde_json::to_string_pretty(v).unwrap()
@@ -610,6 +686,15 @@ fn cef_target(
             }
             _ => None,
         }),
+        SourceKind::Sessions => cef_map::SESSION_KEYS.iter().find_map(|k| match k.value {
+            cef_map::SessionValue::Field(n) if n == field => {
+                Some((k.key, k.label.map(|l| l.0), k.kind, k.limit, false))
+            }
+            cef_map::SessionValue::BoundedJson(n) if n == field => {
+                Some((k.key, k.label.map(|l| l.0), k.kind, k.limit, true))
+            }
+            _ => None,
+        }),
     }
 }
 
@@ -660,6 +745,7 @@ fn check_cef(msg: &str, rec: &Record<'_>, original: &Value) {
             "createdAt",
         ),
         SourceKind::SyncLog => (&[], "logEventTimeStamp"),
+        SourceKind::Sessions => (&[("actorId", "suid", 1023)], "lastUpdated"),
     };
     for (api, key, limit) in common {
         match field(api) {
@@ -678,6 +764,15 @@ fn check_cef(msg: &str, rec: &Record<'_>, original: &Value) {
     if let Some((ip, addr)) = rec.source_ips.first() {
         let key = if addr.is_ipv4() { "src" } else { "c6a1" };
         assert_eq!(get(key), Some(ip));
+    }
+    if let Some(s) = rec.session.as_deref() {
+        // A session's summary keys: its current state and latest score, as read.
+        assert_eq!(get("act"), s.state.as_deref().map(|t| truncated(t, 63)));
+        assert_eq!(get("cn1"), s.score.map(|n| n.to_string()).as_deref());
+        assert_eq!(
+            get("cn2"),
+            s.risk_severity.map(|n| n.to_string()).as_deref()
+        );
     }
     if rec.source == SourceKind::SyncLog {
         match field("action") {
@@ -828,6 +923,8 @@ fn check_leef(msg: &str, rec: &Record<'_>, original: &Value, format: Format) {
         SourceKind::AuditLog => "actorName",
         SourceKind::Alerts => "actor",
         SourceKind::SyncLog => "username",
+        // A session has no user name field.
+        SourceKind::Sessions => "\u{0}none",
     };
     match field(user_field) {
         Some(Value::String(u)) => assert_eq!(get("usrName"), Some(u.as_str())),
@@ -937,6 +1034,14 @@ proptest! {
         pretty in any::<bool>(),
     ) {
         check_event(&original, pretty, SourceKind::SyncLog);
+    }
+
+    #[test]
+    fn every_session_record_keeps_the_invariants(
+        original in prop_oneof![9 => arb_session_object(), 1 => arb_json()],
+        pretty in any::<bool>(),
+    ) {
+        check_event(&original, pretty, SourceKind::Sessions);
     }
 
     #[test]

@@ -11,6 +11,10 @@
 //!   being taken: it stays whole in the fields.
 //! - Directory Sync Log: `action` (class id) and `logEventTimeStamp`; `username` and the
 //!   rest stay in the fields (the entry's user is the one acted on, not an actor).
+//! - Sessions: `lastUpdated` (epoch ms: the time of this version) and `actorId`; the
+//!   class id is the current state and the severity the latest score's, read from
+//!   `states` and `scores`, which stay whole in the fields with `riskIndicators` and
+//!   `triggeredAlerts` ([`sessions::SessionSummary`]).
 //!
 //! Owned here: reading the raw event text once, borrowing from it wherever the JSON has
 //! no escapes (the record holds `&str` slices of the event text, and its field
@@ -29,6 +33,7 @@ pub mod alerts;
 pub mod catalog;
 pub mod json;
 pub(crate) mod scan;
+pub mod sessions;
 pub mod sync_log;
 pub mod time;
 
@@ -294,6 +299,8 @@ pub struct Record<'a> {
     /// Alerts only: what the `observations` array adds up to, when it is an array.
     /// (Boxed: alerts are rare next to audit events, and the record stays small.)
     pub observations: Option<Box<ObservationSummary<'a>>>,
+    /// Sessions only: the current state, latest score, risk indicators and alerts.
+    pub session: Option<Box<sessions::SessionSummary<'a>>>,
 }
 
 impl<'a> Record<'a> {
@@ -325,6 +332,7 @@ impl<'a> Record<'a> {
                 "ALERT_DETAILS" | "ALERT_SUMMARY" | "ALERT_DETAILS_AGGREGATE"
             ),
             SourceKind::SyncLog => false,
+            SourceKind::Sessions => false,
         }
     }
 }
@@ -413,6 +421,7 @@ impl<'a> Record<'a> {
             fields: Fields::new(),
             problems: Problems::default(),
             observations: None,
+            session: None,
         }
     }
 }
@@ -457,6 +466,7 @@ fn read_into<'a>(event: &'a Event, rec: &mut Record<'a>, header_only: bool) {
             rec.civil = None;
             rec.problems = Problems::default();
             rec.observations = None;
+            rec.session = None;
             other = Other::default();
             rec.fields.clear();
             rec.fields.push(Field {
@@ -555,6 +565,35 @@ fn classify<'a>(rec: &mut Record<'a>, other: Other<'a>) {
                 rec.problems.insert(Problems::MISSING_TYPE);
             }
         },
+        SourceKind::Sessions => classify_session(rec),
+    }
+}
+
+/// A session's class id (its current state), name, category and severity (its latest
+/// score's).
+fn classify_session(rec: &mut Record<'_>) {
+    rec.category = sessions::SESSION_CATEGORY;
+    let summary = rec.session.as_deref();
+    rec.severity = summary
+        .and_then(|s| s.risk_severity)
+        .and_then(sessions::session_severity)
+        .unwrap_or(sessions::SESSION_DEFAULT_SEVERITY);
+    match summary.and_then(|s| s.state.clone()) {
+        Some(state) => {
+            rec.name = match sessions::session_state(&state) {
+                Some(s) => Cow::Borrowed(s.display),
+                None => Cow::Owned(format!(
+                    "Session {}",
+                    humanize_type_name(&state.to_lowercase()).to_lowercase()
+                )),
+            };
+            rec.class_id = Cow::Owned(state.into_owned());
+        }
+        None => {
+            rec.class_id = Cow::Borrowed(sessions::SESSION_CLASS_ID);
+            rec.name = Cow::Borrowed(sessions::SESSION_NAME);
+            rec.problems.insert(Problems::MISSING_TYPE);
+        }
     }
 }
 
@@ -590,6 +629,11 @@ const SEEN_RISK_SEVERITY: u16 = 2048;
 const SEEN_OBSERVATIONS: u16 = 4096;
 /// What the header of an alert needs: once these are read, header-only reading stops.
 const ALERT_HEADER: u16 = SEEN_TYPE | SEEN_TIME | SEEN_RULE_SEVERITY | SEEN_RISK_SEVERITY;
+// Sessions reuse `SEEN_TIME` (`lastUpdated`), `SEEN_ACTOR_ID` (`actorId`), `SEEN_TYPE`
+// (`states`), `SEEN_RULE_SEVERITY` (`scores`), `SEEN_OBSERVATIONS` (`riskIndicators`)
+// and `SEEN_TITLE` (`triggeredAlerts`).
+/// What the header of a session needs.
+const SESSION_HEADER: u16 = SEEN_TYPE | SEEN_TIME | SEEN_RULE_SEVERITY;
 
 /// Stores `value` in `slot` if there is one; says whether there was.
 fn set<T>(slot: &mut Option<T>, value: Option<T>) -> bool {
@@ -635,6 +679,12 @@ impl<'a> Collector<'_, 'a> {
                     self.take_sync_log(&key, m);
                     self.seen & (SEEN_TYPE | SEEN_TIME) != SEEN_TYPE | SEEN_TIME
                 }
+                SourceKind::Sessions => {
+                    if !self.take_session(&key, m) {
+                        self.peek_session(&key, m);
+                    }
+                    self.seen & SESSION_HEADER != SESSION_HEADER
+                }
             };
         }
         let taken = match self.rec.source {
@@ -647,6 +697,13 @@ impl<'a> Collector<'_, 'a> {
                 taken
             }
             SourceKind::SyncLog => self.take_sync_log(&key, m),
+            SourceKind::Sessions => {
+                let taken = self.take_session(&key, m);
+                if !taken {
+                    self.peek_session(&key, m);
+                }
+                taken
+            }
         };
         if !taken {
             self.rec.fields.push(Field {
@@ -724,6 +781,56 @@ impl<'a> Collector<'_, 'a> {
                 }
                 self.rec.observations = Some(Box::new(summary));
             }
+        }
+    }
+
+    /// Takes a common key of a session (`lastUpdated`, `actorId`); returns whether it
+    /// was taken.
+    fn take_session(&mut self, key: &str, m: json::Member<'a>) -> bool {
+        let bit = match key {
+            "lastUpdated" => SEEN_TIME,
+            "actorId" => SEEN_ACTOR_ID,
+            _ => return false,
+        };
+        if self.seen & bit != 0 {
+            return false;
+        }
+        let taken = match bit {
+            SEEN_TIME => match json::read_i64(m.value).and_then(DateTime::from_timestamp_millis) {
+                Some(t) => {
+                    self.rec.time = t;
+                    self.rec.civil = None;
+                    true
+                }
+                None => false,
+            },
+            _ => set(&mut self.rec.actor.id, m.value_str()),
+        };
+        if taken {
+            self.seen |= bit;
+        }
+        taken
+    }
+
+    /// Reads what a session's record needs from a key that stays in the fields.
+    fn peek_session(&mut self, key: &str, m: json::Member<'a>) {
+        let bit = match key {
+            "states" => SEEN_TYPE,
+            "scores" => SEEN_RULE_SEVERITY,
+            "riskIndicators" if !self.header_only => SEEN_OBSERVATIONS,
+            "triggeredAlerts" if !self.header_only => SEEN_TITLE,
+            _ => return,
+        };
+        if self.seen & bit != 0 {
+            return;
+        }
+        self.seen |= bit;
+        let s = self.rec.session.get_or_insert_with(Box::default);
+        match bit {
+            SEEN_TYPE => s.read_states(m.value),
+            SEEN_RULE_SEVERITY => s.read_scores(m.value),
+            SEEN_OBSERVATIONS => s.read_indicators(m.value),
+            _ => s.read_alerts(m.value),
         }
     }
 

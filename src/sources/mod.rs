@@ -5,7 +5,8 @@
 //! with the API client, commits checkpoints only behind delivered batches (invariant 1)
 //! and reports a source that is behind the lag window ([`catch_up`], pure), over a small
 //! per-source [`poll::WindowFetch`]: [`audit`] (Audit Log search), [`alerts`]
-//! (`query-alerts` + `query-details`) and [`sync_log`] (Directory Sync Log). Sources
+//! (`query-alerts` + `query-details`), [`sync_log`] (Directory Sync Log) and
+//! [`sessions`] (Incydr sessions, each version once). Sources
 //! never spawn tasks: the pipeline runs each poller's `run` future (checkpoint saves go
 //! to tokio's blocking pool and are awaited in place).
 
@@ -14,10 +15,12 @@ pub mod audit;
 pub mod catch_up;
 pub mod poll;
 pub mod reconcile;
+pub mod sessions;
 pub mod sync_log;
 pub mod window;
 
 pub use alerts::AlertsPoller;
 pub use audit::AuditLogPoller;
 pub use poll::{SourceError, WindowFetch, WindowPoller};
+pub use sessions::SessionsPoller;
 pub use sync_log::SyncLogPoller;

@@ -191,6 +191,13 @@ pub trait WindowFetch: Send + Sync + Sized + 'static {
     /// query from its newest record ([`PollCycle::with_re_anchoring`]).
     const ALWAYS_RE_ANCHOR: bool;
 
+    /// The page size of the loop for a configured `page_size`: by default the
+    /// configured one, capped at [`Self::MAX_PAGE_SIZE`]. (Sessions take the configured
+    /// size for the API's pages and read a window page of their own.)
+    fn window_page_size(configured: u32) -> u32 {
+        configured.clamp(1, Self::MAX_PAGE_SIZE)
+    }
+
     /// Builds the fetcher of `source` (which must be of this fetcher's type).
     fn from_source(
         source: &config::Source,
@@ -392,7 +399,7 @@ impl<F: WindowFetch> WindowPoller<F> {
             lag: source.lag,
             poll_interval: source.poll_interval,
             start: source.start,
-            page_size: source.page_size.clamp(1, F::MAX_PAGE_SIZE),
+            page_size: F::window_page_size(source.page_size),
             batch_events: MAX_BATCH_EVENTS,
             reconcile_after: source.reconcile_after,
             tenant: client.tenant().to_string(),

@@ -17,6 +17,7 @@ mod reload;
 mod relp;
 mod replay;
 mod rsyslog;
+mod sessions;
 mod sinks;
 mod status;
 mod support;

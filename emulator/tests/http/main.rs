@@ -6,6 +6,7 @@
 //! - `routes`: where the official clients reach the services, the statistics (per
 //!   route, over HTTP too) and the answer to routes the emulator does not serve.
 //! - `services`: alerts, rule metadata and the Directory Sync Log.
+//! - `sessions`: the session routes, their paging and order, sessions that change.
 //! - `quirks`: the switchable behaviours of the real service.
 //! - `pacing`: the latency and transfer rate of the data endpoints.
 
@@ -14,3 +15,4 @@ mod pacing;
 mod quirks;
 mod routes;
 mod services;
+mod sessions;

@@ -551,7 +551,7 @@ mod tests {
             problems(&text),
             vec![format!(
                 "sources.audit.type: line {}: `7` is not a source type: use \"audit_log\", \
-                 \"alerts\" or \"sync_log\"",
+                 \"alerts\", \"sync_log\" or \"sessions\"",
                 line_of(&text, "type = 7")
             )]
         );

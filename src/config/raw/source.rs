@@ -37,4 +37,9 @@ kinds! {
     }
     /// The Directory Sync Log.
     SyncLog(RawSyncLog) = "sync_log" {}
+    /// Incydr sessions, each version once.
+    Sessions(RawSessions) = "sessions" {
+        has_alerts: Option<bool>,
+        include_events: Option<bool>,
+    }
 }

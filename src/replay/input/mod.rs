@@ -446,6 +446,9 @@ fn detect(head: &[u8], name: &str, hint: KindHint) -> Result<Format, String> {
         }
     };
     let hinted = match hint {
+        KindHint::Kind(SourceKind::Sessions) => {
+            return Err("replay reads no session exports".to_string())
+        }
         KindHint::Kind(k) => Some(k),
         KindHint::Auto => None,
     };
@@ -453,11 +456,14 @@ fn detect(head: &[u8], name: &str, hint: KindHint) -> Result<Format, String> {
         SourceKind::AuditLog => Format::AuditJsonLines,
         SourceKind::Alerts => Format::AlertsJsonLines,
         SourceKind::SyncLog => Format::SyncLogJsonLines,
+        // Never asked: a sessions hint is refused above and no content names sessions.
+        SourceKind::Sessions => Format::AuditJsonLines,
     };
     let array_of = |k: SourceKind| match k {
         SourceKind::AuditLog => Format::AuditJsonArray,
         SourceKind::Alerts => Format::AlertsJsonArray,
         SourceKind::SyncLog => Format::SyncLogJsonArray,
+        SourceKind::Sessions => Format::AuditJsonArray,
     };
     let format = match start.map(|i| &text[i..]) {
         // Empty: no records whatever the format.
