@@ -59,6 +59,12 @@ use tokio::time::Instant;
 /// Records taken from the queue and not yet settled, at most (then the sink waits).
 pub(crate) const MAX_UNSETTLED_RECORDS: usize = 50_000;
 
+/// How long messages may wait without any acknowledgement before the sink shows
+/// itself stalled (`kafka_unreachable`): librdkafka keeps them and reconnects, and says
+/// nothing while a broker is silent (stopped, partitioned away) until its request
+/// times out.
+pub(crate) const SILENCE_STALLS_AFTER: Duration = Duration::from_secs(10);
+
 /// Batches waiting for their reports, at most.
 const MAX_PENDING_BATCHES: usize = 1024;
 
@@ -139,6 +145,11 @@ pub(crate) struct KafkaSink {
     /// A fatal producer error: build the producer anew before the next resend.
     rebuild: bool,
     progress: bool,
+    /// When the cluster last acknowledged a message, or messages began to wait.
+    last_ack: Instant,
+    /// A stall of the client's own (authentication, TLS) that "all brokers down" must
+    /// not hide: the connections are down because of it.
+    cause: Option<(&'static str, &'static str, String)>,
     scratch: Vec<u8>,
 }
 
@@ -197,6 +208,8 @@ impl KafkaSink {
             failure: None,
             rebuild: false,
             progress: false,
+            last_ack: Instant::now(),
+            cause: None,
             scratch: Vec::new(),
         })
     }
@@ -230,6 +243,9 @@ impl KafkaSink {
                     records.len()
                 ),
             });
+        }
+        if !self.in_flight() {
+            self.last_ack = Instant::now();
         }
         let seq = self.next_seq;
         self.next_seq = (self.next_seq + 1) & SEQ_MASK;
@@ -360,6 +376,14 @@ impl KafkaSink {
         }
     }
 
+    fn in_flight(&self) -> bool {
+        self.pending.iter().any(|p| p.in_flight > 0)
+    }
+
+    fn resend_due(&self) -> bool {
+        self.pending.iter().any(|p| p.resend > 0)
+    }
+
     /// Reads every report that is there, without waiting.
     fn drain_reports(&mut self) {
         while let Ok(r) = self.reports.try_recv() {
@@ -392,6 +416,8 @@ impl KafkaSink {
                 pend.delivered += 1;
                 pend.bytes += pend.records.record(i).len();
                 self.progress = true;
+                self.last_ack = Instant::now();
+                self.cause = None;
                 self.stall.resumed();
             }
             Report::Failed { opaque, code, text } => {
@@ -405,7 +431,19 @@ impl KafkaSink {
                     Some(Class::Stall { reason, hint }) => {
                         let e = self.error(reason, detail);
                         self.metrics.error(&e);
-                        self.stall.failed(reason, &e.to_string(), hint);
+                        match (&self.cause, reason) {
+                            // The brokers are down because they refuse us: keep saying why.
+                            (Some((why, hint, detail)), "kafka_unreachable") => {
+                                self.stall.failed(why, detail, hint)
+                            }
+                            _ => {
+                                let shown = e.to_string();
+                                self.stall.failed(reason, &shown, hint);
+                                if reason != "kafka_unreachable" {
+                                    self.cause = Some((reason, hint, shown));
+                                }
+                            }
+                        }
                     }
                     Some(Class::Fatal) => {
                         let e = self.error("kafka_fatal", detail);
@@ -616,7 +654,30 @@ impl Transport for KafkaSink {
             return Ok(());
         }
         // Cancel-safe: a report is either received and handled at once, or left.
-        let Some(r) = self.reports.recv().await else {
+        let silence = (self.in_flight() && !self.stall.is_stalled())
+            .then_some(self.last_ack + SILENCE_STALLS_AFTER);
+        let r = match silence {
+            Some(at) => tokio::select! {
+                r = self.reports.recv() => r,
+                _ = tokio::time::sleep_until(at) => {
+                    let waiting: usize = self.pending.iter().map(|p| p.in_flight).sum();
+                    let e = self.error(
+                        "kafka_unreachable",
+                        format!("no acknowledgement for {SILENCE_STALLS_AFTER:?} while {waiting} messages wait"),
+                    );
+                    self.metrics.error(&e);
+                    self.stall.failed(
+                        "kafka_unreachable",
+                        &e.to_string(),
+                        "the cluster takes no messages: check the brokers and the network \
+                         (librdkafka keeps the messages and reconnects)",
+                    );
+                    return Ok(());
+                }
+            },
+            None => self.reports.recv().await,
+        };
+        let Some(r) = r else {
             return std::future::pending().await;
         };
         self.report(r);
@@ -633,7 +694,12 @@ impl Transport for KafkaSink {
     }
 
     fn accepts_batches(&self) -> bool {
-        self.unsettled < MAX_UNSETTLED_RECORDS && self.pending.len() < MAX_PENDING_BATCHES
+        // While records wait to go again, no new ones: the resends keep their place
+        // in the partition's order.
+        !self.resend_due()
+            && self.failure.is_none()
+            && self.unsettled < MAX_UNSETTLED_RECORDS
+            && self.pending.len() < MAX_PENDING_BATCHES
     }
 
     async fn close(&mut self) {
