@@ -503,3 +503,41 @@ sinks = ["kafka"]
     let out_of_order = firsts.windows(2).filter(|w| w[1] < w[0]).count();
     assert_eq!(out_of_order, 0, "events out of order in the partition");
 }
+
+/// Broker errors injected by librdkafka's mock cluster (in addition to the real broker
+/// above): a produce refused for want of an ACL is a set-up fault: the route stalls
+/// with `reason="kafka_authorization"`, nothing is dead-lettered, and delivery goes on
+/// by itself once the cluster takes the messages again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_authorization_stalls_and_never_dead_letters() {
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    cluster.create_topic("c42-acl", 1, 1).expect("mock topic");
+    cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 3],
+    );
+    let sink = TestSink::start(kafka_sink(
+        "acl",
+        kafka_options(&cluster.bootstrap_servers(), "c42-acl"),
+    ));
+    let waiter = sink.send(numbered(0..10)).await;
+    crate::support::wait_for("the sink stalled on the refused ACL", PATIENCE, || {
+        stalled(&sink, "acl", "kafka_authorization") == 1
+    })
+    .await;
+    delivered(waiter).await;
+    assert_eq!(
+        stalled(&sink, "acl", "kafka_authorization"),
+        0,
+        "the stall is over"
+    );
+    assert_eq!(sink.events(), 10);
+    assert_eq!(
+        sink.counter("discarded", Some(("reason", "kafka_refused"))),
+        0
+    );
+    assert!(sink.errors("kafka_authorization") >= 1);
+    assert!(sink.resent() >= 10, "the refused messages were sent again");
+}
