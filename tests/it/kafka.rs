@@ -6,7 +6,7 @@
 
 use crate::support::config::{emu_tenant_secret_file, head, METRICS_ON_A_FREE_PORT};
 use crate::support::daemon::{log_tail, start_emulator, Daemon};
-use crate::support::kafka::{consume_all, stored, wait_stored, Consumed, Tansu};
+use crate::support::kafka::{consume_all, wait_stored, Consumed, Tansu};
 use crate::support::sink::{delivered, fast_retry, TestSink};
 use crate::support::{event, multiset, PATIENCE};
 use c42fwd::ack::Outcome;
@@ -424,7 +424,7 @@ sinks = ["kafka"]
     )
     .unwrap();
 
-    let kill_after = 3_000 + fastrand::i64(..12_000);
+    let kill_after = 3_000 + fastrand::i64(0..12_000);
     let daemon = Daemon::start(&config).await;
     wait_stored(
         &kafka.bootstrap(),
@@ -435,7 +435,9 @@ sinks = ["kafka"]
     )
     .await;
     daemon.kill9().await;
-    let at_kill = stored(&kafka.bootstrap(), topic, 3).await;
+    let at_kill = consume_all(&kafka.bootstrap(), topic, 3, PATIENCE)
+        .await
+        .len();
 
     let daemon = Daemon::start(&config).await;
     let first = emu.started_at() - chrono::Duration::hours(2);
