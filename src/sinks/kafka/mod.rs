@@ -57,7 +57,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 /// Records taken from the queue and not yet settled, at most (then the sink waits).
-pub(crate) const MAX_UNSETTLED_RECORDS: usize = 50_000;
+pub(crate) const MAX_UNSETTLED_RECORDS: usize = 20_000;
 
 /// How long messages may wait without any acknowledgement before the sink shows
 /// itself stalled (`kafka_unreachable`): librdkafka keeps them and reconnects, and says
