@@ -543,3 +543,22 @@ async fn a_refused_authorization_stalls_and_never_dead_letters() {
     assert!(sink.errors("kafka_authorization") >= 1);
     assert!(sink.resent() >= 10, "the refused messages were sent again");
 }
+
+/// `validate --connect`'s check of a kafka sink: the cluster answers its metadata, and
+/// a fixed topic exists; a port where no broker listens fails with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_health_check_asks_the_cluster_for_the_topic() {
+    let kafka = Tansu::start(false).await;
+    kafka.create_topic("c42-health", 1);
+    let ok = kafka_sink("k", kafka_options(&kafka.bootstrap(), "c42-health"));
+    c42fwd::sinks::healthcheck(&ok)
+        .await
+        .expect("the cluster answers and has the topic");
+    let nobody = format!("127.0.0.1:{}", crate::support::unused_tcp_port());
+    let down = kafka_sink("k", kafka_options(&nobody, "c42-health"));
+    let e = c42fwd::sinks::healthcheck(&down)
+        .await
+        .expect_err("no broker listens there");
+    assert_eq!(e.kind(), "kafka_unreachable", "{e}");
+    assert!(e.to_string().contains(&nobody), "{e}");
+}
