@@ -29,8 +29,9 @@ pub struct KafkaOptions {
     pub batch_max_messages: usize,
     /// Most bytes in one produce batch (`batch.size`).
     pub batch_max_bytes: usize,
-    /// The largest message (value, key and headers) sent; larger records follow
-    /// `oversize`. At most the topic's `max.message.bytes`.
+    /// The largest message (value, key and headers) sent: a record longer than this
+    /// less 1 KiB (room for the key and headers) follows `oversize`. At most the
+    /// topic's `max.message.bytes`.
     pub max_message_bytes: usize,
     pub oversize: OversizePolicy,
     /// How long the client keeps trying one message before it reports it failed
@@ -324,7 +325,7 @@ pub(super) fn kafka(
         "max_message_bytes",
         k.max_message_bytes,
         1_000_000,
-        1024,
+        4096,
         MAX_MESSAGE_BYTES_LIMIT,
         p,
     );

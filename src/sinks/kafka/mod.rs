@@ -24,8 +24,8 @@
 //! not acknowledged yet again (at-least-once). The client's own errors (every broker
 //! down, authentication, TLS) stall the sink until a message is acknowledged again,
 //! while librdkafka keeps the messages and reconnects. A record larger than
-//! `max_message_bytes` (with key and headers) never reaches the client: it follows
-//! `oversize`, as on the UDP sink (dead-lettered by default, counted in
+//! `max_message_bytes` less [`HEADER_ALLOWANCE`] (kept for key and headers) never
+//! reaches the client: it follows `oversize`, as on the UDP sink (dead-lettered by default, counted in
 //! `sink_discarded{reason="oversize"}`; or truncated, counted in `sink_truncated`).
 //!
 //! Backpressure (invariant 3): at most [`MAX_UNSETTLED_RECORDS`] records wait for
@@ -68,9 +68,14 @@ pub(crate) const SILENCE_STALLS_AFTER: Duration = Duration::from_secs(10);
 /// Batches waiting for their reports, at most.
 const MAX_PENDING_BATCHES: usize = 1024;
 
-/// What the headers and the key add to a message, at most, beside the record (the
-/// names and values of the five headers and librdkafka's framing of them).
-const HEADER_ALLOWANCE: usize = 512;
+/// What the headers and the key add to a message, at most, beside the record: the
+/// names and values of the five headers (names of at most 64 bytes, an event type cut
+/// to [`MAX_EVENT_TYPE_HEADER`]), the key, and librdkafka's framing of them.
+const HEADER_ALLOWANCE: usize = 1024;
+
+/// The longest `c42fwd-event-type` value: the type comes from the API, and an event
+/// with a huge one must not make its message too large for the broker.
+const MAX_EVENT_TYPE_HEADER: usize = 128;
 
 /// The opaque of a message: the producer's generation, the batch's sequence number and
 /// the record's index in its batch.
@@ -594,7 +599,15 @@ impl KafkaSink {
 fn event_type(event: &crate::event::Event) -> String {
     let mut rec = crate::normalize::Record::empty(event);
     crate::normalize::normalize_header_into(event, &mut rec);
-    rec.class_id.into_owned()
+    let mut t = rec.class_id.into_owned();
+    if t.len() > MAX_EVENT_TYPE_HEADER {
+        let mut cut = MAX_EVENT_TYPE_HEADER;
+        while !t.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        t.truncate(cut);
+    }
+    t
 }
 
 impl Transport for KafkaSink {
@@ -759,6 +772,32 @@ pub(crate) async fn healthcheck(name: &str, opts: &KafkaOptions) -> Result<(), S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_huge_event_type_is_cut_for_its_header() {
+        let long = "é".repeat(200);
+        let raw =
+            format!(r#"{{"type$":"audit_log::{long}/1","timestamp":"2024-05-01T12:00:00Z"}}"#);
+        let e = crate::event::Event::new(
+            crate::event::SourceKind::AuditLog,
+            serde_json::value::RawValue::from_string(raw).unwrap(),
+            chrono::Utc::now(),
+        );
+        let t = event_type(&e);
+        assert!(
+            t.len() <= MAX_EVENT_TYPE_HEADER && t.starts_with("éé"),
+            "{t}"
+        );
+        let short = crate::event::Event::new(
+            crate::event::SourceKind::AuditLog,
+            serde_json::value::RawValue::from_string(
+                r#"{"type$":"audit_log::logged_in/1"}"#.to_string(),
+            )
+            .unwrap(),
+            chrono::Utc::now(),
+        );
+        assert_eq!(event_type(&short), "logged_in");
+    }
 
     #[test]
     fn opaques_carry_generation_batch_and_index() {
