@@ -8,9 +8,10 @@
 
 FROM rust:1-slim-bookworm AS builder
 WORKDIR /src
-# librdkafka (the Kafka sink) is compiled from source: make, pkg-config, OpenSSL headers.
+# librdkafka (the Kafka sink) is compiled from source: make, g++ (its make builds the
+# C++ wrapper too), pkg-config, the OpenSSL headers.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends make pkg-config libssl-dev \
+    && apt-get install -y --no-install-recommends make g++ pkg-config libssl-dev \
     && rm -rf /var/lib/apt/lists/*
 COPY . .
 RUN cargo build --release --locked -p c42fwd --bin c42fwd

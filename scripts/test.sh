@@ -46,9 +46,9 @@ fi
 # Tansu, a Kafka-compatible broker from crates.io, for the Kafka sink's tests
 # (tests/it/kafka.rs): installed into cargo's own bin directory, outside the clone, so
 # that later runs on this machine reuse it (a cold build takes about 8 minutes on 2 cores).
-# The build of librdkafka (the Kafka sink's client) needs make, pkg-config and the
-# OpenSSL headers.
-for tool in make pkg-config; do
+# The build of librdkafka (the Kafka sink's client) needs make, pkg-config, a C++
+# compiler (its make also builds the C++ wrapper) and the OpenSSL headers.
+for tool in make pkg-config g++; do
   command -v "$tool" >/dev/null 2>&1 || missing_build+=("$tool")
 done
 dpkg-query -W -f='${Status}' libssl-dev 2>/dev/null | grep -q "ok installed" || missing_build+=(libssl-dev)
