@@ -8,13 +8,18 @@
 
 FROM rust:1-slim-bookworm AS builder
 WORKDIR /src
+# librdkafka (the Kafka sink) is compiled from source: make, g++ (its make builds the
+# C++ wrapper too), pkg-config, the OpenSSL headers.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends make g++ pkg-config libssl-dev \
+    && rm -rf /var/lib/apt/lists/*
 COPY . .
 RUN cargo build --release --locked -p c42fwd --bin c42fwd
 
 FROM debian:bookworm-slim
 # The system trust store, for TLS to the Code42 API and to TLS sinks.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates \
+    && apt-get install -y --no-install-recommends ca-certificates libssl3 \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 c42fwd \
     && useradd --system --uid 10001 --gid c42fwd --home-dir /var/lib/c42fwd \

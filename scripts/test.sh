@@ -10,6 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
+missing_build=()
 command -v rsyslogd >/dev/null 2>&1 || missing+=(rsyslog)
 dpkg-query -W -f='${Status}' rsyslog-gnutls 2>/dev/null | grep -q "ok installed" || missing+=(rsyslog-gnutls)
 dpkg-query -W -f='${Status}' rsyslog-relp 2>/dev/null | grep -q "ok installed" || missing+=(rsyslog-relp)
@@ -40,6 +41,26 @@ if [ ! -x "$syslog_ng_dir/usr/sbin/syslog-ng" ] && [ -z "${SYSLOG_NG:-}" ]; then
   mkdir -p "$syslog_ng_dir"
   dpkg-deb -x "$tmp"/syslog-ng-core_*.deb "$syslog_ng_dir"
   rm -rf "$tmp"
+fi
+
+# Tansu, a Kafka-compatible broker from crates.io, for the Kafka sink's tests
+# (tests/it/kafka.rs): installed into cargo's own bin directory, outside the clone, so
+# that later runs on this machine reuse it (a cold build takes about 8 minutes on 2 cores).
+# The build of librdkafka (the Kafka sink's client) needs make, pkg-config, a C++
+# compiler (its make also builds the C++ wrapper) and the OpenSSL headers.
+for tool in make pkg-config g++; do
+  command -v "$tool" >/dev/null 2>&1 || missing_build+=("$tool")
+done
+dpkg-query -W -f='${Status}' libssl-dev 2>/dev/null | grep -q "ok installed" || missing_build+=(libssl-dev)
+if [ ${#missing_build[@]} -gt 0 ]; then
+  echo "installing build tools: ${missing_build[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing_build[@]}"
+fi
+cargo_bin="${CARGO_HOME:-$HOME/.cargo}/bin"
+if [ ! -x "$cargo_bin/tansu" ] && ! command -v tansu >/dev/null 2>&1; then
+  echo "installing tansu (Kafka-compatible broker for the kafka sink tests) into $cargo_bin"
+  cargo install tansu --locked --features dynostore
 fi
 
 # The official Code42 clients (the incydr CLI, code42cli) in Python virtual environments

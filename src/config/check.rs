@@ -428,6 +428,14 @@ mod tests {
                 SINK_REQUEST_TIMEOUT,
             ),
             ("`sinks.NAME.retry.initial`, `retry.max`", RETRY),
+            (
+                "`sinks.NAME.linger` (kafka)",
+                super::super::kafka::KAFKA_LINGER,
+            ),
+            (
+                "`sinks.NAME.delivery_timeout` (kafka)",
+                super::super::kafka::KAFKA_DELIVERY_TIMEOUT,
+            ),
         ] {
             let row = readme
                 .lines()

@@ -14,6 +14,7 @@
 //! reading can go on, so that `c42fwd validate` shows the whole list.
 
 mod check;
+mod kafka;
 pub mod raw;
 mod sink;
 mod source;
@@ -32,6 +33,10 @@ use std::time::Duration;
 
 pub use check::{
     ConfigError, Problem, HEC_ACK_POLL_INITIAL, HEC_ACK_POLL_INTERVAL, HEC_MAX_PENDING_ACKS,
+};
+pub use kafka::{
+    KafkaAcks, KafkaCompression, KafkaKey, KafkaOptions, KafkaSasl, SaslMechanism, TopicPart,
+    TopicTemplate,
 };
 pub use validate::{load, load_state, parse_state_str, parse_str, StateConfig};
 
@@ -311,6 +316,8 @@ pub enum SinkKind {
     Udp(UdpOptions),
     /// A Unix-domain socket on this host (a local collector), stream or datagram.
     Unix(UnixOptions),
+    /// A Kafka topic (or several, by template).
+    Kafka(KafkaOptions),
 }
 
 /// A file sink: records appended to one file.

@@ -124,6 +124,12 @@ pub(super) fn sink(name: &str, s: RawSink, p: &mut Problems) -> Option<Sink> {
             SyslogStyle::None,
         ),
         RawSinkKind::Http(h) => (http(&at, h, p), Some(Framing::None), SyslogStyle::None),
+        // A Kafka message is one record: no framing, no syslog header unless asked for.
+        RawSinkKind::Kafka(k) => (
+            super::kafka::kafka(&at, k, |t, p| tls(&at, t, p), p),
+            Some(Framing::None),
+            SyslogStyle::None,
+        ),
     };
     let encoding = encoding(&at, &s.shared, framing, default_syslog, p);
     let delivery = delivery(&at, &s.shared, p);

@@ -213,6 +213,9 @@ pub fn validate(raw: RawConfig, now: DateTime<Utc>) -> Result<Config, ConfigErro
             }
         }
     }
+    super::kafka::fill_tenants(&mut sinks, &routes, |s| {
+        sources.get(s).map(|s| s.tenant.clone())
+    });
     for name in sources.keys() {
         if !routes.contains_key(name) {
             p.add(

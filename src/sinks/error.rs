@@ -75,6 +75,15 @@ pub enum SinkError {
     /// A broken RELP session: closed, `serverclose`, no `rsp` in time, a protocol error.
     #[error("relp session with {addr}: {reason}")]
     Relp { addr: String, reason: String },
+    /// A Kafka sink: the client, a broker, or a delivery report said so. `brokers` is
+    /// the bootstrap list (no credentials); `kind` is the `sink_errors` label.
+    #[error("kafka {brokers}: {detail}")]
+    Kafka {
+        brokers: String,
+        kind: &'static str,
+        retriable: bool,
+        detail: String,
+    },
     /// The RELP server answered a command with a code other than 200.
     #[error("relp server {addr} refused {command}: {code} {text}")]
     RelpRefused {
@@ -103,7 +112,7 @@ impl SinkError {
                 source.kind() != io::ErrorKind::PermissionDenied
             }
             SinkError::Stdout { .. } | SinkError::DeadLetter { .. } => false,
-            SinkError::Http { retriable, .. } => *retriable,
+            SinkError::Http { retriable, .. } | SinkError::Kafka { retriable, .. } => *retriable,
             // The sink holds its batch until the operator makes room (a stall).
             SinkError::DeadLetterFull { .. } => true,
             // Unusable files do not heal by waiting: the sink stops at start.
@@ -134,7 +143,7 @@ impl SinkError {
             SinkError::Stdout { .. } => "stdout",
             SinkError::DeadLetter { .. } => "dead_letter",
             SinkError::DeadLetterFull { .. } => "dead_letter_full",
-            SinkError::Http { kind, .. } => kind,
+            SinkError::Http { kind, .. } | SinkError::Kafka { kind, .. } => kind,
             SinkError::TlsConfig { .. } => "tls_config",
             SinkError::TlsHandshake {
                 certificate: true, ..

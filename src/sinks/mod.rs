@@ -21,7 +21,8 @@
 //!   `delivery::Transport` impl: `stdout`, `file`, `tcp` (plain or TLS, with its
 //!   resend tail; also the unix sink's stream mode), `udp` (also its datagram mode),
 //!   `unix` (the unix sink: picks one of those two by mode), `relp/` (a window of frames acknowledged by the server),
-//!   `http/` (Splunk HEC and the generic HTTP sink, split by layer).
+//!   `http/` (Splunk HEC and the generic HTTP sink, split by layer), `kafka/` (through
+//!   librdkafka, the `kafka` feature: delivery reports settle the batches).
 //! - `testkit` (tests only): events and sink batches for the unit tests.
 //!
 //! Not done here: spawning (the pipeline spawns one task per sink and hands it the
@@ -34,6 +35,8 @@ mod delivery;
 mod error;
 mod file;
 mod http;
+#[cfg(feature = "kafka")]
+mod kafka;
 mod metrics;
 mod relp;
 mod stall;
@@ -116,6 +119,29 @@ pub async fn run_with_encoder(
             let t = http::generic::HttpSink::start(cfg, o, ctx, m()).await?;
             delivery::run(t, cfg, rx, ctx, metrics, encoder).await
         }
+        #[cfg(feature = "kafka")]
+        SinkKind::Kafka(o) => {
+            let t = started(
+                kafka::KafkaSink::start(cfg, o, ctx, m()).await,
+                sink,
+                metrics,
+            )?;
+            delivery::run(t, cfg, rx, ctx, metrics, encoder).await
+        }
+        #[cfg(not(feature = "kafka"))]
+        SinkKind::Kafka(_) => Err(kafka_not_built(sink)),
+    }
+}
+
+/// A kafka sink in a build without the `kafka` feature (the configuration refuses it
+/// already; this is for options built by hand).
+#[cfg(not(feature = "kafka"))]
+fn kafka_not_built(sink: &str) -> SinkError {
+    SinkError::Kafka {
+        brokers: String::new(),
+        kind: "kafka_config",
+        retriable: false,
+        detail: format!("sink `{sink}`: this c42fwd was built without the `kafka` feature"),
     }
 }
 
@@ -146,6 +172,7 @@ pub fn preflight(cfg: &Sink) -> Result<(), SinkError> {
         SinkKind::Relp(o) => tls(o.tls.as_ref()),
         SinkKind::Hec(o) => http::check_client(&cfg.name, &o.endpoint, &o.tls, o.request_timeout),
         SinkKind::Http(o) => http::check_client(&cfg.name, &o.url, &o.tls, o.request_timeout),
+        SinkKind::Kafka(o) => tls(o.tls.as_ref()),
         SinkKind::Stdout | SinkKind::File(_) | SinkKind::Udp(_) | SinkKind::Unix(_) => Ok(()),
     }
 }
@@ -167,6 +194,10 @@ pub async fn healthcheck(cfg: &Sink) -> Result<(), SinkError> {
         SinkKind::Relp(o) => relp::healthcheck(&cfg.name, o).await,
         SinkKind::Hec(o) => http::hec::healthcheck(&cfg.name, o).await,
         SinkKind::Http(o) => http::generic::healthcheck(&cfg.name, o).await,
+        #[cfg(feature = "kafka")]
+        SinkKind::Kafka(o) => kafka::healthcheck(&cfg.name, o).await,
+        #[cfg(not(feature = "kafka"))]
+        SinkKind::Kafka(_) => Err(kafka_not_built(&cfg.name)),
     }
 }
 

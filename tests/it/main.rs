@@ -8,6 +8,8 @@ mod e2e;
 mod hec;
 mod hostile;
 mod http;
+#[cfg(feature = "kafka")]
+mod kafka;
 mod official_clients;
 mod ops;
 mod poller;

@@ -483,7 +483,7 @@ mod tests {
                 "type = \"udp\"\nhost = \"h\"\nport = 1\ntls = {}",
                 "tls",
                 "udp",
-                "(only tcp, relp, hec and http sinks take it)",
+                "(only tcp, relp, hec, kafka and http sinks take it)",
             ),
             (
                 "type = \"http\"\nurl = \"https://h\"\nframing = \"lf\"",
@@ -528,13 +528,13 @@ mod tests {
 
     #[test]
     fn an_unknown_or_missing_type_lists_the_valid_types() {
-        let text = with_siem("type = \"kafka\"\nhost = \"h\"");
+        let text = with_siem("type = \"amqp\"\nhost = \"h\"");
         assert_eq!(
             problems(&text),
             vec![format!(
-                "sinks.siem.type: line {}: `kafka` is not a sink type: use \"stdout\", \
-                 \"file\", \"tcp\", \"udp\", \"unix\", \"relp\", \"hec\" or \"http\"",
-                line_of(&text, "type = \"kafka\"")
+                "sinks.siem.type: line {}: `amqp` is not a sink type: use \"stdout\", \
+                 \"file\", \"tcp\", \"udp\", \"unix\", \"relp\", \"hec\", \"kafka\" or \"http\"",
+                line_of(&text, "type = \"amqp\"")
             )]
         );
         let text = with_siem("host = \"h\"");
@@ -542,7 +542,7 @@ mod tests {
             problems(&text),
             vec![format!(
                 "sinks.siem: line {}: missing field `type`: a sink's type is one of \"stdout\", \
-                 \"file\", \"tcp\", \"udp\", \"unix\", \"relp\", \"hec\" or \"http\"",
+                 \"file\", \"tcp\", \"udp\", \"unix\", \"relp\", \"hec\", \"kafka\" or \"http\"",
                 line_of(&text, "[sinks.siem]")
             )]
         );

@@ -98,6 +98,26 @@ macro_rules! sink_kinds {
                 ack_timeout: Option<Duration>,
                 $($http)*
             }
+            /// A Kafka topic (or several, by template), through librdkafka.
+            Kafka(RawKafka) = "kafka" {
+                brokers: Option<Vec<String>>,
+                topic: Option<String>,
+                key: Option<String>,
+                acks: Option<String>,
+                idempotent: Option<bool>,
+                compression: Option<String>,
+                #[serde(default, with = "humantime_serde")]
+                linger: Option<Duration>,
+                batch_max_messages: Option<i64>,
+                batch_max_bytes: Option<i64>,
+                max_message_bytes: Option<i64>,
+                oversize: Option<String>,
+                #[serde(default, with = "humantime_serde")]
+                delivery_timeout: Option<Duration>,
+                client_id: Option<String>,
+                tls: Option<RawTls>,
+                sasl: Option<RawKafkaSasl>,
+            }
             /// A generic HTTP endpoint taking batches of JSON.
             Http(RawHttp) = "http" {
                 url: Option<String>,
@@ -110,6 +130,15 @@ macro_rules! sink_kinds {
             }
         }
     };
+}
+
+/// The `sasl` table of a kafka sink.
+#[derive(Debug, serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawKafkaSasl {
+    pub mechanism: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<SecretRef>,
 }
 
 sink_kinds! {

@@ -7,6 +7,7 @@
 //! - [`config`]: pieces of daemon configs many tests write alike;
 //! - [`daemon`]: the `c42fwd` binary, its log and metrics address, the emulator;
 //! - [`http`]: a sink fed through its queue, for the HEC and HTTP sink tests;
+//! - [`kafka`]: a real Kafka-compatible broker (Tansu) and a consumer;
 //! - [`metrics`]: a daemon's `/metrics`, `/health` and `/ready`, samples of a Prometheus text;
 //! - [`rsyslog`]: a real rsyslogd as a receiver;
 //! - [`pki`]: test certificates;
@@ -17,6 +18,8 @@
 pub mod config;
 pub mod daemon;
 pub mod http;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod metrics;
 pub mod pki;
 pub mod rsyslog;
