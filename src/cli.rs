@@ -398,6 +398,7 @@ fn checkpoint(c: CheckpointCommand) -> ExitCode {
                 config::SourceSpec::AuditLog(_) => crate::event::SourceKind::AuditLog,
                 config::SourceSpec::Alerts(_) => crate::event::SourceKind::Alerts,
                 config::SourceSpec::SyncLog => crate::event::SourceKind::SyncLog,
+                config::SourceSpec::FileEvents(_) => crate::event::SourceKind::FileEvents,
             };
             set_checkpoint(&store, &source, kind, at, now)
         }

@@ -20,6 +20,7 @@ pub enum SourceKind {
     AuditLog,
     Alerts,
     SyncLog,
+    FileEvents,
 }
 
 impl SourceKind {
@@ -28,6 +29,7 @@ impl SourceKind {
             SourceKind::AuditLog => "audit_log",
             SourceKind::Alerts => "alerts",
             SourceKind::SyncLog => "sync_log",
+            SourceKind::FileEvents => "file_events",
         }
     }
 }

@@ -43,6 +43,7 @@ use crate::route::{Route, SinkBatch};
 use crate::sinks::{self, ReopenFiles, SinkContext};
 use crate::sources::alerts::AlertsFetch;
 use crate::sources::audit::AuditLogFetch;
+use crate::sources::file_events::FileEventsFetch;
 use crate::sources::sync_log::SyncLogFetch;
 use crate::sources::{WindowFetch, WindowPoller};
 use anyhow::Context;
@@ -879,6 +880,10 @@ async fn supervise_source(
                 }
                 SourceSpec::SyncLog => {
                     run_poller::<SyncLogFetch>(&source, &client, &store, &metrics, &route, &stop)
+                        .await
+                }
+                SourceSpec::FileEvents(_) => {
+                    run_poller::<FileEventsFetch>(&source, &client, &store, &metrics, &route, &stop)
                         .await
                 }
             };

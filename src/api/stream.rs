@@ -29,6 +29,9 @@ pub(super) struct SplitPage {
     pub(super) total_result_count: Option<u64>,
     /// The top-level `problems` value, as received.
     pub(super) problems: Option<Box<RawValue>>,
+    /// The top-level value named by [`PageSplitter::keeping`] (File Events:
+    /// `nextPgToken`), as received.
+    pub(super) kept: Option<Box<RawValue>>,
 }
 
 #[derive(Debug, Default)]
@@ -59,6 +62,9 @@ pub(super) struct PageSplitter {
     total: Vec<u8>,
     /// The top-level `problems` value.
     problems: Capture,
+    /// The key of [`PageSplitter::keeping`] (empty: none) and its value.
+    kept_key: &'static [u8],
+    kept: Capture,
     started: bool,
     done: bool,
     out: SplitPage,
@@ -154,6 +160,12 @@ impl PageSplitter {
         self
     }
 
+    /// Also keeps the top-level value of `key`, raw ([`SplitPage::kept`]).
+    pub(super) fn keeping(mut self, key: &'static [u8]) -> Self {
+        self.kept_key = key;
+        self
+    }
+
     /// Accepts at most `n` records: past that, [`Self::too_many`] says so.
     pub(super) fn at_most(mut self, n: usize) -> Self {
         self.max_records = n;
@@ -216,8 +228,12 @@ impl PageSplitter {
 
     /// Starts capturing the top-level `problems` value at `b`, if that is where we are.
     fn starts_problems(&mut self, b: u8) {
-        if self.depth == 1 && !self.expect_key && self.last_key == b"problems" {
-            self.problems.start(b);
+        if self.depth == 1 && !self.expect_key {
+            if self.last_key == b"problems" {
+                self.problems.start(b);
+            } else if !self.kept_key.is_empty() && self.last_key == self.kept_key {
+                self.kept.start(b);
+            }
         }
     }
 
@@ -251,6 +267,9 @@ impl PageSplitter {
             }
             if self.problems.active {
                 self.problems.text.push(b);
+            }
+            if self.kept.active {
+                self.kept.text.push(b);
             }
             if self.escaped {
                 self.escaped = false;
@@ -290,6 +309,16 @@ impl PageSplitter {
                 return Ok(());
             }
             self.out.problems = Some(self.problems.finish("problems")?);
+            // fall through: the separator / end of object is structural
+        }
+        if self.kept.active {
+            if !self
+                .kept
+                .take(b, 1, b'}', &mut self.depth, &mut self.in_string)
+            {
+                return Ok(());
+            }
+            self.out.kept = Some(self.kept.finish("a kept value")?);
             // fall through: the separator / end of object is structural
         }
         if self.in_total {

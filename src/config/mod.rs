@@ -14,6 +14,7 @@
 //! reading can go on, so that `c42fwd validate` shows the whole list.
 
 mod check;
+pub mod file_events;
 pub mod raw;
 mod sink;
 mod source;
@@ -21,6 +22,8 @@ mod tenant;
 #[cfg(test)]
 mod test_support;
 pub mod validate;
+
+pub use file_events::FileEventFilters;
 
 use crate::secret::Secret;
 use chrono::{DateTime, Utc};
@@ -187,6 +190,8 @@ pub enum SourceSpec {
     Alerts(Vec<AlertFilterGroup>),
     /// The Directory Sync Log (`/api/v3/DirectorySyncLog`).
     SyncLog,
+    /// File Events (`/v2/file-events`), with optional filters.
+    FileEvents(FileEventFilters),
 }
 
 /// One `groups[]` entry of a `query-alerts` body (`docs/api.md`): filters joined by `clause`.

@@ -93,6 +93,16 @@ pub(super) fn source(
         RawSourceKind::AuditLog(a) => (audit_log(name, a, p), 1000, MAX_PAGE_SIZE),
         RawSourceKind::Alerts(a) => (alerts(name, a, p), 100, MAX_ALERT_PAGE_SIZE),
         RawSourceKind::SyncLog(RawSyncLog {}) => (SourceSpec::SyncLog, 1000, MAX_PAGE_SIZE),
+        RawSourceKind::FileEvents(f) => (
+            SourceSpec::FileEvents(super::file_events::file_event_filters(
+                name,
+                f.filters,
+                f.filter_groups,
+                p,
+            )),
+            1000,
+            MAX_PAGE_SIZE,
+        ),
     };
     let s = s.shared;
     if !has_tenant(&s.tenant) {

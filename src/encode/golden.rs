@@ -152,6 +152,7 @@ fn common_keys(kind: SourceKind) -> &'static [&'static str] {
         ],
         SourceKind::Alerts => &["type$", "type", "name", "createdAt", "actor", "actorId"],
         SourceKind::SyncLog => &["action", "logEventTimeStamp"],
+        SourceKind::FileEvents => &["@timestamp", "user.email", "user.id", "source.ip"],
     }
 }
 

@@ -23,6 +23,7 @@
 
 pub mod cef;
 pub mod cef_map;
+pub mod file_events_map;
 pub(crate) mod json;
 pub mod leef;
 pub mod syslog;

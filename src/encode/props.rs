@@ -6,6 +6,7 @@
 //! read the text the way a SIEM would.
 
 use super::cef_map::{self, AlertValue, CefKey, KeyValue, ALERT_KEYS, COMMON_RULES};
+use super::file_events_map::FILE_EVENT_CEF_KEYS;
 use super::leef;
 use super::tests::{encoder, event_of};
 use super::{Format, Framing, SyslogStyle};
@@ -610,6 +611,12 @@ fn cef_target(
             }
             _ => None,
         }),
+        SourceKind::FileEvents => FILE_EVENT_CEF_KEYS.iter().find_map(|k| match k.value {
+            AlertValue::Field(n) if n == field => {
+                Some((k.key, k.label.map(|l| l.0), k.kind, k.limit, false))
+            }
+            _ => None,
+        }),
     }
 }
 
@@ -660,6 +667,10 @@ fn check_cef(msg: &str, rec: &Record<'_>, original: &Value) {
             "createdAt",
         ),
         SourceKind::SyncLog => (&[], "logEventTimeStamp"),
+        SourceKind::FileEvents => (
+            &[("user.id", "suid", 1023), ("user.email", "suser", 1023)],
+            "@timestamp",
+        ),
     };
     for (api, key, limit) in common {
         match field(api) {
@@ -668,8 +679,16 @@ fn check_cef(msg: &str, rec: &Record<'_>, original: &Value) {
         }
     }
     assert!(get("rt").unwrap().parse::<i64>().is_ok());
-    let ts = get("cs5").unwrap();
-    assert_eq!(crate::normalize::parse_rfc3339(ts), Some(rec.time));
+    if rec.source == SourceKind::FileEvents {
+        // `cs5` is the insert time; the record's time is `rt`.
+        assert_eq!(
+            get("rt").and_then(|t| t.parse::<i64>().ok()),
+            Some(rec.time.timestamp_millis())
+        );
+    } else {
+        let ts = get("cs5").unwrap();
+        assert_eq!(crate::normalize::parse_rfc3339(ts), Some(rec.time));
+    }
     if let Some(Value::String(ts_text)) = field(time_key) {
         if let Some(t) = crate::normalize::parse_rfc3339(ts_text) {
             assert_eq!(rec.time, t, "the event's own time wins");
@@ -828,6 +847,7 @@ fn check_leef(msg: &str, rec: &Record<'_>, original: &Value, format: Format) {
         SourceKind::AuditLog => "actorName",
         SourceKind::Alerts => "actor",
         SourceKind::SyncLog => "username",
+        SourceKind::FileEvents => "user.email",
     };
     match field(user_field) {
         Some(Value::String(u)) => assert_eq!(get("usrName"), Some(u.as_str())),

@@ -27,6 +27,7 @@
 
 pub mod alerts;
 pub mod catalog;
+pub mod file_events;
 pub mod json;
 pub(crate) mod scan;
 pub mod sync_log;
@@ -325,6 +326,7 @@ impl<'a> Record<'a> {
                 "ALERT_DETAILS" | "ALERT_SUMMARY" | "ALERT_DETAILS_AGGREGATE"
             ),
             SourceKind::SyncLog => false,
+            SourceKind::FileEvents => false,
         }
     }
 }
@@ -555,6 +557,7 @@ fn classify<'a>(rec: &mut Record<'a>, other: Other<'a>) {
                 rec.problems.insert(Problems::MISSING_TYPE);
             }
         },
+        SourceKind::FileEvents => file_events::classify(rec, other.file_event),
     }
 }
 
@@ -568,6 +571,8 @@ struct Other<'a> {
     title: Option<Cow<'a, str>>,
     rule_severity: Option<u8>,
     risk_severity: Option<u8>,
+    /// What a file event's flattening saw.
+    file_event: file_events::Seen<'a>,
 }
 
 // Bits of `Collector::seen`: a common key is taken at most once; a repeated key stays
@@ -635,6 +640,11 @@ impl<'a> Collector<'_, 'a> {
                     self.take_sync_log(&key, m);
                     self.seen & (SEEN_TYPE | SEEN_TIME) != SEEN_TYPE | SEEN_TIME
                 }
+                SourceKind::FileEvents => {
+                    // The severity is deep in the event (`risk.severity`): read it all.
+                    file_events::take_member(self.rec, &mut self.other.file_event, key, m, false);
+                    true
+                }
             };
         }
         let taken = match self.rec.source {
@@ -647,6 +657,10 @@ impl<'a> Collector<'_, 'a> {
                 taken
             }
             SourceKind::SyncLog => self.take_sync_log(&key, m),
+            SourceKind::FileEvents => {
+                file_events::take_member(self.rec, &mut self.other.file_event, key, m, true);
+                return true;
+            }
         };
         if !taken {
             self.rec.fields.push(Field {

@@ -5,13 +5,15 @@
 //! with the API client, commits checkpoints only behind delivered batches (invariant 1)
 //! and reports a source that is behind the lag window ([`catch_up`], pure), over a small
 //! per-source [`poll::WindowFetch`]: [`audit`] (Audit Log search), [`alerts`]
-//! (`query-alerts` + `query-details`) and [`sync_log`] (Directory Sync Log). Sources
+//! (`query-alerts` + `query-details`), [`sync_log`] (Directory Sync Log) and
+//! [`file_events`] (`/v2/file-events`, paged by token). Sources
 //! never spawn tasks: the pipeline runs each poller's `run` future (checkpoint saves go
 //! to tokio's blocking pool and are awaited in place).
 
 pub mod alerts;
 pub mod audit;
 pub mod catch_up;
+pub mod file_events;
 pub mod poll;
 pub mod reconcile;
 pub mod sync_log;
@@ -19,5 +21,6 @@ pub mod window;
 
 pub use alerts::AlertsPoller;
 pub use audit::AuditLogPoller;
+pub use file_events::FileEventsPoller;
 pub use poll::{SourceError, WindowFetch, WindowPoller};
 pub use sync_log::SyncLogPoller;

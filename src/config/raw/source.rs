@@ -37,4 +37,9 @@ kinds! {
     }
     /// The Directory Sync Log.
     SyncLog(RawSyncLog) = "sync_log" {}
+    /// File Events, with optional filters and raw filter groups.
+    FileEvents(RawFileEvents) = "file_events" {
+        filters: Option<crate::config::file_events::RawFileEventFilters>,
+        filter_groups: Option<Vec<crate::config::file_events::RawFileEventFilterGroup>>,
+    }
 }

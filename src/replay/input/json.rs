@@ -28,6 +28,8 @@ pub(super) fn occurred(kind: SourceKind, raw: &str) -> Result<DateTime<Utc>, Str
         SourceKind::AuditLog => "timestamp",
         SourceKind::SyncLog => "logEventTimeStamp",
         SourceKind::Alerts => "createdAt",
+        // Nested (`event.inserted`): read by the live source's reader below.
+        SourceKind::FileEvents => "",
     };
     let mut value = None;
     scan_object_until(raw, |m| {
@@ -44,6 +46,7 @@ pub(super) fn occurred(kind: SourceKind, raw: &str) -> Result<DateTime<Utc>, Str
         SourceKind::AuditLog => parse_event_time(raw),
         SourceKind::SyncLog => sync_log_entry_time(raw),
         SourceKind::Alerts => AlertSummary::parse(raw).created_at,
+        SourceKind::FileEvents => crate::api::file_event_inserted(raw),
     }
 }
 

@@ -446,6 +446,9 @@ fn detect(head: &[u8], name: &str, hint: KindHint) -> Result<Format, String> {
         }
     };
     let hinted = match hint {
+        KindHint::Kind(SourceKind::FileEvents) => {
+            return Err("replay does not read file event exports".to_string())
+        }
         KindHint::Kind(k) => Some(k),
         KindHint::Auto => None,
     };
@@ -453,11 +456,14 @@ fn detect(head: &[u8], name: &str, hint: KindHint) -> Result<Format, String> {
         SourceKind::AuditLog => Format::AuditJsonLines,
         SourceKind::Alerts => Format::AlertsJsonLines,
         SourceKind::SyncLog => Format::SyncLogJsonLines,
+        // Refused above; never guessed from a name.
+        SourceKind::FileEvents => Format::AuditJsonLines,
     };
     let array_of = |k: SourceKind| match k {
         SourceKind::AuditLog => Format::AuditJsonArray,
         SourceKind::Alerts => Format::AlertsJsonArray,
         SourceKind::SyncLog => Format::SyncLogJsonArray,
+        SourceKind::FileEvents => Format::AuditJsonArray,
     };
     let format = match start.map(|i| &text[i..]) {
         // Empty: no records whatever the format.
