@@ -20,6 +20,16 @@ pub(super) struct DemoArgs {
     /// Events that already happened in the last hour, forwarded first.
     #[arg(long, default_value_t = 25)]
     backlog: u64,
+    /// What to forward: the Audit Log or file events (`--rate` and `--backlog` apply
+    /// to it).
+    #[arg(long, value_enum, default_value_t = DemoSource::AuditLog)]
+    source: DemoSource,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub(super) enum DemoSource {
+    AuditLog,
+    FileEvents,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -47,10 +57,13 @@ pub(super) async fn demo(a: DemoArgs) -> anyhow::Result<()> {
     use std::collections::BTreeMap;
     use std::time::Duration;
 
+    let files = a.source == DemoSource::FileEvents;
     let opts = c42fwd_emulator::EmulatorOptions {
-        backlog: a.backlog,
+        backlog: if files { 0 } else { a.backlog },
         backlog_span: Duration::from_secs(3600),
-        rate: a.rate,
+        rate: if files { 0.0 } else { a.rate },
+        file_event_backlog: if files { a.backlog } else { 0 },
+        file_event_rate: if files { a.rate } else { 0.0 },
         lag: Duration::from_secs(2),
         ..Default::default()
     };
@@ -59,7 +72,8 @@ pub(super) async fn demo(a: DemoArgs) -> anyhow::Result<()> {
     let state = tempfile::tempdir()?;
     tracing::info!(
         emulator = %emu.base_url(),
-        "demo: forwarding the emulated tenant's Audit Log to stdout; Ctrl-C to stop"
+        source = if files { "file events" } else { "audit log" },
+        "demo: forwarding the emulated tenant's events to stdout; Ctrl-C to stop"
     );
 
     let tenant = Tenant {
@@ -76,10 +90,15 @@ pub(super) async fn demo(a: DemoArgs) -> anyhow::Result<()> {
         ca_file: None,
         max_response_bytes: crate::config::DEFAULT_MAX_RESPONSE_BYTES,
     };
+    let source_name = if files { "files" } else { "audit" };
     let source = Source {
-        name: "audit".into(),
+        name: source_name.into(),
         tenant: "demo".into(),
-        kind: SourceSpec::AuditLog(AuditFilters::default()),
+        kind: if files {
+            SourceSpec::FileEvents(FileEventFilters::default())
+        } else {
+            SourceSpec::AuditLog(AuditFilters::default())
+        },
         lag: Duration::from_secs(3),
         poll_interval: Duration::from_secs(1),
         start: StartAt::Ago(Duration::from_secs(2 * 3600)),
@@ -111,9 +130,9 @@ pub(super) async fn demo(a: DemoArgs) -> anyhow::Result<()> {
         ready_timeout: config::validate::DEFAULT_READY_TIMEOUT,
         shutdown_grace: Duration::from_secs(5),
         tenants: BTreeMap::from([("demo".into(), tenant)]),
-        sources: BTreeMap::from([("audit".into(), source)]),
+        sources: BTreeMap::from([(source_name.into(), source)]),
         sinks: BTreeMap::from([("stdout".into(), sink)]),
-        routes: BTreeMap::from([("audit".into(), vec!["stdout".into()])]),
+        routes: BTreeMap::from([(source_name.into(), vec!["stdout".into()])]),
     };
     let result = pipeline::run_until_signal(cfg).await;
     emu.shutdown().await;
