@@ -209,6 +209,63 @@ pub(super) fn file_event_filters(
 mod tests {
     use super::*;
 
+    use crate::config::test_support::{parse_str, problems, MINIMAL};
+    use crate::config::SourceSpec;
+
+    const FILES: &str = r#"[sources.files]
+type = "file_events"
+tenant = "acme"
+page_size = 10000
+[sources.files.filters]
+event_actions = ["removable-media-created", "file-uploaded"]
+risk_severities = ["HIGH", "CRITICAL"]
+destination_categories = ["Removable Media"]
+[[sources.files.filter_groups]]
+clause = "or"
+filters = [{ term = "risk.score", operator = "greater_than", value = "5" }, { term = "file.hash.sha256", operator = "EXISTS" }]
+
+[sinks.siem]"#;
+
+    fn with_files() -> String {
+        MINIMAL
+            .replace("[sinks.siem]", FILES)
+            .replace("sources = [\"audit\"]", "sources = [\"audit\", \"files\"]")
+    }
+
+    #[test]
+    fn a_file_events_source_with_its_filters() {
+        let c = parse_str(&with_files()).unwrap();
+        let s = &c.sources["files"];
+        assert_eq!(s.page_size, 10_000);
+        let SourceSpec::FileEvents(f) = &s.kind else {
+            panic!("{:?}", s.kind)
+        };
+        assert_eq!(
+            f.event_actions,
+            ["removable-media-created", "file-uploaded"]
+        );
+        assert_eq!(f.destination_categories, ["Removable Media"]);
+        assert_eq!(f.groups[0].clause, FilterClause::Or);
+        assert_eq!(f.groups[0].filters[0].operator, "GREATER_THAN");
+        assert_eq!(f.groups[0].filters[1].value, None);
+        let bad = with_files().replace("page_size = 10000", "page_size = 10001");
+        assert!(problems(&bad)[0].starts_with("sources.files.page_size"));
+    }
+
+    #[test]
+    fn a_legacy_tenant_cannot_have_a_file_events_source() {
+        let text = with_files().replace(
+            "api = \"incydr\"\nbase_url = \"https://api.us.code42.com\"\nclient_id = \"key-123\"\nclient_secret = \"s3cret\"",
+            "api = \"legacy\"\nbase_url = \"https://console.us.code42.com\"\nusername = \"u@example.com\"\npassword = \"p\"",
+        );
+        let p = problems(&text);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].starts_with("sources.files.type: file_events needs an incydr tenant"),
+            "{p:?}"
+        );
+    }
+
     #[test]
     fn terms_are_checked_by_shape() {
         for t in [

@@ -408,7 +408,7 @@ tenant = "acme"
             problems(&bad),
             vec![format!(
                 "sources.sync.filters: line {line}: `filters` does not apply to a sync_log source \
-                 (only audit_log sources take it); a sync_log source takes `type`, `tenant`, \
+                 (only audit_log and file_events sources take it); a sync_log source takes `type`, `tenant`, \
                  `lag`, `poll_interval`, `start`, `page_size`, `reconcile`, `reconcile_after`"
             )]
         );

@@ -819,6 +819,10 @@ impl<'a> Collector<'_, 'a> {
     }
 
     fn finish(&mut self) {
+        if self.rec.source == SourceKind::FileEvents {
+            // `@timestamp` is read by the flattening (`file_events::classify` judges it).
+            return;
+        }
         if self.seen & SEEN_TIME == 0 {
             self.rec.problems.insert(Problems::MISSING_TIME);
         }
