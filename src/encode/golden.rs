@@ -40,7 +40,7 @@ const SETS: [(&str, SourceKind, &str); 4] = [
 
 /// A file event's members as the normalizer flattens them: objects with members become
 /// dotted keys, anything else (an empty object included) is a leaf.
-fn flattened(v: &serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+pub(super) fn flattened(v: &serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
     fn walk(
         prefix: &str,
         v: &serde_json::Value,

@@ -434,7 +434,9 @@ fn leaf<'a>(
         }
         "source.ip" if !seen.ip => {
             seen.ip = match m.value_str().and_then(SourceIps::parse) {
-                Some(ips) if !ips.is_empty() => {
+                // One address: a list stays a field whole (nothing else would keep
+                // the addresses after the first).
+                Some(ips) if ips.len() == 1 => {
                     rec.source_ips = ips;
                     true
                 }
