@@ -39,6 +39,10 @@ fn regenerate(doc: &str) -> (String, Vec<String>) {
             "leef-audit-keys" => leef::render_keys(leef::AUDIT_KEYS),
             "leef-alert-keys" => leef::render_keys(leef::ALERT_KEYS),
             "leef-sync-log-keys" => leef::render_keys(leef::SYNC_LOG_KEYS),
+            "file-event-actions" => super::file_events_map::render_file_event_actions(),
+            "file-event-severities" => super::file_events_map::render_file_event_severities(),
+            "file-event-keys" => super::file_events_map::render_file_event_keys(),
+            "leef-file-event-keys" => leef::render_keys(leef::FILE_EVENT_KEYS),
             other => panic!("unknown generated block {other}"),
         };
         out.push_str(&rest[..start]);
@@ -67,10 +71,14 @@ fn formats_doc_is_in_sync_with_the_mapping() {
             "alert-keys",
             "sync-log-actions",
             "sync-log-rules",
+            "file-event-actions",
+            "file-event-severities",
+            "file-event-keys",
             "leef-common-keys",
             "leef-audit-keys",
             "leef-alert-keys",
             "leef-sync-log-keys",
+            "leef-file-event-keys",
         ],
         "generated blocks"
     );
