@@ -803,8 +803,8 @@ pub(crate) fn problem(status: StatusCode, kind: &str, description: &str) -> Resp
     )
 }
 
-fn parse_search(body: &[u8]) -> Result<Search, Response> {
-    let bad = |kind: &str, m: String| problem(StatusCode::BAD_REQUEST, kind, &m);
+fn parse_search(body: &[u8]) -> Result<Search, Box<Response>> {
+    let bad = |kind: &str, m: String| Box::new(problem(StatusCode::BAD_REQUEST, kind, &m));
     let b: Body_ = serde_json::from_slice(body)
         .map_err(|e| bad("UNEXPECTED_VALUE", format!("invalid search body: {e}")))?;
     let and = match b.group_clause.as_deref() {
@@ -1122,7 +1122,7 @@ pub(crate) fn search(st: &Arc<Emulator>, headers: &HeaderMap, body: &[u8]) -> Re
     let _ = header_str(headers, header::ACCEPT.as_str());
     let search = match parse_search(body) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let log = &st.file_events;
     let now_ns = st.clock.now_ns();
