@@ -286,3 +286,83 @@ async fn a_backlog_past_ten_thousand_is_paged_by_token_exactly_once() {
         "{served} file events served for 25,000"
     );
 }
+
+/// The fetcher against the emulator: a page whose token expired, and a page asked
+/// without the ones before it, are both reached by walking the query again; the walk
+/// returns the asked page, not its first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_or_unknown_page_token_is_recovered_by_walking_the_query() {
+    use crate::support::source::{client, emulator, tenant};
+    use c42fwd::config::{ApiGeneration, FileEventFilters, Source, SourceSpec, StartAt};
+    use c42fwd::metrics::Metrics;
+    use c42fwd::sources::file_events::FileEventsFetch;
+    use c42fwd::sources::window::QueryWindow;
+    use c42fwd::sources::WindowFetch;
+    use std::sync::Arc;
+
+    let opts = EmulatorOptions {
+        seed: 19,
+        backlog: 0,
+        rate: 0.0,
+        file_event_backlog: 1_000,
+        backlog_span: Duration::from_secs(600),
+        file_event_rate: 0.0,
+        lag: Duration::ZERO,
+        file_event_token_ttl: Duration::from_secs(60),
+        ..Default::default()
+    };
+    let emu = emulator(opts.clone()).await;
+    let metrics = Arc::new(Metrics::new());
+    let api = client(&tenant(ApiGeneration::Incydr, &emu, &opts), &metrics);
+    let source = Source {
+        name: "files".into(),
+        tenant: "emulated".into(),
+        kind: SourceSpec::FileEvents(FileEventFilters::default()),
+        lag: Duration::from_secs(1),
+        poll_interval: Duration::from_secs(1),
+        start: StartAt::Ago(Duration::from_secs(3_600)),
+        page_size: 100,
+        reconcile_after: None,
+    };
+    let fetch = FileEventsFetch::from_source(&source, api, metrics).unwrap();
+    let (start, end) = (
+        emu.started_at() - chrono::Duration::hours(1),
+        emu.started_at(),
+    );
+    let truth = emu.file_event_ids_between(start, end);
+    assert_eq!(truth.len(), 1_000);
+    let q = |page| QueryWindow {
+        start,
+        end,
+        page,
+        page_size: 100,
+    };
+    let ids = |p: &c42fwd::sources::poll::FetchedPage<c42fwd::event::Event>| -> Vec<String> {
+        p.items.iter().map(|e| id_of(e.json())).collect()
+    };
+    let requests = || emu.stats().requests_to("/v2/file-events");
+    for page in 0..3 {
+        let p = fetch.fetch_page(q(page)).await.unwrap();
+        assert_eq!(ids(&p), truth[page as usize * 100..][..100]);
+    }
+    assert_eq!(
+        requests(),
+        3,
+        "one request a page while the tokens are known"
+    );
+    // The token of page 3 expires: refused once, then pages 0 to 3 again.
+    emu.advance(Duration::from_secs(61));
+    let p = fetch.fetch_page(q(3)).await.unwrap();
+    assert_eq!(ids(&p), truth[300..400]);
+    assert_eq!(requests(), 3 + 1 + 4);
+    // Page 6 without 4 and 5: walked from the last known token.
+    let p = fetch.fetch_page(q(6)).await.unwrap();
+    assert_eq!(ids(&p), truth[600..700]);
+    assert_eq!(requests(), 8 + 3);
+    // Past the last page (no nextPgToken on page 9): an empty page, no request.
+    let p = fetch.fetch_page(q(9)).await.unwrap();
+    assert_eq!(ids(&p), truth[900..]);
+    let before = requests();
+    assert!(fetch.fetch_page(q(10)).await.unwrap().items.is_empty());
+    assert_eq!(requests(), before);
+}
