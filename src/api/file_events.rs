@@ -138,6 +138,39 @@ pub fn file_event_inserted(raw: &str) -> Result<DateTime<Utc>, String> {
     super::parse_time_value(t.get())
 }
 
+/// A file event's insert time and `event.id` (a non-empty string) in one reading of
+/// the event, for the source's hot path.
+pub fn file_event_time_and_id(raw: &str) -> (Result<DateTime<Utc>, String>, Option<String>) {
+    #[derive(Deserialize)]
+    struct Ev<'a> {
+        #[serde(borrow, default)]
+        event: Option<Inner<'a>>,
+    }
+    #[derive(Deserialize)]
+    struct Inner<'a> {
+        #[serde(borrow, default)]
+        inserted: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        id: Option<&'a RawValue>,
+    }
+    let e: Ev<'_> = match serde_json::from_str(raw) {
+        Ok(e) => e,
+        Err(e) => return (Err(format!("file event is not a json object: {e}")), None),
+    };
+    let Some(inner) = e.event else {
+        return (Err("no event.inserted field".to_string()), None);
+    };
+    let id = inner
+        .id
+        .and_then(|v| serde_json::from_str::<String>(v.get()).ok())
+        .filter(|s| !s.is_empty());
+    let time = match inner.inserted {
+        Some(t) => super::parse_time_value(t.get()),
+        None => Err("no event.inserted field".to_string()),
+    };
+    (time, id)
+}
+
 /// A file event's `event.id`, if it has a non-empty string one.
 pub fn file_event_id(raw: &str) -> Option<String> {
     #[derive(Deserialize)]
@@ -282,6 +315,12 @@ mod tests {
         assert!(file_event_inserted("[1]").is_err());
         assert_eq!(file_event_id(r#"{"event":{"id":""}}"#), None);
         assert_eq!(file_event_id(r#"{"event":{"id":7}}"#), None);
+        let (time, id) = file_event_time_and_id(raw);
+        assert_eq!(time.unwrap(), t("2026-05-01T10:00:00.123456Z"));
+        assert_eq!(id.as_deref(), Some("0_a_1"));
+        let (time, id) = file_event_time_and_id(r#"{"event":{"id":"x"}}"#);
+        assert!(time.unwrap_err().contains("event.inserted"));
+        assert_eq!(id.as_deref(), Some("x"));
     }
 
     #[test]

@@ -36,8 +36,8 @@ pub use alerts::{
 };
 pub use audit::{parse_event_time, AuditPage, AuditQuery};
 pub use file_events::{
-    file_event_id, file_event_inserted, page_token_refused, FileEventPage, FileEventQuery,
-    MAX_FILE_EVENT_PAGE_SIZE,
+    file_event_id, file_event_inserted, file_event_time_and_id, page_token_refused, FileEventPage,
+    FileEventQuery, MAX_FILE_EVENT_PAGE_SIZE,
 };
 pub use sync_log::{
     sync_log_entry_time, sync_log_time_param, SyncLogPage, SyncLogQuery, SyncLogTimeBound,

@@ -392,14 +392,10 @@ fn flatten<'a>(
     path.push_str(&key);
     // An object with members is flattened; an empty one (and one nested too deep)
     // is a leaf, kept whole.
-    let members = if m.value.starts_with('{') && depth < MAX_DEPTH {
-        let mut n = 0;
-        json::scan_object(m.value, |_| n += 1);
-        n
-    } else {
-        0
-    };
-    if members > 0 {
+    let has_members = depth < MAX_DEPTH
+        && m.value.starts_with('{')
+        && !m.value[1..].trim_start().starts_with('}');
+    if has_members {
         json::scan_object(m.value, |inner| {
             let k = json::decode_inner(inner.key, inner.key_escaped);
             flatten(rec, seen, path, k, inner, keep, depth + 1);

@@ -24,8 +24,7 @@
 //! token, and the fingerprints drop what was already forwarded.
 
 use crate::api::{
-    file_event_id, file_event_inserted, page_token_refused, ApiClient, FileEventQuery,
-    MAX_FILE_EVENT_PAGE_SIZE,
+    file_event_time_and_id, page_token_refused, ApiClient, FileEventQuery, MAX_FILE_EVENT_PAGE_SIZE,
 };
 use crate::config::{self, FileEventFilters, SourceSpec};
 use crate::event::{Event, SourceKind};
@@ -260,8 +259,8 @@ impl WindowFetch for FileEventsFetch {
 fn page_of(raws: Vec<Box<RawValue>>, window_start: DateTime<Utc>) -> FetchedPage<Event> {
     let mut page = FetchedPage::default();
     for raw in raws {
-        let time = file_event_inserted(raw.get());
-        let fp = match file_event_id(raw.get()) {
+        let (time, id) = file_event_time_and_id(raw.get());
+        let fp = match id {
             Some(id) => fingerprint(&id),
             None => fingerprint(raw.get()),
         };
