@@ -11,8 +11,11 @@
 //! The poll loop asks for pages by number within one query window ([`QueryWindow`]);
 //! this fetcher turns page `n` into the `pgToken` the answer to page `n - 1` carried,
 //! kept for the current window only ([`Cursor`]). The result window of offset paging
-//! does not apply to tokens, so the loop is given no result limit: it pages one query
-//! by token to its end, past 10,000 results. A page whose token is not known (the
+//! does not apply to tokens, so the loop pages one query by token far past 10,000
+//! results, up to [`QUERY_RESULT_LIMIT`]; there it goes on with a new query from the
+//! newest event read, as at any result limit, which keeps the window logic's
+//! per-query state bounded (a backlog of millions would otherwise be one query, and
+//! its read counts one entry per event). A page whose token is not known (the
 //! loop asks a page again after a restart of the query, a token the server refused as
 //! expired) is reached by walking the query from its first page again, which costs
 //! requests, never events: the walk's pages are read and dropped, only the asked page
@@ -37,6 +40,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use crate::sources::poll::{SourceError, RETENTION};
+
+/// The most results one query window is paged through by token before the window
+/// logic starts a new query at its newest event: five times the offset window, so
+/// token paging is what reads a backlog, while the per-query memory of the window
+/// logic stays a few MiB whatever the backlog.
+pub const QUERY_RESULT_LIMIT: u64 = 50_000;
 
 /// Polls one tenant's file events for one configured source.
 pub type FileEventsPoller = WindowPoller<FileEventsFetch>;
@@ -180,8 +189,10 @@ impl WindowFetch for FileEventsFetch {
     const KIND: SourceKind = SourceKind::FileEvents;
     const RETENTION: Option<Duration> = Some(RETENTION);
     const MAX_PAGE_SIZE: u32 = MAX_FILE_EVENT_PAGE_SIZE;
-    // Token paging has no result window: one query pages to its end.
-    const RESULT_LIMIT: u64 = u64::MAX;
+    // Token paging has no result window; the limit bounds what one query of the window
+    // logic keeps per result (its read counts and pruned fingerprints, about 50 bytes
+    // each: invariant 3), and a query that reaches it goes on from its newest event.
+    const RESULT_LIMIT: u64 = QUERY_RESULT_LIMIT;
     const UNIQUE_KEYS: bool = true;
     const ALWAYS_RE_ANCHOR: bool = false;
 
