@@ -366,3 +366,54 @@ async fn an_expired_or_unknown_page_token_is_recovered_by_walking_the_query() {
     assert!(fetch.fetch_page(q(10)).await.unwrap().items.is_empty());
     assert_eq!(requests(), before);
 }
+
+/// `c42fwd demo --source file-events`: file events as CEF on stdout, until SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_shows_file_events() {
+    use crate::support::daemon::c42fwd;
+    use std::process::Stdio;
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut child = c42fwd()
+        .args([
+            "demo",
+            "--source",
+            "file-events",
+            "--rate",
+            "20",
+            "--backlog",
+            "10",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(60), async {
+        while got.len() < 15 {
+            match lines.next_line().await.unwrap() {
+                Some(l) => got.push(l),
+                None => break,
+            }
+        }
+    })
+    .await;
+    assert!(
+        read.is_ok(),
+        "demo printed only {} lines in 60 s",
+        got.len()
+    );
+    for l in &got {
+        assert!(l.contains(" - CEF:0|Code42|File Events|1|C42"), "{l}");
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id().unwrap() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("demo exits after SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status}");
+}
