@@ -539,6 +539,52 @@ mod tests {
         assert_eq!(problems(r#"{"alerts":[],"meta":{"problems":[1]}}"#), None);
     }
 
+    #[test]
+    fn a_kept_top_level_value_is_read_in_any_chunking() {
+        let kept = |body: &str| {
+            let mut out = Vec::new();
+            for chunk in [1, 2, 7, body.len()] {
+                let mut s = PageSplitter::for_path(&[b"fileEvents"])
+                    .counting(b"totalCount")
+                    .keeping(b"nextPgToken");
+                for c in body.as_bytes().chunks(chunk) {
+                    s.feed(c).unwrap();
+                }
+                let p = s
+                    .finish()
+                    .unwrap_or_else(|e| panic!("{e}: {body} in chunks of {chunk}"));
+                let events = p.events.map_or(0, |e| e.len());
+                out.push((
+                    p.kept.map(|r| r.get().to_string()),
+                    events,
+                    p.total_result_count,
+                ));
+            }
+            assert!(out.windows(2).all(|w| w[0] == w[1]), "{out:?}");
+            out.pop().unwrap()
+        };
+        assert_eq!(
+            kept(
+                r#"{"totalCount":3,"nextPgToken":"1_2_a\"b","problems":[],"fileEvents":[{"nextPgToken":"inner"},{}]}"#
+            ),
+            (Some(r#""1_2_a\"b""#.to_string()), 2, Some(3))
+        );
+        // after the events, null, or absent
+        assert_eq!(
+            kept(r#"{"fileEvents":[{"a":[1,{"b":"}"}]}],"nextPgToken" : null }"#),
+            (Some("null".to_string()), 1, None)
+        );
+        assert_eq!(
+            kept(r#"{"fileEvents":[],"totalCount":0}"#),
+            (None, 0, Some(0))
+        );
+        // a nested key of that name is not the top-level one
+        assert_eq!(
+            kept(r#"{"meta":{"nextPgToken":"x"},"fileEvents":[]}"#),
+            (None, 0, None)
+        );
+    }
+
     const NESTED: &[&[u8]] = &[b"data", b"Directory Sync Logs"];
 
     /// The reference for a nested path: serde_json on `/data/Directory Sync Logs`.
