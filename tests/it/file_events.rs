@@ -417,3 +417,40 @@ async fn demo_shows_file_events() {
         .unwrap();
     assert!(status.success(), "{status}");
 }
+
+/// Rate limits, server errors and refused access tokens on `/v2/file-events` delay the
+/// source and lose nothing; every event arrives once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_on_the_file_event_route_lose_nothing() {
+    let opts = EmulatorOptions {
+        seed: 23,
+        backlog: 0,
+        rate: 0.0,
+        file_event_backlog: 4_000,
+        backlog_span: Duration::from_secs(600),
+        file_event_rate: 0.0,
+        lag: Duration::ZERO,
+        faults: c42fwd_emulator::FaultOptions {
+            rate_limit_every: 5,
+            retry_after: Duration::from_secs(0),
+            server_error_every: 7,
+            unauthorized_next: 2,
+        },
+        ..Default::default()
+    };
+    let emu = start_emulator(opts.clone()).await;
+    let rs = Rsyslog::start(RsyslogOptions::default()).await;
+    let setup = write_config(&emu, &opts, &rs, "lag = \"1s\"\npage_size = 250");
+    let daemon = Daemon::start(&setup.config).await;
+    let first = emu.started_at() - chrono::Duration::hours(2);
+    let truth = emu.file_event_ids_between(first, emu.started_at());
+    wait_for_ids(&rs, &setup.config, &truth, Duration::from_secs(120)).await;
+    assert!(daemon.terminate().await.success());
+    let got: Vec<String> = received(&rs).0.iter().map(|j| id_of(j)).collect();
+    assert_eq!(got, truth, "every event once, in insert order");
+    let stats = emu.stats();
+    assert!(
+        stats.requests_to("/v2/file-events") > 16 + 2,
+        "faults were injected"
+    );
+}
