@@ -9,7 +9,7 @@
 //!
 //! `cargo bench --bench throughput` runs 1,000,000 Audit Log events;
 //! `C42FWD_BENCH_EVENTS=N` changes the count, `C42FWD_BENCH_SOURCE=alerts` (or
-//! `sync_log`, or `sessions`: N sessions, those with alerts delivered) reads that source instead, `C42FWD_BENCH_FORMAT=json|leef` changes the
+//! `sync_log`, `file_events`, or `sessions`: N sessions, those with alerts delivered) reads that source instead, `C42FWD_BENCH_FORMAT=json|leef` changes the
 //! body, `C42FWD_BENCH_QUEUE=N` the sink's queue (batches), `C42FWD_BENCH_PAGE=N` the page size, `C42FWD_BENCH_SOURCE_KEYS` adds TOML lines to the
 //! source (for example `reconcile = false`), `C42FWD_BENCH_PERF=FILE` samples the
 //! child with `perf record -g` into FILE (the figures then include perf's overhead),
@@ -87,6 +87,8 @@ async fn run(events: u64, format: &str, source: &str, queue: u32, latency: Durat
         sync_log_backlog: 0,
         sync_log_span: Duration::from_secs(2 * 3600),
         sync_log_rate: 0.0,
+        file_event_backlog: 0,
+        file_event_rate: 0.0,
         lag: Duration::from_millis(0),
         latency,
         ..Default::default()
@@ -110,7 +112,13 @@ async fn run(events: u64, format: &str, source: &str, queue: u32, latency: Durat
             opts.session_update_every = Duration::from_secs(365 * 86_400);
             50
         }
-        other => panic!("C42FWD_BENCH_SOURCE={other}: use audit_log, alerts, sync_log or sessions"),
+        "file_events" => {
+            opts.file_event_backlog = events;
+            10_000
+        }
+        other => panic!(
+            "C42FWD_BENCH_SOURCE={other}: use audit_log, alerts, sync_log, sessions or file_events"
+        ),
     };
     let page_size: u32 = std::env::var("C42FWD_BENCH_PAGE")
         .ok()

@@ -399,6 +399,7 @@ fn checkpoint(c: CheckpointCommand) -> ExitCode {
                 config::SourceSpec::Alerts(_) => crate::event::SourceKind::Alerts,
                 config::SourceSpec::SyncLog => crate::event::SourceKind::SyncLog,
                 config::SourceSpec::Sessions(_) => crate::event::SourceKind::Sessions,
+                config::SourceSpec::FileEvents(_) => crate::event::SourceKind::FileEvents,
             };
             set_checkpoint(&store, &source, kind, at, now)
         }

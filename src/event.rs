@@ -21,6 +21,7 @@ pub enum SourceKind {
     Alerts,
     SyncLog,
     Sessions,
+    FileEvents,
 }
 
 impl SourceKind {
@@ -30,6 +31,7 @@ impl SourceKind {
             SourceKind::Alerts => "alerts",
             SourceKind::SyncLog => "sync_log",
             SourceKind::Sessions => "sessions",
+            SourceKind::FileEvents => "file_events",
         }
     }
 }

@@ -43,6 +43,7 @@ use crate::route::{Route, SinkBatch};
 use crate::sinks::{self, ReopenFiles, SinkContext};
 use crate::sources::alerts::AlertsFetch;
 use crate::sources::audit::AuditLogFetch;
+use crate::sources::file_events::FileEventsFetch;
 use crate::sources::sessions::SessionsFetch;
 use crate::sources::sync_log::SyncLogFetch;
 use crate::sources::{WindowFetch, WindowPoller};
@@ -884,6 +885,10 @@ async fn supervise_source(
                 }
                 SourceSpec::Sessions(_) => {
                     run_poller::<SessionsFetch>(&source, &client, &store, &metrics, &route, &stop)
+                        .await
+                }
+                SourceSpec::FileEvents(_) => {
+                    run_poller::<FileEventsFetch>(&source, &client, &store, &metrics, &route, &stop)
                         .await
                 }
             };

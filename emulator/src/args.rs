@@ -79,6 +79,15 @@ pub struct ServiceArgs {
     /// How long after its previous version a session is updated (1 to 4 versions).
     #[arg(long, value_parser = duration, default_value = "10m")]
     pub session_update_every: Duration,
+    /// File events inserted before start-up (spread over the backlog span).
+    #[arg(long, default_value_t = 20_000)]
+    pub file_event_backlog: u64,
+    /// Live file events per second after start-up (0 = none).
+    #[arg(long, value_parser = rate, default_value = "5")]
+    pub file_event_rate: f64,
+    /// How long a `nextPgToken` of /v2/file-events stays valid.
+    #[arg(long, value_parser = duration, default_value = "10m")]
+    pub file_event_token_ttl: Duration,
     /// Events later than the lag (here, in the boxed part: `Command::Emulate` stays
     /// small).
     #[command(flatten)]
@@ -204,6 +213,9 @@ impl EmulateArgs {
             quirks: self.services.quirks.quirks(),
             latency: self.services.pacing.latency,
             bandwidth: self.services.pacing.bandwidth,
+            file_event_backlog: self.services.file_event_backlog,
+            file_event_rate: self.services.file_event_rate,
+            file_event_token_ttl: self.services.file_event_token_ttl,
             ..EmulatorOptions::default()
         }
     }
@@ -279,6 +291,12 @@ mod tests {
             "250ms",
             "--bandwidth",
             "20MB/s",
+            "--file-event-backlog",
+            "56",
+            "--file-event-rate",
+            "1.5",
+            "--file-event-token-ttl",
+            "30s",
         ])
         .unwrap();
         let o = cli.args.options();
@@ -294,6 +312,8 @@ mod tests {
         );
         assert_eq!((o.alert_backlog, o.alert_rate), (12, 0.25));
         assert_eq!((o.sync_log_backlog, o.sync_log_rate), (34, 0.0));
+        assert_eq!((o.file_event_backlog, o.file_event_rate), (56, 1.5));
+        assert_eq!(o.file_event_token_ttl, Duration::from_secs(30));
         assert_eq!(o.backlog_span, Duration::from_secs(7_200));
         assert_eq!(o.totp.as_deref(), Some("123456"));
         assert_eq!(o.faults.rate_limit_every, 5);

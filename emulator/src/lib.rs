@@ -30,6 +30,8 @@
 //!   JSON of summaries, details, aggregates and rules.
 //! - `alert_query`: the alert service's filter language and paging.
 //! - `sync_log`: the Directory Sync Log: entries, parameters, retention, sort, bodies.
+//! - `file_events`: File Events (`/v2/file-events`): what event `i` says, filter
+//!   groups, offset and `pgToken` paging.
 //! - `service_routes`: the axum routes of alerts, rules and the Sync Log.
 //! - `auth`: credentials and stateless JWT-shaped tokens.
 //! - `faults`: injected 429 / 500 / 401 and the statistics tests read.
@@ -70,8 +72,8 @@
 //! equals the wall clock.
 //!
 //! It is a test and development tool, not part of the daemon's pipeline, so it spawns
-//! its own server task ([`start`]). It does not emulate sessions, file events, or the
-//! rule-management endpoints beyond rule metadata.
+//! its own server task ([`start`]). It does not emulate sessions, the legacy forensic
+//! search, or the rule-management endpoints beyond rule metadata.
 #![forbid(unsafe_code)]
 
 mod alert_query;
@@ -80,6 +82,7 @@ mod args;
 mod auth;
 mod events;
 mod faults;
+mod file_events;
 mod json;
 mod pace;
 mod query;
@@ -93,6 +96,7 @@ mod timeline;
 
 pub use args::{EmulateArgs, LateArgs, SecretArg, ServiceArgs};
 pub use faults::{EmulatorStats, FaultOptions};
+pub use file_events::{FILE_EVENT_ACTIONS, RISK_SEVERITIES as FILE_EVENT_RISK_SEVERITIES};
 pub use pace::ByteRate;
 pub use quirks::{QuirkArgs, Quirks};
 pub use sync_log::SYNC_LOG_ACTIONS;
@@ -178,6 +182,12 @@ pub struct EmulatorOptions {
     /// How long after its previous version a session is updated (each has one to four
     /// versions: `lastUpdated` moves, a score and a state are added).
     pub session_update_every: Duration,
+    /// File events inserted before the emulator started, spread over `backlog_span`.
+    pub file_event_backlog: u64,
+    /// Live file events per second from the start; 0 = none.
+    pub file_event_rate: f64,
+    /// How long a `nextPgToken` of `/v2/file-events` stays valid.
+    pub file_event_token_ttl: Duration,
 }
 
 impl Default for EmulatorOptions {
@@ -212,6 +222,9 @@ impl Default for EmulatorOptions {
             session_backlog: 60,
             session_rate: 0.02,
             session_update_every: Duration::from_secs(600),
+            file_event_backlog: 5_000,
+            file_event_rate: 5.0,
+            file_event_token_ttl: Duration::from_secs(600),
         }
     }
 }
@@ -249,6 +262,9 @@ impl fmt::Debug for EmulatorOptions {
             .field("session_backlog", &self.session_backlog)
             .field("session_rate", &self.session_rate)
             .field("session_update_every", &self.session_update_every)
+            .field("file_event_backlog", &self.file_event_backlog)
+            .field("file_event_rate", &self.file_event_rate)
+            .field("file_event_token_ttl", &self.file_event_token_ttl)
             .finish()
     }
 }
@@ -458,6 +474,35 @@ impl EmulatorHandle {
                 log.render(&log.entry(i), &mut s);
                 s
             })
+            .collect()
+    }
+
+    /// Ground truth for tests: the raw JSON text (exactly as `/v2/file-events` serves
+    /// it) of every file event INSERTED in `[start, end)` (`event.inserted`), visible or
+    /// not, in insertion order.
+    pub fn file_events_between(&self, start: DateTime<Utc>, end: DateTime<Utc>) -> Vec<String> {
+        let log = &self.state.file_events;
+        log.index_range(to_ns(start), to_ns(end))
+            .map(|i| {
+                let mut s = String::new();
+                log.render(i, &mut s);
+                s
+            })
+            .collect()
+    }
+
+    /// How many file events were inserted in `[start, end)`, visible or not (no
+    /// rendering: for large ranges).
+    pub fn file_event_count_between(&self, start: DateTime<Utc>, end: DateTime<Utc>) -> u64 {
+        let r = self.state.file_events.index_range(to_ns(start), to_ns(end));
+        r.end - r.start
+    }
+
+    /// The `event.id` of every file event inserted in `[start, end)`, in order.
+    pub fn file_event_ids_between(&self, start: DateTime<Utc>, end: DateTime<Utc>) -> Vec<String> {
+        let log = &self.state.file_events;
+        log.index_range(to_ns(start), to_ns(end))
+            .map(|i| log.id_of(i))
             .collect()
     }
 

@@ -26,6 +26,7 @@ mod alerts;
 mod audit;
 mod auth;
 pub mod clock;
+mod file_events;
 mod sessions;
 mod stream;
 mod sync_log;
@@ -35,6 +36,10 @@ pub use alerts::{
     MAX_ALERT_PAGE_SIZE, MAX_DETAILS_IDS,
 };
 pub use audit::{parse_event_time, AuditPage, AuditQuery};
+pub use file_events::{
+    file_event_id, file_event_inserted, file_event_time_and_id, page_token_refused, FileEventPage,
+    FileEventQuery, MAX_FILE_EVENT_PAGE_SIZE,
+};
 pub use sessions::{SessionKeys, SessionQuery, SessionsPage, MAX_SESSION_PAGE_SIZE};
 pub use sync_log::{
     sync_log_entry_time, sync_log_time_param, SyncLogPage, SyncLogQuery, SyncLogTimeBound,

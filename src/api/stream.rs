@@ -29,6 +29,9 @@ pub(super) struct SplitPage {
     pub(super) total_result_count: Option<u64>,
     /// The top-level `problems` value, as received.
     pub(super) problems: Option<Box<RawValue>>,
+    /// The top-level value named by [`PageSplitter::keeping`] (File Events:
+    /// `nextPgToken`), as received.
+    pub(super) kept: Option<Box<RawValue>>,
 }
 
 #[derive(Debug, Default)]
@@ -59,6 +62,9 @@ pub(super) struct PageSplitter {
     total: Vec<u8>,
     /// The top-level `problems` value.
     problems: Capture,
+    /// The key of [`PageSplitter::keeping`] (empty: none) and its value.
+    kept_key: &'static [u8],
+    kept: Capture,
     started: bool,
     done: bool,
     out: SplitPage,
@@ -160,6 +166,12 @@ impl PageSplitter {
         self
     }
 
+    /// Also keeps the top-level value of `key`, raw ([`SplitPage::kept`]).
+    pub(super) fn keeping(mut self, key: &'static [u8]) -> Self {
+        self.kept_key = key;
+        self
+    }
+
     /// Accepts at most `n` records: past that, [`Self::too_many`] says so.
     pub(super) fn at_most(mut self, n: usize) -> Self {
         self.max_records = n;
@@ -206,11 +218,16 @@ impl PageSplitter {
     /// Most of a page is the inside of strings: that part is taken a run at a time, up
     /// to the next `"` or `\` (copied whole into the event being cut out, or skipped),
     /// and only those two bytes and everything outside strings go through
-    /// [`Self::byte`]. Keys and the `problems` value are taken byte by byte.
+    /// [`Self::byte`]. Keys, the `problems` value and a kept value are taken byte by byte.
     pub(super) fn feed(&mut self, chunk: &[u8]) -> Result<(), String> {
         let mut i = 0;
         while i < chunk.len() {
-            if self.in_string && !self.escaped && !self.in_key && !self.problems.active {
+            if self.in_string
+                && !self.escaped
+                && !self.in_key
+                && !self.problems.active
+                && !self.kept.active
+            {
                 let rest = &chunk[i..];
                 let run = memchr::memchr2(b'"', b'\\', rest).unwrap_or(rest.len());
                 if self.elem.active {
@@ -240,8 +257,12 @@ impl PageSplitter {
 
     /// Starts capturing the top-level `problems` value at `b`, if that is where we are.
     fn starts_problems(&mut self, b: u8) {
-        if self.depth == 1 && !self.expect_key && self.last_key == b"problems" {
-            self.problems.start(b);
+        if self.depth == 1 && !self.expect_key {
+            if self.last_key == b"problems" {
+                self.problems.start(b);
+            } else if !self.kept_key.is_empty() && self.last_key == self.kept_key {
+                self.kept.start(b);
+            }
         }
     }
 
@@ -275,6 +296,9 @@ impl PageSplitter {
             }
             if self.problems.active {
                 self.problems.text.push(b);
+            }
+            if self.kept.active {
+                self.kept.text.push(b);
             }
             if self.escaped {
                 self.escaped = false;
@@ -314,6 +338,16 @@ impl PageSplitter {
                 return Ok(());
             }
             self.out.problems = Some(self.problems.finish("problems")?);
+            // fall through: the separator / end of object is structural
+        }
+        if self.kept.active {
+            if !self
+                .kept
+                .take(b, 1, b'}', &mut self.depth, &mut self.in_string)
+            {
+                return Ok(());
+            }
+            self.out.kept = Some(self.kept.finish("a kept value")?);
             // fall through: the separator / end of object is structural
         }
         if self.in_total {
@@ -532,6 +566,52 @@ mod tests {
             Some(r#""x\"y""#.to_string())
         );
         assert_eq!(problems(r#"{"alerts":[],"meta":{"problems":[1]}}"#), None);
+    }
+
+    #[test]
+    fn a_kept_top_level_value_is_read_in_any_chunking() {
+        let kept = |body: &str| {
+            let mut out = Vec::new();
+            for chunk in [1, 2, 7, body.len()] {
+                let mut s = PageSplitter::for_path(&[b"fileEvents"])
+                    .counting(b"totalCount")
+                    .keeping(b"nextPgToken");
+                for c in body.as_bytes().chunks(chunk) {
+                    s.feed(c).unwrap();
+                }
+                let p = s
+                    .finish()
+                    .unwrap_or_else(|e| panic!("{e}: {body} in chunks of {chunk}"));
+                let events = p.events.map_or(0, |e| e.len());
+                out.push((
+                    p.kept.map(|r| r.get().to_string()),
+                    events,
+                    p.total_result_count,
+                ));
+            }
+            assert!(out.windows(2).all(|w| w[0] == w[1]), "{out:?}");
+            out.pop().unwrap()
+        };
+        assert_eq!(
+            kept(
+                r#"{"totalCount":3,"nextPgToken":"1_2_a\"b","problems":[],"fileEvents":[{"nextPgToken":"inner"},{}]}"#
+            ),
+            (Some(r#""1_2_a\"b""#.to_string()), 2, Some(3))
+        );
+        // after the events, null, or absent
+        assert_eq!(
+            kept(r#"{"fileEvents":[{"a":[1,{"b":"}"}]}],"nextPgToken" : null }"#),
+            (Some("null".to_string()), 1, None)
+        );
+        assert_eq!(
+            kept(r#"{"fileEvents":[],"totalCount":0}"#),
+            (None, 0, Some(0))
+        );
+        // a nested key of that name is not the top-level one
+        assert_eq!(
+            kept(r#"{"meta":{"nextPgToken":"x"},"fileEvents":[]}"#),
+            (None, 0, None)
+        );
     }
 
     const NESTED: &[&[u8]] = &[b"data", b"Directory Sync Logs"];

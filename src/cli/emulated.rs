@@ -20,8 +20,9 @@ pub(super) struct DemoArgs {
     /// Events that already happened in the last hour, forwarded first.
     #[arg(long, default_value_t = 25)]
     backlog: u64,
-    /// Which data set to forward (sessions: `--rate` and `--backlog` count sessions,
-    /// each updated every 10 s up to three times, every version forwarded).
+    /// Which data set to forward: the Audit Log, file events or sessions (`--rate` and
+    /// `--backlog` count what it forwards; sessions are updated every 10 s up to three
+    /// times, every version forwarded).
     #[arg(long, value_enum, default_value_t = DemoSource::AuditLog)]
     source: DemoSource,
 }
@@ -30,6 +31,7 @@ pub(super) struct DemoArgs {
 pub(super) enum DemoSource {
     AuditLog,
     Sessions,
+    FileEvents,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -58,30 +60,30 @@ pub(super) async fn demo(a: DemoArgs) -> anyhow::Result<()> {
     use std::time::Duration;
 
     let sessions = a.source == DemoSource::Sessions;
-    let opts = if sessions {
-        c42fwd_emulator::EmulatorOptions {
-            session_backlog: a.backlog,
-            session_rate: a.rate,
-            session_update_every: Duration::from_secs(10),
-            backlog_span: Duration::from_secs(3600),
-            lag: Duration::from_secs(2),
-            ..Default::default()
-        }
-    } else {
-        c42fwd_emulator::EmulatorOptions {
-            backlog: a.backlog,
-            backlog_span: Duration::from_secs(3600),
-            rate: a.rate,
-            lag: Duration::from_secs(2),
-            ..Default::default()
-        }
+    let files = a.source == DemoSource::FileEvents;
+    let audit = a.source == DemoSource::AuditLog;
+    let opts = c42fwd_emulator::EmulatorOptions {
+        backlog: if audit { a.backlog } else { 0 },
+        backlog_span: Duration::from_secs(3600),
+        rate: if audit { a.rate } else { 0.0 },
+        file_event_backlog: if files { a.backlog } else { 0 },
+        file_event_rate: if files { a.rate } else { 0.0 },
+        session_backlog: if sessions { a.backlog } else { 0 },
+        session_rate: if sessions { a.rate } else { 0.0 },
+        session_update_every: Duration::from_secs(10),
+        lag: Duration::from_secs(2),
+        ..Default::default()
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let emu = c42fwd_emulator::start(opts.clone(), listener).await?;
     let state = tempfile::tempdir()?;
     tracing::info!(
         emulator = %emu.base_url(),
-        source = if sessions { "sessions" } else { "audit_log" },
+        source = match a.source {
+            DemoSource::AuditLog => "audit log",
+            DemoSource::Sessions => "sessions",
+            DemoSource::FileEvents => "file events",
+        },
         "demo: forwarding the emulated tenant to stdout; Ctrl-C to stop"
     );
 
@@ -99,10 +101,15 @@ pub(super) async fn demo(a: DemoArgs) -> anyhow::Result<()> {
         ca_file: None,
         max_response_bytes: crate::config::DEFAULT_MAX_RESPONSE_BYTES,
     };
+    let source_name = if files { "files" } else { "audit" };
     let source = Source {
-        name: "audit".into(),
+        name: source_name.into(),
         tenant: "demo".into(),
-        kind: SourceSpec::AuditLog(AuditFilters::default()),
+        kind: if files {
+            SourceSpec::FileEvents(FileEventFilters::default())
+        } else {
+            SourceSpec::AuditLog(AuditFilters::default())
+        },
         lag: Duration::from_secs(3),
         poll_interval: Duration::from_secs(1),
         start: StartAt::Ago(Duration::from_secs(2 * 3600)),

@@ -14,6 +14,7 @@
 //! reading can go on, so that `c42fwd validate` shows the whole list.
 
 mod check;
+pub mod file_events;
 mod kafka;
 pub mod raw;
 mod sink;
@@ -22,6 +23,8 @@ mod tenant;
 #[cfg(test)]
 mod test_support;
 pub mod validate;
+
+pub use file_events::FileEventFilters;
 
 use crate::secret::Secret;
 use chrono::{DateTime, Utc};
@@ -194,6 +197,8 @@ pub enum SourceSpec {
     SyncLog,
     /// Incydr sessions (`GET /v1/sessions`), each version (`lastUpdated`) once.
     Sessions(SessionOptions),
+    /// File Events (`/v2/file-events`), with optional filters.
+    FileEvents(FileEventFilters),
 }
 
 /// What a `sessions` source asks for.

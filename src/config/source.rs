@@ -112,6 +112,16 @@ pub(super) fn source(
             MAX_SESSION_PAGE_SIZE,
             MAX_SESSION_PAGE_SIZE,
         ),
+        RawSourceKind::FileEvents(f) => (
+            SourceSpec::FileEvents(super::file_events::file_event_filters(
+                name,
+                f.filters,
+                f.filter_groups,
+                p,
+            )),
+            1000,
+            MAX_PAGE_SIZE,
+        ),
     };
     let sessions = matches!(kind, SourceSpec::Sessions(_));
     let s = s.shared;
@@ -433,7 +443,7 @@ tenant = "acme"
             problems(&bad),
             vec![format!(
                 "sources.sync.filters: line {line}: `filters` does not apply to a sync_log source \
-                 (only audit_log sources take it); a sync_log source takes `type`, `tenant`, \
+                 (only audit_log and file_events sources take it); a sync_log source takes `type`, `tenant`, \
                  `lag`, `poll_interval`, `start`, `page_size`, `reconcile`, `reconcile_after`"
             )]
         );

@@ -170,6 +170,21 @@ pub fn validate(raw: RawConfig, now: DateTime<Utc>) -> Result<Config, ConfigErro
             sources.insert(name, s);
         }
     }
+    // File Events are read from the Incydr gateway only (`docs/api.md`).
+    for (name, s) in &sources {
+        let legacy = tenants
+            .get(&s.tenant)
+            .is_some_and(|t: &Tenant| t.api == ApiGeneration::Legacy);
+        if matches!(s.kind, SourceSpec::FileEvents(_)) && legacy {
+            p.add(
+                format!("sources.{name}.type"),
+                format!(
+                    "file_events needs an incydr tenant; tenant `{}` has api = \"legacy\" (c42fwd reads file events from /v2/file-events only)",
+                    s.tenant
+                ),
+            );
+        }
+    }
     let mut sinks = BTreeMap::new();
     for (name, s) in raw.sinks {
         p.name("sinks", &name);

@@ -23,6 +23,7 @@
 mod sessions;
 
 use super::cef_map::{self, label_limit, AlertKey, AlertValue, CefKey, KeyValue, ALERT_KEYS};
+use super::file_events_map::FILE_EVENT_CEF_KEYS;
 use super::json::{
     compact_len, put, write_bounded, write_compact, write_problems, write_str, write_str_limited,
     Count, Emit,
@@ -76,6 +77,7 @@ pub fn product(kind: SourceKind) -> &'static str {
         SourceKind::Alerts => "Alerts",
         SourceKind::SyncLog => "Directory Sync Log",
         SourceKind::Sessions => "Sessions",
+        SourceKind::FileEvents => "File Events",
     }
 }
 
@@ -279,9 +281,9 @@ type Slots = [Option<(u16, usize)>; CefKey::ALL.len()];
 
 /// Fields past this index are never mapped to a key (they all go to `details`); it
 /// bounds the bit set that remembers which fields were mapped.
-const MAX_MAPPED_FIELD: usize = 64;
+const MAX_MAPPED_FIELD: usize = 128;
 
-fn assign(rec: &Record<'_>) -> (Slots, u64) {
+fn assign(rec: &Record<'_>) -> (Slots, u128) {
     let mut slots: Slots = [None; CefKey::ALL.len()];
     for (i, f) in rec.fields.iter().enumerate().take(MAX_MAPPED_FIELD) {
         let Some((key, pref)) = cef_map::lookup_for(rec.source, rec.catalog_index, &f.key) else {
@@ -296,7 +298,7 @@ fn assign(rec: &Record<'_>) -> (Slots, u64) {
             _ => *slot = Some((pref, i)),
         }
     }
-    let mut mapped = 0u64;
+    let mut mapped = 0u128;
     for (_, i) in slots.iter().flatten() {
         mapped |= 1 << i;
     }
@@ -312,6 +314,7 @@ fn header_prefix(kind: SourceKind) -> &'static str {
         SourceKind::Alerts => "CEF:0|Code42|Alerts|1|",
         SourceKind::SyncLog => "CEF:0|Code42|Directory Sync Log|1|",
         SourceKind::Sessions => "CEF:0|Code42|Sessions|1|",
+        SourceKind::FileEvents => "CEF:0|Code42|File Events|1|",
     }
 }
 
@@ -356,7 +359,12 @@ pub(crate) fn write_cef(out: &mut Vec<u8>, rec: &Record<'_>, civil: &Civil) {
     }
     match rec.source {
         SourceKind::Alerts => {
-            let mapped = write_alert_keys(&mut ext, rec, civil);
+            let mapped = write_keyed(&mut ext, rec, civil, ALERT_KEYS);
+            write_details(&mut ext, rec, mapped);
+            return;
+        }
+        SourceKind::FileEvents => {
+            let mapped = write_keyed(&mut ext, rec, civil, FILE_EVENT_CEF_KEYS);
             write_details(&mut ext, rec, mapped);
             return;
         }
@@ -438,8 +446,8 @@ fn alert_field_fits(k: &AlertKey, raw: &str) -> bool {
 
 /// Writes the alert keys of [`ALERT_KEYS`] that have a value; returns the set of fields
 /// they took (bit `i` for `rec.fields[i]`), which `details` leaves out.
-fn write_alert_keys(ext: &mut Ext<'_>, rec: &Record<'_>, civil: &Civil) -> u64 {
-    let mut mapped = 0u64;
+fn write_keyed(ext: &mut Ext<'_>, rec: &Record<'_>, civil: &Civil, keys: &[AlertKey]) -> u128 {
+    let mut mapped = 0u128;
     let summary = rec.observations.as_deref();
     let field = |name: &str| {
         rec.fields
@@ -448,7 +456,7 @@ fn write_alert_keys(ext: &mut Ext<'_>, rec: &Record<'_>, civil: &Civil) -> u64 {
             .take(MAX_MAPPED_FIELD)
             .find(|(_, f)| f.key == name)
     };
-    for k in ALERT_KEYS {
+    for k in keys {
         let key_and_label = |ext: &mut Ext<'_>| {
             if let Some((label_key, label)) = k.label {
                 ext.key(" ");
@@ -500,6 +508,19 @@ fn write_alert_keys(ext: &mut Ext<'_>, rec: &Record<'_>, civil: &Civil) -> u64 {
                 summary.and_then(|s| s.first_file_path.as_deref().map(str::to_owned))
             }
             AlertValue::SyncToServices => summary.and_then(|s| list(&s.sync_to_services)),
+            AlertValue::FirstUrl(name) => field(name).and_then(|(_, f)| first_url(f.value)),
+            AlertValue::List(name) => {
+                let Some((i, f)) = field(name) else {
+                    continue;
+                };
+                match strings_of(f.value) {
+                    Some(items) if !items.is_empty() => {
+                        mapped |= 1 << i;
+                        Some(items.join(", "))
+                    }
+                    _ => None,
+                }
+            }
             AlertValue::ExposureTypes => summary.and_then(|s| list(&s.exposure_types)),
             AlertValue::FileCount | AlertValue::TotalFileSize | AlertValue::ObservationCount => {
                 let Some(s) = summary else {
@@ -522,6 +543,36 @@ fn write_alert_keys(ext: &mut Ext<'_>, rec: &Record<'_>, civil: &Civil) -> u64 {
         }
     }
     mapped
+}
+
+/// The `url` string of the first object of a JSON array, if it has one.
+fn first_url(raw: &str) -> Option<String> {
+    let mut first = None;
+    json::scan_array(raw, |elem| {
+        first = Some(elem);
+        false
+    });
+    let mut url = None;
+    json::scan_object(first?, |m| {
+        if url.is_none() && m.key == "url" {
+            url = m.value_str().map(Cow::into_owned);
+        }
+    });
+    url.filter(|u| !u.is_empty())
+}
+
+/// The elements of a JSON array of strings (`None` if it is anything else).
+fn strings_of(raw: &str) -> Option<Vec<Cow<'_, str>>> {
+    let mut out = Vec::new();
+    let mut ok = true;
+    let is_array = json::scan_array(raw, |elem| {
+        match decode_str(elem) {
+            Some(s) => out.push(s),
+            None => ok = false,
+        }
+        ok
+    });
+    (is_array && ok).then_some(out)
 }
 
 /// One entry of `details`.
@@ -562,7 +613,7 @@ const DETAILS_SMALL: usize = 1024;
 /// whole in event order (short ones first, then long ones that still fit); a string
 /// that does not fit is cut to the room left if enough is left, anything else is left
 /// out; `"_truncated":N` counts the entries cut or left out.
-fn write_details(ext: &mut Ext<'_>, rec: &Record<'_>, mapped: u64) {
+fn write_details(ext: &mut Ext<'_>, rec: &Record<'_>, mapped: u128) {
     let type_tag = rec
         .type_tag
         .as_deref()

@@ -652,8 +652,7 @@ pub fn lookup_for(
     match source {
         SourceKind::AuditLog => lookup(catalog_index, field),
         SourceKind::SyncLog => key_in(&[SYNC_LOG_RULES], field),
-        SourceKind::Alerts => None,
-        SourceKind::Sessions => None,
+        SourceKind::Alerts | SourceKind::Sessions | SourceKind::FileEvents => None,
     }
 }
 
@@ -682,6 +681,11 @@ pub enum AlertValue {
     TotalFileSize,
     /// The number of observations.
     ObservationCount,
+    /// The `url` of the first object of the array field of that name (a file event's
+    /// browser tabs).
+    FirstUrl(&'static str),
+    /// The array-of-strings field of that name, `, `-separated.
+    List(&'static str),
 }
 
 impl AlertValue {
@@ -712,6 +716,8 @@ impl AlertValue {
                 "sum of `data.totalFileSize` (or of `data.files[].size`)".to_owned()
             }
             AlertValue::ObservationCount => "number of `observations`".to_owned(),
+            AlertValue::FirstUrl(f) => format!("the first `{f}[].url`"),
+            AlertValue::List(f) => format!("`{f}`, `, `-separated"),
         }
     }
 }

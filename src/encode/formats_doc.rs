@@ -43,6 +43,10 @@ fn regenerate(doc: &str) -> (String, Vec<String>) {
             "session-states" => render_session_states(),
             "session-keys" => render_session_keys(),
             "leef-session-keys" => leef::render_keys(leef::SESSION_KEYS),
+            "file-event-actions" => super::file_events_map::render_file_event_actions(),
+            "file-event-severities" => super::file_events_map::render_file_event_severities(),
+            "file-event-keys" => super::file_events_map::render_file_event_keys(),
+            "leef-file-event-keys" => leef::render_keys(leef::FILE_EVENT_KEYS),
             other => panic!("unknown generated block {other}"),
         };
         out.push_str(&rest[..start]);
@@ -73,11 +77,15 @@ fn formats_doc_is_in_sync_with_the_mapping() {
             "sync-log-rules",
             "session-states",
             "session-keys",
+            "file-event-actions",
+            "file-event-severities",
+            "file-event-keys",
             "leef-common-keys",
             "leef-audit-keys",
             "leef-alert-keys",
             "leef-sync-log-keys",
             "leef-session-keys",
+            "leef-file-event-keys",
         ],
         "generated blocks"
     );

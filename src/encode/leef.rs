@@ -140,6 +140,18 @@ pub const ALERT_KEYS: &[KeyDoc] = &[
     ),
 ];
 
+/// The File Events keys after [`COMMON_KEYS`], in order; then every other field under
+/// its dotted path (`file.name`, `destination.category`).
+pub const FILE_EVENT_KEYS: &[KeyDoc] = &[
+    ("usrName", "`user.email`"),
+    ("src", "`source.ip` (IPv4 or IPv6)"),
+    ("actorId", "`user.id`"),
+    (
+        TIMESTAMP_KEY,
+        "`@timestamp` exactly: RFC 3339 UTC, nine fractional digits",
+    ),
+];
+
 /// The Directory Sync Log keys after [`COMMON_KEYS`], in order.
 pub const SYNC_LOG_KEYS: &[KeyDoc] = &[
     ("usrName", "`username` (the user the entry is about)"),
@@ -183,6 +195,7 @@ pub fn source_keys(source: SourceKind) -> &'static [KeyDoc] {
         SourceKind::Alerts => ALERT_KEYS,
         SourceKind::SyncLog => SYNC_LOG_KEYS,
         SourceKind::Sessions => SESSION_KEYS,
+        SourceKind::FileEvents => FILE_EVENT_KEYS,
     }
 }
 
@@ -228,6 +241,8 @@ fn header_prefix(kind: SourceKind, version: LeefVersion) -> &'static str {
         (LeefVersion::V1, SourceKind::SyncLog) => "LEEF:1.0|Code42|Directory Sync Log|1|",
         (LeefVersion::V2, SourceKind::Sessions) => "LEEF:2.0|Code42|Sessions|1|",
         (LeefVersion::V1, SourceKind::Sessions) => "LEEF:1.0|Code42|Sessions|1|",
+        (LeefVersion::V2, SourceKind::FileEvents) => "LEEF:2.0|Code42|File Events|1|",
+        (LeefVersion::V1, SourceKind::FileEvents) => "LEEF:1.0|Code42|File Events|1|",
     }
 }
 
@@ -401,7 +416,7 @@ pub(crate) fn write_leef(out: &mut Vec<u8>, rec: &Record<'_>, civil: &Civil, ver
     // A field written by a source-specific key instead of under its own name.
     let mut consumed: Option<usize> = None;
     match rec.source {
-        SourceKind::AuditLog | SourceKind::Alerts => {
+        SourceKind::AuditLog | SourceKind::Alerts | SourceKind::FileEvents => {
             if let Some(name) = &rec.actor.name {
                 a.text("usrName", name);
             }

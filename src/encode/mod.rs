@@ -23,6 +23,7 @@
 
 pub mod cef;
 pub mod cef_map;
+pub mod file_events_map;
 pub(crate) mod json;
 pub mod leef;
 pub mod syslog;
@@ -193,11 +194,12 @@ pub(crate) mod tests {
     use serde_json::value::RawValue;
 
     /// Every kind of source, for the tests that go through each.
-    pub(crate) const KINDS: [SourceKind; 4] = [
+    pub(crate) const KINDS: [SourceKind; 5] = [
         SourceKind::AuditLog,
         SourceKind::Alerts,
         SourceKind::SyncLog,
         SourceKind::Sessions,
+        SourceKind::FileEvents,
     ];
 
     pub(crate) fn event(json: &str) -> Event {

@@ -6,6 +6,7 @@
 //! read the text the way a SIEM would.
 
 use super::cef_map::{self, AlertValue, CefKey, KeyValue, ALERT_KEYS, COMMON_RULES};
+use super::file_events_map::FILE_EVENT_CEF_KEYS;
 use super::leef;
 use super::tests::{encoder, event_of};
 use super::{Format, Framing, SyslogStyle};
@@ -274,6 +275,45 @@ fn arb_ip_field() -> impl Strategy<Value = Value> {
         1 => Just(json!("null")),
         1 => arb_value(),
     ]
+}
+
+/// A file event (`/v2/file-events`): nested objects, hostile text where users put it,
+/// known and unknown actions and severities, lists, and arbitrary extra members.
+fn arb_file_event() -> impl Strategy<Value = Value> {
+    let actions: Vec<String> = crate::normalize::file_events::FILE_EVENT_ACTIONS
+        .iter()
+        .map(|a| a.name.to_owned())
+        .collect();
+    (
+        (arb_text(), arb_text(), arb_text(), arb_text()),
+        prop_oneof![3 => prop::sample::select(actions), 1 => arb_text()],
+        prop_oneof![
+            3 => prop::sample::select(vec!["LOW", "HIGH", "CRITICAL", "NO_RISK_INDICATED"])
+                .prop_map(str::to_owned),
+            1 => arb_text()
+        ],
+        (arb_timestamp(), arb_timestamp(), arb_ip_field()),
+        prop::collection::vec(arb_text(), 0..3),
+        (arb_value(), arb_json()),
+    )
+        .prop_map(
+            |((name, dir, email, subject), action, sev, (ts, ins, ip), list, (size, extra))| {
+                json!({
+                    "@timestamp": ts,
+                    "event": {"id": format!("0_{name}"), "inserted": ins, "action": action,
+                        "shareType": list.clone()},
+                    "user": {"email": email, "id": "1001", "deviceUid": subject.clone()},
+                    "file": {"name": name, "directory": dir, "sizeInBytes": size,
+                        "hash": {"sha256": subject.clone(), "md5": null}, "empty": {}},
+                    "source": {"ip": ip, "name": dir, "tabs": []},
+                    "destination": {"category": "Email", "name": email,
+                        "email": {"recipients": list, "subject": subject.clone()},
+                        "tabs": [{"title": name, "url": subject}]},
+                    "risk": {"severity": sev, "score": 3},
+                    "x": extra,
+                })
+            },
+        )
 }
 
 fn arb_timestamp() -> impl Strategy<Value = Value> {
@@ -695,6 +735,12 @@ fn cef_target(
             }
             _ => None,
         }),
+        SourceKind::FileEvents => FILE_EVENT_CEF_KEYS.iter().find_map(|k| match k.value {
+            AlertValue::Field(n) | AlertValue::List(n) if n == field => {
+                Some((k.key, k.label.map(|l| l.0), k.kind, k.limit, false))
+            }
+            _ => None,
+        }),
     }
 }
 
@@ -746,6 +792,10 @@ fn check_cef(msg: &str, rec: &Record<'_>, original: &Value) {
         ),
         SourceKind::SyncLog => (&[], "logEventTimeStamp"),
         SourceKind::Sessions => (&[("actorId", "suid", 1023)], "lastUpdated"),
+        SourceKind::FileEvents => (
+            &[("user.id", "suid", 1023), ("user.email", "suser", 1023)],
+            "@timestamp",
+        ),
     };
     for (api, key, limit) in common {
         match field(api) {
@@ -754,8 +804,16 @@ fn check_cef(msg: &str, rec: &Record<'_>, original: &Value) {
         }
     }
     assert!(get("rt").unwrap().parse::<i64>().is_ok());
-    let ts = get("cs5").unwrap();
-    assert_eq!(crate::normalize::parse_rfc3339(ts), Some(rec.time));
+    if rec.source == SourceKind::FileEvents {
+        // `cs5` is the insert time; the record's time is `rt`.
+        assert_eq!(
+            get("rt").and_then(|t| t.parse::<i64>().ok()),
+            Some(rec.time.timestamp_millis())
+        );
+    } else {
+        let ts = get("cs5").unwrap();
+        assert_eq!(crate::normalize::parse_rfc3339(ts), Some(rec.time));
+    }
     if let Some(Value::String(ts_text)) = field(time_key) {
         if let Some(t) = crate::normalize::parse_rfc3339(ts_text) {
             assert_eq!(rec.time, t, "the event's own time wins");
@@ -855,6 +913,14 @@ fn check_cef(msg: &str, rec: &Record<'_>, original: &Value) {
                 .parse::<i64>()
                 .is_ok_and(|n| rendered(v) == n.to_string()),
             (_, Value::String(s)) => shown == truncated(s, limit),
+            // A file event's list of strings, `, `-separated.
+            (_, Value::Array(a))
+                if rec.source == SourceKind::FileEvents && a.iter().all(Value::is_string) =>
+            {
+                let items: Vec<&str> = a.iter().filter_map(Value::as_str).collect();
+                shown == truncated(&items.join(", "), limit)
+                    || serde_json::from_str::<Value>(shown).is_ok_and(|p| &p == v)
+            }
             // Numbers, arrays, objects: compact JSON of the API's own digits, so compare
             // parsed (serde's float reading is not exact, but it is deterministic); a
             // value that does not parse must have been cut at the limit.
@@ -925,6 +991,7 @@ fn check_leef(msg: &str, rec: &Record<'_>, original: &Value, format: Format) {
         SourceKind::SyncLog => "username",
         // A session has no user name field.
         SourceKind::Sessions => "\u{0}none",
+        SourceKind::FileEvents => "user.email",
     };
     match field(user_field) {
         Some(Value::String(u)) => assert_eq!(get("usrName"), Some(u.as_str())),
@@ -969,7 +1036,13 @@ fn check_event(generated: &Value, pretty: bool, kind: SourceKind) {
     let text = to_text(generated, pretty);
     // Compare with the text read back, not with the generated value: serde_json's float
     // parsing is not exact, and the records copy the API's digits, not a float.
-    let original = &serde_json::from_str::<Value>(&text).unwrap();
+    let as_sent = serde_json::from_str::<Value>(&text).unwrap();
+    // A file event's fields are its leaves under their dotted paths.
+    let flat = match (kind, as_sent.as_object()) {
+        (SourceKind::FileEvents, Some(_)) => Value::Object(super::golden::flattened(&as_sent)),
+        _ => as_sent.clone(),
+    };
+    let original = &flat;
     let ev = event_of(kind, &text);
     let rec = normalize(&ev);
     for format in FORMATS {
@@ -986,7 +1059,7 @@ fn check_event(generated: &Value, pretty: bool, kind: SourceKind) {
                     Format::Leef2 | Format::Leef1 => check_leef(body, &rec, original, format),
                     Format::JsonRaw => {
                         let v: Value = serde_json::from_str(body).unwrap();
-                        assert_eq!(&v, original);
+                        assert_eq!(v, as_sent);
                         if framing != Framing::Lf {
                             assert_eq!(body, text, "raw JSON is untouched");
                         }
@@ -1042,6 +1115,14 @@ proptest! {
         pretty in any::<bool>(),
     ) {
         check_event(&original, pretty, SourceKind::Sessions);
+    }
+
+    #[test]
+    fn every_file_event_record_keeps_the_invariants(
+        original in prop_oneof![9 => arb_file_event(), 1 => arb_json()],
+        pretty in any::<bool>(),
+    ) {
+        check_event(&original, pretty, SourceKind::FileEvents);
     }
 
     #[test]

@@ -31,6 +31,7 @@
 
 pub mod alerts;
 pub mod catalog;
+pub mod file_events;
 pub mod json;
 pub(crate) mod scan;
 pub mod sessions;
@@ -333,6 +334,7 @@ impl<'a> Record<'a> {
             ),
             SourceKind::SyncLog => false,
             SourceKind::Sessions => false,
+            SourceKind::FileEvents => false,
         }
     }
 }
@@ -566,6 +568,7 @@ fn classify<'a>(rec: &mut Record<'a>, other: Other<'a>) {
             }
         },
         SourceKind::Sessions => classify_session(rec),
+        SourceKind::FileEvents => file_events::classify(rec, other.file_event),
     }
 }
 
@@ -607,6 +610,8 @@ struct Other<'a> {
     title: Option<Cow<'a, str>>,
     rule_severity: Option<u8>,
     risk_severity: Option<u8>,
+    /// What a file event's flattening saw.
+    file_event: file_events::Seen<'a>,
 }
 
 // Bits of `Collector::seen`: a common key is taken at most once; a repeated key stays
@@ -685,6 +690,11 @@ impl<'a> Collector<'_, 'a> {
                     }
                     self.seen & SESSION_HEADER != SESSION_HEADER
                 }
+                SourceKind::FileEvents => {
+                    // The severity is deep in the event (`risk.severity`): read it all.
+                    file_events::take_member(self.rec, &mut self.other.file_event, key, m, false);
+                    true
+                }
             };
         }
         let taken = match self.rec.source {
@@ -703,6 +713,10 @@ impl<'a> Collector<'_, 'a> {
                     self.peek_session(&key, m);
                 }
                 taken
+            }
+            SourceKind::FileEvents => {
+                file_events::take_member(self.rec, &mut self.other.file_event, key, m, true);
+                return true;
             }
         };
         if !taken {
@@ -912,6 +926,10 @@ impl<'a> Collector<'_, 'a> {
     }
 
     fn finish(&mut self) {
+        if self.rec.source == SourceKind::FileEvents {
+            // `@timestamp` is read by the flattening (`file_events::classify` judges it).
+            return;
+        }
         if self.seen & SEEN_TIME == 0 {
             self.rec.problems.insert(Problems::MISSING_TIME);
         }

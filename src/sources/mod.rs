@@ -5,14 +5,16 @@
 //! with the API client, commits checkpoints only behind delivered batches (invariant 1)
 //! and reports a source that is behind the lag window ([`catch_up`], pure), over a small
 //! per-source [`poll::WindowFetch`]: [`audit`] (Audit Log search), [`alerts`]
-//! (`query-alerts` + `query-details`), [`sync_log`] (Directory Sync Log) and
-//! [`sessions`] (Incydr sessions, each version once). Sources
+//! (`query-alerts` + `query-details`), [`sync_log`] (Directory Sync Log),
+//! [`sessions`] (Incydr sessions, each version once) and [`file_events`]
+//! (`/v2/file-events`, paged by token). Sources
 //! never spawn tasks: the pipeline runs each poller's `run` future (checkpoint saves go
 //! to tokio's blocking pool and are awaited in place).
 
 pub mod alerts;
 pub mod audit;
 pub mod catch_up;
+pub mod file_events;
 pub mod poll;
 pub mod reconcile;
 pub mod sessions;
@@ -21,6 +23,7 @@ pub mod window;
 
 pub use alerts::AlertsPoller;
 pub use audit::AuditLogPoller;
+pub use file_events::FileEventsPoller;
 pub use poll::{SourceError, WindowFetch, WindowPoller};
 pub use sessions::SessionsPoller;
 pub use sync_log::SyncLogPoller;

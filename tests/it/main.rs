@@ -5,6 +5,7 @@
 mod alerts;
 mod cli;
 mod e2e;
+mod file_events;
 mod hec;
 mod hostile;
 mod http;

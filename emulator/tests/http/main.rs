@@ -11,6 +11,7 @@
 //! - `pacing`: the latency and transfer rate of the data endpoints.
 
 mod audit_log;
+mod file_events;
 mod pacing;
 mod quirks;
 mod routes;

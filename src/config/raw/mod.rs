@@ -506,13 +506,13 @@ mod tests {
                 "type = \"audit_log\"\ntenant = \"acme\"\nfilter_groups = []",
                 "filter_groups",
                 "audit_log",
-                "alerts",
+                "alerts and file_events",
             ),
             (
                 "type = \"alerts\"\ntenant = \"acme\"\nfilters = {}",
                 "filters",
                 "alerts",
-                "audit_log",
+                "audit_log and file_events",
             ),
         ] {
             let text = with_audit(table);
@@ -551,7 +551,7 @@ mod tests {
             problems(&text),
             vec![format!(
                 "sources.audit.type: line {}: `7` is not a source type: use \"audit_log\", \
-                 \"alerts\", \"sync_log\" or \"sessions\"",
+                 \"alerts\", \"sync_log\", \"sessions\" or \"file_events\"",
                 line_of(&text, "type = 7")
             )]
         );

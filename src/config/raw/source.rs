@@ -42,4 +42,9 @@ kinds! {
         has_alerts: Option<bool>,
         include_events: Option<bool>,
     }
+    /// File Events, with optional filters and raw filter groups.
+    FileEvents(RawFileEvents) = "file_events" {
+        filters: Option<crate::config::file_events::RawFileEventFilters>,
+        filter_groups: Option<Vec<crate::config::file_events::RawFileEventFilterGroup>>,
+    }
 }

@@ -13,8 +13,8 @@ use std::borrow::Cow;
 
 /// Writes the session keys of [`SESSION_KEYS`] that have a value; returns the set of
 /// fields they took (bit `i` for `rec.fields[i]`), which `details` leaves out.
-pub(super) fn write_session_keys(ext: &mut Ext<'_>, rec: &Record<'_>, civil: &Civil) -> u64 {
-    let mut mapped = 0u64;
+pub(super) fn write_session_keys(ext: &mut Ext<'_>, rec: &Record<'_>, civil: &Civil) -> u128 {
+    let mut mapped = 0u128;
     let summary = rec.session.as_deref();
     let field = |name: &str| {
         rec.fields

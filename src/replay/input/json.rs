@@ -30,6 +30,8 @@ pub(super) fn occurred(kind: SourceKind, raw: &str) -> Result<DateTime<Utc>, Str
         SourceKind::Alerts => "createdAt",
         // A session's window time is its `beginTime`, epoch milliseconds.
         SourceKind::Sessions => return crate::api::SessionKeys::parse(raw).begin,
+        // Nested (`event.inserted`): read by the live source's reader below.
+        SourceKind::FileEvents => "",
     };
     let mut value = None;
     scan_object_until(raw, |m| {
@@ -47,6 +49,7 @@ pub(super) fn occurred(kind: SourceKind, raw: &str) -> Result<DateTime<Utc>, Str
         SourceKind::SyncLog => sync_log_entry_time(raw),
         SourceKind::Alerts => AlertSummary::parse(raw).created_at,
         SourceKind::Sessions => crate::api::SessionKeys::parse(raw).begin,
+        SourceKind::FileEvents => crate::api::file_event_inserted(raw),
     }
 }
 

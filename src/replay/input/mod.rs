@@ -449,6 +449,9 @@ fn detect(head: &[u8], name: &str, hint: KindHint) -> Result<Format, String> {
         KindHint::Kind(SourceKind::Sessions) => {
             return Err("replay reads no session exports".to_string())
         }
+        KindHint::Kind(SourceKind::FileEvents) => {
+            return Err("replay does not read file event exports".to_string())
+        }
         KindHint::Kind(k) => Some(k),
         KindHint::Auto => None,
     };
@@ -458,12 +461,15 @@ fn detect(head: &[u8], name: &str, hint: KindHint) -> Result<Format, String> {
         SourceKind::SyncLog => Format::SyncLogJsonLines,
         // Never asked: a sessions hint is refused above and no content names sessions.
         SourceKind::Sessions => Format::AuditJsonLines,
+        // Refused above; never guessed from a name.
+        SourceKind::FileEvents => Format::AuditJsonLines,
     };
     let array_of = |k: SourceKind| match k {
         SourceKind::AuditLog => Format::AuditJsonArray,
         SourceKind::Alerts => Format::AlertsJsonArray,
         SourceKind::SyncLog => Format::SyncLogJsonArray,
         SourceKind::Sessions => Format::AuditJsonArray,
+        SourceKind::FileEvents => Format::AuditJsonArray,
     };
     let format = match start.map(|i| &text[i..]) {
         // Empty: no records whatever the format.
