@@ -77,7 +77,7 @@ pub const MAX_IN_FLIGHT: usize = 64;
 /// small whatever the page size (a page of 10,000 Audit Log events is about 5 MiB of
 /// JSON). The checkpoint moves only when a page's last batch, and every one before it,
 /// was delivered.
-pub const MAX_BATCH_EVENTS: usize = 1_000;
+pub const MAX_BATCH_EVENTS: usize = 2_500;
 
 /// The most suspect events of one page named in their own WARN line.
 const MAX_NAMED_ANOMALIES: usize = 5;
