@@ -444,30 +444,37 @@ fn alert_field_fits(k: &AlertKey, raw: &str) -> bool {
     }
 }
 
+/// The field `name` of `rec`, with its index, among the fields a key may take (the
+/// first [`MAX_MAPPED_FIELD`]: the index is a bit of the `mapped` set).
+fn mapped_field<'a, 'r>(rec: &'a Record<'r>, name: &str) -> Option<(usize, &'a Field<'r>)> {
+    rec.fields
+        .iter()
+        .enumerate()
+        .take(MAX_MAPPED_FIELD)
+        .find(|(_, f)| f.key == name)
+}
+
+/// Writes ` labelKey=label key=` (the label only for a custom key with one).
+fn key_and_label(ext: &mut Ext<'_>, key: &str, label: Option<(&str, &str)>) {
+    if let Some((label_key, label)) = label {
+        ext.key(" ");
+        ext.key(label_key);
+        ext.key("=");
+        ext.key(label);
+    }
+    ext.key(" ");
+    ext.key(key);
+    ext.key("=");
+}
+
 /// Writes the alert keys of [`ALERT_KEYS`] that have a value; returns the set of fields
 /// they took (bit `i` for `rec.fields[i]`), which `details` leaves out.
 fn write_keyed(ext: &mut Ext<'_>, rec: &Record<'_>, civil: &Civil, keys: &[AlertKey]) -> u128 {
     let mut mapped = 0u128;
     let summary = rec.observations.as_deref();
-    let field = |name: &str| {
-        rec.fields
-            .iter()
-            .enumerate()
-            .take(MAX_MAPPED_FIELD)
-            .find(|(_, f)| f.key == name)
-    };
+    let field = |name: &str| mapped_field(rec, name);
     for k in keys {
-        let key_and_label = |ext: &mut Ext<'_>| {
-            if let Some((label_key, label)) = k.label {
-                ext.key(" ");
-                ext.key(label_key);
-                ext.key("=");
-                ext.key(label);
-            }
-            ext.key(" ");
-            ext.key(k.key);
-            ext.key("=");
-        };
+        let key_and_label = |ext: &mut Ext<'_>| key_and_label(ext, k.key, k.label);
         let list = |items: &[Cow<'_, str>]| (!items.is_empty()).then(|| items.join(", "));
         let derived: Option<String> = match k.value {
             AlertValue::Field(name) | AlertValue::BoundedJson(name) => {

@@ -871,23 +871,37 @@ pub const ALERT_KEYS: &[AlertKey] = &[
     ),
 ];
 
-/// The alert key table of `docs/formats.md`.
-pub fn render_alert_keys() -> String {
+/// One row of a CEF key table of `docs/formats.md`: the key, its label, what it holds,
+/// its kind and its limit.
+pub(crate) type KeyRow = (
+    &'static str,
+    Option<(&'static str, &'static str)>,
+    String,
+    KeyValue,
+    usize,
+);
+
+/// A CEF key table of `docs/formats.md` (alerts, sessions, file events).
+pub(crate) fn render_key_table(rows: impl IntoIterator<Item = KeyRow>) -> String {
     let mut out = String::from("| CEF key | Label | Value | Limit |\n|---|---|---|---|\n");
-    for k in ALERT_KEYS {
-        let limit = match k.kind {
+    for (key, label, value, kind, limit) in rows {
+        let limit = match kind {
             KeyValue::Integer => "integer".to_owned(),
-            _ => k.limit.to_string(),
+            _ => limit.to_string(),
         };
-        out.push_str(&format!(
-            "| `{}` | {} | {} | {} |\n",
-            k.key,
-            k.label.map_or("".to_owned(), |(_, l)| format!("`{l}`")),
-            k.value.describe(),
-            limit
-        ));
+        let label = label.map_or(String::new(), |(_, l)| format!("`{l}`"));
+        out.push_str(&format!("| `{key}` | {label} | {value} | {limit} |\n"));
     }
     out
+}
+
+/// The alert key table of `docs/formats.md`.
+pub fn render_alert_keys() -> String {
+    render_key_table(
+        ALERT_KEYS
+            .iter()
+            .map(|k| (k.key, k.label, k.value.describe(), k.kind, k.limit)),
+    )
 }
 
 /// The alert type table of `docs/formats.md`.
@@ -1145,21 +1159,11 @@ pub const SESSION_KEYS: &[SessionKey] = &[
 
 /// The session key table of `docs/formats.md`.
 pub fn render_session_keys() -> String {
-    let mut out = String::from("| CEF key | Label | Value | Limit |\n|---|---|---|---|\n");
-    for k in SESSION_KEYS {
-        let limit = match k.kind {
-            KeyValue::Integer => "integer".to_owned(),
-            _ => k.limit.to_string(),
-        };
-        out.push_str(&format!(
-            "| `{}` | {} | {} | {} |\n",
-            k.key,
-            k.label.map_or("".to_owned(), |(_, l)| format!("`{l}`")),
-            k.value.describe(),
-            limit
-        ));
-    }
-    out
+    render_key_table(
+        SESSION_KEYS
+            .iter()
+            .map(|k| (k.key, k.label, k.value.describe(), k.kind, k.limit)),
+    )
 }
 
 /// The session state and severity tables of `docs/formats.md`.

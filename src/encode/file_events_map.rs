@@ -132,21 +132,11 @@ pub const FILE_EVENT_CEF_KEYS: &[AlertKey] = &[
 
 /// The file event key table of `docs/formats.md`.
 pub fn render_file_event_keys() -> String {
-    let mut out = String::from("| CEF key | Label | Value | Limit |\n|---|---|---|---|\n");
-    for k in FILE_EVENT_CEF_KEYS {
-        let limit = match k.kind {
-            KeyValue::Integer => "integer".to_owned(),
-            _ => k.limit.to_string(),
-        };
-        out.push_str(&format!(
-            "| `{}` | {} | {} | {} |\n",
-            k.key,
-            k.label.map_or(String::new(), |(_, l)| format!("`{l}`")),
-            k.value.describe(),
-            limit
-        ));
-    }
-    out
+    super::cef_map::render_key_table(
+        FILE_EVENT_CEF_KEYS
+            .iter()
+            .map(|k| (k.key, k.label, k.value.describe(), k.kind, k.limit)),
+    )
 }
 
 /// The file event action table of `docs/formats.md`.

@@ -5,7 +5,7 @@
 
 use super::super::cef_map::{AlertKey, AlertValue, KeyValue, SessionValue, SESSION_KEYS};
 use super::super::json::{write_bounded, write_compact, Emit};
-use super::{alert_field_fits, Ext, MAX_MAPPED_FIELD};
+use super::{alert_field_fits, key_and_label, mapped_field, Ext};
 use crate::normalize::json::read_i64;
 use crate::normalize::time::{write_rfc3339, Civil};
 use crate::normalize::Record;
@@ -16,25 +16,9 @@ use std::borrow::Cow;
 pub(super) fn write_session_keys(ext: &mut Ext<'_>, rec: &Record<'_>, civil: &Civil) -> u128 {
     let mut mapped = 0u128;
     let summary = rec.session.as_deref();
-    let field = |name: &str| {
-        rec.fields
-            .iter()
-            .enumerate()
-            .take(MAX_MAPPED_FIELD)
-            .find(|(_, f)| f.key == name)
-    };
+    let field = |name: &str| mapped_field(rec, name);
     for k in SESSION_KEYS {
-        let key_and_label = |ext: &mut Ext<'_>| {
-            if let Some((label_key, label)) = k.label {
-                ext.key(" ");
-                ext.key(label_key);
-                ext.key("=");
-                ext.key(label);
-            }
-            ext.key(" ");
-            ext.key(k.key);
-            ext.key("=");
-        };
+        let key_and_label = |ext: &mut Ext<'_>| key_and_label(ext, k.key, k.label);
         let list = |items: &[Cow<'_, str>]| (!items.is_empty()).then(|| items.join(", "));
         let int = |ext: &mut Ext<'_>, n: Option<i64>| {
             if let Some(n) = n {
