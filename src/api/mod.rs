@@ -364,6 +364,42 @@ impl ApiClient {
         self.access_token().await.map(|_| ())
     }
 
+    /// One page of a `GET` listing at `path`: the records of the array at `array`, at
+    /// most `cap` of them, and the count at `count_key` beside it. A response without
+    /// that array is a decode error saying so (`what` names the array).
+    #[allow(clippy::too_many_arguments)]
+    async fn get_listing(
+        &self,
+        endpoint: &str,
+        path: &str,
+        params: &[(&'static str, String)],
+        array: &'static [&'static [u8]],
+        count_key: &'static [u8],
+        cap: usize,
+        what: &str,
+    ) -> Result<(Vec<Box<serde_json::value::RawValue>>, Option<u64>), ApiError> {
+        let url = join(&self.base_url, path);
+        let split = self
+            .call_reading(
+                endpoint,
+                CallAuth::Bearer,
+                |c| c.get(url.clone()).query(params),
+                || {
+                    stream::PageSplitter::for_path(array)
+                        .counting(count_key)
+                        .at_most(cap)
+                },
+            )
+            .await?;
+        match split.events {
+            Some(records) => Ok((records, split.total_result_count)),
+            None => Err(ApiError::Decode {
+                endpoint: endpoint.to_string(),
+                reason: format!("no {what} array in the response"),
+            }),
+        }
+    }
+
     // ---- the one request loop ----
 
     /// Sends a request built by `make` (called again for every attempt), retrying as the

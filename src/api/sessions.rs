@@ -14,8 +14,8 @@
 //! nanoseconds: the start is rounded down and the end up, so that the query always covers
 //! the window; what it returns outside the window is the window logic's to drop.
 
-use super::stream::{record_cap, PageSplitter};
-use super::{join, ApiClient, ApiError, CallAuth};
+use super::stream::record_cap;
+use super::{ApiClient, ApiError, CallAuth};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -117,32 +117,19 @@ fn query_params(q: &SessionQuery) -> Vec<(&'static str, String)> {
 impl ApiClient {
     /// One page of `GET /v1/sessions`.
     pub async fn query_sessions(&self, q: &SessionQuery) -> Result<SessionsPage, ApiError> {
-        let endpoint = "GET /v1/sessions";
-        let url = join(&self.base_url, "/v1/sessions");
-        let params = query_params(q);
         let cap = record_cap(q.page_size.clamp(1, MAX_SESSION_PAGE_SIZE) as usize);
-        let split = self
-            .call_reading(
-                endpoint,
-                CallAuth::Bearer,
-                |c| c.get(url.clone()).query(&params),
-                || {
-                    PageSplitter::for_path(ITEMS_PATH)
-                        .counting(b"totalCount")
-                        .at_most(cap)
-                },
+        let (items, total_count) = self
+            .get_listing(
+                "GET /v1/sessions",
+                "/v1/sessions",
+                &query_params(q),
+                ITEMS_PATH,
+                b"totalCount",
+                cap,
+                "items",
             )
             .await?;
-        match split.events {
-            Some(items) => Ok(SessionsPage {
-                items,
-                total_count: split.total_result_count,
-            }),
-            None => Err(ApiError::Decode {
-                endpoint: endpoint.to_string(),
-                reason: "no items array in the response".to_string(),
-            }),
-        }
+        Ok(SessionsPage { items, total_count })
     }
 
     /// The file events of one session (`GET /v1/sessions/{id}/events`): the

@@ -22,8 +22,8 @@
 //! This module does not decide which window to query (that is
 //! [`crate::sources::sync_log`]).
 
-use super::stream::{record_cap, PageSplitter};
-use super::{join, ApiClient, ApiError, CallAuth};
+use super::stream::record_cap;
+use super::{ApiClient, ApiError};
 use chrono::{DateTime, TimeDelta, Timelike, Utc};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -126,32 +126,22 @@ fn query_params(q: &SyncLogQuery) -> Vec<(&'static str, String)> {
 impl ApiClient {
     /// One page of `GET /api/v3/DirectorySyncLog`.
     pub async fn query_sync_log(&self, q: &SyncLogQuery) -> Result<SyncLogPage, ApiError> {
-        let endpoint = "GET /api/v3/DirectorySyncLog";
-        let url = join(&self.base_url, "/api/v3/DirectorySyncLog");
-        let params = query_params(q);
         let cap = record_cap(q.page_size.clamp(1, MAX_SYNC_LOG_PAGE_SIZE) as usize);
-        let split = self
-            .call_reading(
-                endpoint,
-                CallAuth::Bearer,
-                |c| c.get(url.clone()).query(&params),
-                || {
-                    PageSplitter::for_path(ENTRIES_PATH)
-                        .counting(b"TotalResults")
-                        .at_most(cap)
-                },
+        let (entries, total_results) = self
+            .get_listing(
+                "GET /api/v3/DirectorySyncLog",
+                "/api/v3/DirectorySyncLog",
+                &query_params(q),
+                ENTRIES_PATH,
+                b"TotalResults",
+                cap,
+                "data.\"Directory Sync Logs\"",
             )
             .await?;
-        match split.events {
-            Some(entries) => Ok(SyncLogPage {
-                entries,
-                total_results: split.total_result_count,
-            }),
-            None => Err(ApiError::Decode {
-                endpoint: endpoint.to_string(),
-                reason: "no data.\"Directory Sync Logs\" array in the response".to_string(),
-            }),
-        }
+        Ok(SyncLogPage {
+            entries,
+            total_results,
+        })
     }
 }
 

@@ -181,6 +181,31 @@ impl Problems {
     }
 }
 
+/// The clause of the filter group at `gat` (`AND`, the default, or `OR`, in any case),
+/// with a problem for any other clause and for a group of no filters.
+pub(super) fn filter_group(
+    gat: &str,
+    clause: Option<&str>,
+    filters: usize,
+    p: &mut Problems,
+) -> super::FilterClause {
+    let clause = match clause.map(str::to_ascii_uppercase).as_deref() {
+        None | Some("AND") => super::FilterClause::And,
+        Some("OR") => super::FilterClause::Or,
+        Some(other) => {
+            p.add(
+                format!("{gat}.clause"),
+                format!("`{other}` is not AND or OR"),
+            );
+            super::FilterClause::And
+        }
+    };
+    if filters == 0 {
+        p.add(format!("{gat}.filters"), "must have at least one filter");
+    }
+    clause
+}
+
 pub(super) fn url(path: &str, value: &str, p: &mut Problems) -> Option<Url> {
     match Url::parse(value) {
         Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {

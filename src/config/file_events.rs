@@ -8,7 +8,7 @@
 //! operators the API documents, so a typo is refused before start. Not here: the
 //! request body (`api::file_events`).
 
-use super::check::Problems;
+use super::check::{filter_group, Problems};
 use super::FilterClause;
 use serde::Deserialize;
 
@@ -142,25 +142,7 @@ pub(super) fn file_event_filters(
     let mut out = Vec::new();
     for (g, raw) in groups.into_iter().flatten().enumerate() {
         let gat = format!("sources.{name}.filter_groups[{g}]");
-        let clause = match raw
-            .clause
-            .as_deref()
-            .map(str::to_ascii_uppercase)
-            .as_deref()
-        {
-            None | Some("AND") => FilterClause::And,
-            Some("OR") => FilterClause::Or,
-            Some(other) => {
-                p.add(
-                    format!("{gat}.clause"),
-                    format!("`{other}` is not AND or OR"),
-                );
-                FilterClause::And
-            }
-        };
-        if raw.filters.is_empty() {
-            p.add(format!("{gat}.filters"), "must have at least one filter");
-        }
+        let clause = filter_group(&gat, raw.clause.as_deref(), raw.filters.len(), p);
         let mut filters = Vec::new();
         for (i, f) in raw.filters.into_iter().enumerate() {
             let fat = format!("{gat}.filters[{i}]");

@@ -228,25 +228,7 @@ fn alerts(name: &str, a: RawAlerts, p: &mut Problems) -> SourceSpec {
     let mut groups = Vec::new();
     for (g, raw) in a.filter_groups.iter().flatten().enumerate() {
         let gat = format!("sources.{name}.filter_groups[{g}]");
-        let clause = match raw
-            .clause
-            .as_deref()
-            .map(str::to_ascii_uppercase)
-            .as_deref()
-        {
-            None | Some("AND") => FilterClause::And,
-            Some("OR") => FilterClause::Or,
-            Some(other) => {
-                p.add(
-                    format!("{gat}.clause"),
-                    format!("`{other}` is not AND or OR"),
-                );
-                FilterClause::And
-            }
-        };
-        if raw.filters.is_empty() {
-            p.add(format!("{gat}.filters"), "must have at least one filter");
-        }
+        let clause = filter_group(&gat, raw.clause.as_deref(), raw.filters.len(), p);
         let mut filters = Vec::new();
         for (i, f) in raw.filters.iter().enumerate() {
             let fat = format!("{gat}.filters[{i}]");
