@@ -80,6 +80,12 @@ pub struct Metrics {
     /// estimated from the responses' `Date` headers (the lower bound; see
     /// [`crate::api::clock`]). Query windows follow the API's clock.
     pub api_clock_offset: FloatGaugeFamily,
+    /// `c42fwd_api_concurrency_limit{tenant}`: how many data requests the tenant may
+    /// have in flight now (its `max_concurrent_requests`, halved by 429s and grown back;
+    /// [`crate::api::limiter`]).
+    pub api_concurrency_limit: GaugeFamily,
+    /// `c42fwd_api_requests_in_flight{tenant}`: data requests in flight now.
+    pub api_requests_in_flight: GaugeFamily,
     /// `c42fwd_sink_events_total{sink}`: records the sink delivered.
     pub sink_events: CounterFamily,
     /// `c42fwd_sink_bytes_total{sink}`.
@@ -332,6 +338,16 @@ impl Metrics {
                 "api_clock_offset_seconds",
                 "The API's clock minus this host's, from the responses' Date headers",
                 FloatGaugeFamily
+            ),
+            api_concurrency_limit: reg!(
+                "api_concurrency_limit",
+                "Data requests the tenant may have in flight now (halved by 429s)",
+                GaugeFamily
+            ),
+            api_requests_in_flight: reg!(
+                "api_requests_in_flight",
+                "Data requests in flight to the tenant's API",
+                GaugeFamily
             ),
             sink_events: reg!("sink_events", "Records delivered by a sink", CounterFamily),
             sink_bytes: reg!("sink_bytes", "Bytes written by a sink", CounterFamily),

@@ -27,6 +27,7 @@ mod audit;
 mod auth;
 pub mod clock;
 mod file_events;
+pub mod limiter;
 mod sessions;
 mod stream;
 mod sync_log;
@@ -190,6 +191,8 @@ pub struct ApiClient {
     alerts_take_v3_user_token: AtomicBool,
     /// The API's clock, from the responses' `Date` headers: the sources' "now".
     clock: Arc<clock::ApiClock>,
+    /// The tenant's concurrent data requests (`max_concurrent_requests`, AIMD on 429).
+    limiter: limiter::Limiter,
 }
 
 impl std::fmt::Debug for ApiClient {
@@ -271,7 +274,6 @@ impl ApiClient {
             http,
             max_response_bytes: tenant.max_response_bytes,
             backoff: DEFAULT_BACKOFF,
-            metrics,
             token: Mutex::new(TokenSlot {
                 current: None,
                 generation: 0,
@@ -281,6 +283,9 @@ impl ApiClient {
             alerts_base: OnceCell::new(),
             alerts_take_v3_user_token: AtomicBool::new(false),
             clock: Arc::new(clock::ApiClock::new()),
+            limiter: limiter::Limiter::new(tenant.max_concurrent_requests)
+                .with_metrics(metrics.clone(), &tenant.name),
+            metrics,
         })
     }
 
@@ -293,6 +298,11 @@ impl ApiClient {
     /// The configured tenant name.
     pub fn tenant(&self) -> &str {
         &self.tenant
+    }
+
+    /// The tenant's limit of concurrent data requests.
+    pub fn limiter(&self) -> &limiter::Limiter {
+        &self.limiter
     }
 
     pub fn generation(&self) -> ApiGeneration {
@@ -444,6 +454,13 @@ impl ApiClient {
                 };
                 request = request.header(AUTHORIZATION, format!("{scheme} {}", token.expose()));
             }
+            // A data request waits for a slot under the tenant's limit and holds it
+            // while it is sent and its body read (not during a backoff below).
+            let permit = if auth.uses_token() {
+                Some(self.limiter.acquire().await)
+            } else {
+                None
+            };
             let sent = Utc::now();
             let failure = match request.send().await {
                 Ok(resp) => {
@@ -506,10 +523,16 @@ impl ApiClient {
                         let endpoint = endpoint.to_string();
                         let status_u16 = status.as_u16();
                         match status {
-                            StatusCode::TOO_MANY_REQUESTS => ApiError::RateLimited {
-                                endpoint,
-                                retry_after,
-                            },
+                            StatusCode::TOO_MANY_REQUESTS => {
+                                if permit.is_some() {
+                                    let limit = self.limiter.rate_limited();
+                                    tracing::debug!(tenant = %self.tenant, limit, "429: concurrent data requests lowered");
+                                }
+                                ApiError::RateLimited {
+                                    endpoint,
+                                    retry_after,
+                                }
+                            }
                             s if s.is_server_error() => ApiError::Server {
                                 endpoint,
                                 status: status_u16,
@@ -542,6 +565,7 @@ impl ApiClient {
                     transport_error(endpoint, &e)
                 }
             };
+            drop(permit);
             if !failure.is_retriable() {
                 return Err(failure);
             }
@@ -1149,6 +1173,7 @@ mod tests {
             request_timeout: Duration::from_secs(5),
             ca_file: None,
             max_response_bytes: crate::config::DEFAULT_MAX_RESPONSE_BYTES,
+            max_concurrent_requests: crate::config::DEFAULT_MAX_CONCURRENT_REQUESTS,
         }
     }
 

@@ -100,6 +100,7 @@ pub(super) async fn demo(a: DemoArgs) -> anyhow::Result<()> {
         request_timeout: Duration::from_secs(30),
         ca_file: None,
         max_response_bytes: crate::config::DEFAULT_MAX_RESPONSE_BYTES,
+        max_concurrent_requests: crate::config::DEFAULT_MAX_CONCURRENT_REQUESTS,
     };
     let source_name = if files { "files" } else { "audit" };
     let source = Source {

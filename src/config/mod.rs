@@ -90,7 +90,17 @@ pub struct Tenant {
     /// The most bytes of one API response body read; a larger one is cut off and
     /// refused (`max_response_bytes`, default [`DEFAULT_MAX_RESPONSE_BYTES`]).
     pub max_response_bytes: u64,
+    /// The most data requests in flight to the tenant at once, before 429s lower it
+    /// (`max_concurrent_requests`, default [`DEFAULT_MAX_CONCURRENT_REQUESTS`];
+    /// [`crate::api::limiter`]).
+    pub max_concurrent_requests: usize,
 }
+
+/// The default of a tenant's `max_concurrent_requests`.
+pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 2;
+
+/// The range `max_concurrent_requests` accepts.
+pub const MAX_CONCURRENT_REQUESTS_RANGE: std::ops::RangeInclusive<usize> = 1..=16;
 
 /// The default of a tenant's `max_response_bytes`: a full Audit Log page of 10,000
 /// events is a few MiB; this leaves room for large alert details.
@@ -114,6 +124,7 @@ impl std::fmt::Debug for Tenant {
             .field("request_timeout", &self.request_timeout)
             .field("ca_file", &self.ca_file)
             .field("max_response_bytes", &self.max_response_bytes)
+            .field("max_concurrent_requests", &self.max_concurrent_requests)
             .finish()
     }
 }

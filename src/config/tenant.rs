@@ -142,6 +142,23 @@ pub(super) fn tenant(name: &str, t: RawTenant, p: &mut Problems) -> Option<Tenan
             }
         },
     };
+    let max_concurrent_requests = match t.max_concurrent_requests {
+        None => DEFAULT_MAX_CONCURRENT_REQUESTS,
+        Some(n) => match usize::try_from(n) {
+            Ok(n) if MAX_CONCURRENT_REQUESTS_RANGE.contains(&n) => n,
+            _ => {
+                p.add(
+                    at("max_concurrent_requests"),
+                    format!(
+                        "{n} is out of range {}-{} (data requests in flight at once)",
+                        MAX_CONCURRENT_REQUESTS_RANGE.start(),
+                        MAX_CONCURRENT_REQUESTS_RANGE.end()
+                    ),
+                );
+                DEFAULT_MAX_CONCURRENT_REQUESTS
+            }
+        },
+    };
     if let Some(ca) = &t.ca_file {
         if let Err(e) = std::fs::metadata(ca) {
             p.add(at("ca_file"), format!("cannot read {}: {e}", ca.display()));
@@ -160,6 +177,7 @@ pub(super) fn tenant(name: &str, t: RawTenant, p: &mut Problems) -> Option<Tenan
         request_timeout,
         ca_file: t.ca_file,
         max_response_bytes,
+        max_concurrent_requests,
     })
 }
 
@@ -189,6 +207,31 @@ mod tests {
             assert!(
                 p[0].starts_with("tenants.acme.max_response_bytes: ")
                     && p[0].contains("out of range"),
+                "{bad}: {p:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn max_concurrent_requests_defaults_and_is_range_checked() {
+        let c = parse_str(MINIMAL).unwrap();
+        assert_eq!(c.tenants["acme"].max_concurrent_requests, 2);
+        let with = |v: &str| {
+            MINIMAL.replace(
+                "client_secret = \"s3cret\"",
+                &format!("client_secret = \"s3cret\"\nmax_concurrent_requests = {v}"),
+            )
+        };
+        let c = parse_str(&with("16")).unwrap();
+        assert_eq!(c.tenants["acme"].max_concurrent_requests, 16);
+        let c = parse_str(&with("1")).unwrap();
+        assert_eq!(c.tenants["acme"].max_concurrent_requests, 1);
+        for bad in ["0", "-1", "17", "4294967296"] {
+            let p = problems(&with(bad));
+            assert_eq!(p.len(), 1, "{bad}: {p:?}");
+            assert!(
+                p[0].starts_with("tenants.acme.max_concurrent_requests: ")
+                    && p[0].contains("out of range 1-16"),
                 "{bad}: {p:?}"
             );
         }

@@ -110,6 +110,9 @@ impl WindowFetch for AlertsFetch {
     const UNIQUE_KEYS: bool = true;
     // An alert can stop matching a state filter, or be deleted, between two pages.
     const ALWAYS_RE_ANCHOR: bool = true;
+    // No: alerts move between pages (above), so no time range of them is settled, and
+    // each page fetches its details already; a backlog is read one page at a time.
+    const CONCURRENT_CATCH_UP: bool = false;
 
     fn from_source(
         source: &config::Source,

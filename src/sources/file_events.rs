@@ -195,6 +195,9 @@ impl WindowFetch for FileEventsFetch {
     const RESULT_LIMIT: u64 = QUERY_RESULT_LIMIT;
     const UNIQUE_KEYS: bool = true;
     const ALWAYS_RE_ANCHOR: bool = false;
+    // No: the fetcher keeps one page-token cursor, for the current query window only;
+    // two slices paging at once would each take the other's token for its own.
+    const CONCURRENT_CATCH_UP: bool = false;
 
     fn from_source(
         source: &config::Source,

@@ -18,6 +18,7 @@ pub mod file_events;
 pub mod poll;
 pub mod reconcile;
 pub mod sessions;
+pub mod slices;
 pub mod sync_log;
 pub mod window;
 

@@ -190,6 +190,10 @@ pub trait WindowFetch: Send + Sync + Sized + 'static {
     /// filter, deletions): offsets are never trusted, every full page is followed by a
     /// query from its newest record ([`PollCycle::with_re_anchoring`]).
     const ALWAYS_RE_ANCHOR: bool;
+    /// A backlog may be read in time slices at once, committed in order
+    /// ([`super::slices`]): the records of a settled time range do not change while
+    /// they are paged, and the fetcher keeps no cursor between two queries.
+    const CONCURRENT_CATCH_UP: bool;
 
     /// The page size of the loop for a configured `page_size`: by default the
     /// configured one, capped at [`Self::MAX_PAGE_SIZE`]. (Sessions take the configured
@@ -330,11 +334,14 @@ pub struct WindowPoller<F: WindowFetch> {
     pub(super) name: Arc<str>,
     pub(super) fetch: F,
     pub(super) lag: Duration,
-    poll_interval: Duration,
+    pub(super) poll_interval: Duration,
     start: StartAt,
     pub(super) page_size: u32,
     /// The most events of one batch ([`MAX_BATCH_EVENTS`]; smaller in tests).
     batch_events: usize,
+    /// How many time slices of a backlog are read at once (the tenant's
+    /// `max_concurrent_requests`; 1 reads it one page at a time; [`super::slices`]).
+    pub(super) slice_readers: usize,
     reconcile_after: Option<Duration>,
     /// The tenant's name, for the logs (the fetcher holds the client).
     tenant: String,
@@ -401,6 +408,11 @@ impl<F: WindowFetch> WindowPoller<F> {
             start: source.start,
             page_size: F::window_page_size(source.page_size),
             batch_events: MAX_BATCH_EVENTS,
+            slice_readers: if F::CONCURRENT_CATCH_UP {
+                client.limiter().max()
+            } else {
+                1
+            },
             reconcile_after: source.reconcile_after,
             tenant: client.tenant().to_string(),
             clock: client.clock(),
@@ -478,6 +490,37 @@ impl<F: WindowFetch> WindowPoller<F> {
                 };
                 Err(e)
             }
+        }
+    }
+
+    /// A poller over `fetch` without an API client (tests with fake fetchers).
+    #[cfg(test)]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn for_test(
+        fetch: F,
+        store: Store,
+        metrics: Arc<Metrics>,
+        start: StartAt,
+        lag: Duration,
+        poll_interval: Duration,
+        page_size: u32,
+        slice_readers: usize,
+    ) -> Self {
+        WindowPoller {
+            name: Arc::from("audit"),
+            fetch,
+            lag,
+            poll_interval,
+            start,
+            page_size,
+            batch_events: MAX_BATCH_EVENTS,
+            slice_readers,
+            reconcile_after: None,
+            tenant: "t".into(),
+            store,
+            metrics,
+            clock: Arc::new(ApiClock::new()),
+            api: None,
         }
     }
 
@@ -582,6 +625,22 @@ impl<F: WindowFetch> WindowPoller<F> {
             let poll_time = self.clock.now();
             if let Some(l) = flight.ledger.as_mut() {
                 l.begin_cycle(poll_time);
+            }
+            // Far behind: the settled backlog is read in time slices at once first.
+            if self
+                .catch_up_in_slices(
+                    route,
+                    shutdown,
+                    state,
+                    flight,
+                    poll_time,
+                    &mut limit,
+                    &mut catch_up,
+                )
+                .await?
+                .is_break()
+            {
+                return Ok(());
             }
             let mut cycle = self.cycle(state, poll_time, self.lag, limit);
             let mut next = Next::Fetch(cycle.current());
@@ -690,7 +749,7 @@ impl<F: WindowFetch> WindowPoller<F> {
 
     /// Where the source is now: its position gauge, and the catch-up lines
     /// ([`super::catch_up`]) while it is behind the lag window.
-    fn observe(&self, catch_up: &mut CatchUp, state: &WindowState, flight: &Commits) {
+    pub(super) fn observe(&self, catch_up: &mut CatchUp, state: &WindowState, flight: &Commits) {
         let position = state.watermark();
         self.metrics.source_position(&self.name, position);
         let behind = catch_up::behind(self.clock.now(), self.lag, position);
@@ -875,7 +934,12 @@ impl<F: WindowFetch> WindowPoller<F> {
     /// order, from the future or after the query window, and a short page its own
     /// count contradicted. Each suspect event is named by its time and fingerprint
     /// (never its content); past [`MAX_NAMED_ANOMALIES`] per page, a summary line.
-    fn report_listing(&self, q: QueryWindow, marks: &[PageEvent], verdict: &PageVerdict) {
+    pub(super) fn report_listing(
+        &self,
+        q: QueryWindow,
+        marks: &[PageEvent],
+        verdict: &PageVerdict,
+    ) {
         let src = &self.name;
         if verdict.listed_after.is_some() || !verdict.anomalies.is_empty() {
             let mut counts = [0u64; 3];
@@ -1181,7 +1245,7 @@ impl<F: WindowFetch> WindowPoller<F> {
         Ok(())
     }
 
-    fn count_split(&self) {
+    pub(super) fn count_split(&self) {
         self.metrics
             .source_window_splits
             .get_or_create(&label("source", &self.name))
@@ -1347,6 +1411,7 @@ mod tests {
         const RESULT_LIMIT: u64 = T::RESULT_LIMIT;
         const UNIQUE_KEYS: bool = false;
         const ALWAYS_RE_ANCHOR: bool = false;
+        const CONCURRENT_CATCH_UP: bool = true;
 
         fn from_source(
             source: &config::Source,
@@ -1414,6 +1479,7 @@ mod tests {
             request_timeout: Duration::from_secs(1),
             ca_file: None,
             max_response_bytes: crate::config::DEFAULT_MAX_RESPONSE_BYTES,
+            max_concurrent_requests: crate::config::DEFAULT_MAX_CONCURRENT_REQUESTS,
         };
         Arc::new(ApiClient::new(&tenant, metrics.clone()).unwrap())
     }
@@ -1534,6 +1600,7 @@ mod tests {
             start: source.start,
             page_size: 100,
             batch_events: MAX_BATCH_EVENTS,
+            slice_readers: 1,
             reconcile_after: Some(Duration::from_secs(300)),
             tenant: "t".into(),
             store: Store::open(dir).unwrap(),
@@ -1685,6 +1752,7 @@ mod tests {
             start: StartAt::Ago(Duration::from_secs(60)),
             page_size: 100,
             batch_events: MAX_BATCH_EVENTS,
+            slice_readers: 1,
             reconcile_after: None,
             tenant: "t".into(),
             store: store.clone(),
@@ -1771,6 +1839,7 @@ mod tests {
             start: StartAt::Ago(Duration::from_secs(7200)),
             page_size: 100,
             batch_events: MAX_BATCH_EVENTS,
+            slice_readers: 1,
             reconcile_after: None,
             tenant: "t".into(),
             store: Store::open(dir.path()).unwrap(),
@@ -1879,6 +1948,7 @@ mod tests {
             start: StartAt::Ago(Duration::from_secs(120)),
             page_size: 100,
             batch_events: 3,
+            slice_readers: 1,
             reconcile_after: None,
             tenant: "t".into(),
             store: store.clone(),

@@ -293,6 +293,9 @@ impl WindowFetch for SessionsFetch {
     const UNIQUE_KEYS: bool = true;
     // Sessions change (and so move in the API's order) between two reads.
     const ALWAYS_RE_ANCHOR: bool = true;
+    // No: the whole update window is read again every poll (sessions change), and
+    // nothing of it is settled.
+    const CONCURRENT_CATCH_UP: bool = false;
 
     fn from_source(
         source: &config::Source,

@@ -41,6 +41,9 @@ impl WindowFetch for SyncLogFetch {
     const RESULT_LIMIT: u64 = SEARCH_RESULT_LIMIT;
     const UNIQUE_KEYS: bool = false;
     const ALWAYS_RE_ANCHOR: bool = false;
+    // Yes: like the Audit Log, a settled time range stays put, and the fetcher holds
+    // nothing between queries.
+    const CONCURRENT_CATCH_UP: bool = true;
 
     fn from_source(
         source: &config::Source,

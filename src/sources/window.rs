@@ -206,6 +206,25 @@ impl WindowState {
         self.advance_keeping(to, None)
     }
 
+    /// Adds the fingerprints of `other` at or after this state's watermark, each with
+    /// the larger of the two counts (the same forwarded copy may be in both: a sum could
+    /// make a copy that was never sent look sent; the larger count can only let one go
+    /// out twice). Used to join the states of consecutive time slices
+    /// ([`super::slices`]).
+    pub fn absorb(&mut self, other: &WindowState) {
+        for (&hash, s) in other
+            .seen
+            .iter()
+            .filter(|(_, s)| s.occurred >= self.watermark)
+        {
+            let e = self.seen.entry(hash).or_insert(Seen {
+                count: 0,
+                occurred: s.occurred,
+            });
+            e.count = e.count.max(s.count);
+        }
+    }
+
     /// [`Self::advance_to`], adding the pruned fingerprints (and their counts) to
     /// `pruned`.
     fn advance_keeping(

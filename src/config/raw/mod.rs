@@ -142,6 +142,8 @@ pub struct RawTenant {
     pub services: Option<RawServices>,
     /// The most bytes of one API response body.
     pub max_response_bytes: Option<i64>,
+    /// The most data requests in flight to the tenant at once.
+    pub max_concurrent_requests: Option<i64>,
 }
 
 #[derive(Debug, Deserialize, Default)]

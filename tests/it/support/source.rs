@@ -56,6 +56,7 @@ pub fn tenant(api: ApiGeneration, emu: &EmulatorHandle, o: &EmulatorOptions) -> 
         request_timeout: Duration::from_secs(30),
         ca_file: None,
         max_response_bytes: c42fwd::config::DEFAULT_MAX_RESPONSE_BYTES,
+        max_concurrent_requests: c42fwd::config::DEFAULT_MAX_CONCURRENT_REQUESTS,
     }
 }
 
