@@ -11,7 +11,8 @@
 //! `C42FWD_BENCH_EVENTS=N` changes the count, `C42FWD_BENCH_SOURCE=alerts` (or
 //! `sync_log`, `file_events`, or `sessions`: N sessions, those with alerts delivered) reads that source instead, `C42FWD_BENCH_FORMAT=json|leef` changes the
 //! body, `C42FWD_BENCH_QUEUE=N` the sink's queue (batches), `C42FWD_BENCH_PAGE=N` the page size, `C42FWD_BENCH_SOURCE_KEYS` adds TOML lines to the
-//! source (for example `reconcile = false`), `C42FWD_BENCH_PERF=FILE` samples the
+//! source (for example `reconcile = false`), `C42FWD_BENCH_TENANT_KEYS` to the tenant
+//! (for example `max_concurrent_requests = 4`), `C42FWD_BENCH_PERF=FILE` samples the
 //! child with `perf record -g` into FILE (the figures then include perf's overhead),
 //! `C42FWD_BENCH_BIN=PATH` runs another build of c42fwd (or a wrapper that execs one,
 //! such as a heap profiler). Under `cargo test` (no
@@ -196,6 +197,7 @@ api = "incydr"
 base_url = "{base}"
 client_id = "{id}"
 client_secret = "{secret}"
+{tenant_keys}
 
 [sources.audit]
 type = "{source}"
@@ -218,6 +220,7 @@ sources = ["audit"]
 sinks = ["tcp"]
 "#,
         source_keys = std::env::var("C42FWD_BENCH_SOURCE_KEYS").unwrap_or_default(),
+        tenant_keys = std::env::var("C42FWD_BENCH_TENANT_KEYS").unwrap_or_default(),
         // A sessions source's lag is its update window, at least a minute.
         lag = if source == "sessions" { "1m" } else { "1s" },
         state = dir.path().join("state").display(),

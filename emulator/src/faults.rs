@@ -63,6 +63,9 @@ pub struct EmulatorStats {
     pub events_served: u64,
     /// Requests let in with `Authorization: v3_user_token <t>` rather than `Bearer`.
     pub v3_user_token_requests: u64,
+    /// The most requests to the data endpoints (those behind `--latency`) that were in
+    /// the emulator at once, from their arrival to their response's head.
+    pub max_data_in_flight: u64,
 }
 
 impl EmulatorStats {
@@ -111,6 +114,17 @@ pub(crate) struct FaultState {
     tokens_issued: AtomicU64,
     events_served: AtomicU64,
     v3_user_token_requests: AtomicU64,
+    data_in_flight: AtomicU64,
+    max_data_in_flight: AtomicU64,
+}
+
+/// A data request inside the emulator; counted out when dropped.
+pub(crate) struct InFlight<'a>(&'a FaultState);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.data_in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl FaultState {
@@ -201,6 +215,13 @@ impl FaultState {
             .or_default() += 1;
     }
 
+    /// A data request arrived: counted in until the guard is dropped.
+    pub(crate) fn data_request(&self) -> InFlight<'_> {
+        let now = self.data_in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_data_in_flight.fetch_max(now, Ordering::SeqCst);
+        InFlight(self)
+    }
+
     pub(crate) fn count_v3_user_token(&self) {
         self.v3_user_token_requests.fetch_add(1, Ordering::Relaxed);
     }
@@ -232,6 +253,7 @@ impl FaultState {
             tokens_issued: self.tokens_issued.load(Ordering::Relaxed),
             events_served: self.events_served.load(Ordering::Relaxed),
             v3_user_token_requests: self.v3_user_token_requests.load(Ordering::Relaxed),
+            max_data_in_flight: self.max_data_in_flight.load(Ordering::SeqCst),
         }
     }
 }

@@ -142,6 +142,7 @@ impl fmt::Display for ByteRate {
 /// The middleware in front of the data routes: waits `latency`, serves, and sends the
 /// body at `bandwidth`.
 pub(crate) async fn pace(State(st): State<Arc<Emulator>>, req: Request, next: Next) -> Response {
+    let _in_flight = st.faults.data_request();
     let latency = st.opts.latency;
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;

@@ -29,6 +29,7 @@ use super::stream::{record_cap, PageSplitter};
 use super::{join, ApiClient, ApiError, CallAuth};
 use crate::config::{AlertFilterGroup, ApiGeneration};
 use chrono::{DateTime, TimeDelta, Timelike, Utc};
+use futures_util::StreamExt as _;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::collections::HashMap;
@@ -428,7 +429,10 @@ impl ApiClient {
             .ok_or_else(|| decode("no totalCount in the response".to_string()))
     }
 
-    /// `query-details` for `ids`, in requests of at most [`MAX_DETAILS_IDS`] ids.
+    /// `query-details` for `ids`, in requests of at most [`MAX_DETAILS_IDS`] ids, up to
+    /// the tenant's `max_concurrent_requests` of them at once (each holds a permit of
+    /// the tenant's limiter, [`super::limiter`]); the answers are keyed by id, so the
+    /// caller's order is kept whatever order they come in.
     pub async fn query_alert_details(&self, ids: &[String]) -> Result<AlertDetails, ApiError> {
         let mut details = AlertDetails::default();
         if ids.is_empty() {
@@ -439,23 +443,26 @@ impl ApiClient {
             ApiGeneration::Legacy => Some(self.tenant_id().await?),
             ApiGeneration::Incydr => None,
         };
-        for body in details_bodies(ids, tenant_id.as_deref()) {
-            let cap = record_cap(body["alertIds"].as_array().map_or(0, Vec::len));
-            let split = self
-                .call_reading(
-                    &endpoint,
-                    auth,
-                    |c| c.post(url.clone()).json(&body),
-                    || PageSplitter::for_path(ALERTS_ARRAY).at_most(cap),
-                )
-                .await?;
-            let Some(alerts) = split.events else {
-                return Err(ApiError::Decode {
-                    endpoint,
+        let (endpoint, url) = (&endpoint, &url);
+        let mut answers = futures_util::stream::iter(details_bodies(ids, tenant_id.as_deref()))
+            .map(|body| async move {
+                let cap = record_cap(body["alertIds"].as_array().map_or(0, Vec::len));
+                let split = self
+                    .call_reading(
+                        endpoint,
+                        auth,
+                        |c| c.post(url.clone()).json(&body),
+                        || PageSplitter::for_path(ALERTS_ARRAY).at_most(cap),
+                    )
+                    .await?;
+                split.events.ok_or_else(|| ApiError::Decode {
+                    endpoint: endpoint.clone(),
                     reason: "no alerts array in the response".to_string(),
-                });
-            };
-            for raw in alerts {
+                })
+            })
+            .buffered(self.limiter.max());
+        while let Some(alerts) = answers.next().await {
+            for raw in alerts? {
                 details.insert(raw);
             }
         }

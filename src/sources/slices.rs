@@ -24,9 +24,10 @@
 //! of the query window, of unknown time) can go out a second time from a later slice:
 //! a duplicate, never a loss.
 //!
-//! **Memory (invariant 3).** At most `slice_readers` slices are open at once (read, or
-//! read and not yet sent); a slice that is not the current one reads ahead at most two
-//! pages (one waiting in its hand-off, one read and waiting to be handed over), then
+//! **Memory (invariant 3).** New slices are opened while fewer than `slice_readers`
+//! are open (read, or read and not yet sent), and the rests of cut slices (below) while
+//! fewer than twice that are; a slice that is not the current one reads ahead at most
+//! two pages (one waiting in its hand-off, one read and waiting to be handed over), then
 //! waits. The current slice reads its next page while its previous one is being sent.
 //! The requests themselves are bounded by the tenant's limiter ([`crate::api::limiter`]).
 //!
@@ -34,8 +35,9 @@
 //! the earlier ones found: the first ones span [`FIRST_SLICE`] (or the backlog shared
 //! among the readers, when shorter); each later one aims at [`SLICE_PAGES`] pages by
 //! the density of the last slice read (at most eight times wider or narrower than it,
-//! and at least [`MIN_SLICE`]). A slice denser than that is read like any query
-//! (split at the result limit), only without the read-ahead of its successors.
+//! and at least [`MIN_SLICE`]). A slice whose first page is full and in order is cut
+//! where [`SLICE_PAGES`] such pages reach: its reader reads on to the cut, and the rest
+//! is read as a slice of its own, placed before every slice that starts after it.
 //!
 //! Nothing here spawns: the slice readers are futures polled by the source's own task,
 //! beside the sending of the current slice; on shutdown or an error they are dropped.
@@ -48,7 +50,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use futures_util::future::BoxFuture;
 use futures_util::stream::{FuturesUnordered, StreamExt as _};
 use futures_util::FutureExt as _;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::ops::ControlFlow;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -84,6 +86,7 @@ struct SliceEnd {
 /// A slice being read or waiting to be sent.
 struct Open<T> {
     id: u64,
+    start: DateTime<Utc>,
     pages: mpsc::Receiver<SlicePage<T>>,
     /// Set once its reader finished: `None` inside while it reads.
     end: Option<Option<SliceEnd>>,
@@ -94,6 +97,15 @@ enum Step<T> {
     Stop,
     Finished((u64, Result<Option<SliceEnd>, SourceError>)),
     Page(Option<SlicePage<T>>),
+    Cut(Cut),
+}
+
+/// A slice reader kept `[a, rest_start)` of its slice and hands back the rest.
+struct Cut {
+    rest_start: DateTime<Utc>,
+    rest_end: DateTime<Utc>,
+    /// The span it kept: what two pages span there.
+    kept: TimeDelta,
 }
 
 type Reader<'a> = BoxFuture<'a, (u64, Result<Option<SliceEnd>, SourceError>)>;
@@ -143,32 +155,43 @@ impl<F: WindowFetch> WindowPoller<F> {
         let mut reading: FuturesUnordered<Reader<'_>> = FuturesUnordered::new();
         // The state the earlier slices left (what they sent is all in flight).
         let mut carry: Option<WindowState> = None;
+        // A reader that found its slice dense keeps its first part and hands back the
+        // rest, to be read as the slice right after it.
+        let (cut_tx, mut cut_rx) = mpsc::unbounded_channel::<Cut>();
+        // The rests handed back, not yet opened: each is read before every slice that
+        // starts after it.
+        let mut rests: BTreeMap<DateTime<Utc>, DateTime<Utc>> = BTreeMap::new();
         loop {
-            // Open slices while readers are free.
-            while open.len() < readers && next_start < end {
+            while let Ok(cut) = cut_rx.try_recv() {
+                span = cut.kept;
+                rests.insert(cut.rest_start, cut.rest_end);
+            }
+            // The rests of dense slices first, up to twice the readers open.
+            while open.len() < 2 * readers {
+                let Some((a, b)) = rests.pop_first() else {
+                    break;
+                };
+                let seed = WindowState::restore(a, &state.fingerprints());
+                let (slice, reader) =
+                    self.open_slice(&mut next_id, a, b, seed, *limit, &cut_tx, shutdown);
+                reading.push(reader);
+                let at = open.iter().position(|o| o.start > a).unwrap_or(open.len());
+                open.insert(at, slice);
+            }
+            // New slices while readers are free.
+            while open.len() < readers && rests.is_empty() && next_start < end {
                 let a = next_start;
                 let b = a.checked_add_signed(span).unwrap_or(end).min(end);
                 next_start = b;
-                let first = next_id == 0;
-                let slice_state = if first {
+                let seed = if next_id == 0 {
                     state.clone()
                 } else {
                     WindowState::restore(a, &state.fingerprints())
                 };
-                let (tx, rx) = mpsc::channel(1);
-                let id = next_id;
-                next_id += 1;
-                let lim = *limit;
-                reading.push(
-                    self.read_slice(a, b, slice_state, lim, tx, shutdown)
-                        .map(move |r| (id, r))
-                        .boxed(),
-                );
-                open.push_back(Open {
-                    id,
-                    pages: rx,
-                    end: None,
-                });
+                let (slice, reader) =
+                    self.open_slice(&mut next_id, a, b, seed, *limit, &cut_tx, shutdown);
+                reading.push(reader);
+                open.push_back(slice);
             }
             let Some(current) = open.front_mut() else {
                 break;
@@ -193,12 +216,18 @@ impl<F: WindowFetch> WindowPoller<F> {
                 biased;
                 _ = shutdown.cancelled() => Step::Stop,
                 Some(done) = reading.next(), if !reading.is_empty() => Step::Finished(done),
+                Some(cut) = cut_rx.recv() => Step::Cut(cut),
                 page = current.pages.recv() => Step::Page(page),
             };
             let page = match step {
                 Step::Stop => return Ok(ControlFlow::Break(())),
                 Step::Finished((id, r)) => {
                     finished(&mut open, id, r?, limit, &mut span, target);
+                    continue;
+                }
+                Step::Cut(cut) => {
+                    span = cut.kept;
+                    rests.insert(cut.rest_start, cut.rest_end);
                     continue;
                 }
                 Step::Page(Some(page)) => page,
@@ -223,12 +252,21 @@ impl<F: WindowFetch> WindowPoller<F> {
                 );
                 tokio::pin!(send);
                 loop {
-                    let done = tokio::select! {
+                    let step = tokio::select! {
                         r = &mut send => break r?,
-                        Some(done) = reading.next(), if !reading.is_empty() => done,
+                        Some(done) = reading.next(), if !reading.is_empty() => Step::<F::Item>::Finished(done),
+                        Some(cut) = cut_rx.recv() => Step::Cut(cut),
                     };
-                    let (id, r) = done;
-                    finished(&mut open, id, r?, limit, &mut span, target);
+                    match step {
+                        Step::Finished((id, r)) => {
+                            finished(&mut open, id, r?, limit, &mut span, target);
+                        }
+                        Step::Cut(cut) => {
+                            span = cut.kept;
+                            rests.insert(cut.rest_start, cut.rest_end);
+                        }
+                        Step::Stop | Step::Page(_) => unreachable!("not selected here"),
+                    }
                 }
             };
             if sent.is_break() {
@@ -244,21 +282,54 @@ impl<F: WindowFetch> WindowPoller<F> {
         Ok(ControlFlow::Continue(()))
     }
 
+    /// A new slice `[a, b)` from `seed`, and its reader.
+    #[allow(clippy::too_many_arguments)]
+    fn open_slice<'a>(
+        &'a self,
+        next_id: &mut u64,
+        a: DateTime<Utc>,
+        b: DateTime<Utc>,
+        seed: WindowState,
+        limit: u64,
+        cuts: &mpsc::UnboundedSender<Cut>,
+        shutdown: &'a CancellationToken,
+    ) -> (Open<F::Item>, Reader<'a>) {
+        let (tx, rx) = mpsc::channel(1);
+        let id = *next_id;
+        *next_id += 1;
+        let reader = self
+            .read_slice(a, b, seed, limit, tx, cuts.clone(), shutdown)
+            .map(move |r| (id, r))
+            .boxed();
+        let slice = Open {
+            id,
+            start: a,
+            pages: rx,
+            end: None,
+        };
+        (slice, reader)
+    }
+
     /// Reads the slice `[a, b)` from `state`, handing each decided page to `pages`;
-    /// `None` when shutdown (or the end of the catch-up) stopped it.
+    /// `None` when shutdown (or the end of the catch-up) stopped it. A first page that
+    /// is full and in order tells how far two pages reach: past that, the rest of the
+    /// slice is handed back on `cuts`, to be read by another reader.
+    #[allow(clippy::too_many_arguments)]
     async fn read_slice(
         &self,
         a: DateTime<Utc>,
-        b: DateTime<Utc>,
+        mut b: DateTime<Utc>,
         mut state: WindowState,
         limit: u64,
         pages: mpsc::Sender<SlicePage<F::Item>>,
+        cuts: mpsc::UnboundedSender<Cut>,
         shutdown: &CancellationToken,
     ) -> Result<Option<SliceEnd>, SourceError> {
         // Settled: the slice's end is its poll time, and no lag is left to re-read.
         let mut cycle = self.cycle(&state, b, Duration::ZERO, limit);
         let mut next = Next::Fetch(cycle.current());
         let mut listed = 0u64;
+        let mut first = true;
         loop {
             let (items, marks, verdict) = match next {
                 Next::Done => break,
@@ -306,6 +377,19 @@ impl<F: WindowFetch> WindowPoller<F> {
             };
             next = verdict.next;
             listed += marks.len() as u64;
+            if std::mem::take(&mut first) {
+                if let Some(m) = cut_at(a, b, self.page_size, &marks, &verdict) {
+                    let _ = cuts.send(Cut {
+                        rest_start: m,
+                        rest_end: b,
+                        kept: m - a,
+                    });
+                    b = m;
+                    // A new query from where the page got to, ending at the cut.
+                    cycle = self.cycle(&state, b, Duration::ZERO, cycle.limit());
+                    next = Next::Fetch(cycle.current());
+                }
+            }
             let page = SlicePage {
                 items,
                 marks,
@@ -323,6 +407,35 @@ impl<F: WindowFetch> WindowPoller<F> {
             span: b - a,
         }))
     }
+}
+
+/// Where a slice `[a, b)` whose first page was `marks` is cut: where [`SLICE_PAGES`]
+/// such pages reach, when that is well before `b`; `None` for a page that is not full,
+/// was not in order, or ended its query.
+fn cut_at(
+    a: DateTime<Utc>,
+    b: DateTime<Utc>,
+    page_size: u32,
+    marks: &[PageEvent],
+    verdict: &PageVerdict,
+) -> Option<DateTime<Utc>> {
+    if marks.len() < page_size as usize
+        || verdict.out_of_order()
+        || !verdict.anomalies.is_empty()
+        || !matches!(verdict.next, Next::Fetch(_))
+    {
+        return None;
+    }
+    let last = marks
+        .iter()
+        .filter(|m| m.time_known)
+        .map(|m| m.occurred)
+        .max()?;
+    if last <= a {
+        return None;
+    }
+    let m = a.checked_add_signed((last - a) * SLICE_PAGES as i32)?;
+    (m > last && m.checked_add_signed(min_slice())? < b).then_some(m)
 }
 
 fn min_slice() -> TimeDelta {
@@ -587,9 +700,14 @@ mod tests {
         let distinct: BTreeSet<usize> = numbers.iter().copied().collect();
         assert_eq!(distinct.len(), numbers.len(), "an event went out twice");
         assert_eq!(distinct, (0..at.len()).collect(), "an event is missing");
+        // The fake has no limiter (the client's bounds the requests themselves): at
+        // most twice the readers are open, the rests of dense slices included.
         let max = stats.max_in_flight.load(Ordering::SeqCst);
         assert!(max > 1, "the slices were not read at once");
-        assert!(max <= READERS, "{max} fetches at once, readers {READERS}");
+        assert!(
+            max <= 2 * READERS,
+            "{max} fetches at once, readers {READERS}"
+        );
         let answered = stats.answered.lock().unwrap().clone();
         assert!(
             answered.windows(2).any(|w| w[1] < w[0]),
