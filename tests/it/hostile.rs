@@ -382,7 +382,9 @@ async fn one_later_timestamp_inside_a_full_page_loses_nothing() {
 async fn an_event_from_the_future_is_forwarded_once() {
     every_event_once(
         Lie::Future,
-        "",
+        // One page at a time: the lie is told to the poll's own queries (a backlog
+        // read in slices asks other ones).
+        "max_concurrent_requests = 1",
         "c42fwd_source_out_of_order_total",
         &[r#"reason="future""#],
         "outside the query window",
@@ -406,7 +408,9 @@ async fn pages_listed_newest_first_lose_nothing() {
 async fn a_short_page_with_a_larger_count_is_asked_again() {
     every_event_once(
         Lie::ShortPage,
-        "",
+        // One page at a time: the lie is told to the poll's own queries (a backlog
+        // read in slices asks other ones).
+        "max_concurrent_requests = 1",
         "c42fwd_source_short_pages_total",
         &[r#"source="audit""#],
         "short page while its own count says more results exist",

@@ -116,7 +116,10 @@ async fn restart_in_the_middle(api: ApiGeneration) {
     let o = sync_opts(3_000, 20.0);
     let emu = emulator(o.clone()).await;
     let metrics = Arc::new(Metrics::new());
-    let client = client(&tenant(api, &emu, &o), &metrics);
+    // One page at a time: the test counts what a stalled sink holds page by page.
+    let mut t = tenant(api, &emu, &o);
+    t.max_concurrent_requests = 1;
+    let client = client(&t, &metrics);
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let start = emu.started_at() - TimeDelta::seconds(700);
