@@ -38,8 +38,8 @@ pub use check::{
     ConfigError, Problem, HEC_ACK_POLL_INITIAL, HEC_ACK_POLL_INTERVAL, HEC_MAX_PENDING_ACKS,
 };
 pub use kafka::{
-    KafkaAcks, KafkaCompression, KafkaKey, KafkaOptions, KafkaSasl, SaslMechanism, TopicPart,
-    TopicTemplate,
+    KafkaAcks, KafkaCompression, KafkaKey, KafkaOptions, KafkaSasl, OAuthLogin, SaslLogin,
+    SaslMechanism, TopicPart, TopicTemplate,
 };
 pub use validate::{load, load_state, parse_state_str, parse_str, StateConfig};
 
