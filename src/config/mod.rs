@@ -21,7 +21,7 @@ mod sink;
 mod source;
 mod tenant;
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 pub mod validate;
 
 pub use file_events::FileEventFilters;

@@ -451,6 +451,34 @@ fn oauth_login(token_url: &str) -> KafkaSasl {
     }
 }
 
+/// A kafka sink that logs in to `kafka` with OAUTHBEARER through `idp`, sent five
+/// events, once it stalled with `kafka_authentication` (Tansu takes no OAUTHBEARER
+/// login, so every login ends there).
+async fn an_oauth_sink_stalled(
+    idp: &TokenEndpoint,
+    kafka: &Tansu,
+    name: &str,
+) -> (TestSink, c42fwd::ack::AckWaiter) {
+    let mut o = kafka_options(&kafka.bootstrap(), &format!("c42-{name}"));
+    o.sasl = Some(oauth_login(&idp.url));
+    let sink = TestSink::start(kafka_sink(name, o));
+    let waiter = sink.send(numbered(0..5)).await;
+    crate::support::wait_for("the sink stalled on the refused login", PATIENCE, || {
+        stalled(&sink, name, "kafka_authentication") == 1
+    })
+    .await;
+    (sink, waiter)
+}
+
+/// What a stalled login leaves: nothing delivered, and the secret in no stall text.
+async fn nothing_delivered_and_no_secret(sink: TestSink, waiter: c42fwd::ack::AckWaiter) {
+    let detail = format!("{:?}", sink.ctx.metrics.health.stalled());
+    assert!(!detail.contains("oauth-client-secret"), "{detail}");
+    assert_eq!(sink.events(), 0, "nothing counts as delivered");
+    drop(sink);
+    assert_eq!(waiter.wait().await, Outcome::NotDelivered);
+}
+
 /// OAUTHBEARER: the client asks the identity provider for a token with the client
 /// credentials grant (HTTP Basic with the client id and secret, the scope in the form)
 /// before it logs in to the broker. No broker on this machine takes OAUTHBEARER logins
@@ -461,12 +489,8 @@ async fn oauthbearer_asks_the_token_endpoint_with_the_client_credentials() {
     use base64::Engine as _;
     let idp = TokenEndpoint::start(false).await;
     let kafka = Tansu::start(true).await;
-    let mut o = kafka_options(&kafka.bootstrap(), "c42-oauth");
-    o.sasl = Some(oauth_login(&idp.url));
-    let sink = TestSink::start(kafka_sink("oauth", o));
-    let waiter = sink.send(numbered(0..5)).await;
-    crate::support::wait_for("a token request", PATIENCE, || !idp.requests().is_empty()).await;
-    let (auth, body) = idp.requests()[0].clone();
+    let (sink, waiter) = an_oauth_sink_stalled(&idp, &kafka, "oauth").await;
+    let (auth, body) = idp.requests().first().cloned().expect("a token request");
     let basic =
         base64::engine::general_purpose::STANDARD.encode("c42fwd-client:oauth-client-secret");
     assert_eq!(auth, format!("Basic {basic}"), "the client's credentials");
@@ -487,15 +511,7 @@ async fn oauthbearer_asks_the_token_endpoint_with_the_client_credentials() {
         !body.contains("oauth-client-secret"),
         "the secret is in the header only"
     );
-    crate::support::wait_for("the sink stalled on the refused login", PATIENCE, || {
-        stalled(&sink, "oauth", "kafka_authentication") == 1
-    })
-    .await;
-    let detail = format!("{:?}", sink.ctx.metrics.health.stalled());
-    assert!(!detail.contains("oauth-client-secret"), "{detail}");
-    assert_eq!(sink.events(), 0, "nothing counts as delivered");
-    drop(sink);
-    assert_eq!(waiter.wait().await, Outcome::NotDelivered);
+    nothing_delivered_and_no_secret(sink, waiter).await;
 }
 
 /// An identity provider that refuses the client's credentials: no token, so no login;
@@ -504,20 +520,9 @@ async fn oauthbearer_asks_the_token_endpoint_with_the_client_credentials() {
 async fn a_token_endpoint_that_refuses_the_client_stalls_the_route() {
     let idp = TokenEndpoint::start(true).await;
     let kafka = Tansu::start(true).await;
-    let mut o = kafka_options(&kafka.bootstrap(), "c42-oauth-refused");
-    o.sasl = Some(oauth_login(&idp.url));
-    let sink = TestSink::start(kafka_sink("refused", o));
-    let waiter = sink.send(numbered(0..5)).await;
-    crate::support::wait_for("the sink stalled on the refused token", PATIENCE, || {
-        stalled(&sink, "refused", "kafka_authentication") == 1
-    })
-    .await;
+    let (sink, waiter) = an_oauth_sink_stalled(&idp, &kafka, "refused").await;
     assert!(!idp.requests().is_empty(), "the token endpoint was asked");
-    let detail = format!("{:?}", sink.ctx.metrics.health.stalled());
-    assert!(!detail.contains("oauth-client-secret"), "{detail}");
-    assert_eq!(sink.events(), 0);
-    drop(sink);
-    assert_eq!(waiter.wait().await, Outcome::NotDelivered);
+    nothing_delivered_and_no_secret(sink, waiter).await;
 }
 
 /// The real binary from the emulated tenant to the broker, killed with SIGKILL after

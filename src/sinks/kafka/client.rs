@@ -214,30 +214,16 @@ mod tests {
     use super::*;
 
     fn options(sasl: &str) -> KafkaOptions {
-        let text = format!(
-            r#"state_dir = "/tmp/c42fwd-test"
-[tenants.acme]
-api = "incydr"
-base_url = "https://api.us.code42.com"
-client_id = "key-123"
-client_secret = "s3cret"
-[sources.audit]
-type = "audit_log"
-tenant = "acme"
-[sinks.k]
-type = "kafka"
-brokers = ["k1:9093", "k2:9093"]
-topic = "t"
-[sinks.k.tls]
-[sinks.k.sasl]
-{sasl}
-[[routes]]
-sources = ["audit"]
-sinks = ["k"]
-"#
+        use crate::config::test_support::{parse_str, MINIMAL};
+        let text = MINIMAL.replace(
+            "type = \"tcp\"\nhost = \"siem.example.com\"\nport = 6514",
+            &format!(
+                "type = \"kafka\"\nbrokers = [\"k1:9093\"]\ntopic = \"t\"\n\
+                 [sinks.siem.tls]\n[sinks.siem.sasl]\n{sasl}"
+            ),
         );
-        let c = crate::config::parse_str(&text).unwrap_or_else(|e| panic!("{e}"));
-        match &c.sinks["k"].kind {
+        let c = parse_str(&text).unwrap_or_else(|e| panic!("{e}"));
+        match &c.sinks["siem"].kind {
             crate::config::SinkKind::Kafka(k) => k.clone(),
             other => panic!("{other:?}"),
         }
