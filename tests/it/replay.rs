@@ -9,7 +9,7 @@
 use crate::support::config::{emu_tenant, head};
 use crate::support::daemon::{c42fwd, log_tail, start_emulator, Daemon};
 use crate::support::rsyslog::Rsyslog;
-use crate::support::{lf_records, multiset, TcpReceiver, PATIENCE};
+use crate::support::{lf_records, multiset, NumberedReceiver, TcpReceiver, PATIENCE};
 use c42fwd_emulator::{EmulatorOptions, ExportFormat};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -552,41 +552,85 @@ async fn a_corrupted_csv_row_and_a_truncated_gzip_are_rejected_with_file_and_lin
     emu.shutdown().await;
 }
 
-/// A replay killed with SIGKILL in the middle, run again with the same arguments,
-/// delivers every record, and sends again at most the documented bound
+/// Writes `n` small numbered Audit Log events, one per line, to `path` (without
+/// holding them): `{"type$":...,"actorId":"I","timestamp":...}` for `I` in `0..n`, the
+/// numbers a [`NumberedReceiver`] counts.
+fn write_small_numbered_events(path: &Path, n: usize) {
+    use std::io::Write as _;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    for i in 0..n {
+        writeln!(
+            out,
+            r#"{{"type$":"audit_log::SearchIssued/1","actorId":"{i}","timestamp":"2024-05-01T{:02}:{:02}:{:02}.{:03}Z"}}"#,
+            (i / 3600) % 24,
+            (i / 60) % 60,
+            i % 60,
+            i % 1000
+        )
+        .unwrap();
+    }
+    out.flush().unwrap();
+}
+
+/// The summary's figures of a run: records read, sent, delivered.
+fn summary_counts(stdout: &str) -> (u64, u64, u64) {
+    let figure = |what: &str| -> u64 {
+        stdout
+            .split(&format!(" {what}"))
+            .next()
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|x| x.parse().ok())
+            .unwrap_or_else(|| panic!("no `{what}` in the summary: {stdout}"))
+    };
+    (
+        figure("records read"),
+        figure("sent,"),
+        figure("delivered,"),
+    )
+}
+
+/// A replay of 1,000,000 records killed with SIGKILL in the middle, run again with the
+/// same arguments, delivers every record, and sends again at most the documented bound
 /// (`replay::run::MAX_DUPLICATES_AFTER_KILL`): its checkpoint only ever moved over
-/// acknowledged records.
+/// acknowledged records. The receiver counts the records by number as they stream in.
+/// A third run finds the file done and sends nothing.
 #[tokio::test]
-async fn a_replay_killed_mid_way_resumes_losing_nothing_with_bounded_duplicates() {
-    const N: usize = 60_000;
+async fn a_million_record_replay_killed_mid_way_resumes_losing_nothing_with_bounded_duplicates() {
+    const N: usize = 1_000_000;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("big.jsonl");
-    let events = numbered_events(0, N);
-    write_lines(&file, &events);
-    let rx = TcpReceiver::bind().await;
+    write_small_numbered_events(&file, N);
+    let rx = NumberedReceiver::bind(N).await;
     let cfg = replay_config(
         dir.path(),
         &json_lines_tcp_sink("siem", rx.port()),
         &["siem"],
     );
 
+    let started = tokio::time::Instant::now();
     let mut cmd = c42fwd();
     cmd.args(["--log", "info", "replay", "--progress", "none", "--config"])
         .arg(&cfg)
         .arg(&file)
         .stdin(Stdio::null());
     let first = Daemon::spawn(&cfg, cmd);
-    // Kill it once half has arrived (past its first checkpoint, before the end).
-    rx.wait_until("half of the records", Duration::from_secs(60), |r| {
-        r.bytes().iter().filter(|&&b| b == b'\n').count() >= N / 2
+    // Kill it once half has arrived (past many checkpoints, before the end).
+    rx.wait_until("half of the records", Duration::from_secs(300), |t| {
+        t.records >= N as u64 / 2
     })
     .await;
     first.kill9().await;
-    let before = lf_records(&rx.received().bytes()).len();
+    // Every byte the first run got into the socket, read.
+    let before = rx
+        .wait_until("the first run's connection closed", PATIENCE, |t| {
+            t.closed == t.connections
+        })
+        .await;
     assert!(
-        before < N,
-        "the first run had finished before the kill ({before})"
+        before.distinct < N as u64,
+        "the first run had finished before the kill ({before:?})"
     );
+    assert_eq!(before.again, 0, "the first run sent a record twice");
 
     let ran = replay(&["--config", path_arg(&cfg), path_arg(&file)]).await;
     assert_eq!(
@@ -600,25 +644,31 @@ async fn a_replay_killed_mid_way_resumes_losing_nothing_with_bounded_duplicates(
         "{}",
         ran.stderr
     );
-    let got = rx
-        .wait_until("every record", PATIENCE, |r| {
-            let n = r.bytes().iter().filter(|&&b| b == b'\n').count();
-            n >= N
-        })
-        .await;
-    let records: Vec<String> = lf_records(&got.bytes())
-        .into_iter()
-        .map(|r| String::from_utf8(r).unwrap())
-        .collect();
-    let counts = multiset(records.clone());
-    for e in &events {
-        assert!(counts.contains_key(e), "lost: {e}");
-    }
-    assert_eq!(counts.len(), N, "an event that was not in the file");
-    let duplicates = records.len() - N;
+    let (read, sent, delivered) = summary_counts(&ran.stdout);
     assert!(
-        duplicates as u64 <= c42fwd::replay::run::MAX_DUPLICATES_AFTER_KILL,
-        "{duplicates} duplicates"
+        read < N as u64 && read == sent && sent == delivered,
+        "{}",
+        ran.stdout
+    );
+    let got = rx
+        .wait_until("every record", PATIENCE, |t| t.distinct >= N as u64)
+        .await;
+    eprintln!(
+        "1,000,000 records killed and resumed in {:.1} s: {got:?}",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(rx.missing(5), Vec::<usize>::new(), "lost");
+    assert_eq!(got.foreign, 0, "records that were not in the file");
+    // A record cut by the kill is sent again whole (it was not acknowledged).
+    assert!(got.torn <= 1, "{got:?}");
+    // The second run's records all arrived, each once: what arrived twice is what the
+    // first run sent past its last checkpoint.
+    assert_eq!(got.records, before.records + read, "{got:?} {before:?}");
+    assert!(
+        got.again <= c42fwd::replay::run::MAX_DUPLICATES_AFTER_KILL,
+        "{} duplicates (bound {})",
+        got.again,
+        c42fwd::replay::run::MAX_DUPLICATES_AFTER_KILL
     );
 
     // A third run finds the file done and sends nothing more.
@@ -633,18 +683,49 @@ async fn a_replay_killed_mid_way_resumes_losing_nothing_with_bounded_duplicates(
         "{}",
         ran.stdout
     );
-    // --restart sends it all again.
-    let ran = replay(&["--config", path_arg(&cfg), "--restart", path_arg(&file)]).await;
-    assert_eq!(
-        ran.code, 0,
-        "stdout:\n{}\nstderr:\n{}",
-        ran.stdout, ran.stderr
+}
+
+/// `--restart` ignores the checkpoint of a file replayed completely and sends all of
+/// it again.
+#[tokio::test]
+async fn restart_sends_a_completed_file_again() {
+    const N: usize = 3_000;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("audit.jsonl");
+    write_small_numbered_events(&file, N);
+    let rx = NumberedReceiver::bind(N).await;
+    let cfg = replay_config(
+        dir.path(),
+        &json_lines_tcp_sink("siem", rx.port()),
+        &["siem"],
     );
-    assert!(
-        ran.stdout
-            .contains(&format!("{N} records read, {N} sent, {N} delivered")),
-        "{}",
-        ran.stdout
+    for (args, want) in [
+        (vec![], N),
+        (vec!["--no-dedupe"], 0),
+        (vec!["--restart"], N),
+    ] {
+        let mut all = vec!["--config", path_arg(&cfg)];
+        all.extend(args.iter().copied());
+        all.push(path_arg(&file));
+        let ran = replay(&all).await;
+        assert_eq!(ran.code, 0, "{args:?}: {}\n{}", ran.stdout, ran.stderr);
+        assert!(
+            ran.stdout.contains(&format!(
+                "{want} records read, {want} sent, {want} delivered"
+            )),
+            "{args:?}: {}",
+            ran.stdout
+        );
+    }
+    let got = rx
+        .wait_until("every record twice", PATIENCE, |t| {
+            t.records >= 2 * N as u64
+        })
+        .await;
+    assert_eq!(
+        (got.distinct, got.again, got.foreign),
+        (N as u64, N as u64, 0),
+        "{got:?}"
     );
 }
 
