@@ -8,6 +8,7 @@
 
 use crate::support::config::{emu_tenant, head};
 use crate::support::daemon::{c42fwd, log_tail, start_emulator, Daemon};
+use crate::support::relp_server::HeldRelp;
 use crate::support::rsyslog::Rsyslog;
 use crate::support::{lf_records, multiset, NumberedReceiver, TcpReceiver, PATIENCE};
 use c42fwd_emulator::{EmulatorOptions, ExportFormat};
@@ -1244,4 +1245,146 @@ async fn a_replay_to_a_receiver_that_is_down_resumes_once_it_is_up() {
             .map(|r| String::from_utf8(r).unwrap()),
     );
     assert_eq!(got, multiset(numbered_events(0, N)), "each event once");
+}
+
+/// A RELP sink `name` to 127.0.0.1:`port`: the event's JSON text alone in each frame,
+/// answers awaited for up to 2 minutes.
+fn json_relp_sink(name: &str, port: u16) -> String {
+    format!(
+        "[sinks.{name}]\ntype = \"relp\"\nhost = \"127.0.0.1\"\nport = {port}\nformat = \"json\"\n\
+         syslog = \"none\"\nack_timeout = \"120s\"\n\
+         [sinks.{name}.retry]\ninitial = \"50ms\"\nmax = \"200ms\"\n"
+    )
+}
+
+/// The value of `key=` in a log line (up to the next space).
+fn log_field(line: &str, key: &str) -> Option<u64> {
+    line.split(&format!(" {key}="))
+        .nth(1)?
+        .split(' ')
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Backpressure: a receiver that takes records and acknowledges none (RELP holding
+/// back its `200 OK`s) stops the replay's reader. While it holds them, two progress
+/// lines in a row show the same records read, none delivered, and no more than the
+/// documented bound (`replay::run::MAX_READ_AHEAD`, 36 chunks of 1,024) of a file of
+/// 200,000; once it answers again every record arrives, each once, exit 0.
+#[tokio::test]
+async fn a_receiver_that_withholds_its_acknowledgements_stops_the_reader_at_the_bound() {
+    const N: usize = 200_000;
+    let bound = c42fwd::replay::run::MAX_READ_AHEAD;
+    assert!(bound < N as u64 / 2);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("audit.jsonl");
+    write_small_numbered_events(&file, N);
+    let relp = HeldRelp::bind(N, true).await;
+    let cfg = replay_config(dir.path(), &json_relp_sink("siem", relp.port()), &["siem"]);
+    let mut cmd = c42fwd();
+    cmd.args(["--log", "info", "replay", "--progress", "log", "--config"])
+        .arg(&cfg)
+        .arg(&file)
+        .stdin(Stdio::null());
+    let mut run = Daemon::spawn(&cfg, cmd);
+    relp.wait_until("the first frames", PATIENCE, |t| t.records > 0)
+        .await;
+    // (records, delivered) of each progress line so far.
+    let progress = |log: &str| -> Vec<(u64, u64)> {
+        log.lines()
+            .filter(|l| l.contains("replay progress"))
+            .filter_map(|l| Some((log_field(l, "records")?, log_field(l, "delivered")?)))
+            .collect()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let (read, delivered) = loop {
+        let lines = progress(&run.log());
+        if let [.., a, b] = lines[..] {
+            if a == b && a.0 > 0 {
+                break b;
+            }
+        }
+        if let Ok(Some(status)) = run.child.try_wait() {
+            panic!(
+                "the replay ended ({status}) while its receiver held back:\n{}",
+                run.log()
+            );
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the records read did not settle: {lines:?}\n{}",
+            run.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(delivered, 0, "delivered while no record was acknowledged");
+    assert!(
+        read <= bound,
+        "{read} records read while the receiver acknowledged none (bound {bound})"
+    );
+    let held = relp.tally();
+    eprintln!("held back: {read} records read (bound {bound}), the receiver holds {held:?}");
+    assert!(held.records <= read, "{held:?}, {read} read");
+
+    relp.release();
+    let status = tokio::time::timeout(Duration::from_secs(120), run.child.wait())
+        .await
+        .expect("the replay ends once the receiver answers")
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{}", run.log());
+    let got = relp.tally();
+    assert_eq!(relp.missing(5), Vec::<usize>::new(), "lost");
+    assert_eq!(
+        (got.records, got.distinct, got.again, got.foreign),
+        (N as u64, N as u64, 0, 0),
+        "{got:?}"
+    );
+}
+
+/// `--rate N` end to end: every record arrives once and the summary says so; the pacing
+/// never lets the records go sooner than the rate allows (the schedule itself is held
+/// on the paused clock: `replay::run::tests::the_pacing_schedule_keeps_the_rate_at_every_chunk`).
+#[tokio::test]
+async fn a_paced_replay_delivers_every_record_once_no_sooner_than_the_rate_allows() {
+    const N: usize = 6_000;
+    const RATE: u32 = 4_000;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("audit.jsonl");
+    write_small_numbered_events(&file, N);
+    let rx = NumberedReceiver::bind(N).await;
+    let cfg = replay_config(
+        dir.path(),
+        &json_lines_tcp_sink("siem", rx.port()),
+        &["siem"],
+    );
+    let started = tokio::time::Instant::now();
+    let ran = replay(&[
+        "--config",
+        path_arg(&cfg),
+        "--rate",
+        &RATE.to_string(),
+        path_arg(&file),
+    ])
+    .await;
+    let took = started.elapsed();
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    assert!(
+        ran.stdout
+            .contains(&format!("{N} records read, {N} sent, {N} delivered")),
+        "{}",
+        ran.stdout
+    );
+    let got = rx
+        .wait_until("every record", PATIENCE, |t| t.records >= N as u64)
+        .await;
+    assert_eq!(
+        (got.records, got.distinct, got.foreign),
+        (N as u64, N as u64, 0),
+        "{got:?}"
+    );
+    // The last chunk goes when the records before it are due.
+    let chunk = c42fwd::replay::run::chunk_records(Some(RATE), c42fwd::replay::run::CHUNK_RECORDS);
+    let due = Duration::from_secs_f64((N - chunk) as f64 / f64::from(RATE));
+    assert!(took >= due, "{N} records at {RATE}/s in {took:?}");
 }

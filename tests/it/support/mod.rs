@@ -9,6 +9,7 @@
 //! - [`http`]: a sink fed through its queue, for the HEC and HTTP sink tests;
 //! - [`kafka`]: a real Kafka-compatible broker (Tansu) and a consumer;
 //! - [`metrics`]: a daemon's `/metrics`, `/health` and `/ready`, samples of a Prometheus text;
+//! - [`relp_server`]: a RELP server that holds back its answers on request;
 //! - [`rsyslog`]: a real rsyslogd as a receiver;
 //! - [`pki`]: test certificates;
 //! - [`sink`]: a sink task fed by hand, numbered events, waiting for delivery;
@@ -22,6 +23,7 @@ pub mod http;
 pub mod kafka;
 pub mod metrics;
 pub mod pki;
+pub mod relp_server;
 pub mod rsyslog;
 pub mod sink;
 pub mod source;
@@ -321,7 +323,7 @@ impl UdpReceiver {
 /// Waits until `done` holds for `snapshot()`, looking again at every change `changed`
 /// announces; panics with `stopped()` when the receiver's task ends, or with
 /// `timed_out(last snapshot)` when `within` passes first.
-async fn wait_on_changes<T>(
+pub(crate) async fn wait_on_changes<T>(
     changed: &watch::Receiver<u64>,
     within: Duration,
     snapshot: impl Fn() -> T,
@@ -409,7 +411,7 @@ pub struct NumberedReceiver {
 }
 
 /// The number of a record: the digits after `"actorId":"`.
-fn record_number(line: &[u8]) -> Option<usize> {
+pub(crate) fn record_number(line: &[u8]) -> Option<usize> {
     const KEY: &[u8] = b"\"actorId\":\"";
     let at = line.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
     let digits = &line[at..];
