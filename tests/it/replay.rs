@@ -8,8 +8,11 @@
 
 use crate::support::config::{emu_tenant, head};
 use crate::support::daemon::{c42fwd, log_tail, start_emulator, Daemon};
+use crate::support::pki::TestPki;
 use crate::support::relp_server::HeldRelp;
-use crate::support::rsyslog::Rsyslog;
+use crate::support::rsyslog::{
+    ClientAuth, RelpListener, RelpTlsLib, Rsyslog, RsyslogOptions, TlsListener,
+};
 use crate::support::{lf_records, multiset, NumberedReceiver, TcpReceiver, PATIENCE};
 use c42fwd_emulator::{EmulatorOptions, ExportFormat};
 use std::collections::HashMap;
@@ -964,6 +967,117 @@ async fn the_short_form_sends_to_a_url() {
         first.contains("|SearchIssued|"),
         "the Device Event Class ID: {first}"
     );
+}
+
+/// The short form to each other kind of receiver, a real rsyslog each: `udp://`,
+/// `tls://` (with `--ca`), `relp://` and `relp+tls://`. Every record arrives, and each
+/// is byte for byte the record `tcp://` delivers for it (CEF behind an RFC 5424 header
+/// with the event's own time): the transport changes, the record does not.
+#[tokio::test]
+async fn the_short_form_sends_the_same_records_over_udp_tls_and_relp() {
+    const N: usize = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("audit.jsonl");
+    let events = numbered_events(0, N);
+    write_lines(&file, &events);
+    let pki = TestPki::generate();
+    let ca = path_arg(&pki.ca).to_string();
+
+    // (scheme, rsyslog, its port, extra arguments)
+    let plain = || RsyslogOptions {
+        tcp: false,
+        udp: false,
+        ..RsyslogOptions::default()
+    };
+    let mut receivers: Vec<(&str, Rsyslog, Vec<String>)> = Vec::new();
+    receivers.push(("tcp", Rsyslog::start_default().await, vec![]));
+    receivers.push(("udp", Rsyslog::start_default().await, vec![]));
+    receivers.push((
+        "tls",
+        Rsyslog::start(RsyslogOptions {
+            tls: vec![TlsListener {
+                name: "tls".into(),
+                server: pki.server.clone(),
+                auth: ClientAuth::None,
+            }],
+            ..plain()
+        })
+        .await,
+        vec!["--ca".into(), ca.clone()],
+    ));
+    receivers.push((
+        "relp",
+        Rsyslog::start(RsyslogOptions {
+            relp: Some(RelpListener::default()),
+            ..plain()
+        })
+        .await,
+        vec![],
+    ));
+    receivers.push((
+        "relp+tls",
+        Rsyslog::start(RsyslogOptions {
+            relp: Some(RelpListener {
+                tls: Some((pki.server.clone(), ClientAuth::None)),
+                tls_lib: RelpTlsLib::Openssl,
+            }),
+            ..plain()
+        })
+        .await,
+        vec!["--ca".into(), ca.clone()],
+    ));
+
+    let mut reference: Option<HashMap<String, usize>> = None;
+    for (scheme, rs, extra) in &mut receivers {
+        let port = match *scheme {
+            "tcp" => rs.tcp_port(),
+            "udp" => rs.udp_port(),
+            "tls" => rs.tls_port("tls"),
+            _ => rs.relp_port(),
+        };
+        let url = format!("{scheme}://127.0.0.1:{port}");
+        let state = dir
+            .path()
+            .join(format!("state-{}", scheme.replace('+', "-")));
+        let mut args = vec![
+            "--to",
+            &url,
+            "--format",
+            "cef",
+            "--state-dir",
+            path_arg(&state),
+        ];
+        args.extend(extra.iter().map(String::as_str));
+        args.push(path_arg(&file));
+        let ran = replay(&args).await;
+        assert_eq!(ran.code, 0, "{url}: {}\n{}", ran.stdout, ran.stderr);
+        assert!(
+            ran.stdout
+                .contains(&format!("{N} records read, {N} sent, {N} delivered")),
+            "{url}: {}",
+            ran.stdout
+        );
+        let lines = rs.wait_for_lines(N, PATIENCE).await;
+        assert_eq!(lines.len(), N, "{url}: one record per event");
+        let first = &lines[0];
+        assert!(first.starts_with('<'), "{url}: {first}");
+        assert!(
+            first.contains(" 2024-05-01T00:00:00.000000Z ")
+                && first.contains("CEF:0|Code42|Audit Log|")
+                && first.contains("|SearchIssued|"),
+            "{url}: {first}"
+        );
+        // Every event once, by its actor.
+        let actors = multiset(lines.iter().map(|l| cef_field(l, "suser")));
+        let want = multiset((0..N).map(|i| format!("user{i}@example.com")));
+        assert_eq!(actors, want, "{url}: each event once");
+        let got = multiset(lines);
+        match &reference {
+            None => reference = Some(got),
+            Some(r) => assert_eq!(&got, r, "{url}: not the records tcp:// delivers"),
+        }
+        rs.stop().await;
+    }
 }
 
 /// Exit code 2 for usage and configuration errors, each with its reason.
