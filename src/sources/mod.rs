@@ -17,6 +17,7 @@ pub mod catch_up;
 pub mod file_events;
 pub mod poll;
 pub mod reconcile;
+pub mod reread;
 pub mod sessions;
 pub mod sync_log;
 pub mod window;
