@@ -136,7 +136,7 @@ pub const MAX_COUNTS_PER_POLL: u32 = 20;
 
 /// A range whose count differed is halved only while it is wider than this (reading
 /// it costs less than more requests).
-const MIN_SPLIT: TimeDelta = TimeDelta::milliseconds(500);
+const MIN_SPLIT: TimeDelta = TimeDelta::milliseconds(100);
 
 /// One count to ask: the range, and the other half of the range it was cut from (asked
 /// only when this one's count differs; when this one is proven, the other half is
