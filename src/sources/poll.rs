@@ -20,7 +20,9 @@
 //! poll, so that a restart never recomputes the edge from a later clock; a checkpoint
 //! whose watermark lies in the future is refused. After each poll that caught up, the
 //! closed windows that are due are compared with the API ([`super::reconcile`]); what
-//! that finds goes out through the same forward/commit path.
+//! that finds goes out through the same forward/commit path. Before the first page of a
+//! poll, a source whose counts prove a window ([`WindowFetch::COUNT_VERIFIES_PREFIX`])
+//! proves what the previous poll read instead of reading it again ([`super::reread`]).
 //!
 //! **Invariant 3 (ARCHITECTURE.md: every queue is bounded):** at most [`MAX_IN_FLIGHT`]
 //! batches wait for their acknowledgement; past that the poller waits, as it does when a

@@ -24,6 +24,13 @@
 //! watermark moves to `P - lag`: the last `lag` of time is read again next poll, which is
 //! how late events are caught, and the fingerprints keep them from being sent twice.
 //!
+//! A poll may read less than `[watermark, P)`: when the API's counts proved part of it
+//! (the previous poll read it cleanly, [`PollCycle::verified_to`], and the counts of
+//! those ranges equal the copies the state holds there, [`WindowState::copies_between`];
+//! see [`super::reread`]), [`PollCycle::start_at_verified`] makes the poll read only the
+//! ranges whose counts differed, then what is new, `[R, P)` where `R` is the previous
+//! poll time. The watermark moves exactly as above: what it passes is read or proven.
+//!
 //! # Distrusting the listing
 //! The API promises time order; nothing here relies on it more than it must.
 //! - **Read up to.** A page's read-up-to point is not its last event but the earliest
