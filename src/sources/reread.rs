@@ -16,17 +16,29 @@
 //! or after P) is compared with the copies the window state holds there
 //! ([`WindowState::copies_between`]; the state holds every forwarded event at or after
 //! the watermark). Equal: the poll's first query starts at `R`
-//! ([`PollCycle::start_at_verified`]); the watermark moves as usual. Otherwise (a different
-//! count, no count, an error, or no `verified_to`) the poll reads from `W`, as without
-//! this module. A failed count never fails the poll: it is logged (WARN when the
-//! failures start, DEBUG while they go on) and counted.
+//! ([`PollCycle::start_at_verified`]); the watermark moves as usual. Different: the
+//! range is halved and each half counted ([`Search`], at most [`MAX_COUNTS_PER_POLL`]
+//! counts), down to ranges of [`MIN_SPLIT`], and the poll reads only the ranges whose
+//! counts differ (or were not asked), then `[R, P)`. No count, an error before anything
+//! was proven, or no `verified_to`: the poll reads from `W`, as without this module. A
+//! failed count never fails the poll: it is logged (WARN when the failures start, DEBUG
+//! while they go on) and counted.
+//!
+//! **A refinement of the first scheme (one count of `[W, R)`, then all or nothing):**
+//! the ingestion delay keeps events showing up just behind the previous poll time (and
+//! a few later still), so the count of the whole prefix almost always differs, and an
+//! all-or-nothing skip would read the whole window nearly every poll. The halving finds
+//! where the late events are. How much it saves depends on how they spread: if a large
+//! share of the events shows up anywhere up to minutes late, every part of the window
+//! gets some at every poll, and no range-based read can avoid reading most of it
+//! again (README, "Performance").
 //!
 //! **Why the lag guarantee holds (ARCHITECTURE.md, invariants 2 and 9):** an event that
-//! occurred before `P - lag` is visible by P (the lag assumption), and the count is asked
-//! at or after P, so an event inside `[W, R)` that the previous polls did not see makes
-//! the API count more than the state holds, and the window is read again; the
+//! occurred before `P - lag` is visible by P (the lag assumption), and every count is
+//! asked at or after P, so an event inside a range that the previous polls did not see
+//! makes the API count more than the state holds there, and the range is read again; the
 //! fingerprints keep what was forwarded from going out twice. Equal counts could hide a
-//! missing event only if another record the state holds in `[W, R)` were not counted
+//! missing event only if another record the state holds in the range were not counted
 //! there:
 //! - a record that left the result set: Audit Log events never do. Sources whose
 //!   records can (`WindowFetch::ALWAYS_RE_ANCHOR`: alerts, sessions) never skip, and the
@@ -130,13 +142,15 @@ impl Reread {
 
 /// The most count requests one poll makes to find which parts of its verified prefix
 /// the API's counts prove: one for the whole prefix, then halvings of the ranges whose
-/// counts differed (a late event in a prefix of 5 minutes is then found within about
-/// 10 s, a read of a few seconds of events instead of the whole lag window).
+/// counts differed: each halving of a range holding one late event costs one or two
+/// counts, so the usual tail of events that showed up just behind the previous poll
+/// and one or two late events elsewhere in a prefix of 5 minutes are each found
+/// within a second or less (a read of that much instead of the whole lag window).
 pub const MAX_COUNTS_PER_POLL: u32 = 20;
 
 /// A range whose count differed is halved only while it is wider than this (reading
 /// it costs less than more requests).
-const MIN_SPLIT: TimeDelta = TimeDelta::milliseconds(100);
+pub const MIN_SPLIT: TimeDelta = TimeDelta::milliseconds(100);
 
 /// One count to ask: the range, and the other half of the range it was cut from (asked
 /// only when this one's count differs; when this one is proven, the other half is
