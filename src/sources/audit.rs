@@ -65,6 +65,10 @@ impl WindowFetch for AuditLogFetch {
     const RESULT_LIMIT: u64 = SEARCH_RESULT_LIMIT;
     const UNIQUE_KEYS: bool = false;
     const ALWAYS_RE_ANCHOR: bool = false;
+    /// Audit Log events never leave the result set, and `search-results-count` takes the
+    /// search's own body (`docs/api.md`): on Incydr its count proves a window; legacy
+    /// tenants have none (`count` answers `None`, the window is read again).
+    const COUNT_VERIFIES_PREFIX: bool = true;
 
     fn from_source(
         source: &config::Source,
