@@ -63,6 +63,19 @@ pub struct Metrics {
     /// `c42fwd_source_short_pages_total{source}`: short pages whose response count said
     /// more results exist; each one is asked again.
     pub source_short_pages: CounterFamily,
+    /// `c42fwd_source_api_records_total{source}`: records the API served to the source's
+    /// reads (polls, reconciliation re-reads, exports of an instant), forwarded or not;
+    /// over `c42fwd_source_events_total` it is the source's read amplification.
+    pub source_api_records: CounterFamily,
+    /// `c42fwd_source_reread_skipped_total{source}`: polls that did not read the lag
+    /// window again because the API's count proved it complete.
+    pub source_reread_skipped: CounterFamily,
+    /// `c42fwd_source_reread_total{source,reason}`: polls of a source that can skip the
+    /// re-read that read the lag window again all the same: `count_differs` (the API
+    /// counts another number of events there than were forwarded), `unverified` (the
+    /// previous poll was not a clean read, or was made before a restart), `no_count`
+    /// (the API has no count), `count_error` (the count request failed).
+    pub source_reread: CounterFamily,
     /// `c42fwd_api_requests_total{tenant,endpoint,status}`.
     pub api_requests: CounterFamily,
     /// `c42fwd_api_responses_cut_total{tenant,endpoint,reason}`: response bodies the
@@ -320,6 +333,21 @@ impl Metrics {
             source_short_pages: reg!(
                 "source_short_pages",
                 "Short pages contradicted by their response count, asked again",
+                CounterFamily
+            ),
+            source_api_records: reg!(
+                "source_api_records",
+                "Records the API served to the source's reads, forwarded or not",
+                CounterFamily
+            ),
+            source_reread_skipped: reg!(
+                "source_reread_skipped",
+                "Polls that did not read the lag window again: the API's count proved it complete",
+                CounterFamily
+            ),
+            source_reread: reg!(
+                "source_reread",
+                "Polls that read the lag window again, by reason",
                 CounterFamily
             ),
             api_requests: reg!("api_requests", "Code42 API requests", CounterFamily),

@@ -172,8 +172,30 @@ impl KafkaCompression {
 #[derive(Debug, Clone, PartialEq)]
 pub struct KafkaSasl {
     pub mechanism: SaslMechanism,
-    pub username: String,
-    pub password: Secret,
+    pub login: SaslLogin,
+}
+
+/// What a SASL login presents.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SaslLogin {
+    /// PLAIN and SCRAM: a user name and its password.
+    Password { username: String, password: Secret },
+    /// OAUTHBEARER: a token from an OAuth 2.0 / OIDC identity provider.
+    OAuth(OAuthLogin),
+}
+
+/// OAUTHBEARER with the client credentials grant: the sink asks `token_url` for a token
+/// (HTTP Basic with `client_id` and `client_secret`, `scope` if set) whenever librdkafka
+/// needs one (at the start, and before the last one expires), and librdkafka presents
+/// it to the brokers (`sinks::kafka::oauth`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OAuthLogin {
+    pub token_url: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub scope: Option<String>,
+    /// The CA file that verifies an https token endpoint (else the system's).
+    pub token_ca_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,6 +203,7 @@ pub enum SaslMechanism {
     Plain,
     ScramSha256,
     ScramSha512,
+    OAuthBearer,
 }
 
 impl SaslMechanism {
@@ -190,6 +213,7 @@ impl SaslMechanism {
             SaslMechanism::Plain => "PLAIN",
             SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
             SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
+            SaslMechanism::OAuthBearer => "OAUTHBEARER",
         }
     }
 }
@@ -408,29 +432,66 @@ pub(super) fn kafka(
     }))
 }
 
+const MECHANISMS: &str = "\"PLAIN\", \"SCRAM-SHA-256\", \"SCRAM-SHA-512\" or \"OAUTHBEARER\"";
+
 fn sasl_of(at: &dyn Fn(&str) -> String, s: &RawKafkaSasl, p: &mut Problems) -> Option<KafkaSasl> {
-    let mechanism = match s.mechanism.as_deref() {
-        Some("PLAIN") | Some("plain") => Some(SaslMechanism::Plain),
-        Some("SCRAM-SHA-256") | Some("scram-sha-256") => Some(SaslMechanism::ScramSha256),
-        Some("SCRAM-SHA-512") | Some("scram-sha-512") => Some(SaslMechanism::ScramSha512),
-        Some(other) => {
+    let mechanism = match s
+        .mechanism
+        .as_deref()
+        .map(str::to_ascii_uppercase)
+        .as_deref()
+    {
+        Some("PLAIN") => Some(SaslMechanism::Plain),
+        Some("SCRAM-SHA-256") => Some(SaslMechanism::ScramSha256),
+        Some("SCRAM-SHA-512") => Some(SaslMechanism::ScramSha512),
+        Some("OAUTHBEARER") => Some(SaslMechanism::OAuthBearer),
+        Some(_) => {
+            let other = s.mechanism.as_deref().unwrap_or_default();
             p.add(
                 at("sasl.mechanism"),
-                format!(
-                    "`{other}` is not supported: use \"PLAIN\", \"SCRAM-SHA-256\" or \
-                     \"SCRAM-SHA-512\" (OAUTHBEARER and GSSAPI are not built in)"
-                ),
+                format!("`{other}` is not supported: use {MECHANISMS} (GSSAPI is not built in)"),
             );
             None
         }
         None => {
-            p.add(
-                at("sasl.mechanism"),
-                "is required: \"PLAIN\", \"SCRAM-SHA-256\" or \"SCRAM-SHA-512\"",
-            );
+            p.add(at("sasl.mechanism"), format!("is required: {MECHANISMS}"));
             None
         }
     };
+    let login = match mechanism {
+        Some(SaslMechanism::OAuthBearer) => oauth_of(at, s, p).map(SaslLogin::OAuth),
+        _ => password_of(at, s, p, mechanism.is_some()),
+    };
+    Some(KafkaSasl {
+        mechanism: mechanism?,
+        login: login?,
+    })
+}
+
+/// PLAIN and SCRAM: `username` and `password`; the OAUTHBEARER keys do not apply.
+/// (`known`: the mechanism was understood, so the keys of another one are named.)
+fn password_of(
+    at: &dyn Fn(&str) -> String,
+    s: &RawKafkaSasl,
+    p: &mut Problems,
+    known: bool,
+) -> Option<SaslLogin> {
+    if known {
+        let oauth_keys = [
+            ("token_url", s.token_url.is_some()),
+            ("client_id", s.client_id.is_some()),
+            ("client_secret", s.client_secret.is_some()),
+            ("scope", s.scope.is_some()),
+            ("extensions", s.extensions.is_some()),
+            ("token_ca_file", s.token_ca_file.is_some()),
+        ];
+        for (key, _) in oauth_keys.iter().filter(|(_, set)| *set) {
+            p.add(
+                at(&format!("sasl.{key}")),
+                "applies to mechanism = \"OAUTHBEARER\" only",
+            );
+        }
+    }
     let username = match &s.username {
         Some(u) if !u.is_empty() => Some(u.clone()),
         _ => {
@@ -445,10 +506,96 @@ fn sasl_of(at: &dyn Fn(&str) -> String, s: &RawKafkaSasl, p: &mut Problems) -> O
             None
         }
     };
-    Some(KafkaSasl {
-        mechanism: mechanism?,
+    Some(SaslLogin::Password {
         username: username?,
         password: password?,
+    })
+}
+
+/// OAUTHBEARER: the token endpoint and the client's credentials. The token endpoint
+/// gets the client secret, so plain http is refused but to loopback (as for the
+/// tenant's `base_url`).
+fn oauth_of(at: &dyn Fn(&str) -> String, s: &RawKafkaSasl, p: &mut Problems) -> Option<OAuthLogin> {
+    for (key, set) in [
+        ("username", s.username.is_some()),
+        ("password", s.password.is_some()),
+    ] {
+        if set {
+            p.add(
+                at(&format!("sasl.{key}")),
+                "does not apply to OAUTHBEARER: the client logs in with client_id and client_secret",
+            );
+        }
+    }
+    let token_url = match s.token_url.as_deref() {
+        Some(v) => url(&at("sasl.token_url"), v, p).and_then(|u| {
+            if u.scheme() == "http" && !is_loopback(&u) {
+                p.add(
+                    at("sasl.token_url"),
+                    "plain http to a host other than loopback would send the client secret in clear: use https",
+                );
+                return None;
+            }
+            Some(v.to_string())
+        }),
+        None => {
+            p.add(
+                at("sasl.token_url"),
+                "is required with OAUTHBEARER: the identity provider's token endpoint",
+            );
+            None
+        }
+    };
+    let client_id = match &s.client_id {
+        Some(c) if !c.is_empty() => Some(c.clone()),
+        _ => {
+            p.add(at("sasl.client_id"), "is required with OAUTHBEARER");
+            None
+        }
+    };
+    let client_secret = match &s.client_secret {
+        Some(r) => secret(at("sasl.client_secret"), r, p),
+        None => {
+            p.add(at("sasl.client_secret"), "is required with OAUTHBEARER");
+            None
+        }
+    };
+    let scope = match s.scope.as_deref() {
+        Some(v) if v.trim().is_empty() => {
+            p.add(
+                at("sasl.scope"),
+                "is empty: leave it out, or name the scope",
+            );
+            None
+        }
+        other => Some(other.map(str::to_string)),
+    };
+    if s.extensions.is_some() {
+        // librdkafka sends SASL extensions only with a token it fetched itself (through
+        // libcurl, which this build leaves out); a token c42fwd fetches goes without.
+        p.add(
+            at("sasl.extensions"),
+            "SASL extensions are not supported (Confluent Cloud's OAuth needs them: log in \
+             there with an API key, mechanism = \"PLAIN\")",
+        );
+    }
+    let token_ca_file = match &s.token_ca_file {
+        None => Some(None),
+        Some(f) if f.is_file() => Some(Some(f.clone())),
+        Some(f) => {
+            p.add(
+                at("sasl.token_ca_file"),
+                format!("{} is not a readable file", f.display()),
+            );
+            None
+        }
+    };
+    Some(OAuthLogin {
+        token_url: token_url?,
+        client_id: client_id?,
+        client_secret: client_secret?,
+        scope: scope?,
+        token_ca_file: token_ca_file?,
     })
 }
 
@@ -576,9 +723,86 @@ mod tests {
         );
         let sasl = k.sasl.clone().expect("sasl");
         assert_eq!(sasl.mechanism, SaslMechanism::ScramSha512);
-        assert_eq!(sasl.password.expose(), "kafka-pw-value");
+        let SaslLogin::Password { username, password } = &sasl.login else {
+            panic!("{:?}", sasl.login)
+        };
+        assert_eq!(
+            (username.as_str(), password.expose()),
+            ("svc", "kafka-pw-value")
+        );
         assert!(k.tls.is_some());
         assert!(!format!("{k:?}").contains("kafka-pw-value"));
+    }
+
+    #[test]
+    fn oauthbearer_takes_a_token_endpoint_and_client_credentials_and_never_prints_the_secret() {
+        std::env::set_var("C42FWD_TEST_KAFKA_OAUTH", "oauth-secret-value");
+        let k = opts(
+            "brokers = [\"k:9093\"]\ntopic = \"t\"\n[sinks.siem.tls]\n[sinks.siem.sasl]\n\
+             mechanism = \"oauthbearer\"\ntoken_url = \"https://idp.example.com/oauth2/token\"\n\
+             client_id = \"c42fwd\"\nclient_secret = { env = \"C42FWD_TEST_KAFKA_OAUTH\" }\n\
+             scope = \"kafka\"",
+        );
+        let sasl = k.sasl.clone().expect("sasl");
+        assert_eq!(sasl.mechanism, SaslMechanism::OAuthBearer);
+        assert_eq!(sasl.mechanism.as_str(), "OAUTHBEARER");
+        let SaslLogin::OAuth(a) = &sasl.login else {
+            panic!("{:?}", sasl.login)
+        };
+        assert_eq!(a.token_url, "https://idp.example.com/oauth2/token");
+        assert_eq!(a.client_id, "c42fwd");
+        assert_eq!(a.client_secret.expose(), "oauth-secret-value");
+        assert_eq!(a.scope.as_deref(), Some("kafka"));
+        assert!(!format!("{k:?}").contains("oauth-secret-value"));
+    }
+
+    #[test]
+    fn oauthbearer_problems_name_their_keys() {
+        let p = problems(&kafka_config(
+            "brokers = [\"k:9093\"]\ntopic = \"t\"\n[sinks.siem.sasl]\nmechanism = \"OAUTHBEARER\"\n\
+             username = \"u\"\ntoken_url = \"http://idp.example.com/token\"\nscope = \" \"\n\
+             extensions = { logicalCluster = \"lkc-1\" }\n\
+             token_ca_file = \"/nonexistent/ca.pem\"",
+        ));
+        for want in [
+            "sinks.siem.sasl.username: does not apply to OAUTHBEARER",
+            "sinks.siem.sasl.token_url: plain http to a host other than loopback",
+            "sinks.siem.sasl.client_id: is required with OAUTHBEARER",
+            "sinks.siem.sasl.client_secret: is required with OAUTHBEARER",
+            "sinks.siem.sasl.scope: is empty",
+            "sinks.siem.sasl.extensions: SASL extensions are not supported",
+            "sinks.siem.sasl.token_ca_file: /nonexistent/ca.pem is not a readable file",
+        ] {
+            assert!(p.iter().any(|x| x.starts_with(want)), "{want}: {p:?}");
+        }
+        let p = problems(&kafka_config(
+            "brokers = [\"k:9093\"]\ntopic = \"t\"\n[sinks.siem.sasl]\nmechanism = \"OAUTHBEARER\"",
+        ));
+        assert!(
+            p.iter()
+                .any(|x| x.starts_with("sinks.siem.sasl.token_url: is required with OAUTHBEARER")),
+            "{p:?}"
+        );
+        // The OAUTHBEARER keys with a password mechanism are named, not ignored.
+        let p = problems(&kafka_config(
+            "brokers = [\"k:9093\"]\ntopic = \"t\"\n[sinks.siem.sasl]\nmechanism = \"PLAIN\"\n\
+             username = \"u\"\npassword = \"p\"\nclient_id = \"c\"",
+        ));
+        assert!(
+            p.iter()
+                .any(|x| x
+                    == "sinks.siem.sasl.client_id: applies to mechanism = \"OAUTHBEARER\" only"),
+            "{p:?}"
+        );
+        // Loopback may be plain http (a local token service, tests).
+        let k = opts(
+            "brokers = [\"k:9093\"]\ntopic = \"t\"\n[sinks.siem.sasl]\nmechanism = \"OAUTHBEARER\"\n\
+             token_url = \"http://127.0.0.1:8080/token\"\nclient_id = \"c\"\nclient_secret = \"s\"",
+        );
+        assert!(matches!(
+            k.sasl.map(|s| s.login),
+            Some(SaslLogin::OAuth(OAuthLogin { scope: None, .. }))
+        ));
     }
 
     #[test]

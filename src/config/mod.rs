@@ -21,7 +21,7 @@ mod sink;
 mod source;
 mod tenant;
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 pub mod validate;
 
 pub use file_events::FileEventFilters;
@@ -38,8 +38,8 @@ pub use check::{
     ConfigError, Problem, HEC_ACK_POLL_INITIAL, HEC_ACK_POLL_INTERVAL, HEC_MAX_PENDING_ACKS,
 };
 pub use kafka::{
-    KafkaAcks, KafkaCompression, KafkaKey, KafkaOptions, KafkaSasl, SaslMechanism, TopicPart,
-    TopicTemplate,
+    KafkaAcks, KafkaCompression, KafkaKey, KafkaOptions, KafkaSasl, OAuthLogin, SaslLogin,
+    SaslMechanism, TopicPart, TopicTemplate,
 };
 pub use validate::{load, load_state, parse_state_str, parse_str, StateConfig};
 

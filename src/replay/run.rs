@@ -21,7 +21,8 @@
 //!   invariant 1): a checkpoint is written every [`CHECKPOINT_EVERY`] settled items
 //!   and at the end of each file. After a SIGKILL a second run therefore sends again
 //!   at most `WINDOW * CHUNK_RECORDS + CHECKPOINT_EVERY` records of a file
-//!   ([`MAX_DUPLICATES_AFTER_KILL`]).
+//!   ([`MAX_DUPLICATES_AFTER_KILL`]). A sink that takes nothing more therefore stops
+//!   the reader with at most [`MAX_READ_AHEAD`] records read and not acknowledged.
 //! - The sinks are the daemon's own, started by `pipeline::SinkSet` from the same
 //!   configuration; a sink that fails for good ends the replay (exit 1).
 //!
@@ -57,6 +58,15 @@ pub const WINDOW: usize = 32;
 pub const CHECKPOINT_EVERY: u64 = 16_384;
 /// The most records of one file a run after a SIGKILL sends again.
 pub const MAX_DUPLICATES_AFTER_KILL: u64 = (WINDOW * CHUNK_RECORDS) as u64 + CHECKPOINT_EVERY;
+/// Chunks the reader may have handed over that the engine has not taken yet (the
+/// bounded channel between them).
+pub const CHANNEL_CHUNKS: usize = 2;
+/// The most records handed on to the sinks and not yet acknowledged by every one,
+/// however slowly they go (backpressure; duplicates skipped and records filtered out
+/// are not held): [`WINDOW`] chunks in flight, one more the engine waits to
+/// hand to a sink whose queue is full, [`CHANNEL_CHUNKS`] in the channel and the one
+/// the reader waits to put in it.
+pub const MAX_READ_AHEAD: u64 = ((WINDOW + 1 + CHANNEL_CHUNKS + 1) * CHUNK_RECORDS) as u64;
 
 /// One argument of the command line, expanded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -278,27 +288,52 @@ fn walk(dir: &Path, out: &mut Vec<Input>) {
     }
 }
 
-/// Records per second: lets `n` records go when their time has come.
+/// Records per second: lets `n` records go when their time has come. The schedule is
+/// counted from its start (record `k` is due `k / rate` seconds after it, to the
+/// nanosecond), so rounding never adds up to a drift; a pause longer than the schedule
+/// starts it again from now (no burst to catch up).
 #[derive(Debug)]
 pub struct Pacer {
-    per_record: Duration,
-    next: Option<Instant>,
+    rate: u32,
+    /// When the schedule started, and the records it let go since.
+    start: Option<Instant>,
+    admitted: u64,
 }
 
 impl Pacer {
     pub fn new(rate: u32) -> Pacer {
         Pacer {
-            per_record: Duration::from_secs(1) / rate.max(1),
-            next: None,
+            rate: rate.max(1),
+            start: None,
+            admitted: 0,
         }
     }
 
     /// Waits until `n` more records may go.
     pub async fn admit(&mut self, n: usize) {
         let now = Instant::now();
-        let at = self.next.unwrap_or(now).max(now);
-        tokio::time::sleep_until(at).await;
-        self.next = Some(at + self.per_record * u32::try_from(n).unwrap_or(u32::MAX));
+        let nanos = u128::from(self.admitted) * 1_000_000_000 / u128::from(self.rate);
+        let due = self
+            .start
+            .map(|s| s + Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX)));
+        match due {
+            Some(due) if due >= now => tokio::time::sleep_until(due).await,
+            _ => {
+                self.start = Some(now);
+                self.admitted = 0;
+            }
+        }
+        self.admitted += n as u64;
+    }
+}
+
+/// The records of one chunk: at most `max`, and with `--rate` about a tenth of a
+/// second's worth, so that pacing stays smooth (at least ten chunks a second, one
+/// record at a time below ten a second).
+pub fn chunk_records(rate: Option<u32>, max: usize) -> usize {
+    match rate {
+        Some(r) => (r as usize / 10).clamp(1, max.max(1)),
+        None => max.max(1),
     }
 }
 
@@ -734,11 +769,7 @@ pub async fn replay(
             )
         })?)
     };
-    let chunk = match opts.rate {
-        // About ten chunks a second: pacing stays smooth.
-        Some(r) => (r as usize / 10).clamp(1, opts.chunk_records.max(1)),
-        None => opts.chunk_records.max(1),
-    };
+    let chunk = chunk_records(opts.rate, opts.chunk_records);
     let reader = Reader {
         store: store.clone(),
         dedupe: opts.dedupe.map(Dedupe::new),
@@ -762,7 +793,7 @@ pub async fn replay(
     };
     // Two chunks ahead of the engine: the sinks' queues hold more, and every chunk
     // waiting here is memory (about 0.6 MiB of JSON lines each).
-    let (tx, mut rx) = mpsc::channel::<Msg>(2);
+    let (tx, mut rx) = mpsc::channel::<Msg>(CHANNEL_CHUNKS);
     let reading = tokio::task::spawn_blocking(move || reader.run(tx));
 
     let mut sinks = (!opts.dry_run)
@@ -880,9 +911,17 @@ pub async fn replay(
                     source: Arc::from("replay"),
                     events: c.events,
                 };
-                let sent = tokio::select! {
-                    r = route.send(batch) => Some(r),
-                    _ = &mut shutdown, if !stopping => None,
+                // A sink whose queue is full holds the send (backpressure): the progress
+                // lines go on meanwhile.
+                let send = route.send(batch);
+                let mut send = std::pin::pin!(send);
+                let sent = loop {
+                    tokio::select! {
+                        biased;
+                        r = &mut send => break Some(r),
+                        _ = &mut shutdown, if !stopping => break None,
+                        _ = tick.tick() => reporter.tick(),
+                    }
                 };
                 match sent {
                     Some(Ok(waiter)) => {
@@ -1049,6 +1088,60 @@ mod tests {
         p.admit(10).await;
         p.admit(10).await;
         assert_eq!(t1.elapsed(), Duration::from_millis(100));
+    }
+
+    /// The schedule `--rate` keeps, on the paused clock, with the chunks the engine
+    /// cuts for each rate: a chunk goes when the records before it are due (at
+    /// `records before / rate`, within the millisecond of tokio's timers), so at no time
+    /// more than one chunk beyond the rate has gone, and each second lets the rate go.
+    #[tokio::test(start_paused = true)]
+    async fn the_pacing_schedule_keeps_the_rate_at_every_chunk() {
+        for rate in [1u32, 3, 7, 10, 99, 1_000, 4_000, 65_536, 1_000_000] {
+            let chunk = chunk_records(Some(rate), CHUNK_RECORDS);
+            assert!((1..=CHUNK_RECORDS).contains(&chunk), "{rate}: {chunk}");
+            if rate >= 10 {
+                assert!(chunk as u64 * 10 <= u64::from(rate), "{rate}: {chunk}");
+            }
+            let mut p = Pacer::new(rate);
+            let t0 = Instant::now();
+            let mut before = 0u64;
+            // Three seconds' worth, at most 300 chunks.
+            let total = (3 * u64::from(rate)).min(300 * chunk as u64);
+            while before < total {
+                p.admit(chunk).await;
+                let at = t0.elapsed();
+                // tokio's timers wake on the millisecond after the deadline; the
+                // schedule goes on from the deadline, so that adds up to no drift.
+                let due = Duration::from_nanos(
+                    u64::try_from(u128::from(before) * 1_000_000_000 / u128::from(rate)).unwrap(),
+                );
+                assert!(
+                    at >= due && at < due + Duration::from_millis(1),
+                    "rate {rate}: the chunk after {before} records went at {at:?}, due {due:?}"
+                );
+                // Never ahead of the rate by more than this chunk.
+                let allowed = at.as_secs_f64() * f64::from(rate) + chunk as f64;
+                assert!(
+                    (before + chunk as u64) as f64 <= allowed + 1.0,
+                    "rate {rate}: {} records by {at:?}",
+                    before + chunk as u64
+                );
+                before += chunk as u64;
+            }
+            // Over the whole run: the rate, within one chunk.
+            let secs = t0.elapsed().as_secs_f64();
+            let rate_seen = (before - chunk as u64) as f64 / secs.max(f64::MIN_POSITIVE);
+            if secs > 0.0 {
+                // Never faster; slower only by the last timer's millisecond.
+                let r = f64::from(rate);
+                assert!(
+                    rate_seen <= r * (1.0 + 1e-9) && rate_seen >= r * secs / (secs + 0.001),
+                    "rate {rate}: {rate_seen}/s over {secs} s"
+                );
+            }
+        }
+        assert_eq!(chunk_records(None, CHUNK_RECORDS), CHUNK_RECORDS);
+        assert_eq!(chunk_records(Some(5), 0), 1);
     }
 
     #[test]

@@ -68,6 +68,10 @@ impl WindowFetch for AuditLogFetch {
     // Yes: events before `now - lag` are all listed and stay put, so a settled time
     // range pages by offset, and the fetcher holds nothing between queries.
     const CONCURRENT_CATCH_UP: bool = true;
+    /// Audit Log events never leave the result set, and `search-results-count` takes the
+    /// search's own body (`docs/api.md`): on Incydr its count proves a window; legacy
+    /// tenants have none (`count` answers `None`, the window is read again).
+    const COUNT_VERIFIES_PREFIX: bool = true;
 
     fn from_source(
         source: &config::Source,

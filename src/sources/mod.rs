@@ -7,7 +7,8 @@
 //! per-source [`poll::WindowFetch`]: [`audit`] (Audit Log search), [`alerts`]
 //! (`query-alerts` + `query-details`), [`sync_log`] (Directory Sync Log),
 //! [`sessions`] (Incydr sessions, each version once) and [`file_events`]
-//! (`/v2/file-events`, paged by token). Sources
+//! (`/v2/file-events`, paged by token); [`reread`] proves by the API's counts what the
+//! previous poll read, so that a steady poll reads each event about once. Sources
 //! never spawn tasks: the pipeline runs each poller's `run` future (checkpoint saves go
 //! to tokio's blocking pool and are awaited in place).
 
@@ -17,6 +18,7 @@ pub mod catch_up;
 pub mod file_events;
 pub mod poll;
 pub mod reconcile;
+pub mod reread;
 pub mod sessions;
 pub mod slices;
 pub mod sync_log;

@@ -20,7 +20,9 @@
 //! poll, so that a restart never recomputes the edge from a later clock; a checkpoint
 //! whose watermark lies in the future is refused. After each poll that caught up, the
 //! closed windows that are due are compared with the API ([`super::reconcile`]); what
-//! that finds goes out through the same forward/commit path.
+//! that finds goes out through the same forward/commit path. Before the first page of a
+//! poll, a source whose counts prove a window ([`WindowFetch::COUNT_VERIFIES_PREFIX`])
+//! proves what the previous poll read instead of reading it again ([`super::reread`]).
 //!
 //! **Invariant 3 (ARCHITECTURE.md: every queue is bounded):** at most [`MAX_IN_FLIGHT`]
 //! batches wait for their acknowledgement; past that the poller waits, as it does when a
@@ -51,6 +53,7 @@ use crate::metrics::{label, Metrics};
 use crate::route::Route;
 use crate::sources::catch_up::{self, CatchUp, Report};
 use crate::sources::reconcile::Ledger;
+use crate::sources::reread::Reread;
 use crate::sources::window::{
     fingerprint, Anomaly, Next, PageEvent, PageVerdict, PollCycle, QueryWindow, WindowState,
     MAX_SHORT_PAGE_ANSWERS,
@@ -194,6 +197,12 @@ pub trait WindowFetch: Send + Sync + Sized + 'static {
     /// ([`super::slices`]): the records of a settled time range do not change while
     /// they are paged, and the fetcher keeps no cursor between two queries.
     const CONCURRENT_CATCH_UP: bool;
+    /// The API's [`Self::count`] of a window proves that no record of it was missed
+    /// when it equals what was forwarded there: records never leave the result set, and
+    /// the count's time bounds are the search's. Then a poll proves the part of the lag
+    /// window the previous poll read by a count instead of reading it again
+    /// ([`super::reread`]). Never used with [`Self::ALWAYS_RE_ANCHOR`].
+    const COUNT_VERIFIES_PREFIX: bool = false;
 
     /// The page size of the loop for a configured `page_size`: by default the
     /// configured one, capped at [`Self::MAX_PAGE_SIZE`]. (Sessions take the configured
@@ -422,6 +431,37 @@ impl<F: WindowFetch> WindowPoller<F> {
         })
     }
 
+    /// A poller over `fetch` named `name`, without an API client (the API's clock is
+    /// this host's), reading pages of 100 one at a time without reconciliation: for
+    /// tests of the other modules of `sources`.
+    #[cfg(test)]
+    pub(super) fn for_test_named(
+        name: &str,
+        fetch: F,
+        lag: Duration,
+        poll_interval: Duration,
+        start: StartAt,
+        store: Store,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        WindowPoller {
+            name: Arc::from(name),
+            fetch,
+            lag,
+            poll_interval,
+            start,
+            page_size: 100,
+            batch_events: MAX_BATCH_EVENTS,
+            slice_readers: 1,
+            reconcile_after: None,
+            tenant: "t".into(),
+            store,
+            metrics,
+            clock: Arc::new(ApiClock::new()),
+            api: None,
+        }
+    }
+
     /// Runs until `shutdown` is cancelled (then `Ok`) or an error stops the source.
     pub async fn run(self, route: Route, shutdown: CancellationToken) -> Result<(), SourceError> {
         // Before anything can fail: a source that cannot start still shows (`c42fwd
@@ -606,6 +646,7 @@ impl<F: WindowFetch> WindowPoller<F> {
     ) -> Result<(), SourceError> {
         let mut limit = F::RESULT_LIMIT;
         let mut catch_up = CatchUp::new(self.poll_interval);
+        let mut reread = Reread::new(state);
         loop {
             if shutdown.is_cancelled() {
                 return Ok(());
@@ -643,6 +684,13 @@ impl<F: WindowFetch> WindowPoller<F> {
                 return Ok(());
             }
             let mut cycle = self.cycle(state, poll_time, self.lag, limit);
+            if self
+                .skip_verified(&mut reread, &mut cycle, state, shutdown)
+                .await?
+                .is_break()
+            {
+                return Ok(());
+            }
             let mut next = Next::Fetch(cycle.current());
             loop {
                 let (items, marks, verdict) = match next {
@@ -724,6 +772,7 @@ impl<F: WindowFetch> WindowPoller<F> {
                 self.observe(&mut catch_up, state, flight);
             }
             limit = cycle.limit();
+            reread.after(&cycle);
             if self
                 .reconcile_due(route, shutdown, state, flight)
                 .await?
@@ -864,6 +913,7 @@ impl<F: WindowFetch> WindowPoller<F> {
         };
         if !page.past_result_window {
             self.metrics.source_polled(&self.name);
+            self.count_api_records(page.marks.len());
             return Ok(PageRead::Page(page));
         }
         if q.page == 0 && q.page_size == 1 {
@@ -907,6 +957,7 @@ impl<F: WindowFetch> WindowPoller<F> {
             r = self.fetch.fetch_instant(at) => {
                 let page = r?;
                 self.metrics.source_polled(&self.name);
+                self.count_api_records(page.marks.len());
                 Ok(Some(page))
             }
         }
@@ -1243,6 +1294,14 @@ impl<F: WindowFetch> WindowPoller<F> {
             .get_or_create(&src)
             .set(w.timestamp() as f64 + f64::from(w.timestamp_subsec_nanos()) / 1e9);
         Ok(())
+    }
+
+    /// Counts the records the API served to a read (`c42fwd_source_api_records_total`).
+    pub(super) fn count_api_records(&self, n: usize) {
+        self.metrics
+            .source_api_records
+            .get_or_create(&label("source", &self.name))
+            .inc_by(n as u64);
     }
 
     pub(super) fn count_split(&self) {

@@ -24,6 +24,13 @@
 //! watermark moves to `P - lag`: the last `lag` of time is read again next poll, which is
 //! how late events are caught, and the fingerprints keep them from being sent twice.
 //!
+//! A poll may read less than `[watermark, P)`: when the API's counts proved part of it
+//! (the previous poll read it cleanly, [`PollCycle::verified_to`], and the counts of
+//! those ranges equal the copies the state holds there, [`WindowState::copies_between`];
+//! see [`super::reread`]), [`PollCycle::start_at_verified`] makes the poll read only the
+//! ranges whose counts differed, then what is new, `[R, P)` where `R` is the previous
+//! poll time. The watermark moves exactly as above: what it passes is read or proven.
+//!
 //! # Distrusting the listing
 //! The API promises time order; nothing here relies on it more than it must.
 //! - **Read up to.** A page's read-up-to point is not its last event but the earliest
@@ -198,6 +205,23 @@ impl WindowState {
     /// How many copies of this fingerprint were forwarded (0 when unknown).
     pub fn forwarded_copies(&self, fingerprint: u64) -> u32 {
         self.seen.get(&fingerprint).map_or(0, |s| s.count)
+    }
+
+    /// How many copies of events that occurred in `[start, end)` were forwarded, as far
+    /// as the state knows: every copy at or after the watermark (the state invariant),
+    /// so for `start >= watermark` this is what the API should count there, unless a
+    /// record of unknown time stands in the range (see [`PollCycle::saw_stand_ins`]).
+    pub fn copies_between(&self, start: DateTime<Utc>, end: DateTime<Utc>) -> u64 {
+        self.seen
+            .values()
+            .filter(|s| s.occurred >= start && s.occurred < end)
+            .map(|s| u64::from(s.count))
+            .sum()
+    }
+
+    /// The latest time a fingerprint is held at (`None`: none is held).
+    pub fn latest_fingerprint_time(&self) -> Option<DateTime<Utc>> {
+        self.seen.values().map(|s| s.occurred).max()
     }
 
     /// Moves the watermark to `to` if that is later (it never moves back) and prunes the
@@ -546,6 +570,19 @@ pub struct PollCycle {
     unique_keys: bool,
     /// Re-anchor after every full page, not only in the live region.
     always_re_anchor: bool,
+    /// Nothing so far made this poll's read less than a proof of its window (see
+    /// [`Self::verified_to`]).
+    clean: bool,
+    /// An event of unknown time was seen: its fingerprint stands at the poll time.
+    stand_ins: bool,
+    /// The poll has read everything up to its poll time ([`Next::Done`]).
+    done: bool,
+    /// The end of the range the current query reads part of: the poll time, or, in a
+    /// poll that proved part of its window by counts, the end of an unproven range.
+    range_end: DateTime<Utc>,
+    /// The ranges to read after the current one, in time order (see
+    /// [`Self::start_at_verified`]).
+    plan: std::collections::VecDeque<(DateTime<Utc>, DateTime<Utc>)>,
 }
 
 impl PollCycle {
@@ -581,7 +618,68 @@ impl PollCycle {
             splits: 0,
             unique_keys: false,
             always_re_anchor: false,
+            clean: true,
+            stand_ins: false,
+            done: false,
+            range_end: poll_time,
+            plan: std::collections::VecDeque::new(),
         }
+    }
+
+    /// Reads only what the API's counts did not prove: the events of `[watermark,
+    /// verified)` are proven forwarded but for the ranges `unproven` (sorted, disjoint,
+    /// inside it), each of whose count differed from the copies the state holds there
+    /// (asked at or after the poll time; see [`super::reread`]). The poll then reads the
+    /// `unproven` ranges, then `[verified, poll_time)`. The watermark moves as usual: what
+    /// lies before `poll_time - lag` is then proven, by the counts or by these reads.
+    /// Only before the first page; ignored unless `watermark < verified <= poll_time`
+    /// and the ranges are ordered inside `[watermark, verified)`.
+    pub fn start_at_verified(
+        &mut self,
+        verified: DateTime<Utc>,
+        unproven: &[(DateTime<Utc>, DateTime<Utc>)],
+    ) {
+        let w = self.query_start;
+        let ordered = unproven.iter().all(|&(a, b)| a < b)
+            && unproven.windows(2).all(|p| p[0].1 <= p[1].0)
+            && unproven.first().map_or(true, |&(a, _)| a >= w)
+            && unproven.last().map_or(true, |&(_, b)| b <= verified);
+        if self.page > 0
+            || !self.read_counts.is_empty()
+            || self.query_end != self.poll_time
+            || verified <= w
+            || verified > self.poll_time
+            || !ordered
+        {
+            return;
+        }
+        self.plan = unproven.iter().copied().collect();
+        self.plan.push_back((verified, self.poll_time));
+        if let Some((a, b)) = self.plan.pop_front() {
+            self.range_end = b;
+            self.restart_query(a, b);
+        }
+    }
+
+    /// The end of this poll's window when the poll read it cleanly: it reached
+    /// [`Next::Done`] with no query distrusted, no suspect event ([`Anomaly`]), no event
+    /// of unknown time, no short page and no instant read through the export. Then every
+    /// event of `[watermark, poll_time)` visible when it was read was forwarded, and the
+    /// next poll may prove that prefix by a count instead of reading it again. `None`
+    /// otherwise.
+    pub fn verified_to(&self) -> Option<DateTime<Utc>> {
+        (self.done && self.clean).then_some(self.poll_time)
+    }
+
+    /// Whether an event of unknown time was seen: its fingerprint stands at the poll
+    /// time, where the API does not count it, until the watermark passes that time.
+    pub fn saw_stand_ins(&self) -> bool {
+        self.stand_ins
+    }
+
+    /// The poll time this cycle was started at.
+    pub fn poll_time(&self) -> DateTime<Utc> {
+        self.poll_time
     }
 
     /// Follows every full page by a new query from its newest event, settled or not
@@ -646,6 +744,13 @@ impl PollCycle {
             .checked_add_signed(TimeDelta::from_std(FUTURE_TOLERANCE).unwrap_or_default())
             .unwrap_or(DateTime::<Utc>::MAX_UTC);
         let order = assess(events, self.listed_max, self.query_end, future_after);
+        if events.iter().any(|e| !e.time_known) {
+            self.stand_ins = true;
+            self.clean = false;
+        }
+        if !order.anomalies.is_empty() || order.listed_after.is_some() {
+            self.clean = false;
+        }
         let full = events.len() >= self.page_size as usize;
         let received = u64::from(self.page) * u64::from(self.page_size) + events.len() as u64;
         let short_page = reported_total
@@ -700,6 +805,7 @@ impl PollCycle {
         if let Some((received, reported)) = short_page {
             // The answer contradicts itself: nothing it says about where the data ends
             // is believed. Ask again, a few times, then give up.
+            self.clean = false;
             self.short_answers += 1;
             verdict.next = if self.short_answers >= MAX_SHORT_PAGE_ANSWERS {
                 Next::CountMismatch {
@@ -834,6 +940,7 @@ impl PollCycle {
     ) -> PageVerdict {
         // A new query: its own read counts.
         self.read_counts.clear();
+        self.clean = false;
         let forward: Vec<bool> = events
             .iter()
             .map(|&ev| state.admit(&mut self.read_counts, ev, self.unique_keys, None))
@@ -865,11 +972,17 @@ impl PollCycle {
     /// queried next.
     fn query_exhausted(&mut self, state: &mut WindowState) -> (bool, Next) {
         let end = self.query_end;
+        // Everything before `end` was read, or proven by counts (the ranges skipped).
         let advanced = state.advance_to(end.min(self.settled_before));
-        if end < self.poll_time {
-            self.restart_query(end, self.poll_time);
+        if end < self.range_end {
+            self.restart_query(end, self.range_end);
+            (advanced, Next::Fetch(self.current()))
+        } else if let Some((a, b)) = self.plan.pop_front() {
+            self.range_end = b;
+            self.restart_query(a, b);
             (advanced, Next::Fetch(self.current()))
         } else {
+            self.done = true;
             (advanced, Next::Done)
         }
     }
@@ -1001,6 +1114,8 @@ mod tests {
 
     struct PollResult {
         forwarded: Vec<PageEvent>,
+        /// Events the server returned, forwarded or not.
+        read: u64,
         splits: u32,
         requests: u32,
         limit: u64,
@@ -1037,9 +1152,22 @@ mod tests {
         page_size: u32,
         limit: u64,
     ) -> PollResult {
+        let cycle = PollCycle::new(state, now, Duration::from_secs(lag_s), page_size, limit);
+        run_cycle(state, server, cycle, now, step).0
+    }
+
+    /// Runs `cycle` (started at `now`) to completion against the toy server, the
+    /// server's clock advancing by `step` at every request; gives the cycle back.
+    fn run_cycle(
+        state: &mut WindowState,
+        server: &Server,
+        mut cycle: PollCycle,
+        now: DateTime<Utc>,
+        step: TimeDelta,
+    ) -> (PollResult, PollCycle) {
         let mut clock = now;
-        let mut cycle = PollCycle::new(state, now, Duration::from_secs(lag_s), page_size, limit);
         let mut forwarded = Vec::new();
+        let mut read = 0u64;
         let mut requests = 0;
         let mut next = Next::Fetch(cycle.current());
         loop {
@@ -1055,6 +1183,7 @@ mod tests {
                         continue;
                     }
                     Reply::Page(page) => {
+                        read += page.len() as u64;
                         let v = cycle.on_page(state, &page);
                         forwarded.extend(
                             page.iter()
@@ -1068,6 +1197,7 @@ mod tests {
                 Next::CountMismatch { .. } => panic!("the toy server never contradicts itself"),
                 Next::ExportInstant { at } => {
                     let page = server.visible(clock, at, at + TimeDelta::nanoseconds(1));
+                    read += page.len() as u64;
                     let v = cycle.on_export(state, at, &page);
                     forwarded.extend(
                         page.iter()
@@ -1081,12 +1211,14 @@ mod tests {
             assert!(state.watermark() >= before, "watermark moved back");
             next = verdict.next;
         }
-        PollResult {
+        let r = PollResult {
             forwarded,
+            read,
             splits: cycle.splits(),
             requests,
             limit: cycle.limit(),
-        }
+        };
+        (r, cycle)
     }
 
     fn sorted(mut v: Vec<PageEvent>) -> Vec<PageEvent> {
@@ -2071,5 +2203,229 @@ mod tests {
         for seed in 0..300 {
             hostile_listing_exactly_once(seed);
         }
+    }
+
+    #[test]
+    fn copies_between_counts_every_copy_held_in_the_range() {
+        let mut state = WindowState::new(secs(0));
+        let mut c = PollCycle::new(&state, secs(100), Duration::from_secs(100), 10, 100);
+        // Two byte-identical copies at 10 s, one event at 20 s, one at 30 s.
+        let v = c.on_page(
+            &mut state,
+            &[
+                ev(1, secs(10)),
+                ev(1, secs(10)),
+                ev(2, secs(20)),
+                ev(3, secs(30)),
+            ],
+        );
+        assert_eq!(v.forward, vec![true; 4]);
+        assert_eq!(state.copies_between(secs(0), secs(100)), 4);
+        assert_eq!(state.copies_between(secs(10), secs(20)), 2, "end exclusive");
+        assert_eq!(
+            state.copies_between(secs(20), secs(31)),
+            2,
+            "start inclusive"
+        );
+        assert_eq!(state.copies_between(secs(31), secs(100)), 0);
+        assert_eq!(state.latest_fingerprint_time(), Some(secs(30)));
+    }
+
+    #[test]
+    fn a_poll_started_at_its_verified_prefix_reads_only_past_it_and_moves_the_watermark_as_usual() {
+        let events: Vec<PageEvent> = (0..20).map(|i| ev(i, secs(i64::from(i) * 5))).collect();
+        let server = Server::of(&events, SEARCH_RESULT_LIMIT);
+        let mut state = WindowState::new(secs(0));
+        let c = PollCycle::new(&state, secs(60), Duration::from_secs(30), 4, 100);
+        let (first, c) = run_cycle(&mut state, &server, c, secs(60), TimeDelta::zero());
+        assert_eq!(first.forwarded.len(), 12);
+        assert_eq!(
+            c.verified_to(),
+            Some(secs(60)),
+            "a clean poll proves its window"
+        );
+        assert_eq!(state.watermark(), secs(30));
+
+        let mut c = PollCycle::new(&state, secs(90), Duration::from_secs(30), 4, 100);
+        c.start_at_verified(secs(60), &[]);
+        assert_eq!(
+            c.current().start,
+            secs(60),
+            "the first query starts past the prefix"
+        );
+        let (second, c) = run_cycle(&mut state, &server, c, secs(90), TimeDelta::zero());
+        assert_eq!(sorted(second.forwarded), sorted(events[12..18].to_vec()));
+        assert_eq!(state.watermark(), secs(60), "poll time minus lag, as usual");
+        assert_eq!(c.verified_to(), Some(secs(90)));
+        // Not before the watermark, not past the poll time, not once a page was read.
+        let mut c = PollCycle::new(&state, secs(120), Duration::from_secs(30), 4, 100);
+        c.start_at_verified(secs(50), &[]);
+        c.start_at_verified(secs(121), &[]);
+        c.start_at_verified(secs(100), &[(secs(70), secs(80)), (secs(75), secs(90))]);
+        assert_eq!(c.current().start, secs(60));
+    }
+
+    #[test]
+    fn only_a_clean_poll_verifies_its_window() {
+        let lag = Duration::from_secs(30);
+        // An event of unknown time: not verified, and its stand-in is reported.
+        let mut state = WindowState::new(secs(0));
+        let mut c = PollCycle::new(&state, secs(60), lag, 10, 100);
+        let unknown = PageEvent {
+            fingerprint: 7,
+            occurred: secs(0),
+            time_known: false,
+        };
+        let v = c.on_page(&mut state, &[ev(1, secs(5)), unknown]);
+        assert_eq!(v.next, Next::Done);
+        assert_eq!(c.verified_to(), None);
+        assert!(c.saw_stand_ins());
+        // An out-of-order page: not verified.
+        let mut state = WindowState::new(secs(0));
+        let mut c = PollCycle::new(&state, secs(60), lag, 10, 100);
+        let v = c.on_page(&mut state, &[ev(1, secs(20)), ev(2, secs(5))]);
+        assert_eq!(v.next, Next::Done);
+        assert_eq!(c.verified_to(), None);
+        assert!(!c.saw_stand_ins());
+        // An event from the future: not verified.
+        let mut state = WindowState::new(secs(0));
+        let mut c = PollCycle::new(&state, secs(60), lag, 10, 100);
+        let v = c.on_page(&mut state, &[ev(1, secs(5)), ev(2, secs(600))]);
+        assert_eq!(v.next, Next::Done);
+        assert_eq!(c.verified_to(), None);
+        // A short page its count contradicts, then the full answer: not verified.
+        let mut state = WindowState::new(secs(0));
+        let mut c = PollCycle::new(&state, secs(60), lag, 10, 100);
+        let v = c.on_page_with_total(&mut state, &[ev(1, secs(5))], Some(2));
+        assert!(matches!(v.next, Next::Fetch(_)));
+        let v = c.on_page_with_total(&mut state, &[ev(1, secs(5)), ev(2, secs(6))], Some(2));
+        assert_eq!(v.next, Next::Done);
+        assert_eq!(c.verified_to(), None);
+        // An instant read through the export: not verified.
+        let mut state = WindowState::new(secs(0));
+        let mut c = PollCycle::new(&state, secs(60), lag, 2, 2);
+        let v = c.on_page(&mut state, &[ev(1, secs(0)), ev(2, secs(0))]);
+        assert_eq!(v.next, Next::ExportInstant { at: secs(0) });
+        let v = c.on_export(
+            &mut state,
+            secs(0),
+            &[ev(1, secs(0)), ev(2, secs(0)), ev(3, secs(0))],
+        );
+        let mut next = v.next;
+        while let Next::Fetch(_) = next {
+            next = c.on_page(&mut state, &[]).next;
+        }
+        assert_eq!(next, Next::Done);
+        assert_eq!(c.verified_to(), None);
+        // Not done: not verified.
+        let state = WindowState::new(secs(0));
+        let c = PollCycle::new(&state, secs(60), lag, 10, 100);
+        assert_eq!(c.verified_to(), None);
+    }
+
+    /// The scheme of [`super::super::reread`] against the toy server: polls every 30 s
+    /// with a lag of 300 s, events made visible up to the lag after they occurred (and a
+    /// few later still), the API's count of the verified prefix asked at each poll time.
+    /// Every event goes out exactly once, and events are read about once each.
+    fn live_stream_with_counts(seed: u64, delay_of: fn(&mut fastrand::Rng) -> i64) -> (u64, u64) {
+        use super::super::reread::{Reread, Search};
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let mut server = Server {
+            events: Vec::new(),
+            limit: SEARCH_RESULT_LIMIT,
+        };
+        let mut all = Vec::new();
+        for i in 0..4000u32 {
+            let at =
+                secs(0) + TimeDelta::milliseconds(i64::from(i) * 500 + i64::from(rng.u32(0..3)));
+            let id = if rng.u16(0..500) == 0 { 0 } else { i };
+            let e = ev(id, at);
+            let delay = delay_of(&mut rng);
+            server.events.push((e, at + TimeDelta::milliseconds(delay)));
+            all.push(e);
+        }
+        let mut state = WindowState::new(secs(0));
+        let mut reread = Reread::new(&state);
+        let mut out = Vec::new();
+        let mut read = 0u64;
+        let mut counts = 0u64;
+        let lag = Duration::from_secs(300);
+        let mut now = secs(0);
+        while now < secs(2600) {
+            now += TimeDelta::seconds(30);
+            let mut cycle = PollCycle::new(&state, now, lag, 500, SEARCH_RESULT_LIMIT);
+            if let Ok(Some(r)) = reread.prefix(&state, now) {
+                let w = state.watermark();
+                let mut search = Search::new(w, r);
+                while let Some((a, b)) = search.probe() {
+                    let count = server.visible(now, a, b).len() as u64;
+                    search.answer(count == state.copies_between(a, b));
+                }
+                let unproven = search.unproven();
+                counts += u64::from(search.asked());
+                cycle.start_at_verified(r, &unproven);
+            }
+            let (r, cycle) = run_cycle(&mut state, &server, cycle, now, TimeDelta::zero());
+            read += r.read;
+            reread.after(&cycle);
+            out.extend(r.forwarded);
+        }
+        // Events visible only after the lag may be left to reconciliation when they fall
+        // before the watermark; every other one goes out exactly once.
+        let (out, mut want) = (sorted(out), sorted(all));
+        let late: Vec<PageEvent> = server
+            .events
+            .iter()
+            .filter(|(e, vis)| *vis - e.occurred > TimeDelta::seconds(300))
+            .map(|(e, _)| *e)
+            .collect();
+        let mut extra = out.clone();
+        for e in &out {
+            if let Some(i) = want.iter().position(|w| w == e) {
+                want.remove(i);
+                extra.remove(extra.iter().position(|x| x == e).unwrap());
+            }
+        }
+        assert!(extra.is_empty(), "seed {seed}: sent twice: {extra:?}");
+        assert!(
+            want.iter().all(|e| late.contains(e)),
+            "seed {seed}: missed in time: {:?}",
+            want.iter()
+                .filter(|e| !late.contains(e))
+                .collect::<Vec<_>>()
+        );
+        assert!(counts <= 30 * 20 * 90, "seed {seed}: {counts} counts");
+        (read, out.len() as u64)
+    }
+
+    #[test]
+    fn a_live_stream_proved_by_counts_is_forwarded_exactly_once_and_read_about_once() {
+        fn amplification(delay_of: fn(&mut fastrand::Rng) -> i64) -> f64 {
+            let (mut read, mut sent) = (0, 0);
+            for seed in 0..10 {
+                let (r, s) = live_stream_with_counts(seed, delay_of);
+                read += r;
+                sent += s;
+            }
+            read as f64 / sent as f64
+        }
+        // Milliseconds of ingestion delay: mostly within a few seconds, a few events up
+        // to the lag, one in a thousand past it (left to reconciliation).
+        let mostly_prompt = |rng: &mut fastrand::Rng| match rng.u16(0..1000) {
+            0 => rng.i64(300_000..400_000),
+            1..=20 => rng.i64(0..300_000),
+            _ => rng.i64(0..5_000),
+        };
+        // The emulator's model: 70% within a tenth of its lag (120 s), 30% up to it.
+        let emulated = |rng: &mut fastrand::Rng| match rng.u8(0..10) {
+            0..=6 => rng.i64(0..12_000),
+            _ => rng.i64(0..120_000),
+        };
+        let prompt = amplification(mostly_prompt);
+        let spread = amplification(emulated);
+        eprintln!("read amplification: mostly prompt {prompt:.2}, emulator-like {spread:.2}");
+        // Reading the whole lag window at every poll would be about ten.
+        assert!(prompt < 1.5, "{prompt}");
+        assert!(spread < 7.0, "{spread}");
     }
 }

@@ -11,8 +11,8 @@ use crate::support::sink::{delivered, fast_retry, TestSink};
 use crate::support::{event, multiset, PATIENCE};
 use c42fwd::ack::Outcome;
 use c42fwd::config::{
-    KafkaAcks, KafkaCompression, KafkaKey, KafkaOptions, KafkaSasl, OversizePolicy, SaslMechanism,
-    Sink, SinkKind, TopicTemplate,
+    KafkaAcks, KafkaCompression, KafkaKey, KafkaOptions, KafkaSasl, OAuthLogin, OversizePolicy,
+    SaslLogin, SaslMechanism, Sink, SinkKind, TopicTemplate,
 };
 use c42fwd::encode::{EncoderOptions, Format, Framing, SyslogStyle};
 use c42fwd::secret::Secret;
@@ -345,8 +345,10 @@ async fn a_wrong_sasl_password_stalls_the_route_with_a_clear_reason() {
     let mut o = kafka_options(&kafka.bootstrap(), "c42-sasl");
     o.sasl = Some(KafkaSasl {
         mechanism: SaslMechanism::ScramSha512,
-        username: "c42fwd".into(),
-        password: Secret::new("wrong-password"),
+        login: SaslLogin::Password {
+            username: "c42fwd".into(),
+            password: Secret::new("wrong-password"),
+        },
     });
     let wrong = TestSink::start(kafka_sink("wrong", o));
     let waiter = wrong.send(numbered(0..10)).await;
@@ -368,6 +370,159 @@ async fn a_wrong_sasl_password_stalls_the_route_with_a_clear_reason() {
         Outcome::NotDelivered,
         "the batch was not delivered"
     );
+}
+
+/// A stand-in for an OAuth 2.0 identity provider's token endpoint: it keeps every
+/// request (its `Authorization` header and form body) and answers with a JWT access
+/// token (`sub` c42fwd, an hour to live), or with 401 `invalid_client`.
+struct TokenEndpoint {
+    url: String,
+    requests: Arc<std::sync::Mutex<Vec<(String, String)>>>,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+impl TokenEndpoint {
+    async fn start(refuse: bool) -> TokenEndpoint {
+        use axum::http::{HeaderMap, StatusCode};
+        use base64::Engine as _;
+        let requests: Arc<std::sync::Mutex<Vec<(String, String)>>> = Arc::default();
+        let kept = requests.clone();
+        let app = axum::Router::new().route(
+            "/oauth2/token",
+            axum::routing::post(move |headers: HeaderMap, body: String| {
+                let kept = kept.clone();
+                async move {
+                    let auth = headers
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_string();
+                    kept.lock().unwrap().push((auth, body));
+                    if refuse {
+                        return (
+                            StatusCode::UNAUTHORIZED,
+                            r#"{"error":"invalid_client"}"#.to_string(),
+                        );
+                    }
+                    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+                    let exp = chrono::Utc::now().timestamp() + 3600;
+                    let jwt = format!(
+                        "{}.{}.{}",
+                        b64.encode(r#"{"alg":"RS256","typ":"JWT"}"#),
+                        b64.encode(format!(r#"{{"sub":"c42fwd","exp":{exp},"scope":"kafka"}}"#)),
+                        b64.encode("not-checked-by-this-test"),
+                    );
+                    (
+                        StatusCode::OK,
+                        format!(
+                            r#"{{"access_token":"{jwt}","token_type":"Bearer","expires_in":3600}}"#
+                        ),
+                    )
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/oauth2/token", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        TokenEndpoint {
+            url,
+            requests,
+            _server: server,
+        }
+    }
+
+    fn requests(&self) -> Vec<(String, String)> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+fn oauth_login(token_url: &str) -> KafkaSasl {
+    KafkaSasl {
+        mechanism: SaslMechanism::OAuthBearer,
+        login: SaslLogin::OAuth(OAuthLogin {
+            token_url: token_url.to_string(),
+            client_id: "c42fwd-client".into(),
+            client_secret: Secret::new("oauth-client-secret"),
+            scope: Some("kafka".into()),
+            token_ca_file: None,
+        }),
+    }
+}
+
+/// A kafka sink that logs in to `kafka` with OAUTHBEARER through `idp`, sent five
+/// events, once it stalled with `kafka_authentication` (Tansu takes no OAUTHBEARER
+/// login, so every login ends there).
+async fn an_oauth_sink_stalled(
+    idp: &TokenEndpoint,
+    kafka: &Tansu,
+    name: &str,
+) -> (TestSink, c42fwd::ack::AckWaiter) {
+    let mut o = kafka_options(&kafka.bootstrap(), &format!("c42-{name}"));
+    o.sasl = Some(oauth_login(&idp.url));
+    let sink = TestSink::start(kafka_sink(name, o));
+    let waiter = sink.send(numbered(0..5)).await;
+    crate::support::wait_for("the sink stalled on the refused login", PATIENCE, || {
+        stalled(&sink, name, "kafka_authentication") == 1
+    })
+    .await;
+    (sink, waiter)
+}
+
+/// What a stalled login leaves: nothing delivered, and the secret in no stall text.
+async fn nothing_delivered_and_no_secret(sink: TestSink, waiter: c42fwd::ack::AckWaiter) {
+    let detail = format!("{:?}", sink.ctx.metrics.health.stalled());
+    assert!(!detail.contains("oauth-client-secret"), "{detail}");
+    assert_eq!(sink.events(), 0, "nothing counts as delivered");
+    drop(sink);
+    assert_eq!(waiter.wait().await, Outcome::NotDelivered);
+}
+
+/// OAUTHBEARER: the client asks the identity provider for a token with the client
+/// credentials grant (HTTP Basic with the client id and secret, the scope in the form)
+/// before it logs in to the broker. No broker on this machine takes OAUTHBEARER logins
+/// (Tansu's SASL takes PLAIN and SCRAM), so the login itself is refused here: the route
+/// stalls with `kafka_authentication`, delivers nothing, and the secret shows nowhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauthbearer_asks_the_token_endpoint_with_the_client_credentials() {
+    use base64::Engine as _;
+    let idp = TokenEndpoint::start(false).await;
+    let kafka = Tansu::start(true).await;
+    let (sink, waiter) = an_oauth_sink_stalled(&idp, &kafka, "oauth").await;
+    let (auth, body) = idp.requests().first().cloned().expect("a token request");
+    let basic =
+        base64::engine::general_purpose::STANDARD.encode("c42fwd-client:oauth-client-secret");
+    assert_eq!(auth, format!("Basic {basic}"), "the client's credentials");
+    let form: HashMap<String, String> = url::form_urlencoded::parse(body.as_bytes())
+        .into_owned()
+        .collect();
+    assert_eq!(
+        form.get("grant_type").map(String::as_str),
+        Some("client_credentials"),
+        "{body}"
+    );
+    assert_eq!(
+        form.get("scope").map(String::as_str),
+        Some("kafka"),
+        "{body}"
+    );
+    assert!(
+        !body.contains("oauth-client-secret"),
+        "the secret is in the header only"
+    );
+    nothing_delivered_and_no_secret(sink, waiter).await;
+}
+
+/// An identity provider that refuses the client's credentials: no token, so no login;
+/// the route stalls with `kafka_authentication` and nothing is delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_endpoint_that_refuses_the_client_stalls_the_route() {
+    let idp = TokenEndpoint::start(true).await;
+    let kafka = Tansu::start(true).await;
+    let (sink, waiter) = an_oauth_sink_stalled(&idp, &kafka, "refused").await;
+    assert!(!idp.requests().is_empty(), "the token endpoint was asked");
+    nothing_delivered_and_no_secret(sink, waiter).await;
 }
 
 /// The real binary from the emulated tenant to the broker, killed with SIGKILL after

@@ -8,8 +8,12 @@
 
 use crate::support::config::{emu_tenant, head};
 use crate::support::daemon::{c42fwd, log_tail, start_emulator, Daemon};
-use crate::support::rsyslog::Rsyslog;
-use crate::support::{lf_records, multiset, TcpReceiver, PATIENCE};
+use crate::support::pki::TestPki;
+use crate::support::relp_server::HeldRelp;
+use crate::support::rsyslog::{
+    ClientAuth, RelpListener, RelpTlsLib, Rsyslog, RsyslogOptions, TlsListener,
+};
+use crate::support::{lf_records, multiset, NumberedReceiver, TcpReceiver, PATIENCE};
 use c42fwd_emulator::{EmulatorOptions, ExportFormat};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -552,41 +556,85 @@ async fn a_corrupted_csv_row_and_a_truncated_gzip_are_rejected_with_file_and_lin
     emu.shutdown().await;
 }
 
-/// A replay killed with SIGKILL in the middle, run again with the same arguments,
-/// delivers every record, and sends again at most the documented bound
+/// Writes `n` small numbered Audit Log events, one per line, to `path` (without
+/// holding them): `{"type$":...,"actorId":"I","timestamp":...}` for `I` in `0..n`, the
+/// numbers a [`NumberedReceiver`] counts.
+fn write_small_numbered_events(path: &Path, n: usize) {
+    use std::io::Write as _;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    for i in 0..n {
+        writeln!(
+            out,
+            r#"{{"type$":"audit_log::SearchIssued/1","actorId":"{i}","timestamp":"2024-05-01T{:02}:{:02}:{:02}.{:03}Z"}}"#,
+            (i / 3600) % 24,
+            (i / 60) % 60,
+            i % 60,
+            i % 1000
+        )
+        .unwrap();
+    }
+    out.flush().unwrap();
+}
+
+/// The summary's figures of a run: records read, sent, delivered.
+fn summary_counts(stdout: &str) -> (u64, u64, u64) {
+    let figure = |what: &str| -> u64 {
+        stdout
+            .split(&format!(" {what}"))
+            .next()
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|x| x.parse().ok())
+            .unwrap_or_else(|| panic!("no `{what}` in the summary: {stdout}"))
+    };
+    (
+        figure("records read"),
+        figure("sent,"),
+        figure("delivered,"),
+    )
+}
+
+/// A replay of 1,000,000 records killed with SIGKILL in the middle, run again with the
+/// same arguments, delivers every record, and sends again at most the documented bound
 /// (`replay::run::MAX_DUPLICATES_AFTER_KILL`): its checkpoint only ever moved over
-/// acknowledged records.
+/// acknowledged records. The receiver counts the records by number as they stream in.
+/// A third run finds the file done and sends nothing.
 #[tokio::test]
-async fn a_replay_killed_mid_way_resumes_losing_nothing_with_bounded_duplicates() {
-    const N: usize = 60_000;
+async fn a_million_record_replay_killed_mid_way_resumes_losing_nothing_with_bounded_duplicates() {
+    const N: usize = 1_000_000;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("big.jsonl");
-    let events = numbered_events(0, N);
-    write_lines(&file, &events);
-    let rx = TcpReceiver::bind().await;
+    write_small_numbered_events(&file, N);
+    let rx = NumberedReceiver::bind(N).await;
     let cfg = replay_config(
         dir.path(),
         &json_lines_tcp_sink("siem", rx.port()),
         &["siem"],
     );
 
+    let started = tokio::time::Instant::now();
     let mut cmd = c42fwd();
     cmd.args(["--log", "info", "replay", "--progress", "none", "--config"])
         .arg(&cfg)
         .arg(&file)
         .stdin(Stdio::null());
     let first = Daemon::spawn(&cfg, cmd);
-    // Kill it once half has arrived (past its first checkpoint, before the end).
-    rx.wait_until("half of the records", Duration::from_secs(60), |r| {
-        r.bytes().iter().filter(|&&b| b == b'\n').count() >= N / 2
+    // Kill it once half has arrived (past many checkpoints, before the end).
+    rx.wait_until("half of the records", Duration::from_secs(300), |t| {
+        t.records >= N as u64 / 2
     })
     .await;
     first.kill9().await;
-    let before = lf_records(&rx.received().bytes()).len();
+    // Every byte the first run got into the socket, read.
+    let before = rx
+        .wait_until("the first run's connection closed", PATIENCE, |t| {
+            t.closed == t.connections
+        })
+        .await;
     assert!(
-        before < N,
-        "the first run had finished before the kill ({before})"
+        before.distinct < N as u64,
+        "the first run had finished before the kill ({before:?})"
     );
+    assert_eq!(before.again, 0, "the first run sent a record twice");
 
     let ran = replay(&["--config", path_arg(&cfg), path_arg(&file)]).await;
     assert_eq!(
@@ -600,25 +648,31 @@ async fn a_replay_killed_mid_way_resumes_losing_nothing_with_bounded_duplicates(
         "{}",
         ran.stderr
     );
-    let got = rx
-        .wait_until("every record", PATIENCE, |r| {
-            let n = r.bytes().iter().filter(|&&b| b == b'\n').count();
-            n >= N
-        })
-        .await;
-    let records: Vec<String> = lf_records(&got.bytes())
-        .into_iter()
-        .map(|r| String::from_utf8(r).unwrap())
-        .collect();
-    let counts = multiset(records.clone());
-    for e in &events {
-        assert!(counts.contains_key(e), "lost: {e}");
-    }
-    assert_eq!(counts.len(), N, "an event that was not in the file");
-    let duplicates = records.len() - N;
+    let (read, sent, delivered) = summary_counts(&ran.stdout);
     assert!(
-        duplicates as u64 <= c42fwd::replay::run::MAX_DUPLICATES_AFTER_KILL,
-        "{duplicates} duplicates"
+        read < N as u64 && read == sent && sent == delivered,
+        "{}",
+        ran.stdout
+    );
+    let got = rx
+        .wait_until("every record", PATIENCE, |t| t.distinct >= N as u64)
+        .await;
+    eprintln!(
+        "1,000,000 records killed and resumed in {:.1} s: {got:?}",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(rx.missing(5), Vec::<usize>::new(), "lost");
+    assert_eq!(got.foreign, 0, "records that were not in the file");
+    // A record cut by the kill is sent again whole (it was not acknowledged).
+    assert!(got.torn <= 1, "{got:?}");
+    // The second run's records all arrived, each once: what arrived twice is what the
+    // first run sent past its last checkpoint.
+    assert_eq!(got.records, before.records + read, "{got:?} {before:?}");
+    assert!(
+        got.again <= c42fwd::replay::run::MAX_DUPLICATES_AFTER_KILL,
+        "{} duplicates (bound {})",
+        got.again,
+        c42fwd::replay::run::MAX_DUPLICATES_AFTER_KILL
     );
 
     // A third run finds the file done and sends nothing more.
@@ -633,18 +687,49 @@ async fn a_replay_killed_mid_way_resumes_losing_nothing_with_bounded_duplicates(
         "{}",
         ran.stdout
     );
-    // --restart sends it all again.
-    let ran = replay(&["--config", path_arg(&cfg), "--restart", path_arg(&file)]).await;
-    assert_eq!(
-        ran.code, 0,
-        "stdout:\n{}\nstderr:\n{}",
-        ran.stdout, ran.stderr
+}
+
+/// `--restart` ignores the checkpoint of a file replayed completely and sends all of
+/// it again.
+#[tokio::test]
+async fn restart_sends_a_completed_file_again() {
+    const N: usize = 3_000;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("audit.jsonl");
+    write_small_numbered_events(&file, N);
+    let rx = NumberedReceiver::bind(N).await;
+    let cfg = replay_config(
+        dir.path(),
+        &json_lines_tcp_sink("siem", rx.port()),
+        &["siem"],
     );
-    assert!(
-        ran.stdout
-            .contains(&format!("{N} records read, {N} sent, {N} delivered")),
-        "{}",
-        ran.stdout
+    for (args, want) in [
+        (vec![], N),
+        (vec!["--no-dedupe"], 0),
+        (vec!["--restart"], N),
+    ] {
+        let mut all = vec!["--config", path_arg(&cfg)];
+        all.extend(args.iter().copied());
+        all.push(path_arg(&file));
+        let ran = replay(&all).await;
+        assert_eq!(ran.code, 0, "{args:?}: {}\n{}", ran.stdout, ran.stderr);
+        assert!(
+            ran.stdout.contains(&format!(
+                "{want} records read, {want} sent, {want} delivered"
+            )),
+            "{args:?}: {}",
+            ran.stdout
+        );
+    }
+    let got = rx
+        .wait_until("every record twice", PATIENCE, |t| {
+            t.records >= 2 * N as u64
+        })
+        .await;
+    assert_eq!(
+        (got.distinct, got.again, got.foreign),
+        (N as u64, N as u64, 0),
+        "{got:?}"
     );
 }
 
@@ -882,6 +967,117 @@ async fn the_short_form_sends_to_a_url() {
         first.contains("|SearchIssued|"),
         "the Device Event Class ID: {first}"
     );
+}
+
+/// The short form to each other kind of receiver, a real rsyslog each: `udp://`,
+/// `tls://` (with `--ca`), `relp://` and `relp+tls://`. Every record arrives, and each
+/// is byte for byte the record `tcp://` delivers for it (CEF behind an RFC 5424 header
+/// with the event's own time): the transport changes, the record does not.
+#[tokio::test]
+async fn the_short_form_sends_the_same_records_over_udp_tls_and_relp() {
+    const N: usize = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("audit.jsonl");
+    let events = numbered_events(0, N);
+    write_lines(&file, &events);
+    let pki = TestPki::generate();
+    let ca = path_arg(&pki.ca).to_string();
+
+    // (scheme, rsyslog, its port, extra arguments)
+    let plain = || RsyslogOptions {
+        tcp: false,
+        udp: false,
+        ..RsyslogOptions::default()
+    };
+    let mut receivers: Vec<(&str, Rsyslog, Vec<String>)> = Vec::new();
+    receivers.push(("tcp", Rsyslog::start_default().await, vec![]));
+    receivers.push(("udp", Rsyslog::start_default().await, vec![]));
+    receivers.push((
+        "tls",
+        Rsyslog::start(RsyslogOptions {
+            tls: vec![TlsListener {
+                name: "tls".into(),
+                server: pki.server.clone(),
+                auth: ClientAuth::None,
+            }],
+            ..plain()
+        })
+        .await,
+        vec!["--ca".into(), ca.clone()],
+    ));
+    receivers.push((
+        "relp",
+        Rsyslog::start(RsyslogOptions {
+            relp: Some(RelpListener::default()),
+            ..plain()
+        })
+        .await,
+        vec![],
+    ));
+    receivers.push((
+        "relp+tls",
+        Rsyslog::start(RsyslogOptions {
+            relp: Some(RelpListener {
+                tls: Some((pki.server.clone(), ClientAuth::None)),
+                tls_lib: RelpTlsLib::Openssl,
+            }),
+            ..plain()
+        })
+        .await,
+        vec!["--ca".into(), ca.clone()],
+    ));
+
+    let mut reference: Option<HashMap<String, usize>> = None;
+    for (scheme, rs, extra) in &mut receivers {
+        let port = match *scheme {
+            "tcp" => rs.tcp_port(),
+            "udp" => rs.udp_port(),
+            "tls" => rs.tls_port("tls"),
+            _ => rs.relp_port(),
+        };
+        let url = format!("{scheme}://127.0.0.1:{port}");
+        let state = dir
+            .path()
+            .join(format!("state-{}", scheme.replace('+', "-")));
+        let mut args = vec![
+            "--to",
+            &url,
+            "--format",
+            "cef",
+            "--state-dir",
+            path_arg(&state),
+        ];
+        args.extend(extra.iter().map(String::as_str));
+        args.push(path_arg(&file));
+        let ran = replay(&args).await;
+        assert_eq!(ran.code, 0, "{url}: {}\n{}", ran.stdout, ran.stderr);
+        assert!(
+            ran.stdout
+                .contains(&format!("{N} records read, {N} sent, {N} delivered")),
+            "{url}: {}",
+            ran.stdout
+        );
+        let lines = rs.wait_for_lines(N, PATIENCE).await;
+        assert_eq!(lines.len(), N, "{url}: one record per event");
+        let first = &lines[0];
+        assert!(first.starts_with('<'), "{url}: {first}");
+        assert!(
+            first.contains(" 2024-05-01T00:00:00.000000Z ")
+                && first.contains("CEF:0|Code42|Audit Log|")
+                && first.contains("|SearchIssued|"),
+            "{url}: {first}"
+        );
+        // Every event once, by its actor.
+        let actors = multiset(lines.iter().map(|l| cef_field(l, "suser")));
+        let want = multiset((0..N).map(|i| format!("user{i}@example.com")));
+        assert_eq!(actors, want, "{url}: each event once");
+        let got = multiset(lines);
+        match &reference {
+            None => reference = Some(got),
+            Some(r) => assert_eq!(&got, r, "{url}: not the records tcp:// delivers"),
+        }
+        rs.stop().await;
+    }
 }
 
 /// Exit code 2 for usage and configuration errors, each with its reason.
@@ -1163,4 +1359,146 @@ async fn a_replay_to_a_receiver_that_is_down_resumes_once_it_is_up() {
             .map(|r| String::from_utf8(r).unwrap()),
     );
     assert_eq!(got, multiset(numbered_events(0, N)), "each event once");
+}
+
+/// A RELP sink `name` to 127.0.0.1:`port`: the event's JSON text alone in each frame,
+/// answers awaited for up to 2 minutes.
+fn json_relp_sink(name: &str, port: u16) -> String {
+    format!(
+        "[sinks.{name}]\ntype = \"relp\"\nhost = \"127.0.0.1\"\nport = {port}\nformat = \"json\"\n\
+         syslog = \"none\"\nack_timeout = \"120s\"\n\
+         [sinks.{name}.retry]\ninitial = \"50ms\"\nmax = \"200ms\"\n"
+    )
+}
+
+/// The value of `key=` in a log line (up to the next space).
+fn log_field(line: &str, key: &str) -> Option<u64> {
+    line.split(&format!(" {key}="))
+        .nth(1)?
+        .split(' ')
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Backpressure: a receiver that takes records and acknowledges none (RELP holding
+/// back its `200 OK`s) stops the replay's reader. While it holds them, two progress
+/// lines in a row show the same records read, none delivered, and no more than the
+/// documented bound (`replay::run::MAX_READ_AHEAD`, 36 chunks of 1,024) of a file of
+/// 200,000; once it answers again every record arrives, each once, exit 0.
+#[tokio::test]
+async fn a_receiver_that_withholds_its_acknowledgements_stops_the_reader_at_the_bound() {
+    const N: usize = 200_000;
+    let bound = c42fwd::replay::run::MAX_READ_AHEAD;
+    assert!(bound < N as u64 / 2);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("audit.jsonl");
+    write_small_numbered_events(&file, N);
+    let relp = HeldRelp::bind(N, true).await;
+    let cfg = replay_config(dir.path(), &json_relp_sink("siem", relp.port()), &["siem"]);
+    let mut cmd = c42fwd();
+    cmd.args(["--log", "info", "replay", "--progress", "log", "--config"])
+        .arg(&cfg)
+        .arg(&file)
+        .stdin(Stdio::null());
+    let mut run = Daemon::spawn(&cfg, cmd);
+    relp.wait_until("the first frames", PATIENCE, |t| t.records > 0)
+        .await;
+    // (records, delivered) of each progress line so far.
+    let progress = |log: &str| -> Vec<(u64, u64)> {
+        log.lines()
+            .filter(|l| l.contains("replay progress"))
+            .filter_map(|l| Some((log_field(l, "records")?, log_field(l, "delivered")?)))
+            .collect()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let (read, delivered) = loop {
+        let lines = progress(&run.log());
+        if let [.., a, b] = lines[..] {
+            if a == b && a.0 > 0 {
+                break b;
+            }
+        }
+        if let Ok(Some(status)) = run.child.try_wait() {
+            panic!(
+                "the replay ended ({status}) while its receiver held back:\n{}",
+                run.log()
+            );
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the records read did not settle: {lines:?}\n{}",
+            run.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(delivered, 0, "delivered while no record was acknowledged");
+    assert!(
+        read <= bound,
+        "{read} records read while the receiver acknowledged none (bound {bound})"
+    );
+    let held = relp.tally();
+    eprintln!("held back: {read} records read (bound {bound}), the receiver holds {held:?}");
+    assert!(held.records <= read, "{held:?}, {read} read");
+
+    relp.release();
+    let status = tokio::time::timeout(Duration::from_secs(120), run.child.wait())
+        .await
+        .expect("the replay ends once the receiver answers")
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{}", run.log());
+    let got = relp.tally();
+    assert_eq!(relp.missing(5), Vec::<usize>::new(), "lost");
+    assert_eq!(
+        (got.records, got.distinct, got.again, got.foreign),
+        (N as u64, N as u64, 0, 0),
+        "{got:?}"
+    );
+}
+
+/// `--rate N` end to end: every record arrives once and the summary says so; the pacing
+/// never lets the records go sooner than the rate allows (the schedule itself is held
+/// on the paused clock: `replay::run::tests::the_pacing_schedule_keeps_the_rate_at_every_chunk`).
+#[tokio::test]
+async fn a_paced_replay_delivers_every_record_once_no_sooner_than_the_rate_allows() {
+    const N: usize = 6_000;
+    const RATE: u32 = 4_000;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("audit.jsonl");
+    write_small_numbered_events(&file, N);
+    let rx = NumberedReceiver::bind(N).await;
+    let cfg = replay_config(
+        dir.path(),
+        &json_lines_tcp_sink("siem", rx.port()),
+        &["siem"],
+    );
+    let started = tokio::time::Instant::now();
+    let ran = replay(&[
+        "--config",
+        path_arg(&cfg),
+        "--rate",
+        &RATE.to_string(),
+        path_arg(&file),
+    ])
+    .await;
+    let took = started.elapsed();
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    assert!(
+        ran.stdout
+            .contains(&format!("{N} records read, {N} sent, {N} delivered")),
+        "{}",
+        ran.stdout
+    );
+    let got = rx
+        .wait_until("every record", PATIENCE, |t| t.records >= N as u64)
+        .await;
+    assert_eq!(
+        (got.records, got.distinct, got.foreign),
+        (N as u64, N as u64, 0),
+        "{got:?}"
+    );
+    // The last chunk goes when the records before it are due.
+    let chunk = c42fwd::replay::run::chunk_records(Some(RATE), c42fwd::replay::run::CHUNK_RECORDS);
+    let due = Duration::from_secs_f64((N - chunk) as f64 / f64::from(RATE));
+    assert!(took >= due, "{N} records at {RATE}/s in {took:?}");
 }

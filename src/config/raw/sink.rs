@@ -116,7 +116,7 @@ macro_rules! sink_kinds {
                 delivery_timeout: Option<Duration>,
                 client_id: Option<String>,
                 tls: Option<RawTls>,
-                sasl: Option<RawKafkaSasl>,
+                sasl: Option<Box<RawKafkaSasl>>,
             }
             /// A generic HTTP endpoint taking batches of JSON.
             Http(RawHttp) = "http" {
@@ -139,6 +139,16 @@ pub struct RawKafkaSasl {
     pub mechanism: Option<String>,
     pub username: Option<String>,
     pub password: Option<SecretRef>,
+    /// OAUTHBEARER: the identity provider's token endpoint (client credentials).
+    pub token_url: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<SecretRef>,
+    pub scope: Option<String>,
+    /// OAUTHBEARER: SASL extensions sent to the broker (Confluent Cloud's
+    /// `logicalCluster` and `identityPoolId`).
+    pub extensions: Option<BTreeMap<String, String>>,
+    /// OAUTHBEARER: the CA file that verifies the token endpoint (else the system's).
+    pub token_ca_file: Option<PathBuf>,
 }
 
 sink_kinds! {

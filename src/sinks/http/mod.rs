@@ -22,7 +22,7 @@
 
 mod batcher;
 mod body;
-mod client;
+pub(crate) mod client;
 mod courier;
 pub(super) mod generic;
 pub(super) mod hec;

@@ -96,8 +96,9 @@ pub(crate) fn client(code: C) -> Option<Class> {
 fn authentication() -> Class {
     Class::Stall {
         reason: "kafka_authentication",
-        hint: "the cluster refused the SASL credentials: check sasl.mechanism, sasl.username \
-               and sasl.password",
+        hint: "the cluster refused the SASL credentials, or no OAUTHBEARER token could be had: \
+               check sasl.mechanism, sasl.username and sasl.password (or sasl.token_url, \
+               sasl.client_id and sasl.client_secret)",
     }
 }
 

@@ -3,8 +3,10 @@
 //! context ([`Reporter`]) through which librdkafka's threads hand the sink every
 //! delivery report and every client error, on a channel the sink's task reads.
 
-use crate::config::{KafkaAcks, KafkaOptions};
+use super::oauth::TokenSource;
+use crate::config::{KafkaAcks, KafkaOptions, SaslLogin};
 use crate::sinks::error::SinkError;
+use rdkafka::client::OAuthToken;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryResult, ProducerContext, ThreadedProducer};
@@ -38,9 +40,37 @@ pub(super) enum Report {
 pub(super) struct Reporter {
     tx: mpsc::UnboundedSender<Report>,
     sink: String,
+    /// The OAUTHBEARER login's tokens, when the sink has one.
+    tokens: Option<TokenSource>,
 }
 
 impl ClientContext for Reporter {
+    // librdkafka asks for a token only with `sasl.mechanism = OAUTHBEARER`.
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn generate_oauth_token(
+        &self,
+        _oauthbearer_config: Option<&str>,
+    ) -> Result<OAuthToken, Box<dyn std::error::Error>> {
+        let Some(tokens) = &self.tokens else {
+            return Err("no OAUTHBEARER login is configured".into());
+        };
+        match tokens.fetch() {
+            Ok(t) => {
+                tracing::debug!(
+                    sink = %self.sink,
+                    principal = %t.principal_name,
+                    "kafka oauthbearer token obtained"
+                );
+                Ok(t)
+            }
+            Err(e) => {
+                tracing::warn!(sink = %self.sink, "kafka oauthbearer token: {e}");
+                Err(e.into())
+            }
+        }
+    }
+
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
         // Problems reach the sink as error events (`error`); the log is for developers.
         match level {
@@ -139,9 +169,15 @@ pub(super) fn properties(o: &KafkaOptions) -> ClientConfig {
         }
     }
     if let Some(s) = &o.sasl {
-        c.set("sasl.mechanism", s.mechanism.as_str())
-            .set("sasl.username", &s.username)
-            .set("sasl.password", s.password.expose());
+        c.set("sasl.mechanism", s.mechanism.as_str());
+        match &s.login {
+            SaslLogin::Password { username, password } => {
+                c.set("sasl.username", username)
+                    .set("sasl.password", password.expose());
+            }
+            // The token comes from `Reporter::generate_oauth_token` (`oauth.rs`).
+            SaslLogin::OAuth(_) => {}
+        }
     }
     c
 }
@@ -153,9 +189,14 @@ pub(super) fn producer(
     o: &KafkaOptions,
 ) -> Result<(Producer, mpsc::UnboundedReceiver<Report>), SinkError> {
     let (tx, rx) = mpsc::unbounded_channel();
+    let tokens = match o.sasl.as_ref().map(|s| &s.login) {
+        Some(SaslLogin::OAuth(login)) => Some(TokenSource::new(sink, &o.brokers.join(","), login)?),
+        _ => None,
+    };
     let context = Reporter {
         tx,
         sink: sink.to_string(),
+        tokens,
     };
     let producer = properties(o)
         .create_with_context(context)
@@ -166,4 +207,51 @@ pub(super) fn producer(
             detail: format!("the kafka client refused its settings: {e}"),
         })?;
     Ok((producer, rx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(sasl: &str) -> KafkaOptions {
+        use crate::config::test_support::{parse_str, MINIMAL};
+        let text = MINIMAL.replace(
+            "type = \"tcp\"\nhost = \"siem.example.com\"\nport = 6514",
+            &format!(
+                "type = \"kafka\"\nbrokers = [\"k1:9093\"]\ntopic = \"t\"\n\
+                 [sinks.siem.tls]\n[sinks.siem.sasl]\n{sasl}"
+            ),
+        );
+        let c = parse_str(&text).unwrap_or_else(|e| panic!("{e}"));
+        match &c.sinks["siem"].kind {
+            crate::config::SinkKind::Kafka(k) => k.clone(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn oauthbearer_sets_the_mechanism_and_no_password() {
+        let c = properties(&options(
+            "mechanism = \"OAUTHBEARER\"\ntoken_url = \"https://idp.example.com/token\"\n\
+             client_id = \"c42fwd\"\nclient_secret = \"the-secret\"",
+        ));
+        assert_eq!(c.get("security.protocol"), Some("sasl_ssl"));
+        assert_eq!(c.get("sasl.mechanism"), Some("OAUTHBEARER"));
+        for key in ["sasl.username", "sasl.password", "sasl.oauthbearer.method"] {
+            assert_eq!(c.get(key), None, "{key}");
+        }
+        // The secret stays with the token source, out of librdkafka's properties.
+        assert!(!format!("{:?}", c.config_map()).contains("the-secret"));
+    }
+
+    #[test]
+    fn a_password_mechanism_sets_no_oauth_property() {
+        let c = properties(&options(
+            "mechanism = \"SCRAM-SHA-256\"\nusername = \"svc\"\npassword = \"pw\"",
+        ));
+        assert_eq!(c.get("sasl.mechanism"), Some("SCRAM-SHA-256"));
+        assert_eq!(c.get("sasl.username"), Some("svc"));
+        assert_eq!(c.get("sasl.password"), Some("pw"));
+        assert_eq!(c.get("sasl.oauthbearer.method"), None);
+    }
 }

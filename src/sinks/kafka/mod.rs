@@ -36,6 +36,7 @@
 
 mod classify;
 mod client;
+mod oauth;
 
 use crate::ack::AckToken;
 use crate::config::{KafkaKey, KafkaOptions, OversizePolicy, Sink};

@@ -9,6 +9,7 @@
 //! - [`http`]: a sink fed through its queue, for the HEC and HTTP sink tests;
 //! - [`kafka`]: a real Kafka-compatible broker (Tansu) and a consumer;
 //! - [`metrics`]: a daemon's `/metrics`, `/health` and `/ready`, samples of a Prometheus text;
+//! - [`relp_server`]: a RELP server that holds back its answers on request;
 //! - [`rsyslog`]: a real rsyslogd as a receiver;
 //! - [`pki`]: test certificates;
 //! - [`sink`]: a sink task fed by hand, numbered events, waiting for delivery;
@@ -22,6 +23,7 @@ pub mod http;
 pub mod kafka;
 pub mod metrics;
 pub mod pki;
+pub mod relp_server;
 pub mod rsyslog;
 pub mod sink;
 pub mod source;
@@ -321,7 +323,7 @@ impl UdpReceiver {
 /// Waits until `done` holds for `snapshot()`, looking again at every change `changed`
 /// announces; panics with `stopped()` when the receiver's task ends, or with
 /// `timed_out(last snapshot)` when `within` passes first.
-async fn wait_on_changes<T>(
+pub(crate) async fn wait_on_changes<T>(
     changed: &watch::Receiver<u64>,
     within: Duration,
     snapshot: impl Fn() -> T,
@@ -377,4 +379,169 @@ pub fn multiset<I: IntoIterator<Item = String>>(items: I) -> HashMap<String, usi
 pub fn file_records(path: &std::path::Path) -> HashMap<String, usize> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     multiset(text.lines().filter(|l| !l.is_empty()).map(str::to_string))
+}
+
+/// What a [`NumberedReceiver`] counted so far.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct NumberedTally {
+    /// Complete records (LF-ended lines) received.
+    pub records: u64,
+    /// Numbers seen at least once.
+    pub distinct: u64,
+    /// Records seen again (each copy past the first of its number).
+    pub again: u64,
+    /// Records that carry no number below the receiver's `n` (not one of the file's).
+    pub foreign: u64,
+    /// Connections that ended inside a record (the sender killed mid-write).
+    pub torn: u64,
+    pub connections: u64,
+    /// Connections the peer closed (or that failed), every byte of them read.
+    pub closed: u64,
+}
+
+/// A plain TCP receiver on 127.0.0.1 (port 0) for LF-framed records that each carry a
+/// number (`"actorId":"N"`, see `numbered_events`): it counts the copies of every
+/// number below `n` as the bytes stream in and keeps nothing else, so that a test of
+/// millions of records holds a byte per record, not the records.
+pub struct NumberedReceiver {
+    addr: SocketAddr,
+    state: Arc<Mutex<(NumberedTally, Vec<u8>)>>,
+    changed: watch::Receiver<u64>,
+    task: JoinHandle<()>,
+}
+
+/// The number of a record: the digits after `"actorId":"`.
+pub(crate) fn record_number(line: &[u8]) -> Option<usize> {
+    const KEY: &[u8] = b"\"actorId\":\"";
+    let at = line.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let digits = &line[at..];
+    let end = digits.iter().position(|b| !b.is_ascii_digit())?;
+    std::str::from_utf8(&digits[..end]).ok()?.parse().ok()
+}
+
+impl NumberedReceiver {
+    /// Listens on 127.0.0.1, on a port the kernel picks, for records numbered `0..n`.
+    pub async fn bind(n: usize) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local addr");
+        let state = Arc::new(Mutex::new((NumberedTally::default(), vec![0u8; n])));
+        let (tx, changed) = watch::channel(0u64);
+        let task = tokio::spawn(numbered_accept_loop(listener, state.clone(), Arc::new(tx)));
+        NumberedReceiver {
+            addr,
+            state,
+            changed,
+            task,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn tally(&self) -> NumberedTally {
+        self.state.lock().expect("receiver state").0
+    }
+
+    /// The numbers below `n` never received (the first `limit` of them).
+    pub fn missing(&self, limit: usize) -> Vec<usize> {
+        let s = self.state.lock().expect("receiver state");
+        s.1.iter()
+            .enumerate()
+            .filter(|(_, c)| **c == 0)
+            .map(|(i, _)| i)
+            .take(limit)
+            .collect()
+    }
+
+    /// Waits until `done` holds for the tally, and returns it; panics with the tally
+    /// when `within` passes first.
+    pub async fn wait_until(
+        &self,
+        what: &str,
+        within: Duration,
+        mut done: impl FnMut(&NumberedTally) -> bool,
+    ) -> NumberedTally {
+        wait_on_changes(
+            &self.changed,
+            within,
+            || self.tally(),
+            &mut done,
+            || format!("numbered receiver {} stopped while waiting for {what}", self.addr),
+            |now| {
+                format!(
+                    "numbered receiver {}: timed out after {within:?} waiting for {what}; got {now:?}",
+                    self.addr
+                )
+            },
+        )
+        .await
+    }
+}
+
+impl Drop for NumberedReceiver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn numbered_accept_loop(
+    listener: TcpListener,
+    state: Arc<Mutex<(NumberedTally, Vec<u8>)>>,
+    tx: Arc<watch::Sender<u64>>,
+) {
+    let mut readers = tokio::task::JoinSet::new();
+    while let Ok((mut conn, _)) = listener.accept().await {
+        state.lock().expect("receiver state").0.connections += 1;
+        tx.send_modify(|v| *v += 1);
+        let (state, tx) = (state.clone(), tx.clone());
+        readers.spawn(async move {
+            let mut buf = vec![0; 64 * 1024];
+            // The start of a record the last read ended inside.
+            let mut partial: Vec<u8> = Vec::new();
+            loop {
+                let n = match conn.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                let mut s = state.lock().expect("receiver state");
+                let (tally, counts) = &mut *s;
+                let mut count = |line: &[u8]| {
+                    tally.records += 1;
+                    match record_number(line).filter(|&i| i < counts.len()) {
+                        Some(i) => {
+                            if counts[i] == 0 {
+                                tally.distinct += 1;
+                            } else {
+                                tally.again += 1;
+                            }
+                            counts[i] = counts[i].saturating_add(1);
+                        }
+                        None => tally.foreign += 1,
+                    }
+                };
+                let mut rest = &buf[..n];
+                while let Some(lf) = rest.iter().position(|&b| b == b'\n') {
+                    if partial.is_empty() {
+                        count(&rest[..lf]);
+                    } else {
+                        partial.extend_from_slice(&rest[..lf]);
+                        count(&partial);
+                        partial.clear();
+                    }
+                    rest = &rest[lf + 1..];
+                }
+                partial.extend_from_slice(rest);
+                drop(s);
+                tx.send_modify(|v| *v += 1);
+            }
+            let mut s = state.lock().expect("receiver state");
+            s.0.torn += u64::from(!partial.is_empty());
+            s.0.closed += 1;
+            drop(s);
+            tx.send_modify(|v| *v += 1);
+        });
+    }
 }
