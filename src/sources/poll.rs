@@ -401,6 +401,17 @@ pub(super) enum PageRead<T> {
     Shutdown,
 }
 
+/// What [`WindowPoller::read_and_judge`] read and decided.
+pub(super) enum Judged<T> {
+    /// A page (or the events of one instant) and the cycle's verdict on it.
+    Page(Vec<T>, Vec<PageEvent>, PageVerdict),
+    /// The page was refused; the cycle asks this instead.
+    Again(Next),
+    /// The cycle asks for nothing more (`Next::Done`, `Next::CountMismatch`).
+    Finished,
+    Shutdown,
+}
+
 impl<F: WindowFetch> WindowPoller<F> {
     pub fn new(
         source: &config::Source,
@@ -693,73 +704,43 @@ impl<F: WindowFetch> WindowPoller<F> {
             }
             let mut next = Next::Fetch(cycle.current());
             loop {
-                let (items, marks, verdict) = match next {
-                    // (A count mismatch ends the poll where it is found, below.)
-                    Next::Done | Next::CountMismatch { .. } => break,
-                    Next::Fetch(q) => {
-                        let page = match self.read_page(&mut cycle, q, shutdown).await? {
-                            PageRead::Page(page) => page,
-                            PageRead::Again(n) => {
-                                next = n;
-                                continue;
-                            }
-                            PageRead::Shutdown => return Ok(()),
-                        };
-                        self.count_bad_times(&page, q.start);
-                        let verdict =
-                            cycle.on_page_with_total(state, &page.marks, page.reported_total);
-                        self.report_listing(q, &page.marks, &verdict);
-                        if let Next::CountMismatch {
-                            query,
-                            received,
-                            reported,
-                        } = verdict.next
-                        {
-                            // What this last answer held still goes out (first sight).
-                            if self
-                                .forward(
-                                    page.items,
-                                    &page.marks,
-                                    &verdict,
-                                    state,
-                                    route,
-                                    shutdown,
-                                    flight,
-                                )
-                                .await?
-                                .is_break()
-                            {
-                                return Ok(());
-                            }
-                            return Err(SourceError::ShortPageContradicted {
-                                name: self.name.to_string(),
-                                start: query.start,
-                                end: query.end,
-                                page: query.page,
-                                received,
-                                reported,
-                                answers: MAX_SHORT_PAGE_ANSWERS,
-                            });
-                        }
-                        if verdict.split {
-                            self.count_split();
-                            tracing::debug!(
-                                source = %self.name,
-                                limit = cycle.limit(),
-                                "query window reached the result limit, continuing from its newest event"
-                            );
-                        }
-                        (page.items, page.marks, verdict)
+                // (A count mismatch ends the poll where it is found, below.)
+                let (items, marks, verdict) = match self
+                    .read_and_judge(&mut cycle, state, next, shutdown)
+                    .await?
+                {
+                    Judged::Page(items, marks, verdict) => (items, marks, verdict),
+                    Judged::Again(n) => {
+                        next = n;
+                        continue;
                     }
-                    Next::ExportInstant { at } => {
-                        let Some(page) = self.read_instant(at, shutdown).await? else {
-                            return Ok(());
-                        };
-                        self.count_bad_times(&page, at);
-                        let verdict = cycle.on_export(state, at, &page.marks);
-                        (page.items, page.marks, verdict)
-                    }
+                    Judged::Finished => break,
+                    Judged::Shutdown => return Ok(()),
                 };
+                if let Next::CountMismatch {
+                    query,
+                    received,
+                    reported,
+                } = verdict.next
+                {
+                    // What this last answer held still goes out (first sight).
+                    if self
+                        .forward(items, &marks, &verdict, state, route, shutdown, flight)
+                        .await?
+                        .is_break()
+                    {
+                        return Ok(());
+                    }
+                    return Err(SourceError::ShortPageContradicted {
+                        name: self.name.to_string(),
+                        start: query.start,
+                        end: query.end,
+                        page: query.page,
+                        received,
+                        reported,
+                        answers: MAX_SHORT_PAGE_ANSWERS,
+                    });
+                }
                 next = verdict.next;
                 if self
                     .forward(items, &marks, &verdict, state, route, shutdown, flight)
@@ -872,6 +853,49 @@ impl<F: WindowFetch> WindowPoller<F> {
             cycle = cycle.with_re_anchoring();
         }
         cycle
+    }
+
+    /// Reads what `next` asks (a page of the current query, or every event of one
+    /// instant) and has `cycle` judge it against `state`: unreadable times counted, the
+    /// listing's suspects reported, a split at the result limit counted. The one page
+    /// step of a poll and of a catch-up slice.
+    pub(super) async fn read_and_judge(
+        &self,
+        cycle: &mut PollCycle,
+        state: &mut WindowState,
+        next: Next,
+        shutdown: &CancellationToken,
+    ) -> Result<Judged<F::Item>, SourceError> {
+        match next {
+            Next::Done | Next::CountMismatch { .. } => Ok(Judged::Finished),
+            Next::Fetch(q) => {
+                let page = match self.read_page(cycle, q, shutdown).await? {
+                    PageRead::Page(page) => page,
+                    PageRead::Again(n) => return Ok(Judged::Again(n)),
+                    PageRead::Shutdown => return Ok(Judged::Shutdown),
+                };
+                self.count_bad_times(&page, q.start);
+                let verdict = cycle.on_page_with_total(state, &page.marks, page.reported_total);
+                self.report_listing(q, &page.marks, &verdict);
+                if verdict.split {
+                    self.count_split();
+                    tracing::debug!(
+                        source = %self.name,
+                        limit = cycle.limit(),
+                        "query window reached the result limit, continuing from its newest event"
+                    );
+                }
+                Ok(Judged::Page(page.items, page.marks, verdict))
+            }
+            Next::ExportInstant { at } => {
+                let Some(page) = self.read_instant(at, shutdown).await? else {
+                    return Ok(Judged::Shutdown);
+                };
+                self.count_bad_times(&page, at);
+                let verdict = cycle.on_export(state, at, &page.marks);
+                Ok(Judged::Page(page.items, page.marks, verdict))
+            }
+        }
     }
 
     /// Reads the page `q` of `cycle`, handling the answers that only change the plan:

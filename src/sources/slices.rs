@@ -44,7 +44,7 @@
 
 use crate::route::Route;
 use crate::sources::catch_up::{self, CatchUp};
-use crate::sources::poll::{Commits, PageRead, SourceError, WindowFetch, WindowPoller};
+use crate::sources::poll::{Commits, Judged, SourceError, WindowFetch, WindowPoller};
 use crate::sources::window::{Next, PageEvent, PageVerdict, WindowState, MAX_SHORT_PAGE_ANSWERS};
 use chrono::{DateTime, TimeDelta, Utc};
 use futures_util::future::BoxFuture;
@@ -331,49 +331,33 @@ impl<F: WindowFetch> WindowPoller<F> {
         let mut listed = 0u64;
         let mut first = true;
         loop {
-            let (items, marks, verdict) = match next {
-                Next::Done => break,
-                Next::CountMismatch {
-                    query,
+            if let Next::CountMismatch {
+                query,
+                received,
+                reported,
+            } = next
+            {
+                return Err(SourceError::ShortPageContradicted {
+                    name: self.name.to_string(),
+                    start: query.start,
+                    end: query.end,
+                    page: query.page,
                     received,
                     reported,
-                } => {
-                    return Err(SourceError::ShortPageContradicted {
-                        name: self.name.to_string(),
-                        start: query.start,
-                        end: query.end,
-                        page: query.page,
-                        received,
-                        reported,
-                        answers: MAX_SHORT_PAGE_ANSWERS,
-                    })
+                    answers: MAX_SHORT_PAGE_ANSWERS,
+                });
+            }
+            let (items, marks, verdict) = match self
+                .read_and_judge(&mut cycle, &mut state, next, shutdown)
+                .await?
+            {
+                Judged::Page(items, marks, verdict) => (items, marks, verdict),
+                Judged::Again(n) => {
+                    next = n;
+                    continue;
                 }
-                Next::Fetch(q) => {
-                    let page = match self.read_page(&mut cycle, q, shutdown).await? {
-                        PageRead::Page(page) => page,
-                        PageRead::Again(n) => {
-                            next = n;
-                            continue;
-                        }
-                        PageRead::Shutdown => return Ok(None),
-                    };
-                    self.count_bad_times(&page, q.start);
-                    let verdict =
-                        cycle.on_page_with_total(&mut state, &page.marks, page.reported_total);
-                    self.report_listing(q, &page.marks, &verdict);
-                    if verdict.split {
-                        self.count_split();
-                    }
-                    (page.items, page.marks, verdict)
-                }
-                Next::ExportInstant { at } => {
-                    let Some(page) = self.read_instant(at, shutdown).await? else {
-                        return Ok(None);
-                    };
-                    self.count_bad_times(&page, at);
-                    let verdict = cycle.on_export(&mut state, at, &page.marks);
-                    (page.items, page.marks, verdict)
-                }
+                Judged::Finished => break,
+                Judged::Shutdown => return Ok(None),
             };
             next = verdict.next;
             listed += marks.len() as u64;
