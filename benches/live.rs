@@ -18,12 +18,13 @@
 // right tool here; the product's ban on it (clippy.toml) is for code tests must pause.
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
+mod common;
+
+use common::{cpu_secs, vm_hwm_kib};
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
 fn duration_var(name: &str) -> Option<Duration> {
     std::env::var(name).ok().map(|v| {
@@ -111,42 +112,8 @@ async fn run(
     .await
     .expect("emulator");
 
-    let receiver = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = receiver.local_addr().unwrap().port();
-    let received = Arc::new(AtomicU64::new(0));
-    {
-        let received = received.clone();
-        tokio::spawn(async move {
-            // One connection at a time; a reconnect continues the count.
-            loop {
-                let Ok((sock, _)) = receiver.accept().await else {
-                    return;
-                };
-                let mut r = BufReader::with_capacity(1 << 20, sock);
-                let mut len = Vec::with_capacity(8);
-                let mut body = vec![0u8; 64 * 1024];
-                loop {
-                    // RFC 6587 octet counting: LEN SP MSG
-                    len.clear();
-                    match r.read_until(b' ', &mut len).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(_) => {}
-                    }
-                    let n: usize = std::str::from_utf8(&len[..len.len() - 1])
-                        .ok()
-                        .and_then(|s| s.parse().ok())
-                        .expect("octet-counted frame");
-                    if body.len() < n {
-                        body.resize(n, 0);
-                    }
-                    if r.read_exact(&mut body[..n]).await.is_err() {
-                        break;
-                    }
-                    received.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        });
-    }
+    let rx = common::OctetReceiver::start(None).await;
+    let (port, received) = (rx.port, rx.received);
 
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("c42fwd.toml");
@@ -223,28 +190,4 @@ sinks = ["tcp"]
         cpu_secs,
         peak_rss_kib: peak,
     }
-}
-
-/// User + system CPU time of a live process: fields 14 and 15 of `/proc/<pid>/stat`, in
-/// clock ticks of USER_HZ, which Linux fixes at 100 for everything it shows userspace.
-/// (The same reading as `benches/throughput.rs`.)
-fn cpu_secs(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is in parentheses and may hold spaces: count from after it.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i)?.parse::<u64>().ok();
-    // `rest` starts at field 3, so fields 14 and 15 are at 11 and 12.
-    Some((ticks(11)? + ticks(12)?) as f64 / 100.0)
-}
-
-fn vm_hwm_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
 }

@@ -22,13 +22,15 @@
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
 use c42fwd_emulator::ExportFormat;
+mod common;
+
+use common::{cpu_secs, state, vm_hwm_kib};
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
 fn main() {
     let bench_mode = std::env::args().any(|a| a == "--bench");
@@ -154,44 +156,8 @@ struct Report {
 }
 
 async fn run(dir: &Path, file: &Path, n: u64, dedupe: &str) -> Report {
-    let receiver = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = receiver.local_addr().unwrap().port();
-    let received = Arc::new(AtomicU64::new(0));
-    let done = Arc::new(tokio::sync::Notify::new());
-    let rx_task = {
-        let received = received.clone();
-        let done = done.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((sock, _)) = receiver.accept().await else {
-                    return;
-                };
-                let mut r = BufReader::with_capacity(1 << 20, sock);
-                let mut len = Vec::with_capacity(8);
-                let mut body = vec![0u8; 64 * 1024];
-                loop {
-                    len.clear();
-                    match r.read_until(b' ', &mut len).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(_) => {}
-                    }
-                    let m: usize = std::str::from_utf8(&len[..len.len() - 1])
-                        .ok()
-                        .and_then(|s| s.parse().ok())
-                        .expect("octet-counted frame");
-                    if body.len() < m {
-                        body.resize(m, 0);
-                    }
-                    if r.read_exact(&mut body[..m]).await.is_err() {
-                        break;
-                    }
-                    if received.fetch_add(1, Ordering::Relaxed) + 1 == n {
-                        done.notify_one();
-                    }
-                }
-            }
-        })
-    };
+    let rx = common::OctetReceiver::start(Some(n)).await;
+    let (port, received, done, rx_task) = (rx.port, rx.received, rx.done, rx.task);
     let run_dir = tempfile::tempdir_in(dir).unwrap();
     let config = run_dir.path().join("replay.toml");
     std::fs::write(
@@ -297,36 +263,4 @@ sinks = ["tcp"]
         cpu_secs: cpu,
         peak_rss_kib: peak.load(Ordering::Relaxed),
     }
-}
-
-fn stat_fields(pid: u32) -> Option<Vec<String>> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is in parentheses and may hold spaces: count from after it.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    Some(rest.split_whitespace().map(str::to_string).collect())
-}
-
-/// The process state (field 3 of `/proc/<pid>/stat`).
-fn state(pid: u32) -> Option<char> {
-    stat_fields(pid)?.first()?.chars().next()
-}
-
-/// User + system CPU time: fields 14 and 15 of `/proc/<pid>/stat`, in clock ticks of
-/// USER_HZ, which Linux fixes at 100 for everything it shows userspace.
-fn cpu_secs(pid: u32) -> Option<f64> {
-    let fields = stat_fields(pid)?;
-    let ticks = |i: usize| fields.get(i)?.parse::<u64>().ok();
-    // The fields start at field 3, so fields 14 and 15 are at 11 and 12.
-    Some((ticks(11)? + ticks(12)?) as f64 / 100.0)
-}
-
-fn vm_hwm_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
 }
