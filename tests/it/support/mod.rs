@@ -405,7 +405,7 @@ pub struct NumberedTally {
 /// millions of records holds a byte per record, not the records.
 pub struct NumberedReceiver {
     addr: SocketAddr,
-    state: Arc<Mutex<(NumberedTally, Vec<u8>)>>,
+    state: Arc<Mutex<Numbered>>,
     changed: watch::Receiver<u64>,
     task: JoinHandle<()>,
 }
@@ -419,6 +419,49 @@ pub(crate) fn record_number(line: &[u8]) -> Option<usize> {
     std::str::from_utf8(&digits[..end]).ok()?.parse().ok()
 }
 
+/// What a receiver of numbered records keeps: the tally, and how many copies of each
+/// number below `n` came (a byte each).
+pub(crate) struct Numbered {
+    pub(crate) tally: NumberedTally,
+    counts: Vec<u8>,
+}
+
+impl Numbered {
+    pub(crate) fn new(n: usize) -> Numbered {
+        Numbered {
+            tally: NumberedTally::default(),
+            counts: vec![0u8; n],
+        }
+    }
+
+    /// Counts one complete record.
+    pub(crate) fn count(&mut self, record: &[u8]) {
+        self.tally.records += 1;
+        match record_number(record).filter(|&i| i < self.counts.len()) {
+            Some(i) => {
+                if self.counts[i] == 0 {
+                    self.tally.distinct += 1;
+                } else {
+                    self.tally.again += 1;
+                }
+                self.counts[i] = self.counts[i].saturating_add(1);
+            }
+            None => self.tally.foreign += 1,
+        }
+    }
+
+    /// The numbers below `n` never received (the first `limit` of them).
+    pub(crate) fn missing(&self, limit: usize) -> Vec<usize> {
+        self.counts
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c == 0)
+            .map(|(i, _)| i)
+            .take(limit)
+            .collect()
+    }
+}
+
 impl NumberedReceiver {
     /// Listens on 127.0.0.1, on a port the kernel picks, for records numbered `0..n`.
     pub async fn bind(n: usize) -> Self {
@@ -426,7 +469,7 @@ impl NumberedReceiver {
             .await
             .expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local addr");
-        let state = Arc::new(Mutex::new((NumberedTally::default(), vec![0u8; n])));
+        let state = Arc::new(Mutex::new(Numbered::new(n)));
         let (tx, changed) = watch::channel(0u64);
         let task = tokio::spawn(numbered_accept_loop(listener, state.clone(), Arc::new(tx)));
         NumberedReceiver {
@@ -442,18 +485,12 @@ impl NumberedReceiver {
     }
 
     pub fn tally(&self) -> NumberedTally {
-        self.state.lock().expect("receiver state").0
+        self.state.lock().expect("receiver state").tally
     }
 
     /// The numbers below `n` never received (the first `limit` of them).
     pub fn missing(&self, limit: usize) -> Vec<usize> {
-        let s = self.state.lock().expect("receiver state");
-        s.1.iter()
-            .enumerate()
-            .filter(|(_, c)| **c == 0)
-            .map(|(i, _)| i)
-            .take(limit)
-            .collect()
+        self.state.lock().expect("receiver state").missing(limit)
     }
 
     /// Waits until `done` holds for the tally, and returns it; panics with the tally
@@ -489,12 +526,12 @@ impl Drop for NumberedReceiver {
 
 async fn numbered_accept_loop(
     listener: TcpListener,
-    state: Arc<Mutex<(NumberedTally, Vec<u8>)>>,
+    state: Arc<Mutex<Numbered>>,
     tx: Arc<watch::Sender<u64>>,
 ) {
     let mut readers = tokio::task::JoinSet::new();
     while let Ok((mut conn, _)) = listener.accept().await {
-        state.lock().expect("receiver state").0.connections += 1;
+        state.lock().expect("receiver state").tally.connections += 1;
         tx.send_modify(|v| *v += 1);
         let (state, tx) = (state.clone(), tx.clone());
         readers.spawn(async move {
@@ -507,28 +544,13 @@ async fn numbered_accept_loop(
                     Ok(n) => n,
                 };
                 let mut s = state.lock().expect("receiver state");
-                let (tally, counts) = &mut *s;
-                let mut count = |line: &[u8]| {
-                    tally.records += 1;
-                    match record_number(line).filter(|&i| i < counts.len()) {
-                        Some(i) => {
-                            if counts[i] == 0 {
-                                tally.distinct += 1;
-                            } else {
-                                tally.again += 1;
-                            }
-                            counts[i] = counts[i].saturating_add(1);
-                        }
-                        None => tally.foreign += 1,
-                    }
-                };
                 let mut rest = &buf[..n];
                 while let Some(lf) = rest.iter().position(|&b| b == b'\n') {
                     if partial.is_empty() {
-                        count(&rest[..lf]);
+                        s.count(&rest[..lf]);
                     } else {
                         partial.extend_from_slice(&rest[..lf]);
-                        count(&partial);
+                        s.count(&partial);
                         partial.clear();
                     }
                     rest = &rest[lf + 1..];
@@ -538,8 +560,8 @@ async fn numbered_accept_loop(
                 tx.send_modify(|v| *v += 1);
             }
             let mut s = state.lock().expect("receiver state");
-            s.0.torn += u64::from(!partial.is_empty());
-            s.0.closed += 1;
+            s.tally.torn += u64::from(!partial.is_empty());
+            s.tally.closed += 1;
             drop(s);
             tx.send_modify(|v| *v += 1);
         });

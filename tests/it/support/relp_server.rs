@@ -4,7 +4,7 @@
 //! every answer held back once [`HeldRelp::release`]d. It counts the frames by the
 //! number they carry (`"actorId":"N"`), as [`super::NumberedReceiver`] does.
 
-use super::{record_number, wait_on_changes, NumberedTally};
+use super::{wait_on_changes, Numbered, NumberedTally};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 
 pub struct HeldRelp {
     addr: SocketAddr,
-    state: Arc<Mutex<(NumberedTally, Vec<u8>)>>,
+    state: Arc<Mutex<Numbered>>,
     changed: watch::Receiver<u64>,
     holding: watch::Sender<bool>,
     task: JoinHandle<()>,
@@ -66,7 +66,7 @@ impl HeldRelp {
             .await
             .expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local addr");
-        let state = Arc::new(Mutex::new((NumberedTally::default(), vec![0u8; n])));
+        let state = Arc::new(Mutex::new(Numbered::new(n)));
         let (tx, changed) = watch::channel(0u64);
         let (holding, held) = watch::channel(hold);
         let task = tokio::spawn(accept(listener, state.clone(), Arc::new(tx), held));
@@ -94,18 +94,12 @@ impl HeldRelp {
     }
 
     pub fn tally(&self) -> NumberedTally {
-        self.state.lock().expect("relp state").0
+        self.state.lock().expect("relp state").tally
     }
 
     /// The numbers below `n` never received (the first `limit` of them).
     pub fn missing(&self, limit: usize) -> Vec<usize> {
-        let s = self.state.lock().expect("relp state");
-        s.1.iter()
-            .enumerate()
-            .filter(|(_, c)| **c == 0)
-            .map(|(i, _)| i)
-            .take(limit)
-            .collect()
+        self.state.lock().expect("relp state").missing(limit)
     }
 
     pub async fn wait_until(
@@ -139,13 +133,13 @@ impl Drop for HeldRelp {
 
 async fn accept(
     listener: TcpListener,
-    state: Arc<Mutex<(NumberedTally, Vec<u8>)>>,
+    state: Arc<Mutex<Numbered>>,
     tx: Arc<watch::Sender<u64>>,
     held: watch::Receiver<bool>,
 ) {
     let mut sessions = tokio::task::JoinSet::new();
     while let Ok((conn, _)) = listener.accept().await {
-        state.lock().expect("relp state").0.connections += 1;
+        state.lock().expect("relp state").tally.connections += 1;
         tx.send_modify(|v| *v += 1);
         sessions.spawn(session(conn, state.clone(), tx.clone(), held.clone()));
     }
@@ -153,7 +147,7 @@ async fn accept(
 
 async fn session(
     mut conn: tokio::net::TcpStream,
-    state: Arc<Mutex<(NumberedTally, Vec<u8>)>>,
+    state: Arc<Mutex<Numbered>>,
     tx: Arc<watch::Sender<u64>>,
     mut held: watch::Receiver<bool>,
 ) {
@@ -188,7 +182,6 @@ async fn session(
         let mut closing = false;
         {
             let mut s = state.lock().expect("relp state");
-            let (tally, counts) = &mut *s;
             while let Some((txnr, command, data, used)) = parse(&buf) {
                 buf.drain(..used);
                 match command.as_str() {
@@ -198,18 +191,7 @@ async fn session(
                         "200 OK\nrelp_version=0\nrelp_software=test\ncommands=syslog",
                     ),
                     "syslog" => {
-                        tally.records += 1;
-                        match record_number(&data).filter(|&i| i < counts.len()) {
-                            Some(i) => {
-                                if counts[i] == 0 {
-                                    tally.distinct += 1;
-                                } else {
-                                    tally.again += 1;
-                                }
-                                counts[i] = counts[i].saturating_add(1);
-                            }
-                            None => tally.foreign += 1,
-                        }
+                        s.count(&data);
                         unanswered.push(txnr);
                     }
                     "close" => {
@@ -229,6 +211,6 @@ async fn session(
             break;
         }
     }
-    state.lock().expect("relp state").0.closed += 1;
+    state.lock().expect("relp state").tally.closed += 1;
     tx.send_modify(|v| *v += 1);
 }
