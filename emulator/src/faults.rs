@@ -64,8 +64,12 @@ pub struct EmulatorStats {
     /// Requests let in with `Authorization: v3_user_token <t>` rather than `Bearer`.
     pub v3_user_token_requests: u64,
     /// The most requests to the data endpoints (those behind `--latency`) that were in
-    /// the emulator at once, from their arrival to their response's head.
+    /// the emulator at once, from their arrival to their response's head, since the
+    /// start or the last [`super::EmulatorHandle::reset_in_flight_peaks`].
     pub max_data_in_flight: u64,
+    /// The same per data route, keyed by the route as served (as `requests`): the most
+    /// requests to that one route in the emulator at once.
+    pub max_in_flight: BTreeMap<String, u64>,
 }
 
 impl EmulatorStats {
@@ -77,6 +81,11 @@ impl EmulatorStats {
     /// Requests to all routes the emulator serves.
     pub fn total_requests(&self) -> u64 {
         self.requests.values().sum()
+    }
+
+    /// The most requests to one data route at once; 0 when it was never called.
+    pub fn max_in_flight_to(&self, route: &str) -> u64 {
+        self.max_in_flight.get(route).copied().unwrap_or(0)
     }
 
     /// Records served by one route; 0 when it served none.
@@ -116,14 +125,25 @@ pub(crate) struct FaultState {
     v3_user_token_requests: AtomicU64,
     data_in_flight: AtomicU64,
     max_data_in_flight: AtomicU64,
+    /// Per data route: (in flight now, the most at once).
+    route_in_flight: Mutex<BTreeMap<String, (u64, u64)>>,
 }
 
 /// A data request inside the emulator; counted out when dropped.
-pub(crate) struct InFlight<'a>(&'a FaultState);
+pub(crate) struct InFlight<'a> {
+    state: &'a FaultState,
+    route: Option<String>,
+}
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.data_in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.state.data_in_flight.fetch_sub(1, Ordering::SeqCst);
+        if let Some(route) = &self.route {
+            let mut routes = self.state.routes_in_flight();
+            if let Some((now, _)) = routes.get_mut(route) {
+                *now = now.saturating_sub(1);
+            }
+        }
     }
 }
 
@@ -215,11 +235,34 @@ impl FaultState {
             .or_default() += 1;
     }
 
-    /// A data request arrived: counted in until the guard is dropped.
-    pub(crate) fn data_request(&self) -> InFlight<'_> {
+    /// A data request to `route` (the route as served; `None` when not known)
+    /// arrived: counted in, in all and per route, until the guard is dropped.
+    pub(crate) fn data_request(&self, route: Option<String>) -> InFlight<'_> {
         let now = self.data_in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_data_in_flight.fetch_max(now, Ordering::SeqCst);
-        InFlight(self)
+        if let Some(route) = &route {
+            let mut routes = self.routes_in_flight();
+            let (now, max) = routes.entry(route.clone()).or_default();
+            *now += 1;
+            *max = (*max).max(*now);
+        }
+        InFlight { state: self, route }
+    }
+
+    /// Restarts the in-flight maxima from what is in flight now.
+    pub(crate) fn reset_in_flight_peaks(&self) {
+        let mut routes = self.routes_in_flight();
+        for (now, max) in routes.values_mut() {
+            *max = *now;
+        }
+        self.max_data_in_flight
+            .store(self.data_in_flight.load(Ordering::SeqCst), Ordering::SeqCst);
+    }
+
+    fn routes_in_flight(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, (u64, u64)>> {
+        self.route_in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     pub(crate) fn count_v3_user_token(&self) {
@@ -254,6 +297,11 @@ impl FaultState {
             events_served: self.events_served.load(Ordering::Relaxed),
             v3_user_token_requests: self.v3_user_token_requests.load(Ordering::Relaxed),
             max_data_in_flight: self.max_data_in_flight.load(Ordering::SeqCst),
+            max_in_flight: self
+                .routes_in_flight()
+                .iter()
+                .map(|(k, (_, max))| (k.clone(), *max))
+                .collect(),
         }
     }
 }
@@ -291,6 +339,29 @@ mod tests {
         f.set(FaultOptions::default());
         assert_eq!(f.on_request("/y", true), None);
         assert_eq!(f.snapshot().total_requests(), 9);
+    }
+
+    #[test]
+    fn in_flight_peaks_per_route_and_their_reset() {
+        let f = FaultState::default();
+        let a1 = f.data_request(Some("/a".into()));
+        let a2 = f.data_request(Some("/a".into()));
+        let b = f.data_request(Some("/b".into()));
+        drop(a1);
+        let s = f.snapshot();
+        assert_eq!(s.max_data_in_flight, 3);
+        assert_eq!((s.max_in_flight_to("/a"), s.max_in_flight_to("/b")), (2, 1));
+        assert_eq!(s.max_in_flight_to("/c"), 0);
+        // From what is in flight now: one of /a, one of /b.
+        f.reset_in_flight_peaks();
+        let s = f.snapshot();
+        assert_eq!(s.max_data_in_flight, 2);
+        assert_eq!((s.max_in_flight_to("/a"), s.max_in_flight_to("/b")), (1, 1));
+        drop((a2, b));
+        let _a3 = f.data_request(Some("/a".into()));
+        let s = f.snapshot();
+        assert_eq!(s.max_data_in_flight, 2);
+        assert_eq!(s.max_in_flight_to("/a"), 1);
     }
 
     #[test]

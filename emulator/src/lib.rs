@@ -350,6 +350,13 @@ impl EmulatorHandle {
         self.state.faults.snapshot()
     }
 
+    /// Restarts the in-flight maxima of the statistics (`max_data_in_flight`,
+    /// `max_in_flight`) from the requests in flight now, so that a test can measure a
+    /// phase of a run on its own.
+    pub fn reset_in_flight_peaks(&self) {
+        self.state.faults.reset_in_flight_peaks();
+    }
+
     /// The emulator's clock at start-up.
     pub fn started_at(&self) -> DateTime<Utc> {
         DateTime::from_timestamp_nanos(self.state.gen.timeline.start_ns())

@@ -34,7 +34,7 @@
 
 use super::server::Emulator;
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use futures_util::{Stream, StreamExt};
@@ -142,7 +142,11 @@ impl fmt::Display for ByteRate {
 /// The middleware in front of the data routes: waits `latency`, serves, and sends the
 /// body at `bandwidth`.
 pub(crate) async fn pace(State(st): State<Arc<Emulator>>, req: Request, next: Next) -> Response {
-    let _in_flight = st.faults.data_request();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string());
+    let _in_flight = st.faults.data_request(route);
     let latency = st.opts.latency;
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;

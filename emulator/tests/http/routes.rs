@@ -272,6 +272,9 @@ async fn stats_are_served_over_http_too() {
     assert_eq!(v["unknown"]["GET /nope"], 1);
     assert_eq!(v["events_served"], 250);
     assert_eq!(v["tokens_issued"], 1);
+    // In flight per data route, keyed as the requests are; the login is no data route.
+    assert_eq!(v["max_in_flight"]["/v1/audit/search-audit-log"], 1);
+    assert_eq!(v["max_in_flight"].get("/v1/oauth"), None);
     assert_eq!(
         v,
         serde_json::to_value(&s).unwrap(),
