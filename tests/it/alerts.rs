@@ -462,3 +462,69 @@ async fn an_alert_whose_state_changes_is_forwarded_once() {
     assert_eq!(copies, 1, "forwarded once, whatever its state became");
     assert!(counter(&metrics, "c42fwd_source_duplicates_skipped_total") >= 3);
 }
+
+/// One page of 500 alerts needs five `query-details` chunks; against an API that takes
+/// 150 ms an answer and a tenant allowing three requests at once, the chunks really are
+/// asked at once: the emulator saw more than one details request at a time, never more
+/// than three data requests, and the alerts still arrive in time order, each once.
+async fn details_chunks_are_asked_at_once_within_the_limit(api: ApiGeneration) {
+    let o = EmulatorOptions {
+        latency: Duration::from_millis(150),
+        ..alert_opts(500, 0.0)
+    };
+    let emu = emulator(o.clone()).await;
+    let metrics = Arc::new(Metrics::new());
+    let mut t = tenant(api, &emu, &o);
+    t.max_concurrent_requests = 3;
+    let client = client(&t, &metrics);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let start = emu.started_at() - TimeDelta::seconds(700);
+    let cut = emu.started_at();
+    let src = alerts_source("alerts", start, 500, Vec::new());
+    let (route, seen, _sink) = test_sink();
+    let mut run = run_source::<AlertsFetch>(&src, client, &store, metrics.clone(), route);
+    run.wait_for("the committed watermark to pass the backlog", || {
+        committed_watermark(&store, "alerts").is_some_and(|w| w >= cut)
+    })
+    .await;
+    run.stop().await;
+
+    let stats = emu.stats();
+    let details = details_route(api);
+    assert!(
+        stats.requests_to(details) >= 5,
+        "500 alerts need five details requests: {stats:?}"
+    );
+    let at_once = stats.max_in_flight_to(details);
+    assert!(
+        (2..=3).contains(&at_once),
+        "{at_once} details requests at once (limit 3): {stats:?}"
+    );
+    assert!(
+        stats.max_data_in_flight <= 3,
+        "{} data requests at once (limit 3)",
+        stats.max_data_in_flight
+    );
+    let times: Vec<DateTime<Utc>> = seen.lock().unwrap().iter().map(|e| e.1).collect();
+    assert!(
+        times.windows(2).all(|w| w[0] <= w[1]),
+        "alerts delivered out of time order"
+    );
+    let expected = truth(&emu, start, cut);
+    assert_eq!(expected.len(), 500);
+    let got = in_range(&seen, start, cut);
+    assert_eq!(got.len(), expected.len(), "every alert exactly once");
+    assert!(got == expected, "the delivered alerts are the emulator's");
+    assert_eq!(counter(&metrics, "c42fwd_source_details_missing_total"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incydr_details_chunks_are_asked_at_once_within_the_limit() {
+    details_chunks_are_asked_at_once_within_the_limit(ApiGeneration::Incydr).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_details_chunks_are_asked_at_once_within_the_limit() {
+    details_chunks_are_asked_at_once_within_the_limit(ApiGeneration::Legacy).await;
+}
