@@ -38,6 +38,7 @@ fn opts(backlog: u64, rate: f64) -> EmulatorOptions {
 
 // The emulator tenant of every poller test: Incydr with API client credentials, legacy
 // with a user login and TOTP code (and service discovery).
+use crate::support::metrics::{metric, metric_sum};
 use crate::support::source::{client, counter, emulator, run_source, tenant, DEADLINE};
 
 fn source(start: DateTime<Utc>, page_size: u32) -> Source {
@@ -682,6 +683,103 @@ async fn a_backlog_in_concurrent_slices_arrives_once_in_time_order_within_the_li
         "{} data requests at once",
         stats.max_data_in_flight
     );
+    let times: Vec<DateTime<Utc>> = seen.lock().unwrap().iter().map(|e| e.1).collect();
+    assert!(
+        times.windows(2).all(|w| w[0] <= w[1]),
+        "delivered out of time order"
+    );
+    let expected = truth(&emu, start, cut);
+    let got = in_range(&seen, start, cut);
+    assert_eq!(got.len(), expected.len(), "every event exactly once");
+    assert!(got == expected);
+}
+
+/// A catch-up in slices with four requests allowed at once meets a run of 429s: the
+/// tenant's limit (its gauge) drops below four; once the 429s stopped and the requests
+/// sent before the cut came back, the emulator never sees more data requests at once
+/// than the lowered limit; every event arrives exactly once, in time order.
+///
+/// On the wall clock: the emulator is served over real sockets, and a paused clock
+/// would jump to the next timer whenever the runtime waits on them. The limit grows
+/// back by one only after 30 s without a 429 (`api::limiter::QUIET_PERIOD`), far longer
+/// than the measured phase; the assertion holds against the limit at the end of that
+/// phase anyway, which is the highest it was during it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_during_a_sliced_catch_up_lower_the_requests_at_once() {
+    let o = EmulatorOptions {
+        latency: Duration::from_millis(100),
+        ..opts(20_000, 0.0)
+    };
+    let emu = emulator(o.clone()).await;
+    let metrics = Arc::new(Metrics::new());
+    let mut t = tenant(ApiGeneration::Incydr, &emu, &o);
+    t.max_concurrent_requests = 4;
+    let client = client(&t, &metrics);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let start = emu.started_at() - TimeDelta::seconds(700);
+    let cut = emu.started_at();
+    let src = source(start, 200);
+    let (route, seen, _sink) = test_sink(None);
+    let mut run = run_source::<AuditLogFetch>(&src, client, &store, metrics.clone(), route);
+    let gauge = |name: &str| metric(&metrics.render(), &format!("{name}{{tenant=\"emulated\"}}"));
+    let limit = || gauge("c42fwd_api_concurrency_limit") as u64;
+    let in_flight = || gauge("c42fwd_api_requests_in_flight") as u64;
+    let searches = || emu.stats().requests_to("/v1/audit/search-audit-log");
+
+    // The catch-up under way, at four requests at once.
+    run.wait_for("a quarter of the backlog, four requests at once", || {
+        seen.lock().unwrap().len() >= 5_000 && emu.stats().max_data_in_flight >= 4
+    })
+    .await;
+    assert_eq!(emu.stats().max_data_in_flight, 4, "within the limit");
+    assert_eq!(limit(), 4);
+
+    // Every third request answered 429 until the limit was cut twice (the second cut
+    // comes at least a second after the first: 429s answering requests sent together
+    // cut once).
+    emu.set_faults(FaultOptions {
+        rate_limit_every: 3,
+        retry_after: Duration::from_secs(1),
+        ..FaultOptions::default()
+    });
+    run.wait_for("the limit to be cut twice", || limit() <= 1)
+        .await;
+    emu.set_faults(FaultOptions::default());
+    let rate_limited = emu.stats().rate_limited;
+    assert!(rate_limited >= 2, "{rate_limited} 429s");
+
+    // No more cuts once the client has seen every 429 the emulator sent; in flight
+    // within the limit once the requests sent before the cuts came back.
+    run.wait_for("every 429 seen, the requests of before back", || {
+        metric_sum(
+            &metrics.render(),
+            "c42fwd_api_retries_total",
+            &[r#"reason="429""#],
+        ) as u64
+            >= rate_limited
+            && in_flight() <= limit()
+    })
+    .await;
+    emu.reset_in_flight_peaks();
+    let from = searches();
+    run.wait_for("twenty more pages, or the end of the backlog", || {
+        searches() >= from + 20 || committed_watermark(&store).is_some_and(|w| w >= cut)
+    })
+    .await;
+    let peak = emu.stats().max_data_in_flight;
+    let lowered = limit();
+    assert!(lowered < 4, "the limit grew back already: {lowered}");
+    assert!(
+        (1..=lowered).contains(&peak),
+        "{peak} data requests at once after the limit was lowered to {lowered}"
+    );
+
+    run.wait_for("the committed watermark to pass the backlog", || {
+        committed_watermark(&store).is_some_and(|w| w >= cut)
+    })
+    .await;
+    run.stop().await;
     let times: Vec<DateTime<Utc>> = seen.lock().unwrap().iter().map(|e| e.1).collect();
     assert!(
         times.windows(2).all(|w| w[0] <= w[1]),
