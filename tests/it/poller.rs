@@ -112,7 +112,8 @@ async fn backlog_and_live_exactly_once(api: ApiGeneration) {
     let emu = emulator(o.clone()).await;
     let metrics = Arc::new(Metrics::new());
     // One page at a time, so that queries reach the result limit and split (concurrent
-    // slices are cut smaller: a_backlog_in_concurrent_slices_...).
+    // slices are cut smaller; with pages of 10,000 they reach it too:
+    // sliced_backlog_and_live_exactly_once).
     let mut t = tenant(api, &emu, &o);
     t.max_concurrent_requests = 1;
     let client = client(&t, &metrics);
@@ -148,6 +149,60 @@ async fn backlog_and_live_exactly_once(api: ApiGeneration) {
         "{}",
         metrics.render()
     );
+}
+
+/// The same backlog and live stream read in concurrent time slices (three requests at
+/// once), with pages of 10,000 so that a slice's query reaches the result limit and is
+/// split, as the poll's own queries are above.
+async fn sliced_backlog_and_live_exactly_once(api: ApiGeneration) {
+    // 50 ms an answer, so that the slices' requests overlap.
+    let o = EmulatorOptions {
+        latency: Duration::from_millis(50),
+        ..opts(25_500, 20.0)
+    };
+    let emu = emulator(o.clone()).await;
+    let metrics = Arc::new(Metrics::new());
+    let mut t = tenant(api, &emu, &o);
+    t.max_concurrent_requests = 3;
+    let client = client(&t, &metrics);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let start = emu.started_at() - TimeDelta::seconds(700);
+    let cut = emu.started_at() + TimeDelta::seconds(3);
+    let src = source(start, 10_000);
+    let (route, seen, _sink) = test_sink(None);
+    let mut run = run_source::<AuditLogFetch>(&src, client, &store, metrics.clone(), route);
+    run.wait_for("the committed watermark to pass the cut", || {
+        committed_watermark(&store).is_some_and(|w| w >= cut)
+    })
+    .await;
+    run.stop().await;
+
+    let at_once = emu.stats().max_data_in_flight;
+    assert!(
+        (2..=3).contains(&at_once),
+        "{at_once} requests at once: the slices were not read at once within the limit"
+    );
+    let expected = truth(&emu, start, cut);
+    assert!(expected.len() > 25_500, "live events too");
+    let got = in_range(&seen, start, cut);
+    assert_eq!(got.len(), expected.len(), "every event exactly once");
+    assert!(got == expected);
+    assert!(
+        counter(&metrics, "c42fwd_source_window_splits_total") >= 1,
+        "no slice reached the result limit: {}",
+        metrics.render()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incydr_sliced_backlog_and_live_stream_exactly_once() {
+    sliced_backlog_and_live_exactly_once(ApiGeneration::Incydr).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_sliced_backlog_and_live_stream_exactly_once() {
+    sliced_backlog_and_live_exactly_once(ApiGeneration::Legacy).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
