@@ -237,7 +237,7 @@ impl Summary {
         if self.dedupe_dropped_days > 0 {
             let _ = writeln!(
                 out,
-                "dedupe: the fingerprint cap was reached, {} day(s) of fingerprints ({} fingerprints) were dropped (see the log; records of those days read again later were sent again)",
+                "dedupe: {} day(s) of fingerprints ({} fingerprints) were dropped or not held, at the fingerprint cap or for a day 1,024 days apart from a newer one (see the log; records of those days read again later were sent again)",
                 self.dedupe_dropped_days,
                 self.dedupe_dropped_fingerprints
             );
