@@ -118,7 +118,7 @@ pub struct ReplayArgs {
     /// Send every record, duplicates included.
     #[arg(long)]
     pub no_dedupe: bool,
-    /// The most fingerprints --dedupe holds (about 13 MiB per million); past it the
+    /// The most fingerprints --dedupe holds (about 10 MiB per million); past it the
     /// oldest day's are dropped, with a warning.
     #[arg(long, value_name = "N", default_value_t = crate::replay::dedupe::DEFAULT_CAP)]
     pub dedupe_cap: usize,
