@@ -52,7 +52,7 @@ use crate::event::{Batch, Event, SourceKind};
 use crate::metrics::{label, Metrics};
 use crate::route::Route;
 use crate::sources::catch_up::{self, CatchUp, Report};
-use crate::sources::reconcile::Ledger;
+use crate::sources::reconcile::{Journal, Ledger, Mark};
 use crate::sources::reread::Reread;
 use crate::sources::window::{
     fingerprint, Anomaly, Next, PageEvent, PageVerdict, PollCycle, QueryWindow, WindowState,
@@ -389,7 +389,8 @@ struct InFlight {
 /// The window state to commit, with the reconciliation ledger of the same moment.
 struct CommitPoint {
     state: WindowState,
-    ledger: Option<Ledger>,
+    /// Where the ledger was (`None`: reconciliation is off).
+    ledger: Option<Mark>,
 }
 
 /// What [`WindowPoller::read_page`] read.
@@ -482,7 +483,12 @@ impl<F: WindowFetch> WindowPoller<F> {
         let initial = self.initial(self.clock.now())?;
         let mut state = initial.window;
         let ledger = self.reconcile_after.map(|after| {
-            Ledger::restore(initial.ledger.as_ref(), state.watermark(), self.lag, after)
+            Journal::new(Ledger::restore(
+                initial.ledger.as_ref(),
+                state.watermark(),
+                self.lag,
+                after,
+            ))
         });
         let mut flight = Commits {
             queue: VecDeque::new(),
@@ -1191,8 +1197,7 @@ impl<F: WindowFetch> WindowPoller<F> {
                 Some(Outcome::NotDelivered) => {
                     let (batch, events) = (front.seq, front.events);
                     if let Some(c) = last.take() {
-                        self.save_with(flight, &c.state, c.ledger.as_ref(), batches)
-                            .await?;
+                        self.save_with(flight, &c.state, c.ledger, batches).await?;
                     }
                     return Err(SourceError::NotDelivered {
                         name: self.name.to_string(),
@@ -1205,8 +1210,7 @@ impl<F: WindowFetch> WindowPoller<F> {
             }
         }
         if let Some(c) = last {
-            self.save_with(flight, &c.state, c.ledger.as_ref(), batches)
-                .await?;
+            self.save_with(flight, &c.state, c.ledger, batches).await?;
         }
         Ok(())
     }
@@ -1253,8 +1257,7 @@ impl<F: WindowFetch> WindowPoller<F> {
             }
         }
         if let Some(c) = last {
-            self.save_with(flight, &c.state, c.ledger.as_ref(), batches)
-                .await?;
+            self.save_with(flight, &c.state, c.ledger, batches).await?;
         }
         Ok(())
     }
@@ -1266,18 +1269,21 @@ impl<F: WindowFetch> WindowPoller<F> {
         state: &WindowState,
         batches: u64,
     ) -> Result<(), SourceError> {
-        let ledger = flight.ledger.clone();
-        self.save_with(flight, state, ledger.as_ref(), batches)
-            .await
+        let ledger = flight.ledger.as_ref().map(Journal::mark);
+        self.save_with(flight, state, ledger, batches).await
     }
 
     async fn save_with(
         &self,
         flight: &mut Commits,
         state: &WindowState,
-        ledger: Option<&Ledger>,
+        ledger: Option<Mark>,
         batches: u64,
     ) -> Result<(), SourceError> {
+        let reconcile = match (flight.ledger.as_mut(), ledger) {
+            (Some(j), Some(mark)) => Some(j.at(mark).to_record()),
+            _ => None,
+        };
         let cp = Checkpoint {
             source: self.name.to_string(),
             kind: F::KIND,
@@ -1285,7 +1291,7 @@ impl<F: WindowFetch> WindowPoller<F> {
             fingerprints: state.fingerprints(),
             updated_at: Utc::now(),
             start: flight.start_edge,
-            reconcile: ledger.map(Ledger::to_record),
+            reconcile,
         };
         // The write and its fsyncs run on tokio's blocking pool, not on a runtime worker.
         // The save is awaited here, so saves stay strictly in batch order and no two ever
@@ -1363,9 +1369,9 @@ pub(super) struct Commits {
     committed_watermark: DateTime<Utc>,
     /// The start edge, kept in every checkpoint.
     start_edge: Option<DateTime<Utc>>,
-    /// The current reconciliation ledger (`None`: reconciliation is off); each entry
-    /// pushed takes a snapshot of it.
-    pub(super) ledger: Option<Ledger>,
+    /// The current reconciliation ledger and its changes since the last commit
+    /// (`None`: reconciliation is off); each entry pushed marks where it is.
+    pub(super) ledger: Option<Journal>,
     /// Events sent in this run (for the catch-up lines).
     forwarded: u64,
 }
@@ -1379,7 +1385,7 @@ impl Commits {
     ) {
         let commit = CommitPoint {
             state,
-            ledger: self.ledger.clone(),
+            ledger: self.ledger.as_ref().map(Journal::mark),
         };
         self.push_entry(ack, events, Some(commit));
     }
@@ -1696,7 +1702,7 @@ mod tests {
             next_seq: 0,
             committed_watermark: state.watermark(),
             start_edge: None,
-            ledger: Some(ledger),
+            ledger: Some(Journal::new(ledger)),
             forwarded: 0,
         };
         (poller, flight)

@@ -277,6 +277,105 @@ impl Ledger {
     }
 }
 
+/// One change made to a running source's ledger.
+#[derive(Debug, Clone, Copy)]
+enum Change {
+    BeginCycle(DateTime<Utc>),
+    Record(u64, DateTime<Utc>),
+    Cover(DateTime<Utc>),
+    Finish(DateTime<Utc>),
+}
+
+/// The ledger of a running source, and the ledger as of its last committed batch.
+///
+/// A checkpoint holds the ledger of the moment its batch was sent (module invariant),
+/// while the live one has moved on with the batches still in flight. Instead of a copy
+/// per batch in flight (each a copy of the bucket being filled: quadratic in the events
+/// of a bucket, and gigabytes for a busy tenant's backlog inside the live horizon),
+/// the changes since the last commit are kept in order and applied to the committed
+/// copy when a commit point is reached: memory is two ledgers plus one change per event
+/// in flight, and each change is applied twice.
+#[derive(Debug, Clone)]
+pub struct Journal {
+    live: Ledger,
+    committed: Ledger,
+    changes: std::collections::VecDeque<Change>,
+    /// The number of changes applied to `committed` (the index of `changes[0]`).
+    applied: u64,
+}
+
+/// A position in a [`Journal`]: the ledger after every change before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Mark(u64);
+
+impl Journal {
+    pub fn new(ledger: Ledger) -> Journal {
+        Journal {
+            committed: ledger.clone(),
+            live: ledger,
+            changes: std::collections::VecDeque::new(),
+            applied: 0,
+        }
+    }
+
+    /// The ledger as it is now.
+    pub fn live(&self) -> &Ledger {
+        &self.live
+    }
+
+    fn change(&mut self, c: Change) {
+        Self::apply(&mut self.live, c);
+        self.changes.push_back(c);
+    }
+
+    fn apply(l: &mut Ledger, c: Change) {
+        match c {
+            Change::BeginCycle(t) => l.begin_cycle(t),
+            Change::Record(f, t) => l.record(f, t),
+            Change::Cover(w) => l.cover(w),
+            Change::Finish(k) => l.finish(k),
+        }
+    }
+
+    /// [`Ledger::begin_cycle`].
+    pub fn begin_cycle(&mut self, poll_time: DateTime<Utc>) {
+        self.change(Change::BeginCycle(poll_time));
+    }
+
+    /// [`Ledger::record`].
+    pub fn record(&mut self, fingerprint: u64, time: DateTime<Utc>) {
+        self.change(Change::Record(fingerprint, time));
+    }
+
+    /// [`Ledger::cover`].
+    pub fn cover(&mut self, watermark: DateTime<Utc>) {
+        self.change(Change::Cover(watermark));
+    }
+
+    /// [`Ledger::finish`].
+    pub fn finish(&mut self, key: DateTime<Utc>) {
+        self.change(Change::Finish(key));
+    }
+
+    /// Where the live ledger is now.
+    pub fn mark(&self) -> Mark {
+        Mark(self.applied + self.changes.len() as u64)
+    }
+
+    /// The ledger as it was at `mark`, which is at or after every mark asked before.
+    /// The changes before it are let go.
+    pub fn at(&mut self, mark: Mark) -> &Ledger {
+        while self.applied < mark.0 {
+            let Some(c) = self.changes.pop_front() else {
+                break;
+            };
+            Self::apply(&mut self.committed, c);
+            self.applied += 1;
+        }
+        &self.committed
+    }
+}
+
 /// What one comparison found.
 struct Found {
     missing: u64,
@@ -302,11 +401,14 @@ impl<F: WindowFetch> WindowPoller<F> {
             let Some(w) = flight
                 .ledger
                 .as_ref()
-                .and_then(|l| l.due(self.clock.now(), state.watermark()))
+                .and_then(|l| l.live().due(self.clock.now(), state.watermark()))
             else {
                 return Ok(ControlFlow::Continue(()));
             };
-            let forwarded = flight.ledger.as_ref().map_or(0, |l| l.forwarded(w.key));
+            let forwarded = flight
+                .ledger
+                .as_ref()
+                .map_or(0, |l| l.live().forwarded(w.key));
             let count = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => return Ok(ControlFlow::Break(())),
@@ -359,7 +461,7 @@ impl<F: WindowFetch> WindowPoller<F> {
         let seen = flight
             .ledger
             .as_ref()
-            .map(|l| l.seen(w.key))
+            .map(|l| l.live().seen(w.key))
             .unwrap_or_default();
         // The window logic decides what is new, against the bucket's own fingerprints:
         // a poll of `[start, end)` whose every event is settled (lag 0).
@@ -411,7 +513,7 @@ impl<F: WindowFetch> WindowPoller<F> {
                             || flight
                                 .ledger
                                 .as_ref()
-                                .is_some_and(|l| l.knows(m.fingerprint))
+                                .is_some_and(|l| l.live().knows(m.fingerprint))
                     };
                     f && m.occurred < w.end && (m.time_known || !known_elsewhere())
                 })
@@ -479,6 +581,51 @@ mod tests {
     }
 
     const MIN: Duration = Duration::from_secs(60);
+
+    /// The committed ledger of a journal at each mark is the ledger as it was when the
+    /// mark was taken, whatever was changed since: records into a bucket being filled,
+    /// buckets registered by a moving watermark, and buckets finished.
+    #[test]
+    fn a_journal_gives_the_ledger_of_each_mark() {
+        let start = t("2024-05-01T09:00:00Z");
+        let mut journal = Journal::new(ledger("2024-05-01T09:00:00Z"));
+        let mut expected: Vec<(Mark, Ledger)> = Vec::new();
+        let mut state: u64 = 7;
+        for step in 0..400i64 {
+            // A small deterministic generator: records at and around the moving time,
+            // now and then a new cycle, a cover, or a finished bucket.
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let at = start + TimeDelta::seconds(step * 3 - (state >> 60) as i64);
+            match state >> 61 {
+                0 => journal.begin_cycle(at + TimeDelta::minutes(2)),
+                1 => journal.cover(at),
+                2 => {
+                    let key = journal.live().buckets.keys().next().copied();
+                    if let Some(key) = key {
+                        journal.finish(key);
+                    }
+                }
+                _ => journal.record(state % 50, at),
+            }
+            if step % 7 == 0 {
+                expected.push((journal.mark(), journal.live().clone()));
+            }
+        }
+        assert!(expected.len() > 50);
+        assert!(
+            expected.iter().any(|(_, l)| l.pending() > 1),
+            "the walk registers several buckets"
+        );
+        for (mark, ledger) in expected {
+            assert_eq!(journal.at(mark), &ledger);
+        }
+        let end = journal.mark();
+        let live = journal.live().clone();
+        assert_eq!(journal.at(end), &live);
+        assert!(journal.changes.is_empty());
+    }
 
     /// lag 1m, reconcile after 4m: 4-minute buckets, due 5 minutes after their end.
     fn ledger(watermark: &str) -> Ledger {
