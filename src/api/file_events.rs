@@ -12,9 +12,12 @@
 use super::stream::{record_cap, PageSplitter};
 use super::{join, ApiClient, ApiError, CallAuth};
 use crate::config::FileEventFilters;
+use crate::normalize::json::{self, ObjectScan};
+use crate::normalize::time;
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use std::borrow::Cow;
 
 /// The largest `pgSize` the API serves.
 pub const MAX_FILE_EVENT_PAGE_SIZE: u32 = 10_000;
@@ -140,32 +143,49 @@ pub fn file_event_inserted(raw: &str) -> Result<DateTime<Utc>, String> {
 
 /// A file event's insert time and `event.id` (a non-empty string) in one reading of
 /// the event, for the source's hot path.
-pub fn file_event_time_and_id(raw: &str) -> (Result<DateTime<Utc>, String>, Option<String>) {
-    #[derive(Deserialize)]
-    struct Ev<'a> {
-        #[serde(borrow, default)]
-        event: Option<Inner<'a>>,
+///
+/// The text is a split event, which the splitter validated as JSON already: it is read
+/// by [`json::scan_object_until`] (boundaries only, no second validation), up to the
+/// `event` member and inside it up to `inserted` and `id`, not through the rest of the
+/// event (a file event is a few KB, these two are near its start). The first member of
+/// a name counts. The time is read by [`time::parse_rfc3339`] and, where that strict
+/// reader says no, by [`super::parse_time_value`], which accepts what chrono does.
+pub fn file_event_time_and_id(raw: &str) -> (Result<DateTime<Utc>, String>, Option<Cow<'_, str>>) {
+    let mut event = None;
+    let top = json::scan_object_until(raw, |m| {
+        if json::decode_inner(m.key, m.key_escaped) == "event" {
+            event = Some(m.value);
+            return false;
+        }
+        true
+    });
+    if top != ObjectScan::Object {
+        return (Err("file event is not a json object".to_string()), None);
     }
-    #[derive(Deserialize)]
-    struct Inner<'a> {
-        #[serde(borrow, default)]
-        inserted: Option<&'a RawValue>,
-        #[serde(borrow, default)]
-        id: Option<&'a RawValue>,
-    }
-    let e: Ev<'_> = match serde_json::from_str(raw) {
-        Ok(e) => e,
-        Err(e) => return (Err(format!("file event is not a json object: {e}")), None),
-    };
-    let Some(inner) = e.event else {
+    let Some(event) = event.filter(|v| *v != "null") else {
         return (Err("no event.inserted field".to_string()), None);
     };
-    let id = inner
-        .id
-        .and_then(|v| serde_json::from_str::<String>(v.get()).ok())
-        .filter(|s| !s.is_empty());
-    let time = match inner.inserted {
-        Some(t) => super::parse_time_value(t.get()),
+    let (mut inserted, mut id) = (None, None);
+    let inner = json::scan_object_until(event, |m| {
+        match &*json::decode_inner(m.key, m.key_escaped) {
+            "inserted" if inserted.is_none() => inserted = Some(m),
+            "id" if id.is_none() => id = Some(m),
+            _ => {}
+        }
+        inserted.is_none() || id.is_none()
+    });
+    if inner != ObjectScan::Object {
+        return (
+            Err("event of a file event is not a json object".to_string()),
+            None,
+        );
+    }
+    let id = id.and_then(|m| m.value_str()).filter(|s| !s.is_empty());
+    let time = match inserted {
+        Some(m) => m
+            .value_str()
+            .and_then(|s| time::parse_rfc3339(&s))
+            .map_or_else(|| super::parse_time_value(m.value), Ok),
         None => Err("no event.inserted field".to_string()),
     };
     (time, id)
@@ -321,6 +341,34 @@ mod tests {
         let (time, id) = file_event_time_and_id(r#"{"event":{"id":"x"}}"#);
         assert!(time.unwrap_err().contains("event.inserted"));
         assert_eq!(id.as_deref(), Some("x"));
+    }
+
+    #[test]
+    fn insert_time_and_id_read_like_the_api_sends_them_and_otherwise() {
+        // Escaped keys and ids are decoded; the first member of a name counts.
+        let raw = r#"{"x":{"inserted":"1999-01-01T00:00:00Z"},"\u0065vent":{"id":"a\"b","inserted":"2026-05-01T10:00:00.5Z","id":"c"},"event":{}}"#;
+        let (time, id) = file_event_time_and_id(raw);
+        assert_eq!(time.unwrap(), t("2026-05-01T10:00:00.5Z"));
+        assert_eq!(id.as_deref(), Some("a\"b"));
+        // What the strict reader refuses, chrono reads (an offset), as before.
+        let (time, _) =
+            file_event_time_and_id(r#"{"event":{"inserted":"2026-05-01T12:00:00+02:00"}}"#);
+        assert_eq!(time.unwrap(), t("2026-05-01T10:00:00Z"));
+        // Epoch seconds as a number, as `parse_time_value` reads them.
+        let (time, _) = file_event_time_and_id(r#"{"event":{"inserted":1700000000.25}}"#);
+        assert_eq!(time.unwrap(), t("2023-11-14T22:13:20.25Z"));
+        for bad in [
+            r#"[1]"#,
+            r#"{"event":null}"#,
+            r#"{"event":7}"#,
+            r#"{"other":1}"#,
+            r#"{"event":{"inserted":"yesterday","id":""}}"#,
+            r#"{"event":{"inserted":null}}"#,
+        ] {
+            let (time, id) = file_event_time_and_id(bad);
+            assert!(time.is_err(), "{bad}");
+            assert_eq!(id, None, "{bad}");
+        }
     }
 
     #[test]

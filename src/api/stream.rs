@@ -217,8 +217,9 @@ impl PageSplitter {
     ///
     /// Most of a page is the inside of strings: that part is taken a run at a time, up
     /// to the next `"` or `\` (copied whole into the event being cut out, or skipped),
-    /// and only those two bytes and everything outside strings go through
-    /// [`Self::byte`]. Keys, the `problems` value and a kept value are taken byte by byte.
+    /// and so is the inside of an event outside its strings, up to the next `"` or
+    /// bracket; only those bytes and the rest of the body go through [`Self::byte`].
+    /// Keys, the `problems` value and a kept value are taken byte by byte.
     pub(super) fn feed(&mut self, chunk: &[u8]) -> Result<(), String> {
         let mut i = 0;
         while i < chunk.len() {
@@ -236,6 +237,25 @@ impl PageSplitter {
                 i += run;
                 let Some(&b) = chunk.get(i) else { break };
                 self.byte(b)?;
+            } else if self.elem.active && !self.in_string && self.depth > self.array_depth() {
+                // Inside an event's object, outside its strings: nothing ends the event
+                // here and no key is tracked, so only the nesting and the start of a
+                // string matter; the bytes between (`:null,`, numbers, white space) are
+                // copied a run at a time.
+                let rest = &chunk[i..];
+                let run = rest
+                    .iter()
+                    .position(|&b| matches!(b, b'"' | b'{' | b'}' | b'[' | b']'))
+                    .unwrap_or(rest.len());
+                self.elem.text.extend_from_slice(&rest[..run]);
+                i += run;
+                let Some(&b) = chunk.get(i) else { break };
+                self.elem.text.push(b);
+                match b {
+                    b'"' => self.in_string = true,
+                    b'{' | b'[' => self.depth += 1,
+                    _ => self.depth -= 1,
+                }
             } else {
                 self.byte(chunk[i])?;
             }

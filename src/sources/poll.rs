@@ -82,6 +82,33 @@ pub const MAX_IN_FLIGHT: usize = 64;
 /// was delivered.
 pub const MAX_BATCH_EVENTS: usize = 2_500;
 
+/// The most bytes of event JSON in one batch (a batch holds at least one event, however
+/// large): [`MAX_BATCH_EVENTS`] is sized for Audit Log events of about 500 bytes, and a
+/// file event is about 3.4 KB, so without this a batch of them would be 8 MiB and a sink
+/// queue of four batches a whole page of 10,000. Audit Log batches stay at 2,500.
+pub const MAX_BATCH_BYTES: usize = 2 << 20;
+
+/// The next batch of `events`: at most `max_events` of them and, past the first, at
+/// most `max_bytes` of event JSON.
+fn next_batch(
+    events: &mut std::iter::Peekable<std::vec::IntoIter<Event>>,
+    max_events: usize,
+    max_bytes: usize,
+) -> Vec<Event> {
+    let mut chunk = Vec::new();
+    let mut bytes = 0usize;
+    while chunk.len() < max_events {
+        let Some(e) = events.peek() else { break };
+        let len = e.json().len();
+        if !chunk.is_empty() && bytes.saturating_add(len) > max_bytes {
+            break;
+        }
+        bytes = bytes.saturating_add(len);
+        chunk.extend(events.next());
+    }
+    chunk
+}
+
 /// The most suspect events of one page named in their own WARN line.
 const MAX_NAMED_ANOMALIES: usize = 5;
 
@@ -1092,7 +1119,8 @@ impl<F: WindowFetch> WindowPoller<F> {
         }
     }
 
-    /// Sends the new items of a page, in batches of at most [`MAX_BATCH_EVENTS`], and
+    /// Sends the new items of a page, in batches of at most [`MAX_BATCH_EVENTS`] and
+    /// [`MAX_BATCH_BYTES`], and
     /// queues its commit after the last. `Break` when
     /// shutdown interrupted the send.
     #[allow(clippy::too_many_arguments)]
@@ -1140,10 +1168,10 @@ impl<F: WindowFetch> WindowPoller<F> {
             }
             return Ok(ControlFlow::Continue(()));
         }
-        let mut events = events.into_iter();
+        let mut events = events.into_iter().peekable();
         loop {
-            let chunk: Vec<Event> = events.by_ref().take(self.batch_events).collect();
-            let last = events.len() == 0;
+            let chunk = next_batch(&mut events, self.batch_events, MAX_BATCH_BYTES);
+            let last = events.peek().is_none();
             // Bounded in-flight window (module invariant).
             while flight.queue.len() >= MAX_IN_FLIGHT {
                 tokio::select! {
@@ -2081,6 +2109,44 @@ mod tests {
         let result = run.await.unwrap();
         let end = store.load("audit").unwrap().unwrap().watermark;
         (sizes, start, end, result)
+    }
+
+    #[test]
+    fn batches_are_bounded_by_events_and_by_bytes() {
+        let ev = |n: usize| {
+            let json = format!(r#"{{"x":"{}"}}"#, "a".repeat(n.saturating_sub(8)));
+            Event::new(
+                SourceKind::AuditLog,
+                RawValue::from_string(json).unwrap(),
+                Utc::now(),
+            )
+        };
+        let sizes = |events: Vec<Event>, max_events, max_bytes| {
+            let mut it = events.into_iter().peekable();
+            let mut out = Vec::new();
+            while it.peek().is_some() {
+                out.push(next_batch(&mut it, max_events, max_bytes).len());
+            }
+            out
+        };
+        // By count: 3, 3, 1.
+        assert_eq!(sizes((0..7).map(|_| ev(10)).collect(), 3, 1000), [3, 3, 1]);
+        // By bytes: 100-byte events, 250 bytes a batch: two each.
+        assert_eq!(sizes((0..5).map(|_| ev(100)).collect(), 10, 250), [2, 2, 1]);
+        // An event larger than the bound goes out alone, never held back.
+        assert_eq!(
+            sizes(vec![ev(10), ev(500), ev(10), ev(10)], 10, 250),
+            [1, 1, 2]
+        );
+        // Audit Log batches of 2,500 events of 600 bytes are not cut by the bytes.
+        assert_eq!(
+            sizes(
+                (0..2_501).map(|_| ev(600)).collect(),
+                MAX_BATCH_EVENTS,
+                MAX_BATCH_BYTES
+            ),
+            [2_500, 1]
+        );
     }
 
     #[tokio::test(start_paused = true)]
