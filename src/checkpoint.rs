@@ -154,36 +154,36 @@ pub struct Store {
 // out in one place and can evolve with `version`.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FileV1 {
+struct FileV1<S> {
     version: u32,
     source: String,
     kind: SourceKind,
     watermark: String,
-    fingerprints: Vec<FileSeen>,
+    fingerprints: S,
     updated_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     start: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    reconcile: Option<FileReconcile>,
+    reconcile: Option<FileReconcile<S>>,
 }
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FileReconcile {
+struct FileReconcile<S> {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     since: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     covered: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     bucket_seconds: Option<u64>,
-    buckets: Vec<FileBucket>,
+    buckets: Vec<FileBucket<S>>,
 }
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FileBucket {
+struct FileBucket<S> {
     start: String,
-    seen: Vec<FileSeen>,
+    seen: S,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -273,7 +273,7 @@ impl Store {
             source: source.to_string(),
             kind: cp.kind,
             watermark: fmt_time(cp.watermark),
-            fingerprints: file_seen(&cp.fingerprints),
+            fingerprints: SeenList(&cp.fingerprints),
             updated_at: fmt_time(cp.updated_at),
             start: cp.start.map(fmt_time),
             reconcile: cp.reconcile.as_ref().map(|r| FileReconcile {
@@ -285,24 +285,20 @@ impl Store {
                     .iter()
                     .map(|b| FileBucket {
                         start: fmt_time(b.start),
-                        seen: file_seen(&b.seen),
+                        seen: SeenList(&b.seen),
                     })
                     .collect(),
             }),
         };
-        let mut bytes = serde_json::to_vec(&file).map_err(|e| CheckpointError::Write {
-            path: path.clone(),
-            source: io::Error::other(e),
-        })?;
-        bytes.push(b'\n');
-        // The temp file lives in the same directory so that the rename is atomic; its
-        // name starts with a dot so that `list` never mistakes it for a checkpoint.
-        replace_atomically(&self.dir, &format!("{source}.json"), &bytes).map_err(|source| {
-            CheckpointError::Write {
-                path: path.clone(),
-                source,
-            }
+        // Written as it is serialized (no copy of the whole text: a ledger can hold
+        // hundreds of thousands of fingerprints). The temp file lives in the same
+        // directory so that the rename is atomic; its name starts with a dot so that
+        // `list` never mistakes it for a checkpoint.
+        replace_atomically_with(&self.dir, &format!("{source}.json"), |w| {
+            serde_json::to_writer(&mut *w, &file).map_err(io::Error::other)?;
+            w.write_all(b"\n")
         })
+        .map_err(|source| CheckpointError::Write { path, source })
     }
 
     /// The names of the sources that have a checkpoint, sorted.
@@ -366,7 +362,8 @@ fn decode(path: &Path, bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
         Some(other) => return Err(corrupt(format!("version {other} is not a number"))),
         None => return Err(corrupt("no \"version\" field".to_string())),
     }
-    let f: FileV1 = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
+    let f: FileV1<Vec<FileSeen>> =
+        serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
     let opt_time = |field: &str, s: &Option<String>| {
         s.as_deref().map(|s| parse_time(path, field, s)).transpose()
     };
@@ -399,14 +396,36 @@ fn decode(path: &Path, bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
     })
 }
 
-fn file_seen(seen: &[SeenEvent]) -> Vec<FileSeen> {
-    seen.iter()
-        .map(|s| FileSeen {
-            hash: format!("{:016x}", s.hash),
-            time: fmt_time(s.time),
-            count: s.count,
-        })
-        .collect()
+/// A list of fingerprints written as [`FileSeen`] objects, each formatted as it is
+/// written: a reconciliation ledger of a busy tenant holds hundreds of thousands, and
+/// building the strings of them all first would cost several hundred bytes each for
+/// every save.
+struct SeenList<'a>(&'a [SeenEvent]);
+
+impl Serialize for SeenList<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeSeq as _, SerializeStruct as _};
+        struct One<'a>(&'a SeenEvent);
+        impl Serialize for One<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut hash = [0u8; 16];
+                for (i, b) in hash.iter_mut().enumerate() {
+                    let nibble = (self.0.hash >> (60 - 4 * i)) & 0xf;
+                    *b = b"0123456789abcdef"[nibble as usize];
+                }
+                let mut s = serializer.serialize_struct("FileSeen", 3)?;
+                s.serialize_field("hash", std::str::from_utf8(&hash).unwrap_or_default())?;
+                s.serialize_field("time", &fmt_time(self.0.time))?;
+                s.serialize_field("count", &self.0.count)?;
+                s.end()
+            }
+        }
+        let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
+        for e in self.0 {
+            seq.serialize_element(&One(e))?;
+        }
+        seq.end()
+    }
 }
 
 fn decode_seen(
@@ -459,13 +478,25 @@ pub fn create_private_dir(dir: &Path) -> io::Result<()> {
 /// fsynced. After a crash the file holds either the old or the new bytes. Also used for
 /// the replay checkpoints (`crate::replay::checkpoint`).
 pub(crate) fn replace_atomically(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    replace_atomically_with(dir, name, |w| w.write_all(bytes))
+}
+
+/// [`replace_atomically`] with the content written by `write`, through a buffer.
+fn replace_atomically_with(
+    dir: &Path,
+    name: &str,
+    write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> io::Result<()> {
     let tmp = dir.join(format!(".{name}.tmp"));
-    write_synced(&tmp, bytes)?;
+    write_synced(&tmp, write)?;
     fs::rename(&tmp, dir.join(name))?;
     sync_dir(dir)
 }
 
-fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
+fn write_synced(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> io::Result<()> {
     let mut opts = OpenOptions::new();
     opts.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -473,14 +504,16 @@ fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    let mut f = opts.open(path)?;
+    let f = opts.open(path)?;
     #[cfg(unix)]
     {
         // A temp file left behind by a crash keeps the mode it was created with.
         use std::os::unix::fs::PermissionsExt;
         f.set_permissions(fs::Permissions::from_mode(0o600))?;
     }
-    f.write_all(bytes)?;
+    let mut w = io::BufWriter::with_capacity(64 * 1024, f);
+    write(&mut w)?;
+    let f = w.into_inner().map_err(io::IntoInnerError::into_error)?;
     f.sync_all()
 }
 
@@ -538,6 +571,43 @@ mod tests {
         assert_eq!(store.load("audit").unwrap(), None);
         let cp = sample("audit");
         store.save("audit", &cp).unwrap();
+        assert_eq!(store.load("audit").unwrap(), Some(cp));
+    }
+
+    /// The fingerprints of the window and of the ledger's buckets are written as
+    /// objects of 16 lowercase hex digits, the time (nanoseconds kept) and the count.
+    #[test]
+    fn fingerprints_are_written_as_hex_time_and_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut cp = sample("audit");
+        cp.reconcile = Some(ReconcileRecord {
+            since: None,
+            covered: None,
+            bucket_seconds: Some(300),
+            buckets: vec![BucketRecord {
+                start: t("2024-05-01T10:00:00Z"),
+                seen: vec![SeenEvent {
+                    hash: 0x00f0_0000_0000_0001,
+                    time: t("2024-05-01T10:00:02.5Z"),
+                    count: 3,
+                }],
+            }],
+        });
+        store.save("audit", &cp).unwrap();
+        let text = fs::read_to_string(dir.path().join("checkpoints/audit.json")).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            v["fingerprints"],
+            serde_json::json!([
+                {"hash": "0123456789abcdef", "time": "2024-05-01T10:00:00.123456789Z", "count": 2},
+                {"hash": "ffffffffffffffff", "time": "2024-05-01T10:00:01Z", "count": 1},
+            ])
+        );
+        assert_eq!(
+            v["reconcile"]["buckets"][0]["seen"],
+            serde_json::json!([{"hash": "00f0000000000001", "time": "2024-05-01T10:00:02.500Z", "count": 3}])
+        );
         assert_eq!(store.load("audit").unwrap(), Some(cp));
     }
 
