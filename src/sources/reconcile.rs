@@ -22,10 +22,11 @@
 //! `c42fwd_source_reconciled_total{source}` and reported in a WARN that says by how much
 //! the configured lag is too short. Then the bucket leaves the ledger.
 //!
-//! **Invariant:** the ledger is part of the checkpoint and moves with it: the snapshot
-//! committed after a batch is the one taken when the batch was sent, so the events a
-//! reconciliation forwards are committed behind their acknowledgement like any other
-//! batch, and a crash before that re-reads the bucket at the next start.
+//! **Invariant:** the ledger is part of the checkpoint and moves with it: the ledger
+//! committed after a batch is the one of the moment the batch was sent (a [`Journal`]
+//! gives it from a mark, without a copy per batch), so the events a reconciliation
+//! forwards are committed behind their acknowledgement like any other batch, and a
+//! crash before that re-reads the bucket at the next start.
 //!
 //! **Invariant:** the ledger is bounded: a bucket is registered only while it is live and
 //! leaves once compared, so at most `(lag + reconcile_after) / width + 2` buckets are kept,
