@@ -105,23 +105,37 @@ fn committed_watermark(store: &Store) -> Option<DateTime<Utc>> {
     store.load("audit").ok().flatten().map(|c| c.watermark)
 }
 
+/// How [`backlog_and_live_exactly_once`] reads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    /// One page at a time, pages of 2,000: the poll's own queries reach the result
+    /// limit and split.
+    OnePageAtATime,
+    /// Concurrent time slices (three requests at once, each answered 50 ms late so that
+    /// they overlap), pages of 10,000 so that a slice's query reaches the result limit
+    /// and is split.
+    Slices,
+}
+
 /// A backlog larger than two result windows plus a live stream with ingestion lag:
-/// every event that occurred before `cut` arrives exactly once.
-async fn backlog_and_live_exactly_once(api: ApiGeneration) {
-    let o = opts(25_500, 20.0);
+/// every event that occurred before `cut` arrives exactly once, and queries reach the
+/// result limit and split.
+async fn backlog_and_live_exactly_once(api: ApiGeneration, reading: Reading) {
+    let sliced = reading == Reading::Slices;
+    let o = EmulatorOptions {
+        latency: Duration::from_millis(if sliced { 50 } else { 0 }),
+        ..opts(25_500, 20.0)
+    };
     let emu = emulator(o.clone()).await;
     let metrics = Arc::new(Metrics::new());
-    // One page at a time, so that queries reach the result limit and split (concurrent
-    // slices are cut smaller; with pages of 10,000 they reach it too:
-    // sliced_backlog_and_live_exactly_once).
     let mut t = tenant(api, &emu, &o);
-    t.max_concurrent_requests = 1;
+    t.max_concurrent_requests = if sliced { 3 } else { 1 };
     let client = client(&t, &metrics);
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let start = emu.started_at() - TimeDelta::seconds(700);
     let cut = emu.started_at() + TimeDelta::seconds(3);
-    let src = source(start, 2_000);
+    let src = source(start, if sliced { 10_000 } else { 2_000 });
     let (route, seen, _sink) = test_sink(None);
     let mut run = run_source::<AuditLogFetch>(&src, client, &store, metrics.clone(), route);
 
@@ -132,6 +146,13 @@ async fn backlog_and_live_exactly_once(api: ApiGeneration) {
     .await;
     run.stop().await;
 
+    if sliced {
+        let at_once = emu.stats().max_data_in_flight;
+        assert!(
+            (2..=3).contains(&at_once),
+            "{at_once} requests at once: the slices were not read at once within the limit"
+        );
+    }
     let expected = truth(&emu, start, cut);
     assert!(
         expected.len() > 25_500,
@@ -145,74 +166,30 @@ async fn backlog_and_live_exactly_once(api: ApiGeneration) {
         "the delivered events are the emulator's events"
     );
     assert!(
-        counter(&metrics, "c42fwd_source_window_splits_total") >= 2,
-        "{}",
-        metrics.render()
-    );
-}
-
-/// The same backlog and live stream read in concurrent time slices (three requests at
-/// once), with pages of 10,000 so that a slice's query reaches the result limit and is
-/// split, as the poll's own queries are above.
-async fn sliced_backlog_and_live_exactly_once(api: ApiGeneration) {
-    // 50 ms an answer, so that the slices' requests overlap.
-    let o = EmulatorOptions {
-        latency: Duration::from_millis(50),
-        ..opts(25_500, 20.0)
-    };
-    let emu = emulator(o.clone()).await;
-    let metrics = Arc::new(Metrics::new());
-    let mut t = tenant(api, &emu, &o);
-    t.max_concurrent_requests = 3;
-    let client = client(&t, &metrics);
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    let start = emu.started_at() - TimeDelta::seconds(700);
-    let cut = emu.started_at() + TimeDelta::seconds(3);
-    let src = source(start, 10_000);
-    let (route, seen, _sink) = test_sink(None);
-    let mut run = run_source::<AuditLogFetch>(&src, client, &store, metrics.clone(), route);
-    run.wait_for("the committed watermark to pass the cut", || {
-        committed_watermark(&store).is_some_and(|w| w >= cut)
-    })
-    .await;
-    run.stop().await;
-
-    let at_once = emu.stats().max_data_in_flight;
-    assert!(
-        (2..=3).contains(&at_once),
-        "{at_once} requests at once: the slices were not read at once within the limit"
-    );
-    let expected = truth(&emu, start, cut);
-    assert!(expected.len() > 25_500, "live events too");
-    let got = in_range(&seen, start, cut);
-    assert_eq!(got.len(), expected.len(), "every event exactly once");
-    assert!(got == expected);
-    assert!(
-        counter(&metrics, "c42fwd_source_window_splits_total") >= 1,
-        "no slice reached the result limit: {}",
+        counter(&metrics, "c42fwd_source_window_splits_total") >= if sliced { 1 } else { 2 },
+        "too few queries reached the result limit: {}",
         metrics.render()
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn incydr_sliced_backlog_and_live_stream_exactly_once() {
-    sliced_backlog_and_live_exactly_once(ApiGeneration::Incydr).await;
+    backlog_and_live_exactly_once(ApiGeneration::Incydr, Reading::Slices).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn legacy_sliced_backlog_and_live_stream_exactly_once() {
-    sliced_backlog_and_live_exactly_once(ApiGeneration::Legacy).await;
+    backlog_and_live_exactly_once(ApiGeneration::Legacy, Reading::Slices).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn incydr_backlog_and_live_stream_exactly_once() {
-    backlog_and_live_exactly_once(ApiGeneration::Incydr).await;
+    backlog_and_live_exactly_once(ApiGeneration::Incydr, Reading::OnePageAtATime).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn legacy_backlog_and_live_stream_exactly_once() {
-    backlog_and_live_exactly_once(ApiGeneration::Legacy).await;
+    backlog_and_live_exactly_once(ApiGeneration::Legacy, Reading::OnePageAtATime).await;
 }
 
 /// Tokens that expire every two seconds (refreshed ahead of time, or after a 401 when
