@@ -26,10 +26,13 @@
 //!
 //! **Memory (invariant 3).** New slices are opened while fewer than `slice_readers`
 //! are open (read, or read and not yet sent), and the rests of cut slices (below) while
-//! fewer than twice that are; a slice that is not the current one reads ahead at most
-//! two pages (one waiting in its hand-off, one read and waiting to be handed over), then
-//! waits. The current slice reads its next page while its previous one is being sent.
-//! The requests themselves are bounded by the tenant's limiter ([`crate::api::limiter`]).
+//! fewer than twice that are. The slices that are not the current one read ahead at
+//! most [`AHEAD_PER_READER`] pages per slice reader among them all (`Ahead`: a reader waits for room before
+//! it asks for a page), so what the catch-up holds is that many pages and the current
+//! slice's two (one in its hand-off, one read and waiting), whatever the number of
+//! slices open. The current slice reads its next page while its previous one is being
+//! sent, and never waits on the others' read-ahead. The requests themselves are bounded
+//! by the tenant's limiter ([`crate::api::limiter`]).
 //!
 //! **Sizing.** Slices are cut one at a time as readers free up, so each can use what
 //! the earlier ones found: the first ones span [`FIRST_SLICE`] (or the backlog shared
@@ -52,8 +55,9 @@ use futures_util::stream::{FuturesUnordered, StreamExt as _};
 use futures_util::FutureExt as _;
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::ControlFlow;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 /// The span of the first slices of a catch-up.
@@ -66,12 +70,49 @@ pub const MIN_SLICE: Duration = Duration::from_secs(1);
 /// sent, so that a slice of that size is read whole at the same time as the others.
 pub const SLICE_PAGES: u64 = 2;
 
+/// How many pages the slices after the current one read ahead, per slice reader, among
+/// them all.
+pub const AHEAD_PER_READER: usize = 2;
+
 /// One page of a slice, decided, with the slice's state after it.
 struct SlicePage<T> {
     items: Vec<T>,
     marks: Vec<PageEvent>,
     verdict: PageVerdict,
     state: WindowState,
+    /// Its place in the read-ahead of the slices after the current one (`None`: read
+    /// while its slice was the current one), given back when the page is dropped.
+    _ahead: Option<OwnedSemaphorePermit>,
+}
+
+/// The read-ahead of the slices that are not the current one: at most
+/// [`AHEAD_PER_READER`] x `slice_readers` pages read and not yet sent among all of them, whatever the number
+/// of slices open. The current slice reads without it (it never waits on the later
+/// ones, which wait on it).
+#[derive(Clone)]
+struct Ahead {
+    pages: Arc<Semaphore>,
+    /// The id of the current slice.
+    current: watch::Receiver<u64>,
+}
+
+impl Ahead {
+    /// A place for one more page of slice `id`; `None` once it is the current slice.
+    async fn place(&mut self, id: u64) -> Option<OwnedSemaphorePermit> {
+        loop {
+            if *self.current.borrow_and_update() == id {
+                return None;
+            }
+            tokio::select! {
+                p = self.pages.clone().acquire_owned() => return p.ok(),
+                changed = self.current.changed() => {
+                    if changed.is_err() {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// What a slice reader leaves when its slice is read.
@@ -161,6 +202,11 @@ impl<F: WindowFetch> WindowPoller<F> {
         // The rests handed back, not yet opened: each is read before every slice that
         // starts after it.
         let mut rests: BTreeMap<DateTime<Utc>, DateTime<Utc>> = BTreeMap::new();
+        let (current_tx, current_rx) = watch::channel(0u64);
+        let ahead = Ahead {
+            pages: Arc::new(Semaphore::new(AHEAD_PER_READER * readers)),
+            current: current_rx,
+        };
         loop {
             while let Ok(cut) = cut_rx.try_recv() {
                 span = cut.kept;
@@ -172,8 +218,16 @@ impl<F: WindowFetch> WindowPoller<F> {
                     break;
                 };
                 let seed = WindowState::restore(a, &state.fingerprints());
-                let (slice, reader) =
-                    self.open_slice(&mut next_id, a, b, seed, *limit, &cut_tx, shutdown);
+                let (slice, reader) = self.open_slice(
+                    &mut next_id,
+                    a,
+                    b,
+                    seed,
+                    *limit,
+                    &cut_tx,
+                    ahead.clone(),
+                    shutdown,
+                );
                 reading.push(reader);
                 let at = open.iter().position(|o| o.start > a).unwrap_or(open.len());
                 open.insert(at, slice);
@@ -188,14 +242,23 @@ impl<F: WindowFetch> WindowPoller<F> {
                 } else {
                     WindowState::restore(a, &state.fingerprints())
                 };
-                let (slice, reader) =
-                    self.open_slice(&mut next_id, a, b, seed, *limit, &cut_tx, shutdown);
+                let (slice, reader) = self.open_slice(
+                    &mut next_id,
+                    a,
+                    b,
+                    seed,
+                    *limit,
+                    &cut_tx,
+                    ahead.clone(),
+                    shutdown,
+                );
                 reading.push(reader);
                 open.push_back(slice);
             }
             let Some(current) = open.front_mut() else {
                 break;
             };
+            current_tx.send_if_modified(|c| std::mem::replace(c, current.id) != current.id);
             if current.end.is_some() && current.pages.is_empty() {
                 // Read whole and sent: the next slice's turn.
                 let done = open.pop_front().expect("the current slice");
@@ -292,13 +355,14 @@ impl<F: WindowFetch> WindowPoller<F> {
         seed: WindowState,
         limit: u64,
         cuts: &mpsc::UnboundedSender<Cut>,
+        ahead: Ahead,
         shutdown: &'a CancellationToken,
     ) -> (Open<F::Item>, Reader<'a>) {
         let (tx, rx) = mpsc::channel(1);
         let id = *next_id;
         *next_id += 1;
         let reader = self
-            .read_slice(a, b, seed, limit, tx, cuts.clone(), shutdown)
+            .read_slice(id, a, b, seed, limit, tx, cuts.clone(), ahead, shutdown)
             .map(move |r| (id, r))
             .boxed();
         let slice = Open {
@@ -317,12 +381,14 @@ impl<F: WindowFetch> WindowPoller<F> {
     #[allow(clippy::too_many_arguments)]
     async fn read_slice(
         &self,
+        id: u64,
         a: DateTime<Utc>,
         mut b: DateTime<Utc>,
         mut state: WindowState,
         limit: u64,
         pages: mpsc::Sender<SlicePage<F::Item>>,
         cuts: mpsc::UnboundedSender<Cut>,
+        mut ahead: Ahead,
         shutdown: &CancellationToken,
     ) -> Result<Option<SliceEnd>, SourceError> {
         // Settled: the slice's end is its poll time, and no lag is left to re-read.
@@ -347,6 +413,15 @@ impl<F: WindowFetch> WindowPoller<F> {
                     answers: MAX_SHORT_PAGE_ANSWERS,
                 });
             }
+            if matches!(next, Next::Done) {
+                break;
+            }
+            // A later slice waits for room in the read-ahead before it reads a page.
+            let place = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return Ok(None),
+                p = ahead.place(id) => p,
+            };
             let (items, marks, verdict) = match self
                 .read_and_judge(&mut cycle, &mut state, next, shutdown)
                 .await?
@@ -379,6 +454,7 @@ impl<F: WindowFetch> WindowPoller<F> {
                 marks,
                 verdict,
                 state: state.clone(),
+                _ahead: place,
             };
             if pages.send(page).await.is_err() {
                 return Ok(None);
@@ -487,6 +563,8 @@ mod tests {
         max_in_flight: AtomicUsize,
         /// The start of each query, in the order its answer came.
         answered: Mutex<Vec<DateTime<Utc>>>,
+        /// The events of all answers.
+        events: AtomicUsize,
     }
 
     /// A settled Audit Log backlog whose answers take a delay of their own per query
@@ -548,7 +626,8 @@ mod tests {
                 .skip(q.page as usize * q.page_size as usize)
                 .take(q.page_size as usize)
                 .map(|(i, t)| raw(i, *t))
-                .collect();
+                .collect::<Vec<_>>();
+            self.stats.events.fetch_add(raws.len(), Ordering::SeqCst);
             Ok(FetchedPage::by_content(
                 SourceKind::AuditLog,
                 raws,
@@ -773,5 +852,32 @@ mod tests {
                 assert!(at[*n] >= held, "event {n} at {} before {held}", at[*n]);
             }
         }
+    }
+
+    /// A sink that takes nothing: the catch-up reads ahead, then waits. What it read is
+    /// bounded by the route's queue, the current slice's two pages and the read-ahead
+    /// of the later slices, however many slices are open.
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_sink_stops_the_read_ahead_at_its_bound() {
+        let at = Arc::new(backlog());
+        let stats = Arc::new(Stats::default());
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (tx, _rx) = mpsc::channel(2);
+        let stop = CancellationToken::new();
+        let run = tokio::spawn(
+            poller(&at, &stats, &store, READERS).run(Route::new(vec![tx]), stop.clone()),
+        );
+        // Long enough for every reader to read all it may (answers take at most 40 ms).
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let read = stats.events.load(Ordering::SeqCst);
+        // Two batches in the route's queue and one being put in it, two pages of the
+        // current slice, and the later slices' read-ahead (in events: the empty answer
+        // that ends a query holds a place too, and nothing else).
+        let bound = (3 + 2 + AHEAD_PER_READER * READERS) * PAGE as usize;
+        assert!(read >= 3 * PAGE as usize, "the catch-up read: {read}");
+        assert!(read <= bound, "{read} events read, more than {bound}");
+        stop.cancel();
+        run.abort();
     }
 }
