@@ -110,15 +110,20 @@ async fn legacy_every_sync_log_entry_exactly_once() {
     every_entry_exactly_once(ApiGeneration::Legacy).await;
 }
 
-/// Stopped after three pages with more in flight to a stalled sink, started again from
-/// the checkpoint: across both runs every entry exactly once.
-async fn restart_in_the_middle(api: ApiGeneration) {
-    let o = sync_opts(3_000, 20.0);
+/// Stopped after three batches with more in flight to a stalled sink, started again
+/// from the checkpoint: across both runs every entry exactly once. Read one page at a
+/// time (`sliced` false: the test counts what the stalled sink holds page by page), or
+/// in concurrent time slices (three requests at once, each answered after 30 ms so
+/// that they overlap; later slices are read ahead when the first run stops).
+async fn restart_in_the_middle(api: ApiGeneration, sliced: bool) {
+    let o = EmulatorOptions {
+        latency: Duration::from_millis(if sliced { 30 } else { 0 }),
+        ..sync_opts(3_000, 20.0)
+    };
     let emu = emulator(o.clone()).await;
     let metrics = Arc::new(Metrics::new());
-    // One page at a time: the test counts what a stalled sink holds page by page.
     let mut t = tenant(api, &emu, &o);
-    t.max_concurrent_requests = 1;
+    t.max_concurrent_requests = if sliced { 3 } else { 1 };
     let client = client(&t, &metrics);
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
@@ -128,14 +133,24 @@ async fn restart_in_the_middle(api: ApiGeneration) {
 
     let (route, seen1, batches, sink1) = stalling_sink(3);
     let mut run = run_source::<SyncLogFetch>(&src, client.clone(), &store, metrics.clone(), route);
-    run.wait_for("three pages", || batches.load(Ordering::SeqCst) >= 3)
+    run.wait_for("three batches", || batches.load(Ordering::SeqCst) >= 3)
         .await;
     run.wait_for("their checkpoint", || {
         committed_watermark(&store, "sync").is_some_and(|w| w > start)
     })
     .await;
     run.stop_with_stalled_sink(sink1).await;
-    assert_eq!(seen1.lock().unwrap().len(), 750, "stopped in the middle");
+    let first = seen1.lock().unwrap().len();
+    if sliced {
+        let at_once = emu.stats().max_data_in_flight;
+        assert!(
+            (2..=3).contains(&at_once),
+            "{at_once} requests at once: the slices were not read at once within the limit"
+        );
+        assert!((1..=750).contains(&first), "stopped in the middle: {first}");
+    } else {
+        assert_eq!(first, 750, "stopped in the middle");
+    }
 
     let (route, seen2, _s2) = test_sink();
     let mut run = run_source::<SyncLogFetch>(&src, client, &store, metrics.clone(), route);
@@ -159,79 +174,22 @@ async fn restart_in_the_middle(api: ApiGeneration) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn incydr_sync_log_restart_in_the_middle_loses_and_repeats_nothing() {
-    restart_in_the_middle(ApiGeneration::Incydr).await;
+    restart_in_the_middle(ApiGeneration::Incydr, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn legacy_sync_log_restart_in_the_middle_loses_and_repeats_nothing() {
-    restart_in_the_middle(ApiGeneration::Legacy).await;
-}
-
-/// The restart above in the middle of a backlog read in concurrent time slices (three
-/// requests at once, each answered after 30 ms so that they overlap): the first run
-/// stops after three batches with later slices read ahead and more pages in flight to
-/// its stalled sink; across both runs every entry exactly once.
-async fn restart_in_the_middle_of_slices(api: ApiGeneration) {
-    let o = EmulatorOptions {
-        latency: Duration::from_millis(30),
-        ..sync_opts(3_000, 20.0)
-    };
-    let emu = emulator(o.clone()).await;
-    let metrics = Arc::new(Metrics::new());
-    let mut t = tenant(api, &emu, &o);
-    t.max_concurrent_requests = 3;
-    let client = client(&t, &metrics);
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    let start = emu.started_at() - TimeDelta::seconds(700);
-    let cut = emu.started_at() + TimeDelta::seconds(3);
-    let src = sync_source(start, 250);
-
-    let (route, seen1, batches, sink1) = stalling_sink(3);
-    let mut run = run_source::<SyncLogFetch>(&src, client.clone(), &store, metrics.clone(), route);
-    run.wait_for("three batches", || batches.load(Ordering::SeqCst) >= 3)
-        .await;
-    run.wait_for("their checkpoint", || {
-        committed_watermark(&store, "sync").is_some_and(|w| w > start)
-    })
-    .await;
-    run.stop_with_stalled_sink(sink1).await;
-    let at_once = emu.stats().max_data_in_flight;
-    assert!(
-        (2..=3).contains(&at_once),
-        "{at_once} requests at once: the slices were not read at once within the limit"
-    );
-    let first = seen1.lock().unwrap().len();
-    assert!((1..=750).contains(&first), "stopped in the middle: {first}");
-
-    let (route, seen2, _s2) = test_sink();
-    let mut run = run_source::<SyncLogFetch>(&src, client, &store, metrics.clone(), route);
-    run.wait_for("the committed watermark to pass the cut", || {
-        committed_watermark(&store, "sync").is_some_and(|w| w >= cut)
-    })
-    .await;
-    run.stop().await;
-
-    let mut got = in_range(&seen1, start, cut);
-    got.extend(in_range(&seen2, start, cut));
-    got.sort();
-    let expected = truth(&emu, start, cut);
-    assert_eq!(
-        got.len(),
-        expected.len(),
-        "every entry exactly once across the restart"
-    );
-    assert!(got == expected);
+    restart_in_the_middle(ApiGeneration::Legacy, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn incydr_sync_log_restart_in_the_middle_of_slices_loses_and_repeats_nothing() {
-    restart_in_the_middle_of_slices(ApiGeneration::Incydr).await;
+    restart_in_the_middle(ApiGeneration::Incydr, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn legacy_sync_log_restart_in_the_middle_of_slices_loses_and_repeats_nothing() {
-    restart_in_the_middle_of_slices(ApiGeneration::Legacy).await;
+    restart_in_the_middle(ApiGeneration::Legacy, true).await;
 }
 
 /// The client alone: paging one range in ascending time order gives the ground truth,
