@@ -186,7 +186,8 @@ struct FileBucket<S> {
     seen: S,
 }
 
-#[derive(Serialize, Deserialize)]
+/// One fingerprint as read back; [`SeenList`] writes the same shape.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileSeen {
     /// 16 lowercase hex digits.
@@ -408,13 +409,10 @@ impl Serialize for SeenList<'_> {
         struct One<'a>(&'a SeenEvent);
         impl Serialize for One<'_> {
             fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                let mut hash = [0u8; 16];
-                for (i, b) in hash.iter_mut().enumerate() {
-                    let nibble = (self.0.hash >> (60 - 4 * i)) & 0xf;
-                    *b = b"0123456789abcdef"[nibble as usize];
-                }
                 let mut s = serializer.serialize_struct("FileSeen", 3)?;
-                s.serialize_field("hash", std::str::from_utf8(&hash).unwrap_or_default())?;
+                // `fmt::Arguments` is written through the serializer's `collect_str`:
+                // no string is built for it.
+                s.serialize_field("hash", &format_args!("{:016x}", self.0.hash))?;
                 s.serialize_field("time", &fmt_time(self.0.time))?;
                 s.serialize_field("count", &self.0.count)?;
                 s.end()

@@ -1120,9 +1120,8 @@ impl<F: WindowFetch> WindowPoller<F> {
     }
 
     /// Sends the new items of a page, in batches of at most [`MAX_BATCH_EVENTS`] and
-    /// [`MAX_BATCH_BYTES`], and
-    /// queues its commit after the last. `Break` when
-    /// shutdown interrupted the send.
+    /// [`MAX_BATCH_BYTES`], and queues its commit after the last. `Break` when shutdown
+    /// interrupted the send.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn forward(
         &self,

@@ -27,10 +27,10 @@
 //! **Memory (invariant 3).** New slices are opened while fewer than `slice_readers`
 //! are open (read, or read and not yet sent), and the rests of cut slices (below) while
 //! fewer than twice that are. The slices that are not the current one read ahead at
-//! most [`AHEAD_PER_READER`] pages per slice reader among them all (`Ahead`: a reader waits for room before
-//! it asks for a page), so what the catch-up holds is that many pages and the current
-//! slice's two (one in its hand-off, one read and waiting), whatever the number of
-//! slices open. The current slice reads its next page while its previous one is being
+//! most [`AHEAD_PER_READER`] pages per slice reader among them all (`Ahead`: a reader
+//! waits for room before it asks for a page), so what the catch-up holds is that many
+//! pages and the current slice's two (one in its hand-off, one read and waiting),
+//! whatever the number of slices open. The current slice reads its next page while its previous one is being
 //! sent, and never waits on the others' read-ahead. The requests themselves are bounded
 //! by the tenant's limiter ([`crate::api::limiter`]).
 //!
@@ -86,9 +86,9 @@ struct SlicePage<T> {
 }
 
 /// The read-ahead of the slices that are not the current one: at most
-/// [`AHEAD_PER_READER`] x `slice_readers` pages read and not yet sent among all of them, whatever the number
-/// of slices open. The current slice reads without it (it never waits on the later
-/// ones, which wait on it).
+/// [`AHEAD_PER_READER`] x `slice_readers` pages read and not yet sent among all of
+/// them, whatever the number of slices open. The current slice reads without it (it
+/// never waits on the later ones, which wait on it).
 #[derive(Clone)]
 struct Ahead {
     pages: Arc<Semaphore>,
