@@ -1,5 +1,5 @@
 //! Normalize + encode throughput, per format, on a realistic mix of Audit Log events, and
-//! on the alert and sync log fixtures.
+//! on the alert, sync log and file event fixtures.
 //!
 //! `cargo bench --bench encode`. The figure that matters is the `encode/cef_5424_octet`
 //! throughput (the default sink setup): the aim is at least a million events per second
@@ -49,6 +49,21 @@ const SYNC_LOG: &[&str] = &[
     include_str!("../tests/fixtures/sync_log/user_deactivated.json"),
 ];
 
+/// File events as `/v2/file-events` sends them (about 2.5 KB of nested JSON each, a
+/// hundred-odd fields once flattened): the repository's fixtures, one per action.
+const FILE_EVENTS: &[&str] = &[
+    include_str!("../tests/fixtures/file_events/application-read.json"),
+    include_str!("../tests/fixtures/file_events/file-deleted.json"),
+    include_str!("../tests/fixtures/file_events/file-downloaded.json"),
+    include_str!("../tests/fixtures/file_events/file-emailed.json"),
+    include_str!("../tests/fixtures/file_events/file-printed.json"),
+    include_str!("../tests/fixtures/file_events/file-shared.json"),
+    include_str!("../tests/fixtures/file_events/file-uploaded.json"),
+    include_str!("../tests/fixtures/file_events/git-push.json"),
+    include_str!("../tests/fixtures/file_events/removable-media-created.json"),
+    include_str!("../tests/fixtures/file_events/sync-app-modified.json"),
+];
+
 fn events_of(kind: SourceKind, mix: &[&str]) -> Vec<Event> {
     mix.iter()
         .map(|json| {
@@ -63,11 +78,12 @@ fn events() -> Vec<Event> {
 }
 
 /// The event set a `C42FWD_BENCH_FIXED` name asks for: `<config>` (audit),
-/// `<config>@alerts` or `<config>@sync_log`.
+/// `<config>@alerts`, `<config>@sync_log` or `<config>@file_events`.
 fn events_for(name: &str) -> (&str, Vec<Event>) {
     match name.split_once('@') {
         Some((config, "alerts")) => (config, events_of(SourceKind::Alerts, ALERTS)),
         Some((config, "sync_log")) => (config, events_of(SourceKind::SyncLog, SYNC_LOG)),
+        Some((config, "file_events")) => (config, events_of(SourceKind::FileEvents, FILE_EVENTS)),
         Some((_, other)) => panic!("unknown event set {other}"),
         None => (name, events()),
     }
@@ -178,6 +194,7 @@ fn bench(c: &mut Criterion) {
     for (group, kind, mix) in [
         ("encode_alerts", SourceKind::Alerts, ALERTS),
         ("encode_sync_log", SourceKind::SyncLog, SYNC_LOG),
+        ("encode_file_events", SourceKind::FileEvents, FILE_EVENTS),
     ] {
         let events = events_of(kind, mix);
         let mut g = c.benchmark_group(group);

@@ -362,48 +362,79 @@ pub(super) struct Seen<'a> {
     ip: bool,
 }
 
-/// Takes one top-level member of a file event: objects are flattened into dotted
-/// fields, the common keys are taken into the record, the rest is pushed to `fields`.
+/// Reads a whole file event into `rec` in one pass over its text
+/// ([`json::scan_object_nested`]): objects are flattened into dotted fields as they are
+/// walked, the common keys are taken into the record, the rest is pushed to `fields`.
 /// `keep` false: read the common keys only (a syslog header), keep no field.
-pub(super) fn take_member<'a>(
+pub(super) fn read<'a>(
+    raw: &'a str,
     rec: &mut Record<'a>,
     seen: &mut Seen<'a>,
-    key: Cow<'a, str>,
-    m: Member<'a>,
     keep: bool,
-) {
-    let mut path = String::new();
-    flatten(rec, seen, &mut path, key, m, keep, 0);
+) -> json::ObjectScan {
+    if keep {
+        // A file event has a hundred-odd fields: one allocation for all of them instead
+        // of the list doubling its way up from its inline dozen.
+        rec.fields.reserve(KNOWN_PATHS.len());
+    }
+    let mut flattener = Flattener {
+        rec,
+        seen,
+        path: String::with_capacity(64),
+        opened: [0; MAX_DEPTH],
+        keep,
+    };
+    json::scan_object_nested(raw, &mut flattener)
 }
 
-fn flatten<'a>(
-    rec: &mut Record<'a>,
-    seen: &mut Seen<'a>,
-    path: &mut String,
-    key: Cow<'a, str>,
-    m: Member<'a>,
+/// The walk's state: the dotted path of the object being read.
+struct Flattener<'r, 'a> {
+    rec: &'r mut Record<'a>,
+    seen: &'r mut Seen<'a>,
+    /// The path of the innermost open object (`source.removableMedia`), empty at the
+    /// top level.
+    path: String,
+    /// `opened[d]`: the length of `path` before the object opened at depth `d` added
+    /// its key, restored when it closes.
+    opened: [usize; MAX_DEPTH],
     keep: bool,
-    depth: usize,
-) {
-    let len = path.len();
-    if !path.is_empty() {
-        path.push('.');
+}
+
+impl Flattener<'_, '_> {
+    /// Appends `key` to the path; returns the length to truncate back to.
+    fn push_key(&mut self, key: &str) -> usize {
+        let len = self.path.len();
+        if len > 0 {
+            self.path.push('.');
+        }
+        self.path.push_str(key);
+        len
     }
-    path.push_str(&key);
-    // An object with members is flattened; an empty one (and one nested too deep)
-    // is a leaf, kept whole.
-    let has_members = depth < MAX_DEPTH
-        && m.value.starts_with('{')
-        && !m.value[1..].trim_start().starts_with('}');
-    if has_members {
-        json::scan_object(m.value, |inner| {
-            let k = json::decode_inner(inner.key, inner.key_escaped);
-            flatten(rec, seen, path, k, inner, keep, depth + 1);
-        });
-    } else {
-        leaf(rec, seen, path, key, m, keep, depth);
+}
+
+impl<'a> json::NestedVisitor<'a> for Flattener<'_, 'a> {
+    fn open(&mut self, key: &'a str, key_escaped: bool, depth: usize) -> bool {
+        // An object nested too deep is a leaf, kept whole.
+        if depth >= MAX_DEPTH {
+            return false;
+        }
+        let key = json::decode_inner(key, key_escaped);
+        self.opened[depth] = self.push_key(&key);
+        true
     }
-    path.truncate(len);
+
+    fn close(&mut self, depth: usize) {
+        if let Some(&len) = self.opened.get(depth) {
+            self.path.truncate(len);
+        }
+    }
+
+    fn leaf(&mut self, m: Member<'a>, depth: usize) {
+        let key = json::decode_inner(m.key, m.key_escaped);
+        let len = self.push_key(&key);
+        leaf(self.rec, self.seen, &self.path, key, m, self.keep, depth);
+        self.path.truncate(len);
+    }
 }
 
 fn leaf<'a>(

@@ -180,6 +180,98 @@ pub fn scan_object_until<'a>(
     }
 }
 
+/// What [`scan_object_nested`] reports while it walks an object and the objects inside.
+pub trait NestedVisitor<'a> {
+    /// A member whose value is an object with at least one member, at `depth` (0 for a
+    /// member of the top-level object). `true`: its members are walked next (at
+    /// `depth + 1`, then [`NestedVisitor::close`]); `false`: it is handed to
+    /// [`NestedVisitor::leaf`] whole. The visitor bounds the nesting: the walk recurses
+    /// only where this says `true`.
+    fn open(&mut self, key: &'a str, key_escaped: bool, depth: usize) -> bool;
+    /// The end of the members of the object opened at `depth` (the last one opened that
+    /// is not closed yet).
+    fn close(&mut self, depth: usize);
+    /// A member taken whole: any value but an object that was opened.
+    fn leaf(&mut self, m: Member<'a>, depth: usize);
+}
+
+/// Walks the top-level object of `text` and, where `visitor` asks, the objects inside
+/// it, in document order and in one pass: each byte is read once.
+///
+/// [`scan_object`] finds the end of each member's value before handing it over, so a
+/// caller that then scans a nested object again (to flatten it) reads its bytes once
+/// per level of nesting; a file event, nested two and three levels deep, was read
+/// about three times over. Here the end of an opened object is where its walk ends.
+///
+/// Reports as [`scan_object`] does; an opened object that cannot be read makes the
+/// whole text [`ObjectScan::Unreadable`] (members seen so far were handed over).
+pub fn scan_object_nested<'a>(text: &'a str, visitor: &mut impl NestedVisitor<'a>) -> ObjectScan {
+    let b = text.as_bytes();
+    let i = skip_ws(b, 0);
+    match b.get(i) {
+        Some(b'{') => {}
+        Some(_) => return ObjectScan::NotAnObject,
+        None => return ObjectScan::Unreadable,
+    }
+    match walk_members(text, i, 0, visitor) {
+        Some(_) => ObjectScan::Object,
+        None => ObjectScan::Unreadable,
+    }
+}
+
+/// The members of the object whose `{` is at `text[open]`, at `depth`; returns the
+/// index just after its `}`.
+fn walk_members<'a>(
+    text: &'a str,
+    open: usize,
+    depth: usize,
+    visitor: &mut impl NestedVisitor<'a>,
+) -> Option<usize> {
+    let b = text.as_bytes();
+    let mut i = skip_ws(b, open + 1);
+    if b.get(i) == Some(&b'}') {
+        return Some(i + 1);
+    }
+    loop {
+        if b.get(i) != Some(&b'"') {
+            return None;
+        }
+        let (kq, key_escaped) = string_end(b, i + 1)?;
+        let key = text.get(i + 1..kq)?;
+        i = skip_ws(b, kq + 1);
+        if b.get(i) != Some(&b':') {
+            return None;
+        }
+        i = skip_ws(b, i + 1);
+        // An object with members may be opened; an empty one is a leaf like any value.
+        let has_members =
+            b.get(i) == Some(&b'{') && b.get(skip_ws(b, i + 1)).is_some_and(|&c| c != b'}');
+        let end = if has_members && visitor.open(key, key_escaped, depth) {
+            let end = walk_members(text, i, depth + 1, visitor)?;
+            visitor.close(depth);
+            end
+        } else {
+            let (end, value_escaped) = value_end(b, i)?;
+            visitor.leaf(
+                Member {
+                    key,
+                    key_escaped,
+                    value: text.get(i..end)?,
+                    value_escaped,
+                },
+                depth,
+            );
+            end
+        };
+        i = skip_ws(b, end);
+        match b.get(i) {
+            Some(b',') => i = skip_ws(b, i + 1),
+            Some(b'}') => return Some(i + 1),
+            _ => return None,
+        }
+    }
+}
+
 /// Hands the raw text of each element of the array `text` to `element`, in order, until
 /// it returns `false`. Returns `false` when `text` is not an array or could not be read
 /// to its end (elements seen so far were handed over), `true` otherwise (also when
@@ -454,6 +546,106 @@ mod tests {
                 let parsed: serde_json::Value = serde_json::from_str(&raw).unwrap();
                 prop_assert_eq!(&parsed, &map[&k]);
             }
+        }
+    }
+
+    /// Records the walk as `open key`, `close`, `leaf key=value` lines; opens objects
+    /// above `max_depth` only.
+    struct Log {
+        max_depth: usize,
+        lines: Vec<String>,
+    }
+
+    impl<'a> NestedVisitor<'a> for Log {
+        fn open(&mut self, key: &'a str, key_escaped: bool, depth: usize) -> bool {
+            if depth >= self.max_depth {
+                return false;
+            }
+            let key = decode_inner(key, key_escaped);
+            self.lines.push(format!("{depth} open {key}"));
+            true
+        }
+        fn close(&mut self, depth: usize) {
+            self.lines.push(format!("{depth} close"));
+        }
+        fn leaf(&mut self, m: Member<'a>, depth: usize) {
+            let key = decode_inner(m.key, m.key_escaped);
+            self.lines.push(format!("{depth} leaf {key}={}", m.value));
+            if let Some(s) = m.value_str() {
+                assert_eq!(Some(s), decode_str(m.value));
+            }
+        }
+    }
+
+    /// The same walk by the member scanner, one level at a time (reading each nested
+    /// object again): the reference.
+    fn reference(text: &str, depth: usize, max_depth: usize, lines: &mut Vec<String>) {
+        scan_object(text, |m| {
+            let key = decode_inner(m.key, m.key_escaped);
+            let has_members =
+                m.value.starts_with('{') && !m.value[1..].trim_start().starts_with('}');
+            if has_members && depth < max_depth {
+                lines.push(format!("{depth} open {key}"));
+                reference(m.value, depth + 1, max_depth, lines);
+                lines.push(format!("{depth} close"));
+            } else {
+                lines.push(format!("{depth} leaf {key}={}", m.value));
+            }
+        });
+    }
+
+    fn walk(text: &str, max_depth: usize) -> (ObjectScan, Vec<String>) {
+        let mut log = Log {
+            max_depth,
+            lines: Vec::new(),
+        };
+        let r = scan_object_nested(text, &mut log);
+        (r, log.lines)
+    }
+
+    #[test]
+    fn walks_nested_objects_in_one_pass_as_scanning_level_by_level_would() {
+        let text = " { \"a\" : { \"b\" : 1 , \"c\\\"d\" : { \"e\":\"x\\\"}\" , \"f\":{ } } },\"g.h\":[{\"i\":1}],\"j\":{\"k\":{\"l\":{\"m\":null}}},\"n\":true}\n";
+        for max_depth in 0..5 {
+            let mut want = Vec::new();
+            reference(text, 0, max_depth, &mut want);
+            assert_eq!(walk(text, max_depth), (ObjectScan::Object, want));
+        }
+        assert_eq!(
+            walk(r#"{"a":{"b":{}}}"#, 9).1,
+            ["0 open a", "1 leaf b={}", "0 close"]
+        );
+        assert_eq!(walk("{}", 9), (ObjectScan::Object, vec![]));
+        assert_eq!(walk(" [1]", 9).0, ObjectScan::NotAnObject);
+        for bad in [
+            "",
+            "{",
+            "{\"a\":{\"b\":1}",
+            "{\"a\":{\"b\" 1}}",
+            "{\"a\":{\"b\":1,}}",
+        ] {
+            assert_eq!(walk(bad, 9).0, ObjectScan::Unreadable, "{bad:?}");
+        }
+    }
+
+    proptest! {
+        /// On any valid JSON object, the one-pass walk agrees with the level-by-level
+        /// one.
+        #[test]
+        fn nested_walk_agrees_with_scanning_level_by_level(
+            keys in prop::collection::vec("[a-c.\"\\\\]{0,3}", 1..6),
+            nested in prop::collection::vec("[\\PC\"\\\\\n]{0,12}", 0..4),
+            pretty in any::<bool>(),
+            max_depth in 0usize..4,
+        ) {
+            let mut value = serde_json::json!({"list": nested, "o": {"k": [[], {}], "e": {}}});
+            for k in &keys {
+                value = serde_json::json!({ k.clone(): value, "s": k });
+            }
+            let text = if pretty { serde_json::to_string_pretty(&value).unwrap() } else { value.to_string() };
+            let mut want = Vec::new();
+            reference(&text, 0, max_depth, &mut want);
+            prop_assert_eq!(walk(&text, max_depth), (ObjectScan::Object, want));
         }
     }
 

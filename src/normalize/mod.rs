@@ -447,15 +447,23 @@ pub(crate) fn normalize_header_into<'a>(event: &'a Event, rec: &mut Record<'a>) 
 
 fn read_into<'a>(event: &'a Event, rec: &mut Record<'a>, header_only: bool) {
     let raw = event.json();
-    let mut collector = Collector {
-        rec,
-        seen: 0,
-        header_only,
-        other: Other::default(),
+    let (scan, mut other) = if rec.source == SourceKind::FileEvents {
+        // Nested objects, flattened as they are walked: a pass of its own
+        // (`file_events::read`), not the collector's member by member.
+        let mut other = Other::default();
+        let scan = file_events::read(raw, rec, &mut other.file_event, !header_only);
+        (scan, other)
+    } else {
+        let mut collector = Collector {
+            rec,
+            seen: 0,
+            header_only,
+            other: Other::default(),
+        };
+        let scan = json::scan_object_until(raw, |m| collector.member(m));
+        collector.finish();
+        (scan, collector.other)
     };
-    let scan = json::scan_object_until(raw, |m| collector.member(m));
-    collector.finish();
-    let mut other = collector.other;
     match scan {
         json::ObjectScan::Object => {}
         json::ObjectScan::NotAnObject | json::ObjectScan::Unreadable => {
@@ -690,11 +698,8 @@ impl<'a> Collector<'_, 'a> {
                     }
                     self.seen & SESSION_HEADER != SESSION_HEADER
                 }
-                SourceKind::FileEvents => {
-                    // The severity is deep in the event (`risk.severity`): read it all.
-                    file_events::take_member(self.rec, &mut self.other.file_event, key, m, false);
-                    true
-                }
+                // Read by `file_events::read`, never by the collector.
+                SourceKind::FileEvents => false,
             };
         }
         let taken = match self.rec.source {
@@ -714,10 +719,8 @@ impl<'a> Collector<'_, 'a> {
                 }
                 taken
             }
-            SourceKind::FileEvents => {
-                file_events::take_member(self.rec, &mut self.other.file_event, key, m, true);
-                return true;
-            }
+            // Read by `file_events::read`, never by the collector.
+            SourceKind::FileEvents => return false,
         };
         if !taken {
             self.rec.fields.push(Field {
@@ -926,10 +929,6 @@ impl<'a> Collector<'_, 'a> {
     }
 
     fn finish(&mut self) {
-        if self.rec.source == SourceKind::FileEvents {
-            // `@timestamp` is read by the flattening (`file_events::classify` judges it).
-            return;
-        }
         if self.seen & SEEN_TIME == 0 {
             self.rec.problems.insert(Problems::MISSING_TIME);
         }
