@@ -456,6 +456,7 @@ impl ApiClient {
             }
             // A data request waits for a slot under the tenant's limit and holds it
             // while it is sent and its body read (not during a backoff below).
+            let asked = Utc::now();
             let permit = if auth.uses_token() {
                 Some(self.limiter.acquire().await)
             } else {
@@ -474,10 +475,17 @@ impl ApiClient {
                         let mut reader = new_reader();
                         match read_body(resp, &mut reader, self.max_response_bytes).await {
                             Ok(()) => {
+                                tracing::trace!(
+                                    tenant = %self.tenant,
+                                    endpoint,
+                                    waited_ms = (sent - asked).num_milliseconds(),
+                                    took_ms = (Utc::now() - sent).num_milliseconds(),
+                                    "answered (waited for a slot under the tenant's limit, then sent and read)"
+                                );
                                 return reader.finish().map_err(|reason| ApiError::Decode {
                                     endpoint: endpoint.to_string(),
                                     reason,
-                                })
+                                });
                             }
                             Err(BodyError::Transport(e)) => transport_error(endpoint, &e),
                             Err(BodyError::Decode(reason)) => {
