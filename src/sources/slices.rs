@@ -92,9 +92,13 @@ pub const SLICE_PAGES: u64 = 2;
 /// pages a slice (and the tenant's `max_concurrent_requests` shares them all).
 pub const SHORT_BY_TENTHS: u64 = 1;
 
-/// The records a slice aims at: [`SLICE_PAGES`] pages less [`SHORT_BY_TENTHS`].
+/// What a slice aims at, in tenths of a page: [`SLICE_PAGES`] pages less
+/// [`SHORT_BY_TENTHS`].
+const SLICE_TENTHS: u64 = 10 * SLICE_PAGES - SHORT_BY_TENTHS;
+
+/// The records a slice aims at.
 fn slice_target(page_size: u32) -> u64 {
-    (10 * SLICE_PAGES - SHORT_BY_TENTHS) * u64::from(page_size) / 10
+    SLICE_TENTHS * u64::from(page_size) / 10
 }
 
 /// How many pages the slices after the current one read ahead, per slice reader, among
@@ -149,9 +153,6 @@ struct SliceEnd {
     /// Records the slice listed (for the next slice's size).
     listed: u64,
     span: TimeDelta,
-    /// The width of a slice's worth its first page showed, when it cut the slice: the
-    /// next span (`span` may hold an empty stretch before its first record).
-    cut_width: Option<TimeDelta>,
 }
 
 /// A slice being read or waiting to be sent.
@@ -165,6 +166,10 @@ struct Open<T> {
     /// finished), or it is a slice's worth at the density its neighbour showed (what it
     /// may still hand back lies inside it).
     sized: bool,
+    /// The width of a slice's worth its first page showed, when it cut the slice: the
+    /// span once it finished (its own may hold an empty stretch before its first
+    /// record).
+    cut_width: Option<TimeDelta>,
 }
 
 /// What the catch-up loop waited for.
@@ -198,6 +203,7 @@ impl Cut {
     ) -> bool {
         if let Some(o) = open.iter_mut().find(|o| o.id == self.id) {
             o.sized = true;
+            o.cut_width = self.kept;
         }
         let last = self.rests.len().saturating_sub(1);
         rests.extend(
@@ -465,6 +471,7 @@ impl<F: WindowFetch> WindowPoller<F> {
             pages: rx,
             end: None,
             sized: false,
+            cut_width: None,
         };
         (slice, reader)
     }
@@ -492,7 +499,6 @@ impl<F: WindowFetch> WindowPoller<F> {
         let mut next = Next::Fetch(cycle.current());
         let mut listed = 0u64;
         let mut first = true;
-        let mut cut_width = None;
         loop {
             if let Next::CountMismatch {
                 query,
@@ -544,7 +550,6 @@ impl<F: WindowFetch> WindowPoller<F> {
                 if let Some((m, width)) = cut_at(a, b, self.page_size, &marks, &verdict) {
                     cut.rests = rests_after_cut(m, width, b, self.slice_readers);
                     cut.kept = Some(width);
-                    cut_width = Some(width);
                     tracing::trace!(source = %self.name, slice = id, at = %m, rests = cut.rests.len(), "slice cut by its first page's density");
                     b = m;
                     // A new query from where the page got to, ending at the cut.
@@ -569,7 +574,6 @@ impl<F: WindowFetch> WindowPoller<F> {
             limit: cycle.limit(),
             listed,
             span: b - a,
-            cut_width,
         }))
     }
 }
@@ -606,7 +610,7 @@ fn cut_at(
     // n records span n - 1 gaps (those of known time, within the slice): a slice's
     // worth is that many records at this density.
     let gaps = i128::from((last - oldest).num_nanoseconds()?);
-    let tenths = i128::from(10 * SLICE_PAGES - SHORT_BY_TENTHS);
+    let tenths = i128::from(SLICE_TENTHS);
     let width = TimeDelta::nanoseconds(i64::try_from(gaps * tenths * n / (10 * (n - 1))).ok()?)
         .max(min_slice());
     let m = oldest.checked_add_signed(width)?;
@@ -652,14 +656,15 @@ fn finished<T>(
     span: &mut TimeDelta,
     target: u64,
 ) {
+    let o = open.iter_mut().find(|o| o.id == id);
     if let Some(e) = &end {
         *limit = (*limit).min(e.limit);
-        *span = match e.cut_width {
+        *span = match o.as_ref().and_then(|o| o.cut_width) {
             Some(width) => width,
             None => next_span(e.span, e.listed, target),
         };
     }
-    if let Some(o) = open.iter_mut().find(|o| o.id == id) {
+    if let Some(o) = o {
         o.end = Some(end);
         o.sized = true;
     }
@@ -913,17 +918,23 @@ mod tests {
         }
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn slices_are_read_at_once_and_delivered_and_committed_in_time_order() {
-        let at = Arc::new(backlog());
-        let (seen, stats, store, _dir, _) = catch_up_all(&at, READERS).await;
-
+    /// Events `0..n` each delivered once, in time order, and no checkpoint ahead of a
+    /// batch not yet delivered.
+    fn assert_every_event_once_in_order(seen: &Seen, n: usize) {
         assert!(seen.ahead.is_empty(), "{:?}", seen.ahead);
         assert_in_time_order(&seen.events);
         let numbers: Vec<usize> = seen.events.iter().map(|e| e.0).collect();
         let distinct: BTreeSet<usize> = numbers.iter().copied().collect();
         assert_eq!(distinct.len(), numbers.len(), "an event went out twice");
-        assert_eq!(distinct, (0..at.len()).collect(), "an event is missing");
+        assert_eq!(distinct, (0..n).collect(), "an event is missing");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slices_are_read_at_once_and_delivered_and_committed_in_time_order() {
+        let at = Arc::new(backlog());
+        let (seen, stats, store, _dir, _) = catch_up_all(&at, READERS).await;
+
+        assert_every_event_once_in_order(&seen, at.len());
         // The fake has no limiter (the client's bounds the requests themselves): at
         // most twice the readers are open, the rests of dense slices included.
         let max = stats.max_in_flight.load(Ordering::SeqCst);
@@ -1044,12 +1055,7 @@ mod tests {
         let at: Arc<Vec<DateTime<Utc>>> =
             Arc::new((0..3000).map(|i| from + TimeDelta::seconds(i)).collect());
         let (seen, stats, _, _dir, elapsed) = catch_up_all(&at, READERS).await;
-        assert!(seen.ahead.is_empty(), "{:?}", seen.ahead);
-        assert_in_time_order(&seen.events);
-        let numbers: Vec<usize> = seen.events.iter().map(|e| e.0).collect();
-        let distinct: BTreeSet<usize> = numbers.iter().copied().collect();
-        assert_eq!(distinct.len(), numbers.len(), "an event went out twice");
-        assert_eq!(distinct, (0..at.len()).collect(), "an event is missing");
+        assert_every_event_once_in_order(&seen, at.len());
         // The answers' time over the time taken: how many were read at once, on average.
         let busy = stats.busy_ms.load(Ordering::SeqCst) as f64 / 1000.0;
         let at_once = busy / elapsed.as_secs_f64();
