@@ -687,20 +687,17 @@ fn write_details(ext: &mut Ext<'_>, rec: &Record<'_>, mapped: u128) {
         c.0
     };
 
-    // Nearly always everything fits: then write it in one pass, nothing to decide.
-    let mut count = 0;
-    let mut total = 1; // the closing brace; each entry adds itself and a `{` or `,`
-    for (key, value) in entries() {
-        count += 1;
-        total += 1 + entry_len(key, &value);
-    }
-    if count == 0 {
+    if entries().next().is_none() {
         return;
     }
+    // Nearly always everything fits: then it is written in one pass, nothing to
+    // decide, nothing counted first. Only when the value reaches the limit is that
+    // written taken back and the entries placed one by one below.
+    let mark = ext.out.len();
     ext.key(" cs6Label=");
     ext.key(DETAILS_LABEL);
     ext.key(" cs6=");
-    if total <= CS_LIMIT {
+    {
         let mut v = ext.value(CS_LIMIT);
         for (i, (key, value)) in entries().enumerate() {
             v.emit(if i == 0 { b"{" } else { b"," });
@@ -713,8 +710,14 @@ fn write_details(ext: &mut Ext<'_>, rec: &Record<'_>, mapped: u128) {
             }
         }
         v.emit(b"}");
-        return;
+        if !v.cut {
+            return;
+        }
     }
+    ext.out.truncate(mark);
+    ext.key(" cs6Label=");
+    ext.key(DETAILS_LABEL);
+    ext.key(" cs6=");
 
     let mut entries: SmallVec<[DetailEntry<'_>; 8]> = entries()
         .map(|(key, value)| DetailEntry {
@@ -942,6 +945,30 @@ mod tests {
         assert_eq!(details["target"], serde_json::Value::Null);
         assert_eq!(details["state"]["s"], 1);
         assert!(details.get("ruleId").is_none());
+    }
+
+    #[test]
+    fn details_of_exactly_the_limit_are_whole_and_one_byte_more_are_placed() {
+        let with = |n: usize| {
+            alert_cef(&format!(
+                r#"{{"type":"FED_COMPOSITE","createdAt":"2024-01-01T00:00:00Z","zz":"{}"}}"#,
+                "x".repeat(n)
+            ))["cs6"]
+                .clone()
+        };
+        // The value's length grows with the string: find the one that is the limit.
+        let n = CS_LIMIT - (with(10).len() - 10);
+        let whole = with(n);
+        assert_eq!(whole.len(), CS_LIMIT);
+        let v: serde_json::Value = serde_json::from_str(&whole).unwrap();
+        assert_eq!(v["zz"].as_str().unwrap().len(), n);
+        assert!(v.get(DETAILS_TRUNCATED_KEY).is_none());
+
+        let cut = with(n + 1);
+        assert!(cut.len() <= CS_LIMIT, "{}", cut.len());
+        let v: serde_json::Value = serde_json::from_str(&cut).unwrap();
+        assert_eq!(v[DETAILS_TRUNCATED_KEY], 1);
+        assert!(v["zz"].as_str().unwrap().len() < n);
     }
 
     #[test]
