@@ -10,7 +10,9 @@
 //! # Paging by token inside the window logic
 //! The poll loop asks for pages by number within one query window ([`QueryWindow`]);
 //! this fetcher turns page `n` into the `pgToken` the answer to page `n - 1` carried,
-//! kept for the current window only ([`Cursor`]). The result window of offset paging
+//! kept per query window ([`Cursor`]) for the few windows paged lately ([`Cursors`]):
+//! a catch-up reads several time slices at once ([`super::slices`]), each its own
+//! query window with its own tokens. The result window of offset paging
 //! does not apply to tokens, so the loop pages one query by token far past 10,000
 //! results, up to [`QUERY_RESULT_LIMIT`]; there it goes on with a new query from the
 //! newest event read, as at any result limit, which keeps the window logic's
@@ -36,6 +38,7 @@ use crate::sources::poll::{api_err, FetchedPage, WindowFetch, WindowPoller};
 use crate::sources::window::{fingerprint, QueryWindow, EXPORT_RESULT_LIMIT};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::value::RawValue;
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -91,12 +94,54 @@ impl Cursor {
     }
 }
 
+/// The cursors of the query windows paged lately, the most recently used last. A
+/// catch-up keeps at most twice its slice readers open, and the poll its own window:
+/// [`Cursors::new`] keeps that many and a few more. A cursor let go costs requests only
+/// (its window is walked from its first page again), never events.
+#[derive(Debug)]
+struct Cursors {
+    recent: VecDeque<Cursor>,
+    cap: usize,
+}
+
+impl Cursors {
+    fn new(readers: usize) -> Self {
+        Cursors {
+            recent: VecDeque::new(),
+            cap: readers.saturating_mul(2).saturating_add(2),
+        }
+    }
+
+    /// The cursor of `q`'s window, a new one if it has none.
+    fn of(&mut self, q: &QueryWindow) -> &mut Cursor {
+        match self.recent.iter().position(|c| c.is_for(q)) {
+            Some(i) => {
+                if i + 1 != self.recent.len() {
+                    let c = self.recent.remove(i).expect("found above");
+                    self.recent.push_back(c);
+                }
+            }
+            None => {
+                if self.recent.len() >= self.cap {
+                    self.recent.pop_front();
+                }
+                let mut c = Cursor::default();
+                c.reset(q);
+                self.recent.push_back(c);
+            }
+        }
+        self.recent
+            .back_mut()
+            .expect("one was pushed or moved last")
+    }
+}
+
 /// Reads the file events of one source (its filters) for the poll loop.
 pub struct FileEventsFetch {
     name: Arc<str>,
     filters: FileEventFilters,
     client: Arc<ApiClient>,
-    cursor: Mutex<Cursor>,
+    cursors: Mutex<Cursors>,
 }
 
 /// What one token page holds.
@@ -107,8 +152,8 @@ struct TokenPage {
 }
 
 impl FileEventsFetch {
-    fn cursor(&self) -> std::sync::MutexGuard<'_, Cursor> {
-        self.cursor.lock().unwrap_or_else(|e| e.into_inner())
+    fn cursors(&self) -> std::sync::MutexGuard<'_, Cursors> {
+        self.cursors.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     async fn request(
@@ -139,10 +184,8 @@ impl FileEventsFetch {
         let mut walked_again = false;
         loop {
             let known = {
-                let mut c = self.cursor();
-                if !c.is_for(q) {
-                    c.reset(q);
-                }
+                let mut cursors = self.cursors();
+                let c = cursors.of(q);
                 // The nearest page at or before the asked one whose token is known.
                 let mut n = q.page;
                 loop {
@@ -168,12 +211,12 @@ impl FileEventsFetch {
                         // the server: start the query over, once.
                         tracing::info!(source = %self.name, page = n, "page token refused by the api; reading the query again from its first page");
                         walked_again = true;
-                        self.cursor().reset(q);
+                        self.cursors().of(q).reset(q);
                         break;
                     }
                     Err(e) => return Err(api_err(&self.name, e)),
                 };
-                self.cursor().learn(n, page.next.clone());
+                self.cursors().of(q).learn(n, page.next.clone());
                 if n == q.page {
                     return Ok(Some(page));
                 }
@@ -195,9 +238,8 @@ impl WindowFetch for FileEventsFetch {
     const RESULT_LIMIT: u64 = QUERY_RESULT_LIMIT;
     const UNIQUE_KEYS: bool = true;
     const ALWAYS_RE_ANCHOR: bool = false;
-    // No: the fetcher keeps one page-token cursor, for the current query window only;
-    // two slices paging at once would each take the other's token for its own.
-    const CONCURRENT_CATCH_UP: bool = false;
+    // Each slice is its own query window, with its own page-token cursor (`Cursors`).
+    const CONCURRENT_CATCH_UP: bool = true;
 
     fn from_source(
         source: &config::Source,
@@ -213,8 +255,8 @@ impl WindowFetch for FileEventsFetch {
         Ok(FileEventsFetch {
             name: Arc::from(source.name.as_str()),
             filters: filters.clone(),
+            cursors: Mutex::new(Cursors::new(client.limiter().max())),
             client,
-            cursor: Mutex::new(Cursor::default()),
         })
     }
 

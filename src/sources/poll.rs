@@ -222,7 +222,8 @@ pub trait WindowFetch: Send + Sync + Sized + 'static {
     const ALWAYS_RE_ANCHOR: bool;
     /// A backlog may be read in time slices at once, committed in order
     /// ([`super::slices`]): the records of a settled time range do not change while
-    /// they are paged, and the fetcher keeps no cursor between two queries.
+    /// they are paged, and the fetcher keeps no cursor between two queries, or one per
+    /// query window.
     const CONCURRENT_CATCH_UP: bool;
     /// The API's [`Self::count`] of a window proves that no record of it was missed
     /// when it equals what was forwarded there: records never leave the result set, and

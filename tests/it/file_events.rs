@@ -287,6 +287,50 @@ async fn a_backlog_past_ten_thousand_is_paged_by_token_exactly_once() {
     );
 }
 
+/// A backlog read in concurrent time slices (four requests at once, each answered
+/// 20 ms late), each slice its own query window paged by its own tokens: every event
+/// once, in insert order, with more than one request in the emulator at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_in_concurrent_slices_is_paged_by_token_exactly_once() {
+    let opts = EmulatorOptions {
+        seed: 23,
+        backlog: 0,
+        rate: 0.0,
+        file_event_backlog: 12_000,
+        backlog_span: Duration::from_secs(600),
+        file_event_rate: 0.0,
+        lag: Duration::ZERO,
+        latency: Duration::from_millis(20),
+        ..Default::default()
+    };
+    let emu = start_emulator(opts.clone()).await;
+    let rs = Rsyslog::start(RsyslogOptions::default()).await;
+    let setup = write_config(&emu, &opts, &rs, "lag = \"1s\"\npage_size = 500");
+    // The tenant's table comes right before the source's.
+    let text = std::fs::read_to_string(&setup.config).unwrap();
+    let text = text.replacen(
+        "[sources.files]",
+        "max_concurrent_requests = 4\n\n[sources.files]",
+        1,
+    );
+    std::fs::write(&setup.config, text).unwrap();
+    let daemon = Daemon::start(&setup.config).await;
+    let first = emu.started_at() - chrono::Duration::hours(2);
+    let truth = emu.file_event_ids_between(first, emu.started_at());
+    assert_eq!(truth.len(), 12_000);
+    wait_for_ids(&rs, &setup.config, &truth, Duration::from_secs(120)).await;
+    assert!(daemon.terminate().await.success());
+    let (raw, _) = received(&rs);
+    let got: Vec<String> = raw.iter().map(|j| id_of(j)).collect();
+    assert_eq!(got, truth, "every event once, in insert order");
+    let stats = emu.stats();
+    assert!(
+        (2..=4).contains(&stats.max_data_in_flight),
+        "{} data requests at once",
+        stats.max_data_in_flight
+    );
+}
+
 /// The fetcher against the emulator: a page whose token expired, and a page asked
 /// without the ones before it, are both reached by walking the query again; the walk
 /// returns the asked page, not its first.
@@ -365,6 +409,91 @@ async fn an_expired_or_unknown_page_token_is_recovered_by_walking_the_query() {
     let before = requests();
     assert!(fetch.fetch_page(q(10)).await.unwrap().items.is_empty());
     assert_eq!(requests(), before);
+}
+
+/// The fetcher against the emulator: two query windows (two slices of a catch-up)
+/// paged in turn each keep their own tokens, one request a page; a window whose cursor
+/// was let go among many others is walked again, and still returns the asked page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_windows_paged_in_turn_keep_their_own_tokens() {
+    use crate::support::source::{client, emulator, tenant};
+    use c42fwd::config::{ApiGeneration, FileEventFilters, Source, SourceSpec, StartAt};
+    use c42fwd::metrics::Metrics;
+    use c42fwd::sources::file_events::FileEventsFetch;
+    use c42fwd::sources::window::QueryWindow;
+    use c42fwd::sources::WindowFetch;
+    use std::sync::Arc;
+
+    let opts = EmulatorOptions {
+        seed: 29,
+        backlog: 0,
+        rate: 0.0,
+        file_event_backlog: 2_000,
+        backlog_span: Duration::from_secs(600),
+        file_event_rate: 0.0,
+        lag: Duration::ZERO,
+        ..Default::default()
+    };
+    let emu = emulator(opts.clone()).await;
+    let metrics = Arc::new(Metrics::new());
+    // Two requests at once: cursors for six windows are kept.
+    let mut t = tenant(ApiGeneration::Incydr, &emu, &opts);
+    t.max_concurrent_requests = 2;
+    let api = client(&t, &metrics);
+    let source = Source {
+        name: "files".into(),
+        tenant: "emulated".into(),
+        kind: SourceSpec::FileEvents(FileEventFilters::default()),
+        lag: Duration::from_secs(1),
+        poll_interval: Duration::from_secs(1),
+        start: StartAt::Ago(Duration::from_secs(3_600)),
+        page_size: 100,
+        reconcile_after: None,
+    };
+    let fetch = FileEventsFetch::from_source(&source, api, metrics).unwrap();
+    let end = emu.started_at();
+    // Windows that start a minute apart, each with more than 300 events.
+    let starts: Vec<_> = (0..7)
+        .map(|i| end - chrono::Duration::hours(1) + chrono::Duration::minutes(i))
+        .collect();
+    let q = |w: usize, page| QueryWindow {
+        start: starts[w],
+        end,
+        page,
+        page_size: 100,
+    };
+    let truth: Vec<Vec<String>> = starts
+        .iter()
+        .map(|&s| emu.file_event_ids_between(s, end))
+        .collect();
+    assert!(truth.iter().all(|t| t.len() > 300));
+    let ids = |p: &c42fwd::sources::poll::FetchedPage<c42fwd::event::Event>| -> Vec<String> {
+        p.items.iter().map(|e| id_of(e.json())).collect()
+    };
+    let requests = || emu.stats().requests_to("/v2/file-events");
+    for page in 0..3u32 {
+        for (w, truth) in truth.iter().enumerate().take(2) {
+            let p = fetch.fetch_page(q(w, page)).await.unwrap();
+            assert_eq!(ids(&p), truth[page as usize * 100..][..100], "{w} {page}");
+        }
+    }
+    assert_eq!(requests(), 6, "one request a page: no window walked again");
+    // Five more windows, one page each: the oldest cursor (window 0) is let go, window
+    // 1 is kept.
+    for w in 2..7 {
+        fetch.fetch_page(q(w, 0)).await.unwrap();
+    }
+    let before = requests();
+    let p = fetch.fetch_page(q(1, 3)).await.unwrap();
+    assert_eq!(ids(&p), truth[1][300..400]);
+    assert_eq!(requests(), before + 1, "window 1 kept its tokens");
+    let p = fetch.fetch_page(q(0, 3)).await.unwrap();
+    assert_eq!(ids(&p), truth[0][300..400]);
+    assert_eq!(
+        requests(),
+        before + 1 + 4,
+        "window 0 walked from its first page"
+    );
 }
 
 /// `c42fwd demo --source file-events`: file events as CEF on stdout, until SIGTERM.
