@@ -224,6 +224,26 @@ fn bench(c: &mut Criterion) {
         }
         g.finish();
     }
+
+    // A page of 1,000 file events as the API sends it, split as it arrives in 16 KiB
+    // pieces: what the source does to each event before any sink sees it.
+    let mut body = String::from(r#"{"fileEvents":["#);
+    for i in 0..1000 {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(FILE_EVENTS[i % FILE_EVENTS.len()].trim());
+    }
+    body.push_str(r#"],"nextPgToken":"abc","totalCount":1000,"problems":null}"#);
+    let mut g = c.benchmark_group("split");
+    g.throughput(Throughput::Elements(1000));
+    g.bench_function("file_events_page", |b| {
+        b.iter(|| {
+            let n = c42fwd::api::bench_split_file_events(black_box(body.as_bytes()), 16 * 1024);
+            assert_eq!(n, Ok(1000));
+        })
+    });
+    g.finish();
 }
 
 /// `C42FWD_BENCH_FIXED=<config>:<events>` runs one configuration for a fixed number of

@@ -701,6 +701,20 @@ impl BodyReader for Collect {
     }
 }
 
+/// For the benches only (`benches/encode.rs`): splits a `/v2/file-events` response
+/// body handed over in `chunk`-byte pieces, as a response is read; the events cut out.
+#[doc(hidden)]
+pub fn bench_split_file_events(body: &[u8], chunk: usize) -> Result<usize, String> {
+    let mut s = stream::PageSplitter::for_path(&[b"fileEvents"])
+        .counting(b"totalCount")
+        .keeping(b"nextPgToken")
+        .at_most(usize::MAX);
+    for piece in body.chunks(chunk.max(1)) {
+        s.feed(piece)?;
+    }
+    Ok(s.finish()?.events.map_or(0, |e| e.len()))
+}
+
 impl BodyReader for stream::PageSplitter {
     type Output = stream::SplitPage;
     fn feed(&mut self, chunk: &[u8]) -> Result<(), String> {

@@ -81,6 +81,60 @@ fn is_ws(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r')
 }
 
+/// Scans the bytes of an array element being cut out, from the start of `b`, in the
+/// splitter's state (`depth`, inside a string, after a backslash): how many of them
+/// belong to the element, and whether it ended there (`b[n]` is then the `,` or `]`
+/// that follows it, at `end_depth`). Only strings and nesting are followed; the
+/// element's grammar is checked when it is taken ([`Capture::finish`]).
+#[inline]
+fn scan_element(
+    b: &[u8],
+    end_depth: u32,
+    depth: &mut u32,
+    in_string: &mut bool,
+    escaped: &mut bool,
+) -> Result<(usize, bool), String> {
+    let mut i = 0;
+    while i < b.len() {
+        if *in_string {
+            if *escaped {
+                *escaped = false;
+                i += 1;
+                continue;
+            }
+            let Some(j) = memchr::memchr2(b'"', b'\\', &b[i..]) else {
+                return Ok((b.len(), false));
+            };
+            i += j;
+            if b[i] == b'"' {
+                *in_string = false;
+            } else {
+                *escaped = true;
+            }
+        } else {
+            match b[i] {
+                b'"' => *in_string = true,
+                b'{' | b'[' => *depth += 1,
+                c @ (b'}' | b']') => {
+                    if *depth == end_depth {
+                        // The element's end; a `}` cannot close the array.
+                        return if c == b']' {
+                            Ok((i, true))
+                        } else {
+                            Err("unbalanced json".to_string())
+                        };
+                    }
+                    *depth -= 1;
+                }
+                b',' if *depth == end_depth => return Ok((i, true)),
+                _ => {}
+            }
+        }
+        i += 1;
+    }
+    Ok((b.len(), false))
+}
+
 /// A value being copied out of the body as it arrives, byte for byte.
 #[derive(Debug, Default)]
 struct Capture {
@@ -215,15 +269,34 @@ impl PageSplitter {
 
     /// Takes the next chunk of the body.
     ///
-    /// Most of a page is the inside of strings: that part is taken a run at a time, up
-    /// to the next `"` or `\` (copied whole into the event being cut out, or skipped),
-    /// and so is the inside of an event outside its strings, up to the next `"` or
-    /// bracket; only those bytes and the rest of the body go through [`Self::byte`].
-    /// Keys, the `problems` value and a kept value are taken byte by byte.
+    /// Most of a page is its events: the bytes of the event being cut out are scanned
+    /// in a tight loop that follows only strings and nesting ([`scan_element`]) and
+    /// copied in one piece per chunk. Outside events, most of what is skipped is the
+    /// inside of strings, taken a run at a time up to the next `"` or `\`; only those
+    /// bytes and the rest of the body go through [`Self::byte`]. Keys, the `problems`
+    /// value and a kept value are taken byte by byte.
     pub(super) fn feed(&mut self, chunk: &[u8]) -> Result<(), String> {
         let mut i = 0;
         while i < chunk.len() {
-            if self.in_string
+            if self.elem.active {
+                let rest = &chunk[i..];
+                let (n, ended) = scan_element(
+                    rest,
+                    self.array_depth(),
+                    &mut self.depth,
+                    &mut self.in_string,
+                    &mut self.escaped,
+                )?;
+                self.elem.text.extend_from_slice(&rest[..n]);
+                i += n;
+                if !ended {
+                    break;
+                }
+                let raw = self.elem.finish("an event")?;
+                self.out.events.get_or_insert_with(Vec::new).push(raw);
+                // The separator / end of the array is structural.
+                self.byte(chunk[i])?;
+            } else if self.in_string
                 && !self.escaped
                 && !self.in_key
                 && !self.problems.active
@@ -231,31 +304,9 @@ impl PageSplitter {
             {
                 let rest = &chunk[i..];
                 let run = memchr::memchr2(b'"', b'\\', rest).unwrap_or(rest.len());
-                if self.elem.active {
-                    self.elem.text.extend_from_slice(&rest[..run]);
-                }
                 i += run;
                 let Some(&b) = chunk.get(i) else { break };
                 self.byte(b)?;
-            } else if self.elem.active && !self.in_string && self.depth > self.array_depth() {
-                // Inside an event's object, outside its strings: nothing ends the event
-                // here and no key is tracked, so only the nesting and the start of a
-                // string matter; the bytes between (`:null,`, numbers, white space) are
-                // copied a run at a time.
-                let rest = &chunk[i..];
-                let run = rest
-                    .iter()
-                    .position(|&b| matches!(b, b'"' | b'{' | b'}' | b'[' | b']'))
-                    .unwrap_or(rest.len());
-                self.elem.text.extend_from_slice(&rest[..run]);
-                i += run;
-                let Some(&b) = chunk.get(i) else { break };
-                self.elem.text.push(b);
-                match b {
-                    b'"' => self.in_string = true,
-                    b'{' | b'[' => self.depth += 1,
-                    _ => self.depth -= 1,
-                }
             } else {
                 self.byte(chunk[i])?;
             }
@@ -310,10 +361,8 @@ impl PageSplitter {
             };
         }
         if self.in_string {
-            // Per byte of every string: two plain tests, no loop over the captures.
-            if self.elem.active {
-                self.elem.text.push(b);
-            }
+            // Per byte of every string: two plain tests, no loop over the captures (an
+            // event is taken by `feed`, never here).
             if self.problems.active {
                 self.problems.text.push(b);
             }
@@ -339,17 +388,6 @@ impl PageSplitter {
             return Ok(());
         }
         let array_depth = self.array_depth();
-        if self.elem.active {
-            if !self
-                .elem
-                .take(b, array_depth, b']', &mut self.depth, &mut self.in_string)
-            {
-                return Ok(());
-            }
-            let raw = self.elem.finish("an event")?;
-            self.out.events.get_or_insert_with(Vec::new).push(raw);
-            // fall through: the separator / end of array is structural
-        }
         if self.problems.active {
             if !self
                 .problems
@@ -786,6 +824,12 @@ mod tests {
         assert!(split_in_chunks(br#"{"totalResultCount":"many"}"#, 4).is_err());
         assert!(split_in_chunks(br#"{"events":[]} x"#, 4).is_err());
         assert!(split_in_chunks(br#"[1]"#, 4).is_err());
+        // Closing more than an event opened: refused, in any chunking, never a panic.
+        for chunk in 1..8 {
+            assert!(split_in_chunks(br#"{"events":[1}}}}}}]}"#, chunk).is_err());
+            assert!(split_in_chunks(br#"{"events":[{"a":[1]}}}}}}]}"#, chunk).is_err());
+            assert!(split_in_chunks(br#"{"events":["a\"}]}"#, chunk).is_err());
+        }
     }
 
     #[test]
