@@ -383,8 +383,20 @@ pub(super) fn read<'a>(
         path: String::with_capacity(64),
         opened: [0; MAX_DEPTH],
         keep,
+        guess: if keep {
+            GUESS.with(|g| g.take())
+        } else {
+            Vec::new()
+        },
+        nested: 0,
+        keep_guess: keep,
     };
-    json::scan_object_nested(raw, &mut flattener)
+    let scan = json::scan_object_nested(raw, &mut flattener);
+    if flattener.keep_guess {
+        let guess = std::mem::take(&mut flattener.guess);
+        GUESS.with(|g| g.set(guess));
+    }
+    scan
 }
 
 /// The walk's state: the dotted path of the object being read.
@@ -398,9 +410,42 @@ struct Flattener<'r, 'a> {
     /// its key, restored when it closes.
     opened: [usize; MAX_DEPTH],
     keep: bool,
+    /// The interned paths of the nested fields of the last event read on this thread,
+    /// in order (`""` where one was not known): the events of a page share their
+    /// shape, so the `n`th nested field's path is nearly always the one before's, and
+    /// one comparison finds it instead of a hash lookup ([`intern`]).
+    guess: Vec<&'static str>,
+    /// How many nested fields were met so far.
+    nested: usize,
+    keep_guess: bool,
+}
+
+/// The most nested fields [`Flattener::guess`] remembers.
+const MAX_GUESSES: usize = 512;
+
+thread_local! {
+    static GUESS: std::cell::Cell<Vec<&'static str>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 impl Flattener<'_, '_> {
+    /// The interned text of `path`, the path of the next nested field.
+    fn interned(&mut self, path: &str) -> Option<&'static str> {
+        let n = self.nested;
+        self.nested += 1;
+        if let Some(&g) = self.guess.get(n) {
+            if g == path {
+                return Some(g);
+            }
+        }
+        let p = intern(path);
+        match self.guess.get_mut(n) {
+            Some(slot) => *slot = p.unwrap_or(""),
+            None if n < MAX_GUESSES => self.guess.push(p.unwrap_or("")),
+            None => {}
+        }
+        p
+    }
+
     /// Appends `key` to the path; returns the length to truncate back to.
     fn push_key(&mut self, key: &str) -> usize {
         let len = self.path.len();
@@ -432,7 +477,18 @@ impl<'a> json::NestedVisitor<'a> for Flattener<'_, 'a> {
     fn leaf(&mut self, m: Member<'a>, depth: usize) {
         let key = json::decode_inner(m.key, m.key_escaped);
         let len = self.push_key(&key);
-        leaf(self.rec, self.seen, &self.path, key, m, self.keep, depth);
+        let key = if depth == 0 || !self.keep {
+            key
+        } else {
+            let path = std::mem::take(&mut self.path);
+            let key = match self.interned(&path) {
+                Some(p) => Cow::Borrowed(p),
+                None => Cow::Owned(path.clone()),
+            };
+            self.path = path;
+            key
+        };
+        leaf(self.rec, self.seen, &self.path, key, m, self.keep);
         self.path.truncate(len);
     }
 }
@@ -444,7 +500,6 @@ fn leaf<'a>(
     key: Cow<'a, str>,
     m: Member<'a>,
     keep: bool,
-    depth: usize,
 ) {
     let taken = match path {
         "@timestamp" if !seen.time => {
@@ -485,14 +540,6 @@ fn leaf<'a>(
     if taken || !keep {
         return;
     }
-    let key = if depth == 0 {
-        key
-    } else {
-        match intern(path) {
-            Some(p) => Cow::Borrowed(p),
-            None => Cow::Owned(path.to_owned()),
-        }
-    };
     push(&mut rec.fields, key, m);
 }
 
@@ -541,6 +588,48 @@ pub(super) fn classify<'a>(rec: &mut Record<'a>, seen: Seen<'a>) {
 mod tests {
     use super::*;
     use std::collections::HashSet;
+
+    /// The paths guessed from the last event read on the thread never change what an
+    /// event reads as: events of every shape, in turn and in a different thread each,
+    /// flatten to the same fields.
+    #[test]
+    fn the_guessed_paths_never_change_the_fields() {
+        use crate::event::{Event, SourceKind};
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/file_events");
+        let mut texts: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+            .collect();
+        texts.sort();
+        // A shape that shares its first fields with the others and then differs.
+        texts.push(
+            r#"{"@timestamp":"2026-01-01T00:00:00Z","event":{"id":"x","zz":1,"action":"file-created"},"file":{"q":{"r":"s"}}}"#
+                .to_string(),
+        );
+        assert!(texts.len() > 5);
+        let fields = |text: &str| -> Vec<(String, String)> {
+            let raw = serde_json::value::RawValue::from_string(text.trim().to_owned()).unwrap();
+            let ev = Event::new(SourceKind::FileEvents, raw, chrono::DateTime::UNIX_EPOCH);
+            let rec = super::super::normalize(&ev);
+            rec.fields
+                .iter()
+                .map(|f| (f.key.to_string(), f.value.to_string()))
+                .collect()
+        };
+        let alone: Vec<_> = texts
+            .iter()
+            .map(|t| {
+                let t = t.clone();
+                std::thread::spawn(move || fields(&t)).join().unwrap()
+            })
+            .collect();
+        for round in 0..3 {
+            for (t, want) in texts.iter().zip(&alone).rev() {
+                assert_eq!(&fields(t), want, "round {round}");
+            }
+        }
+        assert!(alone.iter().any(|f| f.iter().any(|(k, _)| k == "file.q.r")));
+    }
 
     #[test]
     fn the_table_is_consistent() {
