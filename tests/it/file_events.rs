@@ -331,18 +331,53 @@ async fn a_backlog_in_concurrent_slices_is_paged_by_token_exactly_once() {
     );
 }
 
+/// The file event fetcher of a source `files` (page 100) on an emulator started with
+/// `opts`, its tenant allowing `max_concurrent_requests` at once.
+async fn fetcher(
+    opts: &EmulatorOptions,
+    max_concurrent_requests: usize,
+) -> (
+    EmulatorHandle,
+    c42fwd::sources::file_events::FileEventsFetch,
+) {
+    use crate::support::source::{client, emulator, tenant};
+    use c42fwd::config::{ApiGeneration, FileEventFilters, Source, SourceSpec, StartAt};
+    use c42fwd::metrics::Metrics;
+    use c42fwd::sources::WindowFetch;
+    use std::sync::Arc;
+
+    let emu = emulator(opts.clone()).await;
+    let metrics = Arc::new(Metrics::new());
+    let mut t = tenant(ApiGeneration::Incydr, &emu, opts);
+    t.max_concurrent_requests = max_concurrent_requests;
+    let api = client(&t, &metrics);
+    let source = Source {
+        name: "files".into(),
+        tenant: "emulated".into(),
+        kind: SourceSpec::FileEvents(FileEventFilters::default()),
+        lag: Duration::from_secs(1),
+        poll_interval: Duration::from_secs(1),
+        start: StartAt::Ago(Duration::from_secs(3_600)),
+        page_size: 100,
+        reconcile_after: None,
+    };
+    let fetch =
+        c42fwd::sources::file_events::FileEventsFetch::from_source(&source, api, metrics).unwrap();
+    (emu, fetch)
+}
+
+/// The event ids of a fetched page, in order.
+fn page_ids(p: &c42fwd::sources::poll::FetchedPage<c42fwd::event::Event>) -> Vec<String> {
+    p.items.iter().map(|e| id_of(e.json())).collect()
+}
+
 /// The fetcher against the emulator: a page whose token expired, and a page asked
 /// without the ones before it, are both reached by walking the query again; the walk
 /// returns the asked page, not its first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_or_unknown_page_token_is_recovered_by_walking_the_query() {
-    use crate::support::source::{client, emulator, tenant};
-    use c42fwd::config::{ApiGeneration, FileEventFilters, Source, SourceSpec, StartAt};
-    use c42fwd::metrics::Metrics;
-    use c42fwd::sources::file_events::FileEventsFetch;
     use c42fwd::sources::window::QueryWindow;
     use c42fwd::sources::WindowFetch;
-    use std::sync::Arc;
 
     let opts = EmulatorOptions {
         seed: 19,
@@ -355,20 +390,7 @@ async fn an_expired_or_unknown_page_token_is_recovered_by_walking_the_query() {
         file_event_token_ttl: Duration::from_secs(60),
         ..Default::default()
     };
-    let emu = emulator(opts.clone()).await;
-    let metrics = Arc::new(Metrics::new());
-    let api = client(&tenant(ApiGeneration::Incydr, &emu, &opts), &metrics);
-    let source = Source {
-        name: "files".into(),
-        tenant: "emulated".into(),
-        kind: SourceSpec::FileEvents(FileEventFilters::default()),
-        lag: Duration::from_secs(1),
-        poll_interval: Duration::from_secs(1),
-        start: StartAt::Ago(Duration::from_secs(3_600)),
-        page_size: 100,
-        reconcile_after: None,
-    };
-    let fetch = FileEventsFetch::from_source(&source, api, metrics).unwrap();
+    let (emu, fetch) = fetcher(&opts, 1).await;
     let (start, end) = (
         emu.started_at() - chrono::Duration::hours(1),
         emu.started_at(),
@@ -381,13 +403,10 @@ async fn an_expired_or_unknown_page_token_is_recovered_by_walking_the_query() {
         page,
         page_size: 100,
     };
-    let ids = |p: &c42fwd::sources::poll::FetchedPage<c42fwd::event::Event>| -> Vec<String> {
-        p.items.iter().map(|e| id_of(e.json())).collect()
-    };
     let requests = || emu.stats().requests_to("/v2/file-events");
     for page in 0..3 {
         let p = fetch.fetch_page(q(page)).await.unwrap();
-        assert_eq!(ids(&p), truth[page as usize * 100..][..100]);
+        assert_eq!(page_ids(&p), truth[page as usize * 100..][..100]);
     }
     assert_eq!(
         requests(),
@@ -397,15 +416,15 @@ async fn an_expired_or_unknown_page_token_is_recovered_by_walking_the_query() {
     // The token of page 3 expires: refused once, then pages 0 to 3 again.
     emu.advance(Duration::from_secs(61));
     let p = fetch.fetch_page(q(3)).await.unwrap();
-    assert_eq!(ids(&p), truth[300..400]);
+    assert_eq!(page_ids(&p), truth[300..400]);
     assert_eq!(requests(), 3 + 1 + 4);
     // Page 6 without 4 and 5: walked from the last known token.
     let p = fetch.fetch_page(q(6)).await.unwrap();
-    assert_eq!(ids(&p), truth[600..700]);
+    assert_eq!(page_ids(&p), truth[600..700]);
     assert_eq!(requests(), 8 + 3);
     // Past the last page (no nextPgToken on page 9): an empty page, no request.
     let p = fetch.fetch_page(q(9)).await.unwrap();
-    assert_eq!(ids(&p), truth[900..]);
+    assert_eq!(page_ids(&p), truth[900..]);
     let before = requests();
     assert!(fetch.fetch_page(q(10)).await.unwrap().items.is_empty());
     assert_eq!(requests(), before);
@@ -416,13 +435,8 @@ async fn an_expired_or_unknown_page_token_is_recovered_by_walking_the_query() {
 /// was let go among many others is walked again, and still returns the asked page.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn query_windows_paged_in_turn_keep_their_own_tokens() {
-    use crate::support::source::{client, emulator, tenant};
-    use c42fwd::config::{ApiGeneration, FileEventFilters, Source, SourceSpec, StartAt};
-    use c42fwd::metrics::Metrics;
-    use c42fwd::sources::file_events::FileEventsFetch;
     use c42fwd::sources::window::QueryWindow;
     use c42fwd::sources::WindowFetch;
-    use std::sync::Arc;
 
     let opts = EmulatorOptions {
         seed: 29,
@@ -434,23 +448,8 @@ async fn query_windows_paged_in_turn_keep_their_own_tokens() {
         lag: Duration::ZERO,
         ..Default::default()
     };
-    let emu = emulator(opts.clone()).await;
-    let metrics = Arc::new(Metrics::new());
     // Two requests at once: cursors for six windows are kept.
-    let mut t = tenant(ApiGeneration::Incydr, &emu, &opts);
-    t.max_concurrent_requests = 2;
-    let api = client(&t, &metrics);
-    let source = Source {
-        name: "files".into(),
-        tenant: "emulated".into(),
-        kind: SourceSpec::FileEvents(FileEventFilters::default()),
-        lag: Duration::from_secs(1),
-        poll_interval: Duration::from_secs(1),
-        start: StartAt::Ago(Duration::from_secs(3_600)),
-        page_size: 100,
-        reconcile_after: None,
-    };
-    let fetch = FileEventsFetch::from_source(&source, api, metrics).unwrap();
+    let (emu, fetch) = fetcher(&opts, 2).await;
     let end = emu.started_at();
     // Windows that start a minute apart, each with more than 300 events.
     let starts: Vec<_> = (0..7)
@@ -467,14 +466,15 @@ async fn query_windows_paged_in_turn_keep_their_own_tokens() {
         .map(|&s| emu.file_event_ids_between(s, end))
         .collect();
     assert!(truth.iter().all(|t| t.len() > 300));
-    let ids = |p: &c42fwd::sources::poll::FetchedPage<c42fwd::event::Event>| -> Vec<String> {
-        p.items.iter().map(|e| id_of(e.json())).collect()
-    };
     let requests = || emu.stats().requests_to("/v2/file-events");
     for page in 0..3u32 {
         for (w, truth) in truth.iter().enumerate().take(2) {
             let p = fetch.fetch_page(q(w, page)).await.unwrap();
-            assert_eq!(ids(&p), truth[page as usize * 100..][..100], "{w} {page}");
+            assert_eq!(
+                page_ids(&p),
+                truth[page as usize * 100..][..100],
+                "{w} {page}"
+            );
         }
     }
     assert_eq!(requests(), 6, "one request a page: no window walked again");
@@ -485,10 +485,10 @@ async fn query_windows_paged_in_turn_keep_their_own_tokens() {
     }
     let before = requests();
     let p = fetch.fetch_page(q(1, 3)).await.unwrap();
-    assert_eq!(ids(&p), truth[1][300..400]);
+    assert_eq!(page_ids(&p), truth[1][300..400]);
     assert_eq!(requests(), before + 1, "window 1 kept its tokens");
     let p = fetch.fetch_page(q(0, 3)).await.unwrap();
-    assert_eq!(ids(&p), truth[0][300..400]);
+    assert_eq!(page_ids(&p), truth[0][300..400]);
     assert_eq!(
         requests(),
         before + 1 + 4,
