@@ -173,7 +173,9 @@ impl Capture {
         self.text.push(b);
         match b {
             b'{' | b'[' => *depth += 1,
-            b'}' | b']' => *depth -= 1,
+            // A close at the value's own depth that does not end it (`}` for `]`)
+            // is not json: kept, and refused when the value is taken.
+            b'}' | b']' if *depth > end_depth => *depth -= 1,
             b'"' => *in_string = true,
             _ => {}
         }
@@ -829,6 +831,10 @@ mod tests {
             assert!(split_in_chunks(br#"{"events":[1}}}}}}]}"#, chunk).is_err());
             assert!(split_in_chunks(br#"{"events":[{"a":[1]}}}}}}]}"#, chunk).is_err());
             assert!(split_in_chunks(br#"{"events":["a\"}]}"#, chunk).is_err());
+            assert!(split_in_chunks(br#"{"problems":[]]]]]}"#, chunk).is_err());
+            assert!(split_in_chunks(br#"{"problems":[1]}]]]]}"#, chunk).is_err());
+            let kept = PageSplitter::for_path(&[b"fileEvents"]).keeping(b"nextPgToken");
+            assert!(split_with(kept, br#"{"nextPgToken":[]]]]}"#, chunk).is_err());
         }
     }
 

@@ -84,13 +84,17 @@ impl Cursor {
         self.tokens.get(n as usize).cloned()
     }
 
+    /// Page `n` answered with `next`. Learned only where page `n`'s own token is known:
+    /// a cursor made anew while the request was out (the old one let go) knows nothing
+    /// of the pages before, and a gap filled with "past the end" would end the query
+    /// there when one of them is asked again.
     fn learn(&mut self, n: u32, next: Option<String>) {
         let at = n as usize + 1;
-        if self.tokens.len() <= at {
-            self.tokens.resize(at + 1, None);
+        if self.tokens.len() < at {
+            return;
         }
-        self.tokens.truncate(at + 1);
-        self.tokens[at] = next;
+        self.tokens.truncate(at);
+        self.tokens.push(next);
     }
 }
 
@@ -386,5 +390,34 @@ mod tests {
         let mut other = q(0);
         other.page_size = 50;
         assert!(!c.is_for(&other));
+        // A cursor that does not know page 4 learns nothing from its answer: no gap of
+        // "past the end" before it.
+        c.reset(&q(0));
+        c.learn(4, Some("t5".into()));
+        assert_eq!(c.token(1), None);
+        assert_eq!(c.token(5), None);
+    }
+
+    #[test]
+    fn a_cursor_let_go_while_its_request_was_out_leaves_no_false_end() {
+        let q = |minute, page| QueryWindow {
+            start: t("2026-01-01T00:00:00Z") + TimeDelta::minutes(minute),
+            end: t("2026-01-01T01:00:00Z"),
+            page,
+            page_size: 100,
+        };
+        let mut cs = Cursors::new(1);
+        cs.of(&q(0, 0)).learn(0, Some("a1".into()));
+        // Page 3 of window 0 is asked; meanwhile four other windows let its cursor go.
+        for m in 1..=4 {
+            cs.of(&q(m, 0));
+        }
+        assert_eq!(cs.recent.len(), 4, "bounded");
+        // The answer comes back to a new cursor, which learns nothing from it.
+        cs.of(&q(0, 3)).learn(3, Some("a4".into()));
+        let c = cs.of(&q(0, 1));
+        assert_eq!(c.token(0), Some(Some(String::new())));
+        assert_eq!(c.token(1), None, "not known: walked again, not the end");
+        assert_eq!(c.token(4), None);
     }
 }
