@@ -216,6 +216,15 @@ fn real_problems(problems: &RawValue) -> Option<String> {
     (text != "null" && text != "[]").then(|| text.to_string())
 }
 
+/// The splitter of a `/v2/file-events` answer: the `fileEvents`, their `totalCount` and
+/// the `nextPgToken`, at most `cap` records.
+pub(super) fn splitter(cap: usize) -> PageSplitter {
+    PageSplitter::for_path(&[b"fileEvents"])
+        .counting(b"totalCount")
+        .keeping(b"nextPgToken")
+        .at_most(cap)
+}
+
 impl ApiClient {
     /// One page of `/v2/file-events`.
     pub async fn search_file_events(
@@ -231,12 +240,7 @@ impl ApiClient {
                 endpoint,
                 CallAuth::Bearer,
                 |c| c.post(url.clone()).json(&body),
-                || {
-                    PageSplitter::for_path(&[b"fileEvents"])
-                        .counting(b"totalCount")
-                        .keeping(b"nextPgToken")
-                        .at_most(cap)
-                },
+                || splitter(cap),
             )
             .await?;
         if let Some(problems) = split.problems.as_deref().and_then(real_problems) {

@@ -705,10 +705,7 @@ impl BodyReader for Collect {
 /// body handed over in `chunk`-byte pieces, as a response is read; the events cut out.
 #[doc(hidden)]
 pub fn bench_split_file_events(body: &[u8], chunk: usize) -> Result<usize, String> {
-    let mut s = stream::PageSplitter::for_path(&[b"fileEvents"])
-        .counting(b"totalCount")
-        .keeping(b"nextPgToken")
-        .at_most(usize::MAX);
+    let mut s = file_events::splitter(usize::MAX);
     for piece in body.chunks(chunk.max(1)) {
         s.feed(piece)?;
     }

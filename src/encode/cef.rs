@@ -694,9 +694,12 @@ fn write_details(ext: &mut Ext<'_>, rec: &Record<'_>, mapped: u128) {
     // decide, nothing counted first. Only when the value reaches the limit is that
     // written taken back and the entries placed one by one below.
     let mark = ext.out.len();
-    ext.key(" cs6Label=");
-    ext.key(DETAILS_LABEL);
-    ext.key(" cs6=");
+    let head = |ext: &mut Ext<'_>| {
+        ext.key(" cs6Label=");
+        ext.key(DETAILS_LABEL);
+        ext.key(" cs6=");
+    };
+    head(ext);
     {
         let mut v = ext.value(CS_LIMIT);
         for (i, (key, value)) in entries().enumerate() {
@@ -715,9 +718,7 @@ fn write_details(ext: &mut Ext<'_>, rec: &Record<'_>, mapped: u128) {
         }
     }
     ext.out.truncate(mark);
-    ext.key(" cs6Label=");
-    ext.key(DETAILS_LABEL);
-    ext.key(" cs6=");
+    head(ext);
 
     let mut entries: SmallVec<[DetailEntry<'_>; 8]> = entries()
         .map(|(key, value)| DetailEntry {

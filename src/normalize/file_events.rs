@@ -383,18 +383,18 @@ pub(super) fn read<'a>(
         path: String::with_capacity(64),
         opened: [0; MAX_DEPTH],
         keep,
-        guess: if keep {
-            GUESS.with(|g| g.take())
-        } else {
-            Vec::new()
+        guesses: Guesses {
+            paths: if keep {
+                GUESS.with(|g| g.take())
+            } else {
+                Vec::new()
+            },
+            nested: 0,
         },
-        nested: 0,
-        keep_guess: keep,
     };
     let scan = json::scan_object_nested(raw, &mut flattener);
-    if flattener.keep_guess {
-        let guess = std::mem::take(&mut flattener.guess);
-        GUESS.with(|g| g.set(guess));
+    if keep {
+        GUESS.with(|g| g.set(flattener.guesses.paths));
     }
     scan
 }
@@ -410,42 +410,47 @@ struct Flattener<'r, 'a> {
     /// its key, restored when it closes.
     opened: [usize; MAX_DEPTH],
     keep: bool,
-    /// The interned paths of the nested fields of the last event read on this thread,
-    /// in order (`""` where one was not known): the events of a page share their
-    /// shape, so the `n`th nested field's path is nearly always the one before's, and
-    /// one comparison finds it instead of a hash lookup ([`intern`]).
-    guess: Vec<&'static str>,
-    /// How many nested fields were met so far.
-    nested: usize,
-    keep_guess: bool,
+    guesses: Guesses,
 }
 
-/// The most nested fields [`Flattener::guess`] remembers.
+/// The interned paths of the nested fields of the last event read on this thread, in
+/// order (`""` where one was not known): the events of a page share their shape, so
+/// the `n`th nested field's path is nearly always the one before's, and one comparison
+/// finds it instead of a hash lookup ([`intern`]).
+struct Guesses {
+    paths: Vec<&'static str>,
+    /// How many nested fields were met so far.
+    nested: usize,
+}
+
+/// The most nested fields [`Guesses`] remembers.
 const MAX_GUESSES: usize = 512;
 
 thread_local! {
     static GUESS: std::cell::Cell<Vec<&'static str>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
-impl Flattener<'_, '_> {
+impl Guesses {
     /// The interned text of `path`, the path of the next nested field.
     fn interned(&mut self, path: &str) -> Option<&'static str> {
         let n = self.nested;
         self.nested += 1;
-        if let Some(&g) = self.guess.get(n) {
+        if let Some(&g) = self.paths.get(n) {
             if g == path {
                 return Some(g);
             }
         }
         let p = intern(path);
-        match self.guess.get_mut(n) {
+        match self.paths.get_mut(n) {
             Some(slot) => *slot = p.unwrap_or(""),
-            None if n < MAX_GUESSES => self.guess.push(p.unwrap_or("")),
+            None if n < MAX_GUESSES => self.paths.push(p.unwrap_or("")),
             None => {}
         }
         p
     }
+}
 
+impl Flattener<'_, '_> {
     /// Appends `key` to the path; returns the length to truncate back to.
     fn push_key(&mut self, key: &str) -> usize {
         let len = self.path.len();
@@ -480,13 +485,10 @@ impl<'a> json::NestedVisitor<'a> for Flattener<'_, 'a> {
         let key = if depth == 0 || !self.keep {
             key
         } else {
-            let path = std::mem::take(&mut self.path);
-            let key = match self.interned(&path) {
+            match self.guesses.interned(&self.path) {
                 Some(p) => Cow::Borrowed(p),
-                None => Cow::Owned(path.clone()),
-            };
-            self.path = path;
-            key
+                None => Cow::Owned(self.path.clone()),
+            }
         };
         leaf(self.rec, self.seen, &self.path, key, m, self.keep);
         self.path.truncate(len);
